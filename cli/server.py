@@ -1,0 +1,137 @@
+"""`tessera server`: the embedded, single-process store on local drives."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+from aiohttp import web
+
+from gateway.app import make_app
+from gateway.context import Gateway
+from gateway.credentials import Credentials, CredentialsError, root_credentials
+from gateway.erasure import Scheme, SchemeError
+from gateway.object_layer import ObjectLayer
+from metadata.lmdb_store import LocalIndex
+from storage_node.drive import DriveError
+from storage_node.local_drive import LocalDrive
+
+DEFAULT_DATA = Path("tessera-data")
+DEFAULT_DRIVES = 6
+
+
+class StartupError(Exception):
+    """A problem the user can fix; shown as one line, exit code 2."""
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise StartupError(f"--listen must be HOST:PORT, not {text!r}")
+    return host, int(port)
+
+
+def layout(drives: tuple[str, ...], scheme: Scheme, index: str | None) -> tuple[list[Path], Path]:
+    """The drive directories and the system directory (index and credentials)."""
+    if drives:
+        paths = [Path(d) for d in drives]
+        if len(set(p.resolve() for p in paths)) != len(paths):
+            raise StartupError("the same drive is given twice")
+        if len(paths) < scheme.width:
+            raise StartupError(f"EC {scheme} needs {scheme.width} drives, but {len(paths)} were given")
+        system = paths[0] / ".tessera-system"
+    else:
+        paths = [DEFAULT_DATA / f"drive{i + 1}" for i in range(max(DEFAULT_DRIVES, scheme.width))]
+        system = DEFAULT_DATA / "system"
+    return paths, Path(index) if index else system
+
+
+def system_credentials(system: Path) -> Credentials:
+    try:
+        system.mkdir(parents=True, exist_ok=True)
+        return root_credentials(system / "credentials.json")
+    except OSError as exc:
+        raise StartupError(f"cannot use {system}: {exc.strerror or exc}") from None
+    except CredentialsError as exc:
+        raise StartupError(str(exc)) from None
+
+
+async def serve(
+    creds: Credentials, paths: list[Path], system: Path, scheme: Scheme, host: str, port: int, domains: tuple[str, ...]
+) -> None:
+    try:
+        drives = [await LocalDrive.open(p) for p in paths]
+    except DriveError as exc:
+        raise StartupError(str(exc)) from None
+    if len({d.drive_id for d in drives}) != len(drives):
+        raise StartupError("two drive directories carry the same drive id (was one copied from another?)")
+    try:
+        index = LocalIndex.open(system / "index")
+    except Exception as exc:  # lmdb raises its own error types for a bad or locked environment
+        raise StartupError(f"cannot open the index in {system / 'index'}: {exc}") from None
+
+    def lookup(access_key: str) -> str | None:
+        return creds.secret_key if access_key == creds.access_key else None
+
+    layer = ObjectLayer(drives, scheme)
+    gw = Gateway(index=index, layer=layer, lookup_secret=lookup, domains=domains)
+    runner = web.AppRunner(make_app(gw), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    bound = site._server.sockets[0].getsockname()[1] if site._server and site._server.sockets else port  # type: ignore[union-attr]
+    _announce(creds, host, bound, scheme, len(drives))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+    await layer.drain()
+    await index.close()
+
+
+def _announce(creds: Credentials, host: str, port: int, scheme: Scheme, drives: int) -> None:
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"Tessera: EC {scheme} over {drives} drives")
+    click.echo(f"Endpoint:  http://{shown}:{port}")
+    click.echo(f"export AWS_ACCESS_KEY_ID={creds.access_key}  AWS_SECRET_ACCESS_KEY={creds.secret_key}")
+    sys.stdout.flush()
+
+
+@click.command()
+@click.argument("drives", nargs=-1)
+@click.option("--listen", default="127.0.0.1:9000", show_default=True, help="HOST:PORT of the S3 endpoint.")
+@click.option("--ec", "ec", default="4+2", show_default=True, help="Erasure code K+M for new objects.")
+@click.option("--index", default=None, help="Directory of the index and credentials [DRIVE1/.tessera-system].")
+@click.option(
+    "--domain",
+    "domains",
+    multiple=True,
+    default=("localhost",),
+    show_default=True,
+    help="Domain for virtual-hosted-style requests (BUCKET.DOMAIN); repeatable.",
+)
+def server(drives: tuple[str, ...], listen: str, ec: str, index: str | None, domains: tuple[str, ...]) -> None:
+    """Run an erasure-coded S3 endpoint on local DRIVE directories (six under ./tessera-data by default)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        scheme = Scheme.parse(ec)
+        host, port = parse_listen(listen)
+        paths, system = layout(drives, scheme, index)
+        creds = system_credentials(system)
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(creds, paths, system, scheme, host, port, tuple(domains)))
+    except (StartupError, SchemeError) as exc:
+        click.echo(f"tessera server: error: {exc}", err=True)
+        sys.exit(2)

@@ -1,0 +1,158 @@
+"""The S3 HTTP front: authenticate, route each request to its handler, answer errors as S3 XML."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from gateway import bucket_api, listing_api, multipart_api, object_api, sigv4
+from gateway.context import Gateway
+from gateway.errors import S3Error
+from gateway.request import S3Request, split_path
+from gateway.s3_xml import error_document
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Gateway, S3Request], Awaitable[web.StreamResponse]]
+
+# Subresources S3 has and we do not: answered 501 rather than misread as a plain request.
+_BUCKET_UNSUPPORTED = frozenset(
+    "accelerate acl analytics cors encryption intelligent-tiering inventory lifecycle logging metrics "
+    "notification object-lock ownershipControls policy policyStatus publicAccessBlock replication "
+    "requestPayment tagging versioning versions website".split()
+)
+_OBJECT_UNSUPPORTED = frozenset("acl attributes legal-hold restore retention select tagging torrent".split())
+GATEWAY_KEY = web.AppKey("gateway", Gateway)
+REQUEST_ID = "tessera.request_id"
+
+
+def _route(req: S3Request) -> Handler:
+    method, q = req.http.method, req.query
+    if not req.bucket:
+        if method == "GET":
+            return bucket_api.list_buckets
+        raise S3Error("MethodNotAllowed")
+    if not req.key:
+        unsupported = _BUCKET_UNSUPPORTED.intersection(q)
+        if unsupported:
+            raise S3Error("NotImplemented", f"Bucket {sorted(unsupported)[0]} is not implemented.")
+        if method == "GET":
+            if "location" in q:
+                return bucket_api.bucket_location
+            if "uploads" in q:
+                return listing_api.list_uploads
+            return listing_api.list_objects
+        if method == "PUT":
+            return bucket_api.create_bucket
+        if method == "HEAD":
+            return bucket_api.head_bucket
+        if method == "DELETE":
+            return bucket_api.delete_bucket
+        if method == "POST" and "delete" in q:
+            return object_api.delete_objects
+        raise S3Error("NotImplemented" if method == "POST" else "MethodNotAllowed")
+    unsupported = _OBJECT_UNSUPPORTED.intersection(q)
+    if unsupported:
+        raise S3Error("NotImplemented", f"Object {sorted(unsupported)[0]} is not implemented.")
+    copy = "x-amz-copy-source" in req.headers
+    if method == "PUT":
+        if "uploadId" in q:
+            return multipart_api.upload_part_copy if copy else multipart_api.upload_part
+        return object_api.copy_object if copy else object_api.put_object
+    if method == "GET":
+        return multipart_api.list_parts if "uploadId" in q else object_api.get_object
+    if method == "HEAD":
+        return object_api.head_object
+    if method == "DELETE":
+        return multipart_api.abort_upload if "uploadId" in q else object_api.delete_object
+    if method == "POST":
+        if "uploads" in q:
+            return multipart_api.create_upload
+        if "uploadId" in q:
+            return multipart_api.complete_upload
+        raise S3Error("NotImplemented", "POST object uploads are not implemented.")
+    raise S3Error("MethodNotAllowed")
+
+
+def _host_bucket(host: str, domains: tuple[str, ...]) -> str | None:
+    """The bucket of a virtual-hosted-style request (bucket.<domain>), if the Host names one."""
+    name = host.rsplit(":", 1)[0].lower() if not host.endswith("]") else host
+    for domain in domains:
+        if name.endswith("." + domain):
+            return name[: -len(domain) - 1]
+    return None
+
+
+def _is_anonymous(request: web.Request) -> bool:
+    return "Authorization" not in request.headers and "X-Amz-Signature" not in request.query
+
+
+async def _health(request: web.Request) -> web.StreamResponse | None:
+    if request.method != "GET" or not _is_anonymous(request):
+        return None
+    if request.path == "/health/live":
+        return web.json_response({"status": "ok"})
+    if request.path == "/health/ready":
+        return web.json_response({"status": "ready"})
+    return None
+
+
+async def _dispatch(request: web.Request) -> web.StreamResponse:
+    gw = request.app[GATEWAY_KEY]
+    health = await _health(request)
+    if health is not None:
+        return health
+    rid = request[REQUEST_ID]
+    bucket, key = split_path(request.rel_url.raw_path, _host_bucket(request.host, gw.domains))
+    auth = sigv4.verify(
+        request.method,
+        request.rel_url.raw_path,
+        parse_qsl(request.query_string, keep_blank_values=True),
+        request.headers,
+        gw.lookup_secret,
+    )
+    req = S3Request(request, rid, bucket, key, auth.access_key, request.query, auth)
+    return await _route(req)(gw, req)
+
+
+@web.middleware
+async def _errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    rid = uuid.uuid4().hex[:16].upper()
+    request[REQUEST_ID] = rid
+    try:
+        return await handler(request)
+    except S3Error as err:
+        return _error_response(request, err, rid)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("request %s %s failed", request.method, request.path)
+        return _error_response(request, S3Error("InternalError"), rid)
+
+
+def _error_response(request: web.Request, err: S3Error, rid: str) -> web.Response:
+    if err.status == 304:
+        return web.Response(status=304)
+    body = b"" if request.method == "HEAD" else error_document(err, request.path, rid)
+    return web.Response(status=err.status, body=body, content_type="application/xml")
+
+
+async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
+    rid = request.get(REQUEST_ID, "")
+    response.headers["x-amz-request-id"] = rid
+    response.headers["x-amz-id-2"] = rid
+    response.headers["Server"] = "Tessera"
+
+
+def make_app(gw: Gateway) -> web.Application:
+    app = web.Application(middlewares=[_errors])
+    app[GATEWAY_KEY] = gw
+    app.on_response_prepare.append(_stamp)
+    app.router.add_route("*", "/{tail:.*}", _dispatch)
+    return app

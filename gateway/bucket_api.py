@@ -1,0 +1,88 @@
+"""Bucket operations: list, create, delete, head, location."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from gateway.context import Gateway
+from gateway.errors import S3Error
+from gateway.request import S3Request, canonical_id, check_bucket_name
+from gateway.s3_xml import MAX_XML_BODY, child_text, document, iso8601, parse
+from metadata.index import BucketAlreadyExists, BucketNotEmpty, NoSuchBucket
+from metadata.records import BucketRecord
+
+
+def xml_response(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type="application/xml")
+
+
+def owner_items(access_key: str) -> list[tuple[str, object]]:
+    return [("ID", canonical_id(access_key)), ("DisplayName", access_key)]
+
+
+async def read_small_body(req: S3Request) -> bytes:
+    if req.http.content_length is not None and req.http.content_length > MAX_XML_BODY:
+        raise S3Error("MaxMessageLengthExceeded", "Your request was too big.", 400)
+    body = bytearray()
+    while chunk := await req.http.content.read(65536):
+        body += chunk
+        if len(body) > MAX_XML_BODY:
+            raise S3Error("MaxMessageLengthExceeded", "Your request was too big.", 400)
+    return bytes(body)
+
+
+async def list_buckets(gw: Gateway, req: S3Request) -> web.StreamResponse:
+    buckets = [b for b in await gw.index.list_buckets() if b.owner == req.access_key]
+    items = [
+        ("Owner", owner_items(req.access_key)),
+        ("Buckets", [("Bucket", [("Name", b.name), ("CreationDate", iso8601(b.created))]) for b in buckets]),
+    ]
+    return xml_response(document("ListAllMyBucketsResult", items))
+
+
+async def create_bucket(gw: Gateway, req: S3Request) -> web.StreamResponse:
+    check_bucket_name(req.bucket)
+    region = gw.region
+    body = await read_small_body(req)
+    if body.strip():
+        conf = parse(body, "CreateBucketConfiguration")
+        region = child_text(conf, "LocationConstraint") or gw.region
+    try:
+        await gw.index.create_bucket(BucketRecord(req.bucket, req.access_key, time.time(), region))
+    except BucketAlreadyExists as exc:
+        code = "BucketAlreadyOwnedByYou" if exc.owner == req.access_key else "BucketAlreadyExists"
+        raise S3Error(code, BucketName=req.bucket) from None
+    return web.Response(status=200, headers={"Location": "/" + req.bucket})
+
+
+async def delete_bucket(gw: Gateway, req: S3Request) -> web.StreamResponse:
+    await owned_bucket(gw, req)
+    try:
+        leftovers = await gw.index.delete_bucket(req.bucket)
+    except NoSuchBucket:
+        raise S3Error("NoSuchBucket", BucketName=req.bucket) from None
+    except BucketNotEmpty:
+        raise S3Error("BucketNotEmpty", BucketName=req.bucket) from None
+    gw.layer.discard(leftovers)
+    return web.Response(status=204)
+
+
+async def head_bucket(gw: Gateway, req: S3Request) -> web.StreamResponse:
+    rec = await owned_bucket(gw, req)
+    return web.Response(status=200, headers={"x-amz-bucket-region": rec.region})
+
+
+async def bucket_location(gw: Gateway, req: S3Request) -> web.StreamResponse:
+    rec = await owned_bucket(gw, req)
+    # us-east-1 is reported as an empty constraint, as S3 does.
+    loc = "" if rec.region == "us-east-1" else rec.region
+    return xml_response(document("LocationConstraint", [], text=loc or None))
+
+
+async def owned_bucket(gw: Gateway, req: S3Request) -> BucketRecord:
+    rec = await gw.bucket(req.bucket)
+    if rec.owner != req.access_key:
+        raise S3Error("AccessDenied")
+    return rec

@@ -1,0 +1,107 @@
+"""Objects as data: writing parts onto drives, streaming byte ranges back, discarding old data.
+
+Sits between the S3 handlers and the two seams. It knows nothing of HTTP; it knows which
+drives hold which fragments, and it defers deleting data that a reader is still streaming.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Coroutine, Sequence
+
+from gateway.erasure import Scheme
+from gateway.object_io import BodySource, Hasher, delete_fragments, read_part, write_part
+from gateway.placement import place
+from metadata.records import ObjectManifest, PartRecord
+from storage_node.drive import Drive
+
+log = logging.getLogger(__name__)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class ObjectLayer:
+    def __init__(self, drives: Sequence[Drive], scheme: Scheme) -> None:
+        if len(drives) < scheme.width:
+            raise ValueError(f"EC {scheme} needs {scheme.width} drives, have {len(drives)}")
+        self.scheme = scheme
+        self.drives = {d.drive_id: d for d in drives}
+        self._readers: Counter[str] = Counter()
+        self._doomed: dict[str, list[PartRecord]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def write(self, source: BodySource, number: int, hashers: Sequence[Hasher] = ()) -> tuple[PartRecord, bytes]:
+        """Store a body as a new data version; returns its part record and the body's MD5."""
+        data_id = new_id()
+        placement = place(data_id, list(self.drives), self.scheme.width)
+        written = await write_part(
+            source, [self.drives[d] for d in placement], self.scheme, data_id, number, hashers
+        )
+        rec = PartRecord(
+            number=number,
+            data_id=data_id,
+            size=written.size,
+            etag=written.md5.hex(),
+            placement=written.placement,
+            k=self.scheme.k,
+            m=self.scheme.m,
+            segment_size=self.scheme.segment_size,
+            last_modified=time.time(),
+        )
+        return rec, written.md5
+
+    async def stream(self, man: ObjectManifest, start: int, end: int) -> AsyncIterator[bytes]:
+        """Yield bytes [start, end] (inclusive) of an object, reading only the segments needed."""
+        ids = [p.data_id for p in man.parts]
+        self._readers.update(ids)
+        try:
+            offset = 0
+            for part in man.parts:
+                p_start, p_end = offset, offset + part.size - 1
+                offset += part.size
+                if p_end < start or p_start > end or part.size == 0:
+                    continue
+                lo, hi = max(start, p_start) - p_start, min(end, p_end) - p_start
+                scheme = Scheme(part.k, part.m, part.segment_size)
+                first, last = scheme.segment_span(part.size, lo, hi)
+                pos = first * part.segment_size
+                async for seg in read_part(part, self.drives, first, last):
+                    a, b = max(lo - pos, 0), min(hi - pos + 1, len(seg))
+                    pos += len(seg)
+                    if a < b:
+                        yield seg[a:b] if (a, b) != (0, len(seg)) else seg
+        finally:
+            self._readers.subtract(ids)
+            for data_id in ids:
+                if self._readers[data_id] <= 0:
+                    del self._readers[data_id]
+                    if data_id in self._doomed:
+                        self._spawn(self._delete(self._doomed.pop(data_id)))
+
+    def discard(self, parts: Sequence[PartRecord]) -> None:
+        """Delete the data of parts no longer referenced, once nobody streams them."""
+        for part in parts:
+            if self._readers[part.data_id] > 0:
+                self._doomed.setdefault(part.data_id, []).append(part)
+            else:
+                self._spawn(self._delete([part]))
+
+    async def _delete(self, parts: list[PartRecord]) -> None:
+        for part in parts:
+            await delete_fragments([self.drives.get(d) for d in part.placement], part.data_id, part.number)
+
+    def _spawn(self, coro: Coroutine[None, None, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """Wait for background deletions (on shutdown)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)

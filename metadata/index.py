@@ -1,0 +1,156 @@
+"""The index seam: buckets, object manifests and multipart uploads.
+
+Implementations: LocalIndex (LMDB, metadata/lmdb_store.py) and, later, the replicated index
+client. Both pass tests/index_contract.py. Every method is atomic: a method that raises
+has changed nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from metadata.records import BucketRecord, Condition, ObjectManifest, PartRecord, UploadRecord
+
+
+class IndexError_(Exception):
+    """Base of the errors an index raises (named so as not to shadow the builtin)."""
+
+
+class BucketAlreadyExists(IndexError_):
+    def __init__(self, owner: str) -> None:
+        super().__init__(f"bucket exists, owned by {owner}")
+        self.owner = owner
+
+
+class NoSuchBucket(IndexError_):
+    pass
+
+
+class BucketNotEmpty(IndexError_):
+    pass
+
+
+class NoSuchUpload(IndexError_):
+    pass
+
+
+class PreconditionFailed(IndexError_):
+    pass
+
+
+@dataclass(slots=True)
+class ObjectPage:
+    objects: list[ObjectManifest] = field(default_factory=list)
+    prefixes: list[str] = field(default_factory=list)  # common prefixes (with the delimiter)
+    truncated: bool = False
+    next_marker: str = ""  # the last key or common prefix returned, when truncated
+
+
+@dataclass(slots=True)
+class UploadPage:
+    uploads: list[UploadRecord] = field(default_factory=list)
+    prefixes: list[str] = field(default_factory=list)
+    truncated: bool = False
+    next_key_marker: str = ""
+    next_upload_id_marker: str = ""
+
+
+@dataclass(slots=True)
+class PartPage:
+    parts: list[PartRecord] = field(default_factory=list)
+    truncated: bool = False
+    next_marker: int = 0
+
+
+@dataclass(slots=True)
+class Completed:
+    previous: ObjectManifest | None  # the object the completion replaced
+    unused: list[PartRecord]  # uploaded parts the completed object does not use
+
+
+class Index(Protocol):
+    # -- buckets
+    async def create_bucket(self, rec: BucketRecord) -> None:
+        """Raises BucketAlreadyExists (with the current owner) if the name is taken."""
+        ...
+
+    async def get_bucket(self, name: str) -> BucketRecord | None: ...
+
+    async def delete_bucket(self, name: str) -> list[PartRecord]:
+        """Raises NoSuchBucket, or BucketNotEmpty while it holds any object.
+
+        Multipart uploads in progress do not block deletion (as in S3): they are dropped with
+        the bucket, and the parts they had are returned so their fragments can be collected.
+        """
+        ...
+
+    async def list_buckets(self) -> list[BucketRecord]:
+        """All buckets, sorted by name."""
+        ...
+
+    # -- objects
+    async def put_object(self, man: ObjectManifest, cond: Condition | None = None) -> ObjectManifest | None:
+        """Make `man` the current object at (man.bucket, man.key); return the one it replaced.
+
+        Raises NoSuchBucket, PreconditionFailed (cond not met against the current object).
+        """
+        ...
+
+    async def get_object(self, bucket: str, key: str) -> ObjectManifest | None: ...
+
+    async def delete_object(self, bucket: str, key: str) -> ObjectManifest | None:
+        """Remove the object; return it (None if there was none). Raises NoSuchBucket."""
+        ...
+
+    async def list_objects(
+        self, bucket: str, prefix: str = "", start_after: str = "", delimiter: str = "", max_keys: int = 1000
+    ) -> ObjectPage:
+        """Keys > start_after that start with prefix, in UTF-8 byte order.
+
+        With a delimiter, keys whose remainder after the prefix contains it are rolled into one
+        common prefix (prefix + remainder up to and including the first delimiter); objects and
+        prefixes together count towards max_keys. start_after may be a common prefix returned
+        earlier: everything under it is skipped. Raises NoSuchBucket.
+        """
+        ...
+
+    # -- multipart uploads
+    async def create_upload(self, rec: UploadRecord) -> None:
+        """Raises NoSuchBucket."""
+        ...
+
+    async def get_upload(self, upload_id: str) -> UploadRecord | None: ...
+
+    async def put_part(self, upload_id: str, part: PartRecord) -> PartRecord | None:
+        """Record a part (replacing one with the same number, which is returned). Raises NoSuchUpload."""
+        ...
+
+    async def list_parts(self, upload_id: str, marker: int = 0, max_parts: int = 1000) -> PartPage:
+        """Parts with number > marker, ascending. Raises NoSuchUpload."""
+        ...
+
+    async def list_uploads(
+        self,
+        bucket: str,
+        prefix: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        delimiter: str = "",
+        max_uploads: int = 1000,
+    ) -> UploadPage:
+        """Uploads sorted by (key, initiated, upload_id), after the markers as S3 defines them."""
+        ...
+
+    async def complete_upload(self, upload_id: str, man: ObjectManifest, cond: Condition | None = None) -> Completed:
+        """Atomically: check cond, make man current, drop the upload and all its part records.
+
+        Raises NoSuchUpload, NoSuchBucket, PreconditionFailed.
+        """
+        ...
+
+    async def abort_upload(self, upload_id: str) -> list[PartRecord]:
+        """Drop the upload and its parts; return the parts (for GC). Raises NoSuchUpload."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,91 @@
+"""The records the index holds, and their encoding (msgpack of plain dicts)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import msgpack
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class BucketRecord:
+    name: str
+    owner: str  # access key of the creating user
+    created: float  # seconds since the epoch
+    region: str = "us-east-1"
+
+
+@dataclass(slots=True)
+class PartRecord:
+    """One erasure-coded run of data: the whole object of a single PUT, or a multipart part."""
+
+    number: int  # 0 for a single PUT; 1..10000 for a multipart part
+    data_id: str  # 32 hex: the FragmentId.version its fragments are stored under
+    size: int  # plaintext bytes
+    etag: str  # hex MD5 of the part's bytes (no quotes)
+    placement: list[str]  # drive id holding fragment i, for i in 0..k+m-1
+    k: int
+    m: int
+    segment_size: int
+    last_modified: float = 0.0
+    checksums: dict[str, str] = field(default_factory=dict)  # algorithm (e.g. "CRC32") -> base64
+
+
+@dataclass(slots=True)
+class ObjectManifest:
+    bucket: str
+    key: str
+    version_id: str  # 32 hex, new for every write
+    size: int
+    etag: str  # as S3 returns it, without quotes ("<md5>" or "<md5-of-md5s>-<n>")
+    last_modified: float
+    owner: str
+    parts: list[PartRecord]
+    content_type: str = "binary/octet-stream"
+    headers: dict[str, str] = field(default_factory=dict)  # Content-Encoding, Cache-Control, ...
+    user_meta: dict[str, str] = field(default_factory=dict)  # x-amz-meta-* (lowercased name without prefix)
+    checksums: dict[str, str] = field(default_factory=dict)  # algorithm -> base64 (S3 full-object or composite)
+    checksum_type: str = ""  # "FULL_OBJECT" | "COMPOSITE" | ""
+
+
+@dataclass(slots=True)
+class UploadRecord:
+    """A multipart upload in progress."""
+
+    bucket: str
+    key: str
+    upload_id: str  # 32 hex; also the version id the completed object gets
+    initiated: float
+    owner: str
+    content_type: str = "binary/octet-stream"
+    headers: dict[str, str] = field(default_factory=dict)
+    user_meta: dict[str, str] = field(default_factory=dict)
+    checksum_algorithm: str = ""  # as given at create (e.g. "CRC32"), "" if none
+    checksum_type: str = ""  # "COMPOSITE" | "FULL_OBJECT" | ""
+
+
+@dataclass(slots=True)
+class Condition:
+    """A precondition checked atomically against the current object inside the write."""
+
+    if_match: str | None = None  # ETag (without quotes) the current object must have
+    if_none_match_star: bool = False  # the key must not exist
+
+
+def _nested_types(cls: type) -> dict[str, type]:
+    return {"parts": PartRecord} if cls is ObjectManifest else {}
+
+
+def encode(rec: Any) -> bytes:
+    return msgpack.packb(dataclasses.asdict(rec), use_bin_type=True)
+
+
+def decode(cls: type[T], data: bytes) -> T:
+    d = msgpack.unpackb(data, raw=False)
+    for name, sub in _nested_types(cls).items():
+        d[name] = [sub(**x) for x in d[name]]
+    return cls(**d)
