@@ -14,7 +14,8 @@ from collections import Counter
 from collections.abc import AsyncIterator, Coroutine, Sequence
 
 from gateway.erasure import Scheme
-from gateway.object_io import BodySource, Hasher, delete_fragments, read_part, write_part
+from gateway.errors import S3Error
+from gateway.object_io import BodySource, Hasher, WriteQuorumError, delete_fragments, read_part, write_part
 from gateway.placement import place
 from metadata.records import ObjectManifest, PartRecord
 from storage_node.drive import Drive
@@ -40,9 +41,12 @@ class ObjectLayer:
         """Store a body as a new data version; returns its part record and the body's MD5."""
         data_id = new_id()
         placement = place(data_id, list(self.drives), self.scheme.width)
-        written = await write_part(
-            source, [self.drives[d] for d in placement], self.scheme, data_id, number, hashers
-        )
+        try:
+            written = await write_part(
+                source, [self.drives[d] for d in placement], self.scheme, data_id, number, hashers
+            )
+        except WriteQuorumError as exc:
+            raise S3Error("ServiceUnavailable", f"Too few drives took the data: {exc}", 503) from None
         rec = PartRecord(
             number=number,
             data_id=data_id,
