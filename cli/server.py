@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 from aiohttp import web
 
+from cli.malloc_tuning import tune_malloc
 from gateway.app import make_app
 from gateway.context import Gateway
 from gateway.credentials import Credentials, CredentialsError, root_credentials
@@ -125,6 +126,7 @@ def _announce(creds: Credentials, host: str, port: int, scheme: Scheme, drives: 
 def server(drives: tuple[str, ...], listen: str, ec: str, index: str | None, domains: tuple[str, ...]) -> None:
     """Run an erasure-coded S3 endpoint on local DRIVE directories (six under ./tessera-data by default)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tune_malloc()
     try:
         scheme = Scheme.parse(ec)
         host, port = parse_listen(listen)
