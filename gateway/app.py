@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from urllib.parse import parse_qsl
 
 from aiohttp import web
 
@@ -111,7 +110,7 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     auth = sigv4.verify(
         request.method,
         request.rel_url.raw_path,
-        parse_qsl(request.query_string, keep_blank_values=True),
+        sigv4.parse_query(request.rel_url.raw_query_string),
         request.headers,
         gw.lookup_secret,
     )
