@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from gateway import bucket_api, listing_api, multipart_api, object_api, sigv4
+from gateway import bucket_api, listing_api, multipart_api, object_api, sigv2, sigv4
 from gateway.context import Gateway
 from gateway.errors import S3Error
 from gateway.request import S3Request, split_path
@@ -87,7 +87,7 @@ def _host_bucket(host: str, domains: tuple[str, ...]) -> str | None:
 
 
 def _is_anonymous(request: web.Request) -> bool:
-    return "Authorization" not in request.headers and "X-Amz-Signature" not in request.query
+    return not ({"X-Amz-Signature", "Signature"} & request.query.keys()) and "Authorization" not in request.headers
 
 
 async def _health(request: web.Request) -> web.StreamResponse | None:
@@ -106,14 +106,14 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     if health is not None:
         return health
     rid = request[REQUEST_ID]
-    bucket, key = split_path(request.rel_url.raw_path, _host_bucket(request.host, gw.domains))
-    auth = sigv4.verify(
-        request.method,
-        request.rel_url.raw_path,
-        sigv4.parse_query(request.rel_url.raw_query_string),
-        request.headers,
-        gw.lookup_secret,
-    )
+    host_bucket = _host_bucket(request.host, gw.domains)
+    bucket, key = split_path(request.rel_url.raw_path, host_bucket)
+    raw_path, query = request.rel_url.raw_path, sigv4.parse_query(request.rel_url.raw_query_string)
+    if sigv2.is_presigned_v2(query):
+        resource = f"/{host_bucket}{raw_path}" if host_bucket else raw_path
+        auth = sigv2.verify_presigned(request.method, resource, query, request.headers, gw.lookup_secret)
+    else:
+        auth = sigv4.verify(request.method, raw_path, query, request.headers, gw.lookup_secret)
     req = S3Request(request, rid, bucket, key, auth.access_key, request.query, auth)
     return await _route(req)(gw, req)
 
