@@ -62,7 +62,8 @@ def through_tessera(size: int, runs: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="tessera-bench-") as tmp:
         base = Path(tmp)
         drives = [str(base / f"d{i}") for i in range(6)]
-        proc, endpoint = launch(["server", *drives, "--listen", "127.0.0.1:0"], env, base / "server.log")
+        run = launch(["server", *drives, "--listen", "127.0.0.1:0"], env, base / "server.log")
+        proc, endpoint = run.proc, run.endpoint
         try:
             s3 = boto3.client(
                 "s3",

@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 START_TIMEOUT = 30.0
@@ -22,17 +23,32 @@ def tessera_command() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "cli.main"]
 
 
-def launch(args: Sequence[str], env: Mapping[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Run `tessera ARGS` (listening on port 0 is fine) and return it with its printed endpoint, once ready."""
+@dataclass
+class Launched:
+    proc: subprocess.Popen[bytes]
+    endpoint: str
+    banner: str  # what it printed up to its endpoint line
+
+
+def launch(
+    args: Sequence[str], env: Mapping[str, str], log: Path, cwd: Path | None = None, banner_end: str = "export "
+) -> Launched:
+    """Run `tessera ARGS` (listening on port 0 is fine); return it once ready, with its printed endpoint.
+
+    The banner is complete at its line starting with `banner_end` (the credentials, for an S3 endpoint).
+    """
     with open(log, "ab") as log_file:
-        proc = subprocess.Popen([*tessera_command(), *args], stdout=subprocess.PIPE, stderr=log_file, env=dict(env))
+        proc = subprocess.Popen(
+            [*tessera_command(), *args], stdout=subprocess.PIPE, stderr=log_file, env=dict(env), cwd=cwd
+        )
     try:
-        endpoint = _read_endpoint(proc, log)
+        banner = _read_banner(proc, log, banner_end)
+        endpoint = next(ln for ln in banner.splitlines() if ln.startswith("Endpoint:")).split(None, 1)[1].strip()
         wait_ready(endpoint, proc, log)
     except BaseException:
         stop(proc)
         raise
-    return proc, endpoint
+    return Launched(proc, endpoint, banner)
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
@@ -48,7 +64,7 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
         proc.stdout.close()
 
 
-def _read_endpoint(proc: subprocess.Popen[bytes], log: Path) -> str:
+def _read_banner(proc: subprocess.Popen[bytes], log: Path, banner_end: str) -> str:
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
     deadline = time.monotonic() + START_TIMEOUT
@@ -62,9 +78,9 @@ def _read_endpoint(proc: subprocess.Popen[bytes], log: Path) -> str:
             if not data:
                 raise RuntimeError(f"tessera exited {proc.wait()}:\n{log.read_text(errors='replace')}")
             out += data
-            for line in out.decode(errors="replace").splitlines():
-                if line.startswith("Endpoint:") and out.endswith(b"\n"):
-                    return line.split(None, 1)[1].strip()
+            text = out.decode(errors="replace")
+            if text.endswith("\n") and any(ln.startswith(banner_end) for ln in text.splitlines()):
+                return text
     raise RuntimeError(f"tessera printed no endpoint within {START_TIMEOUT}s:\n{log.read_text(errors='replace')}")
 
 

@@ -77,5 +77,5 @@ def start_server(base: Path, drives: int = 6, ec: str = "4+2", extra: tuple[str,
     paths = [base / f"d{i + 1}" for i in range(drives)]
     env = {**os.environ, "TESSERA_ACCESS_KEY": ACCESS_KEY, "TESSERA_SECRET_KEY": SECRET_KEY, "PYTHONUNBUFFERED": "1"}
     args = ["server", *map(str, paths), "--listen", "127.0.0.1:0", "--ec", ec, *extra]
-    proc, endpoint = launch(args, env, base / "server.log")
-    return ServerProcess(proc, endpoint, paths, paths[0] / ".tessera-system", base / "server.log", env)
+    run = launch(args, env, base / "server.log")
+    return ServerProcess(run.proc, run.endpoint, paths, paths[0] / ".tessera-system", base / "server.log", env)
