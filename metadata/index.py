@@ -139,7 +139,7 @@ class Index(Protocol):
         delimiter: str = "",
         max_uploads: int = 1000,
     ) -> UploadPage:
-        """Uploads sorted by (key, initiated, upload_id), after the markers as S3 defines them."""
+        """Uploads sorted by (key, initiated, upload_id), after the markers as S3 defines them. Raises NoSuchBucket."""
         ...
 
     async def complete_upload(self, upload_id: str, man: ObjectManifest, cond: Condition | None = None) -> Completed:

@@ -84,8 +84,14 @@ def encode(rec: Any) -> bytes:
     return msgpack.packb(dataclasses.asdict(rec), use_bin_type=True)
 
 
+def _build(cls: type[T], d: dict[str, Any]) -> T:
+    # Fields this version does not know (written by a newer one) are dropped, not fatal.
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in d.items() if k in known})
+
+
 def decode(cls: type[T], data: bytes) -> T:
     d = msgpack.unpackb(data, raw=False)
     for name, sub in _nested_types(cls).items():
-        d[name] = [sub(**x) for x in d[name]]
-    return cls(**d)
+        d[name] = [_build(sub, x) for x in d[name]]
+    return _build(cls, d)

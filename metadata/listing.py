@@ -1,0 +1,164 @@
+"""S3 listing semantics (ListObjects v1/v2, ListMultipartUploads) over an ordered, seekable cursor.
+
+Pure logic, shared by every Index implementation: the store only supplies a Cursor over one
+bucket's entries in UTF-8 byte order of their keys. Keys and prefixes are handled as UTF-8 bytes
+so the order is S3's, not Python's str order (which differs for surrogate-pair code points).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+from metadata.index import ObjectPage, UploadPage
+from metadata.records import ObjectManifest, UploadRecord
+
+V = TypeVar("V")
+V_co = TypeVar("V_co", covariant=True)
+
+# UTF-8 never contains 0xFF: seeking past prefix + SKIP lands after every key under prefix.
+SKIP = b"\xff"
+
+
+class Cursor(Protocol[V_co]):
+    """One bucket's entries as (utf8 key, value), ordered by key; entries of one key are contiguous."""
+
+    def seek(self, key: bytes, inclusive: bool = False) -> None:
+        """Position at the first entry whose key is > key (>= if inclusive)."""
+        ...
+
+    def next(self) -> tuple[bytes, V_co] | None:
+        """The entry at the position, advancing past it; None at the end."""
+        ...
+
+
+class _Stream(Generic[V]):
+    """A cursor with entries to hand out first (an upload-id-marker's key's remaining uploads)."""
+
+    def __init__(self, cursor: Cursor[V], first: Iterable[tuple[bytes, V]] = ()) -> None:
+        self.cursor = cursor
+        self.first = deque(first)
+
+    def next(self) -> tuple[bytes, V] | None:
+        return self.first.popleft() if self.first else self.cursor.next()
+
+    def skip_under(self, prefix: bytes) -> None:
+        while self.first and self.first[0][0].startswith(prefix):
+            self.first.popleft()
+        if not self.first:
+            self.cursor.seek(prefix + SKIP)
+
+
+@dataclass(slots=True)
+class _Walk(Generic[V]):
+    entries: list[tuple[bytes, V]] = field(default_factory=list)
+    prefixes: list[str] = field(default_factory=list)
+    truncated: bool = False
+    last: tuple[bytes, V] | bytes | None = None  # the last entry, or common prefix, returned
+
+
+def _rollup(key: bytes, prefix: bytes, delimiter: bytes) -> bytes | None:
+    """The common prefix `key` is rolled into, if any."""
+    if not delimiter or not key.startswith(prefix):
+        return None
+    i = key.find(delimiter, len(prefix))
+    return None if i < 0 else key[: i + len(delimiter)]
+
+
+def _start(cursor: Cursor[V], prefix: bytes, marker: bytes, delimiter: bytes) -> None:
+    """Position after `marker` (skipping all under it if it is a common prefix) and at or after prefix."""
+    if marker and marker >= prefix:
+        if _rollup(marker, prefix, delimiter) == marker:
+            # A common prefix returned earlier: the keys under it sort after it and would roll
+            # into it again.
+            cursor.seek(marker + SKIP)
+        else:
+            cursor.seek(marker)
+    else:
+        cursor.seek(prefix, inclusive=True)
+
+
+def _walk(stream: _Stream[V], prefix: bytes, delimiter: bytes, limit: int) -> _Walk[V]:
+    out: _Walk[V] = _Walk()
+    count = 0
+    while (entry := stream.next()) is not None:
+        key = entry[0]
+        if not key.startswith(prefix):
+            break  # keys with the prefix are contiguous and we started at or after it
+        if count == limit:
+            out.truncated = True
+            break
+        count += 1
+        cp = _rollup(key, prefix, delimiter)
+        if cp is None:
+            out.entries.append(entry)
+            out.last = entry
+        else:
+            out.prefixes.append(cp.decode())
+            out.last = cp
+            stream.skip_under(cp)  # one seek instead of reading every key under it
+    return out
+
+
+def list_objects(
+    cursor: Cursor[V],
+    decode: Callable[[V], ObjectManifest],
+    prefix: str = "",
+    start_after: str = "",
+    delimiter: str = "",
+    max_keys: int = 1000,
+) -> ObjectPage:
+    """Index.list_objects over `cursor`; only the objects returned are decoded."""
+    if max_keys <= 0:
+        return ObjectPage()  # as S3: nothing, not truncated
+    p, d = prefix.encode(), delimiter.encode()
+    _start(cursor, p, start_after.encode(), d)
+    w = _walk(_Stream(cursor), p, d, max_keys)
+    page = ObjectPage([decode(v) for _, v in w.entries], w.prefixes, w.truncated)
+    if w.truncated:
+        page.next_marker = _marker_key(w.last).decode()
+    return page
+
+
+def list_uploads(
+    cursor: Cursor[UploadRecord],
+    prefix: str = "",
+    key_marker: str = "",
+    upload_id_marker: str = "",
+    delimiter: str = "",
+    max_uploads: int = 1000,
+) -> UploadPage:
+    """Index.list_uploads over a cursor whose entries of one key are in (initiated, upload_id) order.
+
+    With key_marker and upload_id_marker: the uploads of key_marker after the one with that id,
+    then keys > key_marker. If that upload is gone (completed or aborted since), its place in the
+    order is unknown, so all of key_marker's uploads are listed: a page may repeat uploads but
+    never skips one. upload_id_marker without key_marker is ignored, as by S3.
+    """
+    if max_uploads <= 0:
+        return UploadPage()
+    p, d = prefix.encode(), delimiter.encode()
+    km = key_marker.encode()
+    first: list[tuple[bytes, UploadRecord]] = []
+    if km and upload_id_marker and km.startswith(p) and _rollup(km, p, d) != km:
+        cursor.seek(km, inclusive=True)
+        while (entry := cursor.next()) is not None and entry[0] == km:
+            first.append(entry)
+        ids = [u.upload_id for _, u in first]
+        if upload_id_marker in ids:
+            first = first[ids.index(upload_id_marker) + 1 :]
+    _start(cursor, p, km, d)
+    w = _walk(_Stream(cursor, first), p, d, max_uploads)
+    page = UploadPage([u for _, u in w.entries], w.prefixes, w.truncated)
+    if w.truncated:
+        page.next_key_marker = _marker_key(w.last).decode()
+        if isinstance(w.last, tuple):
+            page.next_upload_id_marker = w.last[1].upload_id
+    return page
+
+
+def _marker_key(last: tuple[bytes, V] | bytes | None) -> bytes:
+    assert last is not None  # truncated implies something was returned (limit > 0)
+    return last if isinstance(last, bytes) else last[0]

@@ -1,0 +1,360 @@
+"""LocalIndex: the Index seam on a local LMDB environment (the embedded server, and each metadata replica).
+
+Named databases:
+    buckets         name -> BucketRecord
+    objects         keys.encode(bucket, key) -> ObjectManifest
+    uploads         upload_id -> UploadRecord
+    uploads_by_key  keys.encode(bucket, key) -> sortable(initiated) + upload_id   (DUPSORT: listing order)
+    parts           upload_id + b"\\x00" + number (4 bytes, big-endian) -> PartRecord
+
+Every method is one LMDB transaction run on a single dedicated thread: LMDB calls block, so they
+stay off the event loop, and write transactions are serialized without locks. The environment is
+opened with LMDB's default durability (sync and metasync on, no writemap), so a write transaction
+is on disk when its commit returns, hence when the method returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import lmdb
+
+from metadata import keys, listing
+from metadata.index import (
+    BucketAlreadyExists,
+    BucketNotEmpty,
+    Completed,
+    NoSuchBucket,
+    NoSuchUpload,
+    ObjectPage,
+    PartPage,
+    PreconditionFailed,
+    UploadPage,
+)
+from metadata.records import (
+    BucketRecord,
+    Condition,
+    ObjectManifest,
+    PartRecord,
+    UploadRecord,
+    decode,
+    encode,
+)
+
+T = TypeVar("T")
+V = TypeVar("V")
+
+_DBS = ("buckets", "objects", "uploads", "uploads_by_key", "parts")
+_MAX_DBS = 32  # room for the records still to come (users, membership, repair queue)
+
+
+def _sortable(x: float) -> bytes:
+    """8 bytes whose byte order is the numeric order of the float."""
+    (n,) = struct.unpack(">Q", struct.pack(">d", x))
+    n = n ^ 0xFFFF_FFFF_FFFF_FFFF if n >> 63 else n | 1 << 63
+    return n.to_bytes(8, "big")
+
+
+def _upload_dup(rec: UploadRecord) -> bytes:
+    return _sortable(rec.initiated) + rec.upload_id.encode()
+
+
+def _parts_prefix(upload_id: str) -> bytes:
+    return upload_id.encode() + b"\x00"
+
+
+def _part_key(upload_id: str, number: int) -> bytes:
+    return _parts_prefix(upload_id) + number.to_bytes(4, "big")
+
+
+def check_condition(cond: Condition | None, current: ObjectManifest | None) -> None:
+    """Raise PreconditionFailed unless `cond` holds against the current object."""
+    if cond is None:
+        return
+    if cond.if_none_match_star and current is not None:
+        raise PreconditionFailed("the key exists")
+    if cond.if_match is not None:
+        if current is None:
+            raise PreconditionFailed("no current object to match")
+        if cond.if_match != "*" and cond.if_match != current.etag:
+            raise PreconditionFailed(f"etag is {current.etag}")
+
+
+class _BucketCursor(Generic[V]):
+    """listing.Cursor over one bucket: S3 keys as UTF-8 bytes, values mapped by `value`."""
+
+    def __init__(
+        self, txn: lmdb.Transaction, db: Any, bucket: str, full_key: keys.FullKey, value: Callable[[bytes], V]
+    ) -> None:
+        self._ns = keys.namespace(bucket)
+        self._cur = keys.OrderedCursor(txn.cursor(db), full_key, scope=self._ns)
+        self._value = value
+
+    def seek(self, key: bytes, inclusive: bool = False) -> None:
+        self._cur.seek(self._ns + key, inclusive)
+
+    def next(self) -> tuple[bytes, V] | None:
+        entry = self._cur.next()
+        if entry is None:
+            return None
+        return entry[0][len(self._ns) :], self._value(entry[1])
+
+
+class LocalIndex:
+    """The Index on an LMDB environment in a directory. Create it with LocalIndex.open()."""
+
+    def __init__(self, env: lmdb.Environment, dbs: dict[str, Any]) -> None:
+        self._env = env
+        self._db = dbs
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmdb-index")
+        self._closed = False
+
+    @classmethod
+    def open(cls, path: Path, map_size: int = 1 << 34) -> LocalIndex:
+        """Open (creating if needed) the index in directory `path`. Synchronous: opening is quick.
+
+        map_size is the most the database may grow to (address space, not disk, is reserved).
+        One process may open a given path only once at a time (an LMDB rule); close() first.
+        """
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        # sync/metasync on and no writemap: never trade durability of the only copy for speed.
+        env = lmdb.open(str(path), map_size=map_size, max_dbs=_MAX_DBS, sync=True, metasync=True, writemap=False)
+        with env.begin(write=True) as txn:
+            dbs = {name: env.open_db(name.encode(), txn=txn, dupsort=name == "uploads_by_key") for name in _DBS}
+        return cls(env, dbs)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._env.close)
+        self._pool.shutdown(wait=False)
+
+    # -- plumbing
+
+    async def _run(self, write: bool, fn: Callable[..., T], *args: Any) -> T:
+        """Run fn(txn, *args) in one transaction on the LMDB thread; an exception aborts it."""
+        if self._closed:
+            raise RuntimeError("index is closed")
+
+        def job() -> T:
+            with self._env.begin(write=write) as txn:
+                return fn(txn, *args)
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, job)
+
+    def _get(self, txn: lmdb.Transaction, db: str, key: bytes, cls: type[T]) -> T | None:
+        data = txn.get(key, db=self._db[db])
+        return None if data is None else decode(cls, data)
+
+    def _require_bucket(self, txn: lmdb.Transaction, name: str) -> None:
+        if txn.get(name.encode(), db=self._db["buckets"]) is None:
+            raise NoSuchBucket(name)
+
+    def _require_upload(self, txn: lmdb.Transaction, upload_id: str) -> UploadRecord:
+        rec = self._get(txn, "uploads", upload_id.encode(), UploadRecord)
+        if rec is None:
+            raise NoSuchUpload(upload_id)
+        return rec
+
+    def _object_full_key(self, _key: bytes, value: bytes) -> bytes:
+        man = decode(ObjectManifest, value)
+        return keys.composite(man.bucket, man.key)
+
+    def _upload_of_dup(self, txn: lmdb.Transaction, dup: bytes) -> UploadRecord:
+        rec = self._get(txn, "uploads", dup[8:], UploadRecord)
+        assert rec is not None, "uploads_by_key entry without its upload"
+        return rec
+
+    def _parts(self, txn: lmdb.Transaction, upload_id: str, delete: bool = False) -> list[PartRecord]:
+        prefix = _parts_prefix(upload_id)
+        cur = txn.cursor(self._db["parts"])
+        out = []
+        ok = cur.set_range(prefix)
+        while ok and cur.key().startswith(prefix):
+            out.append(decode(PartRecord, cur.value()))
+            ok = cur.delete() if delete else cur.next()  # delete() moves to the next entry
+        return out
+
+    def _drop_upload(self, txn: lmdb.Transaction, rec: UploadRecord) -> list[PartRecord]:
+        txn.delete(rec.upload_id.encode(), db=self._db["uploads"])
+        txn.delete(keys.encode(keys.composite(rec.bucket, rec.key)), _upload_dup(rec), db=self._db["uploads_by_key"])
+        return self._parts(txn, rec.upload_id, delete=True)
+
+    # -- buckets
+
+    async def create_bucket(self, rec: BucketRecord) -> None:
+        def tx(txn: lmdb.Transaction) -> None:
+            current = self._get(txn, "buckets", rec.name.encode(), BucketRecord)
+            if current is not None:
+                raise BucketAlreadyExists(current.owner)
+            txn.put(rec.name.encode(), encode(rec), db=self._db["buckets"])
+
+        await self._run(True, tx)
+
+    async def get_bucket(self, name: str) -> BucketRecord | None:
+        return await self._run(False, self._get, "buckets", name.encode(), BucketRecord)
+
+    async def delete_bucket(self, name: str) -> list[PartRecord]:
+        def tx(txn: lmdb.Transaction) -> list[PartRecord]:
+            self._require_bucket(txn, name)
+            ns = keys.namespace(name)
+            cur = txn.cursor(self._db["objects"])
+            if cur.set_range(ns) and cur.key().startswith(ns):
+                raise BucketNotEmpty(name)
+            uploads = []
+            cur = txn.cursor(self._db["uploads_by_key"])
+            ok = cur.set_range(ns)
+            while ok and cur.key().startswith(ns):
+                uploads.append(self._upload_of_dup(txn, cur.value()))
+                ok = cur.next()
+            parts = [p for rec in uploads for p in self._drop_upload(txn, rec)]
+            txn.delete(name.encode(), db=self._db["buckets"])
+            return parts
+
+        return await self._run(True, tx)
+
+    async def list_buckets(self) -> list[BucketRecord]:
+        def tx(txn: lmdb.Transaction) -> list[BucketRecord]:
+            return [decode(BucketRecord, v) for _, v in txn.cursor(self._db["buckets"])]
+
+        return await self._run(False, tx)
+
+    # -- objects
+
+    async def put_object(self, man: ObjectManifest, cond: Condition | None = None) -> ObjectManifest | None:
+        def tx(txn: lmdb.Transaction) -> ObjectManifest | None:
+            self._require_bucket(txn, man.bucket)
+            k = keys.encode(keys.composite(man.bucket, man.key))
+            previous = self._get(txn, "objects", k, ObjectManifest)
+            check_condition(cond, previous)
+            txn.put(k, encode(man), db=self._db["objects"])
+            return previous
+
+        return await self._run(True, tx)
+
+    async def get_object(self, bucket: str, key: str) -> ObjectManifest | None:
+        k = keys.encode(keys.composite(bucket, key))
+        return await self._run(False, self._get, "objects", k, ObjectManifest)
+
+    async def delete_object(self, bucket: str, key: str) -> ObjectManifest | None:
+        def tx(txn: lmdb.Transaction) -> ObjectManifest | None:
+            self._require_bucket(txn, bucket)
+            k = keys.encode(keys.composite(bucket, key))
+            previous = self._get(txn, "objects", k, ObjectManifest)
+            if previous is not None:
+                txn.delete(k, db=self._db["objects"])
+            return previous
+
+        return await self._run(True, tx)
+
+    async def list_objects(
+        self, bucket: str, prefix: str = "", start_after: str = "", delimiter: str = "", max_keys: int = 1000
+    ) -> ObjectPage:
+        def tx(txn: lmdb.Transaction) -> ObjectPage:
+            self._require_bucket(txn, bucket)
+            cursor = _BucketCursor(txn, self._db["objects"], bucket, self._object_full_key, bytes)
+            return listing.list_objects(
+                cursor, lambda v: decode(ObjectManifest, v), prefix, start_after, delimiter, max_keys
+            )
+
+        return await self._run(False, tx)
+
+    # -- multipart uploads
+
+    async def create_upload(self, rec: UploadRecord) -> None:
+        def tx(txn: lmdb.Transaction) -> None:
+            self._require_bucket(txn, rec.bucket)
+            existing = self._get(txn, "uploads", rec.upload_id.encode(), UploadRecord)
+            if existing is not None:  # a retried create: keep the secondary key consistent
+                k = keys.encode(keys.composite(existing.bucket, existing.key))
+                txn.delete(k, _upload_dup(existing), db=self._db["uploads_by_key"])
+            txn.put(rec.upload_id.encode(), encode(rec), db=self._db["uploads"])
+            k = keys.encode(keys.composite(rec.bucket, rec.key))
+            txn.put(k, _upload_dup(rec), db=self._db["uploads_by_key"])
+
+        await self._run(True, tx)
+
+    async def get_upload(self, upload_id: str) -> UploadRecord | None:
+        return await self._run(False, self._get, "uploads", upload_id.encode(), UploadRecord)
+
+    async def put_part(self, upload_id: str, part: PartRecord) -> PartRecord | None:
+        def tx(txn: lmdb.Transaction) -> PartRecord | None:
+            self._require_upload(txn, upload_id)
+            k = _part_key(upload_id, part.number)
+            previous = self._get(txn, "parts", k, PartRecord)
+            txn.put(k, encode(part), db=self._db["parts"])
+            return previous
+
+        return await self._run(True, tx)
+
+    async def list_parts(self, upload_id: str, marker: int = 0, max_parts: int = 1000) -> PartPage:
+        def tx(txn: lmdb.Transaction) -> PartPage:
+            self._require_upload(txn, upload_id)
+            page = PartPage()
+            if max_parts <= 0:
+                return page
+            prefix = _parts_prefix(upload_id)
+            cur = txn.cursor(self._db["parts"])
+            ok = cur.set_range(_part_key(upload_id, max(marker, 0) + 1))
+            while ok and cur.key().startswith(prefix):
+                if len(page.parts) == max_parts:
+                    page.truncated = True
+                    page.next_marker = page.parts[-1].number
+                    break
+                page.parts.append(decode(PartRecord, cur.value()))
+                ok = cur.next()
+            return page
+
+        return await self._run(False, tx)
+
+    async def list_uploads(
+        self,
+        bucket: str,
+        prefix: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        delimiter: str = "",
+        max_uploads: int = 1000,
+    ) -> UploadPage:
+        def tx(txn: lmdb.Transaction) -> UploadPage:
+            self._require_bucket(txn, bucket)
+
+            def full_key(_key: bytes, dup: bytes) -> bytes:
+                rec = self._upload_of_dup(txn, dup)
+                return keys.composite(rec.bucket, rec.key)
+
+            cursor = _BucketCursor(
+                txn, self._db["uploads_by_key"], bucket, full_key, lambda dup: self._upload_of_dup(txn, dup)
+            )
+            return listing.list_uploads(cursor, prefix, key_marker, upload_id_marker, delimiter, max_uploads)
+
+        return await self._run(False, tx)
+
+    async def complete_upload(self, upload_id: str, man: ObjectManifest, cond: Condition | None = None) -> Completed:
+        def tx(txn: lmdb.Transaction) -> Completed:
+            rec = self._require_upload(txn, upload_id)
+            if (man.bucket, man.key) != (rec.bucket, rec.key):
+                raise ValueError(f"upload {upload_id} is for {rec.bucket}/{rec.key}, not {man.bucket}/{man.key}")
+            self._require_bucket(txn, man.bucket)
+            k = keys.encode(keys.composite(man.bucket, man.key))
+            previous = self._get(txn, "objects", k, ObjectManifest)
+            check_condition(cond, previous)
+            txn.put(k, encode(man), db=self._db["objects"])
+            used = {p.data_id for p in man.parts}
+            unused = [p for p in self._drop_upload(txn, rec) if p.data_id not in used]
+            return Completed(previous, unused)
+
+        return await self._run(True, tx)
+
+    async def abort_upload(self, upload_id: str) -> list[PartRecord]:
+        def tx(txn: lmdb.Transaction) -> list[PartRecord]:
+            return self._drop_upload(txn, self._require_upload(txn, upload_id))
+
+        return await self._run(True, tx)

@@ -1,0 +1,145 @@
+"""LocalIndex (LMDB) against the Index contract, plus what only the local store has."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from metadata import keys, records
+from metadata.index import Index, PreconditionFailed
+from metadata.lmdb_store import LocalIndex, _sortable
+from metadata.records import BucketRecord, Condition, ObjectManifest, PartRecord, UploadRecord
+from tests.index_contract import IndexContract, make_manifest, make_part, make_upload, new_bucket
+
+MAP_SIZE = 1 << 30
+
+
+class TestLocalIndex(IndexContract):
+    @pytest.fixture
+    async def index(self, tmp_path: Path) -> AsyncIterator[LocalIndex]:
+        idx = LocalIndex.open(tmp_path / "index", map_size=MAP_SIZE)
+        yield idx
+        await idx.close()
+
+
+@pytest.fixture
+async def local(tmp_path: Path) -> AsyncIterator[LocalIndex]:
+    idx = LocalIndex.open(tmp_path / "index", map_size=MAP_SIZE)
+    yield idx
+    await idx.close()
+
+
+async def test_reopen_keeps_data(tmp_path: Path) -> None:
+    path = tmp_path / "index"
+    idx = LocalIndex.open(path, map_size=MAP_SIZE)
+    name = await new_bucket(idx)
+    mans = [make_manifest(name, k) for k in ("a", "é" * 600)]
+    for man in mans:
+        await idx.put_object(man)
+    up = make_upload(name, "u")
+    await idx.create_upload(up)
+    part = make_part(7)
+    await idx.put_part(up.upload_id, part)
+    bucket = await idx.get_bucket(name)
+    await idx.close()
+
+    idx = LocalIndex.open(path, map_size=MAP_SIZE)
+    try:
+        assert await idx.get_bucket(name) == bucket
+        assert (await idx.list_objects(name)).objects == mans
+        assert await idx.get_upload(up.upload_id) == up
+        assert (await idx.list_parts(up.upload_id)).parts == [part]
+        assert (await idx.list_uploads(name)).uploads == [up]
+    finally:
+        await idx.close()
+
+
+def test_implements_the_index_protocol() -> None:
+    for name, proto in inspect.getmembers(Index, inspect.isfunction):
+        if name.startswith("_"):
+            continue
+        impl = getattr(LocalIndex, name)
+        assert inspect.iscoroutinefunction(impl), name
+        assert list(inspect.signature(impl).parameters) == list(inspect.signature(proto).parameters), name
+
+
+async def test_durable_environment(local: LocalIndex) -> None:
+    flags = local._env.flags()
+    assert flags["sync"] and flags["metasync"] and not flags["writemap"] and not flags["map_async"]
+
+
+async def test_transactions_run_on_one_thread_off_the_loop(local: LocalIndex) -> None:
+    loop_thread = threading.get_ident()
+    seen: set[int] = set()
+    for _ in range(3):
+        seen.add(await local._run(False, lambda _txn: threading.get_ident()))
+    assert len(seen) == 1 and loop_thread not in seen
+
+
+async def test_concurrent_writes_are_serialized(local: LocalIndex) -> None:
+    name = await new_bucket(local)
+    results = await asyncio.gather(
+        *(local.put_object(make_manifest(name, "k"), Condition(if_none_match_star=True)) for _ in range(20)),
+        return_exceptions=True,
+    )
+    assert sum(r is None for r in results) == 1
+    assert sum(isinstance(r, PreconditionFailed) for r in results) == 19
+
+
+async def test_complete_for_another_key_changes_nothing(local: LocalIndex) -> None:
+    name = await new_bucket(local)
+    up = make_upload(name, "k")
+    await local.create_upload(up)
+    part = make_part(1)
+    await local.put_part(up.upload_id, part)
+    with pytest.raises(ValueError):
+        await local.complete_upload(up.upload_id, make_manifest(name, "other", parts=[part]))
+    assert await local.get_upload(up.upload_id) == up
+    assert (await local.list_parts(up.upload_id)).parts == [part]
+    assert await local.get_object(name, "other") is None
+
+
+async def test_closed_index_refuses_calls(tmp_path: Path) -> None:
+    idx = LocalIndex.open(tmp_path / "index", map_size=MAP_SIZE)
+    await idx.close()
+    await idx.close()  # idempotent
+    with pytest.raises(RuntimeError):
+        await idx.list_buckets()
+
+
+def test_records_round_trip() -> None:
+    part = make_part(3)
+    man = make_manifest("bkt", "ключ/😀\n", parts=[make_part(1), part])
+    up = make_upload("bkt", "k" * 1024)
+    bucket = BucketRecord(name="bkt", owner="AKIA", created=1.5, region="eu-central-1")
+    bare = ObjectManifest("b", "", "0" * 32, 0, "e", 0.0, "o", [])
+    for rec in (bucket, part, man, up, bare):
+        assert records.decode(type(rec), records.encode(rec)) == rec
+    assert isinstance(records.decode(ObjectManifest, records.encode(man)).parts[1], PartRecord)
+    assert records.decode(UploadRecord, records.encode(up)).key == "k" * 1024
+
+
+def test_key_encoding_boundaries() -> None:
+    short = b"b\x00" + b"k" * (keys.PREFIX_LEN - 2)
+    assert keys.encode(short) == short
+    longer = short + b"k"
+    enc = keys.encode(longer)
+    assert len(enc) == keys.HASHED_LEN and enc.startswith(short[: keys.PREFIX_LEN])
+    assert keys.encode(short + b"j") != enc  # same head, different hash
+    assert keys.encode(keys.composite("b", "é" * 512)) == keys.encode(keys.composite("b", "é" * 512))
+    assert len(keys.encode(keys.composite("b", "x" * 1024))) == keys.HASHED_LEN < 511
+
+
+@given(st.lists(st.floats(allow_nan=False), min_size=2, max_size=10))
+def test_sortable_floats(xs: list[float]) -> None:
+    xs = [0.0 if x == 0 else x for x in xs]  # -0.0 == 0.0 but their bytes differ
+    assert sorted(xs) == sorted(xs, key=_sortable)
+    assert _sortable(-math.inf) < _sortable(-1.0) < _sortable(0.0) < _sortable(1e-300) < _sortable(math.inf)
