@@ -16,6 +16,7 @@ from cli.malloc_tuning import tune_malloc
 from gateway.app import make_app
 from gateway.context import Gateway
 from gateway.credentials import Credentials, CredentialsError, root_credentials
+from gateway.drive_set import LocalDrives
 from gateway.erasure import Scheme, SchemeError
 from gateway.object_layer import ObjectLayer
 from metadata.lmdb_store import LocalIndex
@@ -80,7 +81,7 @@ async def serve(
     def lookup(access_key: str) -> str | None:
         return creds.secret_key if access_key == creds.access_key else None
 
-    layer = ObjectLayer(drives, scheme)
+    layer = ObjectLayer(LocalDrives(drives), scheme)
     gw = Gateway(index=index, layer=layer, lookup_secret=lookup, domains=domains)
     runner = web.AppRunner(make_app(gw), access_log=None, handle_signals=False)
     await runner.setup()

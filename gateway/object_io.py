@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,7 +21,8 @@ from storage_node.drive import Drive, DriveError, FragmentId
 log = logging.getLogger(__name__)
 
 QUEUE_DEPTH = 2  # fragments buffered per drive: enough to keep every drive busy
-CHUNK_TIMEOUT = 30.0  # seconds a drive may take to deliver one chunk before we read parity instead
+CHUNK_TIMEOUT = 30.0  # seconds a drive may take to deliver one chunk before it counts as failed
+HEDGE_AFTER = 1.0  # seconds without a chunk before a spare fragment is asked for beside it
 
 
 class BodySource(Protocol):
@@ -46,7 +47,6 @@ class ReadError(Exception):
 class WrittenPart:
     size: int
     md5: bytes
-    placement: list[str]
     missed: list[int]  # fragment indexes that did not become durable (to repair)
 
 
@@ -108,18 +108,18 @@ class _Abort(Exception):
 
 async def write_part(
     source: BodySource,
-    drives: Sequence[Drive],
+    targets: Sequence[Drive | None],
     scheme: Scheme,
     data_id: str,
     part_number: int,
     hashers: Sequence[Hasher] = (),
 ) -> WrittenPart:
-    """Stream a body into k+m fragments, fragment i onto drives[i], concurrently.
+    """Stream a body into k+m fragments, fragment i onto targets[i], concurrently.
 
-    MD5 and the given hashers see every byte (in a worker thread: hashlib releases the GIL
-    while the event loop thread encodes). Raises WriteQuorumError if fewer than k+1
-    fragments became durable, after removing the ones that did; re-raises the source's
-    error after aborting every drive write.
+    A None target (a node known to be down) misses its fragment from the start. MD5 and the
+    given hashers see every byte (in a worker thread: hashlib releases the GIL while the event
+    loop thread encodes). Raises WriteQuorumError if fewer than k+1 fragments became durable,
+    after removing the ones that did; re-raises the source's error after aborting every write.
     """
     md5 = hashlib.md5()
     all_hashers = [md5, *hashers]
@@ -128,30 +128,35 @@ async def write_part(
         for h in all_hashers:
             h.update(seg)
 
-    feeds = [_FragmentFeed(d, FragmentId(data_id, part_number, i)) for i, d in enumerate(drives)]
+    feeds = [_FragmentFeed(d, FragmentId(data_id, part_number, i)) if d else None for i, d in enumerate(targets)]
+    live = [f for f in feeds if f is not None]
     size = 0
     try:
         async for seg in _segments(source, scheme.segment_size):
             size += len(seg)
             hashing = asyncio.ensure_future(asyncio.to_thread(hash_segment, seg))
             fragments = scheme.encode(seg)
-            await asyncio.gather(*(f.feed(frag) for f, frag in zip(feeds, fragments, strict=True)))
+            await asyncio.gather(*(f.feed(frag) for f, frag in zip(feeds, fragments, strict=True) if f is not None))
             await hashing
     except BaseException as exc:
-        for f in feeds:
+        for f in live:
             if not f.task.done():
                 f.queue = _drain_and_put(f.queue, _Abort())
-        await asyncio.gather(*(f.task for f in feeds), return_exceptions=True)
+        await asyncio.gather(*(f.task for f in live), return_exceptions=True)
         raise exc
-    await asyncio.gather(*(f.feed(None) for f in feeds))
-    results = await asyncio.gather(*(f.task for f in feeds), return_exceptions=True)
+    await asyncio.gather(*(f.feed(None) for f in live))
+    results = await asyncio.gather(*(f.task if f else _absent() for f in feeds), return_exceptions=True)
     missed = [i for i, r in enumerate(results) if isinstance(r, BaseException)]
     for i in missed:
         log.warning("fragment %s.%d.%d missed its write: %r", data_id, part_number, i, results[i])
-    if len(drives) - len(missed) < write_quorum(scheme):
-        await delete_fragments(drives, data_id, part_number)
-        raise WriteQuorumError(f"only {len(drives) - len(missed)} of {len(drives)} fragments written")
-    return WrittenPart(size, md5.digest(), [d.drive_id for d in drives], missed)
+    if len(targets) - len(missed) < write_quorum(scheme):
+        await delete_fragments(targets, data_id, part_number)
+        raise WriteQuorumError(f"only {len(targets) - len(missed)} of {len(targets)} fragments written")
+    return WrittenPart(size, md5.digest(), missed)
+
+
+async def _absent() -> None:
+    raise DriveError("node down at write time")
 
 
 def _drain_and_put(
@@ -200,56 +205,72 @@ class _Cursor:
 
 async def read_part(
     part: PartRecord,
-    drives: Mapping[str, Drive],
+    lookup: Callable[[str], Drive | None],
     first: int,
     end: int,
     on_bad_fragment: Callable[[FragmentId, BaseException], None] | None = None,
 ) -> AsyncIterator[bytes]:
     """Yield the plaintext of segments [first, end) of a part, each verified.
 
-    Reads the k data fragments; a fragment that is missing, corrupt, unreachable or slow is
-    replaced by a parity fragment from that segment on. Raises ReadError when fewer than k
-    fragments of a segment are good; nothing unverified is ever yielded.
+    Reads the k data fragments. A fragment that is missing, corrupt or unreachable is replaced
+    by a parity fragment from that segment on; one that is slow gets a parity fragment asked
+    for beside it (a hedge), and whichever k arrive first are used. Raises ReadError when fewer
+    than k fragments of a segment are good; nothing unverified is ever yielded.
     """
     scheme = Scheme(part.k, part.m, part.segment_size)
-
-    def open_cursor(i: int, at: int) -> _Cursor | None:
-        drive = drives.get(part.placement[i])
-        if drive is None:
-            if on_bad_fragment:
-                on_bad_fragment(FragmentId(part.data_id, part.number, i), DriveError("drive not attached"))
-            return None
-        return _Cursor(drive, FragmentId(part.data_id, part.number, i), at, end)
-
-    spare = list(range(scheme.width))
+    spare = [i for i in range(scheme.width) if i not in part.missed] + list(part.missed)
     active: dict[int, _Cursor] = {}
+
+    def bad(i: int, exc: BaseException) -> None:
+        log.warning("fragment %s.%d.%d unreadable: %r", part.data_id, part.number, i, exc)
+        if on_bad_fragment:
+            on_bad_fragment(FragmentId(part.data_id, part.number, i), exc)
+
+    def open_next(seg: int) -> int | None:
+        while spare:
+            i = spare.pop(0)
+            drive = lookup(part.placement[i])
+            if drive is not None:
+                active[i] = _Cursor(drive, FragmentId(part.data_id, part.number, i), seg, end)
+                return i
+            bad(i, DriveError(f"drive {part.placement[i]} is not reachable"))
+        return None
+
     try:
         for seg in range(first, end):
+            while len(active) < scheme.k and open_next(seg) is not None:
+                pass
             chunks: dict[int, bytes] = {}
+            waiting = {asyncio.ensure_future(c.next()): i for i, c in active.items()}
             while len(chunks) < scheme.k:
-                pending = [i for i in active if i not in chunks]
-                while len(pending) < scheme.k - len(chunks) and spare:
-                    i = spare.pop(0)
-                    cursor = open_cursor(i, seg)
-                    if cursor is not None:
-                        active[i] = cursor
-                        pending.append(i)
-                if not pending:
+                if not waiting:
                     raise ReadError(
                         f"{part.data_id} part {part.number} segment {seg}: "
                         f"only {len(chunks)} of the {scheme.k} fragments needed are readable"
                     )
-                got = await asyncio.gather(*(active[i].next() for i in pending), return_exceptions=True)
-                for i, r in zip(pending, got, strict=True):
-                    if isinstance(r, BaseException):
-                        if not isinstance(r, DriveError | TimeoutError | OSError):
-                            raise r
-                        log.warning("fragment %s.%d.%d unreadable: %r", part.data_id, part.number, i, r)
-                        if on_bad_fragment:
-                            on_bad_fragment(active[i].fid, r)
-                        await active.pop(i).close()
+                done, _ = await asyncio.wait(waiting, timeout=HEDGE_AFTER, return_when=asyncio.FIRST_COMPLETED)
+                if not done:  # slow: ask one more fragment beside the ones we wait for
+                    j = open_next(seg)
+                    if j is not None:
+                        waiting[asyncio.ensure_future(active[j].next())] = j
                     else:
-                        chunks[i] = r
+                        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                for fut in done:
+                    i = waiting.pop(fut)
+                    exc = fut.exception()
+                    if exc is None:
+                        chunks[i] = fut.result()
+                        continue
+                    if not isinstance(exc, DriveError | TimeoutError | OSError):
+                        raise exc
+                    bad(i, exc)
+                    await active.pop(i).close()
+                    j = open_next(seg)
+                    if j is not None:
+                        waiting[asyncio.ensure_future(active[j].next())] = j
+            for fut, i in waiting.items():  # the slow ones lost the race and are now out of step
+                fut.cancel()
+                await active.pop(i).close()
             yield scheme.decode([chunks[i] for i in sorted(chunks)])
     finally:
         await asyncio.gather(*(c.close() for c in active.values()))

@@ -13,12 +13,20 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Coroutine, Sequence
 
+from gateway.drive_set import DriveSet
 from gateway.erasure import Scheme
 from gateway.errors import S3Error
-from gateway.object_io import BodySource, Hasher, WriteQuorumError, delete_fragments, read_part, write_part
+from gateway.object_io import (
+    BodySource,
+    Hasher,
+    WriteQuorumError,
+    delete_fragments,
+    read_part,
+    write_part,
+    write_quorum,
+)
 from gateway.placement import place
 from metadata.records import ObjectManifest, PartRecord
-from storage_node.drive import Drive
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +36,9 @@ def new_id() -> str:
 
 
 class ObjectLayer:
-    def __init__(self, drives: Sequence[Drive], scheme: Scheme) -> None:
-        if len(drives) < scheme.width:
-            raise ValueError(f"EC {scheme} needs {scheme.width} drives, have {len(drives)}")
+    def __init__(self, drives: DriveSet, scheme: Scheme) -> None:
         self.scheme = scheme
-        self.drives = {d.drive_id: d for d in drives}
+        self.drives = drives
         self._readers: Counter[str] = Counter()
         self._doomed: dict[str, list[PartRecord]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -40,11 +46,15 @@ class ObjectLayer:
     async def write(self, source: BodySource, number: int, hashers: Sequence[Hasher] = ()) -> tuple[PartRecord, bytes]:
         """Store a body as a new data version; returns its part record and the body's MD5."""
         data_id = new_id()
-        placement = place(data_id, list(self.drives), self.scheme.width)
         try:
-            written = await write_part(
-                source, [self.drives[d] for d in placement], self.scheme, data_id, number, hashers
-            )
+            placement = place(data_id, self.drives.slots(), self.scheme.width)
+        except ValueError as exc:
+            raise S3Error("ServiceUnavailable", f"Not enough storage nodes: {exc}", 503) from None
+        targets = [self.drives.drive(d) for d in placement]
+        if sum(t is not None for t in targets) < write_quorum(self.scheme):
+            raise S3Error("ServiceUnavailable", "Too few storage nodes are up to store data safely.", 503)
+        try:
+            written = await write_part(source, targets, self.scheme, data_id, number, hashers)
         except WriteQuorumError as exc:
             raise S3Error("ServiceUnavailable", f"Too few drives took the data: {exc}", 503) from None
         rec = PartRecord(
@@ -52,7 +62,8 @@ class ObjectLayer:
             data_id=data_id,
             size=written.size,
             etag=written.md5.hex(),
-            placement=written.placement,
+            placement=placement,
+            missed=written.missed,
             k=self.scheme.k,
             m=self.scheme.m,
             segment_size=self.scheme.segment_size,
@@ -75,7 +86,7 @@ class ObjectLayer:
                 scheme = Scheme(part.k, part.m, part.segment_size)
                 first, last = scheme.segment_span(part.size, lo, hi)
                 pos = first * part.segment_size
-                async for seg in read_part(part, self.drives, first, last):
+                async for seg in read_part(part, self.drives.drive, first, last):
                     a, b = max(lo - pos, 0), min(hi - pos + 1, len(seg))
                     pos += len(seg)
                     if a < b:
@@ -98,7 +109,7 @@ class ObjectLayer:
 
     async def _delete(self, parts: list[PartRecord]) -> None:
         for part in parts:
-            await delete_fragments([self.drives.get(d) for d in part.placement], part.data_id, part.number)
+            await delete_fragments([self.drives.drive(d) for d in part.placement], part.data_id, part.number)
 
     def _spawn(self, coro: Coroutine[None, None, None]) -> None:
         task = asyncio.ensure_future(coro)

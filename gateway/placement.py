@@ -1,21 +1,52 @@
-"""Where an object version's fragments go: rendezvous hashing over the drives."""
+"""Where an object version's fragments go: distinct nodes, zones spread evenly, live nodes first.
+
+Rendezvous (highest random weight) hashing on the data version: every gateway computes the same
+placement from the same membership with no shared state, versions spread evenly, and few
+fragments move when nodes come or go.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 
-def place(data_id: str, drive_ids: Sequence[str], width: int) -> list[str]:
-    """Pick `width` distinct drives for a data version; fragment i goes to the i-th.
+@dataclass(frozen=True, slots=True)
+class NodeSlot:
+    """A node as placement sees it: its drives and whether it is believed alive."""
 
-    Rendezvous (highest random weight) hashing spreads versions evenly and moves few
-    fragments when drives come or go, with no shared state between gateways.
+    node_id: str
+    zone: str
+    drive_ids: tuple[str, ...]
+    live: bool = True
+
+
+def _weight(data_id: str, name: str) -> bytes:
+    return hashlib.blake2b(f"{data_id}/{name}".encode(), digest_size=8).digest()
+
+
+def place(data_id: str, nodes: Sequence[NodeSlot], width: int) -> list[str]:
+    """Drive ids for fragments 0..width-1, each on a different node.
+
+    Live nodes are taken before dead ones (a fragment sent to a dead node just misses its
+    write); among them, each pick goes to the zone holding the fewest fragments so far, and
+    within that to the node with the highest weight. Within a node the drive is chosen by weight.
     """
-    if len(drive_ids) < width:
-        raise ValueError(f"need {width} drives, have {len(drive_ids)}")
-
-    def weight(drive_id: str) -> bytes:
-        return hashlib.blake2b(f"{data_id}/{drive_id}".encode(), digest_size=8).digest()
-
-    return sorted(drive_ids, key=weight, reverse=True)[:width]
+    usable = [n for n in nodes if n.drive_ids]
+    if len(usable) < width:
+        raise ValueError(f"need {width} nodes with drives, have {len(usable)}")
+    ranked = sorted(usable, key=lambda n: _weight(data_id, n.node_id), reverse=True)
+    live_pool = [n for n in ranked if n.live]
+    dead_pool = [n for n in ranked if not n.live]
+    chosen: list[NodeSlot] = []
+    per_zone: Counter[str] = Counter()
+    for pool in (live_pool, dead_pool):
+        while pool and len(chosen) < width:
+            fewest = min(per_zone[n.zone] for n in pool)
+            pick = next(n for n in pool if per_zone[n.zone] == fewest)
+            pool.remove(pick)
+            chosen.append(pick)
+            per_zone[pick.zone] += 1
+    return [max(n.drive_ids, key=lambda d: _weight(data_id, d)) for n in chosen]

@@ -33,6 +33,7 @@ class PartRecord:
     segment_size: int
     last_modified: float = 0.0
     checksums: dict[str, str] = field(default_factory=dict)  # algorithm (e.g. "CRC32") -> base64
+    missed: list[int] = field(default_factory=list)  # fragment indexes that missed the write: to repair
 
 
 @dataclass(slots=True)

@@ -1,0 +1,33 @@
+"""The drives a gateway writes to and reads from, as the object layer sees them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from gateway.placement import NodeSlot
+from storage_node.drive import Drive
+
+
+class DriveSet(Protocol):
+    def slots(self) -> list[NodeSlot]:
+        """Every known node with its drives and liveness, for placement."""
+        ...
+
+    def drive(self, drive_id: str) -> Drive | None:
+        """The drive to talk to, or None when it is unknown or its node is believed down."""
+        ...
+
+
+class LocalDrives:
+    """The embedded server's drives: each one a node of its own, always there."""
+
+    def __init__(self, drives: Sequence[Drive]) -> None:
+        self._drives = {d.drive_id: d for d in drives}
+        self._slots = [NodeSlot(d.drive_id, "", (d.drive_id,)) for d in drives]
+
+    def slots(self) -> list[NodeSlot]:
+        return self._slots
+
+    def drive(self, drive_id: str) -> Drive | None:
+        return self._drives.get(drive_id)
