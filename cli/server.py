@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 from pathlib import Path
 
 import click
-from aiohttp import web
 
+from cli.addresses import StartupError, parse_listen, url
 from cli.malloc_tuning import tune_malloc
+from cli.service_run import start_site, until_stopped
 from gateway.app import make_app
 from gateway.context import Gateway
 from gateway.credentials import Credentials, CredentialsError, root_credentials
@@ -25,18 +25,6 @@ from storage_node.local_drive import LocalDrive
 
 DEFAULT_DATA = Path("tessera-data")
 DEFAULT_DRIVES = 6
-
-
-class StartupError(Exception):
-    """A problem the user can fix; shown as one line, exit code 2."""
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise StartupError(f"--listen must be HOST:PORT, not {text!r}")
-    return host, int(port)
 
 
 def layout(drives: tuple[str, ...], scheme: Scheme, index: str | None) -> tuple[list[Path], Path]:
@@ -83,30 +71,20 @@ async def serve(
 
     layer = ObjectLayer(LocalDrives(drives), scheme)
     gw = Gateway(index=index, layer=layer, lookup_secret=lookup, domains=domains)
-    runner = web.AppRunner(make_app(gw), access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    bound = site._server.sockets[0].getsockname()[1] if site._server and site._server.sockets else port  # type: ignore[union-attr]
+    runner, bound = await start_site(make_app(gw), host, port)
     _announce(creds, host, bound, scheme, len(drives))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await runner.cleanup()
-    await layer.drain()
-    await index.close()
+
+    async def cleanup() -> None:
+        await runner.cleanup()
+        await layer.drain()
+        await index.close()
+
+    await until_stopped(cleanup)
 
 
 def _announce(creds: Credentials, host: str, port: int, scheme: Scheme, drives: int) -> None:
-    shown = f"[{host}]" if ":" in host else host
     click.echo(f"Tessera: EC {scheme} over {drives} drives")
-    click.echo(f"Endpoint:  http://{shown}:{port}")
+    click.echo(f"Endpoint:  {url(host, port)}")
     click.echo(f"export AWS_ACCESS_KEY_ID={creds.access_key}  AWS_SECRET_ACCESS_KEY={creds.secret_key}")
     sys.stdout.flush()
 

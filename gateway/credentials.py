@@ -30,16 +30,23 @@ def generate() -> Credentials:
     )
 
 
-def root_credentials(path: Path, env: dict[str, str] | None = None) -> Credentials:
-    """The environment wins when both variables are set; else the stored pair; else a new one, stored."""
+def credentials_from_env(env: dict[str, str] | None = None) -> Credentials | None:
     env = dict(os.environ) if env is None else env
     access, secret = env.get("TESSERA_ACCESS_KEY", ""), env.get("TESSERA_SECRET_KEY", "")
-    if access or secret:
-        if not (access and secret):
-            raise CredentialsError("set both TESSERA_ACCESS_KEY and TESSERA_SECRET_KEY, or neither")
-        if len(access) < 3 or len(secret) < 8:
-            raise CredentialsError("TESSERA_ACCESS_KEY needs 3+ characters and TESSERA_SECRET_KEY 8+")
-        return Credentials(access, secret)
+    if not (access or secret):
+        return None
+    if not (access and secret):
+        raise CredentialsError("set both TESSERA_ACCESS_KEY and TESSERA_SECRET_KEY, or neither")
+    if len(access) < 3 or len(secret) < 8:
+        raise CredentialsError("TESSERA_ACCESS_KEY needs 3+ characters and TESSERA_SECRET_KEY 8+")
+    return Credentials(access, secret)
+
+
+def root_credentials(path: Path, env: dict[str, str] | None = None) -> Credentials:
+    """The environment wins when both variables are set; else the stored pair; else a new one, stored."""
+    from_env = credentials_from_env(env)
+    if from_env is not None:
+        return from_env
     try:
         data = json.loads(path.read_text())
         return Credentials(data["access_key"], data["secret_key"])

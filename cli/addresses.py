@@ -1,0 +1,41 @@
+"""Turning the command line's HOST:PORT flags into addresses and clients."""
+
+from __future__ import annotations
+
+from metadata.index import Index
+
+
+class StartupError(Exception):
+    """A problem the user can fix; shown as one line, exit code 2."""
+
+
+def parse_listen(text: str, flag: str = "--listen") -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise StartupError(f"{flag} must be HOST:PORT, not {text!r}")
+    return host, int(port)
+
+
+def url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def meta_urls(text: str) -> list[str]:
+    """--meta HOST:PORT,HOST:PORT,... as base URLs."""
+    urls = []
+    for item in (t.strip() for t in text.split(",")):
+        if item:
+            host, port = parse_listen(item, "--meta")
+            urls.append(url(host, port))
+    if not urls:
+        raise StartupError("--meta needs at least one HOST:PORT")
+    return urls
+
+
+def index_client(urls: list[str], secret: bytes) -> Index:
+    if len(urls) > 1:
+        raise StartupError("replication across several metadata replicas is not available yet: give one --meta")
+    from metadata.client import RemoteIndex
+
+    return RemoteIndex(urls[0], secret)
