@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from metadata.client import RemoteIndex
 from metadata.index import Index
 
 
@@ -36,6 +37,4 @@ def meta_urls(text: str) -> list[str]:
 def index_client(urls: list[str], secret: bytes) -> Index:
     if len(urls) > 1:
         raise StartupError("replication across several metadata replicas is not available yet: give one --meta")
-    from metadata.client import RemoteIndex
-
     return RemoteIndex(urls[0], secret)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from cli.meta import meta
 from cli.server import server
 
 
@@ -14,6 +15,7 @@ def main() -> None:
 
 
 main.add_command(server)
+main.add_command(meta)
 
 if __name__ == "__main__":
     main()

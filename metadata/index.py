@@ -1,8 +1,8 @@
-"""The index seam: buckets, object manifests and multipart uploads.
+"""The index seam: buckets, object manifests, multipart uploads and cluster membership.
 
-Implementations: LocalIndex (LMDB, metadata/lmdb_store.py) and, later, the replicated index
-client. Both pass tests/index_contract.py. Every method is atomic: a method that raises
-has changed nothing.
+Implementations: LocalIndex (LMDB, metadata/lmdb_store.py), RemoteIndex (one metadata service over
+HTTP, metadata/client.py) and, later, the replicated index client. All pass tests/index_contract.py.
+Every method is atomic: a method that raises has changed nothing (but see IndexUnavailable).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from metadata.records import BucketRecord, Condition, ObjectManifest, PartRecord, UploadRecord
+from metadata.records import BucketRecord, Condition, NodeRecord, ObjectManifest, PartRecord, UploadRecord
 
 
 class IndexError_(Exception):
@@ -37,6 +37,23 @@ class NoSuchUpload(IndexError_):
 
 class PreconditionFailed(IndexError_):
     pass
+
+
+class DriveClaimed(IndexError_):
+    """A node claimed a drive that another node has registered."""
+
+    def __init__(self, drive_id: str, node_id: str) -> None:
+        super().__init__(f"drive {drive_id} is registered to node {node_id}")
+        self.drive_id = drive_id
+        self.node_id = node_id  # the node that owns it
+
+
+class IndexUnavailable(IndexError_):
+    """The index could not be reached (connection failed or timed out, after any retries).
+
+    A write that raises this may or may not have happened: the request may have been lost on
+    the way there or its answer on the way back.
+    """
 
 
 @dataclass(slots=True)
@@ -151,6 +168,24 @@ class Index(Protocol):
 
     async def abort_upload(self, upload_id: str) -> list[PartRecord]:
         """Drop the upload and its parts; return the parts (for GC). Raises NoSuchUpload."""
+        ...
+
+    # -- cluster membership
+    async def upsert_node(self, rec: NodeRecord) -> NodeRecord:
+        """Register a node or record its heartbeat: replace its record, with last_seen set to the index's
+        own clock (time.time()) whatever rec.last_seen says; return the record as stored.
+
+        A drive belongs to one node: raises DriveClaimed if another node has one of rec's drives
+        (drives the node no longer lists are released). Raises ValueError if rec lists a drive twice.
+        """
+        ...
+
+    async def list_nodes(self) -> list[NodeRecord]:
+        """All registered nodes, sorted by node_id."""
+        ...
+
+    async def remove_node(self, node_id: str) -> bool:
+        """Forget a node and release its drives; False if it was not registered."""
         ...
 
     async def close(self) -> None: ...

@@ -6,6 +6,8 @@ Named databases:
     uploads         upload_id -> UploadRecord
     uploads_by_key  keys.encode(bucket, key) -> sortable(initiated) + upload_id   (DUPSORT: listing order)
     parts           upload_id + b"\\x00" + number (4 bytes, big-endian) -> PartRecord
+    nodes           node_id -> NodeRecord
+    drive_owners    drive_id -> node_id   (a drive belongs to one node)
 
 Every method is one LMDB transaction run on a single dedicated thread: LMDB calls block, so they
 stay off the event loop, and write transactions are serialized without locks. The environment is
@@ -16,7 +18,9 @@ is on disk when its commit returns, hence when the method returns.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import struct
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,6 +33,7 @@ from metadata.index import (
     BucketAlreadyExists,
     BucketNotEmpty,
     Completed,
+    DriveClaimed,
     NoSuchBucket,
     NoSuchUpload,
     ObjectPage,
@@ -39,6 +44,7 @@ from metadata.index import (
 from metadata.records import (
     BucketRecord,
     Condition,
+    NodeRecord,
     ObjectManifest,
     PartRecord,
     UploadRecord,
@@ -49,8 +55,9 @@ from metadata.records import (
 T = TypeVar("T")
 V = TypeVar("V")
 
-_DBS = ("buckets", "objects", "uploads", "uploads_by_key", "parts")
-_MAX_DBS = 32  # room for the records still to come (users, membership, repair queue)
+_DBS = ("buckets", "objects", "uploads", "uploads_by_key", "parts", "nodes", "drive_owners")
+_MAX_DBS = 32  # room for the records still to come (users, repair queue)
+_MAX_PART = 0xFFFF_FFFF  # part numbers are stored in 4 bytes
 
 
 def _sortable(x: float) -> bytes:
@@ -69,6 +76,8 @@ def _parts_prefix(upload_id: str) -> bytes:
 
 
 def _part_key(upload_id: str, number: int) -> bytes:
+    if not 0 <= number <= _MAX_PART:
+        raise ValueError(f"part number {number} is out of range")
     return _parts_prefix(upload_id) + number.to_bytes(4, "big")
 
 
@@ -144,8 +153,12 @@ class LocalIndex:
             raise RuntimeError("index is closed")
 
         def job() -> T:
-            with self._env.begin(write=write) as txn:
-                return fn(txn, *args)
+            try:
+                with self._env.begin(write=write) as txn:
+                    return fn(txn, *args)
+            except lmdb.BadValsizeError:
+                # An empty name or id, or one past LMDB's key limit: bad input, not a broken store.
+                raise ValueError("a name or id is empty or too long for the index") from None
 
         return await asyncio.get_running_loop().run_in_executor(self._pool, job)
 
@@ -298,7 +311,7 @@ class LocalIndex:
         def tx(txn: lmdb.Transaction) -> PartPage:
             self._require_upload(txn, upload_id)
             page = PartPage()
-            if max_parts <= 0:
+            if max_parts <= 0 or marker >= _MAX_PART:
                 return page
             prefix = _parts_prefix(upload_id)
             cur = txn.cursor(self._db["parts"])
@@ -356,5 +369,48 @@ class LocalIndex:
     async def abort_upload(self, upload_id: str) -> list[PartRecord]:
         def tx(txn: lmdb.Transaction) -> list[PartRecord]:
             return self._drop_upload(txn, self._require_upload(txn, upload_id))
+
+        return await self._run(True, tx)
+
+    # -- cluster membership
+
+    async def upsert_node(self, rec: NodeRecord) -> NodeRecord:
+        def tx(txn: lmdb.Transaction) -> NodeRecord:
+            owners = self._db["drive_owners"]
+            claimed = [d.drive_id for d in rec.drives]
+            if len(set(claimed)) != len(claimed):
+                raise ValueError(f"node {rec.node_id} lists a drive twice")
+            node = rec.node_id.encode()
+            for drive_id in claimed:
+                owner = txn.get(drive_id.encode(), db=owners)
+                if owner is not None and owner != node:
+                    raise DriveClaimed(drive_id, owner.decode())
+            previous = self._get(txn, "nodes", node, NodeRecord)
+            for d in previous.drives if previous else []:
+                if d.drive_id not in claimed:
+                    txn.delete(d.drive_id.encode(), db=owners)
+            for drive_id in claimed:
+                txn.put(drive_id.encode(), node, db=owners)
+            data = encode(dataclasses.replace(rec, last_seen=time.time()))
+            txn.put(node, data, db=self._db["nodes"])
+            return decode(NodeRecord, data)  # a copy sharing nothing with the caller's record
+
+        return await self._run(True, tx)
+
+    async def list_nodes(self) -> list[NodeRecord]:
+        def tx(txn: lmdb.Transaction) -> list[NodeRecord]:
+            return [decode(NodeRecord, v) for _, v in txn.cursor(self._db["nodes"])]
+
+        return await self._run(False, tx)
+
+    async def remove_node(self, node_id: str) -> bool:
+        def tx(txn: lmdb.Transaction) -> bool:
+            rec = self._get(txn, "nodes", node_id.encode(), NodeRecord)
+            if rec is None:
+                return False
+            for d in rec.drives:
+                txn.delete(d.drive_id.encode(), db=self._db["drive_owners"])
+            txn.delete(node_id.encode(), db=self._db["nodes"])
+            return True
 
         return await self._run(True, tx)

@@ -77,8 +77,33 @@ class Condition:
     if_none_match_star: bool = False  # the key must not exist
 
 
+@dataclass(slots=True)
+class DriveRecord:
+    """One drive of a storage node, as the node reports it at each heartbeat."""
+
+    drive_id: str  # the id stored in the drive's directory; owned by one node at a time
+    capacity: int  # bytes
+    free: int  # bytes available for fragments
+
+
+@dataclass(slots=True)
+class NodeRecord:
+    """A storage node in the cluster: registered when it starts, refreshed by its heartbeats."""
+
+    node_id: str
+    address: str  # "http://host:port", where gateways reach it
+    zone: str  # failure domain; fragments of an object go to distinct zones when there are enough
+    drives: list[DriveRecord]
+    started: float  # seconds since the epoch, by the node's clock
+    last_seen: float  # stamped by the index's clock at each upsert, so liveness is judged by one clock
+
+
+# Fields holding lists of records, which msgpack hands back as lists of dicts.
+_NESTED: dict[type, dict[str, type]] = {ObjectManifest: {"parts": PartRecord}, NodeRecord: {"drives": DriveRecord}}
+
+
 def _nested_types(cls: type) -> dict[str, type]:
-    return {"parts": PartRecord} if cls is ObjectManifest else {}
+    return _NESTED.get(cls, {})
 
 
 def encode(rec: Any) -> bytes:

@@ -8,7 +8,9 @@ not fresh only weakens test_list_buckets_sorted.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -19,6 +21,7 @@ from hypothesis import strategies as st
 from metadata.index import (
     BucketAlreadyExists,
     BucketNotEmpty,
+    DriveClaimed,
     Index,
     NoSuchBucket,
     NoSuchUpload,
@@ -26,7 +29,15 @@ from metadata.index import (
     PreconditionFailed,
     UploadPage,
 )
-from metadata.records import BucketRecord, Condition, ObjectManifest, PartRecord, UploadRecord
+from metadata.records import (
+    BucketRecord,
+    Condition,
+    DriveRecord,
+    NodeRecord,
+    ObjectManifest,
+    PartRecord,
+    UploadRecord,
+)
 
 # -- records
 
@@ -86,6 +97,24 @@ def make_upload(bucket: str, key: str, initiated: float = 1_700_000_000.0, uploa
         checksum_algorithm="CRC32",
         checksum_type="COMPOSITE",
     )
+
+
+def make_node(node_id: str, drive_ids: list[str], zone: str = "z1", port: int = 9100) -> NodeRecord:
+    drives = [DriveRecord(d, capacity=4 << 40, free=(3 << 40) + i) for i, d in enumerate(drive_ids)]
+    return NodeRecord(node_id, f"http://10.0.0.1:{port}", zone, drives, started=1_700_000_000.5, last_seen=0.0)
+
+
+async def upsert_checked(index: Index, rec: NodeRecord) -> NodeRecord:
+    """upsert_node, checking the record comes back as given but stamped with the index's clock."""
+    before = time.time()
+    stored = await index.upsert_node(rec)
+    assert before <= stored.last_seen <= time.time()
+    assert stored == dataclasses.replace(rec, last_seen=stored.last_seen)
+    return stored
+
+
+async def nodes_tagged(index: Index, tag: str) -> list[NodeRecord]:
+    return [n for n in await index.list_nodes() if n.node_id.startswith(tag)]
 
 
 async def new_bucket(index: Index, tag: str = "b") -> str:
@@ -203,6 +232,9 @@ ODD_KEYS = [
     "trailing space ",
     "z" * 200,
 ]
+# Each implementation's subclass runs the same @given methods (hypothesis: "differing executors"), by design;
+# the index fixture is shared by a test's examples, which is why each example makes its own bucket.
+SHARED_SUITE = [HealthCheck.function_scoped_fixture, HealthCheck.differing_executors]
 LONG_HEAD = "L" * 455  # with a 10-character bucket name the composite key passes 470 bytes around here
 
 
@@ -520,7 +552,7 @@ class IndexContract:
         await put_keys(index, name, ["c"])
         assert [m.key for m in (await index.list_objects(name)).objects] == ["b", "c"]
 
-    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(max_examples=40, deadline=None, suppress_health_check=SHARED_SUITE)
     @given(data=st.data())
     async def test_listing_matches_brute_force(self, index: Index, data: st.DataObject) -> None:
         keys = data.draw(st.lists(key_strategy(), min_size=0, max_size=25, unique=True), label="keys")
@@ -656,7 +688,7 @@ class IndexContract:
             for n in (1, 2, 3):
                 assert await walk_uploads(index, name, [n], "", delimiter) == brute_upload_items(ups, "", delimiter)
 
-    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(max_examples=25, deadline=None, suppress_health_check=SHARED_SUITE)
     @given(data=st.data())
     async def test_upload_listing_matches_brute_force(self, index: Index, data: st.DataObject) -> None:
         keys = data.draw(st.lists(key_strategy(), min_size=1, max_size=8, unique=True), label="keys")
@@ -751,6 +783,73 @@ class IndexContract:
             await index.complete_upload(up.upload_id, make_manifest(name, "k"))
         assert await index.get_object(name, "k") is None
         await index.delete_bucket(name)  # nothing left behind
+
+    # ---- cluster membership (node ids carry a tag of the test's own: the index may be shared)
+
+    async def test_register_and_list_nodes(self, index: Index) -> None:
+        tag = new_id()[:8]
+        recs = [make_node(f"{tag}-{n}", [f"{tag}-{n}-d{i}" for i in range(3)]) for n in ("b", "a", "c")]
+        stored = [await upsert_checked(index, rec) for rec in recs]
+        listed = await nodes_tagged(index, tag)
+        assert listed == sorted(stored, key=lambda n: n.node_id)
+        assert all(isinstance(d, DriveRecord) for n in listed for d in n.drives)
+        assert (await index.list_nodes()) == sorted(await index.list_nodes(), key=lambda n: n.node_id)
+
+    async def test_last_seen_is_the_index_clock(self, index: Index) -> None:
+        tag = new_id()[:8]
+        for claimed in (0.0, 1e12, -5.0):  # whatever the node says (its clock may be off)
+            await upsert_checked(index, dataclasses.replace(make_node(tag, [f"{tag}-d"]), last_seen=claimed))
+
+    async def test_heartbeat_replaces_the_record(self, index: Index) -> None:
+        tag = new_id()[:8]
+        first = await upsert_checked(index, make_node(tag, [f"{tag}-d1", f"{tag}-d2"]))
+        beat = make_node(tag, [f"{tag}-d2", f"{tag}-d3"], zone="z2", port=9200)
+        beat.drives[0].free = 12345
+        second = await upsert_checked(index, beat)
+        assert second.last_seen >= first.last_seen
+        assert await nodes_tagged(index, tag) == [second]
+        # the drive it dropped is free for another node; the ones it kept are not
+        await upsert_checked(index, make_node(f"{tag}-other", [f"{tag}-d1"]))
+        with pytest.raises(DriveClaimed):
+            await index.upsert_node(make_node(f"{tag}-other", [f"{tag}-d1", f"{tag}-d3"]))
+
+    async def test_node_without_drives(self, index: Index) -> None:
+        tag = new_id()[:8]
+        await upsert_checked(index, make_node(tag, []))
+        assert [n.drives for n in await nodes_tagged(index, tag)] == [[]]
+
+    async def test_drive_claimed_by_another_node_changes_nothing(self, index: Index) -> None:
+        tag = new_id()[:8]
+        owner = await upsert_checked(index, make_node(f"{tag}-a", [f"{tag}-a1", f"{tag}-a2"]))
+        with pytest.raises(DriveClaimed) as exc:
+            await index.upsert_node(make_node(f"{tag}-b", [f"{tag}-b1", f"{tag}-a2"]))
+        assert (exc.value.drive_id, exc.value.node_id) == (f"{tag}-a2", f"{tag}-a")
+        assert await nodes_tagged(index, tag) == [owner]  # b was not registered
+        # b's own drive was not taken either: another node may claim it
+        other = await upsert_checked(index, make_node(f"{tag}-c", [f"{tag}-b1"]))
+        # a registered node's heartbeat that claims a foreign drive leaves its record as it was
+        with pytest.raises(DriveClaimed):
+            await index.upsert_node(make_node(f"{tag}-c", [f"{tag}-a1"], zone="elsewhere"))
+        assert await nodes_tagged(index, tag) == [owner, other]
+
+    async def test_a_node_may_not_list_a_drive_twice(self, index: Index) -> None:
+        tag = new_id()[:8]
+        with pytest.raises(ValueError):
+            await index.upsert_node(make_node(tag, [f"{tag}-d", f"{tag}-d"]))
+        assert await nodes_tagged(index, tag) == []
+
+    async def test_remove_node_releases_its_drives(self, index: Index) -> None:
+        tag = new_id()[:8]
+        await upsert_checked(index, make_node(f"{tag}-a", [f"{tag}-d1", f"{tag}-d2"]))
+        kept = await upsert_checked(index, make_node(f"{tag}-b", [f"{tag}-d3"]))
+        assert await index.remove_node(f"{tag}-a") is True
+        assert await nodes_tagged(index, tag) == [kept]
+        assert await index.remove_node(f"{tag}-a") is False
+        assert await index.remove_node(f"{tag}-never") is False
+        moved = await upsert_checked(index, make_node(f"{tag}-c", [f"{tag}-d1", f"{tag}-d2"]))
+        assert await nodes_tagged(index, tag) == [kept, moved]
+        with pytest.raises(DriveClaimed):  # removing a did not release b's drive
+            await index.upsert_node(make_node(f"{tag}-c", [f"{tag}-d3"]))
 
 
 # -- helpers used by the suite

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from metadata import keys, records
 from metadata.index import Index, PreconditionFailed
 from metadata.lmdb_store import LocalIndex, _sortable
-from metadata.records import BucketRecord, Condition, ObjectManifest, PartRecord, UploadRecord
-from tests.index_contract import IndexContract, make_manifest, make_part, make_upload, new_bucket
+from metadata.records import BucketRecord, Condition, DriveRecord, NodeRecord, ObjectManifest, PartRecord, UploadRecord
+from tests.index_contract import IndexContract, make_manifest, make_node, make_part, make_upload, new_bucket
 
 MAP_SIZE = 1 << 30
 
@@ -125,6 +125,33 @@ def test_records_round_trip() -> None:
         assert records.decode(type(rec), records.encode(rec)) == rec
     assert isinstance(records.decode(ObjectManifest, records.encode(man)).parts[1], PartRecord)
     assert records.decode(UploadRecord, records.encode(up)).key == "k" * 1024
+
+
+def test_node_records_round_trip() -> None:
+    node = make_node("n1", ["d1", "d2"])
+    back = records.decode(NodeRecord, records.encode(node))
+    assert back == node and all(isinstance(d, DriveRecord) for d in back.drives)
+    bare = NodeRecord("n2", "http://[::1]:1", "", [], 0.0, 0.0)
+    assert records.decode(NodeRecord, records.encode(bare)) == bare
+
+
+async def test_refused_input_is_a_value_error_and_changes_nothing(local: LocalIndex) -> None:
+    """Names LMDB cannot key by, and part numbers past 4 bytes: ValueError (the service's 400), not lmdb's errors."""
+    with pytest.raises(ValueError):
+        await local.create_bucket(BucketRecord("x" * 600, "o", 1.0))
+    with pytest.raises(ValueError):
+        await local.get_bucket("")
+    with pytest.raises(ValueError):
+        await local.upsert_node(make_node("n", ["d" * 600]))
+    assert await local.list_buckets() == [] and await local.list_nodes() == []
+    name = await new_bucket(local)
+    up = make_upload(name, "k")
+    await local.create_upload(up)
+    for number in (-1, 1 << 32):
+        with pytest.raises(ValueError):
+            await local.put_part(up.upload_id, make_part(number))
+    assert (await local.list_parts(up.upload_id, marker=(1 << 32) + 5)).parts == []
+    assert (await local.list_parts(up.upload_id)).parts == []
 
 
 def test_key_encoding_boundaries() -> None:
