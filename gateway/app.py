@@ -107,13 +107,14 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         return health
     rid = request[REQUEST_ID]
     host_bucket = _host_bucket(request.host, gw.domains)
-    bucket, key = split_path(request.rel_url.raw_path, host_bucket)
     raw_path, query = request.rel_url.raw_path, sigv4.parse_query(request.rel_url.raw_query_string)
     if sigv2.is_presigned_v2(query):
         resource = f"/{host_bucket}{raw_path}" if host_bucket else raw_path
         auth = sigv2.verify_presigned(request.method, resource, query, request.headers, gw.lookup_secret)
     else:
         auth = sigv4.verify(request.method, raw_path, query, request.headers, gw.lookup_secret)
+    # Only an authenticated request learns what is wrong with its key.
+    bucket, key = split_path(raw_path, host_bucket)
     req = S3Request(request, rid, bucket, key, auth.access_key, request.query, auth)
     return await _route(req)(gw, req)
 

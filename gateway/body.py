@@ -8,6 +8,7 @@ so a body that fails one is never acknowledged.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator, Iterable
 
 import aiohttp
@@ -16,9 +17,10 @@ from aiohttp import web
 from gateway import checksums
 from gateway.aws_chunked import AwsChunkedReader
 from gateway.errors import S3Error
-from gateway.request import S3Request
+from gateway.request import S3Request, content_md5
 from gateway.sigv4 import PayloadHashVerifier
 
+_SINGLE_CHECKSUM = "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
 _DISCONNECTS = (aiohttp.ClientPayloadError, ConnectionError, asyncio.IncompleteReadError, EOFError)
 
 
@@ -91,9 +93,7 @@ class Body:
 def _announced_checksums(req: S3Request) -> dict[str, str]:
     found = checksums.checksum_headers(req.headers.keys())
     if len(found) > 1:
-        raise S3Error(
-            "InvalidRequest", "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
-        )
+        raise S3Error("InvalidRequest", _SINGLE_CHECKSUM)
     out = {}
     for algo, name in found.items():
         checksums.decode_b64(algo, req.headers[name])  # shape check: InvalidRequest if malformed
@@ -111,6 +111,8 @@ async def open_body(req: S3Request, limit: int) -> Body:
     chunked = None
     if auth is not None and auth.streaming:
         chunked = AwsChunkedReader.from_request(http.content, auth, http.headers)
+        if expected and chunked.checksum_algorithm:
+            raise S3Error("InvalidRequest", _SINGLE_CHECKSUM)
         raw = http.headers.get("x-amz-decoded-content-length")
         declared = int(raw) if raw is not None and raw.strip().isdigit() else None
     else:
@@ -121,6 +123,23 @@ async def open_body(req: S3Request, limit: int) -> Body:
         raise S3Error("EntityTooLarge", MaxSizeAllowed=str(limit), ProposedSize=str(declared))
     sha = PayloadHashVerifier(auth.content_sha256) if auth is not None and auth.content_sha256 else None
     return Body(http, declared, limit, chunked, sha, expected)
+
+
+def check_small_body(req: S3Request, raw: bytes, body_checksums: bool) -> None:
+    """Verify a whole (XML) request body against x-amz-content-sha256 and Content-MD5, and, when the
+    operation's x-amz-checksum-* headers describe the body (not an object, as in Complete), against those."""
+    if req.auth is not None and req.auth.content_sha256:
+        verifier = PayloadHashVerifier(req.auth.content_sha256)
+        verifier.update(raw)
+        verifier.verify()
+    want_md5 = content_md5(req.headers)
+    if want_md5 is not None and hashlib.md5(raw).digest() != want_md5:
+        raise S3Error("BadDigest")
+    for algo, value in _announced_checksums(req).items() if body_checksums else ():
+        if checksums.decode_b64(algo, value) != checksums.compute(algo, raw):
+            raise S3Error(
+                "BadDigest", f"The {checksums.header_name(algo)} you specified did not match the calculated checksum."
+            )
 
 
 class StreamBody:

@@ -6,9 +6,10 @@ import time
 
 from aiohttp import web
 
+from gateway.body import check_small_body
 from gateway.context import Gateway
 from gateway.errors import S3Error
-from gateway.request import S3Request, canonical_id, check_bucket_name
+from gateway.request import S3Request, canonical_id, check_bucket_name, decode_token, encode_token
 from gateway.s3_xml import MAX_XML_BODY, child_text, document, iso8601, parse
 from metadata.index import BucketAlreadyExists, BucketNotEmpty, NoSuchBucket
 from metadata.records import BucketRecord
@@ -22,7 +23,8 @@ def owner_items(access_key: str) -> list[tuple[str, object]]:
     return [("ID", canonical_id(access_key)), ("DisplayName", access_key)]
 
 
-async def read_small_body(req: S3Request) -> bytes:
+async def read_small_body(req: S3Request, body_checksums: bool = False) -> bytes:
+    """A whole XML request body, verified against the hashes (and checksums) the client sent with it."""
     if req.http.content_length is not None and req.http.content_length > MAX_XML_BODY:
         raise S3Error("MaxMessageLengthExceeded", "Your request was too big.", 400)
     body = bytearray()
@@ -30,20 +32,59 @@ async def read_small_body(req: S3Request) -> bytes:
         body += chunk
         if len(body) > MAX_XML_BODY:
             raise S3Error("MaxMessageLengthExceeded", "Your request was too big.", 400)
+    check_small_body(req, bytes(body), body_checksums)
     return bytes(body)
 
 
-async def list_buckets(gw: Gateway, req: S3Request) -> web.StreamResponse:
-    buckets = [b for b in await gw.index.list_buckets() if b.owner == req.access_key]
-    items = [
-        ("Owner", owner_items(req.access_key)),
-        ("Buckets", [("Bucket", [("Name", b.name), ("CreationDate", iso8601(b.created))]) for b in buckets]),
+MAX_BUCKETS = 10000
+
+
+def _max_buckets(req: S3Request) -> int:
+    raw = req.query.get("max-buckets", str(MAX_BUCKETS))
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_BUCKETS:
+        raise S3Error(
+            "InvalidArgument",
+            f"Argument max-buckets must be an integer between 1 and {MAX_BUCKETS}",
+            ArgumentName="max-buckets",
+            ArgumentValue=raw,
+        )
+    return int(raw)
+
+
+async def _visible_buckets(gw: Gateway, req: S3Request) -> list[BucketRecord]:
+    """The caller's buckets after the continuation token, filtered by prefix and bucket-region."""
+    token = req.query.get("continuation-token")
+    after = decode_token(token) if token is not None else ""
+    prefix, region = req.query.get("prefix", ""), req.query.get("bucket-region")
+    return [
+        b
+        for b in await gw.index.list_buckets()
+        if b.owner == req.access_key
+        and b.name > after
+        and b.name.startswith(prefix)
+        and (region is None or b.region == region)
     ]
+
+
+async def list_buckets(gw: Gateway, req: S3Request) -> web.StreamResponse:
+    limit = _max_buckets(req)
+    buckets = await _visible_buckets(gw, req)
+    page = buckets[:limit]
+    entries = [
+        ("Bucket", [("Name", b.name), ("CreationDate", iso8601(b.created)), ("BucketRegion", b.region)]) for b in page
+    ]
+    items: list[tuple[str, object]] = [("Owner", owner_items(req.access_key)), ("Buckets", entries)]
+    if len(buckets) > limit:
+        items.append(("ContinuationToken", encode_token(page[-1].name)))
+    if "prefix" in req.query:
+        items.append(("Prefix", req.query["prefix"]))
     return xml_response(document("ListAllMyBucketsResult", items))
 
 
 async def create_bucket(gw: Gateway, req: S3Request) -> web.StreamResponse:
     check_bucket_name(req.bucket)
+    if req.headers.get("x-amz-bucket-object-lock-enabled", "").strip().lower() == "true":
+        raise S3Error("NotImplemented", "Object Lock is not implemented.")
     region = gw.region
     body = await read_small_body(req)
     if body.strip():

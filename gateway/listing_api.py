@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 from urllib.parse import quote
 
@@ -12,7 +10,7 @@ from aiohttp import web
 from gateway.bucket_api import owned_bucket, owner_items, xml_response
 from gateway.context import Gateway
 from gateway.errors import S3Error
-from gateway.request import S3Request
+from gateway.request import S3Request, decode_token, encode_token
 from gateway.s3_xml import document, iso8601
 
 MAX_KEYS = 1000
@@ -53,19 +51,6 @@ def _encoder(req: S3Request) -> tuple[str | None, Any]:
     return "url", lambda s: quote(s, safe="/") if s else s
 
 
-def _token_encode(marker: str) -> str:
-    return base64.urlsafe_b64encode(marker.encode()).decode()
-
-
-def _token_decode(token: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise S3Error(
-            "InvalidArgument", "The continuation token provided is incorrect", ArgumentName="continuation-token"
-        ) from None
-
-
 async def list_objects(gw: Gateway, req: S3Request) -> web.StreamResponse:
     await owned_bucket(gw, req)
     v2 = req.query.get("list-type") == "2"
@@ -78,7 +63,7 @@ async def list_objects(gw: Gateway, req: S3Request) -> web.StreamResponse:
     token = req.query.get("continuation-token")
     if v2:
         start_after = req.query.get("start-after", "")
-        marker = _token_decode(token) if token is not None else start_after
+        marker = decode_token(token) if token is not None else start_after
     else:
         marker = req.query.get("marker", "")
     page = await gw.index.list_objects(req.bucket, prefix, marker, delimiter, max_keys)
@@ -117,7 +102,7 @@ async def list_objects(gw: Gateway, req: S3Request) -> web.StreamResponse:
     items.append(("IsTruncated", page.truncated))
     if page.truncated:
         if v2:
-            items.append(("NextContinuationToken", _token_encode(page.next_marker)))
+            items.append(("NextContinuationToken", encode_token(page.next_marker)))
         else:
             items.append(("NextMarker", enc(page.next_marker)))
     items += contents + prefixes

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import time
 from typing import Any
 
@@ -23,7 +24,7 @@ from gateway.object_api import (
     store_body,
 )
 from gateway.object_layer import new_id
-from gateway.request import S3Request, parse_range, standard_headers, user_metadata
+from gateway.request import S3Request, refuse_unsupported, standard_headers, user_metadata
 from gateway.s3_xml import child_text, document, iso8601, parse
 from metadata.index import NoSuchBucket, NoSuchUpload, PreconditionFailed
 from metadata.records import ObjectManifest, PartRecord, UploadRecord
@@ -56,6 +57,7 @@ async def create_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
     await owned_bucket(gw, req)
     if not req.key:
         raise S3Error("InvalidRequest", "A key is required.")
+    refuse_unsupported(req.headers)
     algo = req.headers.get("x-amz-checksum-algorithm", "")
     kind = req.headers.get("x-amz-checksum-type", "").upper()
     if algo:
@@ -121,23 +123,37 @@ async def upload_part(gw: Gateway, req: S3Request) -> web.StreamResponse:
     return web.Response(headers={"ETag": f'"{part.etag}"', **checksum_response_headers(part.checksums)})
 
 
+_COPY_RANGE_RE = re.compile(r"^bytes=(\d+)-(\d+)$")
+
+
+def _copy_range(raw: str, size: int) -> tuple[int, int]:
+    """x-amz-copy-source-range: only bytes=first-last, and inside the source (no suffix or open ranges)."""
+    m = _COPY_RANGE_RE.match(raw.strip())
+    if m is None or int(m.group(1)) > int(m.group(2)):
+        raise S3Error(
+            "InvalidArgument",
+            "The x-amz-copy-source-range value must be of the form bytes=first-last "
+            "where first and last are the zero-based offsets of the first and last bytes to copy",
+            ArgumentName="x-amz-copy-source-range",
+            ArgumentValue=raw,
+        )
+    start, end = int(m.group(1)), int(m.group(2))
+    if end >= size:
+        raise S3Error(
+            "InvalidArgument",
+            f"Range specified is not valid for source object of size: {size}",
+            ArgumentName="x-amz-copy-source-range",
+            ArgumentValue=raw,
+        )
+    return start, end
+
+
 async def upload_part_copy(gw: Gateway, req: S3Request) -> web.StreamResponse:
     number = _part_number(req)
     upload = await _upload(gw, req)
     src = await copy_source(gw, req)
     raw_range = req.headers.get("x-amz-copy-source-range")
-    start, end = 0, src.size - 1
-    if raw_range is not None:
-        rng = parse_range(raw_range, src.size)
-        if rng is None:
-            raise S3Error(
-                "InvalidArgument",
-                "The x-amz-copy-source-range value must be of the form bytes=first-last "
-                "where first and last are the zero-based offsets of the first and last bytes to copy",
-                ArgumentName="x-amz-copy-source-range",
-                ArgumentValue=raw_range,
-            )
-        start, end = rng
+    start, end = _copy_range(raw_range, src.size) if raw_range is not None else (0, src.size - 1)
     if end - start + 1 > MAX_PUT_SIZE:
         raise S3Error("EntityTooLarge")
     algos = [upload.checksum_algorithm] if upload.checksum_algorithm else []
@@ -196,6 +212,35 @@ def _object_checksum(upload: UploadRecord, chosen: list[PartRecord]) -> dict[str
     return {algo: checksums.composite(algo, digests)}
 
 
+def _check_declared(req: S3Request, upload: UploadRecord, sums: dict[str, str], size: int) -> None:
+    """What the client says the completed object is: x-amz-mp-object-size, x-amz-checksum-type and -<algo>."""
+    raw_size = req.headers.get("x-amz-mp-object-size")
+    if raw_size is not None and (not raw_size.strip().isdigit() or int(raw_size) != size):
+        raise S3Error(
+            "InvalidRequest",
+            f"The provided 'x-amz-mp-object-size' header value {raw_size} does not match the object size {size}.",
+        )
+    kind = req.headers.get("x-amz-checksum-type")
+    if kind is not None and kind.strip().upper() != upload.checksum_type:
+        raise S3Error(
+            "InvalidRequest",
+            f"The upload was created using the {upload.checksum_type or 'no'} checksum mode. "
+            "The complete request must use the same checksum mode.",
+        )
+    for algo, name in checksums.checksum_headers(req.headers.keys()).items():
+        if algo not in sums:
+            raise S3Error(
+                "InvalidRequest",
+                f"The upload was created using {upload.checksum_algorithm.lower() or 'no'} checksum. "
+                "The complete request must use the same checksum algorithm.",
+            )
+        # A composite value may be given with or without its "-<parts>" suffix (base64 has no '-').
+        if req.headers[name].strip().split("-")[0] != sums[algo].split("-")[0]:
+            raise S3Error(
+                "BadDigest", f"The {checksums.header_name(algo)} you specified did not match the calculated checksum."
+            )
+
+
 async def complete_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
     upload = await _upload(gw, req)
     wanted = _wanted_parts(await read_small_body(req))
@@ -214,6 +259,7 @@ async def complete_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
         chosen.append(part)
     md5s = b"".join(bytes.fromhex(p.etag) for p in chosen)
     sums = _object_checksum(upload, chosen)
+    _check_declared(req, upload, sums, sum(p.size for p in chosen))
     man = ObjectManifest(
         bucket=upload.bucket,
         key=upload.key,

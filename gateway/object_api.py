@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,6 +21,7 @@ from gateway.request import (
     check_conditions,
     content_md5,
     parse_range,
+    refuse_unsupported,
     standard_headers,
     user_metadata,
 )
@@ -102,6 +102,7 @@ async def put_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     await owned_bucket(gw, req)
     if not req.key:
         raise S3Error("InvalidRequest", "A key is required.")
+    refuse_unsupported(req.headers)
     cond = put_condition(req)
     check_put_condition(cond, await gw.index.get_object(req.bucket, req.key) if cond else None)
     meta, headers = user_metadata(req.headers), standard_headers(req.headers)
@@ -183,9 +184,23 @@ def _selected_range(man: ObjectManifest, req: S3Request) -> tuple[int, int] | No
     return parse_range(req.headers.get("Range"), man.size)
 
 
+def _not_modified(req: S3Request, man: ObjectManifest) -> web.Response | None:
+    """Check a read's conditions; a 304 carries the validators (ETag, Last-Modified), as RFC 9110 wants."""
+    try:
+        check_conditions(req.headers, man)
+    except S3Error as err:
+        if err.status != 304:
+            raise
+        return web.Response(
+            status=304, headers={"ETag": f'"{man.etag}"', "Last-Modified": http_date(man.last_modified)}
+        )
+    return None
+
+
 async def head_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     man = await current_object(gw, req)
-    check_conditions(req.headers, man)
+    if (not_modified := _not_modified(req, man)) is not None:
+        return not_modified
     h = object_headers(man, req)
     rng = _selected_range(man, req)
     status = 200
@@ -203,7 +218,8 @@ async def head_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
 
 async def get_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     man = await current_object(gw, req)
-    check_conditions(req.headers, man)
+    if (not_modified := _not_modified(req, man)) is not None:
+        return not_modified
     h = object_headers(man, req)
     rng = _selected_range(man, req)
     if rng is None:
@@ -250,11 +266,9 @@ async def delete_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
 
 async def delete_objects(gw: Gateway, req: S3Request) -> web.StreamResponse:
     await owned_bucket(gw, req)
-    raw = await read_small_body(req)
-    want = content_md5(req.headers)
-    if want is not None:
-        if hashlib.md5(raw).digest() != want:
-            raise S3Error("BadDigest")
+    if "Content-MD5" not in req.headers and not checksums.checksum_headers(req.headers.keys()):
+        raise S3Error("InvalidRequest", "Missing required header for this request: Content-MD5 OR x-amz-checksum-*")
+    raw = await read_small_body(req, body_checksums=True)
     doc = parse(raw, "Delete")
     quiet = (child_text(doc, "Quiet") or "").strip().lower() == "true"
     objects = doc.findall("Object")
@@ -305,6 +319,7 @@ async def copy_source(gw: Gateway, req: S3Request) -> ObjectManifest:
 
 async def copy_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     await owned_bucket(gw, req)
+    refuse_unsupported(req.headers)
     src = await copy_source(gw, req)
     directive = req.headers.get("x-amz-metadata-directive", "COPY").upper()
     if directive not in ("COPY", "REPLACE"):

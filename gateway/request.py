@@ -22,6 +22,9 @@ MAX_USER_META = 2048  # bytes of x-amz-meta-* names and values together, as S3
 STANDARD_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Encoding", "Content-Language", "Expires")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IP_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+# Reserved by S3 for its own naming schemes (punycode, access point aliases, directory buckets, ...).
+_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
 
 
 @dataclass(slots=True)
@@ -44,7 +47,15 @@ class S3Request:
 
 
 def check_bucket_name(name: str) -> None:
-    if not _BUCKET_RE.match(name) or ".." in name or _IP_RE.match(name) or ".-" in name or "-." in name:
+    if (
+        not _BUCKET_RE.match(name)
+        or ".." in name
+        or _IP_RE.match(name)
+        or ".-" in name
+        or "-." in name
+        or name.startswith(_RESERVED_PREFIXES)
+        or name.endswith(_RESERVED_SUFFIXES)
+    ):
         raise S3Error("InvalidBucketName", BucketName=name)
 
 
@@ -61,6 +72,20 @@ def split_path(raw_path: str, host_bucket: str | None) -> tuple[str, str]:
     if len(key.encode()) > MAX_KEY_BYTES:
         raise S3Error("KeyTooLongError")
     return bucket, key
+
+
+def encode_token(marker: str) -> str:
+    """An opaque continuation token for a listing that resumes after `marker`."""
+    return base64.urlsafe_b64encode(marker.encode()).decode()
+
+
+def decode_token(token: str) -> str:
+    try:
+        return base64.b64decode(token.encode(), altchars=b"-_", validate=True).decode()
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise S3Error(
+            "InvalidArgument", "The continuation token provided is incorrect", ArgumentName="continuation-token"
+        ) from None
 
 
 def canonical_id(access_key: str) -> str:
@@ -90,6 +115,25 @@ def standard_headers(headers: CIMultiDictProxy[str]) -> dict[str, str]:
         if value:
             out[name] = value
     return out
+
+
+# Write headers asking for what we do not have (encryption, object lock, tags): refused, as MinIO does
+# without a KMS, rather than acknowledged and silently dropped.
+_UNSUPPORTED_WRITE_HEADERS = (
+    "x-amz-server-side-encryption",
+    "x-amz-server-side-encryption-customer-algorithm",
+    "x-amz-server-side-encryption-aws-kms-key-id",
+    "x-amz-object-lock-mode",
+    "x-amz-object-lock-retain-until-date",
+    "x-amz-object-lock-legal-hold",
+    "x-amz-tagging",
+)
+
+
+def refuse_unsupported(headers: CIMultiDictProxy[str]) -> None:
+    for name in _UNSUPPORTED_WRITE_HEADERS:
+        if name in headers:
+            raise S3Error("NotImplemented", f"The {name} header is not implemented.")
 
 
 def content_md5(headers: CIMultiDictProxy[str]) -> bytes | None:

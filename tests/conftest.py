@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from tests.s3_helpers import chunked_client, unique
 from tests.server_process import ServerProcess, start_server
 
 
@@ -25,6 +26,26 @@ def fresh_server(tmp_path: Path) -> Iterator[ServerProcess]:
     srv.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def s3(server: ServerProcess) -> Any:
     return server.client()
+
+
+@pytest.fixture(scope="module")
+def s3_once(server: ServerProcess) -> Any:
+    """A boto3 client that does not retry: botocore retries BadDigest (and 5xx) several times with backoff."""
+    return server.client(retries={"mode": "standard", "max_attempts": 1})
+
+
+@pytest.fixture(scope="module")
+def s3_chunked(server: ServerProcess) -> Any:
+    """boto3 sending aws-chunked bodies with trailing checksums, as it does to AWS over https."""
+    return chunked_client(server)
+
+
+@pytest.fixture
+def bucket(s3: Any) -> str:
+    """A new, empty bucket of a test's own on the module's server."""
+    name = unique()
+    s3.create_bucket(Bucket=name)
+    return name
