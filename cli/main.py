@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import click
 
+from cli.dev import dev
+from cli.gateway import gateway
 from cli.meta import meta
+from cli.node import node
 from cli.server import server
 
 
@@ -16,6 +19,9 @@ def main() -> None:
 
 main.add_command(server)
 main.add_command(meta)
+main.add_command(node)
+main.add_command(gateway)
+main.add_command(dev)
 
 if __name__ == "__main__":
     main()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -11,6 +12,7 @@ from aiohttp import web
 from gateway import bucket_api, listing_api, multipart_api, object_api, sigv2, sigv4
 from gateway.context import Gateway
 from gateway.errors import S3Error
+from gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from gateway.request import S3Request, split_path
 from gateway.s3_xml import error_document
 
@@ -27,6 +29,8 @@ _BUCKET_UNSUPPORTED = frozenset(
 _OBJECT_UNSUPPORTED = frozenset("acl attributes legal-hold restore retention select tagging torrent".split())
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
 REQUEST_ID = "tessera.request_id"
+OPERATION = "tessera.operation"
+METRICS_KEY = web.AppKey("metrics", GatewayMetrics)
 
 
 def _route(req: S3Request) -> Handler:
@@ -91,12 +95,20 @@ def _is_anonymous(request: web.Request) -> bool:
 
 
 async def _health(request: web.Request) -> web.StreamResponse | None:
+    """Probes and scrapes: only anonymous GETs of these paths, so a bucket named "health" still works."""
     if request.method != "GET" or not _is_anonymous(request):
         return None
+    gw = request.app[GATEWAY_KEY]
     if request.path == "/health/live":
         return web.json_response({"status": "ok"})
     if request.path == "/health/ready":
+        problem = await gw.readiness() if gw.readiness else None
+        if problem:
+            return web.json_response({"status": "not ready", "reason": problem}, status=503)
         return web.json_response({"status": "ready"})
+    if request.path == "/metrics":
+        body = request.app[METRICS_KEY].render()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
     return None
 
 
@@ -116,7 +128,9 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     # Only an authenticated request learns what is wrong with its key.
     bucket, key = split_path(raw_path, host_bucket)
     req = S3Request(request, rid, bucket, key, auth.access_key, request.query, auth)
-    return await _route(req)(gw, req)
+    handler = _route(req)
+    request[OPERATION] = handler.__name__
+    return await handler(gw, req)
 
 
 @web.middleware
@@ -125,15 +139,27 @@ async def _errors(
 ) -> web.StreamResponse:
     rid = uuid.uuid4().hex[:16].upper()
     request[REQUEST_ID] = rid
+    started = time.monotonic()
+    resp: web.StreamResponse | None = None
     try:
-        return await handler(request)
+        resp = await handler(request)
     except S3Error as err:
-        return _error_response(request, err, rid)
+        resp = _error_response(request, err, rid)
     except web.HTTPException:
         raise
     except Exception:
         log.exception("request %s %s failed", request.method, request.path)
-        return _error_response(request, S3Error("InternalError"), rid)
+        resp = _error_response(request, S3Error("InternalError"), rid)
+    finally:
+        if OPERATION in request or resp is None or resp.status >= 400:
+            request.app[METRICS_KEY].observe(
+                request.get(OPERATION, "unrouted"),
+                resp.status if resp is not None else 499,  # 499: the client went away mid-request
+                time.monotonic() - started,
+                request.content_length or 0,
+                resp.body_length if resp is not None and resp.prepared else 0,
+            )
+    return resp
 
 
 def _error_response(request: web.Request, err: S3Error, rid: str) -> web.Response:
@@ -153,6 +179,7 @@ async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
 def make_app(gw: Gateway) -> web.Application:
     app = web.Application(middlewares=[_errors])
     app[GATEWAY_KEY] = gw
+    app[METRICS_KEY] = GatewayMetrics()
     app.on_response_prepare.append(_stamp)
     app.router.add_route("*", "/{tail:.*}", _dispatch)
     return app

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from gateway.errors import S3Error
@@ -18,6 +18,7 @@ class Gateway:
     lookup_secret: Callable[[str], str | None]
     region: str = "us-east-1"
     domains: tuple[str, ...] = ("localhost",)  # bucket.<domain> hosts are virtual-hosted-style requests
+    readiness: Callable[[], Awaitable[str | None]] | None = None  # None when ready, else the reason
 
     async def bucket(self, name: str) -> BucketRecord:
         rec = await self.index.get_bucket(name) if name else None

@@ -1,0 +1,160 @@
+"""`tessera dev`: a whole cluster on this machine, each service its own process on a loopback port."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from cli.addresses import StartupError
+from cli.launch import launch, stop
+from gateway.credentials import CredentialsError, root_credentials
+
+ZONES = 3  # dev nodes are spread over this many zones, so zone-aware placement is exercised
+
+
+@dataclass
+class Service:
+    name: str
+    args: list[str]
+    log: Path
+    endpoint: str = ""
+    banner_end: str = "Endpoint:"
+    proc: object = None  # subprocess.Popen[bytes] while running
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid  # type: ignore[attr-defined]
+
+    @property
+    def hostport(self) -> str:
+        return self.endpoint.removeprefix("http://")
+
+
+@dataclass
+class DevCluster:
+    data: Path
+    nodes: int = 6
+    metas: int = 1
+    gateways: int = 1
+    ec: str = "4+2"
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    services: dict[str, Service] = field(default_factory=dict)
+
+    def start(self) -> None:
+        self.data.mkdir(parents=True, exist_ok=True)
+        self.env.setdefault("TESSERA_CLUSTER_SECRET", self._cluster_secret())
+        creds = root_credentials(self.data / "credentials.json", self.env)
+        self.env["TESSERA_ACCESS_KEY"], self.env["TESSERA_SECRET_KEY"] = creds.access_key, creds.secret_key
+        try:
+            for i in range(self.metas):
+                d = self.data / f"meta{i + 1}"
+                self._start(Service(f"meta{i + 1}", ["meta", "--data", str(d), "--listen", "127.0.0.1:0"], d / "log"))
+            meta = ",".join(s.hostport for s in self.services.values() if s.name.startswith("meta"))
+            for i in range(self.nodes):
+                d = self.data / f"node{i + 1}"
+                args = ["node", "--data", str(d / "drive1"), "--listen", "127.0.0.1:0", "--meta", meta]
+                self._start(Service(f"node{i + 1}", [*args, "--zone", f"zone{i % ZONES + 1}"], d / "log"))
+            for i in range(self.gateways):
+                d = self.data / f"gateway{i + 1}"
+                args = ["gateway", "--listen", "127.0.0.1:0", "--meta", meta, "--ec", self.ec]
+                self._start(Service(f"gateway{i + 1}", args, d / "log", banner_end="export "))
+        except BaseException:
+            self.stop()
+            raise
+
+    def _cluster_secret(self) -> str:
+        path = self.data / "cluster-secret"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32))
+        return path.read_text().strip()
+
+    def _start(self, svc: Service) -> None:
+        svc.log.parent.mkdir(parents=True, exist_ok=True)
+        run = launch(svc.args, self.env, svc.log, banner_end=svc.banner_end)
+        svc.proc, svc.endpoint = run.proc, run.endpoint
+        if "127.0.0.1:0" in svc.args:  # a restart comes back on the same address
+            svc.args[svc.args.index("127.0.0.1:0")] = svc.hostport
+        self.services[svc.name] = svc
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        svc = self.services[name]
+        os.kill(svc.pid, sig)
+        if sig == signal.SIGKILL:
+            svc.proc.wait()  # type: ignore[attr-defined]
+
+    def restart(self, name: str) -> None:
+        svc = self.services[name]
+        if svc.proc is not None and svc.proc.poll() is None:  # type: ignore[attr-defined]
+            stop(svc.proc)  # type: ignore[arg-type]
+        self._start(svc)
+
+    def stop(self) -> None:
+        for svc in reversed(list(self.services.values())):
+            if svc.proc is not None:
+                try:
+                    os.kill(svc.pid, signal.SIGCONT)  # a paused service must be able to exit
+                except ProcessLookupError:
+                    pass
+                stop(svc.proc)  # type: ignore[arg-type]
+
+    def endpoint(self, gateway: int = 1) -> str:
+        return self.services[f"gateway{gateway}"].endpoint
+
+
+@click.command()
+@click.option("--nodes", default=6, show_default=True, help="Storage nodes to run.")
+@click.option("--meta", "metas", default=1, show_default=True, help="Metadata replicas to run.")
+@click.option("--gateways", default=1, show_default=True, help="S3 gateways to run.")
+@click.option("--data", default="tessera-dev", show_default=True, help="Directory for every service's data.")
+@click.option("--ec", default="4+2", show_default=True, help="Erasure code K+M.")
+def dev(nodes: int, metas: int, gateways: int, data: str, ec: str) -> None:
+    """Run a whole cluster on this machine; Ctrl-C stops it."""
+    if metas != 1:
+        click.echo(
+            "tessera dev: error: replication across several metadata replicas is not available yet: use --meta 1",
+            err=True,
+        )
+        sys.exit(2)
+    if nodes < 1 or gateways < 1:
+        click.echo("tessera dev: error: --nodes and --gateways must be at least 1", err=True)
+        sys.exit(2)
+    signal.signal(signal.SIGTERM, _interrupt)
+    cluster = DevCluster(Path(data), nodes, metas, gateways, ec)
+    try:
+        cluster.start()
+        _announce(cluster)
+        while True:
+            signal.pause()
+    except KeyboardInterrupt:
+        pass
+    except (StartupError, CredentialsError, RuntimeError, OSError) as exc:
+        click.echo(f"tessera dev: error: {exc}", err=True)
+        sys.exit(2)
+    finally:
+        cluster.stop()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _announce(cluster: DevCluster) -> None:
+    for svc in cluster.services.values():
+        if not svc.name.startswith("gateway"):
+            click.echo(f"{svc.name:<10} {svc.endpoint}  (pid {svc.pid})")
+    for i in range(2, cluster.gateways + 1):
+        click.echo(f"gateway{i:<3}  {cluster.endpoint(i)}")
+    click.echo(f"Endpoint:  {cluster.endpoint(1)}")
+    click.echo(
+        f"export AWS_ACCESS_KEY_ID={cluster.env['TESSERA_ACCESS_KEY']}  "
+        f"AWS_SECRET_ACCESS_KEY={cluster.env['TESSERA_SECRET_KEY']}"
+    )
+    sys.stdout.flush()

@@ -1,0 +1,90 @@
+"""`tessera gateway`: a stateless S3 endpoint over the cluster's metadata service and storage nodes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+
+import click
+
+from cli.addresses import StartupError, index_client, meta_urls, parse_listen, url
+from cli.malloc_tuning import tune_malloc
+from cli.service_run import start_site, until_stopped
+from cluster.auth import ClusterAuthError, secret_from_env
+from gateway.app import make_app
+from gateway.context import Gateway
+from gateway.credentials import Credentials, CredentialsError, credentials_from_env
+from gateway.erasure import Scheme, SchemeError
+from gateway.membership import ClusterDrives
+from gateway.object_layer import ObjectLayer
+
+log = logging.getLogger("tessera.gateway")
+MEMBERSHIP_WAIT = 15.0  # seconds to reach the metadata service at start
+
+
+async def run_gateway(
+    creds: Credentials, host: str, port: int, meta: list[str], scheme: Scheme, domains: tuple[str, ...], secret: bytes
+) -> None:
+    index = index_client(meta, secret)
+    drives = ClusterDrives(index, secret)
+    try:
+        await asyncio.wait_for(drives.start(), MEMBERSHIP_WAIT)
+    except Exception as exc:
+        await drives.close()
+        await index.close()
+        raise StartupError(f"cannot reach the metadata service at {', '.join(meta)}: {exc!r}") from None
+
+    def lookup(access_key: str) -> str | None:
+        return creds.secret_key if access_key == creds.access_key else None
+
+    layer = ObjectLayer(drives, scheme)
+    async def readiness() -> str | None:
+        return drives.problem(scheme.k)
+
+    gw = Gateway(index=index, layer=layer, lookup_secret=lookup, domains=domains, readiness=readiness)
+    runner, bound = await start_site(make_app(gw), host, port)
+    click.echo(f"Tessera gateway: EC {scheme}, {drives.live_nodes()} storage node(s) up")
+    click.echo(f"Endpoint:  {url(host, bound)}")
+    click.echo(f"export AWS_ACCESS_KEY_ID={creds.access_key}  AWS_SECRET_ACCESS_KEY={creds.secret_key}")
+    sys.stdout.flush()
+
+    async def cleanup() -> None:
+        await runner.cleanup()
+        await layer.drain()
+        await drives.close()
+        await index.close()
+
+    await until_stopped(cleanup)
+
+
+@click.command()
+@click.option("--listen", default="127.0.0.1:9000", show_default=True, help="HOST:PORT of the S3 endpoint.")
+@click.option("--meta", required=True, help="The metadata service(s): HOST:PORT[,HOST:PORT...].")
+@click.option("--ec", "ec", default="4+2", show_default=True, help="Erasure code K+M for new objects.")
+@click.option(
+    "--domain",
+    "domains",
+    multiple=True,
+    default=("localhost",),
+    show_default=True,
+    help="Domain for virtual-hosted-style requests (BUCKET.DOMAIN); repeatable.",
+)
+def gateway(listen: str, meta: str, ec: str, domains: tuple[str, ...]) -> None:
+    """Serve S3 over the cluster (root credentials from TESSERA_ACCESS_KEY / TESSERA_SECRET_KEY)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tune_malloc()
+    try:
+        secret = secret_from_env()
+        creds = credentials_from_env()
+        if creds is None:
+            raise StartupError("set TESSERA_ACCESS_KEY and TESSERA_SECRET_KEY (the same on every gateway)")
+        scheme = Scheme.parse(ec)
+        host, port = parse_listen(listen)
+        urls = meta_urls(meta)
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_gateway(creds, host, port, urls, scheme, tuple(domains), secret))
+    except (StartupError, SchemeError, ClusterAuthError, CredentialsError) as exc:
+        click.echo(f"tessera gateway: error: {exc}", err=True)
+        sys.exit(2)

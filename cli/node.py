@@ -1,0 +1,131 @@
+"""`tessera node`: a storage node serving its drives to the cluster, registered with the metadata service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+from storage_node.service import make_node_app
+
+from cli.addresses import StartupError, index_client, meta_urls, parse_listen, url
+from cli.service_run import start_site, until_stopped
+from cluster.auth import ClusterAuthError, secret_from_env
+from metadata.index import DriveClaimed, Index
+from metadata.records import DriveRecord, NodeRecord
+from storage_node.drive import DriveError
+from storage_node.local_drive import LocalDrive
+
+log = logging.getLogger("tessera.node")
+HEARTBEAT_EVERY = 2.0  # seconds; gateways count a node down after a few missed beats
+FIRST_REGISTRATION = 15.0  # seconds to reach the metadata service before serving anyway
+
+
+def node_id(data: Path) -> str:
+    """The node's id, made once and kept in its first data directory."""
+    path = data / "node.json"
+    try:
+        return str(json.loads(path.read_text())["id"])
+    except FileNotFoundError:
+        pass
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StartupError(f"{path} is damaged ({exc})") from None
+    nid = uuid.uuid4().hex[:16]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"id": nid}))
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return nid
+
+
+def describe(nid: str, address: str, zone: str, drives: list[LocalDrive], started: float) -> NodeRecord:
+    records = []
+    for d in drives:
+        st = os.statvfs(d.root)
+        records.append(DriveRecord(d.drive_id, st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize))
+    return NodeRecord(nid, address, zone, records, started, 0.0)
+
+
+async def heartbeat(index: Index, make_record: Callable[[], NodeRecord], first: asyncio.Future[None]) -> None:
+    """Register, then beat forever; the first outcome (registered, or a claimed drive) settles `first`."""
+    while True:
+        try:
+            await index.upsert_node(make_record())
+            if not first.done():
+                first.set_result(None)
+        except DriveClaimed as exc:
+            if not first.done():
+                first.set_exception(StartupError(f"a drive of this node is registered to another node: {exc}"))
+                return
+            log.error("drive claimed by another node: %s", exc)
+        except Exception as exc:  # metadata service down or restarting: keep serving, keep trying
+            log.warning("heartbeat to the metadata service failed: %r", exc)
+        await asyncio.sleep(HEARTBEAT_EVERY)
+
+
+async def run_node(
+    data: list[Path], host: str, port: int, meta: list[str], zone: str, advertise: str | None, secret: bytes
+) -> None:
+    try:
+        drives = [await LocalDrive.open(p) for p in data]
+    except DriveError as exc:
+        raise StartupError(str(exc)) from None
+    if len({d.drive_id for d in drives}) != len(drives):
+        raise StartupError("two data directories carry the same drive id (was one copied from another?)")
+    nid = await asyncio.to_thread(node_id, data[0])
+    runner, bound = await start_site(make_node_app(drives, secret), host, port)
+    address = url(*parse_listen(advertise, "--advertise")) if advertise else url(host, bound)
+    index = index_client(meta, secret)
+    started = time.time()
+    first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    beat = asyncio.create_task(heartbeat(index, lambda: describe(nid, address, zone, drives, started), first))
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(first), FIRST_REGISTRATION)
+    if first.done() and first.exception():
+        await runner.cleanup()
+        raise first.exception()  # type: ignore[misc]
+    if not first.done():
+        log.warning("metadata service not reachable yet; serving and retrying")
+    click.echo(f"Tessera node {nid}: zone {zone}, {len(drives)} drive(s)")
+    click.echo(f"Endpoint:  {address}")
+    sys.stdout.flush()
+
+    async def cleanup() -> None:
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
+        await runner.cleanup()
+        await index.close()
+        for d in drives:
+            await d.close()
+
+    await until_stopped(cleanup)
+
+
+@click.command()
+@click.option("--data", "data", multiple=True, required=True, help="A drive directory; repeat for each drive.")
+@click.option("--listen", default="127.0.0.1:9100", show_default=True, help="HOST:PORT to serve on.")
+@click.option("--meta", required=True, help="The metadata service(s): HOST:PORT[,HOST:PORT...].")
+@click.option("--zone", default="default", show_default=True, help="Failure zone (rack, room, site).")
+@click.option("--advertise", default=None, help="HOST:PORT others reach this node at [the listen address].")
+def node(data: tuple[str, ...], listen: str, meta: str, zone: str, advertise: str | None) -> None:
+    """Serve DATA directories as drives to the cluster's gateways."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        secret = secret_from_env()
+        host, port = parse_listen(listen)
+        urls = meta_urls(meta)
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_node([Path(d) for d in data], host, port, urls, zone, advertise, secret))
+    except (StartupError, ClusterAuthError) as exc:
+        click.echo(f"tessera node: error: {exc}", err=True)
+        sys.exit(2)

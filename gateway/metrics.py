@@ -1,0 +1,35 @@
+"""The gateway's Prometheus metrics: S3 requests by operation and status, their latency and bytes."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        # One registry per app, so several gateways in one process (tests) do not collide.
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "tessera_s3_requests", "S3 requests answered", ["operation", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "tessera_s3_request_seconds",
+            "Time to answer an S3 request (to the end of its body)",
+            ["operation"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.bytes_in = Counter("tessera_s3_received_bytes", "Request body bytes", registry=self.registry)
+        self.bytes_out = Counter("tessera_s3_sent_bytes", "Response body bytes", registry=self.registry)
+
+    def observe(self, operation: str, status: int, seconds: float, received: int, sent: int) -> None:
+        self.requests.labels(operation, str(status)).inc()
+        self.latency.labels(operation).observe(seconds)
+        self.bytes_in.inc(received)
+        self.bytes_out.inc(sent)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
