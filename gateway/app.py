@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -17,6 +18,7 @@ from gateway.request import S3Request, split_path
 from gateway.s3_xml import error_document
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("tessera.gateway.access")
 
 Handler = Callable[[Gateway, S3Request], Awaitable[web.StreamResponse]]
 
@@ -152,14 +154,29 @@ async def _errors(
         resp = _error_response(request, S3Error("InternalError"), rid)
     finally:
         if OPERATION in request or resp is None or resp.status >= 400:
-            request.app[METRICS_KEY].observe(
-                request.get(OPERATION, "unrouted"),
-                resp.status if resp is not None else 499,  # 499: the client went away mid-request
-                time.monotonic() - started,
-                request.content_length or 0,
-                resp.body_length if resp is not None and resp.prepared else 0,
-            )
+            _account(request, resp, time.monotonic() - started)
     return resp
+
+
+def _account(request: web.Request, resp: web.StreamResponse | None, seconds: float) -> None:
+    """Metrics and one JSON access-log line per S3 request (probes and scrapes are left out)."""
+    status = resp.status if resp is not None else 499  # 499: the client went away mid-request
+    sent = resp.body_length if resp is not None and resp.prepared else 0
+    op = request.get(OPERATION, "unrouted")
+    request.app[METRICS_KEY].observe(op, status, seconds, request.content_length or 0, sent)
+    if access_log.isEnabledFor(logging.INFO):
+        line = {
+            "rid": request.get(REQUEST_ID, ""),
+            "method": request.method,
+            "path": request.rel_url.raw_path,
+            "op": op,
+            "status": status,
+            "ms": round(seconds * 1000, 3),
+            "bytes_in": request.content_length or 0,
+            "bytes_out": sent,
+            "peer": request.remote,
+        }
+        access_log.info("%s", json.dumps(line))
 
 
 def _error_response(request: web.Request, err: S3Error, rid: str) -> web.Response:

@@ -159,8 +159,7 @@ async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse
         # Probes and scrapes come every few seconds: keep them out of the INFO log.
         level = logging.DEBUG if route in ("live", "ready", "metrics") else logging.INFO
         if log.isEnabledFor(level):
-            line = " ".join(f"{k}={v}" for k, v in fields.items() if v != "")
-            log.log(level, "request %s", line, extra={"tessera_request": fields})
+            log.log(level, "%s", json.dumps(fields), extra={"tessera_request": fields})
 
 
 @web.middleware
