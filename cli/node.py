@@ -14,15 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import click
-from storage_node.service import make_node_app
 
 from cli.addresses import StartupError, index_client, meta_urls, parse_listen, url
-from cli.service_run import start_site, until_stopped
+from cli.service_run import open_local_drives, start_site, until_stopped
 from cluster.auth import ClusterAuthError, secret_from_env
 from metadata.index import DriveClaimed, Index
 from metadata.records import DriveRecord, NodeRecord
-from storage_node.drive import DriveError
 from storage_node.local_drive import LocalDrive
+from storage_node.service import make_node_app
 
 log = logging.getLogger("tessera.node")
 HEARTBEAT_EVERY = 2.0  # seconds; gateways count a node down after a few missed beats
@@ -75,12 +74,7 @@ async def heartbeat(index: Index, make_record: Callable[[], NodeRecord], first: 
 async def run_node(
     data: list[Path], host: str, port: int, meta: list[str], zone: str, advertise: str | None, secret: bytes
 ) -> None:
-    try:
-        drives = [await LocalDrive.open(p) for p in data]
-    except DriveError as exc:
-        raise StartupError(str(exc)) from None
-    if len({d.drive_id for d in drives}) != len(drives):
-        raise StartupError("two data directories carry the same drive id (was one copied from another?)")
+    drives = await open_local_drives(data)
     nid = await asyncio.to_thread(node_id, data[0])
     runner, bound = await start_site(make_node_app(drives, secret), host, port)
     address = url(*parse_listen(advertise, "--advertise")) if advertise else url(host, bound)

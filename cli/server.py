@@ -12,7 +12,7 @@ import click
 
 from cli.addresses import StartupError, parse_listen, url
 from cli.malloc_tuning import tune_malloc
-from cli.service_run import start_site, until_stopped
+from cli.service_run import open_local_drives, start_site, until_stopped
 from gateway.app import make_app
 from gateway.context import Gateway
 from gateway.credentials import Credentials, CredentialsError, root_credentials
@@ -20,8 +20,6 @@ from gateway.drive_set import LocalDrives
 from gateway.erasure import Scheme, SchemeError
 from gateway.object_layer import ObjectLayer
 from metadata.lmdb_store import LocalIndex
-from storage_node.drive import DriveError
-from storage_node.local_drive import LocalDrive
 
 DEFAULT_DATA = Path("tessera-data")
 DEFAULT_DRIVES = 6
@@ -55,12 +53,7 @@ def system_credentials(system: Path) -> Credentials:
 async def serve(
     creds: Credentials, paths: list[Path], system: Path, scheme: Scheme, host: str, port: int, domains: tuple[str, ...]
 ) -> None:
-    try:
-        drives = [await LocalDrive.open(p) for p in paths]
-    except DriveError as exc:
-        raise StartupError(str(exc)) from None
-    if len({d.drive_id for d in drives}) != len(drives):
-        raise StartupError("two drive directories carry the same drive id (was one copied from another?)")
+    drives = await open_local_drives(paths)
     try:
         index = LocalIndex.open(system / "index")
     except Exception as exc:  # lmdb raises its own error types for a bad or locked environment

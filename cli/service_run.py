@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from aiohttp import web
 
 from cli.addresses import StartupError
+from storage_node.drive import DriveError
+from storage_node.local_drive import LocalDrive
 
 
 async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
@@ -33,3 +36,13 @@ async def until_stopped(cleanup: Callable[[], Awaitable[None]]) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await cleanup()
+
+
+async def open_local_drives(paths: list[Path]) -> list[LocalDrive]:
+    try:
+        drives = [await LocalDrive.open(p) for p in paths]
+    except DriveError as exc:
+        raise StartupError(str(exc)) from None
+    if len({d.drive_id for d in drives}) != len(drives):
+        raise StartupError("two drive directories carry the same drive id (was one copied from another?)")
+    return drives

@@ -197,29 +197,8 @@ def _not_modified(req: S3Request, man: ObjectManifest) -> web.Response | None:
     return None
 
 
-async def head_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
-    man = await current_object(gw, req)
-    if (not_modified := _not_modified(req, man)) is not None:
-        return not_modified
-    h = object_headers(man, req)
-    rng = _selected_range(man, req)
-    status = 200
-    length = man.size
-    if rng is not None:
-        status, length = 206, rng[1] - rng[0] + 1
-        h["Content-Range"] = f"bytes {rng[0]}-{rng[1]}/{man.size}"
-    elif req.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
-        h.update(checksum_response_headers(man.checksums, man.checksum_type))
-    h["Content-Length"] = str(length)
-    resp = web.StreamResponse(status=status, headers=h)
-    resp.content_length = length
-    return resp
-
-
-async def get_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
-    man = await current_object(gw, req)
-    if (not_modified := _not_modified(req, man)) is not None:
-        return not_modified
+def _answer_head(req: S3Request, man: ObjectManifest) -> tuple[int, int, int, dict[str, str]]:
+    """Status, byte range [start, end] and headers of a GET or HEAD of `man`."""
     h = object_headers(man, req)
     rng = _selected_range(man, req)
     if rng is None:
@@ -229,6 +208,25 @@ async def get_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     else:
         (start, end), status = rng, 206
         h["Content-Range"] = f"bytes {start}-{end}/{man.size}"
+    return status, start, end, h
+
+
+async def head_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
+    man = await current_object(gw, req)
+    if (not_modified := _not_modified(req, man)) is not None:
+        return not_modified
+    status, start, end, h = _answer_head(req, man)
+    h["Content-Length"] = str(end - start + 1)
+    resp = web.StreamResponse(status=status, headers=h)
+    resp.content_length = end - start + 1
+    return resp
+
+
+async def get_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
+    man = await current_object(gw, req)
+    if (not_modified := _not_modified(req, man)) is not None:
+        return not_modified
+    status, start, end, h = _answer_head(req, man)
     resp = web.StreamResponse(status=status, headers=h)
     resp.content_length = end - start + 1
     stream = gw.layer.stream(man, start, end)
