@@ -54,6 +54,10 @@ class Scheme:
         """Any k fragments of one segment back into the segment (no maths when all are data)."""
         return _driver(self.k, self.m).decode(list(fragments))
 
+    def reconstruct(self, fragments: dict[int, bytes], wanted: Sequence[int]) -> list[bytes]:
+        """The fragments `wanted` of one segment, rebuilt from k others (index -> fragment)."""
+        return _driver(self.k, self.m).reconstruct([fragments[i] for i in sorted(fragments)], list(wanted))
+
     def segment_count(self, size: int) -> int:
         # An empty part still has one (empty) segment, so every part has fragments to find.
         return max(1, -(-size // self.segment_size))

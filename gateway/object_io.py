@@ -71,7 +71,7 @@ async def _segments(source: BodySource, size: int) -> AsyncIterator[bytes]:
         yield bytes(buf)
 
 
-class _FragmentFeed:
+class FragmentFeed:
     """Queue of fragments for one drive, and the task that streams them into drive.put."""
 
     def __init__(self, drive: Drive, fid: FragmentId) -> None:
@@ -128,7 +128,7 @@ async def write_part(
         for h in all_hashers:
             h.update(seg)
 
-    feeds = [_FragmentFeed(d, FragmentId(data_id, part_number, i)) if d else None for i, d in enumerate(targets)]
+    feeds = [FragmentFeed(d, FragmentId(data_id, part_number, i)) if d else None for i, d in enumerate(targets)]
     live = [f for f in feeds if f is not None]
     size = 0
     try:
@@ -210,15 +210,31 @@ async def read_part(
     end: int,
     on_bad_fragment: Callable[[FragmentId, BaseException], None] | None = None,
 ) -> AsyncIterator[bytes]:
-    """Yield the plaintext of segments [first, end) of a part, each verified.
+    """Yield the plaintext of segments [first, end) of a part, each verified (see read_fragments)."""
+    scheme = Scheme(part.k, part.m, part.segment_size)
+    async for chunks in read_fragments(part, lookup, first, end, on_bad_fragment):
+        yield scheme.decode([chunks[i] for i in sorted(chunks)])
 
-    Reads the k data fragments. A fragment that is missing, corrupt or unreachable is replaced
-    by a parity fragment from that segment on; one that is slow gets a parity fragment asked
-    for beside it (a hedge), and whichever k arrive first are used. Raises ReadError when fewer
-    than k fragments of a segment are good; nothing unverified is ever yielded.
+
+async def read_fragments(
+    part: PartRecord,
+    lookup: Callable[[str], Drive | None],
+    first: int,
+    end: int,
+    on_bad_fragment: Callable[[FragmentId, BaseException], None] | None = None,
+    avoid: frozenset[int] = frozenset(),
+) -> AsyncIterator[dict[int, bytes]]:
+    """Yield, for each segment in [first, end), k verified fragment chunks by fragment index.
+
+    Reads the k data fragments first (the code is systematic: decoding them is a copy). A
+    fragment that is missing, corrupt or unreachable is replaced by a parity fragment from that
+    segment on; one that is slow gets a parity fragment asked for beside it (a hedge), and
+    whichever k arrive first are used. Fragments in `avoid` are read only as a last resort.
+    Raises ReadError when fewer than k fragments of a segment are good.
     """
     scheme = Scheme(part.k, part.m, part.segment_size)
-    spare = [i for i in range(scheme.width) if i not in part.missed] + list(part.missed)
+    last_resort = set(part.missed) | avoid
+    spare = [i for i in range(scheme.width) if i not in last_resort] + sorted(last_resort)
     active: dict[int, _Cursor] = {}
 
     def bad(i: int, exc: BaseException) -> None:
@@ -271,6 +287,6 @@ async def read_part(
             for fut, i in waiting.items():  # the slow ones lost the race and are now out of step
                 fut.cancel()
                 await active.pop(i).close()
-            yield scheme.decode([chunks[i] for i in sorted(chunks)])
+            yield chunks
     finally:
         await asyncio.gather(*(c.close() for c in active.values()))

@@ -27,12 +27,13 @@ def _weight(data_id: str, name: str) -> bytes:
     return hashlib.blake2b(f"{data_id}/{name}".encode(), digest_size=8).digest()
 
 
-def place(data_id: str, nodes: Sequence[NodeSlot], width: int) -> list[str]:
+def place(data_id: str, nodes: Sequence[NodeSlot], width: int, zones_taken: Sequence[str] = ()) -> list[str]:
     """Drive ids for fragments 0..width-1, each on a different node.
 
     Live nodes are taken before dead ones (a fragment sent to a dead node just misses its
     write); among them, each pick goes to the zone holding the fewest fragments so far, and
     within that to the node with the highest weight. Within a node the drive is chosen by weight.
+    `zones_taken` are the zones of fragments already placed elsewhere (a repair adds to those).
     """
     usable = [n for n in nodes if n.drive_ids]
     if len(usable) < width:
@@ -41,7 +42,7 @@ def place(data_id: str, nodes: Sequence[NodeSlot], width: int) -> list[str]:
     live_pool = [n for n in ranked if n.live]
     dead_pool = [n for n in ranked if not n.live]
     chosen: list[NodeSlot] = []
-    per_zone: Counter[str] = Counter()
+    per_zone: Counter[str] = Counter(zones_taken)
     for pool in (live_pool, dead_pool):
         while pool and len(chosen) < width:
             fewest = min(per_zone[n.zone] for n in pool)
