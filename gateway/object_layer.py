@@ -7,6 +7,7 @@ drives hold which fragments, and it defers deleting data that a reader is still 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 import uuid
@@ -35,6 +36,37 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+INLINE_MAX = 128 << 10  # bytes; bodies up to this size live in the manifest (MinIO's threshold too)
+
+
+async def _read_head(source: BodySource, limit: int) -> tuple[bytes, bool]:
+    """Read until more than `limit` bytes or the end; (bytes read, whether the body ended)."""
+    pieces: list[bytes] = []
+    n = 0
+    while n <= limit:
+        piece = await source.read()
+        if not piece:
+            return b"".join(pieces), True
+        pieces.append(piece)
+        n += len(piece)
+    return b"".join(pieces), False
+
+
+class _Prefixed:
+    """A body source whose first bytes were already read."""
+
+    def __init__(self, head: bytes, rest: BodySource) -> None:
+        self._head: bytes | None = head
+        self._rest = rest
+
+    async def read(self) -> bytes:
+        if self._head is not None:
+            head, self._head = self._head, None
+            if head:
+                return head
+        return await self._rest.read()
+
+
 class ObjectLayer:
     def __init__(self, drives: DriveSet, scheme: Scheme) -> None:
         self.scheme = scheme
@@ -44,7 +76,14 @@ class ObjectLayer:
         self._background: set[asyncio.Task[None]] = set()
 
     async def write(self, source: BodySource, number: int, hashers: Sequence[Hasher] = ()) -> tuple[PartRecord, bytes]:
-        """Store a body as a new data version; returns its part record and the body's MD5."""
+        """Store a body as a new data version; returns its part record and the body's MD5.
+
+        A body of at most INLINE_MAX bytes is kept in the part record itself (the manifest),
+        as MinIO does: one durable index write instead of k+m fragment files and their fsyncs.
+        """
+        head, ended = await _read_head(source, INLINE_MAX)
+        if ended:
+            return self._inline(head, number, hashers)
         data_id = new_id()
         try:
             placement = place(data_id, self.drives.slots(), self.scheme.width)
@@ -54,7 +93,7 @@ class ObjectLayer:
         if sum(t is not None for t in targets) < write_quorum(self.scheme):
             raise S3Error("ServiceUnavailable", "Too few storage nodes are up to store data safely.", 503)
         try:
-            written = await write_part(source, targets, self.scheme, data_id, number, hashers)
+            written = await write_part(_Prefixed(head, source), targets, self.scheme, data_id, number, hashers)
         except WriteQuorumError as exc:
             raise S3Error("ServiceUnavailable", f"Too few drives took the data: {exc}", 503) from None
         rec = PartRecord(
@@ -71,6 +110,24 @@ class ObjectLayer:
         )
         return rec, written.md5
 
+    def _inline(self, data: bytes, number: int, hashers: Sequence[Hasher]) -> tuple[PartRecord, bytes]:
+        md5 = hashlib.md5(data)
+        for h in hashers:
+            h.update(data)
+        rec = PartRecord(
+            number=number,
+            data_id=new_id(),
+            size=len(data),
+            etag=md5.hexdigest(),
+            placement=[],
+            k=self.scheme.k,
+            m=self.scheme.m,
+            segment_size=self.scheme.segment_size,
+            last_modified=time.time(),
+            inline=data,
+        )
+        return rec, md5.digest()
+
     async def stream(self, man: ObjectManifest, start: int, end: int) -> AsyncIterator[bytes]:
         """Yield bytes [start, end] (inclusive) of an object, reading only the segments needed."""
         ids = [p.data_id for p in man.parts]
@@ -83,6 +140,9 @@ class ObjectLayer:
                 if p_end < start or p_start > end or part.size == 0:
                     continue
                 lo, hi = max(start, p_start) - p_start, min(end, p_end) - p_start
+                if part.inline is not None:
+                    yield part.inline[lo : hi + 1]
+                    continue
                 scheme = Scheme(part.k, part.m, part.segment_size)
                 first, last = scheme.segment_span(part.size, lo, hi)
                 pos = first * part.segment_size

@@ -20,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import struct
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -114,13 +116,38 @@ class _BucketCursor(Generic[V]):
         return entry[0][len(self._ns) :], self._value(entry[1])
 
 
+READER_THREADS = 4
+
+
+@dataclass(slots=True)
+class _WriteJob:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if fut.done():  # the caller was cancelled; the write itself is durable or rolled back all the same
+        return
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value)
+
+
 class LocalIndex:
     """The Index on an LMDB environment in a directory. Create it with LocalIndex.open()."""
 
     def __init__(self, env: lmdb.Environment, dbs: dict[str, Any]) -> None:
         self._env = env
         self._db = dbs
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmdb-index")
+        # One writer thread (LMDB has one writer at a time anyway); readers beside it, as LMDB's MVCC allows.
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmdb-writer")
+        self._readers = ThreadPoolExecutor(max_workers=READER_THREADS, thread_name_prefix="lmdb-reader")
+        self._pending: list[_WriteJob] = []
+        self._lock = threading.Lock()
+        self._flushing = False
         self._closed = False
 
     @classmethod
@@ -142,25 +169,65 @@ class LocalIndex:
         if self._closed:
             return
         self._closed = True
-        await asyncio.get_running_loop().run_in_executor(self._pool, self._env.close)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._readers, lambda: None)  # reads queued before close finish first
+        await loop.run_in_executor(self._pool, self._env.close)  # after any write batch in flight
         self._pool.shutdown(wait=False)
+        self._readers.shutdown(wait=False)
 
     # -- plumbing
 
     async def _run(self, write: bool, fn: Callable[..., T], *args: Any) -> T:
-        """Run fn(txn, *args) in one transaction on the LMDB thread; an exception aborts it."""
+        """Run fn(txn, *args) in a transaction of its own off the event loop; an exception aborts it.
+
+        Writes are group-committed: the writer thread takes every write queued meanwhile and runs
+        each in a nested transaction of one outer transaction, so a batch costs one fsync while
+        each write stays atomic (a failing one is rolled back alone). No write is acknowledged
+        before its batch is durable.
+        """
         if self._closed:
             raise RuntimeError("index is closed")
+        loop = asyncio.get_running_loop()
+        if not write:
+            return await loop.run_in_executor(self._readers, self._read, fn, args)
+        fut: asyncio.Future[T] = loop.create_future()
+        with self._lock:
+            self._pending.append(_WriteJob(fn, args, fut, loop))
+            start, self._flushing = not self._flushing, True
+        if start:
+            self._pool.submit(self._flush)
+        return await fut
 
-        def job() -> T:
+    def _read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        try:
+            with self._env.begin(write=False) as txn:
+                return fn(txn, *args)
+        except lmdb.BadValsizeError:
+            raise ValueError("a name or id is empty or too long for the index") from None
+
+    def _flush(self) -> None:
+        """On the writer thread: commit batches until nothing is queued."""
+        while True:
+            with self._lock:
+                batch, self._pending = self._pending, []
+                if not batch:
+                    self._flushing = False
+                    return
+            outcomes: list[tuple[bool, Any]] = []
             try:
-                with self._env.begin(write=write) as txn:
-                    return fn(txn, *args)
-            except lmdb.BadValsizeError:
-                # An empty name or id, or one past LMDB's key limit: bad input, not a broken store.
-                raise ValueError("a name or id is empty or too long for the index") from None
-
-        return await asyncio.get_running_loop().run_in_executor(self._pool, job)
+                with self._env.begin(write=True) as outer:
+                    for job in batch:
+                        try:
+                            with self._env.begin(write=True, parent=outer) as txn:
+                                outcomes.append((True, job.fn(txn, *job.args)))
+                        except lmdb.BadValsizeError:
+                            outcomes.append((False, ValueError("a name or id is empty or too long for the index")))
+                        except Exception as exc:
+                            outcomes.append((False, exc))
+            except Exception as exc:  # the batch did not become durable: none of it is acknowledged
+                outcomes = [(False, exc)] * len(batch)
+            for job, (ok, value) in zip(batch, outcomes, strict=True):
+                job.loop.call_soon_threadsafe(_settle, job.future, ok, value)
 
     def _get(self, txn: lmdb.Transaction, db: str, key: bytes, cls: type[T]) -> T | None:
         data = txn.get(key, db=self._db[db])
@@ -274,7 +341,7 @@ class LocalIndex:
             self._require_bucket(txn, bucket)
             cursor = _BucketCursor(txn, self._db["objects"], bucket, self._object_full_key, bytes)
             return listing.list_objects(
-                cursor, lambda v: decode(ObjectManifest, v), prefix, start_after, delimiter, max_keys
+                cursor, lambda v: decode(ObjectManifest, v, with_inline=False), prefix, start_after, delimiter, max_keys
             )
 
         return await self._run(False, tx)

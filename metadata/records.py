@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import struct
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -34,6 +35,7 @@ class PartRecord:
     last_modified: float = 0.0
     checksums: dict[str, str] = field(default_factory=dict)  # algorithm (e.g. "CRC32") -> base64
     missed: list[int] = field(default_factory=list)  # fragment indexes that missed the write: to repair
+    inline: bytes | None = None  # a small part's bytes, kept in the manifest instead of on drives
 
 
 @dataclass(slots=True)
@@ -106,7 +108,22 @@ def _nested_types(cls: type) -> dict[str, type]:
     return _NESTED.get(cls, {})
 
 
+# A manifest with inline parts is stored as: magic, u32 length of the msgpack map, the map, then
+# the inline bytes of each part in order. A listing reads only the map, never the object bytes.
+_INLINE_MAGIC = b"\xc1TI1"  # 0xc1 is never the first byte of a msgpack document
+_LEN = struct.Struct(">I")
+
+
 def encode(rec: Any) -> bytes:
+    if isinstance(rec, ObjectManifest) and any(p.inline is not None for p in rec.parts):
+        d = dataclasses.asdict(rec)
+        payloads = []
+        for part in d["parts"]:
+            data = part.pop("inline")
+            part["inline_size"] = -1 if data is None else len(data)
+            payloads.append(data or b"")
+        head = msgpack.packb(d, use_bin_type=True)
+        return b"".join([_INLINE_MAGIC, _LEN.pack(len(head)), head, *payloads])
     return msgpack.packb(dataclasses.asdict(rec), use_bin_type=True)
 
 
@@ -116,8 +133,23 @@ def _build(cls: type[T], d: dict[str, Any]) -> T:
     return cls(**{k: v for k, v in d.items() if k in known})
 
 
-def decode(cls: type[T], data: bytes) -> T:
-    d = msgpack.unpackb(data, raw=False)
+def decode(cls: type[T], data: bytes, with_inline: bool = True) -> T:
+    """A record from its bytes; with_inline=False leaves inline object bytes unread (for listings)."""
+    view = memoryview(data)
+    tail = None
+    if view[:4] == _INLINE_MAGIC:
+        (n,) = _LEN.unpack(view[4:8])
+        d = msgpack.unpackb(view[8 : 8 + n], raw=False)
+        tail = view[8 + n :]
+    else:
+        d = msgpack.unpackb(view, raw=False)
+    if tail is not None:
+        pos = 0
+        for part in d["parts"]:
+            size = part.pop("inline_size")
+            if size >= 0:
+                part["inline"] = bytes(tail[pos : pos + size]) if with_inline else None
+                pos += size
     for name, sub in _nested_types(cls).items():
         d[name] = [_build(sub, x) for x in d[name]]
     return _build(cls, d)

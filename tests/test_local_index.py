@@ -9,6 +9,7 @@ import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import lmdb
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -76,12 +77,29 @@ async def test_durable_environment(local: LocalIndex) -> None:
     assert flags["sync"] and flags["metasync"] and not flags["writemap"] and not flags["map_async"]
 
 
-async def test_transactions_run_on_one_thread_off_the_loop(local: LocalIndex) -> None:
+async def test_transactions_run_off_the_loop_and_writes_on_one_thread(local: LocalIndex) -> None:
     loop_thread = threading.get_ident()
-    seen: set[int] = set()
+    readers: set[int] = set()
+    writers: set[int] = set()
     for _ in range(3):
-        seen.add(await local._run(False, lambda _txn: threading.get_ident()))
-    assert len(seen) == 1 and loop_thread not in seen
+        readers.add(await local._run(False, lambda _txn: threading.get_ident()))
+        writers.add(await local._run(True, lambda _txn: threading.get_ident()))
+    assert len(writers) == 1 and loop_thread not in readers | writers
+
+
+async def test_concurrent_writes_are_group_committed_each_atomic(local: LocalIndex) -> None:
+    """Many writes at once share commits, yet a failing one is rolled back alone."""
+    name = await new_bucket(local)
+
+    def failing(txn: lmdb.Transaction) -> None:
+        txn.put(b"should-not-stay", b"x", db=local._db["buckets"])
+        raise RuntimeError("boom")
+
+    puts = [local.put_object(make_manifest(name, f"k{i}")) for i in range(50)]
+    results = await asyncio.gather(*puts, local._run(True, failing), return_exceptions=True)
+    assert isinstance(results[-1], RuntimeError) and all(r is None for r in results[:-1])
+    assert len((await local.list_objects(name)).objects) == 50
+    assert await local._run(False, lambda txn: txn.get(b"should-not-stay", db=local._db["buckets"])) is None
 
 
 async def test_concurrent_writes_are_serialized(local: LocalIndex) -> None:
