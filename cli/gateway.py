@@ -11,7 +11,7 @@ import click
 
 from cli.addresses import StartupError, index_client, meta_urls, parse_listen, url
 from cli.malloc_tuning import tune_malloc
-from cli.service_run import start_site, until_stopped
+from cli.service_run import configure_logging, start_site, until_stopped
 from cluster.auth import ClusterAuthError, secret_from_env
 from gateway.app import make_app
 from gateway.context import Gateway
@@ -73,7 +73,7 @@ async def run_gateway(
 )
 def gateway(listen: str, meta: str, ec: str, domains: tuple[str, ...]) -> None:
     """Serve S3 over the cluster (root credentials from TESSERA_ACCESS_KEY / TESSERA_SECRET_KEY)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     tune_malloc()
     try:
         secret = secret_from_env()

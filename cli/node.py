@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from cli.addresses import StartupError, index_client, meta_urls, parse_listen, url
-from cli.service_run import open_local_drives, start_site, until_stopped
+from cli.service_run import configure_logging, open_local_drives, start_site, until_stopped
 from cluster.auth import ClusterAuthError, secret_from_env
 from metadata.index import DriveClaimed, Index
 from metadata.records import DriveRecord, NodeRecord
@@ -113,7 +113,7 @@ async def run_node(
 @click.option("--advertise", default=None, help="HOST:PORT others reach this node at [the listen address].")
 def node(data: tuple[str, ...], listen: str, meta: str, zone: str, advertise: str | None) -> None:
     """Serve DATA directories as drives to the cluster's gateways."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     try:
         secret = secret_from_env()
         host, port = parse_listen(listen)

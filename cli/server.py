@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import sys
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import click
 
 from cli.addresses import StartupError, parse_listen, url
 from cli.malloc_tuning import tune_malloc
-from cli.service_run import open_local_drives, start_site, until_stopped
+from cli.service_run import configure_logging, open_local_drives, start_site, until_stopped
 from gateway.app import make_app
 from gateway.context import Gateway
 from gateway.credentials import Credentials, CredentialsError, root_credentials
@@ -97,7 +96,7 @@ def _announce(creds: Credentials, host: str, port: int, scheme: Scheme, drives: 
 )
 def server(drives: tuple[str, ...], listen: str, ec: str, index: str | None, domains: tuple[str, ...]) -> None:
     """Run an erasure-coded S3 endpoint on local DRIVE directories (six under ./tessera-data by default)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     tune_malloc()
     try:
         scheme = Scheme.parse(ec)

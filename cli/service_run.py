@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -12,6 +14,14 @@ from aiohttp import web
 from cli.addresses import StartupError
 from storage_node.drive import DriveError
 from storage_node.local_drive import LocalDrive
+
+
+def configure_logging() -> None:
+    """Log to stderr at TESSERA_LOG_LEVEL (default info; debug adds a JSON line per S3 request)."""
+    level = os.environ.get("TESSERA_LOG_LEVEL", "info").upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:

@@ -198,6 +198,14 @@ class LocalIndex:
             self._pool.submit(self._flush)
         return await fut
 
+    def _point_read(self, fn: Callable[..., T], *args: Any) -> T:
+        """A one-key read, right here on the event loop: a lookup in LMDB's memory map takes
+        microseconds, far less than the hop to a reader thread and back (measured: the hop was
+        a fifth of a small GET's CPU). Scans and writes stay off the loop."""
+        if self._closed:
+            raise RuntimeError("index is closed")
+        return self._read(fn, args)
+
     def _read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         try:
             with self._env.begin(write=False) as txn:
@@ -279,7 +287,7 @@ class LocalIndex:
         await self._run(True, tx)
 
     async def get_bucket(self, name: str) -> BucketRecord | None:
-        return await self._run(False, self._get, "buckets", name.encode(), BucketRecord)
+        return self._point_read(self._get, "buckets", name.encode(), BucketRecord)
 
     async def delete_bucket(self, name: str) -> list[PartRecord]:
         def tx(txn: lmdb.Transaction) -> list[PartRecord]:
@@ -321,7 +329,7 @@ class LocalIndex:
 
     async def get_object(self, bucket: str, key: str) -> ObjectManifest | None:
         k = keys.encode(keys.composite(bucket, key))
-        return await self._run(False, self._get, "objects", k, ObjectManifest)
+        return self._point_read(self._get, "objects", k, ObjectManifest)
 
     async def delete_object(self, bucket: str, key: str) -> ObjectManifest | None:
         def tx(txn: lmdb.Transaction) -> ObjectManifest | None:
@@ -362,7 +370,7 @@ class LocalIndex:
         await self._run(True, tx)
 
     async def get_upload(self, upload_id: str) -> UploadRecord | None:
-        return await self._run(False, self._get, "uploads", upload_id.encode(), UploadRecord)
+        return self._point_read(self._get, "uploads", upload_id.encode(), UploadRecord)
 
     async def put_part(self, upload_id: str, part: PartRecord) -> PartRecord | None:
         def tx(txn: lmdb.Transaction) -> PartRecord | None:
