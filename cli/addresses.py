@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from metadata.client import RemoteIndex
 from metadata.index import Index
+from metadata.replica_client import ReplicaClient
+from metadata.replicated_index import ReplicatedIndex
 
 
 class StartupError(Exception):
@@ -35,6 +37,11 @@ def meta_urls(text: str) -> list[str]:
 
 
 def index_client(urls: list[str], secret: bytes) -> Index:
-    if len(urls) > 1:
-        raise StartupError("replication across several metadata replicas is not available yet: give one --meta")
-    return RemoteIndex(urls[0], secret)
+    """One address: that metadata service (a single replica, or one replica coordinating for us).
+    Three: the replicated index, coordinating itself over the three replicas (one hop fewer)."""
+    if len(set(urls)) == 1:
+        return RemoteIndex(urls[0], secret)
+    if len(set(urls)) != 3:
+        raise StartupError("--meta takes one metadata service address, or all three replicas of a replica set")
+    clients = [ReplicaClient(u, secret) for u in dict.fromkeys(urls)]
+    return ReplicatedIndex(list(clients), closers=clients)

@@ -1,24 +1,32 @@
 """`tessera meta`: a metadata replica, the LMDB index served to the cluster over HTTP.
 
-One replica for now: --peers is accepted in the form the manual gives, but it may name no replica
-other than this one until replication across replicas exists.
+With --peers naming three replicas (this one among them), it is one of three replicas of a
+leaderless replicated index (metadata/replicated_index.py): it serves the replica protocol to
+gateways, nodes and its peers, runs anti-entropy against its peers, and also serves the plain
+Index API (/v1) as a coordinator over all three, for clients given only its address. Without
+--peers (or with only itself), it is a single, unreplicated index, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import sys
 from pathlib import Path
 
 import click
 
 from cli.addresses import StartupError, parse_listen, url
-from cli.service_run import start_site, until_stopped
+from cli.service_run import configure_logging, start_site, until_stopped
 from cluster.auth import ClusterAuthError, secret_from_env
+from metadata.anti_entropy import TOMBSTONE_GRACE, AntiEntropy
 from metadata.lmdb_store import LocalIndex
-from metadata.service import make_meta_app
+from metadata.replica_client import ReplicaClient
+from metadata.replica_store import ReplicaStore
+from metadata.replicated_index import ReplicatedIndex
+from metadata.service import SERVICE, make_meta_app
+
+REPLICAS = 3
 
 
 def other_peers(peers: str, own: tuple[str, int]) -> list[tuple[str, int]]:
@@ -32,11 +40,33 @@ def other_peers(peers: str, own: tuple[str, int]) -> list[tuple[str, int]]:
     return others
 
 
+def check_peers(peers: str, own: tuple[str, int]) -> list[tuple[str, int]]:
+    """The two other replicas of a replica set, or [] for a single replica; StartupError if --peers is wrong."""
+    others = other_peers(peers, own)
+    if not others:
+        return []
+    named = {parse_listen(p.strip(), "--peers") for p in peers.split(",") if p.strip()}
+    if own not in named:
+        raise StartupError(f"--peers must list this replica's own address {own[0]}:{own[1]} (as given to --listen)")
+    if len(others) != REPLICAS - 1:
+        raise StartupError(f"--peers must name three replicas, this one included (got {len(others) + 1})")
+    if own[1] == 0:
+        raise StartupError("a replica of a set needs a fixed --listen port: its peers name it")
+    return others
+
+
 def open_index(data: Path) -> LocalIndex:
     try:
         return LocalIndex.open(data / "index")
     except Exception as exc:  # OSError for the directory; lmdb raises its own types for a bad or locked env
         raise StartupError(f"cannot open the index in {data / 'index'}: {exc}") from None
+
+
+def open_replica(data: Path) -> ReplicaStore:
+    try:
+        return ReplicaStore.open(data / "replica")
+    except Exception as exc:
+        raise StartupError(f"cannot open the replica in {data / 'replica'}: {exc}") from None
 
 
 async def serve(data: Path, host: str, port: int, secret: bytes) -> None:
@@ -57,20 +87,57 @@ async def serve(data: Path, host: str, port: int, secret: bytes) -> None:
     await until_stopped(cleanup)
 
 
+async def serve_replica(
+    data: Path, host: str, port: int, peers: list[tuple[str, int]], secret: bytes, interval: float, grace: float
+) -> None:
+    store = open_replica(data)
+    store.name = url(host, port)
+    clients = [ReplicaClient(url(*p), secret) for p in peers]
+    coordinator = ReplicatedIndex([store, *clients], closers=clients)
+    app = make_meta_app(coordinator, secret, replica=store)
+    ae_peers = [ReplicaClient(url(*p), secret) for p in peers]
+    anti_entropy = AntiEntropy(store, list(ae_peers), interval, app[SERVICE].registry, tombstone_grace=grace)
+    try:
+        runner, bound = await start_site(app, host, port)
+    except BaseException:
+        await store.close()
+        raise
+    anti_entropy.start()
+    state = "initialized" if store.initialized else "rebuilding from its peers"
+    click.echo(f"Tessera metadata replica ({state}), peers {', '.join(url(*p) for p in peers)}")
+    click.echo(f"Endpoint:  {url(host, bound)}")
+    sys.stdout.flush()
+
+    async def cleanup() -> None:
+        await anti_entropy.close()
+        await runner.cleanup()
+        await coordinator.close()
+        await store.close()
+
+    await until_stopped(cleanup)
+
+
 @click.command()
 @click.option("--data", required=True, help="Directory of this replica's index (created if missing).")
 @click.option("--listen", default="127.0.0.1:9300", show_default=True, help="HOST:PORT to serve on.")
-@click.option("--peers", default="", help="Every metadata replica, HOST:PORT,... (this one only, for now).")
-def meta(data: str, listen: str, peers: str) -> None:
+@click.option("--peers", default="", help="Every metadata replica, HOST:PORT,HOST:PORT,HOST:PORT (this one included).")
+@click.option("--anti-entropy-interval", default=30.0, show_default=True, help="Seconds between anti-entropy rounds.")
+@click.option(
+    "--tombstone-grace", default=TOMBSTONE_GRACE, show_default=True, help="Seconds before deletes are forgotten."
+)
+def meta(data: str, listen: str, peers: str, anti_entropy_interval: float, tombstone_grace: float) -> None:
     """Serve the cluster's metadata index (buckets, objects, uploads, nodes) to gateways and nodes."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     try:
         secret = secret_from_env()
         host, port = parse_listen(listen)
-        if other_peers(peers, (host, port)):
-            raise StartupError("replication across several replicas is not available yet")
+        others = check_peers(peers, (host, port))
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve(Path(data), host, port, secret))
+            if others:
+                run = serve_replica(Path(data), host, port, others, secret, anti_entropy_interval, tombstone_grace)
+                asyncio.run(run)
+            else:
+                asyncio.run(serve(Path(data), host, port, secret))
     except (StartupError, ClusterAuthError) as exc:
         click.echo(f"tessera meta: error: {exc}", err=True)
         sys.exit(2)

@@ -1,7 +1,8 @@
 """The index seam: buckets, object manifests, multipart uploads and cluster membership.
 
 Implementations: LocalIndex (LMDB, metadata/lmdb_store.py), RemoteIndex (one metadata service over
-HTTP, metadata/client.py) and, later, the replicated index client. All pass tests/index_contract.py.
+HTTP, metadata/client.py) and ReplicatedIndex (three replicas, metadata/replicated_index.py; what each
+operation guarantees there is in docs/consistency.md). All pass tests/index_contract.py.
 Every method is atomic: a method that raises has changed nothing (but see IndexUnavailable).
 """
 

@@ -153,6 +153,10 @@ def load(tp: Any, value: Any, strict: bool = True, where: str = "body") -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise WireError(f"{where}: expected a number")
         return float(value)
+    if tp is bytes:  # msgpack's bin type (inline object data)
+        if not isinstance(value, bytes):
+            raise WireError(f"{where}: expected bytes")
+        return value
     if tp in (int, str, bool):
         # bool is an int in Python, but not on the wire
         if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
@@ -261,6 +265,8 @@ def error_document(exc: BaseException) -> tuple[int, dict[str, Any]] | None:
     if isinstance(exc, ValueError):
         kind, status = BAD_REQUEST if isinstance(exc, WireError) else INVALID_ARGUMENT
         return status, {"error": kind, "message": str(exc)}
+    if isinstance(exc, IndexUnavailable):  # a replica coordinating found no quorum: the client may retry
+        return 503, {"error": "Unavailable", "message": str(exc)}
     return None
 
 

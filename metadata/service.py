@@ -26,8 +26,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 
 from cluster import auth
 from cluster.auth import ClusterAuthError
-from metadata import protocol
+from metadata import protocol, replica_protocol, replica_service
 from metadata.index import Index
+from metadata.replica_store import ReplicaStore
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +94,14 @@ async def _live(request: web.Request) -> web.Response:
 
 
 async def _ready(request: web.Request) -> web.Response:
+    store = request.app.get(replica_service.STORE)
     try:
         async with asyncio.timeout(READY_TIMEOUT):
+            if store is not None:
+                # A replica is ready when its own store answers: the cluster's quorum is the gateways' concern,
+                # and a replica must come up while its peers are still down.
+                await store.count("buckets")
+                return web.json_response({"status": "ready", "initialized": store.initialized})
             await request.app[SERVICE].index.get_bucket(READY_PROBE)
     except Exception as exc:
         return web.json_response({"status": "unavailable", "error": repr(exc)}, status=503)
@@ -112,6 +119,9 @@ async def _not_found(request: web.Request) -> web.Response:
 
 def _operation(request: web.Request) -> str | None:
     """The metric label of a /v1 request (None for other paths): a bounded set, whatever the path says."""
+    rop = request.match_info.get("rop")
+    if rop is not None:
+        return f"replica_{rop}" if rop in replica_protocol.OPERATIONS else "unknown"
     name = request.match_info.get("name")
     if name is None:
         return None
@@ -156,12 +166,19 @@ async def _observe(
         "bytes_out": response.content_length or 0,
     }
     # Probes and scrapes come every few seconds: keep them out of the log unless debugging.
-    log.log(logging.INFO if op is not None or response.status >= 400 else logging.DEBUG, "%s", json.dumps(line))
+    # Replica traffic (three calls per write, anti-entropy rounds) is logged only when debugging or failing.
+    loud = (op is not None and not op.startswith("replica_")) or response.status >= 400
+    level = logging.INFO if loud else logging.DEBUG
+    if log.isEnabledFor(level):
+        log.log(level, "%s", json.dumps(line))
     return response
 
 
-def make_meta_app(index: Index, secret: bytes) -> web.Application:
-    """The metadata service over `index`, accepting requests signed with the cluster `secret`."""
+def make_meta_app(index: Index, secret: bytes, replica: ReplicaStore | None = None) -> web.Application:
+    """The metadata service over `index`, accepting requests signed with the cluster `secret`.
+
+    With `replica`, it also serves the replica protocol (metadata/replica_service.py) over that store.
+    """
     registry = CollectorRegistry()  # per app: several apps in one process (tests) keep separate counts
     labels = ("operation", "outcome")
     svc = _Service(
@@ -179,5 +196,7 @@ def make_meta_app(index: Index, secret: bytes) -> web.Application:
     app.router.add_get("/health/ready", _ready)
     app.router.add_get("/metrics", _metrics)
     app.router.add_route("*", protocol.PREFIX + "{name:.*}", _call)
+    if replica is not None:
+        replica_service.add_routes(app, replica, secret)
     app.router.add_route("*", "/{tail:.*}", _not_found)
     return app

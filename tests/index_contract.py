@@ -8,6 +8,7 @@ not fresh only weakens test_list_buckets_sorted.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import time
@@ -326,7 +327,37 @@ class IndexContract:
         assert await index.get_upload(up.upload_id) == up
         assert [m.key for m in (await index.list_objects(longer)).objects] == ["a", "x" * 1000]
 
+    async def test_racing_creations_have_one_winner(self, index: Index) -> None:
+        name = new_bucket_name()
+
+        async def create(i: int) -> str:
+            try:
+                await index.create_bucket(BucketRecord(name=name, owner=f"AKIA{i}", created=float(i)))
+                return f"AKIA{i}"
+            except BucketAlreadyExists as exc:
+                return "lost to " + exc.owner
+
+        outcomes = await asyncio.gather(*(create(i) for i in range(5)))
+        winners = [o for o in outcomes if not o.startswith("lost")]
+        assert len(winners) == 1 and outcomes.count("lost to " + winners[0]) == 4, outcomes
+        assert (await index.get_bucket(name)).owner == winners[0]  # type: ignore[union-attr]
+
     # ---- objects
+
+    async def test_racing_if_none_match_puts_have_one_winner(self, index: Index) -> None:
+        name = await new_bucket(index)
+        mans = [make_manifest(name, "k") for _ in range(5)]
+
+        async def put(man: ObjectManifest) -> bool:
+            try:
+                await index.put_object(man, Condition(if_none_match_star=True))
+                return True
+            except PreconditionFailed:
+                return False
+
+        won = await asyncio.gather(*(put(m) for m in mans))
+        assert sum(won) == 1
+        assert await index.get_object(name, "k") == mans[won.index(True)]
 
     async def test_put_get_round_trip(self, index: Index) -> None:
         name = await new_bucket(index)

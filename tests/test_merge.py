@@ -1,0 +1,76 @@
+"""The merge rule (metadata/merge.py) and the hybrid logical clock (metadata/hlc.py), by their properties."""
+
+from __future__ import annotations
+
+import functools
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from metadata import hlc
+from metadata.hlc import HLC
+from metadata.merge import Entry, merge
+
+# Few distinct timestamps and values, so ties (the deterministic tie-break) come up often.
+entries = st.builds(
+    Entry,
+    hlc=st.integers(0, 4),
+    tombstone=st.booleans(),
+    value=st.sampled_from([b"", b"a", b"b", b"ab"]),
+)
+maybe = st.none() | entries
+
+
+@given(maybe, maybe)
+def test_commutative(a: Entry | None, b: Entry | None) -> None:
+    assert merge(a, b) == merge(b, a)
+
+
+@given(maybe, maybe, maybe)
+def test_associative(a: Entry | None, b: Entry | None, c: Entry | None) -> None:
+    assert merge(merge(a, b), c) == merge(a, merge(b, c))
+
+
+@given(maybe, maybe)
+def test_idempotent(a: Entry | None, b: Entry | None) -> None:
+    assert merge(a, a) == a
+    assert merge(merge(a, b), b) == merge(a, b)
+
+
+@given(maybe)
+def test_absent_is_the_identity(a: Entry | None) -> None:
+    assert merge(None, a) == a
+
+
+@given(st.lists(entries, max_size=8), st.randoms(use_true_random=False))
+def test_any_delivery_order_converges(writes: list[Entry], rnd: object) -> None:
+    """Three replicas get the same writes in different orders, some twice: they end up equal."""
+    states = []
+    for _ in range(3):
+        order = list(writes) + [w for w in writes if rnd.random() < 0.3]  # type: ignore[attr-defined]
+        rnd.shuffle(order)  # type: ignore[attr-defined]
+        states.append(functools.reduce(merge, order, None))
+    assert states[0] == states[1] == states[2]
+    if writes:
+        assert states[0] == max(writes, key=Entry.rank)
+
+
+@given(st.lists(entries, min_size=1, max_size=6))
+def test_newest_timestamp_wins(writes: list[Entry]) -> None:
+    got = functools.reduce(merge, writes, None)
+    assert got is not None and got.hlc == max(w.hlc for w in writes)
+
+
+def test_hlc_is_monotonic_when_the_wall_clock_stalls_or_steps_back() -> None:
+    wall = iter([1000, 1000, 999, 1001, 1001])
+    clock = HLC(lambda: next(wall))
+    stamps = [clock.now() for _ in range(5)]
+    assert stamps == sorted(stamps) and len(set(stamps)) == 5
+    assert hlc.millis(stamps[0]) == 1000 and hlc.millis(stamps[3]) == 1001
+
+
+@given(st.integers(0, 1 << 60))
+def test_hlc_after_observing_issues_larger(ts: int) -> None:
+    clock = HLC(lambda: 5)
+    clock.observe(ts)
+    assert clock.now() > ts
