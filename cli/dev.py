@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,9 +41,10 @@ class Service:
 class DevCluster:
     data: Path
     nodes: int = 6
-    metas: int = 1
+    metas: int = 3
     gateways: int = 1
     ec: str = "4+2"
+    anti_entropy_interval: float = 30.0
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     services: dict[str, Service] = field(default_factory=dict)
 
@@ -52,9 +54,15 @@ class DevCluster:
         creds = root_credentials(self.data / "credentials.json", self.env)
         self.env["TESSERA_ACCESS_KEY"], self.env["TESSERA_SECRET_KEY"] = creds.access_key, creds.secret_key
         try:
-            for i in range(self.metas):
+            # A replica set's members name each other, so their ports are chosen before any starts.
+            ports = _free_ports(self.metas) if self.metas > 1 else [0]
+            peers = ",".join(f"127.0.0.1:{p}" for p in ports) if self.metas > 1 else ""
+            for i, port in enumerate(ports):
                 d = self.data / f"meta{i + 1}"
-                self._start(Service(f"meta{i + 1}", ["meta", "--data", str(d), "--listen", "127.0.0.1:0"], d / "log"))
+                args = ["meta", "--data", str(d), "--listen", f"127.0.0.1:{port}"]
+                if peers:
+                    args += ["--peers", peers, "--anti-entropy-interval", str(self.anti_entropy_interval)]
+                self._start(Service(f"meta{i + 1}", args, d / "log"))
             meta = ",".join(s.hostport for s in self.services.values() if s.name.startswith("meta"))
             for i in range(self.nodes):
                 d = self.data / f"node{i + 1}"
@@ -109,25 +117,35 @@ class DevCluster:
         return self.services[f"gateway{gateway}"].endpoint
 
 
+def _free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 @click.command()
 @click.option("--nodes", default=6, show_default=True, help="Storage nodes to run.")
-@click.option("--meta", "metas", default=1, show_default=True, help="Metadata replicas to run.")
+@click.option("--meta", "metas", default=3, show_default=True, help="Metadata replicas to run: 3, or 1 (unreplicated).")
 @click.option("--gateways", default=1, show_default=True, help="S3 gateways to run.")
 @click.option("--data", default="tessera-dev", show_default=True, help="Directory for every service's data.")
 @click.option("--ec", default="4+2", show_default=True, help="Erasure code K+M.")
 def dev(nodes: int, metas: int, gateways: int, data: str, ec: str) -> None:
     """Run a whole cluster on this machine; Ctrl-C stops it."""
-    if metas != 1:
-        click.echo(
-            "tessera dev: error: replication across several metadata replicas is not available yet: use --meta 1",
-            err=True,
-        )
+    if metas not in (1, 3):
+        click.echo("tessera dev: error: --meta must be 3 (a replica set) or 1 (a single, unreplicated index)", err=True)
         sys.exit(2)
     if nodes < 1 or gateways < 1:
         click.echo("tessera dev: error: --nodes and --gateways must be at least 1", err=True)
         sys.exit(2)
     signal.signal(signal.SIGTERM, _interrupt)
-    cluster = DevCluster(Path(data), nodes, metas, gateways, ec)
+    cluster = DevCluster(Path(data), nodes=nodes, metas=metas, gateways=gateways, ec=ec)
     try:
         cluster.start()
         _announce(cluster)

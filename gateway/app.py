@@ -17,6 +17,7 @@ from gateway.errors import S3Error
 from gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from gateway.request import S3Request, split_path
 from gateway.s3_xml import error_document
+from metadata.index import IndexUnavailable
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("tessera.gateway.access")
@@ -153,6 +154,9 @@ async def _errors(
         resp = _error_response(request, err, rid)
     except web.HTTPException:
         raise
+    except IndexUnavailable as exc:  # no metadata quorum now: a retryable 503, as S3 answers overload
+        log.warning("request %s %s: index unavailable: %s", request.method, request.path, exc)
+        resp = _error_response(request, S3Error("ServiceUnavailable"), rid)
     except Exception:
         log.exception("request %s %s failed", request.method, request.path)
         resp = _error_response(request, S3Error("InternalError"), rid)

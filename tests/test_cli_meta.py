@@ -96,12 +96,6 @@ def test_refuses_to_start_without_the_secret(tmp_path: Path, env: dict[str, str]
     assert not (tmp_path / "m").exists()
 
 
-@pytest.mark.parametrize("peers", ["127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003", "127.0.0.1:7001"])
-def test_several_replicas_are_not_available_yet(tmp_path: Path, peers: str) -> None:
-    res = run_meta(["--data", str(tmp_path / "m"), "--listen", "127.0.0.1:7003", "--peers", peers], tmp_path)
-    assert_one_line_error(res, "replication across several replicas is not available yet")
-
-
 def test_bad_peers(tmp_path: Path) -> None:
     res = run_meta(["--data", str(tmp_path / "m"), "--listen", "127.0.0.1:0", "--peers", "nowhere"], tmp_path)
     assert_one_line_error(res, "--peers")
