@@ -16,6 +16,7 @@ bucket + b"\\x00".
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections import deque
 from collections.abc import Callable
 
@@ -113,3 +114,23 @@ class OrderedCursor:
             self._valid = self._cur.next()
         group.sort()
         return group
+
+
+MAX_PART = 0xFFFF_FFFF  # part numbers are stored in 4 bytes
+
+
+def sortable(x: float) -> bytes:
+    """8 bytes whose byte order is the numeric order of the float."""
+    (n,) = struct.unpack(">Q", struct.pack(">d", x))
+    n = n ^ 0xFFFF_FFFF_FFFF_FFFF if n >> 63 else n | 1 << 63
+    return n.to_bytes(8, "big")
+
+
+def parts_prefix(upload_id: str) -> bytes:
+    return upload_id.encode() + b"\x00"
+
+
+def part_key(upload_id: str, number: int) -> bytes:
+    if not 0 <= number <= MAX_PART:
+        raise ValueError(f"part number {number} is out of range")
+    return parts_prefix(upload_id) + number.to_bytes(4, "big")

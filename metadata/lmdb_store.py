@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import struct
 import threading
 import time
 from collections.abc import Callable
@@ -59,28 +58,10 @@ V = TypeVar("V")
 
 _DBS = ("buckets", "objects", "uploads", "uploads_by_key", "parts", "nodes", "drive_owners")
 _MAX_DBS = 32  # room for the records still to come (users, repair queue)
-_MAX_PART = 0xFFFF_FFFF  # part numbers are stored in 4 bytes
-
-
-def _sortable(x: float) -> bytes:
-    """8 bytes whose byte order is the numeric order of the float."""
-    (n,) = struct.unpack(">Q", struct.pack(">d", x))
-    n = n ^ 0xFFFF_FFFF_FFFF_FFFF if n >> 63 else n | 1 << 63
-    return n.to_bytes(8, "big")
 
 
 def _upload_dup(rec: UploadRecord) -> bytes:
-    return _sortable(rec.initiated) + rec.upload_id.encode()
-
-
-def _parts_prefix(upload_id: str) -> bytes:
-    return upload_id.encode() + b"\x00"
-
-
-def _part_key(upload_id: str, number: int) -> bytes:
-    if not 0 <= number <= _MAX_PART:
-        raise ValueError(f"part number {number} is out of range")
-    return _parts_prefix(upload_id) + number.to_bytes(4, "big")
+    return keys.sortable(rec.initiated) + rec.upload_id.encode()
 
 
 def check_condition(cond: Condition | None, current: ObjectManifest | None) -> None:
@@ -261,7 +242,7 @@ class LocalIndex:
         return rec
 
     def _parts(self, txn: lmdb.Transaction, upload_id: str, delete: bool = False) -> list[PartRecord]:
-        prefix = _parts_prefix(upload_id)
+        prefix = keys.parts_prefix(upload_id)
         cur = txn.cursor(self._db["parts"])
         out = []
         ok = cur.set_range(prefix)
@@ -375,7 +356,7 @@ class LocalIndex:
     async def put_part(self, upload_id: str, part: PartRecord) -> PartRecord | None:
         def tx(txn: lmdb.Transaction) -> PartRecord | None:
             self._require_upload(txn, upload_id)
-            k = _part_key(upload_id, part.number)
+            k = keys.part_key(upload_id, part.number)
             previous = self._get(txn, "parts", k, PartRecord)
             txn.put(k, encode(part), db=self._db["parts"])
             return previous
@@ -386,11 +367,11 @@ class LocalIndex:
         def tx(txn: lmdb.Transaction) -> PartPage:
             self._require_upload(txn, upload_id)
             page = PartPage()
-            if max_parts <= 0 or marker >= _MAX_PART:
+            if max_parts <= 0 or marker >= keys.MAX_PART:
                 return page
-            prefix = _parts_prefix(upload_id)
+            prefix = keys.parts_prefix(upload_id)
             cur = txn.cursor(self._db["parts"])
-            ok = cur.set_range(_part_key(upload_id, max(marker, 0) + 1))
+            ok = cur.set_range(keys.part_key(upload_id, max(marker, 0) + 1))
             while ok and cur.key().startswith(prefix):
                 if len(page.parts) == max_parts:
                     page.truncated = True

@@ -47,7 +47,7 @@ from metadata.index import (
     PartPage,
     UploadPage,
 )
-from metadata.lmdb_store import _MAX_PART, _part_key, _parts_prefix, _sortable, check_condition
+from metadata.lmdb_store import check_condition
 from metadata.merge import Entry, merge_all
 from metadata.records import (
     BucketRecord,
@@ -79,7 +79,7 @@ def _okey(bucket: str, key: str) -> bytes:
 
 def _upload_key(rec: UploadRecord) -> bytes:
     # Entries of one S3 key are contiguous and in (initiated, upload id) order: S3 keys hold no NUL.
-    return keys.composite(rec.bucket, rec.key) + b"\x00" + _sortable(rec.initiated) + rec.upload_id.encode()
+    return keys.composite(rec.bucket, rec.key) + b"\x00" + keys.sortable(rec.initiated) + rec.upload_id.encode()
 
 
 def _tomb(ts: int) -> Entry:
@@ -557,7 +557,7 @@ class ReplicatedIndex:
         return rec
 
     async def _parts(self, upload_id: str) -> list[PartRecord]:
-        return [decode(PartRecord, v) for _, v in await self._live("parts", _parts_prefix(upload_id))]
+        return [decode(PartRecord, v) for _, v in await self._live("parts", keys.parts_prefix(upload_id))]
 
     async def _drop_upload_writes(
         self, rec: UploadRecord, ukey: bytes | None = None
@@ -568,7 +568,7 @@ class ReplicatedIndex:
             Write("uploads", rec.upload_id.encode(), _tomb(ts)),
             Write("upload_keys", ukey or _upload_key(rec), _tomb(ts)),
         ]
-        writes += [Write("parts", _part_key(rec.upload_id, p.number), _tomb(ts)) for p in parts]
+        writes += [Write("parts", keys.part_key(rec.upload_id, p.number), _tomb(ts)) for p in parts]
         return writes, parts
 
     async def create_upload(self, rec: UploadRecord) -> None:
@@ -591,7 +591,7 @@ class ReplicatedIndex:
         return await self._upload(upload_id)
 
     async def put_part(self, upload_id: str, part: PartRecord) -> PartRecord | None:
-        pk = _part_key(upload_id, part.number)
+        pk = keys.part_key(upload_id, part.number)
         up, current = await self._read_many([("uploads", upload_id.encode()), ("parts", pk)])
         if up is None or up.tombstone:
             raise NoSuchUpload(upload_id)
@@ -601,15 +601,15 @@ class ReplicatedIndex:
     async def list_parts(self, upload_id: str, marker: int = 0, max_parts: int = 1000) -> PartPage:
         await self._require_upload(upload_id)
         page = PartPage()
-        if max_parts <= 0 or marker >= _MAX_PART:
+        if max_parts <= 0 or marker >= keys.MAX_PART:
             return page
-        start = _part_key(upload_id, max(marker, 0) + 1)
+        start = keys.part_key(upload_id, max(marker, 0) + 1)
 
         async def use(merged: _Merged) -> list[tuple[bytes, bytes]]:
             merged.seek(start, True)
             return await merged.live(max_parts + 1)
 
-        got = await self._scan("parts", _parts_prefix(upload_id), use, batch=min(SCAN_BATCH, max_parts + 1))
+        got = await self._scan("parts", keys.parts_prefix(upload_id), use, batch=min(SCAN_BATCH, max_parts + 1))
         page.parts = [decode(PartRecord, v) for _, v in got[:max_parts]]
         if len(got) > max_parts:
             page.truncated = True

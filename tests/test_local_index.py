@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from metadata import keys, records
 from metadata.index import Index, PreconditionFailed
-from metadata.lmdb_store import LocalIndex, _sortable
+from metadata.keys import sortable
+from metadata.lmdb_store import LocalIndex
 from metadata.records import BucketRecord, Condition, DriveRecord, NodeRecord, ObjectManifest, PartRecord, UploadRecord
 from tests.index_contract import IndexContract, make_manifest, make_node, make_part, make_upload, new_bucket
 
@@ -186,5 +187,5 @@ def test_key_encoding_boundaries() -> None:
 @given(st.lists(st.floats(allow_nan=False), min_size=2, max_size=10))
 def test_sortable_floats(xs: list[float]) -> None:
     xs = [0.0 if x == 0 else x for x in xs]  # -0.0 == 0.0 but their bytes differ
-    assert sorted(xs) == sorted(xs, key=_sortable)
-    assert _sortable(-math.inf) < _sortable(-1.0) < _sortable(0.0) < _sortable(1e-300) < _sortable(math.inf)
+    assert sorted(xs) == sorted(xs, key=sortable)
+    assert sortable(-math.inf) < sortable(-1.0) < sortable(0.0) < sortable(1e-300) < sortable(math.inf)
