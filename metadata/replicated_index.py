@@ -29,7 +29,6 @@ import logging
 import random
 import time
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -49,6 +48,7 @@ from metadata.index import (
 )
 from metadata.lmdb_store import check_condition
 from metadata.merge import Entry, merge_all
+from metadata.merged_scan import Decoding, Merged, Stream, SyncCursor
 from metadata.records import (
     BucketRecord,
     Condition,
@@ -84,128 +84,6 @@ def _upload_key(rec: UploadRecord) -> bytes:
 
 def _tomb(ts: int) -> Entry:
     return Entry(ts, True)
-
-
-class _Stream:
-    """One replica's entries of a table in key order, fetched a batch at a time."""
-
-    def __init__(self, replica: Replica, table: str, scope: bytes, batch: int) -> None:
-        self.replica = replica
-        self._table, self._scope, self._batch = table, scope, batch
-        self._buf: deque[tuple[bytes, Entry]] = deque()
-        self._start, self._inclusive, self._more = scope, True, True
-
-    def seek(self, start: bytes, inclusive: bool) -> None:
-        self._buf.clear()
-        self._start, self._inclusive, self._more = start, inclusive, True
-
-    @property
-    def ready(self) -> bool:
-        """Whether head() can answer without fetching."""
-        return bool(self._buf) or not self._more
-
-    async def fill(self) -> None:
-        if not self.ready:
-            items, self._more = await self.replica.scan(
-                self._table, self._start, self._inclusive, self._scope, self._batch
-            )
-            self._buf.extend(items)
-            if items:
-                self._start, self._inclusive = items[-1][0], False
-
-    def head(self) -> tuple[bytes, Entry] | None:
-        return self._buf[0] if self._buf else None
-
-    def pop(self) -> None:
-        self._buf.popleft()
-
-
-class _Merged:
-    """Two replicas' streams merged by key, newest version winning; notes which replica was stale."""
-
-    def __init__(self, streams: list[_Stream]) -> None:
-        self._streams = streams
-        self.stale: list[tuple[Replica, bytes, Entry]] = []
-        self.failed: Replica | None = None  # the replica whose fetch failed, if one did
-
-    def seek(self, start: bytes, inclusive: bool) -> None:
-        for s in self._streams:
-            s.seek(start, inclusive)
-
-    @property
-    def ready(self) -> bool:
-        return all(s.ready for s in self._streams)
-
-    async def fill(self) -> None:
-        results = await asyncio.gather(*(s.fill() for s in self._streams), return_exceptions=True)
-        for s, r in zip(self._streams, results, strict=True):
-            if isinstance(r, BaseException):
-                self.failed = s.replica
-                raise r
-
-    async def next(self) -> tuple[bytes, Entry] | None:
-        await self.fill()
-        return self.take()
-
-    def take(self) -> tuple[bytes, Entry] | None:
-        """The next merged entry; only when ready (both streams have a head buffered, or are done)."""
-        heads = [s.head() for s in self._streams]
-        present = [h[0] for h in heads if h is not None]
-        if not present:
-            return None
-        key = min(present)
-        versions = [h[1] if h is not None and h[0] == key else None for h in heads]
-        winner = merge_all(versions)
-        assert winner is not None
-        for s, v in zip(self._streams, versions, strict=True):
-            if v is not None:
-                s.pop()
-            if v != winner:
-                self.stale.append((s.replica, key, winner))
-        return key, winner
-
-    async def live(self, limit: int | None = None) -> list[tuple[bytes, bytes]]:
-        out: list[tuple[bytes, bytes]] = []
-        while (limit is None or len(out) < limit) and (item := await self.next()) is not None:
-            if not item[1].tombstone:
-                out.append((item[0], item[1].value))
-        return out
-
-
-class _SyncCursor:
-    """listing.Cursor over a _Merged scan of one bucket, for the listing logic running in a worker thread."""
-
-    def __init__(
-        self,
-        merged: _Merged,
-        loop: asyncio.AbstractEventLoop,
-        ns: bytes,
-        s3_key: Callable[[bytes, bytes], bytes],
-        exclusive_suffix: bytes = b"",
-    ) -> None:
-        self._merged, self._loop, self._ns = merged, loop, ns
-        self._s3_key = s3_key  # (record key, value) -> the S3 key the entry belongs to
-        self._suffix = exclusive_suffix
-
-    def _wait(self, coro: Awaitable[T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()  # type: ignore[arg-type]
-
-    def seek(self, key: bytes, inclusive: bool = False) -> None:
-        if self._suffix and not inclusive:
-            self._merged.seek(self._ns + key + self._suffix, True)
-        else:
-            self._merged.seek(self._ns + key, inclusive)
-
-    def next(self) -> tuple[bytes, bytes] | None:
-        while True:
-            # Hop to the event loop only to fetch a batch; buffered entries are merged right here.
-            if not self._merged.ready:
-                self._wait(self._merged.fill())
-            item = self._merged.take()
-            if item is None:
-                return None
-            if not item[1].tombstone:
-                return self._s3_key(item[0], item[1].value), item[1].value
 
 
 class ReplicatedIndex:
@@ -319,12 +197,12 @@ class ReplicatedIndex:
         return [[order[0], order[1]], [order[0], order[2]], [order[1], order[2]]]
 
     async def _scan(
-        self, table: str, scope: bytes, use: Callable[[_Merged], Awaitable[T]], batch: int = SCAN_BATCH
+        self, table: str, scope: bytes, use: Callable[[Merged], Awaitable[T]], batch: int = SCAN_BATCH
     ) -> T:
         """Run `use` over a merged scan of two replicas, falling back to another pair if one fails."""
         errors = []
         for pair in self._pairs():
-            merged = _Merged([_Stream(self._replicas[i], table, scope, batch) for i in pair])
+            merged = Merged([Stream(self._replicas[i], table, scope, batch) for i in pair])
             try:
                 result = await use(merged)
             except ReplicaDown as exc:
@@ -336,7 +214,7 @@ class ReplicatedIndex:
             return result
         raise IndexUnavailable(f"no two metadata replicas could be listed: {'; '.join(errors)}")
 
-    def _repair_scan(self, table: str, merged: _Merged) -> None:
+    def _repair_scan(self, table: str, merged: Merged) -> None:
         by_replica: dict[int, list[Write]] = {}
         for replica, key, e in merged.stale:
             self._hlc.observe(e.hlc)
@@ -530,8 +408,8 @@ class ReplicatedIndex:
         ns = keys.namespace(bucket)
         loop = asyncio.get_running_loop()
 
-        async def use(merged: _Merged) -> ObjectPage:
-            cursor = _SyncCursor(merged, loop, ns, lambda k, _v: k[len(ns) :])
+        async def use(merged: Merged) -> ObjectPage:
+            cursor = SyncCursor(merged, loop, ns, lambda k, _v: k[len(ns) :])
             return await asyncio.to_thread(
                 listing.list_objects,
                 cursor,
@@ -605,7 +483,7 @@ class ReplicatedIndex:
             return page
         start = keys.part_key(upload_id, max(marker, 0) + 1)
 
-        async def use(merged: _Merged) -> list[tuple[bytes, bytes]]:
+        async def use(merged: Merged) -> list[tuple[bytes, bytes]]:
             merged.seek(start, True)
             return await merged.live(max_parts + 1)
 
@@ -632,9 +510,9 @@ class ReplicatedIndex:
         def s3_key(_k: bytes, v: bytes) -> bytes:
             return decode(UploadRecord, v).key.encode()
 
-        async def use(merged: _Merged) -> UploadPage:
-            cursor = _SyncCursor(merged, loop, ns, s3_key, exclusive_suffix=b"\x01")
-            decoded = _Decoding(cursor)
+        async def use(merged: Merged) -> UploadPage:
+            cursor = SyncCursor(merged, loop, ns, s3_key, exclusive_suffix=b"\x01")
+            decoded = Decoding(cursor)
             return await asyncio.to_thread(
                 listing.list_uploads, decoded, prefix, key_marker, upload_id_marker, delimiter, max_uploads
             )
@@ -715,20 +593,6 @@ class ReplicatedIndex:
         ]
         await self._write(writes)
         return True
-
-
-class _Decoding:
-    """A cursor whose values are decoded UploadRecords (what listing.list_uploads works on)."""
-
-    def __init__(self, cursor: _SyncCursor) -> None:
-        self._cursor = cursor
-
-    def seek(self, key: bytes, inclusive: bool = False) -> None:
-        self._cursor.seek(key, inclusive)
-
-    def next(self) -> tuple[bytes, UploadRecord] | None:
-        item = self._cursor.next()
-        return None if item is None else (item[0], decode(UploadRecord, item[1]))
 
 
 def _manifest(e: Entry | None) -> ObjectManifest | None:
