@@ -363,32 +363,31 @@ async def _get(request: web.Request) -> web.StreamResponse:
 
 @_refusals
 async def _stat(request: web.Request) -> web.StreamResponse:
-    drive, fid = _drive(request), _fid(request)
-    try:
-        info = await drive.stat(fid)
-    except Exception as e:
-        return _error(request, e)
-    return _json(request, protocol.info_to_json(info))
+    return await _answer(request, lambda d, fid: d.stat(fid), protocol.info_to_json)
 
 
 @_refusals
 async def _delete(request: web.Request) -> web.StreamResponse:
-    drive, fid = _drive(request), _fid(request)
-    try:
-        deleted = await drive.delete(fid)
-    except Exception as e:
-        return _error(request, e)
-    return _json(request, {"deleted": deleted})
+    return await _answer(request, lambda d, fid: d.delete(fid), lambda deleted: {"deleted": deleted})
 
 
 @_refusals
 async def _verify(request: web.Request) -> web.StreamResponse:
-    drive, fid = _drive(request), _fid(request)
+    return await _answer(request, lambda d, fid: d.verify(fid), lambda bad: {"bad": bad})
+
+
+async def _answer(
+    request: web.Request,
+    call: Callable[[LocalDrive, FragmentId], Awaitable[Any]],
+    shape: Callable[[Any], Any],
+) -> web.StreamResponse:
+    """One drive call on the request's fragment, answered as JSON (or as the wire error it raised)."""
+    drive, fid = _drive(request), _fid(request)  # their refusals are answered by @_refusals
     try:
-        bad = await drive.verify(fid)
+        result = await call(drive, fid)
     except Exception as e:
         return _error(request, e)
-    return _json(request, {"bad": bad})
+    return _json(request, shape(result))
 
 
 @_refusals
