@@ -9,6 +9,9 @@ import pytest
 from tests.s3_helpers import chunked_client, unique
 from tests.server_process import ServerProcess, start_server
 
+# The contract suites are imported by test modules; rewrite their asserts too, for useful failure messages.
+pytest.register_assert_rewrite("tests.drive_contract", "tests.index_contract")
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:

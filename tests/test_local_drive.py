@@ -11,18 +11,15 @@ from pathlib import Path
 
 import pytest
 
-# The contract module is not a test file: ask pytest to rewrite its asserts for useful failures.
-pytest.register_assert_rewrite("tests.drive_contract")
-
-from storage_node import fragment_format as ff  # noqa: E402
-from storage_node.drive import (  # noqa: E402
+from storage_node import fragment_format as ff
+from storage_node.drive import (
     CorruptFragment,
     DriveUnavailable,
     FragmentId,
     FragmentNotFound,
 )
-from storage_node.local_drive import LocalDrive  # noqa: E402
-from tests.drive_contract import (  # noqa: E402
+from storage_node.local_drive import LocalDrive
+from tests.drive_contract import (
     Boom,
     DriveContract,
     collect,

@@ -27,16 +27,14 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
-pytest.register_assert_rewrite("tests.drive_contract")
-
-from cluster import auth  # noqa: E402
-from storage_node import fragment_format as ff  # noqa: E402
-from storage_node import protocol  # noqa: E402
-from storage_node.client import RemoteDrive, fetch_node_drives  # noqa: E402
-from storage_node.drive import DriveUnavailable, FragmentId, FragmentNotFound  # noqa: E402
-from storage_node.local_drive import LocalDrive  # noqa: E402
-from storage_node.service import make_node_app  # noqa: E402
-from tests.drive_contract import (  # noqa: E402
+from cluster import auth
+from storage_node import fragment_format as ff
+from storage_node import protocol
+from storage_node.client import RemoteDrive, fetch_node_drives
+from storage_node.drive import DriveUnavailable, FragmentId, FragmentNotFound
+from storage_node.local_drive import LocalDrive
+from storage_node.service import make_node_app
+from tests.drive_contract import (
     Boom,
     DriveContract,
     collect,
