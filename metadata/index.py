@@ -1,4 +1,4 @@
-"""The index seam: buckets, object manifests, multipart uploads and cluster membership.
+"""The index seam: buckets, object manifests, multipart uploads, cluster membership, users, the repair queue.
 
 Implementations: LocalIndex (LMDB, metadata/lmdb_store.py), RemoteIndex (one metadata service over
 HTTP, metadata/client.py) and ReplicatedIndex (three replicas, metadata/replicated_index.py; what each
@@ -8,10 +8,20 @@ Every method is atomic: a method that raises has changed nothing (but see IndexU
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from metadata.records import BucketRecord, Condition, NodeRecord, ObjectManifest, PartRecord, UploadRecord
+from metadata.records import (
+    BucketRecord,
+    Condition,
+    NodeRecord,
+    ObjectManifest,
+    PartRecord,
+    RepairEntry,
+    UploadRecord,
+    UserRecord,
+)
 
 
 class IndexError_(Exception):
@@ -47,6 +57,14 @@ class DriveClaimed(IndexError_):
         super().__init__(f"drive {drive_id} is registered to node {node_id}")
         self.drive_id = drive_id
         self.node_id = node_id  # the node that owns it
+
+
+class NoSuchNode(IndexError_):
+    pass
+
+
+class UserExists(IndexError_):
+    pass
 
 
 class IndexUnavailable(IndexError_):
@@ -187,6 +205,57 @@ class Index(Protocol):
 
     async def remove_node(self, node_id: str) -> bool:
         """Forget a node and release its drives; False if it was not registered."""
+        ...
+
+    async def set_node_state(self, node_id: str, state: str) -> NodeRecord:
+        """Set a node's operator state (records.NODE_STATES); heartbeats (upsert_node) keep it, and
+        list_nodes/upsert_node report it. Raises NoSuchNode, ValueError for an unknown state."""
+        ...
+
+    # -- repair (objects below full redundancy)
+    async def update_part(self, bucket: str, key: str, version_id: str, part: PartRecord) -> bool:
+        """Replace a repaired part's record (new placement, fewer missed fragments) in the current object.
+
+        Only if (bucket, key) is still version `version_id` and its part `part.number` still has
+        `part.data_id`; otherwise (overwritten, deleted, bucket gone) change nothing and return False.
+        An overwrite or delete concurrent with this call must win: it never resurrects an old version.
+        """
+        ...
+
+    async def queue_repairs(self, entries: Sequence[RepairEntry]) -> None:
+        """Add entries to the repair queue; one at the same position (keys.repair_key) is replaced."""
+        ...
+
+    async def list_repairs(self, after: RepairEntry | None = None, limit: int = 1000) -> list[RepairEntry]:
+        """Queued entries in repair order (keys.repair_key), starting after `after`'s position."""
+        ...
+
+    async def remove_repairs(self, entries: Sequence[RepairEntry]) -> None:
+        """Drop the entries at these entries' positions; absent ones are ignored."""
+        ...
+
+    async def repair_backlog(self) -> int:
+        """How many entries are queued."""
+        ...
+
+    # -- users
+    async def create_user(self, rec: UserRecord) -> None:
+        """Raises UserExists if the name is taken."""
+        ...
+
+    async def list_users(self) -> list[UserRecord]:
+        """All users, sorted by name."""
+        ...
+
+    async def delete_user(self, name: str) -> UserRecord | None:
+        """Remove a user; return the record (None if there was none). Their buckets stay."""
+        ...
+
+    # -- leases
+    async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        """Take or renew lease `name` for `ttl` seconds: True if `holder` now holds it (it was free,
+        expired, or already held by `holder`), False if another holder's lease is still running.
+        Atomic: two holders racing for a free lease never both get True."""
         ...
 
     async def close(self) -> None: ...

@@ -134,3 +134,8 @@ def part_key(upload_id: str, number: int) -> bytes:
     if not 0 <= number <= MAX_PART:
         raise ValueError(f"part number {number} is out of range")
     return parts_prefix(upload_id) + number.to_bytes(4, "big")
+
+
+def repair_key(surviving: int, data_id: str, part: int, index: int) -> bytes:
+    """A repair queue entry's position: fewest surviving first, then one part's entries together."""
+    return bytes([max(0, min(surviving, 255))]) + data_id.encode() + struct.pack(">IH", part, index + 1)

@@ -98,6 +98,51 @@ class NodeRecord:
     drives: list[DriveRecord]
     started: float  # seconds since the epoch, by the node's clock
     last_seen: float  # stamped by the index's clock at each upsert, so liveness is judged by one clock
+    state: str = "active"  # NODE_STATES; set by operators (set_node_state), never by heartbeats
+
+
+NODE_STATES = ("active", "draining", "retired")  # draining/retired nodes take no new fragments
+
+
+@dataclass(slots=True)
+class RepairEntry:
+    """One fragment (or a whole part) queued for repair.
+
+    Queue order is (surviving, data_id, part, index): parts with the fewest healthy fragments first,
+    and every entry of one part side by side, so a repairer takes them together.
+    """
+
+    surviving: int  # healthy fragments of the part when queued, as far as the reporter knew; 0 if unknown
+    data_id: str  # 32 hex: the part's data version
+    part: int  # part number (0 for a single PUT)
+    index: int  # the fragment to rebuild, or -1: check every fragment of the part
+    bucket: str = ""  # the object holding the part, when the reporter knows it ("" from a scrubber)
+    key: str = ""
+    reason: str = ""  # REPAIR_REASONS
+    drive_id: str = ""  # the drive where the bad or missing copy was seen, "" if unknown
+    queued: float = 0.0  # seconds since the epoch
+
+
+REPAIR_REASONS = ("write", "read", "scrub", "node-down", "drain", "scan")
+
+
+@dataclass(slots=True)
+class UserRecord:
+    """An S3 user: their own credentials, their own buckets (bucket owner = access key)."""
+
+    name: str
+    access_key: str
+    secret_key: str
+    created: float
+
+
+@dataclass(slots=True)
+class Lease:
+    """A named, time-limited claim, e.g. which gateway runs the background repairer now."""
+
+    name: str
+    holder: str
+    expires: float  # seconds since the epoch
 
 
 # Fields holding lists of records, which msgpack hands back as lists of dicts.
