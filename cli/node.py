@@ -10,7 +10,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import click
@@ -19,13 +19,16 @@ from cli.addresses import StartupError, index_client, meta_urls, parse_listen, u
 from cli.service_run import configure_logging, open_local_drives, start_site, until_stopped
 from cluster.auth import ClusterAuthError, secret_from_env
 from metadata.index import DriveClaimed, Index
-from metadata.records import DriveRecord, NodeRecord
+from metadata.records import DriveRecord, NodeRecord, RepairEntry
+from storage_node.drive import FragmentId
 from storage_node.local_drive import LocalDrive
+from storage_node.scrubber import Scrubber
 from storage_node.service import make_node_app
 
 log = logging.getLogger("tessera.node")
 HEARTBEAT_EVERY = 2.0  # seconds; gateways count a node down after a few missed beats
 FIRST_REGISTRATION = 15.0  # seconds to reach the metadata service before serving anyway
+QUEUE_TIMEOUT = 30.0  # seconds to queue a scrubbed fragment's repair before giving up on it for this pass
 
 
 def node_id(data: Path) -> str:
@@ -71,14 +74,46 @@ async def heartbeat(index: Index, make_record: Callable[[], NodeRecord], first: 
         await asyncio.sleep(HEARTBEAT_EVERY)
 
 
+def scrub_reporter(index: Index) -> Callable[[str, FragmentId, list[int]], Awaitable[None]]:
+    """Queue each corrupt fragment the scrubber finds for repair. surviving=0: the node does not know
+    the object, the repairer resolves it. A failure is logged, not fatal: the next pass reports again."""
+
+    async def report(drive_id: str, fid: FragmentId, bad: list[int]) -> None:
+        entry = RepairEntry(
+            surviving=0,
+            data_id=fid.version,
+            part=fid.part,
+            index=fid.index,
+            reason="scrub",
+            drive_id=drive_id,
+            queued=time.time(),
+        )
+        try:
+            async with asyncio.timeout(QUEUE_TIMEOUT):
+                await index.queue_repairs([entry])
+        except Exception as exc:
+            log.error("cannot queue the repair of corrupt fragment %s on drive %s: %r", fid.name, drive_id, exc)
+
+    return report
+
+
 async def run_node(
-    data: list[Path], host: str, port: int, meta: list[str], zone: str, advertise: str | None, secret: bytes
+    data: list[Path],
+    host: str,
+    port: int,
+    meta: list[str],
+    zone: str,
+    advertise: str | None,
+    secret: bytes,
+    scrub_rate: float = 50e6,
+    scrub_interval: float = 0.0,
 ) -> None:
     drives = await open_local_drives(data)
     nid = await asyncio.to_thread(node_id, data[0])
-    runner, bound = await start_site(make_node_app(drives, secret), host, port)
-    address = url(*parse_listen(advertise, "--advertise")) if advertise else url(host, bound)
     index = index_client(meta, secret)
+    scrubber = Scrubber(drives, scrub_reporter(index), rate=scrub_rate, interval=scrub_interval)
+    runner, bound = await start_site(make_node_app(drives, secret, scrubber=scrubber), host, port)
+    address = url(*parse_listen(advertise, "--advertise")) if advertise else url(host, bound)
     started = time.time()
     first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     beat = asyncio.create_task(heartbeat(index, lambda: describe(nid, address, zone, drives, started), first))
@@ -86,7 +121,10 @@ async def run_node(
         await asyncio.wait_for(asyncio.shield(first), FIRST_REGISTRATION)
     if first.done() and first.exception():
         await runner.cleanup()
+        await scrubber.close()
+        await index.close()
         raise first.exception()  # type: ignore[misc]
+    scrubber.open()
     if not first.done():
         log.warning("metadata service not reachable yet; serving and retrying")
     click.echo(f"Tessera node {nid}: zone {zone}, {len(drives)} drive(s)")
@@ -97,7 +135,8 @@ async def run_node(
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await beat
-        await runner.cleanup()
+        await runner.cleanup()  # no more requests: no on-demand pass can start after this
+        await scrubber.close()
         await index.close()
         for d in drives:
             await d.close()
@@ -111,15 +150,38 @@ async def run_node(
 @click.option("--meta", required=True, help="The metadata service(s): HOST:PORT[,HOST:PORT...].")
 @click.option("--zone", default="default", show_default=True, help="Failure zone (rack, room, site).")
 @click.option("--advertise", default=None, help="HOST:PORT others reach this node at [the listen address].")
-def node(data: tuple[str, ...], listen: str, meta: str, zone: str, advertise: str | None) -> None:
+@click.option(
+    "--scrub-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=50.0,
+    show_default=True,
+    help="MB/s the scrubber reads at most, across all drives.",
+)
+@click.option(
+    "--scrub-interval",
+    type=click.FloatRange(min=0),
+    default=604800.0,
+    show_default=True,
+    help="Seconds between scrub passes (0: only on demand, POST /v1/scrub).",
+)
+def node(
+    data: tuple[str, ...],
+    listen: str,
+    meta: str,
+    zone: str,
+    advertise: str | None,
+    scrub_rate: float,
+    scrub_interval: float,
+) -> None:
     """Serve DATA directories as drives to the cluster's gateways."""
     configure_logging()
     try:
         secret = secret_from_env()
         host, port = parse_listen(listen)
         urls = meta_urls(meta)
+        paths = [Path(d) for d in data]
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run_node([Path(d) for d in data], host, port, urls, zone, advertise, secret))
+            asyncio.run(run_node(paths, host, port, urls, zone, advertise, secret, scrub_rate * 1e6, scrub_interval))
     except (StartupError, ClusterAuthError) as exc:
         click.echo(f"tessera node: error: {exc}", err=True)
         sys.exit(2)

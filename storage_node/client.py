@@ -1,4 +1,5 @@
-"""RemoteDrive: the Drive seam over HTTP, to a drive on a storage node (storage_node/service.py).
+"""RemoteDrive: the Drive seam over HTTP, to a drive on a storage node (storage_node/service.py);
+NodeClient: the node's own controls (its scrubber), beside its drives.
 
 It raises what a LocalDrive raises (FragmentNotFound, CorruptFragment with the chunk number,
 InvalidFragmentStream), and DriveUnavailable for anything that keeps the drive out of reach: a
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -30,6 +31,7 @@ from storage_node.drive import (
     InvalidFragmentStream,
 )
 from storage_node.protocol import ErrorFrame, FrameEncoder, FrameReader, FramingError, WireError
+from storage_node.scrubber import ScrubStatus
 
 TIMEOUT = 30.0  # seconds without progress on a connection before the drive counts as unavailable
 CONNECT_TIMEOUT = 5.0
@@ -316,35 +318,113 @@ async def fetch_node_drives(
     base_url: str, secret: bytes, session: aiohttp.ClientSession | None = None, read_timeout: float = TIMEOUT
 ) -> list[protocol.NodeDrive]:
     """The drives a node serves (GET /v1/drives). Raises DriveUnavailable if it cannot say."""
+    where = f"node {base_url}"
+    status, body = await _small_call(
+        session, base_url, secret, "GET", protocol.drives_path(), read_timeout, 16 << 20, DriveUnavailable
+    )
+    try:
+        obj = json.loads(body)
+        if status != 200:
+            raise protocol.drive_error(WireError.from_json(obj), None, where)
+        return [protocol.NodeDrive(d["id"], d["path"], d.get("capacity"), d.get("free")) for d in obj["drives"]]
+    except (ValueError, KeyError, TypeError) as e:
+        raise DriveUnavailable(f"{where}: unreadable answer (HTTP {status}): {e}") from None
+
+
+class NodeError(Exception):
+    """A node did not carry out a control request: unreachable, timed out, refused, or an unreadable answer."""
+
+    def __init__(self, message: str, kind: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind  # the node's error kind (protocol.NO_SCRUBBER, FORBIDDEN, ...), "" if it sent none
+
+
+class NodeClient:
+    """A storage node's controls (its drives are RemoteDrives). No retries here: callers decide."""
+
+    def __init__(
+        self, address: str, secret: bytes, session: aiohttp.ClientSession | None = None, timeout: float = TIMEOUT
+    ) -> None:
+        self.address = address.rstrip("/")
+        self._secret = secret
+        self._session = session
+        self._own_session = session is None
+        self._timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"NodeClient({self.address!r})"
+
+    async def close(self) -> None:
+        """Close the session if this client made it (one passed in is the caller's)."""
+        if self._own_session and self._session is not None:
+            await self._session.close()
+        self._session = None
+
+    async def start_scrub(self) -> ScrubStatus:
+        """Start a scrub pass unless one is running; returns the status of the pass now running."""
+        return self._scrub_status(await self._call("POST", protocol.scrub_path()))
+
+    async def scrub_status(self) -> ScrubStatus:
+        """The pass running, else the last one."""
+        return self._scrub_status(await self._call("GET", protocol.scrub_path()))
+
+    def _scrub_status(self, obj: Any) -> ScrubStatus:
+        try:
+            return ScrubStatus.from_json(obj)
+        except ValueError as e:
+            raise NodeError(f"{self}: {e}") from None
+
+    async def _call(self, method: str, path: str) -> Any:
+        """A signed call; the JSON document of a 200, else NodeError."""
+        if self._session is None:  # made on first use: a session belongs to the loop it was made in
+            self._session = aiohttp.ClientSession()
+        status, body = await _small_call(self._session, self.address, self._secret, method, path, self._timeout)
+        try:
+            obj = json.loads(body)
+        except ValueError:
+            raise NodeError(f"{self}: {method} {path}: unreadable answer (HTTP {status})") from None
+        if status != 200:
+            try:
+                error = WireError.from_json(obj)
+            except ValueError:
+                raise NodeError(f"{self}: {method} {path}: HTTP {status}") from None
+            raise NodeError(f"{self}: {method} {path}: {error.kind}: {error.message}", error.kind)
+        return obj
+
+
+async def _small_call(
+    session: aiohttp.ClientSession | None,
+    base_url: str,
+    secret: bytes,
+    method: str,
+    path: str,
+    read_timeout: float,
+    limit: int = MAX_ERROR_BODY,
+    fail: Callable[[str], Exception] = NodeError,
+) -> tuple[int, bytes]:
+    """A signed, bodiless request with a small answer: (status, body). No answer raises fail(why)."""
     own = session is None
     session = session or aiohttp.ClientSession()
-    path = protocol.drives_path()
+    where = f"node {base_url}"
     try:
-        async with session.get(
+        async with session.request(
+            method,
             URL(base_url.rstrip("/") + path, encoded=True),
-            headers={auth.HEADER: auth.sign(secret, "GET", path, b"")},
+            headers={auth.HEADER: auth.sign(secret, method, path, b"")},
             timeout=aiohttp.ClientTimeout(
                 total=None, connect=read_timeout, sock_connect=CONNECT_TIMEOUT, sock_read=read_timeout
             ),
             allow_redirects=False,
         ) as resp:
-            status = resp.status
             try:
-                body = await _read_small(resp, 16 << 20)
+                return resp.status, await _read_small(resp, limit)
             except ValueError as e:
-                raise DriveUnavailable(f"node {base_url}: {e}") from None
+                raise fail(f"{where}: {e}") from None
     except _NETWORK_ERRORS as e:
-        raise DriveUnavailable(f"node {base_url}: {_describe(e)}") from e
+        raise fail(f"{where}: {_describe(e)}") from e
     finally:
         if own:
             await session.close()
-    try:
-        obj = json.loads(body)
-        if status != 200:
-            raise protocol.drive_error(WireError.from_json(obj), None, f"node {base_url}")
-        return [protocol.NodeDrive(d["id"], d["path"], d.get("capacity"), d.get("free")) for d in obj["drives"]]
-    except (ValueError, KeyError, TypeError) as e:
-        raise DriveUnavailable(f"node {base_url}: unreadable answer (HTTP {status}): {e}") from None
 
 
 def _describe(e: BaseException) -> str:

@@ -9,6 +9,12 @@ URLs (every /v1 request carries a cluster signature, cluster/auth.py):
     POST   /v1/drives/{drive}/fragments/{name}/verify       {"bad": [chunk, ...]}
     GET    /v1/drives/{drive}/fragments                     NDJSON: fragment records, then {"end": true, "count": n}
     GET    /v1/drives                                       {"drives": [{"id", "path", "capacity", "free"}]}
+    POST   /v1/scrub                                        start a scrub pass unless one runs: a scrub status
+    GET    /v1/scrub                                        a scrub status
+
+A scrub status (storage_node/scrubber.py ScrubStatus) is {"running", "passes", "fragments", "bytes",
+"total_bytes", "corrupt", "errors", "started", "finished", "mb_per_s", "error"}: the pass running, else
+the last one. A node without a scrubber answers both with 501 no_scrubber.
 
 A fragment record is {"name", "size", "chunk_size", "chunks", "mtime"}.
 
@@ -81,6 +87,7 @@ BAD_REQUEST = "bad_request"  # malformed URL or query
 FORBIDDEN = "forbidden"  # missing or invalid cluster signature
 UNAVAILABLE = "unavailable"  # the drive cannot be used (I/O error, missing directory)
 DRIVE_ERROR = "drive_error"  # any other DriveError
+NO_SCRUBBER = "no_scrubber"  # the node runs no scrubber (an in-process node, in tests)
 INTERNAL = "internal"  # a bug on the node
 
 STATUS = {
@@ -97,6 +104,7 @@ STATUS = {
     FORBIDDEN: 403,
     UNAVAILABLE: 503,
     DRIVE_ERROR: 500,
+    NO_SCRUBBER: 501,
     INTERNAL: 500,
 }
 
@@ -113,6 +121,10 @@ def check_drive_id(drive_id: str) -> str:
 
 def drives_path() -> str:
     return f"{API}/drives"
+
+
+def scrub_path() -> str:
+    return f"{API}/scrub"
 
 
 def fragments_path(drive_id: str) -> str:

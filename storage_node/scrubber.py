@@ -2,15 +2,18 @@
 
 It runs at a bounded rate (bytes per second) so that it never competes with client traffic for
 the disks; a pass that finds rot reports each corrupt fragment, which is then rebuilt, never served.
+Passes run every `interval` seconds and on demand (start()), never two at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 from storage_node.drive import Drive, DriveError, FragmentId
 
@@ -24,38 +27,182 @@ Report = Callable[[str, FragmentId, list[int]], Awaitable[None]]
 class ScrubStats:
     fragments: int = 0
     bytes: int = 0
+    # Payload bytes listed when the pass began: the denominator of its progress. Fragments written
+    # during the pass are verified too, so `bytes` can end a little above it.
+    total_bytes: int = 0
     corrupt: int = 0
-    errors: int = 0  # fragments that could not be read at all (vanished mid-pass, I/O errors)
+    errors: int = 0  # fragments (or whole drive listings) that could not be read: vanished mid-pass, I/O errors
     seconds: float = 0.0
+    started: float | None = None  # epoch seconds
+    finished: float | None = None
+    error: str = ""  # why the pass stopped short, if it did
 
     @property
     def mb_per_s(self) -> float:
         return self.bytes / self.seconds / 1e6 if self.seconds else 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class ScrubStatus:
+    """The scrubber as GET /v1/scrub reports it: the pass running, else the last one (all zero before any)."""
+
+    running: bool = False
+    passes: int = 0  # passes completed since the node started
+    fragments: int = 0
+    bytes: int = 0
+    total_bytes: int = 0
+    corrupt: int = 0
+    errors: int = 0
+    started: float | None = None
+    finished: float | None = None
+    mb_per_s: float = 0.0
+    error: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: Any) -> ScrubStatus:
+        """Raises ValueError if obj is not a scrub status document."""
+        if not isinstance(obj, dict):
+            raise ValueError(f"not a scrub status: {obj!r}")
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            v = obj.get(f.name)
+            if f.name == "running":
+                ok = type(v) is bool
+            elif f.name == "error":
+                ok = isinstance(v, str)
+            elif f.name in ("started", "finished", "mb_per_s"):
+                ok = type(v) in (int, float) or (v is None and f.name != "mb_per_s")
+                v = None if v is None else float(v)
+            else:
+                ok = type(v) is int and v >= 0
+            if not ok:
+                raise ValueError(f"not a scrub status ({f.name}={obj.get(f.name)!r})")
+            values[f.name] = v
+        return cls(**values)
+
+
 class Scrubber:
-    def __init__(self, drives: Sequence[Drive], report: Report, rate: float = 50e6) -> None:
+    """Verifies every fragment on `drives` at `rate` bytes/s at most, every `interval` seconds
+    (0: only when asked). open() starts the periodic passes, close() stops everything."""
+
+    def __init__(self, drives: Sequence[Drive], report: Report, rate: float = 50e6, interval: float = 0.0) -> None:
+        if rate <= 0:
+            raise ValueError(f"scrub rate must be positive, not {rate}")
+        if interval < 0:
+            raise ValueError(f"scrub interval must not be negative, not {interval}")
         self._drives = drives
         self._report = report
         self.rate = rate  # bytes per second at most, across all drives
+        self.interval = interval
         self.last = ScrubStats()
-        self.running = False
+        self.passes = 0
+        self._current: ScrubStats | None = None
+        self._pass: asyncio.Task[ScrubStats] | None = None
+        self._started_mono = 0.0  # monotonic start of the pass running
+        self._periodic: asyncio.Task[None] | None = None
+        self._last_end = time.monotonic()  # the periodic pass is due `interval` after the latest pass ended
+        self._closed = False
+
+    @property
+    def running(self) -> bool:
+        return self._pass is not None and not self._pass.done()
+
+    def open(self) -> None:
+        """Start the periodic passes (if interval > 0): the first one interval from now, not at startup."""
+        if self._closed:
+            raise RuntimeError("the scrubber is closed")
+        if self.interval > 0 and self._periodic is None:
+            self._last_end = time.monotonic()
+            self._periodic = asyncio.create_task(self._run_periodically(), name="scrubber")
+
+    async def close(self) -> None:
+        """Stop the periodic loop and cancel a pass in progress."""
+        self._closed = True
+        tasks = [t for t in (self._periodic, self._pass) if t is not None and not t.done()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._periodic = None
+
+    def start(self) -> ScrubStatus:
+        """Begin a pass now, unless one is running (then this is that pass's status)."""
+        self._begin()
+        return self.status()
+
+    def status(self) -> ScrubStatus:
+        stats = self._current if self.running and self._current is not None else self.last
+        seconds = time.monotonic() - self._started_mono if self.running else stats.seconds
+        return ScrubStatus(
+            running=self.running,
+            passes=self.passes,
+            fragments=stats.fragments,
+            bytes=stats.bytes,
+            total_bytes=stats.total_bytes,
+            corrupt=stats.corrupt,
+            errors=stats.errors,
+            started=stats.started,
+            finished=stats.finished,
+            mb_per_s=stats.bytes / seconds / 1e6 if seconds > 0 else 0.0,
+            error=stats.error,
+        )
 
     async def scrub_pass(self) -> ScrubStats:
-        """Verify every fragment once; returns what it saw."""
-        stats = ScrubStats()
-        started = time.monotonic()
-        self.running = True
+        """Run a pass (or join the one running) and return what it saw."""
+        task = self._begin()
+        # shield: a caller that gives up must not cancel a pass others (or the schedule) rely on.
+        return await asyncio.shield(task)
+
+    def _begin(self) -> asyncio.Task[ScrubStats]:
+        if self._closed:
+            raise RuntimeError("the scrubber is closed")
+        if self._pass is None or self._pass.done():
+            # Set up synchronously, so a status() right after start() already shows the new pass.
+            self._current = ScrubStats(started=time.time())
+            self._started_mono = time.monotonic()
+            self._pass = asyncio.create_task(self._run_pass(self._current), name="scrub pass")
+        return self._pass
+
+    async def _run_periodically(self) -> None:
+        while True:
+            # Recomputed after every wake-up: an on-demand pass in the meantime postpones the next one.
+            wait = self._last_end + self.interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            task = self._begin()
+            await asyncio.wait({task})  # not `await task`: being cancelled here must go through close()
+
+    async def _run_pass(self, stats: ScrubStats) -> ScrubStats:
+        started = self._started_mono
         try:
+            stats.total_bytes = await self._count()
             for drive in self._drives:
-                async for info in drive.list():
-                    await self._verify(drive, info.fid, stats)
-                    stats.bytes += info.size
-                    await self._throttle(stats.bytes, started)
+                try:
+                    async for info in drive.list():
+                        await self._verify(drive, info.fid, stats)
+                        stats.bytes += info.size
+                        stats.seconds = time.monotonic() - started
+                        await self._throttle(stats.bytes, started)
+                except DriveError as exc:  # one failing drive must not keep the others unscrubbed
+                    log.warning("scrub: cannot list drive %s: %s", drive.drive_id, exc)
+                    stats.errors += 1
+        except asyncio.CancelledError:
+            stats.error = "cancelled"  # not a completed pass: `passes` stays
+            raise
+        except Exception as exc:  # a bug: keep the node serving, and say so in the status
+            log.exception("scrub pass failed")
+            stats.error = f"{type(exc).__name__}: {exc}"
         finally:
-            self.running = False
             stats.seconds = time.monotonic() - started
+            stats.finished = time.time()
+            self._last_end = time.monotonic()
             self.last = stats
+        self.passes += 1
         log.info(
             "scrub pass: %d fragments, %.1f MB at %.1f MB/s, %d corrupt, %d unreadable",
             stats.fragments,
@@ -65,6 +212,18 @@ class Scrubber:
             stats.errors,
         )
         return stats
+
+    async def _count(self) -> int:
+        """Payload bytes on every drive now. A second listing costs far less than the reads that follow,
+        and keeps memory flat however many fragments there are."""
+        total = 0
+        for drive in self._drives:
+            try:
+                async for info in drive.list():
+                    total += info.size
+            except DriveError:
+                pass  # counted as an error by the pass itself
+        return total
 
     async def _verify(self, drive: Drive, fid: FragmentId, stats: ScrubStats) -> None:
         stats.fragments += 1
@@ -77,18 +236,12 @@ class Scrubber:
         if bad:
             stats.corrupt += 1
             log.warning("scrub: %s on drive %s is corrupt in chunks %s", fid.name, drive.drive_id, bad)
-            await self._report(drive.drive_id, fid, bad)
+            try:
+                await self._report(drive.drive_id, fid, bad)
+            except Exception:  # the next pass reports it again
+                log.exception("scrub: reporting %s on drive %s failed", fid.name, drive.drive_id)
 
     async def _throttle(self, done: int, started: float) -> None:
         ahead = done / self.rate - (time.monotonic() - started)
         if ahead > 0:
             await asyncio.sleep(ahead)
-
-    async def run_forever(self, every: float) -> None:
-        """A pass, then a pause, forever (cancel to stop)."""
-        while True:
-            try:
-                await self.scrub_pass()
-            except Exception:  # a failing pass must not end scrubbing for good
-                log.exception("scrub pass failed")
-            await asyncio.sleep(every)

@@ -3,7 +3,7 @@
 The wire format is in storage_node/protocol.py. Fragments stream through in both directions: a
 request holds at most a couple of chunks in memory, however large the fragment. Every /v1 request
 must carry a valid cluster signature or is refused (403) before it touches a drive; /health and
-/metrics are open, for probes and scrapers.
+/metrics are open, for probes and scrapers. /v1/scrub starts and reports the node's scrubber.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from storage_node import protocol
 from storage_node.drive import FragmentId, FragmentInfo
 from storage_node.local_drive import LocalDrive
 from storage_node.protocol import FrameEncoder, FrameReader, WireError
+from storage_node.scrubber import Scrubber
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,12 @@ class _Metrics:
         self.bytes_out = Counter("tessera_node_sent_bytes", "Response body bytes sent", ["op"], registry=r)
         self.errors = Counter("tessera_node_errors", "Errors answered, by kind", ["kind"], registry=r)
         self.in_flight = Gauge("tessera_node_requests_in_flight", "Requests being served", registry=r)
+        # Set from the scrubber's status at each scrape (0 on a node without one).
+        self.scrub_running = Gauge("tessera_node_scrub_running", "1 while a scrub pass runs", registry=r)
+        self.scrub_passes = Gauge("tessera_node_scrub_passes", "Scrub passes completed since start", registry=r)
+        self.scrub_corrupt = Gauge(
+            "tessera_node_scrub_corrupt_fragments", "Corrupt fragments found by the running or last pass", registry=r
+        )
 
 
 @dataclass
@@ -74,6 +81,7 @@ class _Node:
     secret: bytes
     metrics: _Metrics
     io_timeout: float
+    scrubber: Scrubber | None = None
 
 
 NODE_KEY = web.AppKey("tessera.storage_node", _Node)
@@ -83,12 +91,15 @@ _TALLY: Any = _RequestKey("tessera.tally", _Tally) if _RequestKey else "tessera.
 _CLAIM: Any = _RequestKey("tessera.body_claim", str) if _RequestKey else "tessera.body_claim"
 
 
-def make_node_app(drives: list[LocalDrive], secret: bytes, *, io_timeout: float = IO_TIMEOUT) -> web.Application:
+def make_node_app(
+    drives: list[LocalDrive], secret: bytes, *, io_timeout: float = IO_TIMEOUT, scrubber: Scrubber | None = None
+) -> web.Application:
     """The node's aiohttp application, serving `drives` to clients that know `secret`.
 
     A client that stops sending a put body, or stops reading a get or list, for io_timeout
     seconds is cut off, so it cannot hold a file and a temp file open forever. The caller opens
-    and closes the drives. Run it with access_log=None: the app logs each request itself.
+    and closes the drives (and the scrubber, if any; without one /v1/scrub answers 501).
+    Run it with access_log=None: the app logs each request itself.
     """
     by_id: dict[str, LocalDrive] = {}
     for drive in drives:
@@ -96,7 +107,7 @@ def make_node_app(drives: list[LocalDrive], secret: bytes, *, io_timeout: float 
             raise ValueError(f"drive {drive.drive_id} is listed twice ({by_id[drive.drive_id].root}, {drive.root})")
         by_id[drive.drive_id] = drive
     app = web.Application(middlewares=[_observe, _authenticate])
-    app[NODE_KEY] = _Node(by_id, secret, _Metrics(), io_timeout)
+    app[NODE_KEY] = _Node(by_id, secret, _Metrics(), io_timeout, scrubber)
     fragment = protocol.fragment_path("{drive}", "{name}")
     app.router.add_put(fragment, _put, name="put")
     app.router.add_get(fragment, _get, name="get", allow_head=False)
@@ -105,6 +116,8 @@ def make_node_app(drives: list[LocalDrive], secret: bytes, *, io_timeout: float 
     app.router.add_post(fragment + "/verify", _verify, name="verify")
     app.router.add_get(protocol.fragments_path("{drive}"), _list, name="list", allow_head=False)
     app.router.add_get(protocol.drives_path(), _drives, name="drives", allow_head=False)
+    app.router.add_post(protocol.scrub_path(), _scrub_start, name="scrub_start")
+    app.router.add_get(protocol.scrub_path(), _scrub_status, name="scrub_status", allow_head=False)
     app.router.add_get("/health/live", _live, name="live", allow_head=False)
     app.router.add_get("/health/ready", _ready, name="ready", allow_head=False)
     app.router.add_get("/metrics", _metrics, name="metrics", allow_head=False)
@@ -458,6 +471,20 @@ async def _drives(request: web.Request) -> web.StreamResponse:
     return _json(request, {"drives": out})
 
 
+async def _scrub_start(request: web.Request) -> web.StreamResponse:
+    scrubber = request.app[NODE_KEY].scrubber
+    if scrubber is None:
+        return _error(request, WireError(protocol.NO_SCRUBBER, "this node runs no scrubber"))
+    return _json(request, scrubber.start().to_json())
+
+
+async def _scrub_status(request: web.Request) -> web.StreamResponse:
+    scrubber = request.app[NODE_KEY].scrubber
+    if scrubber is None:
+        return _error(request, WireError(protocol.NO_SCRUBBER, "this node runs no scrubber"))
+    return _json(request, scrubber.status().to_json())
+
+
 async def _bounded(aw: Awaitable[Any]) -> Any:
     async with asyncio.timeout(READY_TIMEOUT):
         return await aw
@@ -484,6 +511,12 @@ async def _ready(request: web.Request) -> web.StreamResponse:
 
 
 async def _metrics(request: web.Request) -> web.StreamResponse:
-    body = generate_latest(request.app[NODE_KEY].metrics.registry)
+    node = request.app[NODE_KEY]
+    if node.scrubber is not None:
+        status = node.scrubber.status()
+        node.metrics.scrub_running.set(int(status.running))
+        node.metrics.scrub_passes.set(status.passes)
+        node.metrics.scrub_corrupt.set(status.corrupt)
+    body = generate_latest(node.metrics.registry)
     request[_TALLY].bytes_out += len(body)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
