@@ -27,6 +27,7 @@ import asyncio
 import io
 import json
 import random
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -42,7 +43,16 @@ from metadata.index import (
     PartPage,
     UploadPage,
 )
-from metadata.records import BucketRecord, Condition, NodeRecord, ObjectManifest, PartRecord, UploadRecord
+from metadata.records import (
+    BucketRecord,
+    Condition,
+    NodeRecord,
+    ObjectManifest,
+    PartRecord,
+    RepairEntry,
+    UploadRecord,
+    UserRecord,
+)
 
 ATTEMPTS = 4
 BACKOFF_BASE = 0.05  # seconds before the second attempt, at most; doubling after
@@ -222,3 +232,42 @@ class RemoteIndex:
 
     async def remove_node(self, node_id: str) -> bool:
         return await self._call("remove_node", node_id=node_id)
+
+    async def set_node_state(self, node_id: str, state: str) -> NodeRecord:
+        return await self._call("set_node_state", node_id=node_id, state=state)
+
+    # -- repair
+
+    async def update_part(self, bucket: str, key: str, version_id: str, part: PartRecord) -> bool:
+        return await self._call("update_part", bucket=bucket, key=key, version_id=version_id, part=part)
+
+    async def queue_repairs(self, entries: Sequence[RepairEntry]) -> None:
+        await self._call("queue_repairs", entries=list(entries))
+
+    async def list_repairs(self, after: RepairEntry | None = None, limit: int = 1000) -> list[RepairEntry]:
+        return await self._call("list_repairs", after=after, limit=limit)
+
+    async def remove_repairs(self, entries: Sequence[RepairEntry]) -> None:
+        await self._call("remove_repairs", entries=list(entries))
+
+    async def repair_backlog(self) -> int:
+        return await self._call("repair_backlog")
+
+    # -- users
+
+    async def create_user(self, rec: UserRecord) -> None:
+        await self._call("create_user", rec=rec)
+
+    async def list_users(self) -> list[UserRecord]:
+        return await self._call("list_users")
+
+    async def delete_user(self, name: str) -> UserRecord | None:
+        return await self._call("delete_user", name=name)
+
+    # -- leases
+
+    async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        return await self._call("acquire_lease", name=name, holder=holder, ttl=ttl)
+
+    async def release_lease(self, name: str, holder: str) -> bool:
+        return await self._call("release_lease", name=name, holder=holder)

@@ -6,8 +6,10 @@ Named databases:
     uploads         upload_id -> UploadRecord
     uploads_by_key  keys.encode(bucket, key) -> sortable(initiated) + upload_id   (DUPSORT: listing order)
     parts           upload_id + b"\\x00" + number (4 bytes, big-endian) -> PartRecord
-    nodes           node_id -> NodeRecord
+    nodes           node_id -> NodeRecord   (as the node last reported it; its state is not kept here)
+    node_states     node_id -> state   (NODE_STATES, set by operators; a node without one is "active")
     drive_owners    drive_id -> node_id   (a drive belongs to one node)
+    repairs, users, leases   see metadata/lmdb_admin_store.py
 
 Every method is one LMDB transaction run on a single dedicated thread: LMDB calls block, so they
 stay off the event loop, and write transactions are serialized without locks. The environment is
@@ -21,7 +23,7 @@ import asyncio
 import dataclasses
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +32,14 @@ from typing import Any, Generic, TypeVar
 import lmdb
 
 from metadata import keys, listing
+from metadata import lmdb_admin_store as admin
 from metadata.index import (
     BucketAlreadyExists,
     BucketNotEmpty,
     Completed,
     DriveClaimed,
     NoSuchBucket,
+    NoSuchNode,
     NoSuchUpload,
     ObjectPage,
     PartPage,
@@ -43,12 +47,15 @@ from metadata.index import (
     UploadPage,
 )
 from metadata.records import (
+    NODE_STATES,
     BucketRecord,
     Condition,
     NodeRecord,
     ObjectManifest,
     PartRecord,
+    RepairEntry,
     UploadRecord,
+    UserRecord,
     decode,
     encode,
 )
@@ -56,8 +63,8 @@ from metadata.records import (
 T = TypeVar("T")
 V = TypeVar("V")
 
-_DBS = ("buckets", "objects", "uploads", "uploads_by_key", "parts", "nodes", "drive_owners")
-_MAX_DBS = 32  # room for the records still to come (users, repair queue)
+_DBS = ("buckets", "objects", "uploads", "uploads_by_key", "parts", "nodes", "node_states", "drive_owners", *admin.DBS)
+_MAX_DBS = 32  # room for records still to come
 
 
 def _upload_dup(rec: UploadRecord) -> bytes:
@@ -447,15 +454,22 @@ class LocalIndex:
                     txn.delete(d.drive_id.encode(), db=owners)
             for drive_id in claimed:
                 txn.put(drive_id.encode(), node, db=owners)
-            data = encode(dataclasses.replace(rec, last_seen=time.time()))
+            data = encode(dataclasses.replace(rec, last_seen=time.time(), state="active"))
             txn.put(node, data, db=self._db["nodes"])
-            return decode(NodeRecord, data)  # a copy sharing nothing with the caller's record
+            return self._node(txn, data)  # a copy sharing nothing with the caller's record
 
         return await self._run(True, tx)
 
+    def _node(self, txn: lmdb.Transaction, data: bytes) -> NodeRecord:
+        """A stored node record with its operator state, which heartbeats never carry."""
+        rec = decode(NodeRecord, data)
+        state = txn.get(rec.node_id.encode(), db=self._db["node_states"])
+        rec.state = "active" if state is None else state.decode()
+        return rec
+
     async def list_nodes(self) -> list[NodeRecord]:
         def tx(txn: lmdb.Transaction) -> list[NodeRecord]:
-            return [decode(NodeRecord, v) for _, v in txn.cursor(self._db["nodes"])]
+            return [self._node(txn, v) for _, v in txn.cursor(self._db["nodes"])]
 
         return await self._run(False, tx)
 
@@ -467,6 +481,71 @@ class LocalIndex:
             for d in rec.drives:
                 txn.delete(d.drive_id.encode(), db=self._db["drive_owners"])
             txn.delete(node_id.encode(), db=self._db["nodes"])
+            txn.delete(node_id.encode(), db=self._db["node_states"])  # a node registering again starts active
             return True
 
         return await self._run(True, tx)
+
+    async def set_node_state(self, node_id: str, state: str) -> NodeRecord:
+        if state not in NODE_STATES:
+            raise ValueError(f"node state must be one of {', '.join(NODE_STATES)}, not {state!r}")
+
+        def tx(txn: lmdb.Transaction) -> NodeRecord:
+            data = txn.get(node_id.encode(), db=self._db["nodes"])
+            if data is None:
+                raise NoSuchNode(node_id)
+            txn.put(node_id.encode(), state.encode(), db=self._db["node_states"])
+            return self._node(txn, data)
+
+        return await self._run(True, tx)
+
+    # -- repair
+
+    async def update_part(self, bucket: str, key: str, version_id: str, part: PartRecord) -> bool:
+        def tx(txn: lmdb.Transaction) -> bool:
+            # No bucket check: an object exists only in a bucket that does (delete_bucket needs it empty).
+            k = keys.encode(keys.composite(bucket, key))
+            man = self._get(txn, "objects", k, ObjectManifest)
+            if man is None or man.version_id != version_id:
+                return False  # overwritten or deleted since the repair read it: the newer write stands
+            for i, current in enumerate(man.parts):
+                if current.number == part.number:
+                    if current.data_id != part.data_id:
+                        return False
+                    man.parts[i] = part
+                    txn.put(k, encode(man), db=self._db["objects"])
+                    return True
+            return False
+
+        return await self._run(True, tx)
+
+    async def queue_repairs(self, entries: Sequence[RepairEntry]) -> None:
+        await self._run(True, admin.queue_repairs, self._db, list(entries))
+
+    async def list_repairs(self, after: RepairEntry | None = None, limit: int = 1000) -> list[RepairEntry]:
+        return await self._run(False, admin.list_repairs, self._db, after, limit)
+
+    async def remove_repairs(self, entries: Sequence[RepairEntry]) -> None:
+        await self._run(True, admin.remove_repairs, self._db, list(entries))
+
+    async def repair_backlog(self) -> int:
+        return self._point_read(admin.repair_backlog, self._db)
+
+    # -- users
+
+    async def create_user(self, rec: UserRecord) -> None:
+        await self._run(True, admin.create_user, self._db, rec)
+
+    async def list_users(self) -> list[UserRecord]:
+        return await self._run(False, admin.list_users, self._db)
+
+    async def delete_user(self, name: str) -> UserRecord | None:
+        return await self._run(True, admin.delete_user, self._db, name)
+
+    # -- leases
+
+    async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        return await self._run(True, admin.acquire_lease, self._db, name, holder, ttl)
+
+    async def release_lease(self, name: str, holder: str) -> bool:
+        return await self._run(True, admin.release_lease, self._db, name, holder)

@@ -15,7 +15,8 @@ fields, wrong types: 400); the client reads answers leniently (fields it does no
 newer service, are dropped), as records.decode does.
 
 Error kinds (status): BucketAlreadyExists (409, with owner), BucketNotEmpty (409), DriveClaimed (409,
-with drive_id and node_id), NoSuchBucket (404), NoSuchUpload (404), PreconditionFailed (412),
+with drive_id and node_id), UserExists (409), NoSuchBucket (404), NoSuchUpload (404), NoSuchNode (404),
+PreconditionFailed (412),
 InvalidArgument (400: the index refused a value, ValueError), BadRequest (400: the body does not fit),
 Forbidden (403: signature), NotFound (404: no such operation), MethodNotAllowed (405), TooLarge (413),
 InternalError (500).
@@ -28,6 +29,7 @@ import functools
 import inspect
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,8 +44,10 @@ from metadata.index import (
     IndexError_,
     IndexUnavailable,
     NoSuchBucket,
+    NoSuchNode,
     NoSuchUpload,
     PreconditionFailed,
+    UserExists,
 )
 
 PREFIX = "/v1/"
@@ -52,7 +56,10 @@ MAX_BODY = 64 << 20  # a manifest of 10,000 parts is a few MB
 
 # Safe to repeat: RemoteIndex may retry these. Every other operation changes the index.
 READS = frozenset(
-    "get_bucket list_buckets get_object list_objects get_upload list_parts list_uploads list_nodes".split()
+    (
+        "get_bucket list_buckets get_object list_objects get_upload list_parts list_uploads list_nodes"
+        " list_repairs repair_backlog list_users"
+    ).split()
 )
 
 
@@ -137,7 +144,7 @@ def load(tp: Any, value: Any, strict: bool = True, where: str = "body") -> Any:
             return None
         (inner,) = (a for a in args if a is not type(None))  # only X | None occurs in the seam
         return load(inner, value, strict, where)
-    if origin is list:
+    if origin in (list, Sequence):  # a Sequence argument arrives as a list
         if not isinstance(value, list):
             raise WireError(f"{where}: expected an array")
         (item,) = typing.get_args(tp)
@@ -232,8 +239,10 @@ _INDEX_ERRORS: dict[type[Exception], tuple[str, int]] = {
     BucketAlreadyExists: ("BucketAlreadyExists", 409),
     BucketNotEmpty: ("BucketNotEmpty", 409),
     DriveClaimed: ("DriveClaimed", 409),
+    UserExists: ("UserExists", 409),
     NoSuchBucket: ("NoSuchBucket", 404),
     NoSuchUpload: ("NoSuchUpload", 404),
+    NoSuchNode: ("NoSuchNode", 404),
     PreconditionFailed: ("PreconditionFailed", 412),
 }
 INVALID_ARGUMENT = ("InvalidArgument", 400)  # the index refused an argument (ValueError)
@@ -285,6 +294,8 @@ def error_from(status: int, doc: Any) -> Exception:
         "BucketNotEmpty": BucketNotEmpty,
         "NoSuchBucket": NoSuchBucket,
         "NoSuchUpload": NoSuchUpload,
+        "NoSuchNode": NoSuchNode,
+        "UserExists": UserExists,
         "PreconditionFailed": PreconditionFailed,
         INVALID_ARGUMENT[0]: ValueError,
         BAD_REQUEST[0]: ValueError,

@@ -25,19 +25,26 @@ from metadata.index import (
     DriveClaimed,
     Index,
     NoSuchBucket,
+    NoSuchNode,
     NoSuchUpload,
     ObjectPage,
     PreconditionFailed,
     UploadPage,
+    UserExists,
 )
+from metadata.keys import repair_key
 from metadata.records import (
+    NODE_STATES,
+    REPAIR_REASONS,
     BucketRecord,
     Condition,
     DriveRecord,
     NodeRecord,
     ObjectManifest,
     PartRecord,
+    RepairEntry,
     UploadRecord,
+    UserRecord,
 )
 
 # -- records
@@ -116,6 +123,39 @@ async def upsert_checked(index: Index, rec: NodeRecord) -> NodeRecord:
 
 async def nodes_tagged(index: Index, tag: str) -> list[NodeRecord]:
     return [n for n in await index.list_nodes() if n.node_id.startswith(tag)]
+
+
+def make_repair(surviving: int, data_id: str, part: int = 0, index: int = -1, **fields: object) -> RepairEntry:
+    defaults: dict[str, object] = {
+        "bucket": "bkt",
+        "key": "dir/ключ 😀",
+        "reason": "write",
+        "drive_id": "drive-3",
+        "queued": 1_700_000_000.75,
+    }
+    return RepairEntry(surviving, data_id, part, index, **(defaults | fields))  # type: ignore[arg-type]
+
+
+def position(e: RepairEntry) -> bytes:
+    return repair_key(e.surviving, e.data_id, e.part, e.index)
+
+
+async def queued_of(index: Index, data_ids: set[str]) -> list[RepairEntry]:
+    """The whole queue (walked in pages), restricted to entries of these data ids: the index may be shared."""
+    got: list[RepairEntry] = []
+    after: RepairEntry | None = None
+    while True:
+        page = await index.list_repairs(after, limit=500)
+        got += page
+        if len(page) < 500:
+            return [e for e in got if e.data_id in data_ids]
+        after = page[-1]
+
+
+def make_user(name: str, created: float = 1_700_000_000.5) -> UserRecord:
+    return UserRecord(
+        name=name, access_key="AK" + new_id()[:18].upper(), secret_key=new_id() + new_id(), created=created
+    )
 
 
 async def new_bucket(index: Index, tag: str = "b") -> str:
@@ -881,6 +921,362 @@ class IndexContract:
         assert await nodes_tagged(index, tag) == [kept, moved]
         with pytest.raises(DriveClaimed):  # removing a did not release b's drive
             await index.upsert_node(make_node(f"{tag}-c", [f"{tag}-d3"]))
+
+    # ---- node state (operators set it; heartbeats keep it)
+
+    async def test_set_node_state(self, index: Index) -> None:
+        tag = new_id()[:8]
+        registered = await upsert_checked(index, make_node(tag, [f"{tag}-d"]))
+        assert registered.state == "active"
+        for state in ("draining", "retired", "active", "draining"):
+            rec = await index.set_node_state(tag, state)
+            assert rec == dataclasses.replace(registered, state=state, last_seen=rec.last_seen)
+            assert await nodes_tagged(index, tag) == [rec]
+
+    async def test_heartbeats_keep_the_node_state(self, index: Index) -> None:
+        tag = new_id()[:8]
+        await upsert_checked(index, make_node(tag, [f"{tag}-d1"]))
+        await index.set_node_state(tag, "draining")
+        beat = make_node(tag, [f"{tag}-d1", f"{tag}-d2"], zone="z2")
+        stored = await index.upsert_node(beat)  # says "active" (the default): the index keeps its own
+        assert stored == dataclasses.replace(beat, state="draining", last_seen=stored.last_seen)
+        assert await nodes_tagged(index, tag) == [stored]
+        stored = await index.upsert_node(dataclasses.replace(beat, state="retired"))  # nor may a node set it
+        assert stored.state == "draining"
+        assert [n.state for n in await nodes_tagged(index, tag)] == ["draining"]
+
+    async def test_a_new_node_is_active_whatever_it_says(self, index: Index) -> None:
+        tag = new_id()[:8]
+        stored = await index.upsert_node(dataclasses.replace(make_node(tag, []), state="retired"))
+        assert stored.state == "active"
+        assert [n.state for n in await nodes_tagged(index, tag)] == ["active"]
+
+    async def test_remove_node_forgets_its_state(self, index: Index) -> None:
+        tag = new_id()[:8]
+        await upsert_checked(index, make_node(tag, [f"{tag}-d"]))
+        await index.set_node_state(tag, "retired")
+        assert await index.remove_node(tag) is True
+        assert await nodes_tagged(index, tag) == []
+        again = await upsert_checked(index, make_node(tag, [f"{tag}-d"]))
+        assert again.state == "active"
+        assert await nodes_tagged(index, tag) == [again]
+
+    async def test_set_node_state_errors_change_nothing(self, index: Index) -> None:
+        tag = new_id()[:8]
+        with pytest.raises(NoSuchNode):
+            await index.set_node_state(f"{tag}-never", "draining")
+        assert await nodes_tagged(index, tag) == []  # not registered by the attempt
+        await upsert_checked(index, make_node(tag, []))
+        await index.set_node_state(tag, "draining")
+        for bad in ("paused", "", "Active", "draining "):
+            assert bad not in NODE_STATES
+            with pytest.raises(ValueError):
+                await index.set_node_state(tag, bad)
+        assert [n.state for n in await nodes_tagged(index, tag)] == ["draining"]
+        await index.remove_node(tag)
+        with pytest.raises(NoSuchNode):
+            await index.set_node_state(tag, "active")
+
+    # ---- update_part (a repair records a part's new placement)
+
+    async def test_update_part_replaces_the_part(self, index: Index) -> None:
+        name = await new_bucket(index)
+        parts = [make_part(1), make_part(2), make_part(3)]
+        parts[1].missed = [0, 4]
+        man = make_manifest(name, "k", parts=parts, etag="e-3")
+        await index.put_object(man)
+        repaired = dataclasses.replace(
+            parts[1], placement=[f"new-{i}" for i in range(6)], missed=[], checksums={"CRC32": "BBBBBB=="}
+        )
+        assert await index.update_part(name, "k", man.version_id, repaired) is True
+        want = dataclasses.replace(man, parts=[parts[0], repaired, parts[2]])
+        assert await index.get_object(name, "k") == want
+        assert (await index.list_objects(name)).objects == [want]
+        again = dataclasses.replace(repaired, placement=[f"again-{i}" for i in range(6)])
+        assert await index.update_part(name, "k", man.version_id, again) is True  # repeatable
+        assert (await index.get_object(name, "k")).parts[1] == again  # type: ignore[union-attr]
+
+    async def test_update_part_of_a_single_put_on_a_long_key(self, index: Index) -> None:
+        name = await new_bucket(index)
+        key = "é" * 500
+        man = make_manifest(name, key)  # part 0
+        await index.put_object(man)
+        repaired = dataclasses.replace(man.parts[0], placement=["x"] * 6, missed=[])
+        assert await index.update_part(name, key, man.version_id, repaired) is True
+        assert await index.get_object(name, key) == dataclasses.replace(man, parts=[repaired])
+
+    async def test_update_part_keeps_inline_data_of_other_parts(self, index: Index) -> None:
+        name = await new_bucket(index)
+        small = dataclasses.replace(make_part(1, size=5), inline=b"hello", placement=[])
+        big = make_part(2)
+        big.missed = [5]
+        man = make_manifest(name, "k", parts=[small, big])
+        await index.put_object(man)
+        repaired = dataclasses.replace(big, missed=[], placement=[f"r-{i}" for i in range(6)])
+        assert await index.update_part(name, "k", man.version_id, repaired) is True
+        got = await index.get_object(name, "k")
+        assert got == dataclasses.replace(man, parts=[small, repaired])
+        assert got.parts[0].inline == b"hello"  # type: ignore[union-attr]
+
+    async def test_update_part_refuses_anything_but_the_current_version(self, index: Index) -> None:
+        name = await new_bucket(index)
+        parts = [make_part(1), make_part(2)]
+        man = make_manifest(name, "k", parts=parts)
+        await index.put_object(man)
+        moved = dataclasses.replace(parts[0], placement=["moved"] * 6, missed=[])
+        refused = [
+            (name, "k", new_id(), moved),  # another version
+            (name, "k", man.version_id, dataclasses.replace(moved, data_id=new_id())),  # the part has other data
+            (name, "k", man.version_id, dataclasses.replace(moved, number=7)),  # no such part
+            (name, "other", man.version_id, moved),  # no such key
+            (new_bucket_name(), "k", man.version_id, moved),  # no such bucket
+        ]
+        for args in refused:
+            assert await index.update_part(*args) is False, args
+        assert await index.get_object(name, "k") == man
+
+    async def test_update_part_after_an_overwrite_or_delete_changes_nothing(self, index: Index) -> None:
+        name = await new_bucket(index)
+        old = make_manifest(name, "k", parts=[make_part(1)])
+        await index.put_object(old)
+        new = make_manifest(name, "k", parts=[dataclasses.replace(old.parts[0])])  # even the same data id
+        await index.put_object(new)
+        repaired = dataclasses.replace(old.parts[0], placement=["r"] * 6)
+        assert await index.update_part(name, "k", old.version_id, repaired) is False
+        assert await index.get_object(name, "k") == new
+        await index.delete_object(name, "k")
+        assert await index.update_part(name, "k", new.version_id, repaired) is False
+        assert await index.get_object(name, "k") is None
+        assert (await index.list_objects(name)).objects == []
+        await index.delete_bucket(name)
+        assert await index.update_part(name, "k", new.version_id, repaired) is False
+        assert await index.get_bucket(name) is None
+
+    async def test_an_overwrite_after_update_part_wins(self, index: Index) -> None:
+        name = await new_bucket(index)
+        old = make_manifest(name, "k")
+        await index.put_object(old)
+        repaired = dataclasses.replace(old.parts[0], placement=["r"] * 6, missed=[])
+        assert await index.update_part(name, "k", old.version_id, repaired) is True
+        new = make_manifest(name, "k")
+        previous = await index.put_object(new)
+        assert previous == dataclasses.replace(old, parts=[repaired])
+        assert await index.get_object(name, "k") == new
+        # racing: whichever lands first, the overwrite is what remains
+        for _ in range(5):
+            current = await index.get_object(name, "k")
+            assert current is not None
+            newer = make_manifest(name, "k")
+            fix = dataclasses.replace(current.parts[0], placement=["race"] * 6)
+            await asyncio.gather(index.update_part(name, "k", current.version_id, fix), index.put_object(newer))
+            assert await index.get_object(name, "k") == newer
+
+    # ---- the repair queue (data ids are the test's own: the index may be shared)
+
+    async def test_repair_queue_order(self, index: Index) -> None:
+        ids = sorted(new_id() for _ in range(3))
+        entries = [
+            make_repair(s, d, part, i)
+            for s in (0, 2, 5)
+            for d in ids
+            for part in (0, 2, 256, 10_000)
+            for i in (-1, 0, 1, 5, 300)
+        ]
+        shuffled = entries[::7] + [e for j, e in enumerate(entries) if j % 7]
+        await index.queue_repairs(shuffled[:50])
+        await index.queue_repairs(shuffled[50:])
+        want = sorted(entries, key=position)
+        assert want[0] == make_repair(0, ids[0], 0, -1)  # fewest surviving, then one part's entries together
+        assert await queued_of(index, set(ids)) == want
+
+    async def test_repair_entries_round_trip(self, index: Index) -> None:
+        d = new_id()
+        entries = [
+            make_repair(3, d, 1, j, bucket="b-1", key="ünï/😀 key", reason=reason, drive_id=f"drv-{j}", queued=j + 0.5)
+            for j, reason in enumerate(REPAIR_REASONS)
+        ]
+        entries.append(RepairEntry(0, d, 0, -1))  # only the position: from a scrubber that knows no object
+        await index.queue_repairs(entries)
+        got = await queued_of(index, {d})
+        assert got == sorted(entries, key=position)
+        assert all(isinstance(e, RepairEntry) for e in got)
+
+    async def test_repair_at_the_same_position_is_replaced(self, index: Index) -> None:
+        d = new_id()
+        before = await index.repair_backlog()
+        first = make_repair(2, d, 1, 3, reason="write", drive_id="a")
+        await index.queue_repairs([first, make_repair(2, d, 1, 4)])
+        second = make_repair(2, d, 1, 3, reason="scrub", drive_id="b", bucket="", key="", queued=2.0)
+        await index.queue_repairs([second])
+        assert await queued_of(index, {d}) == [second, make_repair(2, d, 1, 4)]
+        assert await index.repair_backlog() == before + 2
+        # the same part and fragment with another survivor count is another position
+        await index.queue_repairs([make_repair(1, d, 1, 3)])
+        assert await queued_of(index, {d}) == [make_repair(1, d, 1, 3), second, make_repair(2, d, 1, 4)]
+        await index.queue_repairs([])  # nothing to do
+        assert await index.repair_backlog() == before + 3
+
+    async def test_list_repairs_after_and_limit(self, index: Index) -> None:
+        ids = [new_id() for _ in range(4)]
+        entries = [
+            make_repair(s, d, p, i) for s, d in zip((1, 1, 4, 4), ids, strict=True) for p in (1, 2) for i in (0, 1)
+        ]
+        await index.queue_repairs(entries)
+        want = sorted(entries, key=position)
+        whole = await index.list_repairs()
+        assert [e for e in whole if e.data_id in ids] == want
+        assert await index.list_repairs(limit=3) == whole[:3]
+        assert await index.list_repairs(limit=1) == whole[:1]
+        for j, e in enumerate(want):
+            # `after` need not be queued (only its position counts), and its other fields do not matter
+            tail = [
+                x
+                for x in await index.list_repairs(dataclasses.replace(e, reason="scan", key="zzz"))
+                if x.data_id in ids
+            ]
+            assert tail == want[j + 1 :]
+        between = dataclasses.replace(want[0], index=want[0].index + 100)  # a position that is not queued
+        assert [x for x in await index.list_repairs(between) if x.data_id in ids] == [
+            w for w in want if position(w) > position(between)
+        ]
+        # paging with a small limit, each page starting after the last one's end, walks the queue once
+        walked: list[RepairEntry] = []
+        after: RepairEntry | None = None
+        while page := await index.list_repairs(after, limit=3):
+            assert len(page) <= 3
+            walked += page
+            after = page[-1]
+        assert walked == whole
+
+    async def test_remove_repairs(self, index: Index) -> None:
+        d = new_id()
+        entries = [make_repair(2, d, 1, i) for i in range(6)]
+        await index.queue_repairs(entries)
+        before = await index.repair_backlog()
+        absent = [make_repair(2, d, 1, 99), make_repair(3, d, 1, 0), make_repair(2, new_id(), 1, 0)]
+        # removal is by position: the other fields need not match
+        gone = [dataclasses.replace(entries[1], reason="scan", drive_id="x"), entries[4]]
+        await index.remove_repairs(gone + absent)
+        assert await queued_of(index, {d}) == [entries[0], entries[2], entries[3], entries[5]]
+        assert await index.repair_backlog() == before - 2
+        await index.remove_repairs(gone)  # again: nothing left to remove
+        await index.remove_repairs([])
+        assert await index.repair_backlog() == before - 2
+        await index.remove_repairs(entries)
+        assert await queued_of(index, {d}) == []
+        assert await index.repair_backlog() == before - 6
+
+    async def test_repair_backlog_counts_entries(self, index: Index) -> None:
+        before = await index.repair_backlog()
+        assert before >= 0
+        d = new_id()
+        await index.queue_repairs([make_repair(0, d, p, -1) for p in range(25)])
+        assert await index.repair_backlog() == before + 25
+        await index.queue_repairs([make_repair(0, d, p, -1) for p in range(20, 30)])
+        assert await index.repair_backlog() == before + 30
+
+    # ---- users (names carry a tag of the test's own: the index may be shared)
+
+    async def test_create_and_list_users(self, index: Index) -> None:
+        tag = new_id()[:8]
+        users = [
+            make_user(f"{tag}-{n}", created=float(j)) for j, n in enumerate(("carol", "alice", "bob", "Zed", "a.b"))
+        ]
+        for u in users:
+            assert await index.create_user(u) is None
+        listed = await index.list_users()
+        assert [u.name for u in listed] == sorted(u.name for u in listed)
+        assert [u for u in listed if u.name.startswith(tag)] == sorted(users, key=lambda u: u.name)
+        assert all(isinstance(u, UserRecord) for u in listed)
+
+    async def test_create_existing_user_keeps_the_original(self, index: Index) -> None:
+        tag = new_id()[:8]
+        original = make_user(f"{tag}-alice")
+        await index.create_user(original)
+        with pytest.raises(UserExists):
+            await index.create_user(make_user(f"{tag}-alice", created=2.0))
+        assert [u for u in await index.list_users() if u.name.startswith(tag)] == [original]
+
+    async def test_racing_user_creations_have_one_winner(self, index: Index) -> None:
+        name = f"{new_id()[:8]}-race"
+        users = [make_user(name, created=float(i)) for i in range(5)]
+
+        async def create(u: UserRecord) -> bool:
+            try:
+                await index.create_user(u)
+                return True
+            except UserExists:
+                return False
+
+        won = await asyncio.gather(*(create(u) for u in users))
+        assert sum(won) == 1
+        assert [u for u in await index.list_users() if u.name == name] == [users[won.index(True)]]
+
+    async def test_delete_user(self, index: Index) -> None:
+        tag = new_id()[:8]
+        alice, bob = make_user(f"{tag}-alice"), make_user(f"{tag}-bob")
+        await index.create_user(alice)
+        await index.create_user(bob)
+        bucket = BucketRecord(name=new_bucket_name(), owner=alice.access_key, created=1.0)
+        await index.create_bucket(bucket)
+        assert await index.delete_user(alice.name) == alice
+        assert await index.delete_user(alice.name) is None
+        assert await index.delete_user(f"{tag}-never") is None
+        assert [u for u in await index.list_users() if u.name.startswith(tag)] == [bob]
+        assert await index.get_bucket(bucket.name) == bucket  # their buckets stay
+        again = make_user(alice.name)
+        await index.create_user(again)  # the name is free again
+        assert [u for u in await index.list_users() if u.name.startswith(tag)] == [again, bob]
+
+    # ---- leases
+
+    async def test_lease_free_held_renewed(self, index: Index) -> None:
+        name = f"lease-{new_id()[:8]}"
+        assert await index.acquire_lease(name, "gw-a", 30.0) is True
+        assert await index.acquire_lease(name, "gw-b", 30.0) is False
+        assert await index.acquire_lease(name, "gw-a", 30.0) is True  # renewal
+        assert await index.acquire_lease(name, "gw-b", 30.0) is False
+        assert await index.acquire_lease(f"{name}-other", "gw-b", 30.0) is True  # leases are independent
+
+    async def test_lease_expires(self, index: Index) -> None:
+        name = f"lease-{new_id()[:8]}"
+        start = time.monotonic()
+        assert await index.acquire_lease(name, "gw-a", 0.2) is True
+        assert await index.acquire_lease(name, "gw-b", 0.2) is False or time.monotonic() - start >= 0.2
+        deadline = start + 10.0
+        while not await index.acquire_lease(name, "gw-b", 30.0):
+            assert time.monotonic() < deadline, "the lease never expired"
+            await asyncio.sleep(0.05)
+        assert time.monotonic() - start >= 0.15  # not before (allowing for clock granularity)
+        assert await index.acquire_lease(name, "gw-a", 30.0) is False  # b holds it now
+
+    async def test_renewing_a_lease_extends_it(self, index: Index) -> None:
+        name = f"lease-{new_id()[:8]}"
+        assert await index.acquire_lease(name, "gw-a", 0.2) is True
+        assert await index.acquire_lease(name, "gw-a", 30.0) is True
+        await asyncio.sleep(0.4)  # past the first term
+        assert await index.acquire_lease(name, "gw-b", 30.0) is False
+
+    async def test_release_lease(self, index: Index) -> None:
+        name = f"lease-{new_id()[:8]}"
+        assert await index.release_lease(name, "gw-a") is False  # never taken
+        assert await index.acquire_lease(name, "gw-a", 30.0) is True
+        assert await index.release_lease(name, "gw-b") is False  # not b's to give up
+        assert await index.acquire_lease(name, "gw-b", 30.0) is False
+        assert await index.release_lease(name, "gw-a") is True
+        assert await index.release_lease(name, "gw-a") is False  # already given up
+        assert await index.acquire_lease(name, "gw-b", 30.0) is True  # free at once, long before 30 s
+        assert await index.release_lease(name, "gw-a") is False
+        assert await index.acquire_lease(name, "gw-a", 30.0) is False  # b's lease stands
+
+    async def test_racing_lease_acquisitions_have_one_winner(self, index: Index) -> None:
+        for _ in range(3):
+            name = f"lease-{new_id()[:8]}"
+            won = await asyncio.gather(*(index.acquire_lease(name, f"gw-{i}", 30.0) for i in range(5)))
+            assert sum(won) == 1, won
+            winner = f"gw-{won.index(True)}"
+            assert await index.acquire_lease(name, winner, 30.0) is True
+            assert await index.acquire_lease(name, f"{winner}-x", 30.0) is False
 
 
 # -- helpers used by the suite

@@ -19,7 +19,16 @@ from metadata.index import Index, PreconditionFailed
 from metadata.keys import sortable
 from metadata.lmdb_store import LocalIndex
 from metadata.records import BucketRecord, Condition, DriveRecord, NodeRecord, ObjectManifest, PartRecord, UploadRecord
-from tests.index_contract import IndexContract, make_manifest, make_node, make_part, make_upload, new_bucket
+from tests.index_contract import (
+    IndexContract,
+    make_manifest,
+    make_node,
+    make_part,
+    make_repair,
+    make_upload,
+    make_user,
+    new_bucket,
+)
 
 MAP_SIZE = 1 << 30
 
@@ -51,6 +60,13 @@ async def test_reopen_keeps_data(tmp_path: Path) -> None:
     part = make_part(7)
     await idx.put_part(up.upload_id, part)
     bucket = await idx.get_bucket(name)
+    await idx.upsert_node(make_node("n1", ["d1"]))
+    node = await idx.set_node_state("n1", "draining")
+    repairs = [make_repair(1, "a" * 32, 0, i) for i in range(3)]
+    await idx.queue_repairs(repairs)
+    user = make_user("alice")
+    await idx.create_user(user)
+    assert await idx.acquire_lease("repairer", "gw-a", 60.0)
     await idx.close()
 
     idx = LocalIndex.open(path, map_size=MAP_SIZE)
@@ -60,6 +76,10 @@ async def test_reopen_keeps_data(tmp_path: Path) -> None:
         assert await idx.get_upload(up.upload_id) == up
         assert (await idx.list_parts(up.upload_id)).parts == [part]
         assert (await idx.list_uploads(name)).uploads == [up]
+        assert await idx.list_nodes() == [node]
+        assert await idx.list_repairs() == repairs and await idx.repair_backlog() == 3
+        assert await idx.list_users() == [user]
+        assert not await idx.acquire_lease("repairer", "gw-b", 60.0)
     finally:
         await idx.close()
 
@@ -171,6 +191,31 @@ async def test_refused_input_is_a_value_error_and_changes_nothing(local: LocalIn
             await local.put_part(up.upload_id, make_part(number))
     assert (await local.list_parts(up.upload_id, marker=(1 << 32) + 5)).parts == []
     assert (await local.list_parts(up.upload_id)).parts == []
+
+
+async def test_refused_repair_user_and_lease_input_changes_nothing(local: LocalIndex) -> None:
+    good = make_repair(1, "a" * 32, 1, 0)
+    for bad in (
+        make_repair(1, "a" * 32, 1 << 32, 0),
+        make_repair(1, "a" * 32, -1, 0),
+        make_repair(1, "a" * 32, 1, 1 << 16),
+        make_repair(1, "a" * 32, 1, -2),
+        make_repair(1, "a" * 600, 1, 0),  # past LMDB's key limit
+    ):
+        with pytest.raises(ValueError):
+            await local.queue_repairs([good, bad])
+        if len(bad.data_id) == 32:  # a position that cannot be encoded at all
+            with pytest.raises(ValueError):
+                await local.list_repairs(bad)
+    assert await local.list_repairs() == [] and await local.repair_backlog() == 0
+    for name in ("", "u" * 600):
+        with pytest.raises(ValueError):
+            await local.create_user(make_user(name))
+    assert await local.list_users() == []
+    for ttl in (-1.0, math.nan):
+        with pytest.raises(ValueError):
+            await local.acquire_lease("l", "h", ttl)
+    assert await local.acquire_lease("l", "h2", 10.0)  # the refused calls took nothing
 
 
 def test_key_encoding_boundaries() -> None:

@@ -218,6 +218,13 @@ MALFORMED = [
     ("list_objects", msgpack.packb({"bucket": "b1", "max_keys": "10"})),
     ("list_objects", msgpack.packb({"bucket": "b1", "prefix": msgpack.ExtType(1, b"x")})),
     ("upsert_node", msgpack.packb({"rec": {"node_id": "n", "address": "a", "zone": "z", "drives": [{}]}})),
+    ("set_node_state", msgpack.packb({"node_id": "n"})),
+    ("queue_repairs", msgpack.packb({"entries": {"surviving": 1, "data_id": "0" * 32, "part": 0, "index": 0}})),
+    ("queue_repairs", msgpack.packb({"entries": [{"surviving": 1, "data_id": "0" * 32}]})),
+    ("queue_repairs", msgpack.packb({"entries": [{"surviving": 1, "data_id": "0" * 32, "part": 0, "index": "0"}]})),
+    ("list_repairs", msgpack.packb({"after": "0" * 32})),
+    ("create_user", msgpack.packb({"rec": {"name": "u", "access_key": "a", "secret_key": "s"}})),
+    ("acquire_lease", msgpack.packb({"name": "l", "holder": "h", "ttl": "10"})),
 ]
 
 
@@ -231,6 +238,26 @@ async def test_malformed_bodies_get_400(service: Service, op: str, body: bytes) 
     assert [b.name for b in await service.local.list_buckets()] == ["b1"]
     assert await service.local.get_object("b1", "k") is None
     assert await service.local.list_nodes() == []
+    assert await service.local.repair_backlog() == 0 and await service.local.list_users() == []
+
+
+def test_only_reads_are_marked_safe_to_retry() -> None:
+    reads = {"list_repairs", "repair_backlog", "list_users", "list_nodes", "get_bucket"}
+    writes = {"set_node_state", "update_part", "queue_repairs", "remove_repairs", "create_user", "delete_user"}
+    assert reads <= protocol.READS and not (writes | {"acquire_lease", "release_lease"}) & protocol.READS
+    assert all(protocol.OPERATIONS[n].read for n in reads)
+
+
+async def test_new_error_kinds_on_the_wire(service: Service) -> None:
+    answer = await send(service.url, "/v1/set_node_state", msgpack.packb({"node_id": "ghost", "state": "retired"}))
+    assert answer.status == 404 and answer.json()["error"] == "NoSuchNode"
+    user = {"name": "alice", "access_key": "AKIAALICE", "secret_key": "s" * 40, "created": 1.0}
+    assert (await send(service.url, "/v1/create_user", msgpack.packb({"rec": user}))).status == 200
+    answer = await send(service.url, "/v1/create_user", msgpack.packb({"rec": user | {"secret_key": "other"}}))
+    assert answer.status == 409 and answer.json()["error"] == "UserExists"
+    assert [u.secret_key for u in await service.local.list_users()] == ["s" * 40]
+    answer = await send(service.url, "/v1/set_node_state", msgpack.packb({"node_id": "ghost", "state": "gone"}))
+    assert answer.status == 400 and answer.json()["error"] == "InvalidArgument"
 
 
 async def test_refused_arguments_are_value_errors(service: Service, remote: RemoteIndex) -> None:
