@@ -10,28 +10,19 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from gateway.sigv4 import (
-    ALGORITHM,
-    UNSIGNED_PAYLOAD,
-    canonical_query,
-    derive_signing_key,
-    sign,
-    string_to_sign,
-)
+from gateway.sigv4_signer import Signer, encode_query
+from gateway.sigv4_signer import encode_path as encode_key
 
 PIECE = 1 << 20
-_SIGNED = "host;x-amz-content-sha256;x-amz-date"
 _S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
 Body = bytes | Iterable[bytes | memoryview] | None
@@ -52,12 +43,6 @@ class Credentials:
     region: str = "us-east-1"
 
 
-def encode_key(key: str) -> str:
-    """Path-encode a key the way the server canonicalises it (A-Za-z0-9-_.~/ kept), so what we sign is what
-    we send; '/' stays literal as S3 clients send it."""
-    return quote(key.encode("utf-8", "surrogateescape"), safe="/~")
-
-
 class S3Client:
     def __init__(self, endpoint: str, creds: Credentials, connections: int = 64, timeout: float = 300) -> None:
         parts = urlsplit(endpoint.rstrip("/"))
@@ -67,7 +52,7 @@ class S3Client:
         self._connections = connections
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10)
         self._session: aiohttp.ClientSession | None = None
-        self._date_cache: tuple[int, str, str, bytes] | None = None
+        self.signer = Signer(creds.access_key, creds.secret_key, creds.region, self.host)
 
     async def __aenter__(self) -> S3Client:
         self.open()
@@ -94,42 +79,16 @@ class S3Client:
 
     # -- signing ---------------------------------------------------------------------------------
 
-    def _clock(self) -> tuple[str, str, bytes]:
-        """amz-date, scope and signing key, recomputed at most once a second."""
-        second = int(time.time())
-        cached = self._date_cache
-        if cached is None or cached[0] != second:
-            amz_date = datetime.fromtimestamp(second, UTC).strftime("%Y%m%dT%H%M%SZ")
-            date = amz_date[:8]
-            key = derive_signing_key(self.creds.secret_key, date, self.creds.region)
-            scope = f"{date}/{self.creds.region}/s3/aws4_request"
-            cached = self._date_cache = (second, amz_date, scope, key)
-        return cached[1], cached[2], cached[3]
-
     def sign_headers(
         self, method: str, path: str, query: Sequence[tuple[str, str]], extra: dict[str, str] | None = None
     ) -> dict[str, str]:
         """Headers for a request whose path is already encoded (encode_key) and query is decoded pairs."""
-        amz_date, scope, key = self._clock()
-        headers = {"Host": self.host, "x-amz-content-sha256": UNSIGNED_PAYLOAD, "x-amz-date": amz_date}
-        # The three signed headers in canonical order; the values never need trimming.
-        canonical = (
-            f"{method}\n{path}\n{canonical_query(query) if query else ''}\n"
-            f"host:{self.host}\nx-amz-content-sha256:{UNSIGNED_PAYLOAD}\nx-amz-date:{amz_date}\n\n"
-            f"{_SIGNED}\n{UNSIGNED_PAYLOAD}"
-        )
-        signature = sign(key, string_to_sign(amz_date, scope, canonical))
-        headers["Authorization"] = (
-            f"{ALGORITHM} Credential={self.creds.access_key}/{scope}, SignedHeaders={_SIGNED}, Signature={signature}"
-        )
-        if extra:
-            headers.update(extra)
-        return headers
+        return self.signer.headers(method, path, query, extra)
 
     # -- raw requests ----------------------------------------------------------------------------
 
     def _url(self, path: str, query: Sequence[tuple[str, str]]) -> URL:
-        qs = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in query)
+        qs = encode_query(query)
         # encoded=True: yarl must send exactly the bytes we signed (no re-quoting, no dot-segment removal).
         return URL(self.base + path + ("?" + qs if qs else ""), encoded=True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from cli.admin import admin
 from cli.dev import dev
 from cli.gateway import gateway
 from cli.meta import meta
@@ -22,6 +23,7 @@ main.add_command(meta)
 main.add_command(node)
 main.add_command(gateway)
 main.add_command(dev)
+main.add_command(admin)
 
 if __name__ == "__main__":
     main()
