@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import logging
 import sys
+from typing import Any
 
 import click
 
 from cli.addresses import StartupError, index_client, meta_urls, parse_listen, url
+from cli.maintenance_options import maintenance_options, settings
 from cli.malloc_tuning import tune_malloc
 from cli.service_run import configure_logging, start_site, until_stopped
 from cluster.auth import ClusterAuthError, secret_from_env
@@ -17,15 +19,25 @@ from gateway.app import make_app
 from gateway.context import Gateway
 from gateway.credentials import Credentials, CredentialsError, credentials_from_env
 from gateway.erasure import Scheme, SchemeError
+from gateway.maintenance import Maintenance, Settings
 from gateway.membership import ClusterDrives
 from gateway.object_layer import ObjectLayer
+from gateway.scrub_control import NodeScrubs
+from gateway.users import UserDirectory
 
 log = logging.getLogger("tessera.gateway")
 MEMBERSHIP_WAIT = 15.0  # seconds to reach the metadata service at start
 
 
 async def run_gateway(
-    creds: Credentials, host: str, port: int, meta: list[str], scheme: Scheme, domains: tuple[str, ...], secret: bytes
+    creds: Credentials,
+    host: str,
+    port: int,
+    meta: list[str],
+    scheme: Scheme,
+    domains: tuple[str, ...],
+    secret: bytes,
+    care: Settings,
 ) -> None:
     index = index_client(meta, secret)
     drives = ClusterDrives(index, secret)
@@ -36,15 +48,18 @@ async def run_gateway(
         await index.close()
         raise StartupError(f"cannot reach the metadata service at {', '.join(meta)}: {exc!r}") from None
 
-    def lookup(access_key: str) -> str | None:
-        return creds.secret_key if access_key == creds.access_key else None
-
     layer = ObjectLayer(drives, scheme)
+
     async def readiness() -> str | None:
         return drives.problem(scheme.k)
 
-    gw = Gateway(index=index, layer=layer, lookup_secret=lookup, domains=domains, readiness=readiness)
+    users = UserDirectory(index, creds)
+    gw = Gateway(
+        index=index, layer=layer, users=users, domains=domains, readiness=readiness, meta_addresses=tuple(meta)
+    )
+    gw.maintenance = Maintenance(index, layer, care, scrub=NodeScrubs(drives, secret), busy=gw.busy)
     runner, bound = await start_site(make_app(gw), host, port)
+    await gw.maintenance.start()
     click.echo(f"Tessera gateway: EC {scheme}, {drives.live_nodes()} storage node(s) up")
     click.echo(f"Endpoint:  {url(host, bound)}")
     click.echo(f"export AWS_ACCESS_KEY_ID={creds.access_key}  AWS_SECRET_ACCESS_KEY={creds.secret_key}")
@@ -52,6 +67,7 @@ async def run_gateway(
 
     async def cleanup() -> None:
         await runner.cleanup()
+        await gw.maintenance.close()  # type: ignore[union-attr]
         await layer.drain()
         await drives.close()
         await index.close()
@@ -71,7 +87,8 @@ async def run_gateway(
     show_default=True,
     help="Domain for virtual-hosted-style requests (BUCKET.DOMAIN); repeatable.",
 )
-def gateway(listen: str, meta: str, ec: str, domains: tuple[str, ...]) -> None:
+@maintenance_options
+def gateway(listen: str, meta: str, ec: str, domains: tuple[str, ...], **care: Any) -> None:
     """Serve S3 over the cluster (root credentials from TESSERA_ACCESS_KEY / TESSERA_SECRET_KEY)."""
     configure_logging()
     tune_malloc()
@@ -84,7 +101,7 @@ def gateway(listen: str, meta: str, ec: str, domains: tuple[str, ...]) -> None:
         host, port = parse_listen(listen)
         urls = meta_urls(meta)
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run_gateway(creds, host, port, urls, scheme, tuple(domains), secret))
+            asyncio.run(run_gateway(creds, host, port, urls, scheme, tuple(domains), secret, settings(**care)))
     except (StartupError, SchemeError, ClusterAuthError, CredentialsError) as exc:
         click.echo(f"tessera gateway: error: {exc}", err=True)
         sys.exit(2)

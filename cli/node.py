@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from cli.addresses import StartupError, index_client, meta_urls, parse_listen, url
+from cli.maintenance_options import scrub_options
 from cli.service_run import configure_logging, open_local_drives, start_site, until_stopped
 from cluster.auth import ClusterAuthError, secret_from_env
 from metadata.index import DriveClaimed, Index
@@ -150,20 +151,7 @@ async def run_node(
 @click.option("--meta", required=True, help="The metadata service(s): HOST:PORT[,HOST:PORT...].")
 @click.option("--zone", default="default", show_default=True, help="Failure zone (rack, room, site).")
 @click.option("--advertise", default=None, help="HOST:PORT others reach this node at [the listen address].")
-@click.option(
-    "--scrub-rate",
-    type=click.FloatRange(min=0, min_open=True),
-    default=50.0,
-    show_default=True,
-    help="MB/s the scrubber reads at most, across all drives.",
-)
-@click.option(
-    "--scrub-interval",
-    type=click.FloatRange(min=0),
-    default=604800.0,
-    show_default=True,
-    help="Seconds between scrub passes (0: only on demand, POST /v1/scrub).",
-)
+@scrub_options
 def node(
     data: tuple[str, ...],
     listen: str,

@@ -6,19 +6,26 @@ import asyncio
 import contextlib
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from cli.addresses import StartupError, parse_listen, url
+from cli.maintenance_options import maintenance_options, scrub_options, settings
 from cli.malloc_tuning import tune_malloc
+from cli.node import scrub_reporter
 from cli.service_run import configure_logging, open_local_drives, start_site, until_stopped
 from gateway.app import make_app
 from gateway.context import Gateway
 from gateway.credentials import Credentials, CredentialsError, root_credentials
 from gateway.drive_set import LocalDrives
 from gateway.erasure import Scheme, SchemeError
+from gateway.maintenance import Maintenance, Settings
 from gateway.object_layer import ObjectLayer
+from gateway.scrub_control import LocalScrub
+from gateway.users import UserDirectory
 from metadata.lmdb_store import LocalIndex
+from storage_node.scrubber import Scrubber
 
 DEFAULT_DATA = Path("tessera-data")
 DEFAULT_DRIVES = 6
@@ -50,7 +57,16 @@ def system_credentials(system: Path) -> Credentials:
 
 
 async def serve(
-    creds: Credentials, paths: list[Path], system: Path, scheme: Scheme, host: str, port: int, domains: tuple[str, ...]
+    creds: Credentials,
+    paths: list[Path],
+    system: Path,
+    scheme: Scheme,
+    host: str,
+    port: int,
+    domains: tuple[str, ...],
+    care: Settings,
+    scrub_rate: float,
+    scrub_interval: float,
 ) -> None:
     drives = await open_local_drives(paths)
     try:
@@ -58,16 +74,19 @@ async def serve(
     except Exception as exc:  # lmdb raises its own error types for a bad or locked environment
         raise StartupError(f"cannot open the index in {system / 'index'}: {exc}") from None
 
-    def lookup(access_key: str) -> str | None:
-        return creds.secret_key if access_key == creds.access_key else None
-
     layer = ObjectLayer(LocalDrives(drives), scheme)
-    gw = Gateway(index=index, layer=layer, lookup_secret=lookup, domains=domains)
+    scrubber = Scrubber(drives, scrub_reporter(index), rate=scrub_rate, interval=scrub_interval)
+    gw = Gateway(index=index, layer=layer, users=UserDirectory(index, creds), domains=domains)
+    gw.maintenance = Maintenance(index, layer, care, scrub=LocalScrub(scrubber), busy=gw.busy)
     runner, bound = await start_site(make_app(gw), host, port)
+    await gw.maintenance.start()
+    scrubber.open()
     _announce(creds, host, bound, scheme, len(drives))
 
     async def cleanup() -> None:
         await runner.cleanup()
+        await gw.maintenance.close()  # type: ignore[union-attr]
+        await scrubber.close()
         await layer.drain()
         await index.close()
 
@@ -94,7 +113,18 @@ def _announce(creds: Credentials, host: str, port: int, scheme: Scheme, drives: 
     show_default=True,
     help="Domain for virtual-hosted-style requests (BUCKET.DOMAIN); repeatable.",
 )
-def server(drives: tuple[str, ...], listen: str, ec: str, index: str | None, domains: tuple[str, ...]) -> None:
+@maintenance_options
+@scrub_options
+def server(
+    drives: tuple[str, ...],
+    listen: str,
+    ec: str,
+    index: str | None,
+    domains: tuple[str, ...],
+    scrub_rate: float,
+    scrub_interval: float,
+    **care: Any,
+) -> None:
     """Run an erasure-coded S3 endpoint on local DRIVE directories (six under ./tessera-data by default)."""
     configure_logging()
     tune_malloc()
@@ -104,7 +134,20 @@ def server(drives: tuple[str, ...], listen: str, ec: str, index: str | None, dom
         paths, system = layout(drives, scheme, index)
         creds = system_credentials(system)
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve(creds, paths, system, scheme, host, port, tuple(domains)))
+            asyncio.run(
+                serve(
+                    creds,
+                    paths,
+                    system,
+                    scheme,
+                    host,
+                    port,
+                    tuple(domains),
+                    settings(**care),
+                    scrub_rate * 1e6,
+                    scrub_interval,
+                )
+            )
     except (StartupError, SchemeError) as exc:
         click.echo(f"tessera server: error: {exc}", err=True)
         sys.exit(2)

@@ -7,11 +7,11 @@ import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from gateway import bucket_api, listing_api, multipart_api, object_api, sigv2, sigv4
+from gateway import admin_api, bucket_api, listing_api, multipart_api, object_api, sigv2, sigv4
 from gateway.context import Gateway
 from gateway.errors import S3Error
 from gateway.metrics import CONTENT_TYPE, GatewayMetrics
@@ -127,17 +127,44 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     rid = request[REQUEST_ID]
     host_bucket = _host_bucket(request.host, gw.domains)
     raw_path, query = request.rel_url.raw_path, sigv4.parse_query(request.rel_url.raw_query_string)
+    claimed = _claimed_access_key(request.headers.get("Authorization"), query)
+    if claimed and not gw.users.known(claimed):
+        await gw.users.ensure(claimed)  # a user created through another gateway a moment ago
     if sigv2.is_presigned_v2(query):
         resource = f"/{host_bucket}{raw_path}" if host_bucket else raw_path
-        auth = sigv2.verify_presigned(request.method, resource, query, request.headers, gw.lookup_secret)
+        auth = sigv2.verify_presigned(request.method, resource, query, request.headers, gw.users.secret)
     else:
-        auth = sigv4.verify(request.method, raw_path, query, request.headers, gw.lookup_secret)
+        auth = sigv4.verify(request.method, raw_path, query, request.headers, gw.users.secret)
+    if host_bucket is None and admin_api.is_admin_path(raw_path):
+        request[OPERATION], resp = await admin_api.dispatch(gw, request, auth.access_key)
+        return resp
     # Only an authenticated request learns what is wrong with its key.
     bucket, key = split_path(raw_path, host_bucket)
     req = S3Request(request, rid, bucket, key, auth.access_key, request.query, auth)
     handler = _route(req)
     request[OPERATION] = handler.__name__
     return await handler(gw, req)
+
+
+_MAX_ACCESS_KEY = 128  # longer claims are not worth an index read: verify() rejects them anyway
+
+
+def _claimed_access_key(authorization: str | None, query: list[tuple[str, str]]) -> str:
+    """The access key a request says it is signed with, or "" (verify() judges the claim and its form)."""
+    claimed = ""
+    if authorization is not None:
+        _, found, rest = authorization.partition("Credential=")
+        if found:
+            claimed = rest.split("/", 1)[0].strip()
+    else:
+        for name, value in query:
+            if name == "X-Amz-Credential":
+                claimed = value.split("/", 1)[0]
+                break
+            if name == "AWSAccessKeyId":
+                claimed = value
+                break
+    return claimed if len(claimed) <= _MAX_ACCESS_KEY and "," not in claimed else ""
 
 
 @web.middleware
@@ -148,6 +175,8 @@ async def _errors(
     request[REQUEST_ID] = rid
     started = time.monotonic()
     resp: web.StreamResponse | None = None
+    gw = request.app[GATEWAY_KEY]
+    gw.inflight += 1
     try:
         resp = await handler(request)
     except S3Error as err:
@@ -161,6 +190,7 @@ async def _errors(
         log.exception("request %s %s failed", request.method, request.path)
         resp = _error_response(request, S3Error("InternalError"), rid)
     finally:
+        gw.inflight -= 1
         if OPERATION in request or resp is None or resp.status >= 400:
             _account(request, resp, time.monotonic() - started)
     return resp
@@ -207,5 +237,12 @@ def make_app(gw: Gateway) -> web.Application:
     app[GATEWAY_KEY] = gw
     app[METRICS_KEY] = GatewayMetrics()
     app.on_response_prepare.append(_stamp)
+
+    async def users_refresh(app: web.Application) -> AsyncIterator[None]:
+        await gw.users.start()
+        yield
+        await gw.users.close()
+
+    app.cleanup_ctx.append(users_refresh)
     app.router.add_route("*", "/{tail:.*}", _dispatch)
     return app

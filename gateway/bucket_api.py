@@ -52,14 +52,16 @@ def _max_buckets(req: S3Request) -> int:
 
 
 async def _visible_buckets(gw: Gateway, req: S3Request) -> list[BucketRecord]:
-    """The caller's buckets after the continuation token, filtered by prefix and bucket-region."""
+    """The caller's buckets (every bucket for the root) after the continuation token, filtered by prefix and
+    bucket-region."""
     token = req.query.get("continuation-token")
     after = decode_token(token) if token is not None else ""
     prefix, region = req.query.get("prefix", ""), req.query.get("bucket-region")
+    everyone = gw.is_root(req.access_key)
     return [
         b
         for b in await gw.index.list_buckets()
-        if b.owner == req.access_key
+        if (everyone or b.owner == req.access_key)
         and b.name > after
         and b.name.startswith(prefix)
         and (region is None or b.region == region)
@@ -124,6 +126,11 @@ async def bucket_location(gw: Gateway, req: S3Request) -> web.StreamResponse:
 
 async def owned_bucket(gw: Gateway, req: S3Request) -> BucketRecord:
     rec = await gw.bucket(req.bucket)
-    if rec.owner != req.access_key:
-        raise S3Error("AccessDenied")
+    check_access(gw, req.access_key, rec)
     return rec
+
+
+def check_access(gw: Gateway, access_key: str, rec: BucketRecord) -> None:
+    """A user may use the buckets they own; the root may use every bucket (as MinIO's root does)."""
+    if rec.owner != access_key and not gw.is_root(access_key):
+        raise S3Error("AccessDenied")

@@ -6,19 +6,35 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from gateway.errors import S3Error
+from gateway.maintenance import Maintenance
 from gateway.object_layer import ObjectLayer
+from gateway.users import UserDirectory
 from metadata.index import Index
 from metadata.records import BucketRecord
+
+BUSY_REQUESTS = 4  # more client requests in flight than this and repair waits (for a bounded time)
 
 
 @dataclass(slots=True)
 class Gateway:
     index: Index
     layer: ObjectLayer
-    lookup_secret: Callable[[str], str | None]
+    users: UserDirectory
     region: str = "us-east-1"
     domains: tuple[str, ...] = ("localhost",)  # bucket.<domain> hosts are virtual-hosted-style requests
     readiness: Callable[[], Awaitable[str | None]] | None = None  # None when ready, else the reason
+    maintenance: Maintenance | None = None  # the repairer, scans, GC and admin jobs
+    meta_addresses: tuple[str, ...] = ()  # the metadata services, for status; () for a local index
+    inflight: int = 0  # client requests being served now: background repair yields to them
+
+    def busy(self) -> bool:
+        return self.inflight > BUSY_REQUESTS
+
+    def lookup_secret(self, access_key: str) -> str | None:
+        return self.users.secret(access_key)
+
+    def is_root(self, access_key: str) -> bool:
+        return self.users.is_root(access_key)
 
     async def bucket(self, name: str) -> BucketRecord:
         rec = await self.index.get_bucket(name) if name else None

@@ -11,7 +11,19 @@ from storage_node.drive import Drive
 
 class DriveSet(Protocol):
     def slots(self) -> list[NodeSlot]:
-        """Every known node with its drives and liveness, for placement."""
+        """The nodes that take new fragments (active ones), with their drives and liveness: for placement."""
+        ...
+
+    def all_slots(self) -> list[NodeSlot]:
+        """Every registered node, also draining and retired ones: to say where a fragment lives."""
+        ...
+
+    def leaving(self) -> frozenset[str]:
+        """Nodes being drained: their fragments are to move elsewhere."""
+        ...
+
+    def silent_for(self) -> dict[str, float]:
+        """Seconds since each down node was last heard from (live nodes are not listed)."""
         ...
 
     def drive(self, drive_id: str) -> Drive | None:
@@ -28,6 +40,15 @@ class LocalDrives:
 
     def slots(self) -> list[NodeSlot]:
         return self._slots
+
+    def all_slots(self) -> list[NodeSlot]:
+        return self._slots
+
+    def leaving(self) -> frozenset[str]:
+        return frozenset()
+
+    def silent_for(self) -> dict[str, float]:
+        return {}
 
     def drive(self, drive_id: str) -> Drive | None:
         return self._drives.get(drive_id)

@@ -34,6 +34,10 @@ class ClusterDrives:
         self._session: aiohttp.ClientSession | None = None
         self._remotes: dict[tuple[str, str], RemoteDrive] = {}  # (address, drive id) -> client
         self._slots: list[NodeSlot] = []
+        self._all: list[NodeSlot] = []
+        self._leaving: frozenset[str] = frozenset()
+        self._silent: dict[str, float] = {}
+        self.nodes: list[NodeRecord] = []  # as last read from the index
         self._live: dict[str, RemoteDrive] = {}
         self._task: asyncio.Task[None] | None = None
         self._refreshed = 0.0  # monotonic time of the last membership read that worked
@@ -62,13 +66,18 @@ class ClusterDrives:
     async def refresh(self) -> None:
         nodes = await self._index.list_nodes()
         now = time.time()
-        slots, live = [], {}
+        every, live = [], {}
         for node in nodes:
             alive = now - node.last_seen <= self._grace
-            slots.append(NodeSlot(node.node_id, node.zone, tuple(d.drive_id for d in node.drives), alive))
+            every.append(NodeSlot(node.node_id, node.zone, tuple(d.drive_id for d in node.drives), alive))
             if alive:
                 live.update({d.drive_id: self._remote(node, d.drive_id) for d in node.drives})
-        self._slots, self._live = slots, live
+        state = {n.node_id: n.state for n in nodes}
+        self._all, self._live, self.nodes = every, live, nodes
+        # Draining and retired nodes take no new fragments; their drives still serve reads.
+        self._slots = [s for s in every if state[s.node_id] == "active"]
+        self._leaving = frozenset(n for n, st in state.items() if st == "draining")
+        self._silent = {n.node_id: now - n.last_seen for n in nodes if now - n.last_seen > self._grace}
         self._refreshed = time.monotonic()
 
     def _remote(self, node: NodeRecord, drive_id: str) -> RemoteDrive:
@@ -80,6 +89,15 @@ class ClusterDrives:
     # -- DriveSet
     def slots(self) -> list[NodeSlot]:
         return self._slots
+
+    def all_slots(self) -> list[NodeSlot]:
+        return self._all
+
+    def leaving(self) -> frozenset[str]:
+        return self._leaving
+
+    def silent_for(self) -> dict[str, float]:
+        return self._silent
 
     def drive(self, drive_id: str) -> Drive | None:
         return self._live.get(drive_id)

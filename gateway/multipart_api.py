@@ -281,6 +281,7 @@ async def complete_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
         raise S3Error("NoSuchUpload", UploadId=upload.upload_id) from None
     except PreconditionFailed:
         raise S3Error("PreconditionFailed") from None
+    gw.layer.committed(man)
     gw.layer.discard(done.unused)
     if done.previous is not None:
         gw.layer.discard(done.previous.parts)

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from gateway import checksums
 from gateway.body import Body, open_body, stream_source
-from gateway.bucket_api import owned_bucket, read_small_body, xml_response
+from gateway.bucket_api import check_access, owned_bucket, read_small_body, xml_response
 from gateway.context import Gateway
 from gateway.errors import S3Error
 from gateway.object_io import ReadError
@@ -94,6 +94,7 @@ async def commit(gw: Gateway, man: ObjectManifest, cond: Condition | None) -> No
     except NoSuchBucket:
         gw.layer.discard(man.parts)
         raise S3Error("NoSuchBucket", BucketName=man.bucket) from None
+    gw.layer.committed(man)
     if previous is not None:
         gw.layer.discard(previous.parts)
 
@@ -309,9 +310,7 @@ def parse_copy_source(value: str) -> tuple[str, str]:
 
 async def copy_source(gw: Gateway, req: S3Request) -> ObjectManifest:
     bucket, key = parse_copy_source(req.headers["x-amz-copy-source"])
-    src_bucket = await gw.bucket(bucket)
-    if src_bucket.owner != req.access_key:
-        raise S3Error("AccessDenied")
+    check_access(gw, req.access_key, await gw.bucket(bucket))
     man = await gw.index.get_object(bucket, key)
     if man is None:
         raise S3Error("NoSuchKey", Key=key)

@@ -7,12 +7,13 @@ drives hold which fragments, and it defers deleting data that a reader is still 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 
 from gateway.drive_set import DriveSet
 from gateway.erasure import Scheme
@@ -27,7 +28,8 @@ from gateway.object_io import (
     write_quorum,
 )
 from gateway.placement import place
-from metadata.records import ObjectManifest, PartRecord
+from metadata.records import ObjectManifest, PartRecord, RepairEntry
+from storage_node.drive import CorruptFragment, FragmentId, FragmentNotFound
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,8 @@ class ObjectLayer:
         self._readers: Counter[str] = Counter()
         self._doomed: dict[str, list[PartRecord]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        # Where damage seen while writing or reading goes (the repairer's queue); None: nowhere.
+        self.report: Callable[[list[RepairEntry]], None] | None = None
 
     async def write(self, source: BodySource, number: int, hashers: Sequence[Hasher] = ()) -> tuple[PartRecord, bytes]:
         """Store a body as a new data version; returns its part record and the body's MD5.
@@ -146,7 +150,8 @@ class ObjectLayer:
                 scheme = Scheme(part.k, part.m, part.segment_size)
                 first, last = scheme.segment_span(part.size, lo, hi)
                 pos = first * part.segment_size
-                async for seg in read_part(part, self.drives.drive, first, last):
+                heal = functools.partial(self._bad_fragment, man, part)
+                async for seg in read_part(part, self.drives.drive, first, last, heal):
                     a, b = max(lo - pos, 0), min(hi - pos + 1, len(seg))
                     pos += len(seg)
                     if a < b:
@@ -158,6 +163,38 @@ class ObjectLayer:
                     del self._readers[data_id]
                     if data_id in self._doomed:
                         self._spawn(self._delete(self._doomed.pop(data_id)))
+
+    def committed(self, man: ObjectManifest) -> None:
+        """A manifest is in the index: fragments that missed their write are queued for repair."""
+        if self.report is None:
+            return
+        now = time.time()
+        entries = [
+            RepairEntry(
+                p.k + p.m - len(p.missed), p.data_id, p.number, i, man.bucket, man.key, "write", p.placement[i], now
+            )
+            for p in man.parts
+            for i in p.missed
+        ]
+        if entries:
+            self.report(entries)
+
+    def _bad_fragment(self, man: ObjectManifest, part: PartRecord, fid: FragmentId, exc: BaseException) -> None:
+        # Heal on read: a fragment found missing or corrupt is rebuilt. An unreachable node is not
+        # reported here; it is repaired once it stays away longer than the node grace.
+        if self.report is not None and isinstance(exc, FragmentNotFound | CorruptFragment):
+            entry = RepairEntry(
+                part.k + part.m - 1,
+                part.data_id,
+                part.number,
+                fid.index,
+                man.bucket,
+                man.key,
+                "read",
+                part.placement[fid.index],
+                time.time(),
+            )
+            self.report([entry])
 
     def discard(self, parts: Sequence[PartRecord]) -> None:
         """Delete the data of parts no longer referenced, once nobody streams them."""

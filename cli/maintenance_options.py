@@ -1,0 +1,82 @@
+"""The flags that tune background repair, scanning, garbage collection and scrubbing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from gateway.maintenance import Settings
+
+
+def maintenance_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--node-grace",
+            type=click.FloatRange(min=0),
+            default=600.0,
+            show_default=True,
+            help="Seconds a storage node may be unreachable before its fragments are rebuilt elsewhere.",
+        ),
+        click.option(
+            "--gc-grace",
+            type=click.FloatRange(min=0),
+            default=3600.0,
+            show_default=True,
+            help="Seconds before fragments nothing references (failed writes, leftovers) are removed.",
+        ),
+        click.option(
+            "--scan-interval",
+            type=click.FloatRange(min=1),
+            default=3600.0,
+            show_default=True,
+            help="Seconds between background scans for lost redundancy and garbage.",
+        ),
+        click.option(
+            "--repair-rate",
+            type=click.FloatRange(min=1),
+            default=200.0,
+            show_default=True,
+            help="MB/s of object data the repairer rebuilds at most.",
+        ),
+        click.option(
+            "--repair-concurrency",
+            type=click.IntRange(min=1, max=64),
+            default=2,
+            show_default=True,
+            help="Parts repaired at once.",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def settings(
+    node_grace: float, gc_grace: float, scan_interval: float, repair_rate: float, repair_concurrency: int
+) -> Settings:
+    return Settings(
+        node_grace=node_grace,
+        gc_grace=gc_grace,
+        scan_interval=scan_interval,
+        repair_rate=repair_rate * 1e6,
+        repair_concurrency=repair_concurrency,
+    )
+
+
+def scrub_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option(
+        "--scrub-interval",
+        type=click.FloatRange(min=0),
+        default=604800.0,
+        show_default=True,
+        help="Seconds between scrub passes (0: only on demand, `tessera admin scrub`).",
+    )(f)
+    return click.option(
+        "--scrub-rate",
+        type=click.FloatRange(min=0, min_open=True),
+        default=50.0,
+        show_default=True,
+        help="MB/s the scrubber reads at most, across all drives.",
+    )(f)
