@@ -155,7 +155,11 @@ class AntiEntropy:
         """Pull from `peer` every range whose digest differs; returns (records changed here, ranges differing)."""
         pulled = differing = 0
         for table in TABLES:
-            chunks = await peer.chunk_digests(table, self._chunk)
+            try:
+                chunks = await peer.chunk_digests(table, self._chunk)
+            except ValueError as exc:  # a peer of an older version, without this table: it holds nothing of it
+                log.warning("anti-entropy: %s has no table %s (%s)", peer.name, table, exc)
+                continue
             starts = [s for s, _ in chunks]
             mine = await self._store.range_digests(table, starts)
             for i, ((start, theirs), ours) in enumerate(zip(chunks, mine, strict=True)):
@@ -193,6 +197,8 @@ class AntiEntropy:
                 theirs = await asyncio.gather(*(p.get(table, key_list) for p in self._peers))
             except ReplicaDown:
                 return purged
+            except ValueError:  # a peer without this table (an older version) cannot vouch: keep them
+                continue
             safe = [
                 (k, e)
                 for j, (k, e) in enumerate(candidates)

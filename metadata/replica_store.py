@@ -34,7 +34,22 @@ from metadata.merge import Entry, merge
 
 T = TypeVar("T")
 
-TABLES = ("buckets", "objects", "uploads", "upload_keys", "parts", "nodes", "drives")
+# Replicated tables (anti-entropy covers each). A data directory from before a table existed gets it,
+# empty, when opened: the writes it missed arrive by anti-entropy like any others.
+TABLES = (
+    "buckets",
+    "objects",
+    "uploads",
+    "upload_keys",
+    "parts",
+    "nodes",
+    "drives",
+    "node_states",
+    "repairs",
+    "users",
+    "leases",
+)
+MAX_DBS = 32  # TABLES, locks and meta, with room for tables still to come
 _HEADER = struct.Struct(">QB")
 _TOMB, _FULL = 1, 2
 _INITIALIZED = b"initialized"
@@ -110,7 +125,7 @@ class ReplicaStore:
         path.mkdir(parents=True, exist_ok=True)
         fresh = not (path / "data.mdb").exists()
         # Durable commits: a write is acknowledged to a coordinator only once synced here.
-        env = lmdb.open(str(path), map_size=map_size, max_dbs=16, sync=True, metasync=True, writemap=False)
+        env = lmdb.open(str(path), map_size=map_size, max_dbs=MAX_DBS, sync=True, metasync=True, writemap=False)
         with env.begin(write=True) as txn:
             dbs = {name: env.open_db(name.encode(), txn=txn) for name in (*TABLES, "locks", "meta")}
         return cls(env, dbs, fresh)

@@ -12,34 +12,30 @@ logical clock (metadata/hlc.py); replicas reconcile with one rule, metadata/merg
 - A write that reads first (put_object returning what it replaced, delete_object) stamps its version
   after everything it read, so it supersedes it whatever the machines' clocks say.
 - Conditional operations (create_bucket, delete_bucket, put_object with a condition, complete_upload,
-  abort_upload) take a per-key lock on a majority first: each replica grants a key to one holder at a
-  time (for a lease) and only with a timestamp above everything it has promised or holds. A holder of
-  two grants reads the key from them, checks its condition, and commits: the commit carries all the
-  operation's writes and each granting replica applies them atomically with the release, and only if
-  it still holds the grant. Two racing holders cannot both have two of three grants; a 1-1-1 split
-  releases everything and retries after a jittered backoff. See docs/consistency.md.
+  abort_upload, update_part; create_user, delete_user and the leases' operations) take a per-key lock
+  on a majority first: each replica grants a key to one holder at a time (for a lease) and only with a
+  timestamp above everything it has promised or holds. A holder of two grants reads the key from them,
+  checks its condition, and commits: the commit carries all the operation's writes and each granting
+  replica applies them atomically with the release, and only if it still holds the grant. Two racing
+  holders cannot both have two of three grants; a 1-1-1 split releases everything and retries after a
+  jittered backoff. See docs/consistency.md.
+- update_part (a repair's new placement for a part) rewrites a version without superseding it, so that
+  an overwrite or delete racing it, which takes no lock, still wins: the argument is in its docstring.
+
+The plumbing (quorums, scans, the lock) is metadata/replicated_quorum.py; membership, node states, the
+repair queue, users and leases are metadata/replicated_admin.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
-import logging
-import random
-import time
-import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+import struct
 
 from metadata import keys, listing
-from metadata.hlc import HLC
 from metadata.index import (
     BucketAlreadyExists,
     BucketNotEmpty,
     Completed,
-    DriveClaimed,
-    IndexUnavailable,
     NoSuchBucket,
     NoSuchUpload,
     ObjectPage,
@@ -47,30 +43,12 @@ from metadata.index import (
     UploadPage,
 )
 from metadata.lmdb_store import check_condition
-from metadata.merge import Entry, merge_all
-from metadata.merged_scan import Decoding, Merged, Stream, SyncCursor
-from metadata.records import (
-    BucketRecord,
-    Condition,
-    NodeRecord,
-    ObjectManifest,
-    PartRecord,
-    UploadRecord,
-    decode,
-    encode,
-)
-from metadata.replica_protocol import Replica, ReplicaDown
+from metadata.merge import Entry
+from metadata.merged_scan import Decoding, Merged, SyncCursor
+from metadata.records import BucketRecord, Condition, ObjectManifest, PartRecord, UploadRecord, decode, encode
 from metadata.replica_store import Write
-
-log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-QUORUM = 2
-LEASE = 10.0  # seconds a prepare grant lasts: a coordinator that dies holding it blocks the key this long
-LOCK_ATTEMPTS = 12
-BACKOFF_BASE, BACKOFF_CAP = 0.02, 1.0
-REPAIR_WAIT = 5.0  # seconds to wait for the slowest replica's answer before repairing it
-SCAN_BATCH = 1000
+from metadata.replicated_admin import ReplicatedAdmin
+from metadata.replicated_quorum import SCAN_BATCH, tomb
 
 
 def _okey(bucket: str, key: str) -> bytes:
@@ -82,241 +60,28 @@ def _upload_key(rec: UploadRecord) -> bytes:
     return keys.composite(rec.bucket, rec.key) + b"\x00" + keys.sortable(rec.initiated) + rec.upload_id.encode()
 
 
-def _tomb(ts: int) -> Entry:
-    return Entry(ts, True)
+# A manifest update_part rewrote is stored as _REVISED, its revision number (u32) and the encoded manifest.
+# No encoded record starts with 0xff (msgpack maps start with 0x8X, 0xde or 0xdf, inline manifests with 0xc1),
+# so at one timestamp a revision's bytes rank above the original's and above every earlier revision's.
+_REVISED = b"\xff"
+_REVISION = struct.Struct(">I")
+_REVISED_HEAD = len(_REVISED) + _REVISION.size
 
 
-class ReplicatedIndex:
+def _revision(value: bytes) -> int:
+    return _REVISION.unpack_from(value, len(_REVISED))[0] if value.startswith(_REVISED) else 0
+
+
+def _decode_manifest(value: bytes, with_inline: bool = True) -> ObjectManifest:
+    return decode(ObjectManifest, value[_REVISED_HEAD:] if value.startswith(_REVISED) else value, with_inline)
+
+
+def _manifest(e: Entry | None) -> ObjectManifest | None:
+    return None if e is None or e.tombstone else _decode_manifest(e.value)
+
+
+class ReplicatedIndex(ReplicatedAdmin):
     """The Index over `replicas` (three: any two of them are a quorum)."""
-
-    def __init__(self, replicas: list[Replica], *, lease: float = LEASE, closers: list[Any] | None = None) -> None:
-        if len(replicas) != 3:
-            raise ValueError("the replicated index needs exactly three replicas")
-        self._replicas = replicas
-        self._lease = lease
-        self._hlc = HLC()
-        self._failed_at: dict[int, float] = {}  # replica index -> when it last failed: asked last for scans
-        self._background: set[asyncio.Task[Any]] = set()
-        self._closers = closers or []
-        self._closed = False
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._background:
-            await asyncio.wait(set(self._background), timeout=REPAIR_WAIT)
-        for t in set(self._background):
-            t.cancel()
-        for c in self._closers:
-            await c.close()
-
-    # -- plumbing: quorums
-
-    def _spawn(self, aw: Awaitable[Any]) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(aw)
-        self._background.add(task)
-        task.add_done_callback(self._reap)
-        return task
-
-    def _reap(self, task: asyncio.Task[Any]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None and not isinstance(exc, ReplicaDown):
-            log.warning("background replica call failed: %r", exc)
-
-    def _note(self, i: int, exc: BaseException) -> None:
-        self._failed_at[i] = time.monotonic()
-        log.debug("replica %s: %r", self._replicas[i].name, exc)
-
-    async def _gather(
-        self, fn: Callable[[Replica], Awaitable[T]], need: int = QUORUM
-    ) -> tuple[list[tuple[int, T]], list[tuple[int, asyncio.Task[T]]]]:
-        """Call fn on every replica at once; return once `need` answered (and the calls still running).
-
-        The calls still running carry on (a write reaches the third replica); errors other than a
-        replica being down (a refused argument) are raised at once.
-        """
-        tasks = {asyncio.ensure_future(fn(r)): i for i, r in enumerate(self._replicas)}
-        pending = set(tasks)
-        answers: list[tuple[int, T]] = []
-        down: list[str] = []
-        try:
-            while pending and len(answers) < need:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for t in done:
-                    exc = t.exception()
-                    if exc is None:
-                        answers.append((tasks[t], t.result()))
-                    elif isinstance(exc, ReplicaDown):
-                        self._note(tasks[t], exc)
-                        down.append(str(exc))
-                    else:
-                        raise exc
-        finally:
-            for t in pending:
-                self._spawn(t)
-        if len(answers) < need:
-            raise IndexUnavailable(f"only {len(answers)} of 3 metadata replicas answered: {'; '.join(down)}")
-        return answers, [(tasks[t], t) for t in pending]
-
-    async def _read(self, table: str, key_list: list[bytes]) -> list[Entry | None]:
-        return await self._read_many([(table, k) for k in key_list])
-
-    async def _read_many(self, reads: list[tuple[str, bytes]]) -> list[Entry | None]:
-        """The newest version of each (table, key) among the first two replicas to answer (one request each)."""
-        answers, rest = await self._gather(lambda r: r.get_many(reads))
-        merged = [merge_all([a[j] for _, a in answers]) for j in range(len(reads))]
-        for e in merged:
-            if e is not None:
-                self._hlc.observe(e.hlc)
-        self._spawn(self._repair_reads(reads, merged, answers, rest))
-        return merged
-
-    async def _repair_reads(
-        self,
-        reads: list[tuple[str, bytes]],
-        merged: list[Entry | None],
-        answers: list[tuple[int, list[Entry | None]]],
-        rest: list[tuple[int, asyncio.Task[list[Entry | None]]]],
-    ) -> None:
-        if rest:
-            await asyncio.wait([t for _, t in rest], timeout=REPAIR_WAIT)
-        late = [(i, t.result()) for i, t in rest if t.done() and not t.cancelled() and t.exception() is None]
-        for i, got in answers + late:
-            fix = [Write(t, k, m) for (t, k), m, g in zip(reads, merged, got, strict=True) if m is not None and g != m]
-            if fix:
-                log.info("read repair: %d record(s) on %s", len(fix), self._replicas[i].name)
-                await self._replicas[i].put(fix)
-
-    async def _write(self, writes: list[Write]) -> None:
-        if writes:
-            await self._gather(lambda r: r.put(writes))
-
-    def _pairs(self) -> list[list[int]]:
-        order = sorted(range(3), key=lambda i: self._failed_at.get(i, 0.0))
-        return [[order[0], order[1]], [order[0], order[2]], [order[1], order[2]]]
-
-    async def _scan(
-        self, table: str, scope: bytes, use: Callable[[Merged], Awaitable[T]], batch: int = SCAN_BATCH
-    ) -> T:
-        """Run `use` over a merged scan of two replicas, falling back to another pair if one fails."""
-        errors = []
-        for pair in self._pairs():
-            merged = Merged([Stream(self._replicas[i], table, scope, batch) for i in pair])
-            try:
-                result = await use(merged)
-            except ReplicaDown as exc:
-                failed = [i for i in pair if self._replicas[i] is merged.failed]
-                self._note(failed[0] if failed else pair[1], exc)
-                errors.append(str(exc))
-                continue
-            self._repair_scan(table, merged)
-            return result
-        raise IndexUnavailable(f"no two metadata replicas could be listed: {'; '.join(errors)}")
-
-    def _repair_scan(self, table: str, merged: Merged) -> None:
-        by_replica: dict[int, list[Write]] = {}
-        for replica, key, e in merged.stale:
-            self._hlc.observe(e.hlc)
-            by_replica.setdefault(id(replica), []).append(Write(table, key, e))
-        for replica in self._replicas:
-            fix = by_replica.get(id(replica))
-            if fix:
-                log.info("read repair: %d record(s) of %s on %s", len(fix), table, replica.name)
-                self._spawn(replica.put(fix))
-
-    async def _live(self, table: str, scope: bytes, limit: int | None = None) -> list[tuple[bytes, bytes]]:
-        return await self._scan(table, scope, lambda m: m.live(limit), batch=min(SCAN_BATCH, (limit or SCAN_BATCH) + 1))
-
-    # -- plumbing: conditional operations
-
-    async def _locked(
-        self, table: str, key: bytes, decide: Callable[[Entry | None, int], Awaitable[tuple[list[Write], T]]]
-    ) -> T:
-        """Hold `key` on a majority, let decide(current version, timestamp) check and plan, commit its writes.
-
-        decide returns the writes (the locked key's own one stamped with the timestamp given) and the
-        result; if it raises, nothing is written. Raises IndexUnavailable if the lock cannot be had or
-        the commit is not confirmed by two replicas (then it may or may not have happened).
-        """
-        for attempt in range(LOCK_ATTEMPTS):
-            txn = uuid.uuid4().hex
-            ts = self._hlc.now()
-            answers = await self._prepare(table, key, txn, ts)
-            granted = [i for i, a in enumerate(answers) if not isinstance(a, BaseException) and a.granted]
-            for i, a in enumerate(answers):
-                if isinstance(a, ReplicaDown):
-                    self._note(i, a)
-                elif isinstance(a, BaseException):
-                    await self._release(table, key, txn, granted)
-                    raise a
-                else:
-                    self._hlc.observe(a.promised)
-            if len(granted) >= QUORUM:
-                current = merge_all([a.entry for a in answers if not isinstance(a, BaseException)])
-                try:
-                    writes, result = await decide(current, ts)
-                except BaseException:
-                    await self._release(table, key, txn, granted)
-                    raise
-                await self._commit(table, key, txn, granted, writes)
-                return result
-            await self._release(table, key, txn, granted)
-            if sum(1 for a in answers if isinstance(a, ReplicaDown)) >= 2:
-                raise IndexUnavailable("fewer than two metadata replicas answered")
-            await asyncio.sleep(random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)))
-        raise IndexUnavailable(f"could not lock {table} record {key[:60]!r}: too much contention")
-
-    async def _prepare(self, table: str, key: bytes, txn: str, ts: int) -> list[Any]:
-        """Ask all three for the key; stop waiting once two granted (a paused replica must not stall us).
-
-        Answers not waited for count as ReplicaDown here; if such a late answer is a grant, it is released.
-        """
-        tasks = [asyncio.ensure_future(r.prepare(table, key, txn, ts, self._lease)) for r in self._replicas]
-        pending = set(tasks)
-        while pending:
-            done = [t for t in tasks if t.done()]
-            if sum(1 for t in done if t.exception() is None and t.result().granted) >= QUORUM:
-                break
-            _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-        answers: list[Any] = []
-        for i, t in enumerate(tasks):
-            if t.done():
-                answers.append(t.exception() or t.result())
-            else:
-                answers.append(ReplicaDown(f"{self._replicas[i].name}: no answer yet"))
-                self._spawn(self._release_late(table, key, txn, i, t))
-        return answers
-
-    async def _release_late(self, table: str, key: bytes, txn: str, i: int, task: asyncio.Future[Any]) -> None:
-        with contextlib.suppress(Exception):
-            if (await task).granted:
-                await self._replicas[i].release(table, key, txn)
-
-    async def _release(self, table: str, key: bytes, txn: str, granted: list[int]) -> None:
-        for i in granted:
-            self._spawn(self._replicas[i].release(table, key, txn))
-
-    async def _commit(self, table: str, key: bytes, txn: str, granted: list[int], writes: list[Write]) -> None:
-        async def one(i: int) -> bool:
-            if i in granted:
-                return await self._replicas[i].commit(table, key, txn, writes)
-            await self._replicas[i].put(writes)  # not a voter: an ordinary write, for durability
-            return False
-
-        tasks = [asyncio.ensure_future(one(i)) for i in range(3)]
-        ok = 0
-        for fut in asyncio.as_completed(tasks):
-            with contextlib.suppress(ReplicaDown):
-                if await fut:
-                    ok += 1
-            if ok >= QUORUM:
-                break
-        for t in tasks:
-            if not t.done():
-                self._spawn(t)
-        if ok < QUORUM:
-            raise IndexUnavailable("the metadata replicas did not confirm the commit: it may or may not have happened")
 
     # -- buckets
 
@@ -338,8 +103,8 @@ class ReplicatedIndex:
             stale_uploads = [k for k, _ in await self._live("upload_keys", ns)]
             ts2 = self._hlc.now()
             writes = [Write("buckets", rec.name.encode(), Entry(ts, False, encode(rec)))]
-            writes += [Write("objects", k, _tomb(ts2)) for k in stale]
-            writes += [Write("upload_keys", k, _tomb(ts2)) for k in stale_uploads]
+            writes += [Write("objects", k, tomb(ts2)) for k in stale]
+            writes += [Write("upload_keys", k, tomb(ts2)) for k in stale_uploads]
             return writes, None
 
         await self._locked("buckets", rec.name.encode(), decide)
@@ -354,7 +119,7 @@ class ReplicatedIndex:
             ns = keys.namespace(name)
             if await self._live("objects", ns, limit=1):
                 raise BucketNotEmpty(name)
-            writes = [Write("buckets", name.encode(), _tomb(ts))]
+            writes = [Write("buckets", name.encode(), tomb(ts))]
             parts: list[PartRecord] = []
             for k, v in await self._live("upload_keys", ns):
                 up = decode(UploadRecord, v)
@@ -398,8 +163,39 @@ class ReplicatedIndex:
             raise NoSuchBucket(bucket)
         previous = _manifest(current)
         if previous is not None:
-            await self._write([Write("objects", k, _tomb(self._hlc.now()))])
+            await self._write([Write("objects", k, tomb(self._hlc.now()))])
         return previous
+
+    async def update_part(self, bucket: str, key: str, version_id: str, part: PartRecord) -> bool:
+        """Rewrite the current version with `part` in place, under the key's lock, never superseding anything.
+
+        put_object and delete_object take no lock: they stamp their write after the version they read,
+        by their own gateway's clock, and it may reach the replicas after we read. A rewrite stamped with
+        our lock's timestamp could then outrank an overwrite or delete and bring the old version back.
+        So the rewrite keeps the timestamp h of the version it rewrites and differs only in its bytes,
+        which merge ranks above that version's and above its earlier rewrites' (equal timestamps are
+        ordered by value; see _REVISED). On every replica, in any order of arrival, it then beats exactly
+        the version it rewrites and loses to every write stamped after h: any write that read that
+        version (its clock has seen h) and any concurrent one that beat it. A delete stamped h wins the
+        tie too (tombstones first). Conditional writes are ordered with this one by the lock. Left over:
+        a put from another gateway stamped exactly h (same millisecond and counter), concurrent with the
+        version and on fewer than two replicas when we read, loses to the rewrite although it beat the
+        version: stamp ties are already broken arbitrarily (docs/consistency.md).
+        """
+        k = _okey(bucket, key)
+
+        async def decide(current: Entry | None, ts: int) -> tuple[list[Write], bool]:
+            man = _manifest(current)
+            if current is None or man is None or man.version_id != version_id:
+                return [], False  # overwritten or deleted since the repair read it: the newer write stands
+            at = [i for i, p in enumerate(man.parts) if p.number == part.number]
+            if not at or man.parts[at[0]].data_id != part.data_id or await self._bucket(bucket) is None:
+                return [], False
+            man.parts[at[0]] = part
+            value = _REVISED + _REVISION.pack(_revision(current.value) + 1) + encode(man)
+            return [Write("objects", k, Entry(current.hlc, False, value))], True
+
+        return await self._locked("objects", k, decide)
 
     async def list_objects(
         self, bucket: str, prefix: str = "", start_after: str = "", delimiter: str = "", max_keys: int = 1000
@@ -413,7 +209,7 @@ class ReplicatedIndex:
             return await asyncio.to_thread(
                 listing.list_objects,
                 cursor,
-                lambda v: decode(ObjectManifest, v, with_inline=False),  # listings never carry object bytes
+                lambda v: _decode_manifest(v, with_inline=False),  # listings never carry object bytes
                 prefix,
                 start_after,
                 delimiter,
@@ -443,10 +239,10 @@ class ReplicatedIndex:
         parts = await self._parts(rec.upload_id)
         ts = self._hlc.now()
         writes = [
-            Write("uploads", rec.upload_id.encode(), _tomb(ts)),
-            Write("upload_keys", ukey or _upload_key(rec), _tomb(ts)),
+            Write("uploads", rec.upload_id.encode(), tomb(ts)),
+            Write("upload_keys", ukey or _upload_key(rec), tomb(ts)),
         ]
-        writes += [Write("parts", keys.part_key(rec.upload_id, p.number), _tomb(ts)) for p in parts]
+        writes += [Write("parts", keys.part_key(rec.upload_id, p.number), tomb(ts)) for p in parts]
         return writes, parts
 
     async def create_upload(self, rec: UploadRecord) -> None:
@@ -459,7 +255,7 @@ class ReplicatedIndex:
         ts = self._hlc.now()
         writes = []
         if existing is not None and _upload_key(existing) != _upload_key(rec):  # a retried create
-            writes.append(Write("upload_keys", _upload_key(existing), _tomb(ts)))
+            writes.append(Write("upload_keys", _upload_key(existing), tomb(ts)))
         value = encode(rec)
         writes += [Write("uploads", rec.upload_id.encode(), Entry(ts, False, value))]
         writes += [Write("upload_keys", _upload_key(rec), Entry(ts, False, value))]
@@ -549,51 +345,3 @@ class ReplicatedIndex:
             return writes, [p for p in parts if p.data_id not in used]
 
         return await self._locked("objects", k, decide)
-
-    # -- cluster membership (a quorum read, then a write: no lock; see docs/consistency.md)
-
-    async def upsert_node(self, rec: NodeRecord) -> NodeRecord:
-        claimed = [d.drive_id for d in rec.drives]
-        if len(set(claimed)) != len(claimed):
-            raise ValueError(f"node {rec.node_id} lists a drive twice")
-        node = rec.node_id.encode()
-        previous_e, *owners = await self._read_many([("nodes", node)] + [("drives", d.encode()) for d in claimed])
-        for drive_id, owner in zip(claimed, owners, strict=True):
-            if owner is not None and not owner.tombstone and owner.value != node:
-                raise DriveClaimed(drive_id, owner.value.decode())
-        previous = None if previous_e is None or previous_e.tombstone else decode(NodeRecord, previous_e.value)
-        ts = self._hlc.now()
-        stored = dataclasses.replace(rec, last_seen=time.time())
-        writes = [Write("nodes", node, Entry(ts, False, encode(stored)))]
-        writes += [Write("drives", d.encode(), Entry(ts, False, node)) for d in claimed]
-        writes += [
-            Write("drives", d.drive_id.encode(), _tomb(ts))
-            for d in (previous.drives if previous else [])
-            if d.drive_id not in claimed
-        ]
-        await self._write(writes)
-        return decode(NodeRecord, encode(stored))
-
-    async def list_nodes(self) -> list[NodeRecord]:
-        return [decode(NodeRecord, v) for _, v in await self._live("nodes", b"")]
-
-    async def remove_node(self, node_id: str) -> bool:
-        node = node_id.encode()
-        (e,) = await self._read("nodes", [node])
-        if e is None or e.tombstone:
-            return False
-        rec = decode(NodeRecord, e.value)
-        owners = await self._read("drives", [d.drive_id.encode() for d in rec.drives])
-        ts = self._hlc.now()
-        writes = [Write("nodes", node, _tomb(ts))]
-        writes += [
-            Write("drives", d.drive_id.encode(), _tomb(ts))
-            for d, o in zip(rec.drives, owners, strict=True)
-            if o is not None and not o.tombstone and o.value == node
-        ]
-        await self._write(writes)
-        return True
-
-
-def _manifest(e: Entry | None) -> ObjectManifest | None:
-    return None if e is None or e.tombstone else decode(ObjectManifest, e.value)
