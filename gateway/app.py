@@ -235,7 +235,7 @@ async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
 def make_app(gw: Gateway) -> web.Application:
     app = web.Application(middlewares=[_errors])
     app[GATEWAY_KEY] = gw
-    app[METRICS_KEY] = GatewayMetrics()
+    app[METRICS_KEY] = GatewayMetrics(lambda: gw.maintenance)
     app.on_response_prepare.append(_stamp)
 
     async def users_refresh(app: web.Application) -> AsyncIterator[None]:

@@ -1,17 +1,43 @@
-"""The gateway's Prometheus metrics: S3 requests by operation and status, their latency and bytes."""
+"""The gateway's Prometheus metrics: S3 requests by operation and status, their latency and bytes; repair and GC."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from gateway.maintenance import Maintenance
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
+class _MaintenanceCollector:
+    """Read at scrape time from the repairer's and the collector's own tallies."""
+
+    def __init__(self, maintenance: Callable[[], Maintenance | None]) -> None:
+        self._maintenance = maintenance
+
+    def collect(self) -> Iterator[Metric]:
+        m = self._maintenance()
+        if m is None:
+            return
+        st = m.repairer.stats
+        yield CounterMetricFamily("tessera_repaired_parts", "Parts brought back to full redundancy", st.repaired_parts)
+        yield CounterMetricFamily("tessera_repaired_bytes", "Object bytes of the parts repaired", st.repaired_bytes)
+        yield CounterMetricFamily("tessera_repair_failures", "Repairs that could not be done then", st.failed)
+        yield CounterMetricFamily("tessera_gc_fragments", "Unreferenced fragments removed", m.gc.removed_fragments)
+        yield CounterMetricFamily("tessera_gc_bytes", "Bytes freed by removing fragments", m.gc.freed_bytes)
+
+
 class GatewayMetrics:
-    def __init__(self) -> None:
+    def __init__(self, maintenance: Callable[[], Maintenance | None] = lambda: None) -> None:
         # One registry per app, so several gateways in one process (tests) do not collide.
         self.registry = CollectorRegistry()
+        self.registry.register(_MaintenanceCollector(maintenance))
         self.requests = Counter(
             "tessera_s3_requests", "S3 requests answered", ["operation", "status"], registry=self.registry
         )

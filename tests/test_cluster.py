@@ -157,7 +157,10 @@ def test_every_service_reports_health_and_metrics(cluster: DevCluster) -> None:
             with urllib.request.urlopen(svc.endpoint + path, timeout=10) as resp:
                 assert resp.status == 200, (svc.name, path)
         with urllib.request.urlopen(svc.endpoint + "/metrics", timeout=10) as resp:
-            assert b"# TYPE" in resp.read(), svc.name
+            text = resp.read()
+            assert b"# TYPE" in text, svc.name
+            if svc.name.startswith("gateway"):  # repair and GC tallies beside the S3 ones
+                assert b"tessera_repaired_bytes_total" in text and b"tessera_gc_bytes_total" in text
 
 
 def test_tessera_dev_command_serves_and_stops(tmp_path: Path) -> None:
