@@ -147,8 +147,23 @@ def _worker_job(job: Path) -> None:
     job.with_suffix(".out").write_bytes(pickle.dumps(asyncio.run(go())))
 
 
+OTHER_BENCHMARKS = """\
+other benchmarks (each starts its own Tessera and reports figures against same-run baselines):
+  python -m bench.limits      this machine's ceilings: hashes, pyeclib, aiohttp loopback, fsync
+  python -m bench.scenarios   each Tessera figure with its ratio to a ceiling, healthy and degraded
+  python -m bench.put_get     64 MiB PUT and GET MB/s, embedded and cluster (also with two nodes down)
+  python -m bench.meta_ops    metadata ops/s: three replicas beside the local index
+  python -m bench.repair      repair and scrub MB/s beside PUT MB/s (a wiped drive, flipped bytes)
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=OTHER_BENCHMARKS,
+    )
     ap.add_argument("--endpoint", default=os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"))
     ap.add_argument("--access-key", default=os.environ.get("AWS_ACCESS_KEY_ID"))
     ap.add_argument("--secret-key", default=os.environ.get("AWS_SECRET_ACCESS_KEY"))
