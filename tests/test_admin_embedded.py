@@ -130,6 +130,7 @@ def test_gc_collects_orphans_and_deleted_objects(gc_srv: ServerProcess) -> None:
     objects = fill(srv, "gcbucket", [1 * MiB] * 4)
     s3 = srv.client()
     before = sum(f.stat().st_size for f in fragment_files(srv))
+
     def planted(index: int) -> Path:  # a fragment file no manifest knows, where the drive keeps its files
         data_id = uuid.uuid4().hex
         path = srv.drives[1] / "fragments" / data_id[:2] / f"{data_id}.0.{index}"
