@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -10,6 +11,13 @@ from pyeclib.ec_iface import ECDriver
 
 EC_TYPE = "isa_l_rs_cauchy"  # isa_l_rs_vand can fail to reconstruct with m >= 5
 DEFAULT_SEGMENT_SIZE = 1 << 20
+
+# liberasurecode's fragment header (little-endian, packed): idx u32, payload size u32, backend metadata
+# size u32, original segment size u64, ..., magic u32 at byte 59; the payload follows at byte 80.
+_HEADER_LEN = 80
+_META = struct.Struct("<IIIQ")
+_MAGIC = struct.Struct("<I")
+_MAGIC_AT, _MAGIC_VALUE = 59, 0xB0C5ECC
 
 
 class SchemeError(ValueError):
@@ -52,7 +60,34 @@ class Scheme:
 
     def decode(self, fragments: Sequence[bytes]) -> bytes:
         """Any k fragments of one segment back into the segment (no maths when all are data)."""
-        return _driver(self.k, self.m).decode(list(fragments))
+        joined = self._join_data(fragments)
+        return joined if joined is not None else _driver(self.k, self.m).decode(list(fragments))
+
+    def _join_data(self, fragments: Sequence[bytes]) -> bytes | None:
+        """The segment from data fragments 0..k-1 in order, by concatenating their payloads.
+
+        The code is systematic, so this is what pyeclib's decode does too, but it copies through
+        buffers it allocates and holds the GIL doing so: about 30x slower at 1 MiB. Anything that
+        does not look exactly like k data fragments of one segment goes to pyeclib (None here).
+        """
+        if len(fragments) != self.k:
+            return None
+        pieces: list[memoryview] = []
+        left = -1
+        for i, frag in enumerate(fragments):
+            if len(frag) < _HEADER_LEN or _MAGIC.unpack_from(frag, _MAGIC_AT)[0] != _MAGIC_VALUE:
+                return None
+            idx, size, backend_meta, orig = _META.unpack_from(frag, 0)
+            if idx != i or backend_meta or _HEADER_LEN + size > len(frag):
+                return None
+            if left < 0:
+                if orig > size * self.k:
+                    return None
+                left = orig
+            take = min(size, left)
+            pieces.append(memoryview(frag)[_HEADER_LEN : _HEADER_LEN + take])
+            left -= take
+        return b"".join(pieces) if left == 0 else None
 
     def reconstruct(self, fragments: dict[int, bytes], wanted: Sequence[int]) -> list[bytes]:
         """The fragments `wanted` of one segment, rebuilt from k others (index -> fragment)."""
