@@ -68,7 +68,9 @@ def embedded(base: Path, m: int) -> Deployment:
 
     env = {**os.environ, "TESSERA_ACCESS_KEY": ACCESS_KEY, "TESSERA_SECRET_KEY": SECRET_KEY}
     drives = [base / f"d{i + 1}" for i in range(6)]
-    run = launch(["server", *map(str, drives), "--listen", "127.0.0.1:0"], env, base / "server.log")
+    # No background repair: the degraded runs measure reads with m fragments missing, not their healing.
+    cmd = ["server", *map(str, drives), "--listen", "127.0.0.1:0", "--no-auto-repair"]
+    run = launch(cmd, env, base / "server.log")
     dep = Deployment(run.endpoint, {"server": run.proc.pid})
     dep.stack.callback(stop, run.proc)
 

@@ -41,6 +41,13 @@ def maintenance_options(f: Callable[..., Any]) -> Callable[..., Any]:
             help="MB/s of object data the repairer rebuilds at most.",
         ),
         click.option(
+            "--auto-repair/--no-auto-repair",
+            default=True,
+            show_default=True,
+            help="Repair in the background (queue, heal on read, node grace); off, damage is still queued "
+            "and `tessera admin repair` still works.",
+        ),
+        click.option(
             "--repair-concurrency",
             type=click.IntRange(min=1, max=64),
             default=2,
@@ -54,9 +61,15 @@ def maintenance_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def settings(
-    node_grace: float, gc_grace: float, scan_interval: float, repair_rate: float, repair_concurrency: int
+    node_grace: float,
+    gc_grace: float,
+    scan_interval: float,
+    repair_rate: float,
+    repair_concurrency: int,
+    auto_repair: bool,
 ) -> Settings:
     return Settings(
+        auto_repair=auto_repair,
         node_grace=node_grace,
         gc_grace=gc_grace,
         scan_interval=scan_interval,

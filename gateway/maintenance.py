@@ -51,6 +51,7 @@ class Settings:
     upload_expiry: float = UPLOAD_EXPIRY
     repair_concurrency: int = 2
     repair_rate: float = 200e6  # bytes/s
+    auto_repair: bool = True  # off: damage is queued, but only admin jobs repair it
 
 
 @dataclass(slots=True)
@@ -93,11 +94,9 @@ class Maintenance:
         return self.layer.drives
 
     async def start(self) -> None:
-        self._tasks = [
-            asyncio.ensure_future(self.repairer.run()),
-            asyncio.ensure_future(self._scan_loop()),
-            asyncio.ensure_future(self._watch_nodes()),
-        ]
+        self._tasks = [asyncio.ensure_future(self._scan_loop())]
+        if self.settings.auto_repair:
+            self._tasks += [asyncio.ensure_future(self.repairer.run()), asyncio.ensure_future(self._watch_nodes())]
 
     async def close(self) -> None:
         for t in self._tasks:
