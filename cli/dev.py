@@ -7,6 +7,7 @@ import secrets
 import signal
 import socket
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,8 @@ class DevCluster:
     gateways: int = 1
     ec: str = "4+2"
     anti_entropy_interval: float = 30.0
+    node_args: list[str] = field(default_factory=list)  # extra arguments for every `tessera node`
+    gateway_args: list[str] = field(default_factory=list)  # extra arguments for every `tessera gateway`
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     services: dict[str, Service] = field(default_factory=dict)
 
@@ -64,13 +67,16 @@ class DevCluster:
                     args += ["--peers", peers, "--anti-entropy-interval", str(self.anti_entropy_interval)]
                 self._start(Service(f"meta{i + 1}", args, d / "log"))
             meta = ",".join(s.hostport for s in self.services.values() if s.name.startswith("meta"))
+            nodes = []
             for i in range(self.nodes):
                 d = self.data / f"node{i + 1}"
                 args = ["node", "--data", str(d / "drive1"), "--listen", "127.0.0.1:0", "--meta", meta]
-                self._start(Service(f"node{i + 1}", [*args, "--zone", f"zone{i % ZONES + 1}"], d / "log"))
+                args += ["--zone", f"zone{i % ZONES + 1}", *self.node_args]
+                nodes.append(Service(f"node{i + 1}", args, d / "log"))
+            self._start_together(nodes)
             for i in range(self.gateways):
                 d = self.data / f"gateway{i + 1}"
-                args = ["gateway", "--listen", "127.0.0.1:0", "--meta", meta, "--ec", self.ec]
+                args = ["gateway", "--listen", "127.0.0.1:0", "--meta", meta, "--ec", self.ec, *self.gateway_args]
                 self._start(Service(f"gateway{i + 1}", args, d / "log", banner_end="export "))
         except BaseException:
             self.stop()
@@ -85,12 +91,26 @@ class DevCluster:
         return path.read_text().strip()
 
     def _start(self, svc: Service) -> None:
+        self._launch(svc)
+        self.services[svc.name] = svc
+
+    def _start_together(self, services: list[Service]) -> None:
+        """Start independent services at once (most of a start is the interpreter's); registered in order,
+        the ones that did start included when another failed, so that stop() ends them."""
+        with ThreadPoolExecutor(max_workers=max(1, len(services))) as pool:
+            futures = [pool.submit(self._launch, svc) for svc in services]
+        for svc in services:
+            if svc.proc is not None:
+                self.services[svc.name] = svc
+        for f in futures:
+            f.result()
+
+    def _launch(self, svc: Service) -> None:
         svc.log.parent.mkdir(parents=True, exist_ok=True)
         run = launch(svc.args, self.env, svc.log, banner_end=svc.banner_end)
         svc.proc, svc.endpoint = run.proc, run.endpoint
         if "127.0.0.1:0" in svc.args:  # a restart comes back on the same address
             svc.args[svc.args.index("127.0.0.1:0")] = svc.hostport
-        self.services[svc.name] = svc
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         svc = self.services[name]

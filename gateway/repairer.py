@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from gateway.drive_set import DriveSet
+from gateway.object_io import ReadError
 from gateway.part_health import CORRUPT, MISSING, OK, UNREACHABLE, check_part
 from gateway.repair import RepairError, rebuild
 from gateway.scanner import current_parts
@@ -218,7 +219,10 @@ class Repairer:
         started = time.monotonic()
         try:
             fixed = await rebuild(part, self.drives, lost, leaving)
-        except RepairError as exc:
+        except (RepairError, ReadError) as exc:
+            # Sources can vanish mid-rebuild: an overwrite or a delete removes the old fragments at once.
+            if _find_part(await self.index.get_object(man.bucket, man.key), part.data_id, part.number) is None:
+                return Outcome(GONE, detail="overwritten or deleted during the repair")
             self.stats.failed += 1
             self.stats.last_error = str(exc)
             log.warning("repair of %s/%s part %d: %s", man.bucket, man.key, part.number, exc)
