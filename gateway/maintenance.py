@@ -15,7 +15,7 @@ from typing import Protocol
 from gateway.drive_set import DriveSet
 from gateway.jobs import Job, JobBoard
 from gateway.object_layer import ObjectLayer
-from gateway.repairer import BUSY, FAILED, Outcome, Repairer, group_entries
+from gateway.repairer import BUSY, FAILED, REPAIRED, Outcome, Repairer, group_entries
 from gateway.scanner import ScanResult, scan
 from metadata.index import Index, NoSuchUpload
 from metadata.records import RepairEntry
@@ -184,8 +184,8 @@ class Maintenance:
         async def work(job: Job) -> None:
             job.phase = "scanning"
             result = await self.scan_and_collect("scan", job=job)
-            await self._repair_all(job, result.degraded)
-            job.message = f"{job.completed - job.failed} of {job.total} degraded parts repaired"
+            repaired = await self._repair_all(job, result.degraded)
+            job.message = f"{repaired} of {job.total} degraded part(s) repaired here{_others(job, repaired)}"
 
         return self.jobs.start(Job("repair"), work)
 
@@ -207,8 +207,8 @@ class Maintenance:
                 await asyncio.sleep(0.5)
             entries = await self._queued(lambda e: e.reason == "scrub")
             job.unit, job.completed, job.bytes = "parts", 0, 0
-            await self._repair_all(job, entries)
-            job.message = f"{corrupt} corrupt fragment(s) found, {job.completed - job.failed} part(s) repaired"
+            repaired = await self._repair_all(job, entries)
+            job.message = f"{corrupt} corrupt fragment(s) found, {repaired} part(s) repaired{_others(job, repaired)}"
 
         return self.jobs.start(Job("scrub"), work)
 
@@ -253,8 +253,10 @@ class Maintenance:
             out += [e for e in page if want(e)]
             after = page[-1]
 
-    async def _repair_all(self, job: Job, entries: list[RepairEntry], keep_counts: bool = False) -> None:
-        """Repair every part named in entries, here and now, counting each into the job."""
+    async def _repair_all(self, job: Job, entries: list[RepairEntry], keep_counts: bool = False) -> int:
+        """Repair every part named in entries, here and now, counting each into the job; returns how many
+        this job rebuilt (others were healthy by then, gone, or failed)."""
+        repaired = 0
         job.phase = "repairing" if job.kind != "drain" else "moving"
         groups = group_entries(entries)
         if not keep_counts:
@@ -273,6 +275,14 @@ class Maintenance:
                 job.completed += 1
                 job.bytes += o.size
                 job.failed += o.result == FAILED
+                repaired += o.result == REPAIRED
             pending = retry
             if pending:
                 await asyncio.sleep(0.5)
+        return repaired
+
+
+def _others(job: Job, repaired: int) -> str:
+    rest = job.completed - job.failed - repaired
+    failed = f", {job.failed} failed" if job.failed else ""
+    return (f"; {rest} already healthy or gone" if rest else "") + failed

@@ -84,8 +84,7 @@ class Repairer:
     _flusher: asyncio.Task[None] | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _slots: asyncio.Semaphore | None = None
-    _budget_start: float = field(default_factory=time.monotonic)
-    _budget_bytes: int = 0
+    _paid_until: float = 0.0  # monotonic time until which the bytes repaired so far use up the rate
 
     # -- intake --------------------------------------------------------------------------------------
 
@@ -255,12 +254,10 @@ class Repairer:
             await asyncio.sleep(0.05)
 
     async def _throttle(self, nbytes: int) -> None:
-        """Keep the long-run repair rate under self.rate bytes/s."""
+        """Keep repair under self.rate bytes/s, with at most a second's worth of burst."""
         now = time.monotonic()
-        if now - self._budget_start > 10.0:  # forget old history so an idle spell does not bank credit
-            self._budget_start, self._budget_bytes = now, 0
-        self._budget_bytes += nbytes
-        ahead = self._budget_bytes / self.rate - (now - self._budget_start)
+        self._paid_until = max(self._paid_until, now) + nbytes / self.rate
+        ahead = self._paid_until - now - 1.0
         if ahead > 0:
             await asyncio.sleep(ahead)
 

@@ -70,6 +70,7 @@ class Listing:
 
     present: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
     listed: set[str] = field(default_factory=set)  # drives whose listing completed
+    started: float = field(default_factory=time.time)  # parts written since are not in the listing
 
 
 async def list_drives(drives: DriveSet) -> Listing:
@@ -166,6 +167,8 @@ async def scan(
             if not here:
                 continue
             out.on_node += here
+        if part.last_modified >= listing.started:
+            continue  # written while the drives were listed: not judged by a listing that predates it
         lost, healthy = lost_fragments(part, drives, listing, node_grace, frozenset(leaving))
         for i in sorted(lost):
             out.degraded.append(
