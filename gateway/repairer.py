@@ -95,13 +95,14 @@ class Repairer:
             self._flusher = asyncio.ensure_future(self._flush())
 
     async def _flush(self) -> None:
-        await asyncio.sleep(0.05)  # a burst of reports goes to the index as one write
-        batch, self._pending = self._pending, []
-        try:
-            await self.index.queue_repairs(batch)
-            self._wake.set()
-        except Exception as exc:  # lost reports are found again by the next read, scrub or scan
-            log.warning("could not queue %d repair entries: %r", len(batch), exc)
+        while self._pending:
+            await asyncio.sleep(0.05)  # a burst of reports goes to the index as one write
+            batch, self._pending = self._pending, []
+            try:
+                await self.index.queue_repairs(batch)
+                self._wake.set()
+            except Exception as exc:  # lost reports are found again by the next read, scrub or scan
+                log.warning("could not queue %d repair entries: %r", len(batch), exc)
 
     async def close(self) -> None:
         if self._flusher is not None:
