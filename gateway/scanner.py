@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from gateway.drive_set import DriveSet
+from gateway.placement import NodeSlot
 from metadata.index import Index, NoSuchBucket, NoSuchUpload
 from metadata.records import ObjectManifest, PartRecord, RepairEntry
 from storage_node.drive import DriveError, FragmentId
@@ -71,12 +72,13 @@ class Listing:
     present: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
     listed: set[str] = field(default_factory=set)  # drives whose listing completed
     started: float = field(default_factory=time.time)  # parts written since are not in the listing
+    node_of: dict[str, NodeSlot] = field(default_factory=dict)  # membership as it was then: drive -> node
+    silent: dict[str, float] = field(default_factory=dict)  # and how long each down node had been silent
 
 
 async def list_drives(drives: DriveSet) -> Listing:
-    out = Listing()
-    ids = {d for s in drives.all_slots() for d in s.drive_ids}
-    for drive_id in sorted(ids):
+    out = Listing(node_of={d: s for s in drives.all_slots() for d in s.drive_ids}, silent=drives.silent_for())
+    for drive_id in sorted(out.node_of):
         drive = drives.drive(drive_id)
         if drive is None:
             continue
@@ -91,18 +93,16 @@ async def list_drives(drives: DriveSet) -> Listing:
 
 
 def lost_fragments(
-    part: PartRecord, drives: DriveSet, listing: Listing, node_grace: float, leaving: frozenset[str] = frozenset()
+    part: PartRecord, listing: Listing, node_grace: float, leaving: frozenset[str] = frozenset()
 ) -> tuple[set[int], int]:
     """(fragments to rebuild, fragments healthy now) of a part, judged from the listing.
 
     A fragment on a node that is down counts as lost only once the node has been silent longer than
     node_grace (it is likely to come back with its data); one on a draining node is to move.
     """
-    node_of = {d: s for s in drives.all_slots() for d in s.drive_ids}
-    silent = drives.silent_for()
     lost, healthy = set(), 0
     for i, drive_id in enumerate(part.placement):
-        slot = node_of.get(drive_id)
+        slot = listing.node_of.get(drive_id)
         name = FragmentId(part.data_id, part.number, i).name
         if slot is None:  # no node has this drive any more
             lost.add(i)
@@ -113,7 +113,7 @@ def lost_fragments(
                     lost.add(i)
             else:
                 lost.add(i)
-        elif silent.get(slot.node_id, 0.0) > node_grace or i in part.missed:
+        elif listing.silent.get(slot.node_id, 0.0) > node_grace or i in part.missed:
             lost.add(i)
     return lost, healthy
 
@@ -145,7 +145,7 @@ async def scan(
     still in flight). With only_node, report just the fragments held by that node (a drain)."""
     started = time.monotonic()
     listing = await list_drives(drives)
-    leaving = drives.leaving() | ({only_node} if only_node else set())
+    leaving = drives.leaving() | ({only_node} if only_node else frozenset())
     node_drives = {d for s in drives.all_slots() if s.node_id == only_node for d in s.drive_ids}
     referenced: set[tuple[str, str]] = set()
     out = ScanResult()
@@ -169,7 +169,7 @@ async def scan(
             out.on_node += here
         if part.last_modified >= listing.started:
             continue  # written while the drives were listed: not judged by a listing that predates it
-        lost, healthy = lost_fragments(part, drives, listing, node_grace, frozenset(leaving))
+        lost, healthy = lost_fragments(part, listing, node_grace, leaving)
         for i in sorted(lost):
             out.degraded.append(
                 RepairEntry(healthy, part.data_id, part.number, i, man.bucket, man.key, reason, part.placement[i], now)
