@@ -18,14 +18,17 @@ from typing import Any
 from unittest import mock
 from urllib.parse import urlsplit
 
+import boto3
 import botocore.auth
 import botocore.crt.auth
 from awscrt import checksums as crt
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
+from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
+from cli.dev import DevCluster
 from tests.server_process import ACCESS_KEY, SECRET_KEY, ServerProcess
 
 MiB = 1 << 20
@@ -296,3 +299,15 @@ def unsigned_trailer_body(chunks: list[bytes], trailer: tuple[str, str]) -> byte
         out += f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
     out += f"0\r\n{trailer[0]}:{trailer[1]}\r\n\r\n".encode()
     return bytes(out)
+
+
+def dev_client(c: DevCluster, gateway: int = 1, **config: Any) -> Any:
+    """boto3 (root credentials) against one gateway of a DevCluster; config as botocore's Config takes it."""
+    return boto3.client(
+        "s3",
+        endpoint_url=c.endpoint(gateway),
+        aws_access_key_id=c.env["TESSERA_ACCESS_KEY"],
+        aws_secret_access_key=c.env["TESSERA_SECRET_KEY"],
+        region_name="us-east-1",
+        config=Config(**config) if config else None,
+    )

@@ -18,11 +18,11 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from cli.dev import DevCluster
 from cli.launch import launch, stop
+from tests.s3_helpers import dev_client
 
 MiB = 1 << 20
 
@@ -36,14 +36,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
 
 
 def client(c: DevCluster, **config: Any) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=c.endpoint(),
-        aws_access_key_id=c.env["TESSERA_ACCESS_KEY"],
-        aws_secret_access_key=c.env["TESSERA_SECRET_KEY"],
-        region_name="us-east-1",
-        config=Config(retries={"max_attempts": 1}, **config),
-    )
+    return dev_client(c, retries={"max_attempts": 1}, **config)
 
 
 def wait_until(cond: Any, timeout: float, what: str) -> None:

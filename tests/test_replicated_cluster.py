@@ -18,12 +18,11 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from cli.dev import DevCluster
+from tests.s3_helpers import dev_client
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +34,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
 
 
 def client(c: DevCluster, gateway: int) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=c.endpoint(gateway),
-        aws_access_key_id=c.env["TESSERA_ACCESS_KEY"],
-        aws_secret_access_key=c.env["TESSERA_SECRET_KEY"],
-        region_name="us-east-1",
-        config=Config(retries={"max_attempts": 1}),  # no retries: a failed write is a failure
-    )
+    return dev_client(c, gateway, retries={"max_attempts": 1})  # no retries: a failed write is a failure
 
 
 def metric(c: DevCluster, name: str, metric_name: str) -> float:

@@ -23,13 +23,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from cli.dev import DevCluster
 from cli.launch import tessera_command
 from gateway.admin_client import AdminClient
+from tests.s3_helpers import dev_client
 
 KiB, MiB = 1 << 10, 1 << 20
 NODES, WIDTH = 7, 6
@@ -65,13 +65,7 @@ def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[DevClust
 
 
 def s3_client(c: DevCluster) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=c.endpoint(),
-        aws_access_key_id=c.env["TESSERA_ACCESS_KEY"],
-        aws_secret_access_key=c.env["TESSERA_SECRET_KEY"],
-        region_name="us-east-1",
-    )
+    return dev_client(c)
 
 
 def admin_cli(
