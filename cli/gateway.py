@@ -13,6 +13,7 @@ import click
 from cli.addresses import StartupError, index_client, meta_urls, parse_listen, url
 from cli.maintenance_options import maintenance_options, settings
 from cli.malloc_tuning import tune_malloc
+from cli.s3_options import s3_endpoint_options
 from cli.service_run import configure_logging, start_site, until_stopped
 from cluster.auth import ClusterAuthError, secret_from_env
 from gateway.app import make_app
@@ -76,17 +77,8 @@ async def run_gateway(
 
 
 @click.command()
-@click.option("--listen", default="127.0.0.1:9000", show_default=True, help="HOST:PORT of the S3 endpoint.")
 @click.option("--meta", required=True, help="The metadata service(s): HOST:PORT[,HOST:PORT...].")
-@click.option("--ec", "ec", default="4+2", show_default=True, help="Erasure code K+M for new objects.")
-@click.option(
-    "--domain",
-    "domains",
-    multiple=True,
-    default=("localhost",),
-    show_default=True,
-    help="Domain for virtual-hosted-style requests (BUCKET.DOMAIN); repeatable.",
-)
+@s3_endpoint_options
 @maintenance_options
 def gateway(listen: str, meta: str, ec: str, domains: tuple[str, ...], **care: Any) -> None:
     """Serve S3 over the cluster (root credentials from TESSERA_ACCESS_KEY / TESSERA_SECRET_KEY)."""

@@ -14,6 +14,7 @@ from cli.addresses import StartupError, parse_listen, url
 from cli.maintenance_options import maintenance_options, scrub_options, settings
 from cli.malloc_tuning import tune_malloc
 from cli.node import scrub_reporter
+from cli.s3_options import s3_endpoint_options
 from cli.service_run import configure_logging, open_local_drives, start_site, until_stopped
 from gateway.app import make_app
 from gateway.context import Gateway
@@ -102,17 +103,8 @@ def _announce(creds: Credentials, host: str, port: int, scheme: Scheme, drives: 
 
 @click.command()
 @click.argument("drives", nargs=-1)
-@click.option("--listen", default="127.0.0.1:9000", show_default=True, help="HOST:PORT of the S3 endpoint.")
-@click.option("--ec", "ec", default="4+2", show_default=True, help="Erasure code K+M for new objects.")
 @click.option("--index", default=None, help="Directory of the index and credentials [DRIVE1/.tessera-system].")
-@click.option(
-    "--domain",
-    "domains",
-    multiple=True,
-    default=("localhost",),
-    show_default=True,
-    help="Domain for virtual-hosted-style requests (BUCKET.DOMAIN); repeatable.",
-)
+@s3_endpoint_options
 @maintenance_options
 @scrub_options
 def server(
