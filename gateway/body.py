@@ -24,6 +24,19 @@ _SINGLE_CHECKSUM = "Expecting a single x-amz-checksum- header. Multiple checksum
 _DISCONNECTS = (aiohttp.ClientPayloadError, ConnectionError, asyncio.IncompleteReadError, EOFError)
 
 
+async def _next_piece(content: aiohttp.StreamReader) -> bytes:
+    """The next piece of a body as it arrived; b"" at its end.
+
+    Unlike readany(), which joins everything buffered into a new bytes object, this hands over
+    the received pieces themselves: the EC writer joins them into segments anyway.
+    """
+    while True:
+        data, http_chunk_end = await content.readchunk()
+        # (b"", True) marks a transfer-encoding chunk's end, or (empty body) is said again after the end.
+        if data or not http_chunk_end or content.at_eof():
+            return data
+
+
 class Body:
     """A client's request body (plain or aws-chunked) as a BodySource."""
 
@@ -57,7 +70,7 @@ class Body:
 
     async def read(self) -> bytes:
         try:
-            piece = await (self._chunked.read() if self._chunked else self._http.content.readany())
+            piece = await (self._chunked.read() if self._chunked else _next_piece(self._http.content))
         except _DISCONNECTS:
             raise S3Error("IncompleteBody") from None
         if piece:

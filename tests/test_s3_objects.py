@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -108,6 +110,26 @@ def test_concurrent_puts_of_distinct_keys(s3: Any, bucket: str) -> None:
         list(pool.map(lambda kv: s3.put_object(Bucket=bucket, Key=kv[0], Body=kv[1]), bodies.items()))
     for key, body in bodies.items():
         assert _get(s3, bucket, key) == body
+
+
+@pytest.mark.parametrize("size", [0, 100, 3 * MiB + 5])
+def test_put_with_http_chunked_transfer_encoding(server: ServerProcess, s3: Any, bucket: str, size: int) -> None:
+    # No Content-Length: the body comes in HTTP chunks of odd sizes, each a separate piece to the writer.
+    body = data(size, seed=size)
+    key = f"te-chunked/{size}"
+    signed = sign(server, "PUT", f"/{bucket}/{key}", {"Transfer-Encoding": "chunked"}, payload_hash="UNSIGNED-PAYLOAD")
+    parts = urlsplit(server.endpoint)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+    try:
+        pieces = [body[i : i + 100_003] for i in range(0, size, 100_003)]
+        conn.request("PUT", f"/{bucket}/{key}", body=iter(pieces), headers=signed.headers, encode_chunked=True)
+        resp = conn.getresponse()
+        assert resp.status == 200, resp.read()
+        resp.read()
+    finally:
+        conn.close()
+    assert _get(s3, bucket, key) == body
+    assert s3.head_object(Bucket=bucket, Key=key)["ETag"] == f'"{hashlib.md5(body).hexdigest()}"'
 
 
 def test_put_larger_than_5gib_refused_before_the_body(server: ServerProcess, s3: Any, bucket: str) -> None:
