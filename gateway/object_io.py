@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -55,20 +57,65 @@ def write_quorum(scheme: Scheme) -> int:
 
 
 async def _segments(source: BodySource, size: int) -> AsyncIterator[bytes]:
-    """Cut the body into segments of exactly `size` bytes (the last may be shorter or empty)."""
-    buf = bytearray()
+    """Cut the body into segments of exactly `size` bytes (the last may be shorter or empty).
+
+    Each byte is copied once, by the join; a piece that is exactly one segment is passed on as it is.
+    """
+    pieces: list[bytes | memoryview] = []
+    have = 0
     sent = False
     while True:
         piece = await source.read()
         if not piece:
             break
-        buf += piece
-        while len(buf) >= size:
-            yield bytes(buf[:size])
-            del buf[:size]
-            sent = True
-    if buf or not sent:
-        yield bytes(buf)
+        view = memoryview(piece)
+        while have + len(view) >= size:
+            take = size - have
+            pieces.append(view[:take])
+            yield piece if take == len(piece) and len(pieces) == 1 else b"".join(pieces)
+            pieces, have, sent = [], 0, True
+            view = view[take:]
+        if view:
+            pieces.append(view)
+            have += len(view)
+    if pieces or not sent:
+        yield b"".join(pieces)
+
+
+class _OrderedHashing:
+    """Feeds segments to hashers in order, on a thread of its own, up to DEPTH segments behind.
+
+    hashlib releases the GIL, so this overlaps the encoding and the writes; a shared pool would
+    not keep the order, and waiting for each segment before the next leaves the thread idle
+    while the event loop holds the GIL.
+    """
+
+    DEPTH = 2
+
+    def __init__(self, hashers: Sequence[Hasher]) -> None:
+        self._hashers = hashers
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="hash")
+        self._pending: deque[asyncio.Future[None]] = deque()
+
+    def _update(self, seg: bytes) -> None:
+        for h in self._hashers:
+            h.update(seg)
+
+    async def add(self, seg: bytes) -> None:
+        if len(self._pending) >= self.DEPTH:
+            await self._pending.popleft()
+        # run_in_executor submits now; a to_thread task would only submit at the next await.
+        self._pending.append(asyncio.get_running_loop().run_in_executor(self._pool, self._update, seg))
+
+    async def finish(self) -> None:
+        """Wait for every segment to be hashed (also on failure, so no thread outlives the request)."""
+        try:
+            results = await asyncio.gather(*self._pending, return_exceptions=True)
+        finally:
+            self._pool.shutdown(wait=False)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
 
 
 class FragmentFeed:
@@ -117,27 +164,24 @@ async def write_part(
     """Stream a body into k+m fragments, fragment i onto targets[i], concurrently.
 
     A None target (a node known to be down) misses its fragment from the start. MD5 and the
-    given hashers see every byte (in a worker thread: hashlib releases the GIL while the event
-    loop thread encodes). Raises WriteQuorumError if fewer than k+1 fragments became durable,
-    after removing the ones that did; re-raises the source's error after aborting every write.
+    given hashers see every byte (on a thread of their own: see _OrderedHashing). Raises
+    WriteQuorumError if fewer than k+1 fragments became durable, after removing the ones that
+    did; re-raises the source's error after aborting every write.
     """
     md5 = hashlib.md5()
-    all_hashers = [md5, *hashers]
-
-    def hash_segment(seg: bytes) -> None:
-        for h in all_hashers:
-            h.update(seg)
-
+    hashing = _OrderedHashing([md5, *hashers])
     feeds = [FragmentFeed(d, FragmentId(data_id, part_number, i)) if d else None for i, d in enumerate(targets)]
     live = [f for f in feeds if f is not None]
     size = 0
     try:
-        async for seg in _segments(source, scheme.segment_size):
-            size += len(seg)
-            hashing = asyncio.ensure_future(asyncio.to_thread(hash_segment, seg))
-            fragments = scheme.encode(seg)
-            await asyncio.gather(*(f.feed(frag) for f, frag in zip(feeds, fragments, strict=True) if f is not None))
-            await hashing
+        try:
+            async for seg in _segments(source, scheme.segment_size):
+                size += len(seg)
+                await hashing.add(seg)
+                fragments = scheme.encode(seg)
+                await asyncio.gather(*(f.feed(frag) for f, frag in zip(feeds, fragments, strict=True) if f is not None))
+        finally:
+            await hashing.finish()
     except BaseException as exc:
         for f in live:
             if not f.task.done():
