@@ -16,6 +16,11 @@ from storage_node.drive import DriveError
 from storage_node.local_drive import LocalDrive
 
 
+# A request body is buffered up to twice this before the socket is paused: a segment, so a PUT
+# reads whole segments without a pause-and-resume of the socket every 128 KiB.
+READ_BUFSIZE = 1 << 20
+
+
 def configure_logging() -> None:
     """Log to stderr at TESSERA_LOG_LEVEL (default info; debug adds a JSON line per S3 request)."""
     level = os.environ.get("TESSERA_LOG_LEVEL", "info").upper()
@@ -26,7 +31,7 @@ def configure_logging() -> None:
 
 async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Listen; return the runner and the port really bound (the OS picks one for port 0)."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, read_bufsize=READ_BUFSIZE)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:
