@@ -10,8 +10,9 @@ import asyncio
 import functools
 import hashlib
 import logging
+import os
+import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 
@@ -34,8 +35,20 @@ from storage_node.drive import CorruptFragment, FragmentId, FragmentNotFound
 log = logging.getLogger(__name__)
 
 
+_ID_BYTES = 16
+_id_pool = b""
+_id_lock = threading.Lock()
+
+
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """128 random bits as 32 hex digits, like uuid4().hex, drawn from a pool filled 256 ids at a time:
+    one getrandom call per id was, at 4 KiB PUTs, a GIL release and a wait to get it back each time."""
+    global _id_pool
+    with _id_lock:  # two threads must never take the same bytes
+        if not _id_pool:
+            _id_pool = os.urandom(_ID_BYTES * 256)
+        raw, _id_pool = _id_pool[:_ID_BYTES], _id_pool[_ID_BYTES:]
+    return raw.hex()
 
 
 INLINE_MAX = 128 << 10  # bytes; bodies up to this size live in the manifest (MinIO's threshold too)
