@@ -163,20 +163,27 @@ class LocalDrive:
         except CorruptFragment as e:
             # Without a header no chunk can be located: the first one asked for is the one lost.
             raise CorruptFragment(fid, first_chunk, e.args[0].partition(": ")[2]) from e
+        ahead: asyncio.Future[tuple[list[bytes], CorruptFragment | None]] | None = None
         try:
             layout = frag.layout
             end = layout.chunks if end_chunk is None else min(end_chunk, layout.chunks)
             step = max(1, READ_BATCH_BYTES // (layout.chunk_size + CRC_SIZE))
             j = first_chunk
-            while j < end:
-                n = min(step, end - j)
-                payloads, error = await self._run(frag.read, j, n)
+            if j < end:
+                ahead = self._submit(frag.read, j, min(step, end - j))
+            while ahead is not None:
+                payloads, error = await self._wait(ahead)
+                j += min(step, end - j)
+                # The next batch is read while this one is consumed: a reader sending to a client
+                # would otherwise wait for the disk at every batch.
+                ahead = self._submit(frag.read, j, min(step, end - j)) if j < end and error is None else None
                 for payload in payloads:
                     yield payload
                 if error is not None:
                     raise error
-                j += n
         finally:
+            if ahead is not None:
+                ahead.cancel()  # a consumer that stopped early does not want it; close waits for it
             self._close_later(frag)
 
     async def stat(self, fid: FragmentId) -> FragmentInfo:
