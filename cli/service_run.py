@@ -15,7 +15,6 @@ from cli.addresses import StartupError
 from storage_node.drive import DriveError
 from storage_node.local_drive import LocalDrive
 
-
 # A request body is buffered up to twice this before the socket is paused: a segment, so a PUT
 # reads whole segments without a pause-and-resume of the socket every 128 KiB.
 READ_BUFSIZE = 1 << 20
