@@ -44,9 +44,7 @@ def test_multipart_with_an_inline_last_part(server: ServerProcess, s3: Any) -> N
     for n, data in enumerate(parts, 1):
         r = s3.upload_part(Bucket="inline-mp", Key="mp", UploadId=up["UploadId"], PartNumber=n, Body=data)
         done.append({"PartNumber": n, "ETag": r["ETag"]})
-    s3.complete_multipart_upload(
-        Bucket="inline-mp", Key="mp", UploadId=up["UploadId"], MultipartUpload={"Parts": done}
-    )
+    s3.complete_multipart_upload(Bucket="inline-mp", Key="mp", UploadId=up["UploadId"], MultipartUpload={"Parts": done})
     whole = b"".join(parts)
     assert s3.get_object(Bucket="inline-mp", Key="mp")["Body"].read() == whole
     tail = s3.get_object(Bucket="inline-mp", Key="mp", Range=f"bytes={5 * MiB - 10}-{5 * MiB + 20}")
