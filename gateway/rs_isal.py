@@ -4,7 +4,7 @@ pyeclib's decode holds the GIL and copies every fragment through buffers of its 
 read spends more time there than in the maths. This module does only the maths: the same Cauchy
 matrix liberasurecode's isa_l_rs_cauchy backend encodes with, inverted for the fragments at hand,
 applied by ec_encode_data (a ctypes call, so the GIL is released while it runs). A self-check
-against pyeclib decides, once per process, whether it is used at all.
+against pyeclib (gateway/erasure.py) decides, once per scheme and process, whether it is used.
 """
 
 from __future__ import annotations
@@ -12,18 +12,17 @@ from __future__ import annotations
 import ctypes
 import functools
 import glob
-import logging
 import os
 from collections.abc import Sequence
 
 import pyeclib
 
-log = logging.getLogger(__name__)
-
 _Bytes = bytes | bytearray | memoryview
 
 
-def _load() -> ctypes.CDLL | None:
+@functools.cache
+def _lib() -> ctypes.CDLL | None:
+    """The ISA-L library pyeclib's wheel bundles, with the four calls used here typed; None if absent."""
     libs = os.path.join(os.path.dirname(os.path.dirname(pyeclib.__file__)), "pyeclib.libs")
     for path in sorted(glob.glob(os.path.join(libs, "libisal*.so*"))):
         try:
@@ -50,11 +49,6 @@ def _load() -> ctypes.CDLL | None:
         lib.ec_encode_data.restype = None
         return lib
     return None
-
-
-@functools.cache
-def _lib() -> ctypes.CDLL | None:
-    return _load()
 
 
 @functools.cache
