@@ -36,19 +36,22 @@ log = logging.getLogger(__name__)
 
 
 _ID_BYTES = 16
+_ID_POOL = _ID_BYTES * 256
 _id_pool = b""
+_id_next = _ID_POOL
 _id_lock = threading.Lock()
 
 
 def new_id() -> str:
     """128 random bits as 32 hex digits, like uuid4().hex, drawn from a pool filled 256 ids at a time:
     one getrandom call per id was, at 4 KiB PUTs, a GIL release and a wait to get it back each time."""
-    global _id_pool
+    global _id_pool, _id_next
     with _id_lock:  # two threads must never take the same bytes
-        if not _id_pool:
-            _id_pool = os.urandom(_ID_BYTES * 256)
-        raw, _id_pool = _id_pool[:_ID_BYTES], _id_pool[_ID_BYTES:]
-    return raw.hex()
+        if _id_next == _ID_POOL:
+            _id_pool, _id_next = os.urandom(_ID_POOL), 0
+        start = _id_next
+        _id_next += _ID_BYTES
+    return _id_pool[start : start + _ID_BYTES].hex()
 
 
 INLINE_MAX = 128 << 10  # bytes; bodies up to this size live in the manifest (MinIO's threshold too)
