@@ -299,18 +299,24 @@ async def test_get_reads_one_version_while_overwritten(drive: LocalDrive) -> Non
     assert await collect(drive.get(fid)) == new
 
 
-async def test_abandoned_get_closes_its_file(drive: LocalDrive) -> None:
+# One read batch, and several: then the next batch is being read when the reader walks away.
+@pytest.mark.parametrize("count,size", [(4, 1000), (8, 512 << 10)])
+async def test_abandoned_get_closes_its_file(drive: LocalDrive, count: int, size: int) -> None:
     fid = new_fid()
-    await drive.put(fid, stream(make_chunks(4, 1000)))
+    chunks = make_chunks(count, size)
+    await drive.put(fid, stream(chunks))
     await drive.stat(fid)
     before = _open_fds()
     for _ in range(20):
         it = drive.get(fid)
         await it.__anext__()
         await it.aclose()
-    await collect(drive.get(fid))
+    assert await collect(drive.get(fid)) == chunks
     await drive.verify(fid)
-    await asyncio.sleep(0.05)  # closes run on the drive's pool
+    for _ in range(200):  # closes run on the drive's pool, after any read still running there
+        if _open_fds() <= before:
+            break
+        await asyncio.sleep(0.01)
     assert _open_fds() <= before
 
 
