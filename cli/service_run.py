@@ -13,7 +13,7 @@ from aiohttp import web
 
 from cli.addresses import StartupError
 from storage_node.drive import DriveError
-from storage_node.local_drive import LocalDrive
+from storage_node.local_drive import LocalDrive, prepare_drive
 
 # A request body is buffered up to twice this before the socket is paused: a segment, so a PUT
 # reads whole segments without a pause-and-resume of the socket every 128 KiB.
@@ -28,11 +28,14 @@ def configure_logging() -> None:
     )
 
 
-async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Listen; return the runner and the port really bound (the OS picks one for port 0)."""
+async def start_site(app: web.Application, host: str, port: int, reuse_port: bool = False) -> tuple[web.AppRunner, int]:
+    """Listen; return the runner and the port really bound (the OS picks one for port 0).
+
+    reuse_port: the port is shared with sibling processes (SO_REUSEPORT), the kernel spreading
+    connections over them."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False, read_bufsize=READ_BUFSIZE)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
     try:
         await site.start()
     except OSError as exc:
@@ -52,11 +55,23 @@ async def until_stopped(cleanup: Callable[[], Awaitable[None]]) -> None:
     await cleanup()
 
 
-async def open_local_drives(paths: list[Path]) -> list[LocalDrive]:
+async def open_local_drives(paths: list[Path], keep_tmp: bool = False) -> list[LocalDrive]:
     try:
-        drives = [await LocalDrive.open(p) for p in paths]
+        drives = [await LocalDrive.open(p, keep_tmp=keep_tmp) for p in paths]
     except DriveError as exc:
         raise StartupError(str(exc)) from None
-    if len({d.drive_id for d in drives}) != len(drives):
-        raise StartupError("two drive directories carry the same drive id (was one copied from another?)")
+    _distinct([d.drive_id for d in drives])
     return drives
+
+
+def prepare_local_drives(paths: list[Path]) -> None:
+    """What open_local_drives checks and clears, blocking, before sibling processes open the drives."""
+    try:
+        _distinct([prepare_drive(p) for p in paths])
+    except DriveError as exc:
+        raise StartupError(str(exc)) from None
+
+
+def _distinct(drive_ids: list[str]) -> None:
+    if len(set(drive_ids)) != len(drive_ids):
+        raise StartupError("two drive directories carry the same drive id (was one copied from another?)")

@@ -124,6 +124,20 @@ def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
         fut.set_exception(value)
 
 
+MAP_SIZE = 1 << 34  # the most the database may grow to (address space, not disk, is reserved)
+
+
+def _open_env(path: Path, map_size: int) -> tuple[lmdb.Environment, dict[str, Any]]:
+    path.mkdir(parents=True, exist_ok=True)
+    # sync/metasync on and no writemap: never trade durability of the only copy for speed.
+    env = lmdb.open(str(path), map_size=map_size, max_dbs=_MAX_DBS, sync=True, metasync=True, writemap=False)
+    # Several processes may share the index: free reader slots that a killed one left behind.
+    env.reader_check()
+    with env.begin(write=True) as txn:
+        dbs = {name: env.open_db(name.encode(), txn=txn, dupsort=name == "uploads_by_key") for name in _DBS}
+    return env, dbs
+
+
 class LocalIndex:
     """The Index on an LMDB environment in a directory. Create it with LocalIndex.open()."""
 
@@ -139,19 +153,21 @@ class LocalIndex:
         self._closed = False
 
     @classmethod
-    def open(cls, path: Path, map_size: int = 1 << 34) -> LocalIndex:
+    def open(cls, path: Path, map_size: int = MAP_SIZE) -> LocalIndex:
         """Open (creating if needed) the index in directory `path`. Synchronous: opening is quick.
 
         map_size is the most the database may grow to (address space, not disk, is reserved).
         One process may open a given path only once at a time (an LMDB rule); close() first.
+        Several processes may open it at once.
         """
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        # sync/metasync on and no writemap: never trade durability of the only copy for speed.
-        env = lmdb.open(str(path), map_size=map_size, max_dbs=_MAX_DBS, sync=True, metasync=True, writemap=False)
-        with env.begin(write=True) as txn:
-            dbs = {name: env.open_db(name.encode(), txn=txn, dupsort=name == "uploads_by_key") for name in _DBS}
+        env, dbs = _open_env(Path(path), map_size)
         return cls(env, dbs)
+
+    @staticmethod
+    def prepare(path: Path) -> None:
+        """Create the index if needed and check that it opens, keeping no handle: for a parent
+        process that starts several others on it (LMDB handles must not cross a fork)."""
+        _open_env(Path(path), MAP_SIZE)[0].close()
 
     async def close(self) -> None:
         if self._closed:

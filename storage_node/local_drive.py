@@ -72,19 +72,17 @@ class LocalDrive:
         self._closed = False
 
     @classmethod
-    async def open(cls, root: Path | str, *, io_threads: int = 8) -> LocalDrive:
+    async def open(cls, root: Path | str, *, io_threads: int = 8, keep_tmp: bool = False) -> LocalDrive:
         """Create the layout if needed, check the directory is writable, clear stale temp files.
 
+        keep_tmp: another process shares the drive and may be writing (the drive was prepared,
+        and its temp files cleared, before that process started).
         Raises DriveUnavailable, with a one-line message, if the directory cannot be used.
         """
         root = Path(root)
         executor = ThreadPoolExecutor(io_threads, thread_name_prefix=f"drive-{root.name}")
         try:
-            drive_id = await asyncio.get_running_loop().run_in_executor(executor, _prepare, root)
-        except OSError as e:
-            executor.shutdown(wait=False)
-            where = f" ({e.filename})" if e.filename and str(e.filename) != str(root) else ""
-            raise DriveUnavailable(f"cannot use {root} as a drive: {e.strerror or e}{where}") from e
+            drive_id = await asyncio.get_running_loop().run_in_executor(executor, prepare_drive, root, not keep_tmp)
         except BaseException:
             executor.shutdown(wait=False)
             raise
@@ -481,13 +479,21 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _prepare(root: Path) -> str:
-    """Runs on the pool when a drive opens; returns the drive id."""
+def prepare_drive(root: Path, clear_tmp: bool = True) -> str:
+    """Make root a usable drive (blocking); return its id. Raises DriveUnavailable with a one-line reason."""
+    try:
+        return _prepare(root, clear_tmp)
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename and str(e.filename) != str(root) else ""
+        raise DriveUnavailable(f"cannot use {root} as a drive: {e.strerror or e}{where}") from e
+
+
+def _prepare(root: Path, clear_tmp: bool) -> str:
     for d in (root, root / "fragments", root / "tmp"):
         d.mkdir(parents=True, exist_ok=True)
     _fsync_dir(root)
     # Anything in tmp/ is a put that never committed (crash or kill): it was never visible.
-    for entry in os.scandir(root / "tmp"):
+    for entry in os.scandir(root / "tmp") if clear_tmp else ():
         if entry.is_dir(follow_symlinks=False):
             shutil.rmtree(entry.path)
         else:
