@@ -54,6 +54,16 @@ def new_id() -> str:
     return _id_pool[start : start + _ID_BYTES].hex()
 
 
+def _forget_ids() -> None:
+    """In a forked child (`--workers`): never hand out the bytes the parent or a sibling may also use."""
+    global _id_pool, _id_next
+    _id_pool, _id_next = b"", _ID_POOL
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_ids)
+
+
 INLINE_MAX = 128 << 10  # bytes; bodies up to this size live in the manifest (MinIO's threshold too)
 
 
