@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from gateway import admin_api, bucket_api, listing_api, multipart_api, object_api, sigv2, sigv4
+from gateway import admin_api, bucket_api, listing_api, multipart_api, object_api, siblings, sigv2, sigv4
 from gateway.context import Gateway
 from gateway.errors import S3Error
-from gateway.metrics import CONTENT_TYPE, GatewayMetrics
+from gateway.metrics import CONTENT_TYPE, GatewayMetrics, merge
 from gateway.request import S3Request, split_path
 from gateway.s3_xml import error_document
 from metadata.index import IndexUnavailable
@@ -36,7 +36,17 @@ REQUEST_ID = "tessera.request_id"
 # Request ids: unique per process start and cheap (uuid4 per request cost 5% of a small GET's CPU).
 _RID_PREFIX = os.urandom(3).hex().upper()
 _rid_counter = itertools.count(1)
+
+
+def _new_rid_prefix() -> None:
+    global _RID_PREFIX
+    _RID_PREFIX = os.urandom(3).hex().upper()  # each `--workers` process its own
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_rid_prefix)
 OPERATION = "tessera.operation"
+FORWARDED = "tessera.forwarded"
 METRICS_KEY = web.AppKey("metrics", GatewayMetrics)
 
 
@@ -115,6 +125,8 @@ async def _health(request: web.Request) -> web.StreamResponse | None:
         return web.json_response({"status": "ready"})
     if request.path == "/metrics":
         body = request.app[METRICS_KEY].render()
+        if gw.siblings is not None and not siblings.is_internal(request):
+            body = merge([body, *await gw.siblings.metrics()])
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
     return None
 
@@ -126,7 +138,12 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         return health
     rid = request[REQUEST_ID]
     host_bucket = _host_bucket(request.host, gw.domains)
-    raw_path, query = request.rel_url.raw_path, sigv4.parse_query(request.rel_url.raw_query_string)
+    raw_path = request.rel_url.raw_path
+    sib = gw.siblings
+    if sib is not None and not sib.runs_admin and host_bucket is None and admin_api.is_admin_path(raw_path):
+        request[FORWARDED] = True  # accounted for by the worker that answers it
+        return await sib.forward_admin(request)
+    query = sigv4.parse_query(request.rel_url.raw_query_string)
     claimed = _claimed_access_key(request.headers.get("Authorization"), query)
     if claimed and not gw.users.known(claimed):
         await gw.users.ensure(claimed)  # a user created through another gateway a moment ago
@@ -191,7 +208,7 @@ async def _errors(
         resp = _error_response(request, S3Error("InternalError"), rid)
     finally:
         gw.inflight -= 1
-        if OPERATION in request or resp is None or resp.status >= 400:
+        if FORWARDED not in request and (OPERATION in request or resp is None or resp.status >= 400):
             _account(request, resp, time.monotonic() - started)
     return resp
 

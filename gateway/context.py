@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from gateway.errors import S3Error
 from gateway.maintenance import Maintenance
 from gateway.object_layer import ObjectLayer
+from gateway.siblings import Siblings
 from gateway.users import UserDirectory
 from metadata.index import Index
 from metadata.records import BucketRecord
@@ -26,6 +27,7 @@ class Gateway:
     maintenance: Maintenance | None = None  # the repairer, scans, GC and admin jobs
     meta_addresses: tuple[str, ...] = ()  # the metadata services, for status; () for a local index
     inflight: int = 0  # client requests being served now: background repair yields to them
+    siblings: Siblings | None = None  # the server's other worker processes, when it has several
 
     def busy(self) -> bool:
         return self.inflight > BUSY_REQUESTS

@@ -1,0 +1,100 @@
+"""The other worker processes of one `tessera server --workers N`, as seen from one of them.
+
+Each worker serves its app on the shared TCP port and on a Unix socket of its own, in a directory
+only the server's user can enter. Admin jobs live in the worker that runs the background
+maintenance (worker 0), so the others forward admin requests to it over its socket; a scrape of
+/metrics on any worker sums every worker's own figures, fetched over theirs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+from gateway.admin_http import json_error
+
+log = logging.getLogger(__name__)
+
+PRIMARY = 0  # the worker that runs repair, scans, scrubbing and admin jobs
+# Hop-by-hop headers, and the body framing that the forwarded request sets anew.
+_NOT_FORWARDED = frozenset(
+    "connection keep-alive proxy-authenticate proxy-authorization te trailer transfer-encoding upgrade "
+    "content-length".split()
+)
+_TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=5)
+_METRICS_TIMEOUT = aiohttp.ClientTimeout(total=5)
+
+
+def socket_path(run_dir: Path, number: int) -> Path:
+    return run_dir / f"w{number}.sock"
+
+
+def is_internal(request: web.Request) -> bool:
+    """A request that came in over a worker's Unix socket, i.e. from a sibling worker."""
+    return isinstance(request.transport.get_extra_info("sockname") if request.transport else None, str)
+
+
+class Siblings:
+    def __init__(self, run_dir: Path, number: int, count: int) -> None:
+        self.run_dir = run_dir
+        self.number = number
+        self.count = count
+        self._sessions: dict[int, aiohttp.ClientSession] = {}
+
+    @property
+    def runs_admin(self) -> bool:
+        return self.number == PRIMARY
+
+    def _session(self, number: int) -> aiohttp.ClientSession:
+        session = self._sessions.get(number)
+        if session is None or session.closed:
+            connector = aiohttp.UnixConnector(path=str(socket_path(self.run_dir, number)))
+            session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+            self._sessions[number] = session
+        return session
+
+    async def close(self) -> None:
+        await asyncio.gather(*(s.close() for s in self._sessions.values()))
+        self._sessions.clear()
+
+    async def forward_admin(self, request: web.Request) -> web.Response:
+        """Answer an admin request with the primary worker's answer (it checks the signature itself)."""
+        body = await request.read()  # admin requests are small JSON; client_max_size bounds them
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED}
+        url = URL.build(
+            scheme="http",
+            host="tessera-worker",
+            path=request.rel_url.raw_path,
+            query_string=request.rel_url.raw_query_string,
+            encoded=True,
+        )
+        try:
+            async with self._session(PRIMARY).request(
+                request.method, url, headers=headers, data=body, timeout=_TIMEOUT, allow_redirects=False
+            ) as resp:
+                answer = await resp.read()
+                out = {k: v for k, v in resp.headers.items() if k.lower() not in _NOT_FORWARDED}
+                return web.Response(status=resp.status, body=answer, headers=out)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("admin request not forwarded to worker %d: %r", PRIMARY, exc)
+            return json_error(503, "ServiceUnavailable", "the server's admin worker is restarting; try again")
+
+    async def metrics(self) -> list[bytes]:
+        """The other workers' own /metrics (a worker that does not answer now is left out)."""
+        others = [n for n in range(self.count) if n != self.number]
+        return [text for text in await asyncio.gather(*(self._metrics_of(n) for n in others)) if text is not None]
+
+    async def _metrics_of(self, number: int) -> bytes | None:
+        try:
+            async with self._session(number).get("http://tessera-worker/metrics", timeout=_METRICS_TIMEOUT) as resp:
+                if resp.status == 200:
+                    return await resp.read()
+                log.warning("worker %d answered /metrics with %d", number, resp.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("worker %d did not answer /metrics: %r", number, exc)
+        return None
