@@ -1,21 +1,24 @@
-"""`tessera server`: the embedded, single-process store on local drives."""
+"""`tessera server`: the embedded store on local drives, in one process (or `--workers N`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import click
+from aiohttp import web
 
 from cli.addresses import StartupError, parse_listen, url
 from cli.maintenance_options import maintenance_options, scrub_options, settings
 from cli.malloc_tuning import tune_malloc
 from cli.node import scrub_reporter
 from cli.s3_options import s3_endpoint_options
-from cli.service_run import configure_logging, open_local_drives, start_site, until_stopped
+from cli.service_run import configure_logging, open_local_drives, prepare_local_drives, start_site, until_stopped
+from cli.workers import Supervisor, Worker, reserve_port
 from gateway.app import make_app
 from gateway.context import Gateway
 from gateway.credentials import Credentials, CredentialsError, root_credentials
@@ -24,6 +27,7 @@ from gateway.erasure import Scheme, SchemeError
 from gateway.maintenance import Maintenance, Settings
 from gateway.object_layer import ObjectLayer
 from gateway.scrub_control import LocalScrub
+from gateway.siblings import PRIMARY, Siblings, socket_path
 from gateway.users import UserDirectory
 from metadata.lmdb_store import LocalIndex
 from storage_node.scrubber import Scrubber
@@ -57,47 +61,95 @@ def system_credentials(system: Path) -> Credentials:
         raise StartupError(str(exc)) from None
 
 
-async def serve(
-    creds: Credentials,
-    paths: list[Path],
-    system: Path,
-    scheme: Scheme,
-    host: str,
-    port: int,
-    domains: tuple[str, ...],
-    care: Settings,
-    scrub_rate: float,
-    scrub_interval: float,
-) -> None:
-    drives = await open_local_drives(paths)
-    try:
-        index = LocalIndex.open(system / "index")
-    except Exception as exc:  # lmdb raises its own error types for a bad or locked environment
-        raise StartupError(f"cannot open the index in {system / 'index'}: {exc}") from None
+@dataclass(frozen=True)
+class ServerConfig:
+    creds: Credentials
+    paths: list[Path]  # the drives
+    system: Path  # the index and the credentials
+    scheme: Scheme
+    host: str
+    port: int
+    domains: tuple[str, ...]
+    care: Settings
+    scrub_rate: float  # bytes/s
+    scrub_interval: float
 
-    layer = ObjectLayer(LocalDrives(drives), scheme)
-    scrubber = Scrubber(drives, scrub_reporter(index), rate=scrub_rate, interval=scrub_interval)
-    gw = Gateway(index=index, layer=layer, users=UserDirectory(index, creds), domains=domains)
-    gw.maintenance = Maintenance(index, layer, care, scrub=LocalScrub(scrubber), busy=gw.busy)
-    runner, bound = await start_site(make_app(gw), host, port)
-    await gw.maintenance.start()
-    scrubber.open()
-    _announce(creds, host, bound, scheme, len(drives))
+    @property
+    def index(self) -> Path:
+        return self.system / "index"
+
+
+def _index_error(cfg: ServerConfig, exc: Exception) -> StartupError:
+    return StartupError(f"cannot open the index in {cfg.index}: {exc}")
+
+
+async def serve(cfg: ServerConfig, worker: Worker | None = None) -> None:
+    """Serve until SIGINT/SIGTERM: the whole server, or one of its `--workers` processes."""
+    drives = await open_local_drives(cfg.paths, keep_tmp=worker is not None)
+    try:
+        index = LocalIndex.open(cfg.index)
+    except Exception as exc:  # lmdb raises its own error types for a bad or locked environment
+        raise _index_error(cfg, exc) from None
+
+    layer = ObjectLayer(LocalDrives(drives), cfg.scheme)
+    # Background repair, scans, scrubbing and admin jobs run in one process; the others only queue damage.
+    primary = worker is None or worker.number == PRIMARY
+    scrubber = Scrubber(drives, scrub_reporter(index), rate=cfg.scrub_rate, interval=cfg.scrub_interval)
+    gw = Gateway(index=index, layer=layer, users=UserDirectory(index, cfg.creds), domains=cfg.domains)
+    gw.maintenance = Maintenance(index, layer, cfg.care, scrub=LocalScrub(scrubber) if primary else None, busy=gw.busy)
+    if worker is not None:
+        gw.siblings = Siblings(worker.run_dir, worker.number, worker.count)
+    runner, bound = await start_site(make_app(gw), cfg.host, cfg.port, reuse_port=worker is not None)
+    if worker is not None:
+        internal = socket_path(worker.run_dir, worker.number)
+        internal.unlink(missing_ok=True)  # left by this worker's previous life
+        await web.UnixSite(runner, str(internal)).start()
+    if primary:
+        await gw.maintenance.start()
+        scrubber.open()
+    if worker is None:
+        _announce(cfg, bound)
+    else:
+        worker.ready()
 
     async def cleanup() -> None:
         await runner.cleanup()
         await gw.maintenance.close()  # type: ignore[union-attr]
         await scrubber.close()
+        if gw.siblings is not None:
+            await gw.siblings.close()
         await layer.drain()
         await index.close()
 
     await until_stopped(cleanup)
 
 
-def _announce(creds: Credentials, host: str, port: int, scheme: Scheme, drives: int) -> None:
-    click.echo(f"Tessera: EC {scheme} over {drives} drives")
-    click.echo(f"Endpoint:  {url(host, port)}")
-    click.echo(f"export AWS_ACCESS_KEY_ID={creds.access_key}  AWS_SECRET_ACCESS_KEY={creds.secret_key}")
+def serve_workers(cfg: ServerConfig, count: int) -> int:
+    """Prepare once what every worker would otherwise redo, then run `count` processes of serve()
+    on one port; returns the exit status."""
+    prepare_local_drives(cfg.paths)
+    try:
+        LocalIndex.prepare(cfg.index)
+    except Exception as exc:  # as in serve()
+        raise _index_error(cfg, exc) from None
+    supervisor = Supervisor(count, reserve_port(cfg.host, cfg.port), lambda w: _worker(cfg, w))
+    return supervisor.run(lambda: _announce(cfg, supervisor.port, count))
+
+
+def _worker(cfg: ServerConfig, worker: Worker) -> int:
+    try:
+        asyncio.run(serve(replace(cfg, port=worker.port), worker))
+    except StartupError as exc:
+        click.echo(f"tessera server: error: {exc}", err=True)
+        return 2
+    return 0
+
+
+def _announce(cfg: ServerConfig, port: int, workers: int = 1) -> None:
+    processes = f", {workers} worker processes" if workers > 1 else ""
+    click.echo(f"Tessera: EC {cfg.scheme} over {len(cfg.paths)} drives{processes}")
+    click.echo(f"Endpoint:  {url(cfg.host, port)}")
+    click.echo(f"export AWS_ACCESS_KEY_ID={cfg.creds.access_key}  AWS_SECRET_ACCESS_KEY={cfg.creds.secret_key}")
     sys.stdout.flush()
 
 
@@ -107,6 +159,13 @@ def _announce(creds: Credentials, host: str, port: int, scheme: Scheme, drives: 
 @s3_endpoint_options
 @maintenance_options
 @scrub_options
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Processes serving the port (SO_REUSEPORT): more than one uses more cores.",
+)
 def server(
     drives: tuple[str, ...],
     listen: str,
@@ -115,6 +174,7 @@ def server(
     domains: tuple[str, ...],
     scrub_rate: float,
     scrub_interval: float,
+    workers: int,
     **care: Any,
 ) -> None:
     """Run an erasure-coded S3 endpoint on local DRIVE directories (six under ./tessera-data by default)."""
@@ -125,21 +185,13 @@ def server(
         host, port = parse_listen(listen)
         paths, system = layout(drives, scheme, index)
         creds = system_credentials(system)
+        cfg = ServerConfig(
+            creds, paths, system, scheme, host, port, tuple(domains), settings(**care), scrub_rate * 1e6, scrub_interval
+        )
+        if workers > 1:
+            sys.exit(serve_workers(cfg, workers))
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(
-                serve(
-                    creds,
-                    paths,
-                    system,
-                    scheme,
-                    host,
-                    port,
-                    tuple(domains),
-                    settings(**care),
-                    scrub_rate * 1e6,
-                    scrub_interval,
-                )
-            )
+            asyncio.run(serve(cfg))
     except (StartupError, SchemeError) as exc:
         click.echo(f"tessera server: error: {exc}", err=True)
         sys.exit(2)
