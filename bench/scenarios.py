@@ -1,6 +1,6 @@
 """Issue 6's target workloads against a fresh Tessera, each beside the ceiling it is judged by, in one run.
 
-    python -m bench.scenarios [--runs 3] [--duration 4] [--cluster] [--profile DIR] [--json]
+    python -m bench.scenarios [--runs 3] [--duration 4] [--cluster | --workers N] [--profile DIR] [--json]
 
 Measures this machine's limits (bench.limits), starts `tessera server` on temporary drives (or, with
 --cluster, a whole `tessera dev` cluster), then runs each scenario --runs times: 64 MiB PUT and GET at
@@ -63,15 +63,19 @@ def _peak_rss(pid: int) -> int | None:
     return next((int(ln.split()[1]) * 1024 for ln in lines if ln.startswith("VmHWM:")), None)
 
 
-def embedded(base: Path, m: int) -> Deployment:
+def embedded(base: Path, m: int, workers: int = 1) -> Deployment:
     from cli.launch import launch, stop
 
     env = {**os.environ, "TESSERA_ACCESS_KEY": ACCESS_KEY, "TESSERA_SECRET_KEY": SECRET_KEY}
     drives = [base / f"d{i + 1}" for i in range(6)]
     # No background repair: the degraded runs measure reads with m fragments missing, not their healing.
-    cmd = ["server", *map(str, drives), "--listen", "127.0.0.1:0", "--no-auto-repair"]
+    cmd = ["server", *map(str, drives), "--listen", "127.0.0.1:0", "--no-auto-repair", "--workers", str(workers)]
     run = launch(cmd, env, base / "server.log")
-    dep = Deployment(run.endpoint, {"server": run.proc.pid})
+    pids = {"server": run.proc.pid}
+    if workers > 1:  # the parent only watches; the workers serve (Linux lists a process's children in /proc)
+        children = Path(f"/proc/{run.proc.pid}/task/{run.proc.pid}/children")
+        pids.update({f"worker {i}": int(pid) for i, pid in enumerate(children.read_text().split())})
+    dep = Deployment(run.endpoint, pids)
     dep.stack.callback(stop, run.proc)
 
     def move(src: str, dst: str) -> None:
@@ -319,16 +323,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=4.0, help="seconds per run")
     ap.add_argument("--cluster", action="store_true", help="a `tessera dev` cluster instead of `tessera server`")
     ap.add_argument("--m", type=int, default=2, help="fragments made unavailable for the degraded runs")
+    ap.add_argument("--workers", type=int, default=1, help="`tessera server --workers N` (embedded server only)")
     ap.add_argument("--profile", type=Path, help="write py-spy collapsed stacks of the server per scenario here")
     ap.add_argument("--quick", action="store_true", help="shorter limit measurements")
     ap.add_argument("--json", action="store_true", help="print only the JSON line")
     args = ap.parse_args(argv)
-    kind = "dev cluster" if args.cluster else "embedded server"
+    workers = f", {args.workers} workers" if args.workers > 1 else ""
+    kind = "dev cluster" if args.cluster else f"embedded server{workers}"
 
     print("measuring this machine's limits ...", file=sys.stderr, flush=True)
     lim = measure(args.quick)
     with tempfile.TemporaryDirectory(prefix="tessera-scenarios-") as tmp, trivial_server() as (trivial, _):
-        dep = (cluster if args.cluster else embedded)(Path(tmp), args.m)
+        dep = cluster(Path(tmp), args.m) if args.cluster else embedded(Path(tmp), args.m, args.workers)
         with dep.stack:
             print(f"Tessera at {dep.endpoint} ({kind})", file=sys.stderr, flush=True)
             figures = asyncio.run(Scenarios(dep, trivial, args.runs, args.duration, args.profile).run())
@@ -359,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"    {own:6.1%} {incl:6.1%}  {frame}")
     out = {
         "deployment": "cluster" if args.cluster else "embedded",
+        "workers": 1 if args.cluster else args.workers,
         "figures": {
             k: {
                 **{x: v.median_summary()[x] for x in ("mb_s", "objects_s", "p50_ms", "p99_ms", "client_cpu_share")},
