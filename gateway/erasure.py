@@ -54,6 +54,25 @@ def _rebuild_checked(k: int, m: int) -> bool:
     return ok
 
 
+def _as_bytes(fragments: Sequence[bytes | bytearray | memoryview]) -> list[bytes]:
+    """pyeclib's C code takes bytes only (a bytearray, as rs_isal.encode makes, aborts the process)."""
+    return [f if isinstance(f, bytes) else bytes(f) for f in fragments]
+
+
+@functools.cache
+def _encode_checked(k: int, m: int) -> bool:
+    """Whether rs_isal writes exactly pyeclib's fragments for k+m (checked once, on a few sizes)."""
+    try:
+        segments = [b"", b"\x01", bytes(range(256)) * (k * 8 + 1), bytes(range(255, -1, -1)) * 37]
+        ok = all([bytes(f) for f in rs_isal.encode(k, m, s)] == _driver(k, m).encode(s) for s in segments)
+    except Exception:  # any failure at all: keep to pyeclib
+        log.warning("encoding with ISA-L directly failed its check; writes use pyeclib", exc_info=True)
+        return False
+    if not ok:
+        log.warning("ISA-L encoded %d+%d fragments unlike pyeclib; writes use pyeclib", k, m)
+    return ok
+
+
 @dataclass(frozen=True, slots=True)
 class Scheme:
     k: int
@@ -79,9 +98,16 @@ class Scheme:
     def __str__(self) -> str:
         return f"{self.k}+{self.m}"
 
-    def encode(self, segment: bytes | bytearray | memoryview) -> list[bytes]:
-        """One segment into k+m fragments (pyeclib's, each with its own small header)."""
-        return _driver(self.k, self.m).encode(bytes(segment))
+    def encode(self, segment: bytes | bytearray | memoryview) -> list[bytes] | list[bytearray]:
+        """One segment into k+m fragments (pyeclib's format, each with its own small header).
+
+        rs_isal writes the same bytes as pyeclib, but holds the GIL only to allocate and label
+        the fragments, so the encode can run on a thread beside the event loop.
+        """
+        segment = segment if isinstance(segment, bytes) else bytes(segment)
+        if _encode_checked(self.k, self.m):
+            return rs_isal.encode(self.k, self.m, segment)
+        return _driver(self.k, self.m).encode(segment)
 
     def decode(self, fragments: Sequence[bytes]) -> bytes:
         """Any k fragments of one segment back into the segment.
@@ -91,7 +117,7 @@ class Scheme:
         one of this segment's, goes to pyeclib.
         """
         joined = self._join(fragments)
-        return joined if joined is not None else _driver(self.k, self.m).decode(list(fragments))
+        return joined if joined is not None else _driver(self.k, self.m).decode(_as_bytes(fragments))
 
     def _join(self, fragments: Sequence[bytes]) -> bytes | None:
         """The segment from k fragments of it, by concatenating the data payloads in order (the
@@ -132,7 +158,7 @@ class Scheme:
 
     def reconstruct(self, fragments: dict[int, bytes], wanted: Sequence[int]) -> list[bytes]:
         """The fragments `wanted` of one segment, rebuilt from k others (index -> fragment)."""
-        return _driver(self.k, self.m).reconstruct([fragments[i] for i in sorted(fragments)], list(wanted))
+        return _driver(self.k, self.m).reconstruct(_as_bytes([fragments[i] for i in sorted(fragments)]), list(wanted))
 
     def segment_count(self, size: int) -> int:
         # An empty part still has one (empty) segment, so every part has fragments to find.

@@ -1,10 +1,12 @@
-"""Missing data payloads rebuilt by calling ISA-L (bundled with pyeclib) directly, without the GIL.
+"""Reed-Solomon by calling ISA-L (bundled with pyeclib) directly, without the GIL.
 
-pyeclib's decode holds the GIL and copies every fragment through buffers of its own; a degraded
-read spends more time there than in the maths. This module does only the maths: the same Cauchy
-matrix liberasurecode's isa_l_rs_cauchy backend encodes with, inverted for the fragments at hand,
-applied by ec_encode_data (a ctypes call, so the GIL is released while it runs). A self-check
-against pyeclib (gateway/erasure.py) decides, once per scheme and process, whether it is used.
+pyeclib holds the GIL while it encodes and decodes, and copies every fragment through buffers of
+its own. This module does the same maths with the same Cauchy matrix liberasurecode's
+isa_l_rs_cauchy backend uses: parity for whole fragments, written byte for byte as pyeclib writes
+them (its 80-byte header included), and missing data payloads rebuilt with that matrix inverted
+for the fragments at hand. ec_encode_data and memmove are ctypes calls, so the GIL is released
+while they run. Self-checks against pyeclib (gateway/erasure.py) decide, once per scheme and
+process, whether each is used.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import ctypes
 import functools
 import glob
 import os
+import struct
+import zlib
 from collections.abc import Sequence
 
 import pyeclib
@@ -91,3 +95,49 @@ def rebuild_data(k: int, m: int, payloads: dict[int, _Bytes], missing: Sequence[
     if size:
         lib.ec_encode_data(size, k, len(missing), tables, sources, targets)
     return out
+
+
+# liberasurecode's fragment header as isa_l_rs_cauchy writes it (packed, little-endian): idx, payload
+# size, backend metadata size (0), segment size, checksum type (1: none), eight checksum words (0),
+# checksum mismatch (0), backend id (7), backend version; then magic, library version, the CRC-32 of
+# the 59 bytes before the magic, and zero padding to 80 bytes.
+HEADER_LEN = 80
+_META = struct.Struct("<IIIQB32xBBI")
+_TRAILER = struct.Struct("<III")
+_BACKEND_ID, _BACKEND_VERSION, _MAGIC, _LIBEC_VERSION = 7, 0x20E01, 0xB0C5ECC, 0x10800
+
+
+@functools.cache
+def _parity_tables(k: int, m: int) -> ctypes.Array[ctypes.c_ubyte]:
+    lib = _lib()
+    assert lib is not None
+    encode = (ctypes.c_ubyte * ((k + m) * k))()
+    lib.gf_gen_cauchy1_matrix(encode, k + m, k)
+    parity_rows = (ctypes.c_ubyte * (m * k)).from_buffer(encode, k * k)
+    tables = (ctypes.c_ubyte * (32 * k * m))()
+    lib.ec_init_tables(k, m, parity_rows, tables)
+    return tables
+
+
+def encode(k: int, m: int, segment: bytes) -> list[bytearray]:
+    """The k+m fragments of a segment, as pyeclib's isa_l_rs_cauchy encodes them."""
+    lib = _lib()
+    if lib is None:
+        raise RuntimeError("ISA-L is not available")
+    n = len(segment)
+    size = -(-n // k)  # each data payload; the last is padded with zeros
+    fragments = [bytearray(HEADER_LEN + size) for _ in range(k + m)]
+    addresses = [ctypes.addressof(ctypes.c_char.from_buffer(f)) + HEADER_LEN for f in fragments]
+    source = ctypes.cast(ctypes.c_char_p(segment), ctypes.c_void_p).value or 0
+    for i in range(k):
+        length = min(size, n - i * size)
+        if length > 0:
+            ctypes.memmove(addresses[i], source + i * size, length)
+    if size:
+        data = (ctypes.c_void_p * k)(*addresses[:k])
+        parity = (ctypes.c_void_p * m)(*addresses[k:])
+        lib.ec_encode_data(size, k, m, _parity_tables(k, m), data, parity)
+    for i, frag in enumerate(fragments):
+        _META.pack_into(frag, 0, i, size, 0, n, 1, 0, _BACKEND_ID, _BACKEND_VERSION)
+        _TRAILER.pack_into(frag, _META.size, _MAGIC, _LIBEC_VERSION, zlib.crc32(memoryview(frag)[: _META.size]))
+    return fragments
