@@ -23,6 +23,9 @@ from storage_node.drive import Drive, DriveError, FragmentId
 log = logging.getLogger(__name__)
 
 QUEUE_DEPTH = 2  # fragments buffered per drive: enough to keep every drive busy
+ENCODE_DEPTH = 2  # segments being encoded while the event loop reads the body and feeds the drives
+# Encoding releases the GIL (rs_isal); order is kept by awaiting the results in turn.
+_ENCODERS = ThreadPoolExecutor(2, thread_name_prefix="encode")
 CHUNK_TIMEOUT = 30.0  # seconds a drive may take to deliver one chunk before it counts as failed
 HEDGE_AFTER = 1.0  # seconds without a chunk before a spare fragment is asked for beside it
 
@@ -134,7 +137,16 @@ class FragmentFeed:
                 raise item
             yield item
 
-    async def feed(self, item: bytes | BaseException | None) -> bool:
+    def feed_nowait(self, item: bytes | bytearray) -> bool:
+        """Queue an item if there is room now (or drop it, the drive having failed); False if full."""
+        if self.task.done():
+            return True
+        if self.queue.full():
+            return False
+        self.queue.put_nowait(item)
+        return True
+
+    async def feed(self, item: bytes | bytearray | BaseException | None) -> bool:
         """Queue an item unless the drive has already failed; never blocks on a dead drive."""
         if self.task.done():
             return False
@@ -147,6 +159,14 @@ class FragmentFeed:
             return True
         put.cancel()
         return False
+
+
+async def _feed_all(feeds: Sequence[FragmentFeed | None], fragments: Sequence[bytes | bytearray]) -> None:
+    """Fragment i to feed i; only the feeds that are full make this wait (no task per fragment)."""
+    pairs = zip(feeds, fragments, strict=True)
+    waits = [f.feed(frag) for f, frag in pairs if f is not None and not f.feed_nowait(frag)]
+    if waits:
+        await asyncio.gather(*waits)
 
 
 class _Abort(Exception):
@@ -173,14 +193,20 @@ async def write_part(
     feeds = [FragmentFeed(d, FragmentId(data_id, part_number, i)) if d else None for i, d in enumerate(targets)]
     live = [f for f in feeds if f is not None]
     size = 0
+    loop = asyncio.get_running_loop()
+    encoding: deque[asyncio.Future[list[bytes] | list[bytearray]]] = deque()
     try:
         try:
             async for seg in _segments(source, scheme.segment_size):
                 size += len(seg)
                 await hashing.add(seg)
-                fragments = scheme.encode(seg)
-                await asyncio.gather(*(f.feed(frag) for f, frag in zip(feeds, fragments, strict=True) if f is not None))
+                encoding.append(loop.run_in_executor(_ENCODERS, scheme.encode, seg))
+                if len(encoding) >= ENCODE_DEPTH:
+                    await _feed_all(feeds, await encoding.popleft())
+            while encoding:
+                await _feed_all(feeds, await encoding.popleft())
         finally:
+            await asyncio.gather(*encoding, return_exceptions=True)  # none left running on failure
             await hashing.finish()
     except BaseException as exc:
         for f in live:
