@@ -24,7 +24,7 @@ PRIMARY = 0  # the worker that runs repair, scans, scrubbing and admin jobs
 # Hop-by-hop headers, and the body framing that the forwarded request sets anew.
 _NOT_FORWARDED = frozenset(
     "connection keep-alive proxy-authenticate proxy-authorization te trailer transfer-encoding upgrade "
-    "content-length".split()
+    "content-length expect".split()
 )
 _TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=5)
 _METRICS_TIMEOUT = aiohttp.ClientTimeout(total=5)
