@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pyeclib.ec_iface import ECDriver
@@ -33,25 +33,33 @@ def _driver(k: int, m: int) -> ECDriver:
     return ECDriver(k=k, m=m, ec_type=EC_TYPE)
 
 
+def _agrees_with_pyeclib(k: int, m: int, what: str, uses: str, check: Callable[[], bool]) -> bool:
+    """Run a check of an rs_isal path against pyeclib; any failure at all keeps `uses` on pyeclib."""
+    try:
+        ok = check()
+    except Exception:
+        log.warning("%s with ISA-L directly failed its check; %s use pyeclib", what, uses, exc_info=True)
+        return False
+    if not ok:
+        log.warning("%s %d+%d with ISA-L directly differs from pyeclib; %s use pyeclib", what, k, m, uses)
+    return ok
+
+
 @functools.cache
 def _rebuild_checked(k: int, m: int) -> bool:
     """Whether rs_isal rebuilds what pyeclib encodes for k+m (checked once, on a small segment)."""
-    try:
-        segment = bytes(range(256)) * (k * 8 + 1)
-        fragments = _driver(k, m).encode(segment)
+
+    def check() -> bool:
+        fragments = _driver(k, m).encode(bytes(range(256)) * (k * 8 + 1))
         payloads = {}
         for frag in fragments:
             idx, size = _META.unpack_from(frag, 0)[:2]
             payloads[idx] = memoryview(frag)[_HEADER_LEN : _HEADER_LEN + size]
         lost = list(range(min(k, m)))
         rebuilt = rs_isal.rebuild_data(k, m, {i: p for i, p in payloads.items() if i not in lost}, lost)
-        ok = all(bytes(b) == bytes(payloads[i]) for i, b in zip(lost, rebuilt, strict=True))
-    except Exception:  # any failure at all: keep to pyeclib
-        log.warning("rebuilding with ISA-L directly failed its check; degraded reads use pyeclib", exc_info=True)
-        return False
-    if not ok:
-        log.warning("ISA-L rebuilt %d+%d fragments unlike pyeclib; degraded reads use pyeclib", k, m)
-    return ok
+        return all(bytes(b) == bytes(payloads[i]) for i, b in zip(lost, rebuilt, strict=True))
+
+    return _agrees_with_pyeclib(k, m, "rebuilding", "degraded reads", check)
 
 
 def _as_bytes(fragments: Sequence[bytes | bytearray | memoryview]) -> list[bytes]:
@@ -62,15 +70,12 @@ def _as_bytes(fragments: Sequence[bytes | bytearray | memoryview]) -> list[bytes
 @functools.cache
 def _encode_checked(k: int, m: int) -> bool:
     """Whether rs_isal writes exactly pyeclib's fragments for k+m (checked once, on a few sizes)."""
-    try:
-        segments = [b"", b"\x01", bytes(range(256)) * (k * 8 + 1), bytes(range(255, -1, -1)) * 37]
-        ok = all([bytes(f) for f in rs_isal.encode(k, m, s)] == _driver(k, m).encode(s) for s in segments)
-    except Exception:  # any failure at all: keep to pyeclib
-        log.warning("encoding with ISA-L directly failed its check; writes use pyeclib", exc_info=True)
-        return False
-    if not ok:
-        log.warning("ISA-L encoded %d+%d fragments unlike pyeclib; writes use pyeclib", k, m)
-    return ok
+    segments = [b"", b"\x01", bytes(range(256)) * (k * 8 + 1), bytes(range(255, -1, -1)) * 37]
+
+    def check() -> bool:
+        return all([bytes(f) for f in rs_isal.encode(k, m, s)] == _driver(k, m).encode(s) for s in segments)
+
+    return _agrees_with_pyeclib(k, m, "encoding", "writes", check)
 
 
 @dataclass(frozen=True, slots=True)

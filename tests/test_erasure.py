@@ -6,11 +6,12 @@ from __future__ import annotations
 import itertools
 import os
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway import rs_isal
-from gateway.erasure import Scheme, _driver
+from gateway.erasure import Scheme, _agrees_with_pyeclib, _driver
 
 
 def pyeclib_decode(k: int, m: int, fragments: list[bytes] | list[bytearray]) -> bytes:
@@ -72,3 +73,13 @@ def test_fragments_that_do_not_fit_go_to_pyeclib() -> None:
     assert scheme._join([bytes(damaged), *frags[1:4]]) is None
     assert scheme._join([frags[0][:70], *frags[1:4]]) is None  # shorter than a header
     assert scheme.decode([frags[1], frags[2], frags[3], frags[5]]) == data
+
+
+def test_a_failing_or_disagreeing_isal_check_keeps_pyeclib(caplog: pytest.LogCaptureFixture) -> None:
+    def broken() -> bool:
+        raise OSError("no ISA-L here")
+
+    assert _agrees_with_pyeclib(4, 2, "encoding", "writes", broken) is False
+    assert _agrees_with_pyeclib(4, 2, "encoding", "writes", lambda: False) is False
+    assert _agrees_with_pyeclib(4, 2, "encoding", "writes", lambda: True) is True
+    assert sum("writes use pyeclib" in r.getMessage() for r in caplog.records) == 2
