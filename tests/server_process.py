@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from cli.launch import launch, stop
+from cli.launch import launch, stop, tessera_command
 
 ACCESS_KEY = "TESSERATESTKEY000001"
 SECRET_KEY = "test-secret-key-0123456789abcdefghijklmn"
@@ -79,3 +79,20 @@ def start_server(base: Path, drives: int = 6, ec: str = "4+2", extra: tuple[str,
     args = ["server", *map(str, paths), "--listen", "127.0.0.1:0", "--ec", ec, *extra]
     run = launch(args, env, base / "server.log")
     return ServerProcess(run.proc, run.endpoint, paths, paths[0] / ".tessera-system", base / "server.log", env)
+
+
+CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
+
+
+def run_server(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """For starts that must fail: they exit by themselves, within the timeout."""
+    return subprocess.run(
+        [*tessera_command(), "server", *args], cwd=cwd, env=env or CLEAN_ENV, capture_output=True, text=True, timeout=60
+    )
+
+
+def assert_one_line_error(res: subprocess.CompletedProcess[str], fragment: str) -> None:
+    assert res.returncode == 2, res
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], res.stderr
+    assert "Traceback" not in res.stderr

@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from cli.launch import launch, stop, tessera_command
-
-CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
-
-
-def run_server(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """For starts that must fail: they exit by themselves, within the timeout."""
-    return subprocess.run(
-        [*tessera_command(), "server", *args], cwd=cwd, env=env or CLEAN_ENV, capture_output=True, text=True, timeout=60
-    )
-
-
-def assert_one_line_error(res: subprocess.CompletedProcess[str], fragment: str) -> None:
-    assert res.returncode == 2, res
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and fragment in lines[0], res.stderr
-    assert "Traceback" not in res.stderr
+from cli.launch import launch, stop
+from tests.server_process import CLEAN_ENV, assert_one_line_error, run_server
 
 
 def test_too_few_drives_for_the_scheme(tmp_path: Path) -> None:

@@ -25,7 +25,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cli.launch import tessera_command
 from gateway.admin_client import AdminClient
-from tests.server_process import ACCESS_KEY, SECRET_KEY, ServerProcess, start_server
+from tests.server_process import (
+    ACCESS_KEY,
+    SECRET_KEY,
+    ServerProcess,
+    assert_one_line_error,
+    run_server,
+    start_server,
+)
 
 MiB = 1 << 20
 DEADLINE = 30.0
@@ -227,13 +234,6 @@ def test_a_read_through_any_worker_heals(srv: ServerProcess) -> None:
         time.sleep(0.1)
 
 
-def run_server(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
-    return subprocess.run(
-        [*tessera_command(), "server", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
-    )
-
-
 @pytest.mark.parametrize("workers", ["0", "-1", "many"])
 def test_bad_worker_count(tmp_path: Path, workers: str) -> None:
     res = run_server(["--workers", workers, "--listen", "127.0.0.1:0"], tmp_path)
@@ -246,16 +246,13 @@ def test_workers_on_a_busy_port(tmp_path: Path) -> None:
         sock.listen()
         port = sock.getsockname()[1]
         res = run_server(["--workers", "2", "--listen", f"127.0.0.1:{port}"], tmp_path)
-    lines = res.stderr.strip().splitlines()
-    assert res.returncode == 2 and len(lines) == 1 and f"127.0.0.1:{port}" in lines[0], res
+    assert_one_line_error(res, f"127.0.0.1:{port}")
 
 
 def test_workers_on_an_unusable_drive(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a directory")
     drives = [str(tmp_path / f"d{i}") for i in range(5)] + [str(tmp_path / "file" / "d6")]
-    res = run_server([*drives, "--workers", "2", "--listen", "127.0.0.1:0"], tmp_path)
-    lines = res.stderr.strip().splitlines()
-    assert res.returncode == 2 and len(lines) == 1 and "d6" in lines[0], res
+    assert_one_line_error(run_server([*drives, "--workers", "2", "--listen", "127.0.0.1:0"], tmp_path), "d6")
 
 
 def test_a_forked_worker_draws_its_own_ids() -> None:
