@@ -28,6 +28,7 @@ import aiohttp
 from bench.client import Credentials, S3Client, S3RequestError
 from bench.report import human_size, json_line, plot, summarize, table
 from bench.workload import MAX_ERROR_EXAMPLES, OPS, Result, Spec, Workload
+from cli import event_loop
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1 << 10, "m": 10**6, "mb": 10**6, "mib": 1 << 20}
 _UNITS |= {"g": 10**9, "gb": 10**9, "gib": 1 << 30}
@@ -144,7 +145,7 @@ def _worker_job(job: Path) -> None:
         result.started, result.ended = result.started - perf + wall, result.ended - perf + wall
         return result
 
-    job.with_suffix(".out").write_bytes(pickle.dumps(asyncio.run(go())))
+    job.with_suffix(".out").write_bytes(pickle.dumps(event_loop.run(go())))
 
 
 OTHER_BENCHMARKS = """\
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     creds = Credentials(args.access_key, args.secret_key, args.region)
     try:
-        summary, result = asyncio.run(
+        summary, result = event_loop.run(
             run_bench(args.endpoint, creds, spec, args.bucket, args.keep, processes=args.processes)
         )
     except (S3RequestError, aiohttp.ClientError, OSError, RuntimeError) as exc:

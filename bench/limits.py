@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from bench.client import Credentials
+from cli import event_loop
 
 MiB = 1 << 20
 TRIVIAL_CREDS = Credentials("TRIVIALKEY", "trivial-secret")
@@ -200,7 +201,7 @@ def serve_trivial(seed: int) -> None:
         await asyncio.Event().wait()
 
     try:
-        asyncio.run(main())
+        event_loop.run(main())
     except KeyboardInterrupt:
         pass
 
@@ -285,7 +286,7 @@ def measure(quick: bool = False, directory: str | None = None, seed: int = 1) ->
     result |= erasure(runs, 16 if quick else 64)
     result |= fsync_files(directory, 0.5 if quick else 1.5)
     with trivial_server(seed) as (endpoint, pid):
-        result |= asyncio.run(loopback(endpoint, pid, 1.0 if quick else 1.5, 1 if quick else 3))
+        result |= event_loop.run(loopback(endpoint, pid, 1.0 if quick else 1.5, 1 if quick else 3))
     return {k: round(v, 3) for k, v in result.items()}
 
 

@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from cli import event_loop
 from cli.dev import _free_ports
 from cli.launch import Launched, launch, stop
 from metadata import keys
@@ -144,7 +145,7 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--rebuild", type=int, default=0, help="records for the wiped-replica rebuild timing (0: skip)")
     p.add_argument("--data", default="", help="directory for the run's data (default: a temporary one, removed)")
-    result = asyncio.run(main_async(p.parse_args()))
+    result = event_loop.run(main_async(p.parse_args()))
     print(f"{'index':<12}{'put/s':>10}{'get/s':>10}{'list/s':>10}")
     for name in ("local", "replicated"):
         r = result[name]

@@ -43,6 +43,7 @@ from bench.__main__ import parse_size
 from bench.client import Credentials, S3Client
 from bench.limits import hashing
 from bench.workload import Content
+from cli import event_loop
 from gateway.admin_client import AdminClient
 from storage_node.drive import FragmentId
 from storage_node.fragment_format import HEADER_SIZE, parse_header
@@ -464,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
             with tempfile.TemporaryDirectory(prefix="tessera-bench-repair-") as tmp:
                 dep = start(Path(tmp), args)
                 try:
-                    run = asyncio.run(one_run(dep, args, crc, r))
+                    run = event_loop.run(one_run(dep, args, crc, r))
                 finally:
                     dep.stop()
             runs.append(run)

@@ -17,7 +17,6 @@ a ceiling measured seconds away from its figure is the fair one.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import shutil
@@ -37,6 +36,7 @@ from bench.client import Credentials, S3Client
 from bench.limits import TRIVIAL_CREDS, hashing, measure, trivial_server
 from bench.report import summarize
 from bench.workload import Spec, Workload
+from cli import event_loop
 
 MiB = 1 << 20
 ACCESS_KEY, SECRET_KEY = "BENCHSCENARIOKEY0001", "bench-scenario-secret-0123456789"
@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         dep = cluster(Path(tmp), args.m) if args.cluster else embedded(Path(tmp), args.m, args.workers)
         with dep.stack:
             print(f"Tessera at {dep.endpoint} ({kind})", file=sys.stderr, flush=True)
-            figures = asyncio.run(Scenarios(dep, trivial, args.runs, args.duration, args.profile).run())
+            figures = event_loop.run(Scenarios(dep, trivial, args.runs, args.duration, args.profile).run())
             peak_rss = {name: rss for name, pid in dep.pids.items() if (rss := _peak_rss(pid)) is not None}
     tgts = targets(figures)
     if not args.json:

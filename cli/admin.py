@@ -23,6 +23,7 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn,
 from rich.table import Table
 from rich.text import Text
 
+from cli import event_loop
 from gateway.admin_client import AdminClient, AdminError
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:9000"
@@ -421,7 +422,7 @@ def _run(ctx: click.Context, call: Callable[[AdminClient], Awaitable[T]]) -> T:
             return await call(client)
 
     try:
-        return asyncio.run(conversation())
+        return event_loop.run(conversation())
     except AdminError as exc:
         hint = ""
         if exc.code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):

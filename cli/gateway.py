@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from cli import event_loop
 from cli.addresses import StartupError, index_client, meta_urls, parse_listen, url
 from cli.maintenance_options import maintenance_options, settings
 from cli.malloc_tuning import tune_malloc
@@ -93,7 +94,7 @@ def gateway(listen: str, meta: str, ec: str, domains: tuple[str, ...], **care: A
         host, port = parse_listen(listen)
         urls = meta_urls(meta)
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run_gateway(creds, host, port, urls, scheme, tuple(domains), secret, settings(**care)))
+            event_loop.run(run_gateway(creds, host, port, urls, scheme, tuple(domains), secret, settings(**care)))
     except (StartupError, SchemeError, ClusterAuthError, CredentialsError) as exc:
         click.echo(f"tessera gateway: error: {exc}", err=True)
         sys.exit(2)

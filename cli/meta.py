@@ -9,13 +9,13 @@ Index API (/v1) as a coordinator over all three, for clients given only its addr
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sys
 from pathlib import Path
 
 import click
 
+from cli import event_loop
 from cli.addresses import StartupError, parse_listen, url
 from cli.service_run import configure_logging, start_site, until_stopped
 from cluster.auth import ClusterAuthError, secret_from_env
@@ -135,9 +135,9 @@ def meta(data: str, listen: str, peers: str, anti_entropy_interval: float, tombs
         with contextlib.suppress(KeyboardInterrupt):
             if others:
                 run = serve_replica(Path(data), host, port, others, secret, anti_entropy_interval, tombstone_grace)
-                asyncio.run(run)
+                event_loop.run(run)
             else:
-                asyncio.run(serve(Path(data), host, port, secret))
+                event_loop.run(serve(Path(data), host, port, secret))
     except (StartupError, ClusterAuthError) as exc:
         click.echo(f"tessera meta: error: {exc}", err=True)
         sys.exit(2)

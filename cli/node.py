@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from cli import event_loop
 from cli.addresses import StartupError, index_client, meta_urls, parse_listen, url
 from cli.maintenance_options import scrub_options
 from cli.service_run import configure_logging, open_local_drives, start_site, until_stopped
@@ -169,7 +170,7 @@ def node(
         urls = meta_urls(meta)
         paths = [Path(d) for d in data]
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run_node(paths, host, port, urls, zone, advertise, secret, scrub_rate * 1e6, scrub_interval))
+            event_loop.run(run_node(paths, host, port, urls, zone, advertise, secret, scrub_rate * 1e6, scrub_interval))
     except (StartupError, ClusterAuthError) as exc:
         click.echo(f"tessera node: error: {exc}", err=True)
         sys.exit(2)

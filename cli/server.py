@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sys
 from dataclasses import dataclass, replace
@@ -12,6 +11,7 @@ from typing import Any
 import click
 from aiohttp import web
 
+from cli import event_loop
 from cli.addresses import StartupError, parse_listen, url
 from cli.maintenance_options import maintenance_options, scrub_options, settings
 from cli.malloc_tuning import tune_malloc
@@ -138,7 +138,7 @@ def serve_workers(cfg: ServerConfig, count: int) -> int:
 
 def _worker(cfg: ServerConfig, worker: Worker) -> int:
     try:
-        asyncio.run(serve(replace(cfg, port=worker.port), worker))
+        event_loop.run(serve(replace(cfg, port=worker.port), worker))
     except StartupError as exc:
         click.echo(f"tessera server: error: {exc}", err=True)
         return 2
@@ -191,7 +191,7 @@ def server(
         if workers > 1:
             sys.exit(serve_workers(cfg, workers))
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve(cfg))
+            event_loop.run(serve(cfg))
     except (StartupError, SchemeError) as exc:
         click.echo(f"tessera server: error: {exc}", err=True)
         sys.exit(2)
