@@ -111,9 +111,12 @@ def _is_anonymous(request: web.Request) -> bool:
     return not ({"X-Amz-Signature", "Signature"} & request.query.keys()) and "Authorization" not in request.headers
 
 
+_PROBES = frozenset({"/health/live", "/health/ready", "/metrics"})
+
+
 async def _health(request: web.Request) -> web.StreamResponse | None:
     """Probes and scrapes: only anonymous GETs of these paths, so a bucket named "health" still works."""
-    if request.method != "GET" or not _is_anonymous(request):
+    if request.method != "GET" or request.path not in _PROBES or not _is_anonymous(request):
         return None
     gw = request.app[GATEWAY_KEY]
     if request.path == "/health/live":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -51,10 +51,20 @@ class GatewayMetrics:
         )
         self.bytes_in = Counter("tessera_s3_received_bytes", "Request body bytes", registry=self.registry)
         self.bytes_out = Counter("tessera_s3_sent_bytes", "Response body bytes", registry=self.registry)
+        # labels() checks and locks on every call: a few percent of a small request's CPU. The
+        # children it returns are stable, so each is looked up once.
+        self._counted: dict[tuple[str, int], Any] = {}
+        self._timed: dict[str, Any] = {}
 
     def observe(self, operation: str, status: int, seconds: float, received: int, sent: int) -> None:
-        self.requests.labels(operation, str(status)).inc()
-        self.latency.labels(operation).observe(seconds)
+        counted = self._counted.get((operation, status))
+        if counted is None:
+            counted = self._counted[operation, status] = self.requests.labels(operation, str(status))
+        timed = self._timed.get(operation)
+        if timed is None:
+            timed = self._timed[operation] = self.latency.labels(operation)
+        counted.inc()
+        timed.observe(seconds)
         self.bytes_in.inc(received)
         self.bytes_out.inc(sent)
 
