@@ -1,8 +1,8 @@
 """The streaming erasure-coded pipelines: a body into fragments on drives, and back.
 
 Memory per request stays at a few segments: the writer holds one segment being cut, its
-k+m fragments, and at most QUEUE_DEPTH fragments queued per drive; the reader holds one
-chunk per fragment it reads.
+k+m fragments, and at most QUEUE_DEPTH fragments queued per drive; the reader holds a
+few chunks per fragment it reads (_Cursor.AHEAD).
 """
 
 from __future__ import annotations
@@ -252,19 +252,51 @@ async def delete_fragments(drives: Sequence[Drive | None], data_id: str, part_nu
 
 
 class _Cursor:
-    """Reads one fragment's chunks in order, one at a time."""
+    """Reads one fragment's chunks in order, on a task of its own that keeps up to AHEAD read.
+
+    A chunk already read is taken with ready(), without a task or a wait per segment.
+    """
+
+    AHEAD = 2
 
     def __init__(self, drive: Drive, fid: FragmentId, first: int, end: int) -> None:
         self.fid = fid
         self._it = drive.get(fid, first, end).__aiter__()
+        self._read: asyncio.Queue[bytes | BaseException] = asyncio.Queue(self.AHEAD)
+        self._failed: BaseException | None = None
+        self._pump = asyncio.ensure_future(self._read_ahead())
+
+    async def _read_ahead(self) -> None:
+        try:
+            while True:
+                await self._read.put(await self._it.__anext__())
+        except StopAsyncIteration:
+            await self._read.put(DriveError(f"fragment {self.fid.name} ended early"))
+        except Exception as exc:  # handed to the reader in order, after the chunks before it
+            await self._read.put(exc)
+
+    def ready(self) -> bytes | None:
+        """The next chunk if it has been read, else None (next() then waits, or raises the error)."""
+        if self._failed is not None or self._read.empty():
+            return None
+        item = self._read.get_nowait()
+        if isinstance(item, BaseException):
+            self._failed = item
+            return None
+        return item
 
     async def next(self) -> bytes:
-        try:
-            return await asyncio.wait_for(self._it.__anext__(), CHUNK_TIMEOUT)
-        except StopAsyncIteration:
-            raise DriveError(f"fragment {self.fid.name} ended early") from None
+        if self._failed is not None:
+            raise self._failed
+        item = await asyncio.wait_for(self._read.get(), CHUNK_TIMEOUT)
+        if isinstance(item, BaseException):
+            self._failed = item
+            raise item
+        return item
 
     async def close(self) -> None:
+        self._pump.cancel()
+        await asyncio.gather(self._pump, return_exceptions=True)
         aclose = getattr(self._it, "aclose", None)
         if aclose is not None:
             try:
@@ -327,7 +359,14 @@ async def read_fragments(
             while len(active) < scheme.k and open_next(seg) is not None:
                 pass
             chunks: dict[int, bytes] = {}
-            waiting = {asyncio.ensure_future(c.next()): i for i, c in active.items()}
+            for i, c in active.items():
+                chunk = c.ready()
+                if chunk is not None:
+                    chunks[i] = chunk
+            if len(chunks) == scheme.k:
+                yield chunks
+                continue
+            waiting = {asyncio.ensure_future(c.next()): i for i, c in active.items() if i not in chunks}
             while len(chunks) < scheme.k:
                 if not waiting:
                     raise ReadError(
