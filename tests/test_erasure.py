@@ -83,3 +83,18 @@ def test_a_failing_or_disagreeing_isal_check_keeps_pyeclib(caplog: pytest.LogCap
     assert _agrees_with_pyeclib(4, 2, "encoding", "writes", lambda: False) is False
     assert _agrees_with_pyeclib(4, 2, "encoding", "writes", lambda: True) is True
     assert sum("writes use pyeclib" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_rebuild_reads_payloads_in_place_and_lets_go_of_them() -> None:
+    k, m, h = 4, 2, rs_isal.HEADER_LEN
+    frags = [bytes(f) for f in rs_isal.encode(k, m, os.urandom(k * 1000 + 3))]
+    owned = bytearray(frags[1][h:])  # a writable source beside read-only views of bytes
+    payloads = {1: owned, 2: memoryview(frags[2])[h:], 3: memoryview(frags[3])[h:], 4: memoryview(frags[4])[h:]}
+    assert rs_isal.rebuild_data(k, m, payloads, [0]) == [bytearray(frags[0][h:])]
+    owned.extend(b"x")  # BufferError if the rebuild still held a view of it
+    owned.pop()
+
+    payloads[4] = memoryview(frags[4] * 2)[2 * h :: 2]  # not contiguous: refused, and the others let go
+    with pytest.raises(BufferError):
+        rs_isal.rebuild_data(k, m, payloads, [0])
+    owned.extend(b"x")
