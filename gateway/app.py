@@ -206,14 +206,23 @@ async def _errors(
     except IndexUnavailable as exc:  # no metadata quorum now: a retryable 503, as S3 answers overload
         log.warning("request %s %s: index unavailable: %s", request.method, request.path, exc)
         resp = _error_response(request, S3Error("ServiceUnavailable"), rid)
-    except Exception:
-        log.exception("request %s %s failed", request.method, request.path)
-        resp = _error_response(request, S3Error("InternalError"), rid)
+    except Exception as exc:
+        if isinstance(exc, ConnectionError) and _client_gone(request):
+            # Nothing went wrong here and nothing more can be sent: counted as 499, no traceback.
+            log.debug("request %s %s: the client went away", request.method, request.path)
+        else:
+            log.exception("request %s %s failed", request.method, request.path)
+            resp = _error_response(request, S3Error("InternalError"), rid)
     finally:
         gw.inflight -= 1
         if FORWARDED not in request and (OPERATION in request or resp is None or resp.status >= 400):
             _account(request, resp, time.monotonic() - started)
-    return resp
+    return resp if resp is not None else web.Response(status=499)  # aiohttp finds the connection closed
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _account(request: web.Request, resp: web.StreamResponse | None, seconds: float) -> None:
