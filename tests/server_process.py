@@ -6,12 +6,14 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.config import Config
+from prometheus_client.parser import text_string_to_metric_families
 
 from cli.launch import launch, stop, tessera_command
 
@@ -70,6 +72,19 @@ class ServerProcess:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def requests_answered(self, operation: str, status: str) -> float:
+        """tessera_s3_requests_total{operation, status} in one scrape of /metrics."""
+        with urllib.request.urlopen(self.endpoint + "/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+        for fam in text_string_to_metric_families(text):
+            for sample in fam.samples:
+                if sample.name == "tessera_s3_requests_total" and sample.labels == {
+                    "operation": operation,
+                    "status": status,
+                }:
+                    return sample.value
+        return 0.0
 
 
 def start_server(base: Path, drives: int = 6, ec: str = "4+2", extra: tuple[str, ...] = ()) -> ServerProcess:

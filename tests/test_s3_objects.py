@@ -13,7 +13,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.s3_helpers import (
     MiB,
@@ -705,32 +704,19 @@ def test_virtual_hosted_style(server: ServerProcess, s3: Any, bucket: str) -> No
     assert b"<Key>vh/key one</Key>" in listing.body
 
 
-def _requests_answered(server: ServerProcess, operation: str, status: str) -> float:
-    with urllib.request.urlopen(server.endpoint + "/metrics", timeout=10) as resp:
-        text = resp.read().decode()
-    for fam in text_string_to_metric_families(text):
-        for sample in fam.samples:
-            if sample.name == "tessera_s3_requests_total" and sample.labels == {
-                "operation": operation,
-                "status": status,
-            }:
-                return sample.value
-    return 0.0
-
-
 def test_a_client_gone_mid_get_is_counted_as_499_not_logged_as_a_failure(server: ServerProcess, s3: Any) -> None:
     bucket = unique("gone")
     s3.create_bucket(Bucket=bucket)
     body = data(24 * MiB)  # more than the loopback socket buffers: the server is still sending when we leave
     s3.put_object(Bucket=bucket, Key="big", Body=body)
-    before = _requests_answered(server, "get_object", "499")
+    before = server.requests_answered("get_object", "499")
     for _ in range(3):
         stream = s3.get_object(Bucket=bucket, Key="big")["Body"]
         assert len(stream.read(MiB)) == MiB
         stream.close()  # drops the connection mid-body
     deadline = time.monotonic() + 30
-    while _requests_answered(server, "get_object", "499") < before + 3 and time.monotonic() < deadline:
+    while server.requests_answered("get_object", "499") < before + 3 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _requests_answered(server, "get_object", "499") == before + 3
+    assert server.requests_answered("get_object", "499") == before + 3
     assert f"GET /{bucket}/big failed" not in server.log_text()
     assert s3.get_object(Bucket=bucket, Key="big")["Body"].read() == body

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from cli.launch import tessera_command
 from gateway.admin_client import AdminClient
@@ -147,30 +146,14 @@ def test_admin_jobs_answer_on_every_worker(srv: ServerProcess) -> None:
     assert "repair done" in res.stdout
 
 
-def put_count(text: str) -> float:
-    for fam in text_string_to_metric_families(text):
-        for sample in fam.samples:
-            if sample.name == "tessera_s3_requests_total" and sample.labels == {
-                "operation": "put_object",
-                "status": "200",
-            }:
-                return sample.value
-    return 0.0
-
-
-def scrape(srv: ServerProcess) -> str:
-    with urllib.request.urlopen(srv.endpoint + "/metrics", timeout=10) as resp:
-        return resp.read().decode()
-
-
 def test_metrics_add_up_every_worker(srv: ServerProcess) -> None:
     s3 = closing_client(srv)
     bucket = f"m-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=bucket)
-    before = put_count(scrape(srv))
+    before = srv.requests_answered("put_object", "200")
     seen = {worker(s3.put_object(Bucket=bucket, Key=f"k{i}", Body=b"x")) for i in range(30)}
     assert len(seen) == 2, seen
-    counts = {put_count(scrape(srv)) for _ in range(10)}  # scrapes land on either worker
+    counts = {srv.requests_answered("put_object", "200") for _ in range(10)}  # scrapes land on either worker
     assert counts == {before + 30}
 
 
