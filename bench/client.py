@@ -19,8 +19,8 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from gateway.sigv4_signer import Signer, encode_query
-from gateway.sigv4_signer import encode_path as encode_key
+from gateway.s3.signer import Signer, encode_query
+from gateway.s3.signer import encode_path as encode_key
 
 PIECE = 1 << 20
 _S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"

@@ -80,7 +80,7 @@ def hashing(runs: int = 3, size: int = 64 * MiB) -> dict[str, float]:
 
 def erasure(runs: int = 3, segments: int = 64) -> dict[str, float]:
     from cli.malloc_tuning import tune_malloc
-    from gateway.erasure import Scheme
+    from gateway.objects.erasure import Scheme
 
     tune_malloc()  # the server runs with these settings; without them encode is ~10x slower
     scheme = Scheme(4, 2)

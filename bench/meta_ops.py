@@ -30,12 +30,12 @@ from cli.launch import Launched, launch, stop
 from metadata import keys
 from metadata.hlc import HLC
 from metadata.index import Index
-from metadata.lmdb_store import LocalIndex
-from metadata.merge import Entry
+from metadata.local.store import LocalIndex
 from metadata.records import BucketRecord, ObjectManifest, PartRecord, encode
-from metadata.replica_client import ReplicaClient
-from metadata.replica_store import Write
-from metadata.replicated_index import ReplicatedIndex
+from metadata.replica.client import ReplicaClient
+from metadata.replica.merge import Entry
+from metadata.replica.store import Write
+from metadata.replicated.index import ReplicatedIndex
 
 SECRET = "bench-cluster-secret-0123456789"
 

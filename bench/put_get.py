@@ -28,7 +28,7 @@ from botocore.config import Config
 from cli.dev import DevCluster
 from cli.launch import launch, stop
 from cli.malloc_tuning import tune_malloc
-from gateway.erasure import Scheme
+from gateway.objects.erasure import Scheme
 
 MiB = 1 << 20
 ACCESS, SECRET = "BENCHKEY0001", "bench-secret-0123456789"

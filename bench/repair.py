@@ -44,7 +44,7 @@ from bench.client import Credentials, S3Client
 from bench.limits import hashing
 from bench.workload import Content
 from cli import event_loop
-from gateway.admin_client import AdminClient
+from gateway.admin.client import AdminClient
 from storage_node.drive import FragmentId
 from storage_node.fragment_format import HEADER_SIZE, parse_header
 

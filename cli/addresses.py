@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from metadata.client import RemoteIndex
 from metadata.index import Index
-from metadata.replica_client import ReplicaClient
-from metadata.replicated_index import ReplicatedIndex
+from metadata.remote.client import RemoteIndex
+from metadata.replica.client import ReplicaClient
+from metadata.replicated.index import ReplicatedIndex
 
 
 class StartupError(Exception):

@@ -2,7 +2,7 @@
 
 Credentials and endpoint come from where aws-cli takes them, so an operator's shell set up for `aws s3` works
 as is. The render_* functions are pure (document in, text on a rich Console out) so they can be tested without
-a server; everything that talks to the gateway goes through gateway.admin_client.
+a server; everything that talks to the gateway goes through gateway.admin.client.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cli import event_loop
-from gateway.admin_client import AdminClient, AdminError
+from gateway.admin.client import AdminClient, AdminError
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:9000"
 POLL_INTERVAL = 0.5  # seconds between GET jobs/ID while waiting

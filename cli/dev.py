@@ -15,7 +15,7 @@ import click
 
 from cli.addresses import StartupError
 from cli.launch import launch, stop
-from gateway.credentials import CredentialsError, root_credentials
+from gateway.accounts.credentials import CredentialsError, root_credentials
 
 ZONES = 3  # dev nodes are spread over this many zones, so zone-aware placement is exercised
 

@@ -17,15 +17,15 @@ from cli.malloc_tuning import tune_malloc
 from cli.s3_options import s3_endpoint_options
 from cli.service_run import configure_logging, start_site, until_stopped
 from cluster.auth import ClusterAuthError, secret_from_env
+from gateway.accounts.credentials import Credentials, CredentialsError, credentials_from_env
+from gateway.accounts.users import UserDirectory
 from gateway.app import make_app
+from gateway.care.maintenance import Maintenance, Settings
+from gateway.care.scrub_control import NodeScrubs
 from gateway.context import Gateway
-from gateway.credentials import Credentials, CredentialsError, credentials_from_env
-from gateway.erasure import Scheme, SchemeError
-from gateway.maintenance import Maintenance, Settings
-from gateway.membership import ClusterDrives
-from gateway.object_layer import ObjectLayer
-from gateway.scrub_control import NodeScrubs
-from gateway.users import UserDirectory
+from gateway.objects.erasure import Scheme, SchemeError
+from gateway.objects.layer import ObjectLayer
+from gateway.objects.membership import ClusterDrives
 
 log = logging.getLogger("tessera.gateway")
 MEMBERSHIP_WAIT = 15.0  # seconds to reach the metadata service at start

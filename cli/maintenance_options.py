@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from gateway.maintenance import Settings
+from gateway.care.maintenance import Settings
 
 
 def maintenance_options(f: Callable[..., Any]) -> Callable[..., Any]:

@@ -1,7 +1,7 @@
 """`tessera meta`: a metadata replica, the LMDB index served to the cluster over HTTP.
 
 With --peers naming three replicas (this one among them), it is one of three replicas of a
-leaderless replicated index (metadata/replicated_index.py): it serves the replica protocol to
+leaderless replicated index (metadata/replicated/index.py): it serves the replica protocol to
 gateways, nodes and its peers, runs anti-entropy against its peers, and also serves the plain
 Index API (/v1) as a coordinator over all three, for clients given only its address. Without
 --peers (or with only itself), it is a single, unreplicated index, as before.
@@ -19,12 +19,12 @@ from cli import event_loop
 from cli.addresses import StartupError, parse_listen, url
 from cli.service_run import configure_logging, start_site, until_stopped
 from cluster.auth import ClusterAuthError, secret_from_env
-from metadata.anti_entropy import TOMBSTONE_GRACE, AntiEntropy
-from metadata.lmdb_store import LocalIndex
-from metadata.replica_client import ReplicaClient
-from metadata.replica_store import ReplicaStore
-from metadata.replicated_index import ReplicatedIndex
-from metadata.service import SERVICE, make_meta_app
+from metadata.local.store import LocalIndex
+from metadata.remote.service import SERVICE, make_meta_app
+from metadata.replica.anti_entropy import TOMBSTONE_GRACE, AntiEntropy
+from metadata.replica.client import ReplicaClient
+from metadata.replica.store import ReplicaStore
+from metadata.replicated.index import ReplicatedIndex
 
 REPLICAS = 3
 

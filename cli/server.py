@@ -19,17 +19,17 @@ from cli.node import scrub_reporter
 from cli.s3_options import s3_endpoint_options
 from cli.service_run import configure_logging, open_local_drives, prepare_local_drives, start_site, until_stopped
 from cli.workers import Supervisor, Worker, reserve_port
+from gateway.accounts.credentials import Credentials, CredentialsError, root_credentials
+from gateway.accounts.users import UserDirectory
 from gateway.app import make_app
+from gateway.care.maintenance import Maintenance, Settings
+from gateway.care.scrub_control import LocalScrub
 from gateway.context import Gateway
-from gateway.credentials import Credentials, CredentialsError, root_credentials
-from gateway.drive_set import LocalDrives
-from gateway.erasure import Scheme, SchemeError
-from gateway.maintenance import Maintenance, Settings
-from gateway.object_layer import ObjectLayer
-from gateway.scrub_control import LocalScrub
+from gateway.objects.drive_set import LocalDrives
+from gateway.objects.erasure import Scheme, SchemeError
+from gateway.objects.layer import ObjectLayer
 from gateway.siblings import PRIMARY, Siblings, socket_path
-from gateway.users import UserDirectory
-from metadata.lmdb_store import LocalIndex
+from metadata.local.store import LocalIndex
 from storage_node.scrubber import Scrubber
 
 DEFAULT_DATA = Path("tessera-data")

@@ -11,12 +11,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from gateway import admin_api, bucket_api, listing_api, multipart_api, object_api, siblings, sigv2, sigv4
+from gateway import siblings
+from gateway.admin import api as admin_api
 from gateway.context import Gateway
-from gateway.errors import S3Error
+from gateway.handlers import buckets as bucket_api
+from gateway.handlers import listing as listing_api
+from gateway.handlers import multipart as multipart_api
+from gateway.handlers import objects as object_api
 from gateway.metrics import CONTENT_TYPE, GatewayMetrics, merge
-from gateway.request import S3Request, split_path
-from gateway.s3_xml import error_document
+from gateway.s3 import sigv2, sigv4
+from gateway.s3.errors import S3Error
+from gateway.s3.request import S3Request, split_path
+from gateway.s3.xml import error_document
 from metadata.index import IndexUnavailable
 
 log = logging.getLogger(__name__)

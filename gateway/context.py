@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from gateway.errors import S3Error
-from gateway.maintenance import Maintenance
-from gateway.object_layer import ObjectLayer
+from gateway.accounts.users import UserDirectory
+from gateway.care.maintenance import Maintenance
+from gateway.objects.layer import ObjectLayer
+from gateway.s3.errors import S3Error
 from gateway.siblings import Siblings
-from gateway.users import UserDirectory
 from metadata.index import Index
 from metadata.records import BucketRecord
 

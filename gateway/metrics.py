@@ -11,7 +11,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 if TYPE_CHECKING:
-    from gateway.maintenance import Maintenance
+    from gateway.care.maintenance import Maintenance
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 

@@ -16,7 +16,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from gateway.admin_http import json_error
+from gateway.admin.http import json_error
 
 log = logging.getLogger(__name__)
 

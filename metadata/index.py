@@ -1,7 +1,7 @@
 """The index seam: buckets, object manifests, multipart uploads, cluster membership, users, the repair queue.
 
-Implementations: LocalIndex (LMDB, metadata/lmdb_store.py), RemoteIndex (one metadata service over
-HTTP, metadata/client.py) and ReplicatedIndex (three replicas, metadata/replicated_index.py; what each
+Implementations: LocalIndex (LMDB, metadata/local/store.py), RemoteIndex (one metadata service over
+HTTP, metadata/remote/client.py) and ReplicatedIndex (three replicas, metadata/replicated/index.py; what each
 operation guarantees there is in docs/consistency.md). All pass tests/index_contract.py.
 Every method is atomic: a method that raises has changed nothing (but see IndexUnavailable).
 """

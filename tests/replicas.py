@@ -8,11 +8,11 @@ from pathlib import Path
 
 from aiohttp import web
 
-from metadata.anti_entropy import AntiEntropy
-from metadata.replica_client import ReplicaClient
-from metadata.replica_store import ReplicaStore
-from metadata.replicated_index import ReplicatedIndex
-from metadata.service import make_meta_app
+from metadata.remote.service import make_meta_app
+from metadata.replica.anti_entropy import AntiEntropy
+from metadata.replica.client import ReplicaClient
+from metadata.replica.store import ReplicaStore
+from metadata.replicated.index import ReplicatedIndex
 
 SECRET = b"test-cluster-secret-0123456789"
 MAP_SIZE = 1 << 30

@@ -1,4 +1,4 @@
-"""gateway.aws_chunked: bodies from the AWS documentation's examples, from an encoder written here from the
+"""gateway.s3.aws_chunked: bodies from the AWS documentation's examples, from an encoder written here from the
 spec, and from botocore / boto3 themselves; tampering, truncation and framing errors."""
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from gateway import checksums, sigv4
-from gateway.aws_chunked import AwsChunkedReader
-from gateway.errors import S3Error
+from gateway.s3 import checksums, sigv4
+from gateway.s3.aws_chunked import AwsChunkedReader
+from gateway.s3.errors import S3Error
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 ACCESS_KEY = "TESSERAACCESSKEY0001"

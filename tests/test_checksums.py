@@ -1,4 +1,4 @@
-"""gateway.checksums against published check values, zlib/hashlib, and botocore's own implementations."""
+"""gateway.s3.checksums against published check values, zlib/hashlib, and botocore's own implementations."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from botocore import httpchecksum
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import checksums
-from gateway.errors import S3Error
+from gateway.s3 import checksums
+from gateway.s3.errors import S3Error
 
 # The CRC catalogue's check values: the checksum of b"123456789".
 CHECK_VALUES = {
@@ -31,7 +31,7 @@ BOTOCORE = {
 
 
 def reference_digest(algo: str, data: bytes) -> bytes:
-    """Independent of gateway.checksums: zlib / hashlib where they exist, else botocore."""
+    """Independent of gateway.s3.checksums: zlib / hashlib where they exist, else botocore."""
     if algo == "CRC32":
         return zlib.crc32(data).to_bytes(4, "big")
     if algo == "SHA1":

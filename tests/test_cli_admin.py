@@ -26,10 +26,10 @@ from rich.console import Console
 from cli.admin import job_failed, job_summary, new_user_lines, render_inspect, render_status, render_users
 from cli.launch import tessera_command
 from cli.main import main
-from gateway import sigv4
-from gateway.admin_client import BASE_PATH, AdminError, error_from_response
-from gateway.errors import S3Error
-from gateway.sigv4_signer import Signer, encode_path, encode_query, encode_segment
+from gateway.admin.client import BASE_PATH, AdminError, error_from_response
+from gateway.s3 import sigv4
+from gateway.s3.errors import S3Error
+from gateway.s3.signer import Signer, encode_path, encode_query, encode_segment
 from tests.s3_helpers import botocore_clock
 
 ACCESS_KEY = "TESSERAROOT0001"
@@ -117,7 +117,7 @@ def test_errors_parse_from_json_and_s3_xml() -> None:
 
 
 def test_an_endpoint_that_is_not_http_is_refused() -> None:
-    from gateway.admin_client import AdminClient
+    from gateway.admin.client import AdminClient
 
     with pytest.raises(AdminError, match="not an http"):
         AdminClient("ftp://x", ACCESS_KEY, SECRET_KEY)

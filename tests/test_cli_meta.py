@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from cli.launch import launch, stop, tessera_command
-from metadata.client import RemoteIndex
 from metadata.records import BucketRecord, DriveRecord, NodeRecord
+from metadata.remote.client import RemoteIndex
 
 SECRET = "meta-test-cluster-secret-0123"
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}

@@ -9,8 +9,8 @@ import pytest
 
 from cli.dev import _free_ports
 from cli.launch import launch, stop
-from metadata.client import RemoteIndex
 from metadata.records import BucketRecord
+from metadata.remote.client import RemoteIndex
 from tests.test_cli_meta import ENV, SECRET, assert_one_line_error, run_meta
 
 

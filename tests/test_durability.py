@@ -15,7 +15,7 @@ import pytest
 from botocore.exceptions import ClientError, ResponseStreamingError
 from urllib3.exceptions import ProtocolError
 
-from gateway.object_layer import INLINE_MAX
+from gateway.objects.layer import INLINE_MAX
 from storage_node.drive import FragmentId
 from storage_node.fragment_format import HEADER_SIZE, parse_header
 from tests.server_process import ServerProcess

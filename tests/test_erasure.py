@@ -1,4 +1,4 @@
-"""Segment coding (gateway/erasure.py): the fast paths (joining data fragments, rebuilding missing ones
+"""Segment coding (gateway/objects/erasure.py): the fast paths (joining data fragments, rebuilding missing ones
 with ISA-L) agree with pyeclib."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import rs_isal
-from gateway.erasure import Scheme, _agrees_with_pyeclib, _driver
+from gateway.objects import rs_isal
+from gateway.objects.erasure import Scheme, _agrees_with_pyeclib, _driver
 
 
 def pyeclib_decode(k: int, m: int, fragments: list[bytes] | list[bytearray]) -> bytes:

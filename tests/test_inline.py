@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from gateway.object_layer import INLINE_MAX
+from gateway.objects.layer import INLINE_MAX
 from metadata.records import ObjectManifest, PartRecord, decode, encode
 from tests.server_process import ServerProcess
 

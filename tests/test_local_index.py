@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from metadata import keys, records
 from metadata.index import Index, PreconditionFailed
 from metadata.keys import sortable
-from metadata.lmdb_store import LocalIndex
+from metadata.local.store import LocalIndex
 from metadata.records import BucketRecord, Condition, DriveRecord, NodeRecord, ObjectManifest, PartRecord, UploadRecord
 from tests.index_contract import (
     IndexContract,

@@ -1,4 +1,4 @@
-"""The merge rule (metadata/merge.py) and the hybrid logical clock (metadata/hlc.py), by their properties."""
+"""The merge rule (metadata/replica/merge.py) and the hybrid logical clock (metadata/hlc.py), by their properties."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from metadata import hlc
 from metadata.hlc import HLC
-from metadata.merge import Entry, merge
+from metadata.replica.merge import Entry, merge
 
 # Few distinct timestamps and values, so ties (the deterministic tie-break) come up often.
 entries = st.builds(

@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 
 from cli.launch import Launched, launch, stop
-from metadata.client import RemoteIndex
+from metadata.remote.client import RemoteIndex
 from storage_node import fragment_format as ff
 from storage_node import protocol
 from storage_node.client import NodeClient, NodeError, RemoteDrive, fetch_node_drives

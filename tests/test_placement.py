@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from gateway.placement import NodeSlot, place
+from gateway.objects.placement import NodeSlot, place
 
 
 def nodes(n: int, zones: int = 1, drives: int = 2, dead: tuple[int, ...] = ()) -> list[NodeSlot]:

@@ -22,12 +22,12 @@ from aiohttp import web
 
 from cluster import auth
 from cluster.auth import ClusterAuthError
-from metadata import protocol
-from metadata.client import RemoteIndex
 from metadata.index import Index, IndexUnavailable
-from metadata.lmdb_store import LocalIndex
+from metadata.local.store import LocalIndex
 from metadata.records import BucketRecord
-from metadata.service import make_meta_app
+from metadata.remote import protocol
+from metadata.remote.client import RemoteIndex
+from metadata.remote.service import make_meta_app
 from tests.index_contract import IndexContract, make_manifest, make_node, make_part, make_upload, new_bucket
 
 SECRET = b"test-cluster-secret-0123456789"
@@ -323,11 +323,11 @@ async def test_metrics_by_operation_and_outcome(service: Service, remote: Remote
 async def test_one_access_log_line_per_request(
     service: Service, remote: RemoteIndex, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="metadata.service"):
+    with caplog.at_level(logging.INFO, logger="metadata.remote.service"):
         name = await new_bucket(remote)
         await remote.get_bucket(name)
         await send(service.url, "/v1/list_buckets", b"", header=None)
-    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "metadata.service"]
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "metadata.remote.service"]
     assert [(ln["op"], ln["status"], ln["outcome"]) for ln in lines] == [
         ("create_bucket", 200, "ok"),
         ("get_bucket", 200, "ok"),

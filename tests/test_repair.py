@@ -1,4 +1,4 @@
-"""Rebuilding lost fragments (gateway/repair.py) over real local drives."""
+"""Rebuilding lost fragments (gateway/care/rebuild.py) over real local drives."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.drive_set import LocalDrives
-from gateway.erasure import Scheme
-from gateway.object_io import ReadError, read_fragments, read_part
-from gateway.object_layer import ObjectLayer
-from gateway.repair import RepairError, rebuild
+from gateway.care.rebuild import RepairError, rebuild
+from gateway.objects.drive_set import LocalDrives
+from gateway.objects.erasure import Scheme
+from gateway.objects.layer import ObjectLayer
+from gateway.objects.pipelines import ReadError, read_fragments, read_part
 from metadata.records import PartRecord
 from storage_node.drive import FragmentId
 from storage_node.local_drive import LocalDrive

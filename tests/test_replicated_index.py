@@ -11,7 +11,7 @@ import pytest
 
 from metadata.index import BucketAlreadyExists, IndexUnavailable, PreconditionFailed
 from metadata.records import BucketRecord, Condition
-from metadata.replicated_index import ReplicatedIndex
+from metadata.replicated.index import ReplicatedIndex
 from tests.index_contract import IndexContract, make_manifest, make_upload, new_bucket, new_bucket_name
 from tests.replicas import Replicas
 

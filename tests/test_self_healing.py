@@ -2,7 +2,7 @@
 
 Every service is its own `tessera` process on loopback, started by `tessera dev`'s DevCluster: 7 storage
 nodes, EC 4+2, one gateway with short maintenance settings. `tessera admin` runs as a real subprocess
-wherever the test is about the command; polls go through gateway.admin_client (a CLI start costs ~1 s).
+wherever the test is about the command; polls go through gateway.admin.client (a CLI start costs ~1 s).
 Every test has a cluster of its own, so one test's damage never reaches another's assertions.
 """
 
@@ -28,7 +28,7 @@ from botocore.exceptions import ClientError
 
 from cli.dev import DevCluster
 from cli.launch import tessera_command
-from gateway.admin_client import AdminClient
+from gateway.admin.client import AdminClient
 from tests.s3_helpers import dev_client
 
 KiB, MiB = 1 << 10, 1 << 20

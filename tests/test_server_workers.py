@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from cli.launch import tessera_command
-from gateway.admin_client import AdminClient
+from gateway.admin.client import AdminClient
 from tests.server_process import (
     ACCESS_KEY,
     SECRET_KEY,
@@ -241,7 +241,7 @@ def test_workers_on_an_unusable_drive(tmp_path: Path) -> None:
 def test_a_forked_worker_draws_its_own_ids() -> None:
     """Workers are forked: ids drawn from a pool, and request ids, must not repeat the parent's or a sibling's."""
     from gateway import app
-    from gateway.object_layer import new_id
+    from gateway.objects.layer import new_id
 
     new_id()  # the pool is filled here, before the fork
     r, w = os.pipe()

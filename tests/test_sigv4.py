@@ -1,4 +1,4 @@
-"""gateway.sigv4 against requests signed by botocore itself, and against the AWS documentation's examples."""
+"""gateway.s3.sigv4 against requests signed by botocore itself, and against the AWS documentation's examples."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from gateway import sigv4
-from gateway.errors import S3Error
+from gateway.s3 import sigv4
+from gateway.s3.errors import S3Error
 
 ACCESS_KEY = "TESSERAACCESSKEY0001"
 SECRET_KEY = "tessera/secret+key=with~odd/chars0123"

@@ -1,0 +1,1 @@
+"""Who is who: root credentials and the users kept in the index."""

@@ -1,0 +1,157 @@
+"""S3 users: kept in the index, cached in every gateway so that signing a request costs no index read."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+
+from gateway.accounts.credentials import Credentials, generate
+from metadata.index import Index, IndexUnavailable
+from metadata.records import UserRecord
+
+log = logging.getLogger(__name__)
+
+REFRESH_SECONDS = 5.0  # how long a user removed through another gateway may keep working here
+_NAME_RE = re.compile(r"[A-Za-z0-9_.@+=-]{1,64}")
+_RESERVED_NAMES = frozenset({"root"})
+_CHANGE_MEMORY = 120.0  # seconds a local add/remove is remembered, to outlive any reload started before it
+
+
+class InvalidUserName(ValueError):
+    pass
+
+
+class UserDirectory:
+    """Who may sign requests: the root (always) and the users in the index.
+
+    The cache is complete after each reload; a key missing from it triggers a reload at once (so a user
+    added through another gateway works on the first request) and a periodic refresh drops removed users.
+    """
+
+    def __init__(self, index: Index, root: Credentials, refresh: float = REFRESH_SECONDS) -> None:
+        self._index = index
+        self._root = root
+        self._refresh = refresh
+        self._secrets: dict[str, str] = {}  # user access key -> secret key
+        # Adds and removes made here, by access key: (monotonic time, secret or None when removed). A reload
+        # that started before one of them read the index before it, so must not undo it.
+        self._changes: dict[str, tuple[float, str | None]] = {}
+        self._inflight: asyncio.Future[None] | None = None
+        self._inflight_started = 0.0
+        self._refresher: asyncio.Task[None] | None = None
+
+    # -- the hot path (no awaits)
+    def secret(self, access_key: str) -> str | None:
+        if access_key == self._root.access_key:
+            return self._root.secret_key
+        return self._secrets.get(access_key)
+
+    def is_root(self, access_key: str) -> bool:
+        return bool(access_key) and access_key == self._root.access_key
+
+    def known(self, access_key: str) -> bool:
+        return access_key == self._root.access_key or access_key in self._secrets
+
+    async def ensure(self, access_key: str) -> None:
+        """Reload from the index if access_key is not cached; after this the cache knows it if the index did
+        when this call started. Raises IndexUnavailable when the index cannot answer."""
+        if self.known(access_key):
+            return
+        arrived = time.monotonic()
+        started = await self._reload_shared()
+        # The reload we joined may have read the index before this key's user was created: one more.
+        if not self.known(access_key) and started < arrived:
+            await self._reload_shared()
+
+    # -- lifecycle
+    async def start(self) -> None:
+        with contextlib.suppress(Exception):  # the index may be down now; ensure() and the refresher retry
+            await self._reload_shared()
+        if self._refresher is None:
+            self._refresher = asyncio.create_task(self._refresh_loop(), name="users-refresh")
+
+    async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None
+
+    # -- administration
+    async def add(self, name: str) -> UserRecord:
+        """Create a user with new credentials. Raises InvalidUserName, metadata.index.UserExists."""
+        check_name(name, self._root.access_key)
+        creds = generate()
+        while self.known(creds.access_key):  # astronomically unlikely, but a clash would merge two identities
+            creds = generate()
+        rec = UserRecord(name=name, access_key=creds.access_key, secret_key=creds.secret_key, created=time.time())
+        await self._index.create_user(rec)
+        self._secrets[rec.access_key] = rec.secret_key
+        self._remember(rec.access_key, rec.secret_key)
+        return rec
+
+    async def remove(self, name: str) -> UserRecord | None:
+        rec = await self._index.delete_user(name)
+        if rec is not None:
+            self._secrets.pop(rec.access_key, None)
+            self._remember(rec.access_key, None)
+        return rec
+
+    async def list(self) -> list[UserRecord]:
+        return sorted(await self._index.list_users(), key=lambda u: u.name)
+
+    # -- internals
+    async def _reload_shared(self) -> float:
+        """One reload at a time: concurrent callers wait for the same one. Returns when it started."""
+        if self._inflight is None or self._inflight.done():
+            self._inflight_started = time.monotonic()
+            self._inflight = asyncio.ensure_future(self._reload(self._inflight_started))
+            # Retrieved here so that a reload whose callers all went away does not log "never retrieved".
+            self._inflight.add_done_callback(lambda f: f.cancelled() or f.exception())
+        started = self._inflight_started
+        # shield: a caller that goes away (client disconnect) must not cancel the others' reload.
+        await asyncio.shield(self._inflight)
+        return started
+
+    async def _reload(self, started: float) -> None:
+        try:
+            users = await self._index.list_users()
+        except IndexUnavailable:
+            raise
+        except Exception as exc:  # anything else from the index is still "cannot tell now", not a crash
+            log.exception("cannot load users from the index")
+            raise IndexUnavailable(f"cannot load users: {exc!r}") from exc
+        secrets = {u.access_key: u.secret_key for u in users}
+        now = time.monotonic()
+        for key, (when, secret) in list(self._changes.items()):
+            if when < now - _CHANGE_MEMORY:
+                del self._changes[key]
+            elif when >= started:
+                if secret is None:
+                    secrets.pop(key, None)
+                else:
+                    secrets[key] = secret
+        secrets.pop(self._root.access_key, None)  # the root's secret comes from its own configuration only
+        self._secrets = secrets
+
+    def _remember(self, access_key: str, secret: str | None) -> None:
+        self._changes[access_key] = (time.monotonic(), secret)
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh)
+            try:
+                await self._reload_shared()
+            except Exception as exc:  # keep serving the users we know; try again next round
+                log.warning("users refresh failed: %s", exc)
+
+
+def check_name(name: str, root_access_key: str = "") -> None:
+    if not _NAME_RE.fullmatch(name):
+        raise InvalidUserName("a user name is 1-64 characters of A-Za-z0-9_.@+=-")
+    # "root" and the root's access key would read as the root in listings and logs.
+    if name.lower() in _RESERVED_NAMES or name == root_access_key:
+        raise InvalidUserName(f"the user name {name!r} is reserved")

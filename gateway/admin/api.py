@@ -1,0 +1,96 @@
+"""The admin API (docs/admin-api.md): JSON over HTTP under /_tessera/admin/v1/, for the root only.
+
+Add an endpoint: write `async def handler(gw, request, params) -> web.StreamResponse` (params holds the
+{placeholders} of its path pattern, percent-decoded) and add it to ROUTES at the bottom of this module.
+Handlers live by meaning (admin_ops: the data; admin_users: users) and raise admin_http.AdminError for
+the API's own JSON errors.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from gateway.admin import ops as admin_ops
+from gateway.admin import users as admin_users
+from gateway.admin.http import AdminError, json_error
+from gateway.context import Gateway
+from gateway.s3.errors import S3Error
+from metadata.index import IndexUnavailable
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/_tessera/admin/v1/"
+
+Handler = Callable[[Gateway, web.Request, dict[str, str]], Awaitable[web.StreamResponse]]
+
+
+def is_admin_path(raw_path: str) -> bool:
+    return raw_path.startswith(PREFIX) or raw_path == PREFIX.rstrip("/")
+
+
+async def dispatch(gw: Gateway, request: web.Request, access_key: str) -> tuple[str, web.StreamResponse]:
+    """Answer an authenticated admin request; returns the handler's name (for metrics) and the response."""
+    if not gw.is_root(access_key):
+        raise S3Error("AccessDenied")  # an S3 XML error, as for any other authorization failure
+    handler, params, allowed = _match(request.method, request.rel_url.raw_path[len(PREFIX) :])
+    if handler is None:
+        if allowed:
+            resp = json_error(405, "MethodNotAllowed", f"{request.method} is not allowed here")
+            resp.headers["Allow"] = ", ".join(sorted(allowed))
+            return "admin_method_not_allowed", resp
+        return "admin_not_found", json_error(404, "NotFound", f"no admin endpoint at {request.rel_url.raw_path}")
+    name = "admin_" + handler.__name__
+    try:
+        return name, await handler(gw, request, params)
+    except AdminError as err:
+        return name, json_error(err.status, err.code, err.message)
+    except IndexUnavailable as exc:
+        log.warning("admin %s %s: index unavailable: %s", request.method, request.path, exc)
+        return name, json_error(503, "ServiceUnavailable", "the metadata index is unavailable; try again")
+
+
+def _match(method: str, rel_path: str) -> tuple[Handler | None, dict[str, str], set[str]]:
+    """The handler for method and path (relative to PREFIX), its params, and the methods the path allows."""
+    segments = rel_path.strip("/").split("/") if rel_path.strip("/") else []
+    allowed: set[str] = set()
+    for (route_method, pattern), handler in ROUTES.items():
+        params = _match_pattern(pattern, segments)
+        if params is None:
+            continue
+        if route_method == method:
+            return handler, params, allowed
+        allowed.add(route_method)
+    return None, {}, allowed
+
+
+def _match_pattern(pattern: str, segments: list[str]) -> dict[str, str] | None:
+    parts = pattern.split("/")
+    if len(parts) != len(segments):
+        return None
+    params: dict[str, str] = {}
+    for part, segment in zip(parts, segments, strict=True):
+        if part.startswith("{") and part.endswith("}"):
+            if not segment:
+                return None
+            params[part[1:-1]] = unquote(segment)
+        elif part != segment:
+            return None
+    return params
+
+
+# (method, path pattern relative to PREFIX) -> handler. "{name}" matches one non-empty path segment.
+ROUTES: dict[tuple[str, str], Handler] = {
+    ("GET", "status"): admin_ops.status,
+    ("GET", "inspect"): admin_ops.inspect,
+    ("POST", "repair"): admin_ops.start_repair,
+    ("POST", "scrub"): admin_ops.start_scrub,
+    ("POST", "nodes/{node}/drain"): admin_ops.drain,
+    ("GET", "jobs/{id}"): admin_ops.job,
+    ("GET", "users"): admin_users.list_users,
+    ("POST", "users"): admin_users.add_user,
+    ("DELETE", "users/{name}"): admin_users.remove_user,
+}

@@ -1,0 +1,221 @@
+"""The admin API's operations on the data: status, inspect, and the repair, scrub and drain jobs.
+
+Documents are as docs/admin-api.md describes them. Routing and root-only authentication are in
+gateway/admin/api.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from gateway.admin.http import AdminError, json_ok
+from gateway.care.maintenance import Maintenance
+from gateway.care.part_health import OK, check_part
+from gateway.context import Gateway
+from gateway.objects.erasure import Scheme
+from metadata.index import NoSuchNode
+from metadata.records import NodeRecord
+
+PROBE_TIMEOUT = 2.0
+
+
+def _maintenance(gw: Gateway) -> Maintenance:
+    if gw.maintenance is None:
+        raise AdminError(503, "ServiceUnavailable", "this gateway runs no repairer")
+    return gw.maintenance
+
+
+def _local_nodes(gw: Gateway) -> list[dict[str, Any]]:
+    """The embedded server: each local drive stands as a node of its own."""
+    out = []
+    for slot in gw.layer.drives.all_slots():
+        drives = []
+        for drive_id in slot.drive_ids:
+            drive = gw.layer.drives.drive(drive_id)
+            root = getattr(drive, "root", None)
+            cap = free = 0
+            if root is not None:
+                st = os.statvfs(root)
+                cap, free = st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
+            drives.append({"id": drive_id, "capacity": cap, "free": free})
+        out.append(
+            {
+                "id": slot.node_id,
+                "address": "local",
+                "zone": slot.zone,
+                "state": "active",
+                "live": True,
+                "last_seen": time.time(),
+                "capacity": sum(d["capacity"] for d in drives),
+                "free": sum(d["free"] for d in drives),
+                "drives": drives,
+            }
+        )
+    return out
+
+
+def _node_doc(node: NodeRecord, live: bool) -> dict[str, Any]:
+    drives = [{"id": d.drive_id, "capacity": d.capacity, "free": d.free} for d in node.drives]
+    return {
+        "id": node.node_id,
+        "address": node.address,
+        "zone": node.zone,
+        "state": node.state,
+        "live": live,
+        "last_seen": node.last_seen,
+        "capacity": sum(d.capacity for d in node.drives),
+        "free": sum(d.free for d in node.drives),
+        "drives": drives,
+    }
+
+
+async def _probe(session: aiohttp.ClientSession, address: str) -> dict[str, Any]:
+    try:
+        async with session.get(address.rstrip("/") + "/health/ready") as resp:
+            if resp.status == 200:
+                return {"address": address, "ok": True, "error": ""}
+            return {"address": address, "ok": False, "error": f"not ready ({resp.status})"}
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        return {"address": address, "ok": False, "error": str(exc) or type(exc).__name__}
+
+
+async def status(gw: Gateway, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+    m = _maintenance(gw)
+    drives = gw.layer.drives
+    nodes: list[NodeRecord] | None = getattr(drives, "nodes", None)
+    if nodes is None:
+        node_docs = _local_nodes(gw)
+    else:
+        live = {s.node_id for s in drives.all_slots() if s.live}
+        node_docs = [_node_doc(n, n.node_id in live) for n in nodes]
+    if gw.meta_addresses:
+        timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            meta = list(await asyncio.gather(*(_probe(session, a) for a in gw.meta_addresses)))
+    else:
+        meta = [{"address": "local", "ok": True, "error": ""}]
+    st = m.repairer.stats
+    doc = {
+        "ec": str(gw.layer.scheme),
+        "node_grace": m.settings.node_grace,
+        "gc_grace": m.settings.gc_grace,
+        "nodes": node_docs,
+        "metadata": meta,
+        "repair": {
+            "backlog": await gw.index.repair_backlog(),
+            "running": True,
+            "repaired_parts": st.repaired_parts,
+            "repaired_bytes": st.repaired_bytes,
+            "failed": st.failed,
+            "bytes_per_s": st.bytes_per_s,
+        },
+        "gc": {
+            "removed_fragments": m.gc.removed_fragments,
+            "freed_bytes": m.gc.freed_bytes,
+            "aborted_uploads": m.gc.aborted_uploads,
+            "last_run": m.gc.last_run,
+        },
+        "jobs": [j.doc() for j in m.jobs.recent()],
+    }
+    return json_ok(doc)
+
+
+async def inspect(gw: Gateway, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+    bucket, key = request.query.get("bucket", ""), request.query.get("key", "")
+    if not bucket or not key:
+        raise AdminError(400, "InvalidArgument", "give ?bucket=B&key=K")
+    if await gw.index.get_bucket(bucket) is None:
+        raise AdminError(404, "NoSuchBucket", f"no bucket {bucket!r}")
+    man = await gw.index.get_object(bucket, key)
+    if man is None:
+        raise AdminError(404, "NoSuchKey", f"no object {key!r} in {bucket!r}")
+    parts, worst = [], "healthy"
+    for part in man.parts:
+        scheme = Scheme(part.k, part.m, part.segment_size)
+        doc: dict[str, Any] = {
+            "number": part.number,
+            "data_id": part.data_id,
+            "size": part.size,
+            "ec": str(scheme),
+            "segment_size": part.segment_size,
+            "segments": scheme.segment_count(part.size),
+            "inline": part.inline is not None,
+            "healthy": scheme.width,
+            "fragments": [],
+        }
+        if part.inline is None:
+            states = await check_part(part, gw.layer.drives, verify=True)
+            doc["fragments"] = [
+                {"index": s.index, "drive": s.drive_id, "node": s.node_id, "zone": s.zone, "state": s.state}
+                | {"size": s.size}
+                for s in states
+            ]
+            doc["healthy"] = healthy = sum(s.state == OK for s in states)
+            if healthy < part.k:
+                worst = "unreadable"
+            elif healthy < scheme.width and worst == "healthy":
+                worst = "degraded"
+        parts.append(doc)
+    return json_ok(
+        {
+            "bucket": man.bucket,
+            "key": man.key,
+            "version_id": man.version_id,
+            "size": man.size,
+            "etag": man.etag,
+            "last_modified": man.last_modified,
+            "health": worst,
+            "parts": parts,
+        }
+    )
+
+
+async def start_repair(gw: Gateway, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+    return json_ok({"job": _maintenance(gw).repair_job().doc()}, status=202)
+
+
+async def start_scrub(gw: Gateway, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+    m = _maintenance(gw)
+    if m.scrub is None:
+        raise AdminError(503, "ServiceUnavailable", "no scrubbers are reachable from this gateway")
+    return json_ok({"job": m.scrub_job().doc()}, status=202)
+
+
+async def drain(gw: Gateway, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+    m = _maintenance(gw)
+    node_id = params["node"]
+    if getattr(gw.layer.drives, "nodes", None) is None:
+        raise AdminError(
+            400, "InvalidArgument", "the embedded server's drives cannot be drained: drain needs a cluster"
+        )
+    try:
+        node = next(n for n in await gw.index.list_nodes() if n.node_id == node_id)
+    except StopIteration:
+        raise AdminError(404, "NoSuchNode", f"no node {node_id!r}") from None
+    if node.state == "retired":
+        raise AdminError(400, "InvalidArgument", f"node {node_id} is already retired")
+    active = [n for n in await gw.index.list_nodes() if n.state == "active" and n.node_id != node_id]
+    if len(active) < gw.layer.scheme.width:
+        raise AdminError(
+            400,
+            "InvalidArgument",
+            f"draining {node_id} would leave {len(active)} active nodes; EC {gw.layer.scheme} needs "
+            f"{gw.layer.scheme.width}",
+        )
+    try:
+        return json_ok({"job": m.drain_job(node_id).doc()}, status=202)
+    except NoSuchNode:
+        raise AdminError(404, "NoSuchNode", f"no node {node_id!r}") from None
+
+
+async def job(gw: Gateway, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+    found = _maintenance(gw).jobs.get(params["id"])
+    if found is None:
+        raise AdminError(404, "NoSuchJob", f"no job {params['id']!r} on this gateway")
+    return json_ok({"job": found.doc()})

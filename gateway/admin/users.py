@@ -1,0 +1,44 @@
+"""The admin API's user endpoints: list, add (answers the new secret, once), remove."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from gateway.accounts.users import InvalidUserName
+from gateway.admin.http import AdminError, json_ok
+from gateway.context import Gateway
+from metadata.index import UserExists
+from metadata.records import UserRecord
+
+
+def _user(rec: UserRecord, with_secret: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": rec.name, "access_key": rec.access_key}
+    if with_secret:
+        out["secret_key"] = rec.secret_key
+    out["created"] = rec.created
+    return out
+
+
+async def list_users(gw: Gateway, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+    return json_ok({"users": [_user(u) for u in await gw.users.list()]})
+
+
+async def add_user(gw: Gateway, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+    name = request.query.get("name")
+    if name is None:
+        raise AdminError(400, "InvalidArgument", "the name query parameter is required")
+    try:
+        rec = await gw.users.add(name)
+    except InvalidUserName as exc:
+        raise AdminError(400, "InvalidArgument", str(exc)) from None
+    except UserExists:
+        raise AdminError(409, "UserExists", f"a user named {name!r} exists") from None
+    return json_ok(_user(rec, with_secret=True))
+
+
+async def remove_user(gw: Gateway, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+    if await gw.users.remove(params["name"]) is None:
+        raise AdminError(404, "NoSuchUser", f"no user named {params['name']!r}")
+    return web.Response(status=204)

@@ -1,0 +1,1 @@
+"""Keeping data at full redundancy: fragment health, scans, rebuilds, garbage collection, jobs."""

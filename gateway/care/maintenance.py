@@ -1,0 +1,288 @@
+"""The gateway's background care of the data: the repairer, periodic scans, garbage collection, and the
+admin jobs (repair, scrub, drain) that drive them on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from gateway.care.jobs import Job, JobBoard
+from gateway.care.repairer import BUSY, FAILED, REPAIRED, Outcome, Repairer, group_entries
+from gateway.care.scanner import ScanResult, scan
+from gateway.objects.drive_set import DriveSet
+from gateway.objects.layer import ObjectLayer
+from metadata.index import Index, NoSuchUpload
+from metadata.records import RepairEntry
+from storage_node.drive import FragmentId
+
+log = logging.getLogger(__name__)
+
+WATCH_EVERY = 2.0  # seconds between looks at node liveness
+UPLOAD_EXPIRY = 7 * 86400.0  # seconds: multipart uploads left unfinished this long are aborted
+
+
+class ScrubProgress(Protocol):
+    running: bool
+    finished: float | None
+    bytes: int
+    total_bytes: int
+    corrupt: int
+
+
+class ScrubControl(Protocol):
+    """The scrubbers of the storage (one per node, or the embedded server's own)."""
+
+    async def start(self) -> Sequence[ScrubProgress]: ...
+
+    async def status(self) -> Sequence[ScrubProgress]: ...
+
+
+@dataclass(slots=True)
+class Settings:
+    node_grace: float = 600.0  # seconds a node may be unreachable before its fragments are rebuilt elsewhere
+    gc_grace: float = 3600.0  # seconds before unreferenced fragments are collected
+    scan_interval: float = 3600.0  # seconds between background scans (redundancy and garbage)
+    upload_expiry: float = UPLOAD_EXPIRY
+    repair_concurrency: int = 2
+    repair_rate: float = 200e6  # bytes/s
+    auto_repair: bool = True  # off: damage is queued, but only admin jobs repair it
+
+
+@dataclass(slots=True)
+class GcStats:
+    removed_fragments: int = 0
+    freed_bytes: int = 0
+    aborted_uploads: int = 0
+    last_run: float = 0.0
+
+
+@dataclass
+class Maintenance:
+    index: Index
+    layer: ObjectLayer
+    settings: Settings
+    scrub: ScrubControl | None = None
+    busy: Callable[[], bool] = lambda: False
+    holder: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    gc: GcStats = field(default_factory=GcStats)
+    jobs: JobBoard = field(default_factory=JobBoard)
+    repairer: Repairer = field(init=False)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _gone: set[str] = field(default_factory=set)  # nodes already handled as gone for good
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.repairer = Repairer(
+            self.index,
+            self.drives,
+            self.holder,
+            node_grace=s.node_grace,
+            concurrency=s.repair_concurrency,
+            rate=s.repair_rate,
+            busy=self.busy,
+        )
+        self.layer.report = self.repairer.report
+
+    @property
+    def drives(self) -> DriveSet:
+        return self.layer.drives
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.ensure_future(self._scan_loop())]
+        if self.settings.auto_repair:
+            self._tasks += [asyncio.ensure_future(self.repairer.run()), asyncio.ensure_future(self._watch_nodes())]
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.jobs.close()
+        await self.repairer.close()
+
+    # -- background --------------------------------------------------------------------------------
+
+    async def _scan_loop(self) -> None:
+        interval = self.settings.scan_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                # One gateway scans per interval; the others skip.
+                if await self.index.acquire_lease("scan", self.holder, interval * 0.9):
+                    await self.scan_and_collect("scan")
+            except Exception as exc:
+                log.warning("background scan failed: %r", exc)
+
+    async def _watch_nodes(self) -> None:
+        """A node silent for longer than the grace: its fragments are rebuilt on the others."""
+        while True:
+            await asyncio.sleep(WATCH_EVERY)
+            silent = self.drives.silent_for()
+            self._gone &= set(silent)  # a node that came back may go away again later
+            newly = {n for n, t in silent.items() if t > self.settings.node_grace} - self._gone
+            if not newly:
+                continue
+            log.warning(
+                "node(s) %s unreachable for over %.0f s: rebuilding their fragments elsewhere",
+                ", ".join(sorted(newly)),
+                self.settings.node_grace,
+            )
+            try:
+                await self.scan_and_collect("node-down")
+                self._gone |= newly
+            except Exception as exc:
+                log.warning("scan for gone nodes failed: %r", exc)
+
+    async def scan_and_collect(self, reason: str, only_node: str | None = None, job: Job | None = None) -> ScanResult:
+        """Scan; queue what is below full redundancy; collect garbage; abort expired uploads."""
+        s = self.settings
+
+        def progress(parts: int) -> None:
+            if job is not None:
+                job.message = f"scanned {parts} parts"
+
+        result = await scan(
+            self.index,
+            self.drives,
+            node_grace=s.node_grace,
+            gc_grace=s.gc_grace,
+            upload_expiry=s.upload_expiry,
+            reason=reason,
+            only_node=only_node,
+            progress=progress,
+        )
+        if result.degraded:
+            await self.index.queue_repairs(result.degraded)
+            self.repairer.wake()
+        await self._collect(result)
+        log.info(
+            "scan (%s): %d parts in %.1f s, %d fragments to rebuild, %d orphans collected",
+            reason,
+            result.parts,
+            result.seconds,
+            len(result.degraded),
+            len(result.orphans),
+        )
+        return result
+
+    async def _collect(self, result: ScanResult) -> None:
+        await self._remove(result.orphans)
+        for upload_id in result.expired_uploads:
+            with contextlib.suppress(NoSuchUpload):
+                self.layer.discard(await self.index.abort_upload(upload_id))
+                self.gc.aborted_uploads += 1
+        self.gc.last_run = time.time()
+
+    # -- admin jobs ----------------------------------------------------------------------------------
+
+    def repair_job(self) -> Job:
+        async def work(job: Job) -> None:
+            job.phase = "scanning"
+            result = await self.scan_and_collect("scan", job=job)
+            repaired = await self._repair_all(job, result.degraded)
+            job.message = f"{repaired} of {job.total} degraded part(s) repaired here{_others(job, repaired)}"
+
+        return self.jobs.start(Job("repair"), work)
+
+    def scrub_job(self) -> Job:
+        async def work(job: Job) -> None:
+            if self.scrub is None:
+                raise RuntimeError("this gateway has no scrubbers to drive")
+            job.phase, job.unit = "scrubbing", "bytes"
+            await self.scrub.start()
+            while True:
+                now = list(await self.scrub.status())
+                job.total = sum(s.total_bytes for s in now)
+                job.completed = job.bytes = sum(s.bytes for s in now)
+                corrupt = sum(s.corrupt for s in now)
+                job.message = f"{corrupt} corrupt fragment(s) found so far"
+                # Done when every scrubber that answers has finished a pass since this job began.
+                if all(not s.running and (s.finished or 0) >= job.started for s in now):
+                    break
+                await asyncio.sleep(0.5)
+            entries = await self._queued(lambda e: e.reason == "scrub")
+            job.unit, job.completed, job.bytes = "parts", 0, 0
+            repaired = await self._repair_all(job, entries)
+            job.message = f"{corrupt} corrupt fragment(s) found, {repaired} part(s) repaired{_others(job, repaired)}"
+
+        return self.jobs.start(Job("scrub"), work)
+
+    def drain_job(self, node_id: str) -> Job:
+        async def work(job: Job) -> None:
+            await self.index.set_node_state(node_id, "draining")
+            refresh = getattr(self.drives, "refresh", None)
+            if refresh is not None:
+                await refresh()
+            job.phase = "moving"
+            for attempt in range(5):
+                result = await self.scan_and_collect("drain", only_node=node_id, job=job)
+                if result.on_node == 0:
+                    break
+                await self._repair_all(job, result.degraded, keep_counts=attempt > 0)
+            if result.on_node:
+                raise RuntimeError(f"{result.on_node} fragment(s) are still on {node_id}; run the drain again")
+            await self._remove(result.node_leftovers)  # what moved, and orphans
+            await self.index.set_node_state(node_id, "retired")
+            job.message = f"node {node_id} drained and retired: {job.completed} part(s) moved"
+
+        return self.jobs.start(Job("drain", target=node_id), work)
+
+    async def _remove(self, fragments: list[tuple[str, FragmentId, int]]) -> None:
+        for drive_id, fid, size in fragments:
+            drive = self.drives.drive(drive_id)
+            if drive is None:
+                continue  # unreachable now: the next scan tries again
+            try:
+                if await drive.delete(fid):
+                    self.gc.removed_fragments += 1
+                    self.gc.freed_bytes += size
+            except Exception as exc:
+                log.warning("gc: could not delete %s on %s: %r", fid.name, drive_id, exc)
+
+    async def _queued(self, want: Callable[[RepairEntry], bool]) -> list[RepairEntry]:
+        out, after = [], None
+        while True:
+            page = await self.index.list_repairs(after=after, limit=1000)
+            if not page:
+                return out
+            out += [e for e in page if want(e)]
+            after = page[-1]
+
+    async def _repair_all(self, job: Job, entries: list[RepairEntry], keep_counts: bool = False) -> int:
+        """Repair every part named in entries, here and now, counting each into the job; returns how many
+        this job rebuilt (others were healthy by then, gone, or failed)."""
+        repaired = 0
+        job.phase = "repairing" if job.kind != "drain" else "moving"
+        groups = group_entries(entries)
+        if not keep_counts:
+            job.total, job.completed, job.failed, job.bytes = len(groups), 0, 0, 0
+        else:
+            job.total += len(groups)
+        await self.repairer.locate(groups)
+        pending = groups
+        while pending:
+            outcomes: list[Outcome] = await asyncio.gather(*(self.repairer.repair_group(g) for g in pending))
+            retry = []
+            for g, o in zip(pending, outcomes, strict=True):
+                if o.result == BUSY:  # another repairer has it right now: ask again shortly
+                    retry.append(g)
+                    continue
+                job.completed += 1
+                job.bytes += o.size
+                job.failed += o.result == FAILED
+                repaired += o.result == REPAIRED
+            pending = retry
+            if pending:
+                await asyncio.sleep(0.5)
+        return repaired
+
+
+def _others(job: Job, repaired: int) -> str:
+    rest = job.completed - job.failed - repaired
+    failed = f", {job.failed} failed" if job.failed else ""
+    return (f"; {rest} already healthy or gone" if rest else "") + failed

@@ -1,0 +1,1 @@
+"""The S3 operations, one module per resource: buckets, objects, multipart uploads, listings."""

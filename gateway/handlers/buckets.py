@@ -1,0 +1,136 @@
+"""Bucket operations: list, create, delete, head, location."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from gateway.context import Gateway
+from gateway.s3.body import check_small_body
+from gateway.s3.errors import S3Error
+from gateway.s3.request import S3Request, canonical_id, check_bucket_name, decode_token, encode_token
+from gateway.s3.xml import MAX_XML_BODY, child_text, document, iso8601, parse
+from metadata.index import BucketAlreadyExists, BucketNotEmpty, NoSuchBucket
+from metadata.records import BucketRecord
+
+
+def xml_response(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type="application/xml")
+
+
+def owner_items(access_key: str) -> list[tuple[str, object]]:
+    return [("ID", canonical_id(access_key)), ("DisplayName", access_key)]
+
+
+async def read_small_body(req: S3Request, body_checksums: bool = False) -> bytes:
+    """A whole XML request body, verified against the hashes (and checksums) the client sent with it."""
+    if req.http.content_length is not None and req.http.content_length > MAX_XML_BODY:
+        raise S3Error("MaxMessageLengthExceeded", "Your request was too big.", 400)
+    body = bytearray()
+    while chunk := await req.http.content.read(65536):
+        body += chunk
+        if len(body) > MAX_XML_BODY:
+            raise S3Error("MaxMessageLengthExceeded", "Your request was too big.", 400)
+    check_small_body(req, bytes(body), body_checksums)
+    return bytes(body)
+
+
+MAX_BUCKETS = 10000
+
+
+def _max_buckets(req: S3Request) -> int:
+    raw = req.query.get("max-buckets", str(MAX_BUCKETS))
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_BUCKETS:
+        raise S3Error(
+            "InvalidArgument",
+            f"Argument max-buckets must be an integer between 1 and {MAX_BUCKETS}",
+            ArgumentName="max-buckets",
+            ArgumentValue=raw,
+        )
+    return int(raw)
+
+
+async def _visible_buckets(gw: Gateway, req: S3Request) -> list[BucketRecord]:
+    """The caller's buckets (every bucket for the root) after the continuation token, filtered by prefix and
+    bucket-region."""
+    token = req.query.get("continuation-token")
+    after = decode_token(token) if token is not None else ""
+    prefix, region = req.query.get("prefix", ""), req.query.get("bucket-region")
+    everyone = gw.is_root(req.access_key)
+    return [
+        b
+        for b in await gw.index.list_buckets()
+        if (everyone or b.owner == req.access_key)
+        and b.name > after
+        and b.name.startswith(prefix)
+        and (region is None or b.region == region)
+    ]
+
+
+async def list_buckets(gw: Gateway, req: S3Request) -> web.StreamResponse:
+    limit = _max_buckets(req)
+    buckets = await _visible_buckets(gw, req)
+    page = buckets[:limit]
+    entries = [
+        ("Bucket", [("Name", b.name), ("CreationDate", iso8601(b.created)), ("BucketRegion", b.region)]) for b in page
+    ]
+    items: list[tuple[str, object]] = [("Owner", owner_items(req.access_key)), ("Buckets", entries)]
+    if len(buckets) > limit:
+        items.append(("ContinuationToken", encode_token(page[-1].name)))
+    if "prefix" in req.query:
+        items.append(("Prefix", req.query["prefix"]))
+    return xml_response(document("ListAllMyBucketsResult", items))
+
+
+async def create_bucket(gw: Gateway, req: S3Request) -> web.StreamResponse:
+    check_bucket_name(req.bucket)
+    if req.headers.get("x-amz-bucket-object-lock-enabled", "").strip().lower() == "true":
+        raise S3Error("NotImplemented", "Object Lock is not implemented.")
+    region = gw.region
+    body = await read_small_body(req)
+    if body.strip():
+        conf = parse(body, "CreateBucketConfiguration")
+        region = child_text(conf, "LocationConstraint") or gw.region
+    try:
+        await gw.index.create_bucket(BucketRecord(req.bucket, req.access_key, time.time(), region))
+    except BucketAlreadyExists as exc:
+        code = "BucketAlreadyOwnedByYou" if exc.owner == req.access_key else "BucketAlreadyExists"
+        raise S3Error(code, BucketName=req.bucket) from None
+    return web.Response(status=200, headers={"Location": "/" + req.bucket})
+
+
+async def delete_bucket(gw: Gateway, req: S3Request) -> web.StreamResponse:
+    await owned_bucket(gw, req)
+    try:
+        leftovers = await gw.index.delete_bucket(req.bucket)
+    except NoSuchBucket:
+        raise S3Error("NoSuchBucket", BucketName=req.bucket) from None
+    except BucketNotEmpty:
+        raise S3Error("BucketNotEmpty", BucketName=req.bucket) from None
+    gw.layer.discard(leftovers)
+    return web.Response(status=204)
+
+
+async def head_bucket(gw: Gateway, req: S3Request) -> web.StreamResponse:
+    rec = await owned_bucket(gw, req)
+    return web.Response(status=200, headers={"x-amz-bucket-region": rec.region})
+
+
+async def bucket_location(gw: Gateway, req: S3Request) -> web.StreamResponse:
+    rec = await owned_bucket(gw, req)
+    # us-east-1 is reported as an empty constraint, as S3 does.
+    loc = "" if rec.region == "us-east-1" else rec.region
+    return xml_response(document("LocationConstraint", [], text=loc or None))
+
+
+async def owned_bucket(gw: Gateway, req: S3Request) -> BucketRecord:
+    rec = await gw.bucket(req.bucket)
+    check_access(gw, req.access_key, rec)
+    return rec
+
+
+def check_access(gw: Gateway, access_key: str, rec: BucketRecord) -> None:
+    """A user may use the buckets they own; the root may use every bucket (as MinIO's root does)."""
+    if rec.owner != access_key and not gw.is_root(access_key):
+        raise S3Error("AccessDenied")

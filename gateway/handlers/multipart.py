@@ -1,0 +1,341 @@
+"""Multipart uploads: create, upload part (and part copy), complete, abort, list parts."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import time
+from typing import Any
+
+from aiohttp import web
+
+from gateway.context import Gateway
+from gateway.handlers.buckets import owned_bucket, owner_items, read_small_body, xml_response
+from gateway.handlers.objects import (
+    MAX_PUT_SIZE,
+    check_put_condition,
+    checksum_response_headers,
+    copy_source,
+    put_condition,
+    store_body,
+)
+from gateway.objects.layer import new_id
+from gateway.s3 import checksums
+from gateway.s3.body import open_body, stream_source
+from gateway.s3.errors import S3Error
+from gateway.s3.request import S3Request, refuse_unsupported, standard_headers, user_metadata
+from gateway.s3.xml import child_text, document, iso8601, parse
+from metadata.index import NoSuchBucket, NoSuchUpload, PreconditionFailed
+from metadata.records import ObjectManifest, PartRecord, UploadRecord
+
+MIN_PART_SIZE = 5 << 20
+MAX_PARTS = 10000
+
+
+async def _upload(gw: Gateway, req: S3Request) -> UploadRecord:
+    upload_id = req.query.get("uploadId", "")
+    rec = await gw.index.get_upload(upload_id) if upload_id else None
+    if rec is None or rec.bucket != req.bucket or rec.key != req.key:
+        raise S3Error("NoSuchUpload", UploadId=upload_id)
+    return rec
+
+
+def _part_number(req: S3Request) -> int:
+    raw = req.query.get("partNumber", "")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PARTS:
+        raise S3Error(
+            "InvalidArgument",
+            "Part number must be an integer between 1 and 10000, inclusive",
+            ArgumentName="partNumber",
+            ArgumentValue=raw,
+        )
+    return int(raw)
+
+
+async def create_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
+    await owned_bucket(gw, req)
+    if not req.key:
+        raise S3Error("InvalidRequest", "A key is required.")
+    refuse_unsupported(req.headers)
+    algo = req.headers.get("x-amz-checksum-algorithm", "")
+    kind = req.headers.get("x-amz-checksum-type", "").upper()
+    if algo:
+        algo = checksums.normalize_algorithm(algo)
+        kind = kind or ("FULL_OBJECT" if algo == "CRC64NVME" else "COMPOSITE")
+    elif kind:
+        raise S3Error(
+            "InvalidRequest", "The x-amz-checksum-type header can only be used with x-amz-checksum-algorithm."
+        )
+    if kind not in ("", "COMPOSITE", "FULL_OBJECT"):
+        raise S3Error("InvalidRequest", "Value for x-amz-checksum-type header is invalid.")
+    if kind == "FULL_OBJECT" and algo not in checksums.FULL_OBJECT_ALGORITHMS:
+        raise S3Error(
+            "InvalidRequest",
+            f"The FULL_OBJECT checksum type cannot be used with the {algo.lower()} checksum algorithm.",
+        )
+    if kind == "COMPOSITE" and algo not in checksums.COMPOSITE_ALGORITHMS:
+        raise S3Error(
+            "InvalidRequest", f"The COMPOSITE checksum type cannot be used with the {algo.lower()} checksum algorithm."
+        )
+    rec = UploadRecord(
+        bucket=req.bucket,
+        key=req.key,
+        upload_id=new_id(),
+        initiated=time.time(),
+        owner=req.access_key,
+        content_type=req.headers.get("Content-Type") or "binary/octet-stream",
+        headers=standard_headers(req.headers),
+        user_meta=user_metadata(req.headers),
+        checksum_algorithm=algo,
+        checksum_type=kind,
+    )
+    try:
+        await gw.index.create_upload(rec)
+    except NoSuchBucket:
+        raise S3Error("NoSuchBucket", BucketName=req.bucket) from None
+    items = [("Bucket", req.bucket), ("Key", req.key), ("UploadId", rec.upload_id)]
+    headers = {"x-amz-checksum-algorithm": algo, "x-amz-checksum-type": kind} if algo else {}
+    return web.Response(
+        body=document("InitiateMultipartUploadResult", items), content_type="application/xml", headers=headers
+    )
+
+
+async def _record_part(gw: Gateway, upload: UploadRecord, part: PartRecord) -> None:
+    try:
+        replaced = await gw.index.put_part(upload.upload_id, part)
+    except NoSuchUpload:
+        gw.layer.discard([part])  # aborted while the part was being written
+        raise S3Error("NoSuchUpload", UploadId=upload.upload_id) from None
+    if replaced is not None:
+        gw.layer.discard([replaced])
+
+
+async def upload_part(gw: Gateway, req: S3Request) -> web.StreamResponse:
+    number = _part_number(req)
+    upload = await _upload(gw, req)
+    body = await open_body(req, MAX_PUT_SIZE)
+    if upload.checksum_algorithm and upload.checksum_algorithm not in body.algorithms:
+        # The client did not send the upload's checksum; compute it so Complete can combine it.
+        body.add_checksum(upload.checksum_algorithm)
+    part = await store_body(gw, req, body, number)
+    await _record_part(gw, upload, part)
+    return web.Response(headers={"ETag": f'"{part.etag}"', **checksum_response_headers(part.checksums)})
+
+
+_COPY_RANGE_RE = re.compile(r"^bytes=(\d+)-(\d+)$")
+
+
+def _copy_range(raw: str, size: int) -> tuple[int, int]:
+    """x-amz-copy-source-range: only bytes=first-last, and inside the source (no suffix or open ranges)."""
+    m = _COPY_RANGE_RE.match(raw.strip())
+    if m is None or int(m.group(1)) > int(m.group(2)):
+        raise S3Error(
+            "InvalidArgument",
+            "The x-amz-copy-source-range value must be of the form bytes=first-last "
+            "where first and last are the zero-based offsets of the first and last bytes to copy",
+            ArgumentName="x-amz-copy-source-range",
+            ArgumentValue=raw,
+        )
+    start, end = int(m.group(1)), int(m.group(2))
+    if end >= size:
+        raise S3Error(
+            "InvalidArgument",
+            f"Range specified is not valid for source object of size: {size}",
+            ArgumentName="x-amz-copy-source-range",
+            ArgumentValue=raw,
+        )
+    return start, end
+
+
+async def upload_part_copy(gw: Gateway, req: S3Request) -> web.StreamResponse:
+    number = _part_number(req)
+    upload = await _upload(gw, req)
+    src = await copy_source(gw, req)
+    raw_range = req.headers.get("x-amz-copy-source-range")
+    start, end = _copy_range(raw_range, src.size) if raw_range is not None else (0, src.size - 1)
+    if end - start + 1 > MAX_PUT_SIZE:
+        raise S3Error("EntityTooLarge")
+    algos = [upload.checksum_algorithm] if upload.checksum_algorithm else []
+    body = stream_source(gw.layer.stream(src, start, end) if end >= start else None, algos)
+    part, _ = await gw.layer.write(body, number, body.hashers)
+    part.checksums = body.computed_checksums()
+    await _record_part(gw, upload, part)
+    items: list[tuple[str, Any]] = [("LastModified", iso8601(part.last_modified)), ("ETag", f'"{part.etag}"')]
+    items += [(f"Checksum{a}", v) for a, v in part.checksums.items()]
+    return xml_response(document("CopyPartResult", items))
+
+
+def _wanted_parts(doc_body: bytes) -> list[tuple[int, str, dict[str, str]]]:
+    doc = parse(doc_body, "CompleteMultipartUpload")
+    wanted: list[tuple[int, str, dict[str, str]]] = []
+    for el in doc.findall("Part"):
+        num, etag = child_text(el, "PartNumber"), child_text(el, "ETag")
+        if num is None or etag is None or not num.strip().isdigit():
+            raise S3Error("MalformedXML")
+        sums = {a: v for a in checksums.ALGORITHMS if (v := child_text(el, f"Checksum{a}"))}
+        wanted.append((int(num), etag.strip().strip('"'), sums))
+    if not wanted:
+        raise S3Error("MalformedXML", "You must specify at least one part.")
+    numbers = [n for n, _, _ in wanted]
+    if numbers != sorted(numbers) or len(set(numbers)) != len(numbers):
+        raise S3Error("InvalidPartOrder")
+    return wanted
+
+
+async def _all_parts(gw: Gateway, upload_id: str) -> dict[int, PartRecord]:
+    parts: dict[int, PartRecord] = {}
+    marker = 0
+    while True:
+        page = await gw.index.list_parts(upload_id, marker, 1000)
+        parts.update((p.number, p) for p in page.parts)
+        if not page.truncated:
+            return parts
+        marker = page.next_marker
+
+
+def _object_checksum(upload: UploadRecord, chosen: list[PartRecord]) -> dict[str, str]:
+    algo = upload.checksum_algorithm
+    if not algo:
+        return {}
+    digests = []
+    for p in chosen:
+        if algo not in p.checksums:
+            raise S3Error(
+                "InvalidRequest",
+                f"The upload was created using a {algo.lower()} checksum. "
+                f"The complete request must include the checksum for each part.",
+            )
+        digests.append(base64.b64decode(p.checksums[algo]))
+    if upload.checksum_type == "FULL_OBJECT":
+        return {algo: checksums.combine_full_object(algo, [(d, p.size) for d, p in zip(digests, chosen, strict=True)])}
+    return {algo: checksums.composite(algo, digests)}
+
+
+def _check_declared(req: S3Request, upload: UploadRecord, sums: dict[str, str], size: int) -> None:
+    """What the client says the completed object is: x-amz-mp-object-size, x-amz-checksum-type and -<algo>."""
+    raw_size = req.headers.get("x-amz-mp-object-size")
+    if raw_size is not None and (not raw_size.strip().isdigit() or int(raw_size) != size):
+        raise S3Error(
+            "InvalidRequest",
+            f"The provided 'x-amz-mp-object-size' header value {raw_size} does not match the object size {size}.",
+        )
+    kind = req.headers.get("x-amz-checksum-type")
+    if kind is not None and kind.strip().upper() != upload.checksum_type:
+        raise S3Error(
+            "InvalidRequest",
+            f"The upload was created using the {upload.checksum_type or 'no'} checksum mode. "
+            "The complete request must use the same checksum mode.",
+        )
+    for algo, name in checksums.checksum_headers(req.headers.keys()).items():
+        if algo not in sums:
+            raise S3Error(
+                "InvalidRequest",
+                f"The upload was created using {upload.checksum_algorithm.lower() or 'no'} checksum. "
+                "The complete request must use the same checksum algorithm.",
+            )
+        # A composite value may be given with or without its "-<parts>" suffix (base64 has no '-').
+        if req.headers[name].strip().split("-")[0] != sums[algo].split("-")[0]:
+            raise S3Error(
+                "BadDigest", f"The {checksums.header_name(algo)} you specified did not match the calculated checksum."
+            )
+
+
+async def complete_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
+    upload = await _upload(gw, req)
+    wanted = _wanted_parts(await read_small_body(req))
+    cond = put_condition(req)
+    check_put_condition(cond, await gw.index.get_object(req.bucket, req.key) if cond else None)
+    have = await _all_parts(gw, upload.upload_id)
+    chosen: list[PartRecord] = []
+    for i, (number, etag, sums) in enumerate(wanted):
+        part = have.get(number)
+        if part is None or part.etag != etag or any(part.checksums.get(a) != v for a, v in sums.items()):
+            raise S3Error("InvalidPart", PartNumber=str(number), ETag=etag)
+        if i < len(wanted) - 1 and part.size < MIN_PART_SIZE:
+            raise S3Error(
+                "EntityTooSmall", PartNumber=str(number), ProposedSize=str(part.size), MinSizeAllowed=str(MIN_PART_SIZE)
+            )
+        chosen.append(part)
+    md5s = b"".join(bytes.fromhex(p.etag) for p in chosen)
+    sums = _object_checksum(upload, chosen)
+    _check_declared(req, upload, sums, sum(p.size for p in chosen))
+    man = ObjectManifest(
+        bucket=upload.bucket,
+        key=upload.key,
+        version_id=upload.upload_id,
+        size=sum(p.size for p in chosen),
+        etag=f"{hashlib.md5(md5s).hexdigest()}-{len(chosen)}",
+        last_modified=time.time(),
+        owner=req.access_key,
+        parts=chosen,
+        content_type=upload.content_type,
+        headers=upload.headers,
+        user_meta=upload.user_meta,
+        checksums=sums,
+        checksum_type=upload.checksum_type if sums else "",
+    )
+    try:
+        done = await gw.index.complete_upload(upload.upload_id, man, cond)
+    except NoSuchUpload:
+        raise S3Error("NoSuchUpload", UploadId=upload.upload_id) from None
+    except PreconditionFailed:
+        raise S3Error("PreconditionFailed") from None
+    gw.layer.committed(man)
+    gw.layer.discard(done.unused)
+    if done.previous is not None:
+        gw.layer.discard(done.previous.parts)
+    items: list[tuple[str, Any]] = [
+        ("Location", f"/{man.bucket}/{man.key}"),
+        ("Bucket", man.bucket),
+        ("Key", man.key),
+        ("ETag", f'"{man.etag}"'),
+    ]
+    items += [(f"Checksum{a}", v) for a, v in sums.items()]
+    if sums:
+        items.append(("ChecksumType", man.checksum_type))
+    return xml_response(document("CompleteMultipartUploadResult", items))
+
+
+async def abort_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
+    upload = await _upload(gw, req)
+    try:
+        parts = await gw.index.abort_upload(upload.upload_id)
+    except NoSuchUpload:
+        raise S3Error("NoSuchUpload", UploadId=upload.upload_id) from None
+    gw.layer.discard(parts)
+    return web.Response(status=204)
+
+
+async def list_parts(gw: Gateway, req: S3Request) -> web.StreamResponse:
+    upload = await _upload(gw, req)
+    raw_marker = req.query.get("part-number-marker", "0")
+    raw_max = req.query.get("max-parts", "1000")
+    if not raw_marker.isdigit() or not raw_max.isdigit():
+        raise S3Error("InvalidArgument", "Part number marker and max-parts must be non-negative integers.")
+    max_parts = min(int(raw_max), 1000)
+    page = await gw.index.list_parts(upload.upload_id, int(raw_marker), max_parts)
+    items: list[tuple[str, Any]] = [
+        ("Bucket", upload.bucket),
+        ("Key", upload.key),
+        ("UploadId", upload.upload_id),
+        ("Initiator", owner_items(upload.owner)),
+        ("Owner", owner_items(upload.owner)),
+        ("StorageClass", "STANDARD"),
+        ("PartNumberMarker", int(raw_marker)),
+        ("NextPartNumberMarker", page.next_marker),
+        ("MaxParts", max_parts),
+        ("IsTruncated", page.truncated),
+    ]
+    if upload.checksum_algorithm:
+        items += [("ChecksumAlgorithm", upload.checksum_algorithm), ("ChecksumType", upload.checksum_type)]
+    for p in page.parts:
+        part: list[tuple[str, Any]] = [
+            ("PartNumber", p.number),
+            ("LastModified", iso8601(p.last_modified)),
+            ("ETag", f'"{p.etag}"'),
+            ("Size", p.size),
+        ]
+        part += [(f"Checksum{a}", v) for a, v in p.checksums.items()]
+        items.append(("Part", part))
+    return xml_response(document("ListPartsResult", items))

@@ -1,0 +1,366 @@
+"""Object operations: put, get, head, delete, delete-many, copy."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from gateway.context import Gateway
+from gateway.handlers.buckets import check_access, owned_bucket, read_small_body, xml_response
+from gateway.objects.pipelines import ReadError
+from gateway.s3 import checksums
+from gateway.s3.body import Body, open_body, stream_source
+from gateway.s3.errors import S3Error
+from gateway.s3.request import (
+    MAX_KEY_BYTES,
+    S3Request,
+    check_conditions,
+    content_md5,
+    parse_range,
+    refuse_unsupported,
+    standard_headers,
+    user_metadata,
+)
+from gateway.s3.xml import child_text, document, http_date, iso8601, parse
+from metadata.index import NoSuchBucket, PreconditionFailed
+from metadata.records import Condition, ObjectManifest, PartRecord
+
+MAX_PUT_SIZE = 5 << 30  # a single PUT (and a part) is at most 5 GiB, as in S3
+MAX_DELETE_KEYS = 1000
+_RESPONSE_OVERRIDES = {
+    "response-content-type": "Content-Type",
+    "response-content-language": "Content-Language",
+    "response-expires": "Expires",
+    "response-cache-control": "Cache-Control",
+    "response-content-disposition": "Content-Disposition",
+    "response-content-encoding": "Content-Encoding",
+}
+
+
+def put_condition(req: S3Request) -> Condition | None:
+    if_match = req.headers.get("If-Match")
+    if_none = req.headers.get("If-None-Match")
+    if if_none is not None and if_none.strip() != "*":
+        raise S3Error("NotImplemented", "If-None-Match on a write only supports '*'.")
+    if if_match is None and if_none is None:
+        return None
+    return Condition(if_match=if_match.strip().strip('"') if if_match else None, if_none_match_star=if_none is not None)
+
+
+def check_put_condition(cond: Condition | None, current: ObjectManifest | None) -> None:
+    """Fail early, before any data is written; the index checks again atomically at commit."""
+    if cond is None:
+        return
+    if cond.if_none_match_star and current is not None:
+        raise S3Error("PreconditionFailed", Condition="If-None-Match")
+    if cond.if_match is not None:
+        if current is None:
+            raise S3Error("NoSuchKey")
+        if current.etag != cond.if_match:
+            raise S3Error("PreconditionFailed", Condition="If-Match")
+
+
+async def store_body(gw: Gateway, req: S3Request, body: Body, number: int) -> PartRecord:
+    """Write a request body as a part; verify Content-MD5 and checksums; return its record."""
+    want_md5 = content_md5(req.headers)
+    part, md5 = await gw.layer.write(body, number, body.hashers)
+    try:
+        if want_md5 is not None and want_md5 != md5:
+            raise S3Error("BadDigest")
+        part.checksums = body.verified_checksums()
+    except BaseException:
+        gw.layer.discard([part])
+        raise
+    return part
+
+
+def checksum_response_headers(values: dict[str, str], kind: str = "") -> dict[str, str]:
+    out = {checksums.header_name(algo): value for algo, value in values.items()}
+    if values and kind:
+        out["x-amz-checksum-type"] = kind
+    return out
+
+
+async def commit(gw: Gateway, man: ObjectManifest, cond: Condition | None) -> None:
+    try:
+        previous = await gw.index.put_object(man, cond)
+    except PreconditionFailed:
+        gw.layer.discard(man.parts)
+        raise S3Error("PreconditionFailed") from None
+    except NoSuchBucket:
+        gw.layer.discard(man.parts)
+        raise S3Error("NoSuchBucket", BucketName=man.bucket) from None
+    gw.layer.committed(man)
+    if previous is not None:
+        gw.layer.discard(previous.parts)
+
+
+async def put_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
+    await owned_bucket(gw, req)
+    if not req.key:
+        raise S3Error("InvalidRequest", "A key is required.")
+    refuse_unsupported(req.headers)
+    cond = put_condition(req)
+    check_put_condition(cond, await gw.index.get_object(req.bucket, req.key) if cond else None)
+    meta, headers = user_metadata(req.headers), standard_headers(req.headers)
+    body = await open_body(req, MAX_PUT_SIZE)
+    part = await store_body(gw, req, body, 0)
+    man = ObjectManifest(
+        bucket=req.bucket,
+        key=req.key,
+        version_id=part.data_id,
+        size=part.size,
+        etag=part.etag,
+        last_modified=part.last_modified,
+        owner=req.access_key,
+        parts=[part],
+        content_type=req.headers.get("Content-Type") or "binary/octet-stream",
+        headers=headers,
+        user_meta=meta,
+        checksums=part.checksums,
+        checksum_type="FULL_OBJECT" if part.checksums else "",
+    )
+    await commit(gw, man, cond)
+    return web.Response(status=200, headers={"ETag": f'"{man.etag}"', **checksum_response_headers(man.checksums)})
+
+
+async def current_object(gw: Gateway, req: S3Request) -> ObjectManifest:
+    await owned_bucket(gw, req)
+    version = req.query.get("versionId")
+    if version is not None and version != "null":
+        raise S3Error("NotImplemented", "Object versioning is not implemented.")
+    man = await gw.index.get_object(req.bucket, req.key) if req.key else None
+    if man is None:
+        raise S3Error("NoSuchKey", Key=req.key)
+    return man
+
+
+def object_headers(man: ObjectManifest, req: S3Request) -> dict[str, str]:
+    h = {
+        "ETag": f'"{man.etag}"',
+        "Last-Modified": http_date(man.last_modified),
+        "Content-Type": man.content_type,
+        "Accept-Ranges": "bytes",
+        **man.headers,
+        **{f"x-amz-meta-{k}": v for k, v in man.user_meta.items()},
+    }
+    if len(man.parts) > 1 or (man.parts and man.parts[0].number > 0):
+        h["x-amz-mp-parts-count"] = str(len(man.parts))
+    for param, header in _RESPONSE_OVERRIDES.items():
+        if param in req.query:
+            h[header] = req.query[param]
+    return h
+
+
+def _part_range(man: ObjectManifest, req: S3Request) -> tuple[int, int] | None:
+    """The byte range of ?partNumber=N, or None when not asked."""
+    raw = req.query.get("partNumber")
+    if raw is None:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= 10000:
+        raise S3Error(
+            "InvalidArgument",
+            "Part number must be an integer between 1 and 10000, inclusive",
+            ArgumentName="partNumber",
+            ArgumentValue=raw,
+        )
+    n, start = int(raw), 0
+    for i, part in enumerate(man.parts):
+        if part.number == n or (part.number == 0 and n == 1 and i == 0):
+            return start, start + part.size - 1
+        start += part.size
+    raise S3Error("InvalidPartNumber", "The requested partnumber is not satisfiable", 416)
+
+
+def _selected_range(man: ObjectManifest, req: S3Request) -> tuple[int, int] | None:
+    part = _part_range(man, req)
+    if part is not None:
+        if "Range" in req.headers:
+            raise S3Error("InvalidRequest", "Cannot specify both Range header and partNumber query parameter")
+        return part
+    return parse_range(req.headers.get("Range"), man.size)
+
+
+def _not_modified(req: S3Request, man: ObjectManifest) -> web.Response | None:
+    """Check a read's conditions; a 304 carries the validators (ETag, Last-Modified), as RFC 9110 wants."""
+    try:
+        check_conditions(req.headers, man)
+    except S3Error as err:
+        if err.status != 304:
+            raise
+        return web.Response(
+            status=304, headers={"ETag": f'"{man.etag}"', "Last-Modified": http_date(man.last_modified)}
+        )
+    return None
+
+
+def _answer_head(req: S3Request, man: ObjectManifest) -> tuple[int, int, int, dict[str, str]]:
+    """Status, byte range [start, end] and headers of a GET or HEAD of `man`."""
+    h = object_headers(man, req)
+    rng = _selected_range(man, req)
+    if rng is None:
+        start, end, status = 0, man.size - 1, 200
+        if req.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+            h.update(checksum_response_headers(man.checksums, man.checksum_type))
+    else:
+        (start, end), status = rng, 206
+        h["Content-Range"] = f"bytes {start}-{end}/{man.size}"
+    return status, start, end, h
+
+
+async def head_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
+    man = await current_object(gw, req)
+    if (not_modified := _not_modified(req, man)) is not None:
+        return not_modified
+    status, start, end, h = _answer_head(req, man)
+    h["Content-Length"] = str(end - start + 1)
+    resp = web.StreamResponse(status=status, headers=h)
+    resp.content_length = end - start + 1
+    return resp
+
+
+async def get_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
+    man = await current_object(gw, req)
+    if (not_modified := _not_modified(req, man)) is not None:
+        return not_modified
+    status, start, end, h = _answer_head(req, man)
+    if all(p.inline is not None for p in man.parts):
+        # All in the manifest: one write of headers and body, none of the streaming machinery.
+        data = b"".join(p.inline or b"" for p in man.parts)
+        return web.Response(status=status, headers=h, body=data[start : end + 1])
+    resp = web.StreamResponse(status=status, headers=h)
+    resp.content_length = end - start + 1
+    stream = gw.layer.stream(man, start, end)
+    # Read the first piece before answering so that an unreadable object is a clean 503, not a cut body.
+    first = await _first_piece(stream) if end >= start else b""
+    await resp.prepare(req.http)
+    if first:
+        await resp.write(first)
+        try:
+            async for piece in stream:
+                await resp.write(piece)
+        except ReadError:
+            # Headers are gone: the only honest signal left is to cut the connection short.
+            if req.http.transport is not None:
+                req.http.transport.close()
+            raise
+    await resp.write_eof()
+    return resp
+
+
+async def _first_piece(stream: AsyncIterator[bytes]) -> bytes:
+    try:
+        return await anext(stream, b"")
+    except ReadError as exc:
+        raise S3Error("ServiceUnavailable", f"Not enough fragments are readable: {exc}", 503) from None
+
+
+async def delete_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
+    await owned_bucket(gw, req)
+    old = await gw.index.delete_object(req.bucket, req.key) if req.key else None
+    if old is not None:
+        gw.layer.discard(old.parts)
+    return web.Response(status=204)
+
+
+async def delete_objects(gw: Gateway, req: S3Request) -> web.StreamResponse:
+    await owned_bucket(gw, req)
+    if "Content-MD5" not in req.headers and not checksums.checksum_headers(req.headers.keys()):
+        raise S3Error("InvalidRequest", "Missing required header for this request: Content-MD5 OR x-amz-checksum-*")
+    raw = await read_small_body(req, body_checksums=True)
+    doc = parse(raw, "Delete")
+    quiet = (child_text(doc, "Quiet") or "").strip().lower() == "true"
+    objects = doc.findall("Object")
+    if not objects or len(objects) > MAX_DELETE_KEYS:
+        raise S3Error("MalformedXML")
+    results: list[tuple[str, Any]] = []
+    for obj in objects:
+        key = child_text(obj, "Key")
+        if key is None:
+            raise S3Error("MalformedXML")
+        if len(key.encode()) > MAX_KEY_BYTES:
+            results.append(("Error", [("Key", key), ("Code", "KeyTooLongError"), ("Message", "Your key is too long")]))
+            continue
+        old = await gw.index.delete_object(req.bucket, key)
+        if old is not None:
+            gw.layer.discard(old.parts)
+        if not quiet:
+            results.append(("Deleted", [("Key", key)]))
+    return xml_response(document("DeleteResult", results))
+
+
+def parse_copy_source(value: str) -> tuple[str, str]:
+    src = unquote(value.split("?", 1)[0])
+    if "?versionId=" in value and not value.endswith("?versionId=null"):
+        raise S3Error("NotImplemented", "Object versioning is not implemented.")
+    bucket, _, key = src.lstrip("/").partition("/")
+    if not bucket or not key:
+        raise S3Error(
+            "InvalidArgument",
+            "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
+            ArgumentName="x-amz-copy-source",
+            ArgumentValue=value,
+        )
+    return bucket, key
+
+
+async def copy_source(gw: Gateway, req: S3Request) -> ObjectManifest:
+    bucket, key = parse_copy_source(req.headers["x-amz-copy-source"])
+    check_access(gw, req.access_key, await gw.bucket(bucket))
+    man = await gw.index.get_object(bucket, key)
+    if man is None:
+        raise S3Error("NoSuchKey", Key=key)
+    check_conditions(req.headers, man, prefix="x-amz-copy-source-")
+    return man
+
+
+async def copy_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
+    await owned_bucket(gw, req)
+    refuse_unsupported(req.headers)
+    src = await copy_source(gw, req)
+    directive = req.headers.get("x-amz-metadata-directive", "COPY").upper()
+    if directive not in ("COPY", "REPLACE"):
+        raise S3Error("InvalidArgument", "Unknown metadata directive.", ArgumentName="x-amz-metadata-directive")
+    if (src.bucket, src.key) == (req.bucket, req.key) and directive == "COPY":
+        raise S3Error(
+            "InvalidRequest",
+            "This copy request is illegal because it is trying to copy an object to itself without changing the "
+            "object's metadata, storage class, website redirect location or encryption attributes.",
+        )
+    cond = put_condition(req)
+    check_put_condition(cond, await gw.index.get_object(req.bucket, req.key) if cond else None)
+    if directive == "REPLACE":
+        content_type = req.headers.get("Content-Type") or "binary/octet-stream"
+        headers, meta = standard_headers(req.headers), user_metadata(req.headers)
+    else:
+        content_type, headers, meta = src.content_type, dict(src.headers), dict(src.user_meta)
+    algo = req.headers.get("x-amz-checksum-algorithm")
+    algos = [checksums.normalize_algorithm(algo)] if algo else list(src.checksums)
+    body = stream_source(gw.layer.stream(src, 0, src.size - 1) if src.size else None, algos)
+    part, _ = await gw.layer.write(body, 0, body.hashers)
+    part.checksums = body.computed_checksums()
+    now = time.time()
+    part.last_modified = now
+    man = ObjectManifest(
+        bucket=req.bucket,
+        key=req.key,
+        version_id=part.data_id,
+        size=part.size,
+        etag=part.etag,
+        last_modified=now,
+        owner=req.access_key,
+        parts=[part],
+        content_type=content_type,
+        headers=headers,
+        user_meta=meta,
+        checksums=part.checksums,
+        checksum_type="FULL_OBJECT" if part.checksums else "",
+    )
+    await commit(gw, man, cond)
+    items: list[tuple[str, Any]] = [("LastModified", iso8601(now)), ("ETag", f'"{man.etag}"')]
+    items += [(f"Checksum{a}", v) for a, v in man.checksums.items()]
+    return xml_response(document("CopyObjectResult", items))

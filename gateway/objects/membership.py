@@ -1,0 +1,114 @@
+"""A cluster gateway's drives: the storage nodes registered in the index, and which are alive.
+
+Nodes heartbeat into the index, which stamps each record with its own clock; a node whose last
+heartbeat is older than the grace is taken as down: placement sends its fragments nowhere
+(they miss their write and are recorded for repair) and reads go to parity without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import aiohttp
+
+from gateway.objects.placement import NodeSlot
+from metadata.index import Index
+from metadata.records import NodeRecord
+from storage_node.client import RemoteDrive
+from storage_node.drive import Drive
+
+log = logging.getLogger(__name__)
+
+REFRESH_EVERY = 1.0  # seconds between membership reads
+LIVENESS_GRACE = 6.0  # seconds without a heartbeat before a node counts as down
+
+
+class ClusterDrives:
+    def __init__(self, index: Index, secret: bytes, grace: float = LIVENESS_GRACE) -> None:
+        self._index = index
+        self._secret = secret
+        self._grace = grace
+        self._session: aiohttp.ClientSession | None = None
+        self._remotes: dict[tuple[str, str], RemoteDrive] = {}  # (address, drive id) -> client
+        self._slots: list[NodeSlot] = []
+        self._all: list[NodeSlot] = []
+        self._leaving: frozenset[str] = frozenset()
+        self._silent: dict[str, float] = {}
+        self.nodes: list[NodeRecord] = []  # as last read from the index
+        self._live: dict[str, RemoteDrive] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._refreshed = 0.0  # monotonic time of the last membership read that worked
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, limit_per_host=64))
+        await self.refresh()
+        self._task = asyncio.create_task(self._loop())
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._session:
+            await self._session.close()
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_EVERY)
+            try:
+                await self.refresh()
+            except Exception as exc:  # the index may be briefly unreachable; keep the last view
+                log.warning("membership refresh failed: %r", exc)
+
+    async def refresh(self) -> None:
+        nodes = await self._index.list_nodes()
+        now = time.time()
+        every, live = [], {}
+        for node in nodes:
+            alive = now - node.last_seen <= self._grace
+            every.append(NodeSlot(node.node_id, node.zone, tuple(d.drive_id for d in node.drives), alive))
+            if alive:
+                live.update({d.drive_id: self._remote(node, d.drive_id) for d in node.drives})
+        state = {n.node_id: n.state for n in nodes}
+        self._all, self._live, self.nodes = every, live, nodes
+        # Draining and retired nodes take no new fragments; their drives still serve reads.
+        self._slots = [s for s in every if state[s.node_id] == "active"]
+        self._leaving = frozenset(n for n, st in state.items() if st == "draining")
+        self._silent = {n.node_id: now - n.last_seen for n in nodes if now - n.last_seen > self._grace}
+        self._refreshed = time.monotonic()
+
+    def _remote(self, node: NodeRecord, drive_id: str) -> RemoteDrive:
+        key = (node.address, drive_id)
+        if key not in self._remotes:
+            self._remotes[key] = RemoteDrive(node.address, drive_id, self._secret, session=self._session)
+        return self._remotes[key]
+
+    # -- DriveSet
+    def slots(self) -> list[NodeSlot]:
+        return self._slots
+
+    def all_slots(self) -> list[NodeSlot]:
+        return self._all
+
+    def leaving(self) -> frozenset[str]:
+        return self._leaving
+
+    def silent_for(self) -> dict[str, float]:
+        return self._silent
+
+    def drive(self, drive_id: str) -> Drive | None:
+        return self._live.get(drive_id)
+
+    def live_nodes(self) -> int:
+        return sum(s.live for s in self._slots)
+
+    def problem(self, needed: int) -> str | None:
+        """Why this gateway cannot serve now (None when it can): readiness, deep as it should be."""
+        if time.monotonic() - self._refreshed > 5 * REFRESH_EVERY:
+            return "the metadata service has not answered for a while"
+        if self.live_nodes() < needed:
+            return f"{self.live_nodes()} storage node(s) up, {needed} needed to read"
+        return None

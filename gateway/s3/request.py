@@ -1,0 +1,218 @@
+"""What an S3 request names and asks for: bucket, key, metadata headers, conditions, ranges."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from urllib.parse import unquote
+
+from aiohttp import web
+from multidict import CIMultiDictProxy, MultiDict, MultiDictProxy
+
+from gateway.s3.errors import S3Error
+from gateway.s3.sigv4 import AuthContext
+from metadata.records import ObjectManifest
+
+MAX_KEY_BYTES = 1024
+MAX_USER_META = 2048  # bytes of x-amz-meta-* names and values together, as S3
+STANDARD_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Encoding", "Content-Language", "Expires")
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_IP_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+# Reserved by S3 for its own naming schemes (punycode, access point aliases, directory buckets, ...).
+_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+
+
+@dataclass(slots=True)
+class S3Request:
+    http: web.Request
+    request_id: str
+    bucket: str
+    key: str
+    access_key: str = ""
+    query: MultiDictProxy[str] = field(default_factory=lambda: MultiDictProxy(MultiDict()))
+    auth: AuthContext | None = None
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        return self.http.headers
+
+    @property
+    def resource(self) -> str:
+        return "/" + self.bucket + ("/" + self.key if self.key else "")
+
+
+def check_bucket_name(name: str) -> None:
+    if (
+        not _BUCKET_RE.match(name)
+        or ".." in name
+        or _IP_RE.match(name)
+        or ".-" in name
+        or "-." in name
+        or name.startswith(_RESERVED_PREFIXES)
+        or name.endswith(_RESERVED_SUFFIXES)
+    ):
+        raise S3Error("InvalidBucketName", BucketName=name)
+
+
+def split_path(raw_path: str, host_bucket: str | None) -> tuple[str, str]:
+    """(bucket, key) from the raw request path; keys keep every character, '+' included."""
+    try:
+        path = unquote(raw_path, errors="strict")
+    except UnicodeDecodeError:
+        raise S3Error("InvalidURI", "Couldn't parse the specified URI.", 400) from None
+    if host_bucket is not None:
+        bucket, key = host_bucket, path[1:]
+    else:
+        bucket, _, key = path[1:].partition("/")
+    if len(key.encode()) > MAX_KEY_BYTES:
+        raise S3Error("KeyTooLongError")
+    return bucket, key
+
+
+def encode_token(marker: str) -> str:
+    """An opaque continuation token for a listing that resumes after `marker`."""
+    return base64.urlsafe_b64encode(marker.encode()).decode()
+
+
+def decode_token(token: str) -> str:
+    try:
+        return base64.b64decode(token.encode(), altchars=b"-_", validate=True).decode()
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise S3Error(
+            "InvalidArgument", "The continuation token provided is incorrect", ArgumentName="continuation-token"
+        ) from None
+
+
+def canonical_id(access_key: str) -> str:
+    """S3 names owners by a 64-hex canonical id; ours is derived from the access key."""
+    return hashlib.sha256(b"tessera-owner:" + access_key.encode()).hexdigest()
+
+
+def user_metadata(headers: CIMultiDictProxy[str]) -> dict[str, str]:
+    meta: dict[str, str] = {}
+    for name, value in headers.items():
+        low = name.lower()
+        if low.startswith("x-amz-meta-"):
+            key = low[len("x-amz-meta-") :]
+            meta[key] = f"{meta[key]},{value}" if key in meta else value
+    if sum(len(k) + len(v.encode()) for k, v in meta.items()) > MAX_USER_META:
+        raise S3Error("MetadataTooLarge")
+    return meta
+
+
+def standard_headers(headers: CIMultiDictProxy[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name in STANDARD_HEADERS:
+        value = headers.get(name)
+        if name == "Content-Encoding" and value is not None:
+            # aws-chunked describes the transfer, not the object
+            value = ",".join(v.strip() for v in value.split(",") if v.strip() and v.strip() != "aws-chunked")
+        if value:
+            out[name] = value
+    return out
+
+
+# Write headers asking for what we do not have (encryption, object lock, tags): refused, as MinIO does
+# without a KMS, rather than acknowledged and silently dropped.
+_UNSUPPORTED_WRITE_HEADERS = (
+    "x-amz-server-side-encryption",
+    "x-amz-server-side-encryption-customer-algorithm",
+    "x-amz-server-side-encryption-aws-kms-key-id",
+    "x-amz-object-lock-mode",
+    "x-amz-object-lock-retain-until-date",
+    "x-amz-object-lock-legal-hold",
+    "x-amz-tagging",
+)
+
+
+def refuse_unsupported(headers: CIMultiDictProxy[str]) -> None:
+    for name in _UNSUPPORTED_WRITE_HEADERS:
+        if name in headers:
+            raise S3Error("NotImplemented", f"The {name} header is not implemented.")
+
+
+def content_md5(headers: CIMultiDictProxy[str]) -> bytes | None:
+    value = headers.get("Content-MD5")
+    if value is None:
+        return None
+    try:
+        digest = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise S3Error("InvalidDigest") from None
+    if len(digest) != 16:
+        raise S3Error("InvalidDigest")
+    return digest
+
+
+def _http_time(value: str) -> float | None:
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None  # S3 ignores a date it cannot parse
+
+
+def _etags(value: str) -> list[str]:
+    return [v.strip().removeprefix("W/").strip('"') for v in value.split(",")]
+
+
+def check_conditions(headers: CIMultiDictProxy[str], man: ObjectManifest, prefix: str = "") -> None:
+    """If-Match / If-None-Match / If-(Un)Modified-Since, as RFC 7232 orders them.
+
+    With prefix "x-amz-copy-source-" the same rules guard a copy's source (failures are 412 there).
+    """
+    mtime = int(man.last_modified)
+    if_match = headers.get(prefix + "If-Match")
+    if if_match is not None:
+        tags = _etags(if_match)
+        if "*" not in tags and man.etag not in tags:
+            raise S3Error("PreconditionFailed", Condition=prefix + "If-Match")
+    else:
+        since = headers.get(prefix + "If-Unmodified-Since")
+        t = _http_time(since) if since else None
+        if t is not None and mtime > t:
+            raise S3Error("PreconditionFailed", Condition=prefix + "If-Unmodified-Since")
+    if_none = headers.get(prefix + "If-None-Match")
+    not_modified = "PreconditionFailed" if prefix else "NotModified"
+    if if_none is not None:
+        tags = _etags(if_none)
+        if "*" in tags or man.etag in tags:
+            raise S3Error(not_modified, Condition=prefix + "If-None-Match")
+    else:
+        since = headers.get(prefix + "If-Modified-Since")
+        t = _http_time(since) if since else None
+        if t is not None and mtime <= t:
+            raise S3Error(not_modified, Condition=prefix + "If-Modified-Since")
+
+
+_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
+    """An inclusive (start, end) for one byte range; None for the whole object.
+
+    Syntax S3 does not act on (several ranges, garbage) means the whole object, as RFC 9110
+    allows; a well-formed range that selects nothing is InvalidRange.
+    """
+    if value is None:
+        return None
+    m = _RANGE_RE.match(value.strip())
+    if not m or (not m.group(1) and not m.group(2)):
+        return None
+    first, last = m.group(1), m.group(2)
+    if first:
+        start = int(first)
+        end = min(int(last), size - 1) if last else size - 1
+        if last and int(last) < start:
+            return None
+        if start >= size:
+            raise S3Error("InvalidRange", ActualObjectSize=str(size), RangeRequested=value)
+        return start, end
+    suffix = int(last)
+    if suffix == 0 or size == 0:
+        raise S3Error("InvalidRange", ActualObjectSize=str(size), RangeRequested=value)
+    return max(0, size - suffix), size - 1

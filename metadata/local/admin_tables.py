@@ -1,0 +1,117 @@
+"""LocalIndex's housekeeping tables: the repair queue, users and leases (metadata/local/store.py runs these).
+
+Named databases:
+    repairs   keys.repair_key(surviving, data_id, part, index) -> RepairEntry   (LMDB order is repair order)
+    users     name -> UserRecord
+    leases    name -> Lease
+
+Each function is a transaction body: it gets the transaction LocalIndex opened for it and the
+environment's named databases, and does its whole work inside it, so it is atomic like every
+other index method.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import lmdb
+
+from metadata import keys
+from metadata.index import UserExists
+from metadata.records import Lease, RepairEntry, UserRecord, decode, encode
+
+DBS = ("repairs", "users", "leases")
+
+Dbs = dict[str, Any]
+
+
+def _position(e: RepairEntry) -> bytes:
+    try:
+        return keys.repair_key(e.surviving, e.data_id, e.part, e.index)
+    except struct.error:  # a part or fragment index that does not fit its field
+        raise ValueError(f"repair entry out of range: part {e.part}, index {e.index}") from None
+
+
+# -- the repair queue
+
+
+def queue_repairs(txn: lmdb.Transaction, dbs: Dbs, entries: Sequence[RepairEntry]) -> None:
+    for e in entries:
+        txn.put(_position(e), encode(e), db=dbs["repairs"])
+
+
+def list_repairs(txn: lmdb.Transaction, dbs: Dbs, after: RepairEntry | None, limit: int) -> list[RepairEntry]:
+    out: list[RepairEntry] = []
+    if limit <= 0:
+        return out
+    cur = txn.cursor(dbs["repairs"])
+    if after is None:
+        ok = cur.first()
+    else:
+        start = _position(after)
+        ok = cur.set_range(start)
+        if ok and cur.key() == start:
+            ok = cur.next()
+    while ok and len(out) < limit:
+        out.append(decode(RepairEntry, cur.value()))
+        ok = cur.next()
+    return out
+
+
+def remove_repairs(txn: lmdb.Transaction, dbs: Dbs, entries: Sequence[RepairEntry]) -> None:
+    for e in entries:
+        txn.delete(_position(e), db=dbs["repairs"])  # False when absent: nothing to do
+
+
+def repair_backlog(txn: lmdb.Transaction, dbs: Dbs) -> int:
+    return int(txn.stat(dbs["repairs"])["entries"])  # kept by LMDB itself: no scan
+
+
+# -- users
+
+
+def create_user(txn: lmdb.Transaction, dbs: Dbs, rec: UserRecord) -> None:
+    if not txn.put(rec.name.encode(), encode(rec), db=dbs["users"], overwrite=False):
+        raise UserExists(rec.name)
+
+
+def list_users(txn: lmdb.Transaction, dbs: Dbs) -> list[UserRecord]:
+    # UTF-8 byte order is code point order: LMDB's order is sorted(names).
+    return [decode(UserRecord, v) for _, v in txn.cursor(dbs["users"])]
+
+
+def delete_user(txn: lmdb.Transaction, dbs: Dbs, name: str) -> UserRecord | None:
+    data = txn.pop(name.encode(), db=dbs["users"])
+    return None if data is None else decode(UserRecord, data)
+
+
+# -- leases
+
+
+def acquire_lease(txn: lmdb.Transaction, dbs: Dbs, name: str, holder: str, ttl: float) -> bool:
+    if math.isnan(ttl) or ttl < 0:
+        raise ValueError(f"a lease lasts zero seconds or more, not {ttl}")
+    # Judged and stamped by this index's clock, inside the one writer: two holders never both see it free.
+    now = time.time()
+    data = txn.get(name.encode(), db=dbs["leases"])
+    if data is not None:
+        current = decode(Lease, data)
+        if current.holder != holder and current.expires > now:
+            return False
+    txn.put(name.encode(), encode(Lease(name, holder, now + ttl)), db=dbs["leases"])
+    return True
+
+
+def release_lease(txn: lmdb.Transaction, dbs: Dbs, name: str, holder: str) -> bool:
+    data = txn.get(name.encode(), db=dbs["leases"])
+    if data is None:
+        return False
+    current = decode(Lease, data)
+    if current.holder != holder or current.expires <= time.time():  # an expired lease is held by no one
+        return False
+    txn.delete(name.encode(), db=dbs["leases"])
+    return True

@@ -1,0 +1,567 @@
+"""LocalIndex: the Index seam on a local LMDB environment (the embedded server, and each metadata replica).
+
+Named databases:
+    buckets         name -> BucketRecord
+    objects         keys.encode(bucket, key) -> ObjectManifest
+    uploads         upload_id -> UploadRecord
+    uploads_by_key  keys.encode(bucket, key) -> sortable(initiated) + upload_id   (DUPSORT: listing order)
+    parts           upload_id + b"\\x00" + number (4 bytes, big-endian) -> PartRecord
+    nodes           node_id -> NodeRecord   (as the node last reported it; its state is not kept here)
+    node_states     node_id -> state   (NODE_STATES, set by operators; a node without one is "active")
+    drive_owners    drive_id -> node_id   (a drive belongs to one node)
+    repairs, users, leases   see metadata/local/admin_tables.py
+
+Every method is one LMDB transaction run on a single dedicated thread: LMDB calls block, so they
+stay off the event loop, and write transactions are serialized without locks. The environment is
+opened with LMDB's default durability (sync and metasync on, no writemap), so a write transaction
+is on disk when its commit returns, hence when the method returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import lmdb
+
+from metadata import keys, listing
+from metadata.index import (
+    BucketAlreadyExists,
+    BucketNotEmpty,
+    Completed,
+    DriveClaimed,
+    NoSuchBucket,
+    NoSuchNode,
+    NoSuchUpload,
+    ObjectPage,
+    PartPage,
+    PreconditionFailed,
+    UploadPage,
+)
+from metadata.local import admin_tables as admin
+from metadata.records import (
+    NODE_STATES,
+    BucketRecord,
+    Condition,
+    NodeRecord,
+    ObjectManifest,
+    PartRecord,
+    RepairEntry,
+    UploadRecord,
+    UserRecord,
+    decode,
+    encode,
+)
+
+T = TypeVar("T")
+V = TypeVar("V")
+
+_DBS = ("buckets", "objects", "uploads", "uploads_by_key", "parts", "nodes", "node_states", "drive_owners", *admin.DBS)
+_MAX_DBS = 32  # room for records still to come
+
+
+def _upload_dup(rec: UploadRecord) -> bytes:
+    return keys.sortable(rec.initiated) + rec.upload_id.encode()
+
+
+def check_condition(cond: Condition | None, current: ObjectManifest | None) -> None:
+    """Raise PreconditionFailed unless `cond` holds against the current object."""
+    if cond is None:
+        return
+    if cond.if_none_match_star and current is not None:
+        raise PreconditionFailed("the key exists")
+    if cond.if_match is not None:
+        if current is None:
+            raise PreconditionFailed("no current object to match")
+        if cond.if_match != "*" and cond.if_match != current.etag:
+            raise PreconditionFailed(f"etag is {current.etag}")
+
+
+class _BucketCursor(Generic[V]):
+    """listing.Cursor over one bucket: S3 keys as UTF-8 bytes, values mapped by `value`."""
+
+    def __init__(
+        self, txn: lmdb.Transaction, db: Any, bucket: str, full_key: keys.FullKey, value: Callable[[bytes], V]
+    ) -> None:
+        self._ns = keys.namespace(bucket)
+        self._cur = keys.OrderedCursor(txn.cursor(db), full_key, scope=self._ns)
+        self._value = value
+
+    def seek(self, key: bytes, inclusive: bool = False) -> None:
+        self._cur.seek(self._ns + key, inclusive)
+
+    def next(self) -> tuple[bytes, V] | None:
+        entry = self._cur.next()
+        if entry is None:
+            return None
+        return entry[0][len(self._ns) :], self._value(entry[1])
+
+
+READER_THREADS = 4
+
+
+@dataclass(slots=True)
+class _WriteJob:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if fut.done():  # the caller was cancelled; the write itself is durable or rolled back all the same
+        return
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value)
+
+
+MAP_SIZE = 1 << 34  # the most the database may grow to (address space, not disk, is reserved)
+
+
+def _open_env(path: Path, map_size: int) -> tuple[lmdb.Environment, dict[str, Any]]:
+    path.mkdir(parents=True, exist_ok=True)
+    # sync/metasync on and no writemap: never trade durability of the only copy for speed.
+    env = lmdb.open(str(path), map_size=map_size, max_dbs=_MAX_DBS, sync=True, metasync=True, writemap=False)
+    # Several processes may share the index: free reader slots that a killed one left behind.
+    env.reader_check()
+    with env.begin(write=True) as txn:
+        dbs = {name: env.open_db(name.encode(), txn=txn, dupsort=name == "uploads_by_key") for name in _DBS}
+    return env, dbs
+
+
+class LocalIndex:
+    """The Index on an LMDB environment in a directory. Create it with LocalIndex.open()."""
+
+    def __init__(self, env: lmdb.Environment, dbs: dict[str, Any]) -> None:
+        self._env = env
+        self._db = dbs
+        # One writer thread (LMDB has one writer at a time anyway); readers beside it, as LMDB's MVCC allows.
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmdb-writer")
+        self._readers = ThreadPoolExecutor(max_workers=READER_THREADS, thread_name_prefix="lmdb-reader")
+        self._pending: list[_WriteJob] = []
+        self._lock = threading.Lock()
+        self._flushing = False
+        self._closed = False
+
+    @classmethod
+    def open(cls, path: Path, map_size: int = MAP_SIZE) -> LocalIndex:
+        """Open (creating if needed) the index in directory `path`. Synchronous: opening is quick.
+
+        map_size is the most the database may grow to (address space, not disk, is reserved).
+        One process may open a given path only once at a time (an LMDB rule); close() first.
+        Several processes may open it at once.
+        """
+        env, dbs = _open_env(Path(path), map_size)
+        return cls(env, dbs)
+
+    @staticmethod
+    def prepare(path: Path) -> None:
+        """Create the index if needed and check that it opens, keeping no handle: for a parent
+        process that starts several others on it (LMDB handles must not cross a fork)."""
+        _open_env(Path(path), MAP_SIZE)[0].close()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._readers, lambda: None)  # reads queued before close finish first
+        await loop.run_in_executor(self._pool, self._env.close)  # after any write batch in flight
+        self._pool.shutdown(wait=False)
+        self._readers.shutdown(wait=False)
+
+    # -- plumbing
+
+    async def _run(self, write: bool, fn: Callable[..., T], *args: Any) -> T:
+        """Run fn(txn, *args) in a transaction of its own off the event loop; an exception aborts it.
+
+        Writes are group-committed: the writer thread takes every write queued meanwhile and runs
+        each in a nested transaction of one outer transaction, so a batch costs one fsync while
+        each write stays atomic (a failing one is rolled back alone). No write is acknowledged
+        before its batch is durable.
+        """
+        if self._closed:
+            raise RuntimeError("index is closed")
+        loop = asyncio.get_running_loop()
+        if not write:
+            return await loop.run_in_executor(self._readers, self._read, fn, args)
+        fut: asyncio.Future[T] = loop.create_future()
+        with self._lock:
+            self._pending.append(_WriteJob(fn, args, fut, loop))
+            start, self._flushing = not self._flushing, True
+        if start:
+            self._pool.submit(self._flush)
+        return await fut
+
+    def _point_read(self, fn: Callable[..., T], *args: Any) -> T:
+        """A one-key read, right here on the event loop: a lookup in LMDB's memory map takes
+        microseconds, far less than the hop to a reader thread and back (measured: the hop was
+        a fifth of a small GET's CPU). Scans and writes stay off the loop."""
+        if self._closed:
+            raise RuntimeError("index is closed")
+        return self._read(fn, args)
+
+    def _read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        try:
+            with self._env.begin(write=False) as txn:
+                return fn(txn, *args)
+        except lmdb.BadValsizeError:
+            raise ValueError("a name or id is empty or too long for the index") from None
+
+    def _flush(self) -> None:
+        """On the writer thread: commit batches until nothing is queued."""
+        while True:
+            with self._lock:
+                batch, self._pending = self._pending, []
+                if not batch:
+                    self._flushing = False
+                    return
+            outcomes: list[tuple[bool, Any]] = []
+            try:
+                with self._env.begin(write=True) as outer:
+                    for job in batch:
+                        try:
+                            with self._env.begin(write=True, parent=outer) as txn:
+                                outcomes.append((True, job.fn(txn, *job.args)))
+                        except lmdb.BadValsizeError:
+                            outcomes.append((False, ValueError("a name or id is empty or too long for the index")))
+                        except Exception as exc:
+                            outcomes.append((False, exc))
+            except Exception as exc:  # the batch did not become durable: none of it is acknowledged
+                outcomes = [(False, exc)] * len(batch)
+            for job, (ok, value) in zip(batch, outcomes, strict=True):
+                job.loop.call_soon_threadsafe(_settle, job.future, ok, value)
+
+    def _get(self, txn: lmdb.Transaction, db: str, key: bytes, cls: type[T]) -> T | None:
+        data = txn.get(key, db=self._db[db])
+        return None if data is None else decode(cls, data)
+
+    def _require_bucket(self, txn: lmdb.Transaction, name: str) -> None:
+        if txn.get(name.encode(), db=self._db["buckets"]) is None:
+            raise NoSuchBucket(name)
+
+    def _require_upload(self, txn: lmdb.Transaction, upload_id: str) -> UploadRecord:
+        rec = self._get(txn, "uploads", upload_id.encode(), UploadRecord)
+        if rec is None:
+            raise NoSuchUpload(upload_id)
+        return rec
+
+    def _object_full_key(self, _key: bytes, value: bytes) -> bytes:
+        man = decode(ObjectManifest, value)
+        return keys.composite(man.bucket, man.key)
+
+    def _upload_of_dup(self, txn: lmdb.Transaction, dup: bytes) -> UploadRecord:
+        rec = self._get(txn, "uploads", dup[8:], UploadRecord)
+        assert rec is not None, "uploads_by_key entry without its upload"
+        return rec
+
+    def _parts(self, txn: lmdb.Transaction, upload_id: str, delete: bool = False) -> list[PartRecord]:
+        prefix = keys.parts_prefix(upload_id)
+        cur = txn.cursor(self._db["parts"])
+        out = []
+        ok = cur.set_range(prefix)
+        while ok and cur.key().startswith(prefix):
+            out.append(decode(PartRecord, cur.value()))
+            ok = cur.delete() if delete else cur.next()  # delete() moves to the next entry
+        return out
+
+    def _drop_upload(self, txn: lmdb.Transaction, rec: UploadRecord) -> list[PartRecord]:
+        txn.delete(rec.upload_id.encode(), db=self._db["uploads"])
+        txn.delete(keys.encode(keys.composite(rec.bucket, rec.key)), _upload_dup(rec), db=self._db["uploads_by_key"])
+        return self._parts(txn, rec.upload_id, delete=True)
+
+    # -- buckets
+
+    async def create_bucket(self, rec: BucketRecord) -> None:
+        def tx(txn: lmdb.Transaction) -> None:
+            current = self._get(txn, "buckets", rec.name.encode(), BucketRecord)
+            if current is not None:
+                raise BucketAlreadyExists(current.owner)
+            txn.put(rec.name.encode(), encode(rec), db=self._db["buckets"])
+
+        await self._run(True, tx)
+
+    async def get_bucket(self, name: str) -> BucketRecord | None:
+        return self._point_read(self._get, "buckets", name.encode(), BucketRecord)
+
+    async def delete_bucket(self, name: str) -> list[PartRecord]:
+        def tx(txn: lmdb.Transaction) -> list[PartRecord]:
+            self._require_bucket(txn, name)
+            ns = keys.namespace(name)
+            cur = txn.cursor(self._db["objects"])
+            if cur.set_range(ns) and cur.key().startswith(ns):
+                raise BucketNotEmpty(name)
+            uploads = []
+            cur = txn.cursor(self._db["uploads_by_key"])
+            ok = cur.set_range(ns)
+            while ok and cur.key().startswith(ns):
+                uploads.append(self._upload_of_dup(txn, cur.value()))
+                ok = cur.next()
+            parts = [p for rec in uploads for p in self._drop_upload(txn, rec)]
+            txn.delete(name.encode(), db=self._db["buckets"])
+            return parts
+
+        return await self._run(True, tx)
+
+    async def list_buckets(self) -> list[BucketRecord]:
+        def tx(txn: lmdb.Transaction) -> list[BucketRecord]:
+            return [decode(BucketRecord, v) for _, v in txn.cursor(self._db["buckets"])]
+
+        return await self._run(False, tx)
+
+    # -- objects
+
+    async def put_object(self, man: ObjectManifest, cond: Condition | None = None) -> ObjectManifest | None:
+        def tx(txn: lmdb.Transaction) -> ObjectManifest | None:
+            self._require_bucket(txn, man.bucket)
+            k = keys.encode(keys.composite(man.bucket, man.key))
+            previous = self._get(txn, "objects", k, ObjectManifest)
+            check_condition(cond, previous)
+            txn.put(k, encode(man), db=self._db["objects"])
+            return previous
+
+        return await self._run(True, tx)
+
+    async def get_object(self, bucket: str, key: str) -> ObjectManifest | None:
+        k = keys.encode(keys.composite(bucket, key))
+        return self._point_read(self._get, "objects", k, ObjectManifest)
+
+    async def delete_object(self, bucket: str, key: str) -> ObjectManifest | None:
+        def tx(txn: lmdb.Transaction) -> ObjectManifest | None:
+            self._require_bucket(txn, bucket)
+            k = keys.encode(keys.composite(bucket, key))
+            previous = self._get(txn, "objects", k, ObjectManifest)
+            if previous is not None:
+                txn.delete(k, db=self._db["objects"])
+            return previous
+
+        return await self._run(True, tx)
+
+    async def list_objects(
+        self, bucket: str, prefix: str = "", start_after: str = "", delimiter: str = "", max_keys: int = 1000
+    ) -> ObjectPage:
+        def tx(txn: lmdb.Transaction) -> ObjectPage:
+            self._require_bucket(txn, bucket)
+            cursor = _BucketCursor(txn, self._db["objects"], bucket, self._object_full_key, bytes)
+            return listing.list_objects(
+                cursor, lambda v: decode(ObjectManifest, v, with_inline=False), prefix, start_after, delimiter, max_keys
+            )
+
+        return await self._run(False, tx)
+
+    # -- multipart uploads
+
+    async def create_upload(self, rec: UploadRecord) -> None:
+        def tx(txn: lmdb.Transaction) -> None:
+            self._require_bucket(txn, rec.bucket)
+            existing = self._get(txn, "uploads", rec.upload_id.encode(), UploadRecord)
+            if existing is not None:  # a retried create: keep the secondary key consistent
+                k = keys.encode(keys.composite(existing.bucket, existing.key))
+                txn.delete(k, _upload_dup(existing), db=self._db["uploads_by_key"])
+            txn.put(rec.upload_id.encode(), encode(rec), db=self._db["uploads"])
+            k = keys.encode(keys.composite(rec.bucket, rec.key))
+            txn.put(k, _upload_dup(rec), db=self._db["uploads_by_key"])
+
+        await self._run(True, tx)
+
+    async def get_upload(self, upload_id: str) -> UploadRecord | None:
+        return self._point_read(self._get, "uploads", upload_id.encode(), UploadRecord)
+
+    async def put_part(self, upload_id: str, part: PartRecord) -> PartRecord | None:
+        def tx(txn: lmdb.Transaction) -> PartRecord | None:
+            self._require_upload(txn, upload_id)
+            k = keys.part_key(upload_id, part.number)
+            previous = self._get(txn, "parts", k, PartRecord)
+            txn.put(k, encode(part), db=self._db["parts"])
+            return previous
+
+        return await self._run(True, tx)
+
+    async def list_parts(self, upload_id: str, marker: int = 0, max_parts: int = 1000) -> PartPage:
+        def tx(txn: lmdb.Transaction) -> PartPage:
+            self._require_upload(txn, upload_id)
+            page = PartPage()
+            if max_parts <= 0 or marker >= keys.MAX_PART:
+                return page
+            prefix = keys.parts_prefix(upload_id)
+            cur = txn.cursor(self._db["parts"])
+            ok = cur.set_range(keys.part_key(upload_id, max(marker, 0) + 1))
+            while ok and cur.key().startswith(prefix):
+                if len(page.parts) == max_parts:
+                    page.truncated = True
+                    page.next_marker = page.parts[-1].number
+                    break
+                page.parts.append(decode(PartRecord, cur.value()))
+                ok = cur.next()
+            return page
+
+        return await self._run(False, tx)
+
+    async def list_uploads(
+        self,
+        bucket: str,
+        prefix: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        delimiter: str = "",
+        max_uploads: int = 1000,
+    ) -> UploadPage:
+        def tx(txn: lmdb.Transaction) -> UploadPage:
+            self._require_bucket(txn, bucket)
+
+            def full_key(_key: bytes, dup: bytes) -> bytes:
+                rec = self._upload_of_dup(txn, dup)
+                return keys.composite(rec.bucket, rec.key)
+
+            cursor = _BucketCursor(
+                txn, self._db["uploads_by_key"], bucket, full_key, lambda dup: self._upload_of_dup(txn, dup)
+            )
+            return listing.list_uploads(cursor, prefix, key_marker, upload_id_marker, delimiter, max_uploads)
+
+        return await self._run(False, tx)
+
+    async def complete_upload(self, upload_id: str, man: ObjectManifest, cond: Condition | None = None) -> Completed:
+        def tx(txn: lmdb.Transaction) -> Completed:
+            rec = self._require_upload(txn, upload_id)
+            if (man.bucket, man.key) != (rec.bucket, rec.key):
+                raise ValueError(f"upload {upload_id} is for {rec.bucket}/{rec.key}, not {man.bucket}/{man.key}")
+            self._require_bucket(txn, man.bucket)
+            k = keys.encode(keys.composite(man.bucket, man.key))
+            previous = self._get(txn, "objects", k, ObjectManifest)
+            check_condition(cond, previous)
+            txn.put(k, encode(man), db=self._db["objects"])
+            used = {p.data_id for p in man.parts}
+            unused = [p for p in self._drop_upload(txn, rec) if p.data_id not in used]
+            return Completed(previous, unused)
+
+        return await self._run(True, tx)
+
+    async def abort_upload(self, upload_id: str) -> list[PartRecord]:
+        def tx(txn: lmdb.Transaction) -> list[PartRecord]:
+            return self._drop_upload(txn, self._require_upload(txn, upload_id))
+
+        return await self._run(True, tx)
+
+    # -- cluster membership
+
+    async def upsert_node(self, rec: NodeRecord) -> NodeRecord:
+        def tx(txn: lmdb.Transaction) -> NodeRecord:
+            owners = self._db["drive_owners"]
+            claimed = [d.drive_id for d in rec.drives]
+            if len(set(claimed)) != len(claimed):
+                raise ValueError(f"node {rec.node_id} lists a drive twice")
+            node = rec.node_id.encode()
+            for drive_id in claimed:
+                owner = txn.get(drive_id.encode(), db=owners)
+                if owner is not None and owner != node:
+                    raise DriveClaimed(drive_id, owner.decode())
+            previous = self._get(txn, "nodes", node, NodeRecord)
+            for d in previous.drives if previous else []:
+                if d.drive_id not in claimed:
+                    txn.delete(d.drive_id.encode(), db=owners)
+            for drive_id in claimed:
+                txn.put(drive_id.encode(), node, db=owners)
+            data = encode(dataclasses.replace(rec, last_seen=time.time(), state="active"))
+            txn.put(node, data, db=self._db["nodes"])
+            return self._node(txn, data)  # a copy sharing nothing with the caller's record
+
+        return await self._run(True, tx)
+
+    def _node(self, txn: lmdb.Transaction, data: bytes) -> NodeRecord:
+        """A stored node record with its operator state, which heartbeats never carry."""
+        rec = decode(NodeRecord, data)
+        state = txn.get(rec.node_id.encode(), db=self._db["node_states"])
+        rec.state = "active" if state is None else state.decode()
+        return rec
+
+    async def list_nodes(self) -> list[NodeRecord]:
+        def tx(txn: lmdb.Transaction) -> list[NodeRecord]:
+            return [self._node(txn, v) for _, v in txn.cursor(self._db["nodes"])]
+
+        return await self._run(False, tx)
+
+    async def remove_node(self, node_id: str) -> bool:
+        def tx(txn: lmdb.Transaction) -> bool:
+            rec = self._get(txn, "nodes", node_id.encode(), NodeRecord)
+            if rec is None:
+                return False
+            for d in rec.drives:
+                txn.delete(d.drive_id.encode(), db=self._db["drive_owners"])
+            txn.delete(node_id.encode(), db=self._db["nodes"])
+            txn.delete(node_id.encode(), db=self._db["node_states"])  # a node registering again starts active
+            return True
+
+        return await self._run(True, tx)
+
+    async def set_node_state(self, node_id: str, state: str) -> NodeRecord:
+        if state not in NODE_STATES:
+            raise ValueError(f"node state must be one of {', '.join(NODE_STATES)}, not {state!r}")
+
+        def tx(txn: lmdb.Transaction) -> NodeRecord:
+            data = txn.get(node_id.encode(), db=self._db["nodes"])
+            if data is None:
+                raise NoSuchNode(node_id)
+            txn.put(node_id.encode(), state.encode(), db=self._db["node_states"])
+            return self._node(txn, data)
+
+        return await self._run(True, tx)
+
+    # -- repair
+
+    async def update_part(self, bucket: str, key: str, version_id: str, part: PartRecord) -> bool:
+        def tx(txn: lmdb.Transaction) -> bool:
+            # No bucket check: an object exists only in a bucket that does (delete_bucket needs it empty).
+            k = keys.encode(keys.composite(bucket, key))
+            man = self._get(txn, "objects", k, ObjectManifest)
+            if man is None or man.version_id != version_id:
+                return False  # overwritten or deleted since the repair read it: the newer write stands
+            for i, current in enumerate(man.parts):
+                if current.number == part.number:
+                    if current.data_id != part.data_id:
+                        return False
+                    man.parts[i] = part
+                    txn.put(k, encode(man), db=self._db["objects"])
+                    return True
+            return False
+
+        return await self._run(True, tx)
+
+    async def queue_repairs(self, entries: Sequence[RepairEntry]) -> None:
+        await self._run(True, admin.queue_repairs, self._db, list(entries))
+
+    async def list_repairs(self, after: RepairEntry | None = None, limit: int = 1000) -> list[RepairEntry]:
+        return await self._run(False, admin.list_repairs, self._db, after, limit)
+
+    async def remove_repairs(self, entries: Sequence[RepairEntry]) -> None:
+        await self._run(True, admin.remove_repairs, self._db, list(entries))
+
+    async def repair_backlog(self) -> int:
+        return self._point_read(admin.repair_backlog, self._db)
+
+    # -- users
+
+    async def create_user(self, rec: UserRecord) -> None:
+        await self._run(True, admin.create_user, self._db, rec)
+
+    async def list_users(self) -> list[UserRecord]:
+        return await self._run(False, admin.list_users, self._db)
+
+    async def delete_user(self, name: str) -> UserRecord | None:
+        return await self._run(True, admin.delete_user, self._db, name)
+
+    # -- leases
+
+    async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        return await self._run(True, admin.acquire_lease, self._db, name, holder, ttl)
+
+    async def release_lease(self, name: str, holder: str) -> bool:
+        return await self._run(True, admin.release_lease, self._db, name, holder)

@@ -1,0 +1,1 @@
+"""The Index over HTTP: the metadata service, its wire protocol and its client."""

@@ -1,0 +1,273 @@
+"""RemoteIndex: the Index seam over HTTP, as a client of one metadata service (metadata/remote/service.py).
+
+Timeouts: every call has one budget, `timeout` seconds, for all its attempts and backoff sleeps
+together, so no call takes longer whatever the network does.
+
+Retries (the design rule is retries at one layer only: for a single service it is this one; the
+replicated index will build its clients with attempts=1 and retry across replicas itself):
+- Reads (protocol.READS) are retried on connection errors and on 502/503/504, up to `attempts`
+  attempts, sleeping between them with capped exponential backoff and full jitter.
+- Writes are retried only when the connection could not be made (aiohttp.ClientConnectorError):
+  then the request never left this process. A write whose connection broke later, or that timed out,
+  may have been applied, and repeating it is not harmless: writes return what they replaced or
+  removed, for the gateway to collect its data. A repeated put_object or put_part would name the
+  write's own record as replaced (and the data of a live object would be collected); a repeated
+  delete or abort would return nothing (and the data would leak). Such a write raises
+  IndexUnavailable instead; the S3 client retries the whole request, as SDKs do with a 503.
+A timeout is never retried: it has spent the call's budget.
+
+Errors the index raises on purpose come back as the same exception types (BucketAlreadyExists
+with its owner, DriveClaimed with its drive and owner, ValueError for refused input); a refused
+cluster signature raises cluster.auth.ClusterAuthError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from cluster import auth
+from metadata.index import (
+    Completed,
+    IndexError_,
+    IndexUnavailable,
+    ObjectPage,
+    PartPage,
+    UploadPage,
+)
+from metadata.records import (
+    BucketRecord,
+    Condition,
+    NodeRecord,
+    ObjectManifest,
+    PartRecord,
+    RepairEntry,
+    UploadRecord,
+    UserRecord,
+)
+from metadata.remote import protocol
+
+ATTEMPTS = 4
+BACKOFF_BASE = 0.05  # seconds before the second attempt, at most; doubling after
+BACKOFF_CAP = 1.0
+LARGE_BODY = 512 << 10
+
+
+class _Transient(Exception):
+    """An answer that says "try again" (502/503/504, from the service or a proxy in front of it)."""
+
+
+class RemoteIndex:
+    """The Index of the metadata service at base_url ("http://host:port"), signing with the cluster secret."""
+
+    def __init__(
+        self,
+        base_url: str,
+        secret: bytes,
+        session: aiohttp.ClientSession | None = None,
+        timeout: float = 10.0,
+        *,
+        attempts: int = ATTEMPTS,
+    ) -> None:
+        base = URL(base_url)
+        if base.scheme not in ("http", "https") or not base.host:
+            raise ValueError(f"the metadata service URL must be http://HOST:PORT, not {base_url!r}")
+        self._base = base
+        self._prefix = base.path.rstrip("/")  # the service may sit under a path behind a proxy
+        self._secret = secret
+        self._session = session
+        self._own_session = session is None  # created on first use: a session needs a running loop
+        self._timeout = timeout
+        self._attempts = max(1, attempts)
+        self._closed = False
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._own_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- plumbing
+
+    async def _call(self, name: str, /, **args: Any) -> Any:
+        if self._closed:
+            raise RuntimeError("index is closed")
+        op = protocol.OPERATIONS[name]
+        body = protocol.encode_request(op, args)
+        url = self._base.with_path(self._prefix + op.path)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        attempt = 1
+        while True:
+            try:
+                return await self._attempt(op, url, body, deadline - loop.time())
+            except TimeoutError as exc:  # before ClientError: aiohttp's timeouts are both
+                raise IndexUnavailable(f"{op.name} at {self._base}: no answer within {self._timeout}s") from exc
+            except (aiohttp.ClientError, _Transient) as exc:
+                unsent = isinstance(exc, aiohttp.ClientConnectorError)
+                delay = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)))
+                if not (op.read or unsent) or attempt >= self._attempts or loop.time() + delay >= deadline:
+                    raise IndexUnavailable(f"{op.name} at {self._base}: {exc or type(exc).__name__}") from exc
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    async def _attempt(self, op: protocol.Operation, url: URL, body: bytes, budget: float) -> Any:
+        if budget <= 0:
+            raise TimeoutError
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        headers = {
+            auth.HEADER: auth.sign(self._secret, "POST", url.raw_path_qs, body),
+            "Content-Type": protocol.MSGPACK,
+        }
+        timeout = aiohttp.ClientTimeout(total=budget)
+        # Large bodies as a stream: aiohttp frowns on sending big bytes objects in one write.
+        payload = io.BytesIO(body) if len(body) > LARGE_BODY else body
+        async with self._session.post(url, data=payload, headers=headers, timeout=timeout) as resp:
+            data = await resp.read()
+            status = resp.status
+        if status == 200:
+            try:
+                return protocol.decode_result(op, data)
+            except protocol.WireError as exc:
+                raise IndexError_(f"{op.name}: malformed answer from {self._base}: {exc}") from None
+        if status in protocol.TRANSIENT:
+            raise _Transient(f"the service answered {status}")
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            doc = None
+        raise protocol.error_from(status, doc)
+
+    # -- buckets
+
+    async def create_bucket(self, rec: BucketRecord) -> None:
+        await self._call("create_bucket", rec=rec)
+
+    async def get_bucket(self, name: str) -> BucketRecord | None:
+        return await self._call("get_bucket", name=name)
+
+    async def delete_bucket(self, name: str) -> list[PartRecord]:
+        return await self._call("delete_bucket", name=name)
+
+    async def list_buckets(self) -> list[BucketRecord]:
+        return await self._call("list_buckets")
+
+    # -- objects
+
+    async def put_object(self, man: ObjectManifest, cond: Condition | None = None) -> ObjectManifest | None:
+        return await self._call("put_object", man=man, cond=cond)
+
+    async def get_object(self, bucket: str, key: str) -> ObjectManifest | None:
+        return await self._call("get_object", bucket=bucket, key=key)
+
+    async def delete_object(self, bucket: str, key: str) -> ObjectManifest | None:
+        return await self._call("delete_object", bucket=bucket, key=key)
+
+    async def list_objects(
+        self, bucket: str, prefix: str = "", start_after: str = "", delimiter: str = "", max_keys: int = 1000
+    ) -> ObjectPage:
+        return await self._call(
+            "list_objects",
+            bucket=bucket,
+            prefix=prefix,
+            start_after=start_after,
+            delimiter=delimiter,
+            max_keys=max_keys,
+        )
+
+    # -- multipart uploads
+
+    async def create_upload(self, rec: UploadRecord) -> None:
+        await self._call("create_upload", rec=rec)
+
+    async def get_upload(self, upload_id: str) -> UploadRecord | None:
+        return await self._call("get_upload", upload_id=upload_id)
+
+    async def put_part(self, upload_id: str, part: PartRecord) -> PartRecord | None:
+        return await self._call("put_part", upload_id=upload_id, part=part)
+
+    async def list_parts(self, upload_id: str, marker: int = 0, max_parts: int = 1000) -> PartPage:
+        return await self._call("list_parts", upload_id=upload_id, marker=marker, max_parts=max_parts)
+
+    async def list_uploads(
+        self,
+        bucket: str,
+        prefix: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        delimiter: str = "",
+        max_uploads: int = 1000,
+    ) -> UploadPage:
+        return await self._call(
+            "list_uploads",
+            bucket=bucket,
+            prefix=prefix,
+            key_marker=key_marker,
+            upload_id_marker=upload_id_marker,
+            delimiter=delimiter,
+            max_uploads=max_uploads,
+        )
+
+    async def complete_upload(self, upload_id: str, man: ObjectManifest, cond: Condition | None = None) -> Completed:
+        return await self._call("complete_upload", upload_id=upload_id, man=man, cond=cond)
+
+    async def abort_upload(self, upload_id: str) -> list[PartRecord]:
+        return await self._call("abort_upload", upload_id=upload_id)
+
+    # -- cluster membership
+
+    async def upsert_node(self, rec: NodeRecord) -> NodeRecord:
+        return await self._call("upsert_node", rec=rec)
+
+    async def list_nodes(self) -> list[NodeRecord]:
+        return await self._call("list_nodes")
+
+    async def remove_node(self, node_id: str) -> bool:
+        return await self._call("remove_node", node_id=node_id)
+
+    async def set_node_state(self, node_id: str, state: str) -> NodeRecord:
+        return await self._call("set_node_state", node_id=node_id, state=state)
+
+    # -- repair
+
+    async def update_part(self, bucket: str, key: str, version_id: str, part: PartRecord) -> bool:
+        return await self._call("update_part", bucket=bucket, key=key, version_id=version_id, part=part)
+
+    async def queue_repairs(self, entries: Sequence[RepairEntry]) -> None:
+        await self._call("queue_repairs", entries=list(entries))
+
+    async def list_repairs(self, after: RepairEntry | None = None, limit: int = 1000) -> list[RepairEntry]:
+        return await self._call("list_repairs", after=after, limit=limit)
+
+    async def remove_repairs(self, entries: Sequence[RepairEntry]) -> None:
+        await self._call("remove_repairs", entries=list(entries))
+
+    async def repair_backlog(self) -> int:
+        return await self._call("repair_backlog")
+
+    # -- users
+
+    async def create_user(self, rec: UserRecord) -> None:
+        await self._call("create_user", rec=rec)
+
+    async def list_users(self) -> list[UserRecord]:
+        return await self._call("list_users")
+
+    async def delete_user(self, name: str) -> UserRecord | None:
+        return await self._call("delete_user", name=name)
+
+    # -- leases
+
+    async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        return await self._call("acquire_lease", name=name, holder=holder, ttl=ttl)
+
+    async def release_lease(self, name: str, holder: str) -> bool:
+        return await self._call("release_lease", name=name, holder=holder)

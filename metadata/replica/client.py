@@ -1,0 +1,106 @@
+"""ReplicaClient: one remote replica over the replica protocol (metadata/replica/protocol.py).
+
+No retries here: a coordinator asks all three replicas and needs two, so a replica that fails or is
+slow is simply not counted (retries at one layer only). Every failure is ReplicaDown, except a
+refused argument (ValueError) which is the caller's bug or bad input and must surface as such.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import aiohttp
+import msgpack
+from yarl import URL
+
+from cluster import auth
+from metadata.replica import protocol as rp
+from metadata.replica.merge import Entry
+from metadata.replica.store import Prepared, Write
+
+LARGE_BODY = 512 << 10
+
+
+class ReplicaClient:
+    def __init__(self, base_url: str, secret: bytes, timeout: float = 5.0) -> None:
+        self.name = base_url
+        self._base = URL(base_url)
+        self._secret = secret
+        self._timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _call(self, op: str, budget: float | None = None, **args: Any) -> dict[str, Any]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        body = msgpack.packb(args, use_bin_type=True)
+        url = self._base.with_path(rp.PREFIX + op)
+        headers = {auth.HEADER: auth.sign(self._secret, "POST", url.raw_path_qs, body)}
+        payload = io.BytesIO(body) if len(body) > LARGE_BODY else body
+        try:
+            async with self._session.post(
+                url, data=payload, headers=headers, timeout=aiohttp.ClientTimeout(total=budget or self._timeout)
+            ) as resp:
+                data = await resp.read()
+                status = resp.status
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise rp.ReplicaDown(f"{self.name}: {exc!r}") from exc
+        if status == 200:
+            return msgpack.unpackb(data, raw=False)
+        try:
+            message = json.loads(data).get("message", "")
+        except ValueError:
+            message = data[:200].decode(errors="replace")
+        if status == 400:
+            raise ValueError(message)
+        raise rp.ReplicaDown(f"{self.name} answered {status}: {message}")
+
+    async def get(self, table: str, key_list: list[bytes]) -> list[Entry | None]:
+        r = await self._call("get", table=table, keys=key_list)
+        return [rp.entry_in(e) for e in r["entries"]]
+
+    async def get_many(self, reads: list[tuple[str, bytes]]) -> list[Entry | None]:
+        r = await self._call("get_many", reads=[[t, k] for t, k in reads])
+        return [rp.entry_in(e) for e in r["entries"]]
+
+    async def put(self, writes: list[Write]) -> int:
+        return int((await self._call("put", writes=rp.writes_out(writes)))["changed"])
+
+    async def scan(
+        self, table: str, start: bytes, inclusive: bool, scope: bytes, limit: int
+    ) -> tuple[list[tuple[bytes, Entry]], bool]:
+        r = await self._call("scan", table=table, start=start, inclusive=inclusive, scope=scope, limit=limit)
+        return rp.items_in(r["entries"]), bool(r["more"])
+
+    async def prepare(self, table: str, key: bytes, txn_id: str, ts: int, lease: float) -> Prepared:
+        r = await self._call("prepare", table=table, key=key, txn=txn_id, ts=ts, lease=lease)
+        return Prepared(bool(r["granted"]), rp.entry_in(r["entry"]), int(r["promised"]))
+
+    async def commit(self, table: str, key: bytes, txn_id: str, writes: list[Write]) -> bool:
+        r = await self._call("commit", table=table, key=key, txn=txn_id, writes=rp.writes_out(writes))
+        return bool(r["ok"])
+
+    async def release(self, table: str, key: bytes, txn_id: str) -> None:
+        await self._call("release", table=table, key=key, txn=txn_id)
+
+    async def chunk_digests(self, table: str, chunk: int) -> list[tuple[bytes, bytes]]:
+        r = await self._call("chunk_digests", budget=60.0, table=table, chunk=chunk)
+        return [(s, d) for s, d in r["chunks"]]
+
+    async def range_digests(self, table: str, starts: list[bytes]) -> list[bytes]:
+        return list((await self._call("range_digests", budget=60.0, table=table, starts=starts))["digests"])
+
+    async def pull(
+        self, table: str, start: bytes, end: bytes | None, limit: int
+    ) -> tuple[list[tuple[bytes, Entry]], bytes | None]:
+        r = await self._call("pull", budget=60.0, table=table, start=start, end=end, limit=limit)
+        return rp.items_in(r["entries"]), r["next"]
+
+    async def status(self) -> bool:
+        return bool((await self._call("status"))["initialized"])

@@ -1,0 +1,430 @@
+"""ReplicaStore: one metadata replica's versioned records on LMDB.
+
+Each table is a named LMDB database mapping a record key (bytes; long ones hashed by keys.encode,
+the full key kept in the value) to the record's newest known version, an Entry (metadata/replica/merge.py):
+
+    value = hlc (8 bytes) | flags (1 byte: 1 tombstone, 2 full key follows) | [len (2) | full key] | record
+
+Writes are merges (merge.merge): applying the same entries in any order, any number of times,
+leaves the same state. A batch of writes is one LMDB transaction, synced before put() returns.
+
+Besides the tables: `locks` holds the per-key prepare records of conditional operations (see
+metadata/replicated/index.py): never replicated, durable so a restart cannot grant a second holder.
+`meta` holds whether this replica is initialized: a fresh (empty or wiped) replica refuses to answer
+reads and prepares until anti-entropy has copied what its peers hold (metadata/replica/anti_entropy.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import struct
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import lmdb
+import msgpack
+
+from metadata import keys
+from metadata.replica.merge import Entry, merge
+
+T = TypeVar("T")
+
+# Replicated tables (anti-entropy covers each). A data directory from before a table existed gets it,
+# empty, when opened: the writes it missed arrive by anti-entropy like any others.
+TABLES = (
+    "buckets",
+    "objects",
+    "uploads",
+    "upload_keys",
+    "parts",
+    "nodes",
+    "drives",
+    "node_states",
+    "repairs",
+    "users",
+    "leases",
+)
+MAX_DBS = 32  # TABLES, locks and meta, with room for tables still to come
+_HEADER = struct.Struct(">QB")
+_TOMB, _FULL = 1, 2
+_INITIALIZED = b"initialized"
+READERS = 2
+
+
+class ReplicaDown(Exception):
+    """The replica did not answer (refused, timed out, rebuilding, or failed): count it out of the quorum."""
+
+
+class NotInitialized(ReplicaDown):
+    """This replica is rebuilding from its peers and cannot vouch for what it holds yet."""
+
+
+def pack_entry(full: bytes, e: Entry) -> tuple[bytes, bytes]:
+    """(LMDB key, LMDB value) for an entry of record key `full`."""
+    raw = keys.encode(full)
+    flags = (_TOMB if e.tombstone else 0) | (_FULL if raw != full else 0)
+    head = _HEADER.pack(e.hlc, flags)
+    if raw != full:
+        head += struct.pack(">H", len(full)) + full
+    return raw, head + e.value
+
+
+def unpack_entry(raw: bytes, value: bytes) -> tuple[bytes, Entry]:
+    hlc, flags = _HEADER.unpack_from(value)
+    pos = _HEADER.size
+    full = raw
+    if flags & _FULL:
+        (n,) = struct.unpack_from(">H", value, pos)
+        full = bytes(value[pos + 2 : pos + 2 + n])
+        pos += 2 + n
+    return full, Entry(hlc, bool(flags & _TOMB), bytes(value[pos:]))
+
+
+def _full_key(raw: bytes, value: bytes) -> bytes:
+    return unpack_entry(raw, value)[0]
+
+
+@dataclass(slots=True)
+class Prepared:
+    granted: bool
+    entry: Entry | None  # the replica's version of the key (whether or not granted)
+    promised: int  # the highest timestamp this replica has promised for the key: retry above it
+
+
+@dataclass(slots=True)
+class Write:
+    table: str
+    key: bytes
+    entry: Entry
+
+
+class ReplicaStore:
+    """A replica's tables. Open with ReplicaStore.open(); every method runs on one LMDB thread."""
+
+    def __init__(self, env: lmdb.Environment, dbs: dict[str, Any], fresh: bool) -> None:
+        self._env = env
+        self._db = dbs
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmdb-replica")
+        # Reads (quorum reads, listings, anti-entropy digests of whole tables) on threads of their own:
+        # LMDB readers never block the writer, so a long digest does not hold up client writes.
+        self._readers = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="lmdb-replica-read")
+        self._closed = False
+        self.initialized = not fresh and self._get_meta(_INITIALIZED) is not None
+        self.name = "local"
+        self._pending: list[tuple[list[Write], asyncio.Future[int]]] = []
+        self._flushing = False
+
+    @classmethod
+    def open(cls, path: Path, map_size: int = 1 << 34) -> ReplicaStore:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        fresh = not (path / "data.mdb").exists()
+        # Durable commits: a write is acknowledged to a coordinator only once synced here.
+        env = lmdb.open(str(path), map_size=map_size, max_dbs=MAX_DBS, sync=True, metasync=True, writemap=False)
+        with env.begin(write=True) as txn:
+            dbs = {name: env.open_db(name.encode(), txn=txn) for name in (*TABLES, "locks", "meta")}
+        return cls(env, dbs, fresh)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.to_thread(self._readers.shutdown, True)  # no reader may outlive the environment
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._env.close)
+        self._pool.shutdown(wait=False)
+
+    async def _run(self, write: bool, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed:
+            raise RuntimeError("replica store is closed")
+
+        def job() -> T:
+            try:
+                with self._env.begin(write=write) as txn:
+                    return fn(txn, *args)
+            except lmdb.BadValsizeError:
+                raise ValueError("a name or id is empty or too long for the index") from None
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool if write else self._readers, job)
+
+    def _get_meta(self, key: bytes) -> bytes | None:
+        with self._env.begin() as txn:
+            return txn.get(key, db=self._db["meta"])
+
+    def _table(self, table: str) -> Any:
+        if table not in TABLES:
+            raise ValueError(f"no table {table!r}")
+        return self._db[table]
+
+    async def mark_initialized(self) -> None:
+        def tx(txn: lmdb.Transaction) -> None:
+            txn.put(_INITIALIZED, str(time.time()).encode(), db=self._db["meta"])
+
+        await self._run(True, tx)
+        self.initialized = True
+
+    async def status(self) -> bool:
+        return self.initialized
+
+    def _require_initialized(self) -> None:
+        if not self.initialized:
+            raise NotInitialized("this replica is rebuilding from its peers")
+
+    # -- records
+
+    def _read(self, txn: lmdb.Transaction, table: str, key: bytes) -> Entry | None:
+        value = txn.get(keys.encode(key), db=self._table(table))
+        return None if value is None else unpack_entry(keys.encode(key), value)[1]
+
+    def _apply(self, txn: lmdb.Transaction, writes: list[Write]) -> int:
+        changed = 0
+        for w in writes:
+            current = self._read(txn, w.table, w.key)
+            if merge(current, w.entry) != current:
+                raw, value = pack_entry(w.key, w.entry)
+                txn.put(raw, value, db=self._table(w.table))
+                changed += 1
+        return changed
+
+    async def get(self, table: str, key_list: list[bytes]) -> list[Entry | None]:
+        self._require_initialized()
+
+        def tx(txn: lmdb.Transaction) -> list[Entry | None]:
+            return [self._read(txn, table, k) for k in key_list]
+
+        return await self._run(False, tx)
+
+    async def get_many(self, reads: list[tuple[str, bytes]]) -> list[Entry | None]:
+        """The entries of (table, key) pairs, read in one transaction."""
+        self._require_initialized()
+
+        def tx(txn: lmdb.Transaction) -> list[Entry | None]:
+            return [self._read(txn, table, k) for table, k in reads]
+
+        return await self._run(False, tx)
+
+    async def put(self, writes: list[Write]) -> int:
+        """Merge the entries in, synced before returning; return how many changed something.
+
+        Group commit: puts that arrive while a transaction is being synced share the next one, so
+        a replica's write rate is not one fsync per write.
+        """
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending.append((writes, fut))
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().create_task(self._flush())
+        return await fut
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+
+                def tx(
+                    txn: lmdb.Transaction, batch: list[tuple[list[Write], asyncio.Future[int]]] = batch
+                ) -> list[int]:
+                    return [self._apply(txn, w) for w, _ in batch]
+
+                try:
+                    counts = await self._run(True, tx)
+                except Exception:
+                    # One bad write (a key too long) must not fail the others: apply each on its own.
+                    for w, f in batch:
+                        try:
+                            n = await self._run(True, self._apply, w)
+                        except Exception as exc:
+                            if not f.done():
+                                f.set_exception(exc)
+                        else:
+                            if not f.done():
+                                f.set_result(n)
+                    continue
+                for (_, f), n in zip(batch, counts, strict=True):
+                    if not f.done():
+                        f.set_result(n)
+        finally:
+            self._flushing = False
+
+    async def scan(
+        self, table: str, start: bytes, inclusive: bool, scope: bytes, limit: int
+    ) -> tuple[list[tuple[bytes, Entry]], bool]:
+        """Entries (tombstones too) with key > start (>= if inclusive) and starting with scope, in key order.
+
+        Returns (entries, more): more is True when the limit cut the scan short.
+        """
+        self._require_initialized()
+
+        def tx(txn: lmdb.Transaction) -> tuple[list[tuple[bytes, Entry]], bool]:
+            cur = keys.OrderedCursor(txn.cursor(self._table(table)), _full_key, scope=scope)
+            if start < scope:
+                cur.seek(scope, inclusive=True)
+            else:
+                cur.seek(start, inclusive)
+            out: list[tuple[bytes, Entry]] = []
+            while (item := cur.next()) is not None:
+                if len(out) == limit:
+                    return out, True
+                out.append((item[0], unpack_entry(item[0], item[1])[1]))
+            return out, False
+
+        return await self._run(False, tx)
+
+    # -- conditional operations: a per-key prepare, then a commit or a release
+
+    @staticmethod
+    def _lock_key(table: str, key: bytes) -> bytes:
+        return table.encode() + b"\x00" + keys.encode(key)
+
+    async def prepare(self, table: str, key: bytes, txn_id: str, ts: int, lease: float) -> Prepared:
+        """Grant `txn_id` the key if no other live holder has it and ts is above every promise and the record.
+
+        The ts rule makes a later holder's commit outrank an earlier holder's that slipped in just
+        before its lease ran out, and makes the commit outrank the record it replaces.
+        """
+        self._require_initialized()
+
+        def tx(txn: lmdb.Transaction) -> Prepared:
+            lk = self._lock_key(table, key)
+            entry = self._read(txn, table, key)
+            raw = txn.get(lk, db=self._db["locks"])
+            holder, expiry, promised = msgpack.unpackb(raw) if raw else (None, 0.0, 0)
+            floor = max(promised, entry.hlc if entry else 0)
+            if (holder not in (None, txn_id) and expiry > time.time()) or ts <= floor:
+                return Prepared(False, entry, floor)
+            txn.put(lk, msgpack.packb((txn_id, time.time() + lease, ts)), db=self._db["locks"])
+            return Prepared(True, entry, ts)
+
+        return await self._run(True, tx)
+
+    async def commit(self, table: str, key: bytes, txn_id: str, writes: list[Write]) -> bool:
+        """Apply the writes and release the key, if txn_id still holds it (its lease unexpired)."""
+
+        def tx(txn: lmdb.Transaction) -> bool:
+            lk = self._lock_key(table, key)
+            raw = txn.get(lk, db=self._db["locks"])
+            if raw is None:
+                return False
+            holder, expiry, _ = msgpack.unpackb(raw)
+            if holder != txn_id or expiry <= time.time():
+                return False
+            self._apply(txn, writes)
+            txn.delete(lk, db=self._db["locks"])
+            return True
+
+        return await self._run(True, tx)
+
+    async def release(self, table: str, key: bytes, txn_id: str) -> None:
+        def tx(txn: lmdb.Transaction) -> None:
+            lk = self._lock_key(table, key)
+            raw = txn.get(lk, db=self._db["locks"])
+            if raw is not None and msgpack.unpackb(raw)[0] == txn_id:
+                txn.delete(lk, db=self._db["locks"])
+
+        await self._run(True, tx)
+
+    # -- anti-entropy: digests of ranges of LMDB keys, and the entries of a range
+
+    async def chunk_digests(self, table: str, chunk: int) -> list[tuple[bytes, bytes]]:
+        """Split the table into runs of `chunk` entries: [(first LMDB key of the run, digest of the run)].
+
+        The first run starts at b"" (the whole key space is covered); empty table: [(b"", digest of nothing)].
+        """
+
+        def tx(txn: lmdb.Transaction) -> list[tuple[bytes, bytes]]:
+            out: list[tuple[bytes, bytes]] = []
+            h = hashlib.blake2b(digest_size=16)
+            n = 0
+            start = b""
+            for raw, value in txn.cursor(self._table(table)):
+                if n == chunk:
+                    out.append((start, h.digest()))
+                    h, n, start = hashlib.blake2b(digest_size=16), 0, bytes(raw)
+                _feed(h, raw, value)
+                n += 1
+            out.append((start, h.digest()))
+            return out
+
+        return await self._run(False, tx)
+
+    async def range_digests(self, table: str, starts: list[bytes]) -> list[bytes]:
+        """The digest of each range [starts[i], starts[i+1]) (the last one open-ended), starts sorted."""
+
+        def tx(txn: lmdb.Transaction) -> list[bytes]:
+            out: list[bytes] = []
+            cur = txn.cursor(self._table(table))
+            ok = cur.set_range(starts[0]) if starts[0] else cur.first()
+            for i in range(len(starts)):
+                end = starts[i + 1] if i + 1 < len(starts) else None
+                h = hashlib.blake2b(digest_size=16)
+                while ok and (end is None or cur.key() < end):
+                    _feed(h, cur.key(), cur.value())
+                    ok = cur.next()
+                out.append(h.digest())
+            return out
+
+        return await self._run(False, tx)
+
+    async def pull(
+        self, table: str, start: bytes, end: bytes | None, limit: int
+    ) -> tuple[list[tuple[bytes, Entry]], bytes | None]:
+        """Entries with LMDB key in [start, end), up to limit; and the LMDB key to continue from (None: done)."""
+
+        def tx(txn: lmdb.Transaction) -> tuple[list[tuple[bytes, Entry]], bytes | None]:
+            cur = txn.cursor(self._table(table))
+            ok = cur.set_range(start) if start else cur.first()
+            out: list[tuple[bytes, Entry]] = []
+            while ok and (end is None or cur.key() < end):
+                if len(out) == limit:
+                    return out, bytes(cur.key())
+                out.append(unpack_entry(bytes(cur.key()), cur.value()))
+                ok = cur.next()
+            return out, None
+
+        return await self._run(False, tx)
+
+    # -- tombstone collection
+
+    async def tombstones(self, table: str, before: int, limit: int) -> list[tuple[bytes, Entry]]:
+        """Up to `limit` tombstones with a timestamp below `before`."""
+
+        def tx(txn: lmdb.Transaction) -> list[tuple[bytes, Entry]]:
+            out = []
+            for raw, value in txn.cursor(self._table(table)):
+                hlc, flags = _HEADER.unpack_from(value)
+                if flags & _TOMB and hlc < before:
+                    out.append(unpack_entry(bytes(raw), value))
+                    if len(out) == limit:
+                        break
+            return out
+
+        return await self._run(False, tx)
+
+    async def purge(self, table: str, items: list[tuple[bytes, Entry]]) -> int:
+        """Drop the tombstones given, where each is still the version held (nothing newer arrived)."""
+
+        def tx(txn: lmdb.Transaction) -> int:
+            n = 0
+            for key, e in items:
+                if self._read(txn, table, key) == e:
+                    txn.delete(keys.encode(key), db=self._table(table))
+                    n += 1
+            return n
+
+        return await self._run(True, tx)
+
+    async def count(self, table: str) -> int:
+        def tx(txn: lmdb.Transaction) -> int:
+            return int(txn.stat(self._table(table))["entries"])
+
+        return await self._run(False, tx)
+
+
+def _feed(h: Any, raw: bytes, value: bytes) -> None:
+    h.update(struct.pack(">HI", len(raw), len(value)))
+    h.update(raw)
+    h.update(value)

@@ -1,0 +1,1 @@
+"""The Index over three replicas, leaderless: quorum writes and reads, merged scans."""
