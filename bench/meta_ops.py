@@ -34,7 +34,7 @@ from metadata.local.store import LocalIndex
 from metadata.records import BucketRecord, ObjectManifest, PartRecord, encode
 from metadata.replica.client import ReplicaClient
 from metadata.replica.merge import Entry
-from metadata.replica.store import Write
+from metadata.replica.protocol import Write
 from metadata.replicated.index import ReplicatedIndex
 
 SECRET = "bench-cluster-secret-0123456789"

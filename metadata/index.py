@@ -24,33 +24,33 @@ from metadata.records import (
 )
 
 
-class IndexError_(Exception):
+class MetadataError(Exception):
     """Base of the errors an index raises (named so as not to shadow the builtin)."""
 
 
-class BucketAlreadyExists(IndexError_):
+class BucketAlreadyExists(MetadataError):
     def __init__(self, owner: str) -> None:
         super().__init__(f"bucket exists, owned by {owner}")
         self.owner = owner
 
 
-class NoSuchBucket(IndexError_):
+class NoSuchBucket(MetadataError):
     pass
 
 
-class BucketNotEmpty(IndexError_):
+class BucketNotEmpty(MetadataError):
     pass
 
 
-class NoSuchUpload(IndexError_):
+class NoSuchUpload(MetadataError):
     pass
 
 
-class PreconditionFailed(IndexError_):
+class PreconditionFailed(MetadataError):
     pass
 
 
-class DriveClaimed(IndexError_):
+class DriveClaimed(MetadataError):
     """A node claimed a drive that another node has registered."""
 
     def __init__(self, drive_id: str, node_id: str) -> None:
@@ -59,15 +59,15 @@ class DriveClaimed(IndexError_):
         self.node_id = node_id  # the node that owns it
 
 
-class NoSuchNode(IndexError_):
+class NoSuchNode(MetadataError):
     pass
 
 
-class UserExists(IndexError_):
+class UserExists(MetadataError):
     pass
 
 
-class IndexUnavailable(IndexError_):
+class IndexUnavailable(MetadataError):
     """The index could not be reached (connection failed or timed out, after any retries).
 
     A write that raises this may or may not have happened: the request may have been lost on
@@ -263,3 +263,16 @@ class Index(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+def check_condition(cond: Condition | None, current: ObjectManifest | None) -> None:
+    """Raise PreconditionFailed unless `cond` holds against the current object."""
+    if cond is None:
+        return
+    if cond.if_none_match_star and current is not None:
+        raise PreconditionFailed("the key exists")
+    if cond.if_match is not None:
+        if current is None:
+            raise PreconditionFailed("no current object to match")
+        if cond.if_match != "*" and cond.if_match != current.etag:
+            raise PreconditionFailed(f"etag is {current.etag}")

@@ -22,7 +22,7 @@ from gateway.care.rebuild import RepairError, rebuild
 from gateway.care.scanner import current_parts
 from gateway.objects.drive_set import DriveSet
 from gateway.objects.pipelines import ReadError
-from metadata.index import Index, IndexError_
+from metadata.index import Index, MetadataError
 from metadata.records import ObjectManifest, PartRecord, RepairEntry
 from storage_node.drive import FragmentId
 
@@ -162,7 +162,7 @@ class Repairer:
         if outcome.result in (REPAIRED, HEALTHY, GONE):
             try:
                 await self.index.remove_repairs(entries)
-            except IndexError_ as exc:
+            except MetadataError as exc:
                 log.warning("could not clear repair entries of %s.%d: %r", *key, exc)
         for observe in self.observers:
             observe(key, outcome)

@@ -42,8 +42,8 @@ from metadata.index import (
     NoSuchUpload,
     ObjectPage,
     PartPage,
-    PreconditionFailed,
     UploadPage,
+    check_condition,
 )
 from metadata.local import admin_tables as admin
 from metadata.records import (
@@ -69,19 +69,6 @@ _MAX_DBS = 32  # room for records still to come
 
 def _upload_dup(rec: UploadRecord) -> bytes:
     return keys.sortable(rec.initiated) + rec.upload_id.encode()
-
-
-def check_condition(cond: Condition | None, current: ObjectManifest | None) -> None:
-    """Raise PreconditionFailed unless `cond` holds against the current object."""
-    if cond is None:
-        return
-    if cond.if_none_match_star and current is not None:
-        raise PreconditionFailed("the key exists")
-    if cond.if_match is not None:
-        if current is None:
-            raise PreconditionFailed("no current object to match")
-        if cond.if_match != "*" and cond.if_match != current.etag:
-            raise PreconditionFailed(f"etag is {current.etag}")
 
 
 class _BucketCursor(Generic[V]):

@@ -36,8 +36,8 @@ from yarl import URL
 from cluster import auth
 from metadata.index import (
     Completed,
-    IndexError_,
     IndexUnavailable,
+    MetadataError,
     ObjectPage,
     PartPage,
     UploadPage,
@@ -137,7 +137,7 @@ class RemoteIndex:
             try:
                 return protocol.decode_result(op, data)
             except protocol.WireError as exc:
-                raise IndexError_(f"{op.name}: malformed answer from {self._base}: {exc}") from None
+                raise MetadataError(f"{op.name}: malformed answer from {self._base}: {exc}") from None
         if status in protocol.TRANSIENT:
             raise _Transient(f"the service answered {status}")
         try:

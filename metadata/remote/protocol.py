@@ -41,8 +41,8 @@ from metadata.index import (
     BucketNotEmpty,
     DriveClaimed,
     Index,
-    IndexError_,
     IndexUnavailable,
+    MetadataError,
     NoSuchBucket,
     NoSuchNode,
     NoSuchUpload,
@@ -306,4 +306,4 @@ def error_from(status: int, doc: Any) -> Exception:
         return ClusterAuthError(f"the metadata service refused our cluster signature ({message or status})")
     if status in TRANSIENT:
         return IndexUnavailable(f"metadata service unavailable ({status}): {message}")
-    return IndexError_(f"metadata service answered {status} {kind or ''}: {message}".rstrip(": "))
+    return MetadataError(f"metadata service answered {status} {kind or ''}: {message}".rstrip(": "))

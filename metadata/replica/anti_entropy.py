@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from metadata import hlc
-from metadata.replica.protocol import Replica, ReplicaDown
-from metadata.replica.store import TABLES, ReplicaStore, Write
+from metadata.replica.protocol import Replica, ReplicaDown, Write
+from metadata.replica.store import TABLES, ReplicaStore
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from yarl import URL
 from cluster import auth
 from metadata.replica import protocol as rp
 from metadata.replica.merge import Entry
-from metadata.replica.store import Prepared, Write
+from metadata.replica.protocol import Prepared, Write
 
 LARGE_BODY = 512 << 10
 

@@ -11,15 +11,35 @@ inside a replica uses its own store directly and the others through ReplicaClien
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from metadata.replica.merge import Entry
-from metadata.replica.store import Prepared, ReplicaDown, Write
-
-__all__ = ["OPERATIONS", "PREFIX", "Replica", "ReplicaDown"]
 
 PREFIX = "/r1/"
 OPERATIONS = frozenset("get get_many put scan prepare commit release chunk_digests range_digests pull status".split())
+
+
+class ReplicaDown(Exception):
+    """The replica did not answer (refused, timed out, rebuilding, or failed): count it out of the quorum."""
+
+
+class NotInitialized(ReplicaDown):
+    """This replica is rebuilding from its peers and cannot vouch for what it holds yet."""
+
+
+@dataclass(slots=True)
+class Prepared:
+    granted: bool
+    entry: Entry | None  # the replica's version of the key (whether or not granted)
+    promised: int  # the highest timestamp this replica has promised for the key: retry above it
+
+
+@dataclass(slots=True)
+class Write:
+    table: str
+    key: bytes
+    entry: Entry
 
 
 class Replica(Protocol):

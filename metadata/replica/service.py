@@ -11,7 +11,8 @@ from aiohttp import web
 from cluster import auth
 from cluster.auth import ClusterAuthError
 from metadata.replica import protocol as rp
-from metadata.replica.store import NotInitialized, ReplicaStore
+from metadata.replica.protocol import NotInitialized
+from metadata.replica.store import ReplicaStore
 
 log = logging.getLogger(__name__)
 STORE = web.AppKey("replica_store", ReplicaStore)

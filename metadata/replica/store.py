@@ -22,7 +22,6 @@ import struct
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,6 +30,7 @@ import msgpack
 
 from metadata import keys
 from metadata.replica.merge import Entry, merge
+from metadata.replica.protocol import NotInitialized, Prepared, Write
 
 T = TypeVar("T")
 
@@ -56,14 +56,6 @@ _INITIALIZED = b"initialized"
 READERS = 2
 
 
-class ReplicaDown(Exception):
-    """The replica did not answer (refused, timed out, rebuilding, or failed): count it out of the quorum."""
-
-
-class NotInitialized(ReplicaDown):
-    """This replica is rebuilding from its peers and cannot vouch for what it holds yet."""
-
-
 def pack_entry(full: bytes, e: Entry) -> tuple[bytes, bytes]:
     """(LMDB key, LMDB value) for an entry of record key `full`."""
     raw = keys.encode(full)
@@ -87,20 +79,6 @@ def unpack_entry(raw: bytes, value: bytes) -> tuple[bytes, Entry]:
 
 def _full_key(raw: bytes, value: bytes) -> bytes:
     return unpack_entry(raw, value)[0]
-
-
-@dataclass(slots=True)
-class Prepared:
-    granted: bool
-    entry: Entry | None  # the replica's version of the key (whether or not granted)
-    promised: int  # the highest timestamp this replica has promised for the key: retry above it
-
-
-@dataclass(slots=True)
-class Write:
-    table: str
-    key: bytes
-    entry: Entry
 
 
 class ReplicaStore:

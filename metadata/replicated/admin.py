@@ -25,7 +25,7 @@ from metadata import keys
 from metadata.index import DriveClaimed, NoSuchNode, UserExists
 from metadata.records import NODE_STATES, Lease, NodeRecord, RepairEntry, UserRecord, decode, encode
 from metadata.replica.merge import Entry
-from metadata.replica.store import Write
+from metadata.replica.protocol import Write
 from metadata.replicated.merged_scan import Merged
 from metadata.replicated.quorum import SCAN_BATCH, Coordinator, tomb
 

@@ -41,11 +41,11 @@ from metadata.index import (
     ObjectPage,
     PartPage,
     UploadPage,
+    check_condition,
 )
-from metadata.local.store import check_condition
 from metadata.records import BucketRecord, Condition, ObjectManifest, PartRecord, UploadRecord, decode, encode
 from metadata.replica.merge import Entry
-from metadata.replica.store import Write
+from metadata.replica.protocol import Write
 from metadata.replicated.admin import ReplicatedAdmin
 from metadata.replicated.merged_scan import Decoding, Merged, SyncCursor
 from metadata.replicated.quorum import SCAN_BATCH, tomb

@@ -17,8 +17,7 @@ from typing import Any, TypeVar
 from metadata.hlc import HLC
 from metadata.index import IndexUnavailable
 from metadata.replica.merge import Entry, merge_all
-from metadata.replica.protocol import Replica, ReplicaDown
-from metadata.replica.store import Write
+from metadata.replica.protocol import Replica, ReplicaDown, Write
 from metadata.replicated.merged_scan import Merged, Stream
 
 log = logging.getLogger(__name__)
