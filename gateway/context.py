@@ -32,9 +32,6 @@ class Gateway:
     def busy(self) -> bool:
         return self.inflight > BUSY_REQUESTS
 
-    def lookup_secret(self, access_key: str) -> str | None:
-        return self.users.secret(access_key)
-
     def is_root(self, access_key: str) -> bool:
         return self.users.is_root(access_key)
 
