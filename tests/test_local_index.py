@@ -94,7 +94,7 @@ def test_implements_the_index_protocol() -> None:
 
 
 async def test_durable_environment(local: LocalIndex) -> None:
-    flags = local._env.flags()
+    flags = local._lmdb.env.flags()
     assert flags["sync"] and flags["metasync"] and not flags["writemap"] and not flags["map_async"]
 
 

@@ -11,27 +11,21 @@ Named databases:
     drive_owners    drive_id -> node_id   (a drive belongs to one node)
     repairs, users, leases   see metadata/local/admin_tables.py
 
-Every method is one LMDB transaction run on a single dedicated thread: LMDB calls block, so they
-stay off the event loop, and write transactions are serialized without locks. The environment is
-opened with LMDB's default durability (sync and metasync on, no writemap), so a write transaction
-is on disk when its commit returns, hence when the method returns.
+Every method is one LMDB transaction run by metadata/lmdb_env.py: off the event loop (LMDB calls
+block), writes on one writer thread, group-committed, each on disk (sync on) when the method returns.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import lmdb
 
-from metadata import keys, listing
+from metadata import keys, listing, lmdb_env
 from metadata.index import (
     BucketAlreadyExists,
     BucketNotEmpty,
@@ -64,7 +58,7 @@ T = TypeVar("T")
 V = TypeVar("V")
 
 _DBS = ("buckets", "objects", "uploads", "uploads_by_key", "parts", "nodes", "node_states", "drive_owners", *admin.DBS)
-_MAX_DBS = 32  # room for records still to come
+_DUPSORT = ("uploads_by_key",)
 
 
 def _upload_dup(rec: UploadRecord) -> bytes:
@@ -94,139 +88,40 @@ class _BucketCursor(Generic[V]):
 READER_THREADS = 4
 
 
-@dataclass(slots=True)
-class _WriteJob:
-    fn: Callable[..., Any]
-    args: tuple[Any, ...]
-    future: asyncio.Future[Any]
-    loop: asyncio.AbstractEventLoop
-
-
-def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if fut.done():  # the caller was cancelled; the write itself is durable or rolled back all the same
-        return
-    if ok:
-        fut.set_result(value)
-    else:
-        fut.set_exception(value)
-
-
-MAP_SIZE = 1 << 34  # the most the database may grow to (address space, not disk, is reserved)
-
-
-def _open_env(path: Path, map_size: int) -> tuple[lmdb.Environment, dict[str, Any]]:
-    path.mkdir(parents=True, exist_ok=True)
-    # sync/metasync on and no writemap: never trade durability of the only copy for speed.
-    env = lmdb.open(str(path), map_size=map_size, max_dbs=_MAX_DBS, sync=True, metasync=True, writemap=False)
-    # Several processes may share the index: free reader slots that a killed one left behind.
-    env.reader_check()
-    with env.begin(write=True) as txn:
-        dbs = {name: env.open_db(name.encode(), txn=txn, dupsort=name == "uploads_by_key") for name in _DBS}
-    return env, dbs
-
-
 class LocalIndex:
     """The Index on an LMDB environment in a directory. Create it with LocalIndex.open()."""
 
-    def __init__(self, env: lmdb.Environment, dbs: dict[str, Any]) -> None:
-        self._env = env
-        self._db = dbs
-        # One writer thread (LMDB has one writer at a time anyway); readers beside it, as LMDB's MVCC allows.
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmdb-writer")
-        self._readers = ThreadPoolExecutor(max_workers=READER_THREADS, thread_name_prefix="lmdb-reader")
-        self._pending: list[_WriteJob] = []
-        self._lock = threading.Lock()
-        self._flushing = False
-        self._closed = False
+    def __init__(self, env: lmdb_env.LmdbEnv) -> None:
+        self._lmdb = env
+        self._db = env.db
 
     @classmethod
-    def open(cls, path: Path, map_size: int = MAP_SIZE) -> LocalIndex:
+    def open(cls, path: Path, map_size: int = lmdb_env.MAP_SIZE) -> LocalIndex:
         """Open (creating if needed) the index in directory `path`. Synchronous: opening is quick.
 
         map_size is the most the database may grow to (address space, not disk, is reserved).
         One process may open a given path only once at a time (an LMDB rule); close() first.
         Several processes may open it at once.
         """
-        env, dbs = _open_env(Path(path), map_size)
-        return cls(env, dbs)
+        return cls(lmdb_env.LmdbEnv.open(Path(path), _DBS, "index", READER_THREADS, map_size, _DUPSORT))
 
     @staticmethod
     def prepare(path: Path) -> None:
         """Create the index if needed and check that it opens, keeping no handle: for a parent
         process that starts several others on it (LMDB handles must not cross a fork)."""
-        _open_env(Path(path), MAP_SIZE)[0].close()
+        lmdb_env.open_env(Path(path), _DBS, dupsort=_DUPSORT)[0].close()
 
     async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._readers, lambda: None)  # reads queued before close finish first
-        await loop.run_in_executor(self._pool, self._env.close)  # after any write batch in flight
-        self._pool.shutdown(wait=False)
-        self._readers.shutdown(wait=False)
+        await self._lmdb.close()
 
     # -- plumbing
 
     async def _run(self, write: bool, fn: Callable[..., T], *args: Any) -> T:
-        """Run fn(txn, *args) in a transaction of its own off the event loop; an exception aborts it.
-
-        Writes are group-committed: the writer thread takes every write queued meanwhile and runs
-        each in a nested transaction of one outer transaction, so a batch costs one fsync while
-        each write stays atomic (a failing one is rolled back alone). No write is acknowledged
-        before its batch is durable.
-        """
-        if self._closed:
-            raise RuntimeError("index is closed")
-        loop = asyncio.get_running_loop()
-        if not write:
-            return await loop.run_in_executor(self._readers, self._read, fn, args)
-        fut: asyncio.Future[T] = loop.create_future()
-        with self._lock:
-            self._pending.append(_WriteJob(fn, args, fut, loop))
-            start, self._flushing = not self._flushing, True
-        if start:
-            self._pool.submit(self._flush)
-        return await fut
-
-    def _point_read(self, fn: Callable[..., T], *args: Any) -> T:
-        """A one-key read, right here on the event loop: a lookup in LMDB's memory map takes
-        microseconds, far less than the hop to a reader thread and back (measured: the hop was
-        a fifth of a small GET's CPU). Scans and writes stay off the loop."""
-        if self._closed:
-            raise RuntimeError("index is closed")
-        return self._read(fn, args)
-
-    def _read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        try:
-            with self._env.begin(write=False) as txn:
-                return fn(txn, *args)
-        except lmdb.BadValsizeError:
-            raise ValueError("a name or id is empty or too long for the index") from None
-
-    def _flush(self) -> None:
-        """On the writer thread: commit batches until nothing is queued."""
-        while True:
-            with self._lock:
-                batch, self._pending = self._pending, []
-                if not batch:
-                    self._flushing = False
-                    return
-            outcomes: list[tuple[bool, Any]] = []
-            try:
-                with self._env.begin(write=True) as outer:
-                    for job in batch:
-                        try:
-                            with self._env.begin(write=True, parent=outer) as txn:
-                                outcomes.append((True, job.fn(txn, *job.args)))
-                        except lmdb.BadValsizeError:
-                            outcomes.append((False, ValueError("a name or id is empty or too long for the index")))
-                        except Exception as exc:
-                            outcomes.append((False, exc))
-            except Exception as exc:  # the batch did not become durable: none of it is acknowledged
-                outcomes = [(False, exc)] * len(batch)
-            for job, (ok, value) in zip(batch, outcomes, strict=True):
-                job.loop.call_soon_threadsafe(_settle, job.future, ok, value)
+        """fn(txn, *args) in a transaction of its own off the event loop (metadata/lmdb_env.py);
+        a write is durable when this returns."""
+        if write:
+            return await self._lmdb.write(fn, *args)
+        return await self._lmdb.read(fn, *args)
 
     def _get(self, txn: lmdb.Transaction, db: str, key: bytes, cls: type[T]) -> T | None:
         data = txn.get(key, db=self._db[db])
@@ -278,7 +173,7 @@ class LocalIndex:
         await self._run(True, tx)
 
     async def get_bucket(self, name: str) -> BucketRecord | None:
-        return self._point_read(self._get, "buckets", name.encode(), BucketRecord)
+        return self._lmdb.read_here(self._get, "buckets", name.encode(), BucketRecord)
 
     async def delete_bucket(self, name: str) -> list[PartRecord]:
         def tx(txn: lmdb.Transaction) -> list[PartRecord]:
@@ -320,7 +215,7 @@ class LocalIndex:
 
     async def get_object(self, bucket: str, key: str) -> ObjectManifest | None:
         k = keys.encode(keys.composite(bucket, key))
-        return self._point_read(self._get, "objects", k, ObjectManifest)
+        return self._lmdb.read_here(self._get, "objects", k, ObjectManifest)
 
     async def delete_object(self, bucket: str, key: str) -> ObjectManifest | None:
         def tx(txn: lmdb.Transaction) -> ObjectManifest | None:
@@ -361,7 +256,7 @@ class LocalIndex:
         await self._run(True, tx)
 
     async def get_upload(self, upload_id: str) -> UploadRecord | None:
-        return self._point_read(self._get, "uploads", upload_id.encode(), UploadRecord)
+        return self._lmdb.read_here(self._get, "uploads", upload_id.encode(), UploadRecord)
 
     async def put_part(self, upload_id: str, part: PartRecord) -> PartRecord | None:
         def tx(txn: lmdb.Transaction) -> PartRecord | None:
@@ -532,7 +427,7 @@ class LocalIndex:
         await self._run(True, admin.remove_repairs, self._db, list(entries))
 
     async def repair_backlog(self) -> int:
-        return self._point_read(admin.repair_backlog, self._db)
+        return self._lmdb.read_here(admin.repair_backlog, self._db)
 
     # -- users
 

@@ -6,7 +6,7 @@ the full key kept in the value) to the record's newest known version, an Entry (
     value = hlc (8 bytes) | flags (1 byte: 1 tombstone, 2 full key follows) | [len (2) | full key] | record
 
 Writes are merges (merge.merge): applying the same entries in any order, any number of times,
-leaves the same state. A batch of writes is one LMDB transaction, synced before put() returns.
+leaves the same state. A put is one LMDB transaction, synced before put() returns.
 
 Besides the tables: `locks` holds the per-key prepare records of conditional operations (see
 metadata/replicated/index.py): never replicated, durable so a restart cannot grant a second holder.
@@ -16,23 +16,18 @@ reads and prepares until anti-entropy has copied what its peers hold (metadata/r
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import struct
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import lmdb
 import msgpack
 
-from metadata import keys
+from metadata import keys, lmdb_env
 from metadata.replica.merge import Entry, merge
 from metadata.replica.protocol import NotInitialized, Prepared, Write
-
-T = TypeVar("T")
 
 # Replicated tables (anti-entropy covers each). A data directory from before a table existed gets it,
 # empty, when opened: the writes it missed arrive by anti-entropy like any others.
@@ -49,7 +44,6 @@ TABLES = (
     "users",
     "leases",
 )
-MAX_DBS = 32  # TABLES, locks and meta, with room for tables still to come
 _HEADER = struct.Struct(">QB")
 _TOMB, _FULL = 1, 2
 _INITIALIZED = b"initialized"
@@ -82,56 +76,26 @@ def _full_key(raw: bytes, value: bytes) -> bytes:
 
 
 class ReplicaStore:
-    """A replica's tables. Open with ReplicaStore.open(); every method runs on one LMDB thread."""
+    """A replica's tables. Open with ReplicaStore.open(); every method is a transaction run by metadata/lmdb_env.py."""
 
-    def __init__(self, env: lmdb.Environment, dbs: dict[str, Any], fresh: bool) -> None:
-        self._env = env
-        self._db = dbs
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmdb-replica")
-        # Reads (quorum reads, listings, anti-entropy digests of whole tables) on threads of their own:
-        # LMDB readers never block the writer, so a long digest does not hold up client writes.
-        self._readers = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="lmdb-replica-read")
-        self._closed = False
-        self.initialized = not fresh and self._get_meta(_INITIALIZED) is not None
+    def __init__(self, env: lmdb_env.LmdbEnv, fresh: bool) -> None:
+        self._lmdb = env
+        self._db = env.db
+        self.initialized = (
+            not fresh and env.read_here(lambda txn: txn.get(_INITIALIZED, db=self._db["meta"])) is not None
+        )
         self.name = "local"
-        self._pending: list[tuple[list[Write], asyncio.Future[int]]] = []
-        self._flushing = False
 
     @classmethod
-    def open(cls, path: Path, map_size: int = 1 << 34) -> ReplicaStore:
+    def open(cls, path: Path, map_size: int = lmdb_env.MAP_SIZE) -> ReplicaStore:
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         fresh = not (path / "data.mdb").exists()
-        # Durable commits: a write is acknowledged to a coordinator only once synced here.
-        env = lmdb.open(str(path), map_size=map_size, max_dbs=MAX_DBS, sync=True, metasync=True, writemap=False)
-        with env.begin(write=True) as txn:
-            dbs = {name: env.open_db(name.encode(), txn=txn) for name in (*TABLES, "locks", "meta")}
-        return cls(env, dbs, fresh)
+        # Durable commits: a write is acknowledged to a coordinator only once synced here. Reads (quorum
+        # reads, listings, anti-entropy digests of whole tables) run beside the writer, never blocking it.
+        return cls(lmdb_env.LmdbEnv.open(path, (*TABLES, "locks", "meta"), "replica store", READERS, map_size), fresh)
 
     async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        await asyncio.to_thread(self._readers.shutdown, True)  # no reader may outlive the environment
-        await asyncio.get_running_loop().run_in_executor(self._pool, self._env.close)
-        self._pool.shutdown(wait=False)
-
-    async def _run(self, write: bool, fn: Callable[..., T], *args: Any) -> T:
-        if self._closed:
-            raise RuntimeError("replica store is closed")
-
-        def job() -> T:
-            try:
-                with self._env.begin(write=write) as txn:
-                    return fn(txn, *args)
-            except lmdb.BadValsizeError:
-                raise ValueError("a name or id is empty or too long for the index") from None
-
-        return await asyncio.get_running_loop().run_in_executor(self._pool if write else self._readers, job)
-
-    def _get_meta(self, key: bytes) -> bytes | None:
-        with self._env.begin() as txn:
-            return txn.get(key, db=self._db["meta"])
+        await self._lmdb.close()
 
     def _table(self, table: str) -> Any:
         if table not in TABLES:
@@ -142,7 +106,7 @@ class ReplicaStore:
         def tx(txn: lmdb.Transaction) -> None:
             txn.put(_INITIALIZED, str(time.time()).encode(), db=self._db["meta"])
 
-        await self._run(True, tx)
+        await self._lmdb.write(tx)
         self.initialized = True
 
     async def status(self) -> bool:
@@ -174,7 +138,7 @@ class ReplicaStore:
         def tx(txn: lmdb.Transaction) -> list[Entry | None]:
             return [self._read(txn, table, k) for k in key_list]
 
-        return await self._run(False, tx)
+        return await self._lmdb.read(tx)
 
     async def get_many(self, reads: list[tuple[str, bytes]]) -> list[Entry | None]:
         """The entries of (table, key) pairs, read in one transaction."""
@@ -183,50 +147,15 @@ class ReplicaStore:
         def tx(txn: lmdb.Transaction) -> list[Entry | None]:
             return [self._read(txn, table, k) for table, k in reads]
 
-        return await self._run(False, tx)
+        return await self._lmdb.read(tx)
 
     async def put(self, writes: list[Write]) -> int:
         """Merge the entries in, synced before returning; return how many changed something.
 
-        Group commit: puts that arrive while a transaction is being synced share the next one, so
-        a replica's write rate is not one fsync per write.
+        Group commit (metadata/lmdb_env.py): puts that arrive while a transaction is being synced
+        share the next one, so a replica's write rate is not one fsync per write.
         """
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending.append((writes, fut))
-        if not self._flushing:
-            self._flushing = True
-            asyncio.get_running_loop().create_task(self._flush())
-        return await fut
-
-    async def _flush(self) -> None:
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-
-                def tx(
-                    txn: lmdb.Transaction, batch: list[tuple[list[Write], asyncio.Future[int]]] = batch
-                ) -> list[int]:
-                    return [self._apply(txn, w) for w, _ in batch]
-
-                try:
-                    counts = await self._run(True, tx)
-                except Exception:
-                    # One bad write (a key too long) must not fail the others: apply each on its own.
-                    for w, f in batch:
-                        try:
-                            n = await self._run(True, self._apply, w)
-                        except Exception as exc:
-                            if not f.done():
-                                f.set_exception(exc)
-                        else:
-                            if not f.done():
-                                f.set_result(n)
-                    continue
-                for (_, f), n in zip(batch, counts, strict=True):
-                    if not f.done():
-                        f.set_result(n)
-        finally:
-            self._flushing = False
+        return await self._lmdb.write(self._apply, writes)
 
     async def scan(
         self, table: str, start: bytes, inclusive: bool, scope: bytes, limit: int
@@ -250,7 +179,7 @@ class ReplicaStore:
                 out.append((item[0], unpack_entry(item[0], item[1])[1]))
             return out, False
 
-        return await self._run(False, tx)
+        return await self._lmdb.read(tx)
 
     # -- conditional operations: a per-key prepare, then a commit or a release
 
@@ -277,7 +206,7 @@ class ReplicaStore:
             txn.put(lk, msgpack.packb((txn_id, time.time() + lease, ts)), db=self._db["locks"])
             return Prepared(True, entry, ts)
 
-        return await self._run(True, tx)
+        return await self._lmdb.write(tx)
 
     async def commit(self, table: str, key: bytes, txn_id: str, writes: list[Write]) -> bool:
         """Apply the writes and release the key, if txn_id still holds it (its lease unexpired)."""
@@ -294,7 +223,7 @@ class ReplicaStore:
             txn.delete(lk, db=self._db["locks"])
             return True
 
-        return await self._run(True, tx)
+        return await self._lmdb.write(tx)
 
     async def release(self, table: str, key: bytes, txn_id: str) -> None:
         def tx(txn: lmdb.Transaction) -> None:
@@ -303,7 +232,7 @@ class ReplicaStore:
             if raw is not None and msgpack.unpackb(raw)[0] == txn_id:
                 txn.delete(lk, db=self._db["locks"])
 
-        await self._run(True, tx)
+        await self._lmdb.write(tx)
 
     # -- anti-entropy: digests of ranges of LMDB keys, and the entries of a range
 
@@ -327,7 +256,7 @@ class ReplicaStore:
             out.append((start, h.digest()))
             return out
 
-        return await self._run(False, tx)
+        return await self._lmdb.read(tx)
 
     async def range_digests(self, table: str, starts: list[bytes]) -> list[bytes]:
         """The digest of each range [starts[i], starts[i+1]) (the last one open-ended), starts sorted."""
@@ -345,7 +274,7 @@ class ReplicaStore:
                 out.append(h.digest())
             return out
 
-        return await self._run(False, tx)
+        return await self._lmdb.read(tx)
 
     async def pull(
         self, table: str, start: bytes, end: bytes | None, limit: int
@@ -363,7 +292,7 @@ class ReplicaStore:
                 ok = cur.next()
             return out, None
 
-        return await self._run(False, tx)
+        return await self._lmdb.read(tx)
 
     # -- tombstone collection
 
@@ -380,7 +309,7 @@ class ReplicaStore:
                         break
             return out
 
-        return await self._run(False, tx)
+        return await self._lmdb.read(tx)
 
     async def purge(self, table: str, items: list[tuple[bytes, Entry]]) -> int:
         """Drop the tombstones given, where each is still the version held (nothing newer arrived)."""
@@ -393,13 +322,13 @@ class ReplicaStore:
                     n += 1
             return n
 
-        return await self._run(True, tx)
+        return await self._lmdb.write(tx)
 
     async def count(self, table: str) -> int:
         def tx(txn: lmdb.Transaction) -> int:
             return int(txn.stat(self._table(table))["entries"])
 
-        return await self._run(False, tx)
+        return await self._lmdb.read(tx)
 
 
 def _feed(h: Any, raw: bytes, value: bytes) -> None:

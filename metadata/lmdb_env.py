@@ -1,0 +1,183 @@
+"""LmdbEnv: an LMDB environment with our durability settings, one writer thread with group commit, reader threads.
+
+The two metadata stores run on it: LocalIndex (metadata/local/store.py) and ReplicaStore
+(metadata/replica/store.py). Every call is a transaction body fn(txn, *args) run off the event loop.
+
+Durability: the environment is opened with LMDB's defaults (sync and metasync on, no writemap), so
+a commit is on disk when it returns; sync is never turned off (an index may be the only copy).
+Writes are group-committed: the writer thread takes every write queued meanwhile and runs each in
+a nested transaction of one outer transaction, so a batch costs one fsync while each write stays
+atomic (a failing one is rolled back alone). No write is acknowledged before its batch is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import lmdb
+
+T = TypeVar("T")
+
+MAP_SIZE = 1 << 34  # the most a database may grow to (address space, not disk, is reserved)
+MAX_DBS = 32  # named databases, with room for tables still to come
+
+
+def open_env(
+    path: Path, names: Iterable[str], map_size: int = MAP_SIZE, dupsort: Iterable[str] = ()
+) -> tuple[lmdb.Environment, dict[str, Any]]:
+    """Open (creating if needed) the environment in directory `path` and its named databases."""
+    path.mkdir(parents=True, exist_ok=True)
+    # sync/metasync on and no writemap: never trade durability of the only copy for speed.
+    env = lmdb.open(str(path), map_size=map_size, max_dbs=MAX_DBS, sync=True, metasync=True, writemap=False)
+    # Several processes may share an environment: free reader slots that a killed one left behind.
+    env.reader_check()
+    dup = set(dupsort)
+    with env.begin(write=True) as txn:
+        dbs = {name: env.open_db(name.encode(), txn=txn, dupsort=name in dup) for name in names}
+    return env, dbs
+
+
+def _too_long() -> ValueError:
+    return ValueError("a name or id is empty or too long for the index")
+
+
+@dataclass(slots=True)
+class _WriteJob:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for fut, ok, value in outcomes:
+        if fut.done():  # the caller was cancelled; the write itself is durable or rolled back all the same
+            continue
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
+
+
+class LmdbEnv:
+    """An open environment and its named databases (`db`); `what` names it in errors and thread names."""
+
+    def __init__(self, env: lmdb.Environment, dbs: dict[str, Any], what: str, readers: int) -> None:
+        self.env = env
+        self.db = dbs
+        self._what = what
+        # One writer thread (LMDB has one writer at a time anyway); readers beside it, as LMDB's MVCC
+        # allows, so a long scan never holds up writes.
+        tag = what.replace(" ", "-")
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"lmdb-{tag}-writer")
+        self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix=f"lmdb-{tag}-reader")
+        self._pending: list[_WriteJob] = []
+        self._lock = threading.Lock()
+        self._flushing = False
+        self._closed = False
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        names: Iterable[str],
+        what: str,
+        readers: int,
+        map_size: int = MAP_SIZE,
+        dupsort: Iterable[str] = (),
+    ) -> LmdbEnv:
+        return cls(*open_env(path, names, map_size, dupsort), what, readers)
+
+    async def close(self) -> None:
+        """Finish the reads and writes already accepted, then close the environment. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        await asyncio.to_thread(self._readers.shutdown, True)  # no reader may outlive the environment
+        await asyncio.get_running_loop().run_in_executor(self._writer, self.env.close)  # after any batch queued
+        self._writer.shutdown(wait=False)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"{self._what} is closed")
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """fn(txn, *args) in a read transaction on a reader thread."""
+        self._check_open()
+        return await asyncio.get_running_loop().run_in_executor(self._readers, self._read, fn, args)
+
+    def read_here(self, fn: Callable[..., T], *args: Any) -> T:
+        """A one-key read, right here on the event loop: a lookup in LMDB's memory map takes
+        microseconds, far less than the hop to a reader thread and back (measured: the hop was
+        a fifth of a small GET's CPU). Scans and writes stay off the loop."""
+        self._check_open()
+        return self._read(fn, args)
+
+    def _read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        try:
+            with self.env.begin(write=False) as txn:
+                return fn(txn, *args)
+        except lmdb.BadValsizeError:
+            raise _too_long() from None
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """fn(txn, *args) in a write transaction of its own, durable when this returns; an exception aborts it."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        with self._lock:
+            self._check_open()
+            self._pending.append(_WriteJob(fn, args, fut, loop))
+            if not self._flushing:
+                self._flushing = True
+                # Under the lock, so close() cannot queue the environment's close before this flush.
+                self._writer.submit(self._flush)
+        return await fut
+
+    def _flush(self) -> None:
+        """On the writer thread: commit batches until nothing is queued."""
+        while True:
+            with self._lock:
+                batch, self._pending = self._pending, []
+                if not batch:
+                    self._flushing = False
+                    return
+            try:
+                outcomes = self._commit(batch)
+            except Exception:
+                # The batch did not become durable (a write left the transaction unusable, say the
+                # map filled up): commit each write on its own, so one cannot fail the others.
+                outcomes = [self._commit_alone(job) for job in batch]
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+            for job, (ok, value) in zip(batch, outcomes, strict=True):
+                by_loop.setdefault(job.loop, []).append((job.future, ok, value))
+            for loop, settled in by_loop.items():
+                loop.call_soon_threadsafe(_settle, settled)
+
+    def _commit(self, batch: list[_WriteJob]) -> list[tuple[bool, Any]]:
+        outcomes: list[tuple[bool, Any]] = []
+        with self.env.begin(write=True) as outer:
+            for job in batch:
+                try:
+                    with self.env.begin(write=True, parent=outer) as txn:
+                        outcomes.append((True, job.fn(txn, *job.args)))
+                except lmdb.BadValsizeError:
+                    outcomes.append((False, _too_long()))
+                except Exception as exc:
+                    outcomes.append((False, exc))
+        return outcomes
+
+    def _commit_alone(self, job: _WriteJob) -> tuple[bool, Any]:
+        try:
+            with self.env.begin(write=True) as txn:
+                return True, job.fn(txn, *job.args)
+        except lmdb.BadValsizeError:
+            return False, _too_long()
+        except Exception as exc:
+            return False, exc
