@@ -13,7 +13,8 @@ from aiohttp import web
 
 from cli.addresses import StartupError
 from storage_node.drive import DriveError
-from storage_node.local_drive import LocalDrive, prepare_drive
+from storage_node.drive_dir import prepare_drive
+from storage_node.local_drive import LocalDrive
 
 # A request body is buffered up to twice this before the socket is paused: a segment, so a PUT
 # reads whole segments without a pause-and-resume of the socket every 128 KiB.

@@ -112,10 +112,6 @@ def chunk_crc(payload: bytes | memoryview) -> bytes:
     return _CRC.pack(crc32c(payload))
 
 
-def frame_chunk(payload: bytes) -> bytes:
-    return payload + chunk_crc(payload)
-
-
 def check_chunk(framed: bytes | memoryview) -> bool:
     """True if a framed chunk (payload + crc) is intact; no payload copy, for scrubbing."""
     if len(framed) <= CRC_SIZE:

@@ -1,23 +1,13 @@
-"""LocalDrive: the Drive seam over a directory.
+"""LocalDrive: the Drive seam over a directory (its layout and identity: storage_node/drive_dir.py).
 
-    root/drive.json                     {"id": <uuid4 hex>}, the drive's stable identity
-    root/fragments/<vv>/<fid.name>      complete fragments; vv = first two hex digits of the version
-    root/tmp/                           fragments being written; emptied on open
-
-Blocking file I/O runs on a small thread pool owned by the drive, so a hung disk ties up its
-own threads and not the event loop or the other drives.
+Blocking file I/O (storage_node/fragment_file.py) runs on a small thread pool owned by the drive,
+so a hung disk ties up its own threads and not the event loop or the other drives.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
-import json
 import os
-import re
-import shutil
-import sys
-import threading
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,31 +23,18 @@ from storage_node.drive import (
     FragmentNotFound,
     InvalidFragmentStream,
 )
-from storage_node.fragment_format import (
-    CRC_SIZE,
-    HEADER_SIZE,
-    MAX_CHUNK_SIZE,
-    Layout,
-    check_chunk,
-    chunk_crc,
-    encode_header,
-    parse_header,
-    verify_chunk,
-)
+from storage_node.drive_dir import FRAGMENTS, TMP, fsync_dir, prepare_drive, shard_name
+from storage_node.fragment_file import OpenFragment, TempFile
+from storage_node.fragment_format import CRC_SIZE, MAX_CHUNK_SIZE, Layout
 
 T = TypeVar("T")
 
 # One thread hop moves about this much data: big enough to amortise the hop over tiny chunks,
 # small enough that memory stays within a few chunks and the first bytes of a get come soon.
 WRITE_BATCH_BYTES = 1 << 20
-# Linux's DONTNEED advice starts writeback of dirty pages in the range and drops only clean ones.
-_START_WRITEBACK = getattr(os, "POSIX_FADV_DONTNEED", None) if sys.platform == "linux" else None
 READ_BATCH_BYTES = 1 << 20
 VERIFY_BATCH_BYTES = 4 << 20
 LIST_BATCH_FILES = 256
-
-_IOV_MAX = os.sysconf("SC_IOV_MAX")
-_DRIVE_ID_RE = re.compile(r"[0-9a-f]{32}")
 
 
 class LocalDrive:
@@ -66,8 +43,8 @@ class LocalDrive:
     def __init__(self, root: Path, drive_id: str, executor: ThreadPoolExecutor) -> None:
         self.root = root
         self.drive_id = drive_id
-        self._fragments = root / "fragments"
-        self._tmp = root / "tmp"
+        self._fragments = root / FRAGMENTS
+        self._tmp = root / TMP
         self._executor = executor
         self._closed = False
 
@@ -98,13 +75,13 @@ class LocalDrive:
         return f"LocalDrive({str(self.root)!r}, id={self.drive_id})"
 
     def fragment_path(self, fid: FragmentId) -> Path:
-        return self._fragments / fid.version[:2] / fid.name
+        return self._fragments / shard_name(fid) / fid.name
 
     # -- the Drive seam -------------------------------------------------------------------------
 
     async def put(self, fid: FragmentId, chunks: AsyncIterable[bytes]) -> FragmentInfo:
         tmp = self._tmp / f"{fid.name}.{uuid.uuid4().hex}.tmp"
-        writer: _TempFile = await self._run_owned(_TempFile.abort, _TempFile, tmp)
+        writer: TempFile = await self._run_owned(TempFile.abort, TempFile, tmp)
         inflight: asyncio.Future[None] | None = None
         try:
             chunk_size = size = 0
@@ -157,7 +134,7 @@ class LocalDrive:
         if first_chunk < 0 or (end_chunk is not None and end_chunk < 0):
             raise ValueError(f"invalid chunk range [{first_chunk}, {end_chunk})")
         try:
-            frag: _OpenFragment = await self._run_owned(_OpenFragment.close, self._open_fragment, fid)
+            frag: OpenFragment = await self._run_owned(OpenFragment.close, self._open_fragment, fid)
         except CorruptFragment as e:
             # Without a header no chunk can be located: the first one asked for is the one lost.
             raise CorruptFragment(fid, first_chunk, e.args[0].partition(": ")[2]) from e
@@ -201,7 +178,7 @@ class LocalDrive:
 
     async def verify(self, fid: FragmentId) -> list[int]:
         try:
-            frag: _OpenFragment = await self._run_owned(_OpenFragment.close, self._open_fragment, fid)
+            frag: OpenFragment = await self._run_owned(OpenFragment.close, self._open_fragment, fid)
         except CorruptFragment:
             return [0]  # unreadable header: nothing can be located, report the first chunk
         try:
@@ -242,7 +219,7 @@ class LocalDrive:
             cf.add_done_callback(lambda f: f.cancelled() or f.exception() or release(f.result()))
             raise
 
-    def _close_later(self, frag: _OpenFragment) -> None:
+    def _close_later(self, frag: OpenFragment) -> None:
         """Close on the pool, after any read still running there; never awaits (used in finally)."""
         try:
             self._executor.submit(frag.close)
@@ -257,13 +234,13 @@ class LocalDrive:
 
     # The methods below run on the pool.
 
-    def _open_fragment(self, fid: FragmentId) -> _OpenFragment:
+    def _open_fragment(self, fid: FragmentId) -> OpenFragment:
         try:
             fd = os.open(self.fragment_path(fid), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             raise self._missing(fid) from None
         try:
-            return _OpenFragment(fid, fd)
+            return OpenFragment(fid, fd)
         except BaseException:
             os.close(fd)
             raise
@@ -282,7 +259,7 @@ class LocalDrive:
             if isinstance(error, FragmentNotFound):
                 return False
             raise error from None
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return True
 
     def _list_shards(self) -> list[str]:
@@ -305,7 +282,7 @@ class LocalDrive:
                 fid = FragmentId.parse(name)
             except ValueError:
                 continue  # temp or stray file
-            if fid.name != name or fid.version[:2] != shard:
+            if fid.name != name or shard_name(fid) != shard:
                 continue  # not where put() would have written it, so get() could not read it
             try:
                 infos.append(self._stat(fid))
@@ -319,217 +296,3 @@ class LocalDrive:
                     continue
                 infos.append(FragmentInfo(fid, 0, 0, 0, mtime))
         return infos
-
-
-class _OpenFragment:
-    """An open fragment file. All reads use this one descriptor, so a get that races an
-    overwrite keeps reading the version it opened instead of mixing two."""
-
-    def __init__(self, fid: FragmentId, fd: int) -> None:
-        self.fid = fid
-        self._fd = fd
-        self._lock = threading.Lock()  # orders close() after a read running on another thread
-        st = os.fstat(fd)
-        self.layout = parse_header(fid, os.pread(fd, HEADER_SIZE, 0))
-        self.file_size = st.st_size
-        self.intact = self.layout.intact_chunks(st.st_size)
-        self.info = FragmentInfo(fid, self.layout.size, self.layout.chunk_size, self.layout.chunks, st.st_mtime)
-
-    def read(self, first: int, count: int) -> tuple[list[bytes], CorruptFragment | None]:
-        """Verified payloads of chunks [first, first+count), up to the first bad one, and its error."""
-        end = first + count
-        readable = min(end, self.intact)
-        payloads: list[bytes] = []
-        if first < readable:
-            frames = self._read_frames(first, readable)
-            for j, frame in enumerate(frames, first):
-                try:
-                    if len(frame) != self.layout.framed_len(j):
-                        raise CorruptFragment(self.fid, j, "truncated")
-                    payloads.append(verify_chunk(self.fid, j, frame))
-                except CorruptFragment as e:
-                    return payloads, e
-        if readable < end:
-            return payloads, CorruptFragment(self.fid, max(first, readable), self._damage())
-        return payloads, None
-
-    def verify(self, first: int, count: int) -> list[int]:
-        end = first + count
-        readable = min(end, self.intact)
-        bad = []
-        if first < readable:
-            frames = self._read_frames(first, readable)
-            bad = [
-                j
-                for j, frame in enumerate(frames, first)
-                if len(frame) != self.layout.framed_len(j) or not check_chunk(frame)
-            ]
-        return bad + list(range(max(first, readable), end))
-
-    def close(self) -> None:
-        with self._lock:
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
-
-    def _read_frames(self, first: int, end: int) -> list[memoryview]:
-        offset, length = self.layout.span(first, end)
-        with self._lock:
-            if self._fd < 0:
-                raise DriveUnavailable(f"fragment {self.fid.name}: read after close")
-            data = memoryview(os.pread(self._fd, length, offset))
-        frames, pos = [], 0
-        for j in range(first, end):
-            n = self.layout.framed_len(j)
-            frames.append(data[pos : pos + n])  # short if the file shrank since it was opened
-            pos += n
-        return frames
-
-    def _damage(self) -> str:
-        return "trailing bytes after the last chunk" if self.file_size > self.layout.file_size else "truncated"
-
-
-class _TempFile:
-    """A fragment being written under root/tmp; commit() makes it durable and visible."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()  # abort() must wait for a write running on another thread
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        self._offset = HEADER_SIZE  # the header is written last, once the size is known
-
-    def write(self, payloads: list[bytes]) -> None:
-        with self._lock:
-            self._write(payloads)
-
-    def commit(self, payloads: list[bytes], layout: Layout, final: Path) -> float:
-        """Write the rest and the header, fsync, rename into place, fsync the directory: then the
-        fragment survives a crash. Returns its mtime."""
-        with self._lock:
-            self._write(payloads)
-            if self._offset != layout.file_size:
-                raise AssertionError(f"wrote {self._offset} bytes, layout says {layout.file_size}")
-            os.pwrite(self._fd, encode_header(layout), 0)
-            os.fsync(self._fd)
-            mtime = os.fstat(self._fd).st_mtime
-            os.close(self._fd)
-            self._fd = -1
-            try:
-                os.rename(self.path, final)
-            except FileNotFoundError:
-                # First fragment in this shard: create the shard directory, durably, and retry.
-                # os.mkdir (not makedirs) so a missing fragments/ directory fails loudly.
-                try:
-                    os.mkdir(final.parent)
-                except FileExistsError:
-                    pass
-                _fsync_dir(final.parent.parent)
-                os.rename(self.path, final)
-            _fsync_dir(final.parent)
-            return mtime
-
-    def abort(self) -> None:
-        with self._lock:
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
-
-    def _write(self, payloads: list[bytes]) -> None:
-        if self._fd < 0:
-            raise DriveUnavailable(f"{self.path}: write after close")
-        buffers: list[bytes | memoryview] = []
-        for payload in payloads:
-            buffers += (payload, chunk_crc(payload))
-        start = self._offset
-        self._offset = _pwrite_all(self._fd, buffers, start)
-        if _START_WRITEBACK is not None:
-            # Start writing these pages out now (pages still dirty stay cached), so the fsync at
-            # commit has little left to wait for instead of the whole fragment.
-            os.posix_fadvise(self._fd, start, self._offset - start, _START_WRITEBACK)
-
-
-def _pwrite_all(fd: int, buffers: list[bytes | memoryview], offset: int) -> int:
-    """Write buffers at offset with as few syscalls as the iovec limit allows; returns the end offset."""
-    views = [memoryview(b) for b in buffers]
-    i = 0
-    while i < len(views):
-        n = os.pwritev(fd, views[i : i + _IOV_MAX], offset)
-        if n == 0:
-            raise OSError(errno.EIO, "pwritev wrote nothing")
-        offset += n
-        while n:  # skip what was written; a partial write leaves the tail of one buffer
-            if n >= len(views[i]):
-                n -= len(views[i])
-                i += 1
-            else:
-                views[i] = views[i][n:]
-                n = 0
-    return offset
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def prepare_drive(root: Path, clear_tmp: bool = True) -> str:
-    """Make root a usable drive (blocking); return its id. Raises DriveUnavailable with a one-line reason."""
-    try:
-        return _prepare(root, clear_tmp)
-    except OSError as e:
-        where = f" ({e.filename})" if e.filename and str(e.filename) != str(root) else ""
-        raise DriveUnavailable(f"cannot use {root} as a drive: {e.strerror or e}{where}") from e
-
-
-def _prepare(root: Path, clear_tmp: bool) -> str:
-    for d in (root, root / "fragments", root / "tmp"):
-        d.mkdir(parents=True, exist_ok=True)
-    _fsync_dir(root)
-    # Anything in tmp/ is a put that never committed (crash or kill): it was never visible.
-    for entry in os.scandir(root / "tmp") if clear_tmp else ():
-        if entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(entry.path)
-        else:
-            os.unlink(entry.path)
-    # Prove the directory takes writes and fsyncs now, not at the first client PUT.
-    probe = root / "tmp" / f"probe.{uuid.uuid4().hex}"
-    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    try:
-        os.write(fd, b"probe")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-        os.unlink(probe)
-    return _load_or_create_id(root)
-
-
-def _load_or_create_id(root: Path) -> str:
-    path = root / "drive.json"
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        drive_id = uuid.uuid4().hex
-        tmp = root / "tmp" / f"drive.json.{uuid.uuid4().hex}"
-        with open(tmp, "w") as f:
-            json.dump({"id": drive_id}, f)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-        _fsync_dir(root)
-        return drive_id
-    # Never replace an identity we cannot read: the cluster knows the drive by it.
-    try:
-        drive_id = json.loads(text)["id"]
-    except (ValueError, KeyError, TypeError):
-        drive_id = None
-    if not isinstance(drive_id, str) or not _DRIVE_ID_RE.fullmatch(drive_id):
-        raise DriveUnavailable(f"cannot use {root} as a drive: {path} does not hold a valid drive id")
-    return drive_id

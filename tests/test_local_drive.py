@@ -31,6 +31,11 @@ from tests.drive_contract import (
 )
 
 
+def frame_chunk(payload: bytes) -> bytes:
+    """A chunk as it lies on disk: its payload, then the payload's checksum."""
+    return payload + ff.chunk_crc(payload)
+
+
 def _layout(path: Path) -> ff.Layout:
     with open(path, "rb") as f:
         return ff.parse_header(FragmentId.parse(path.name), f.read(ff.HEADER_SIZE))
@@ -176,7 +181,7 @@ async def test_file_layout(drive: LocalDrive) -> None:
     assert (layout.chunk_size, layout.size, layout.chunks) == (1000, 2010, 3)
     for j, chunk in enumerate(chunks):
         off = layout.chunk_offset(j)
-        assert data[off : off + layout.framed_len(j)] == ff.frame_chunk(chunk)
+        assert data[off : off + layout.framed_len(j)] == frame_chunk(chunk)
     assert _ls(drive.root / "tmp") == []
 
 
@@ -454,7 +459,7 @@ def test_header_round_trip_and_damage() -> None:
 
 def test_chunk_framing() -> None:
     fid = new_fid()
-    framed = ff.frame_chunk(b"hello")
+    framed = frame_chunk(b"hello")
     assert len(framed) == 5 + ff.CRC_SIZE
     assert framed[5:] == (0x9A71BB4C).to_bytes(4, "big")  # crc32c("hello")
     assert ff.verify_chunk(fid, 7, framed) == b"hello"

@@ -1,0 +1,93 @@
+"""A drive's directory: its layout, its identity, and making it ready for use (blocking code).
+
+root/drive.json                     {"id": <uuid4 hex>}, the drive's stable identity
+root/fragments/<vv>/<fid.name>      complete fragments; vv = first two hex digits of the version
+root/tmp/                           fragments being written; emptied on open
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+from storage_node.drive import DriveUnavailable, FragmentId
+
+_DRIVE_ID_RE = re.compile(r"[0-9a-f]{32}")
+
+
+FRAGMENTS = "fragments"
+TMP = "tmp"
+
+
+def shard_name(fid: FragmentId) -> str:
+    """The directory under fragments/ that holds the fragment."""
+    return fid.version[:2]
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the directory's entries (a rename, a new or removed file) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def prepare_drive(root: Path, clear_tmp: bool = True) -> str:
+    """Make root a usable drive (blocking); return its id. Raises DriveUnavailable with a one-line reason."""
+    try:
+        return _prepare(root, clear_tmp)
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename and str(e.filename) != str(root) else ""
+        raise DriveUnavailable(f"cannot use {root} as a drive: {e.strerror or e}{where}") from e
+
+
+def _prepare(root: Path, clear_tmp: bool) -> str:
+    for d in (root, root / FRAGMENTS, root / TMP):
+        d.mkdir(parents=True, exist_ok=True)
+    fsync_dir(root)
+    # Anything in tmp/ is a put that never committed (crash or kill): it was never visible.
+    for entry in os.scandir(root / TMP) if clear_tmp else ():
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
+    # Prove the directory takes writes and fsyncs now, not at the first client PUT.
+    probe = root / TMP / f"probe.{uuid.uuid4().hex}"
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, b"probe")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        os.unlink(probe)
+    return _load_or_create_id(root)
+
+
+def _load_or_create_id(root: Path) -> str:
+    path = root / "drive.json"
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        drive_id = uuid.uuid4().hex
+        tmp = root / TMP / f"drive.json.{uuid.uuid4().hex}"
+        with open(tmp, "w") as f:
+            json.dump({"id": drive_id}, f)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+        fsync_dir(root)
+        return drive_id
+    # Never replace an identity we cannot read: the cluster knows the drive by it.
+    try:
+        drive_id = json.loads(text)["id"]
+    except (ValueError, KeyError, TypeError):
+        drive_id = None
+    if not isinstance(drive_id, str) or not _DRIVE_ID_RE.fullmatch(drive_id):
+        raise DriveUnavailable(f"cannot use {root} as a drive: {path} does not hold a valid drive id")
+    return drive_id
