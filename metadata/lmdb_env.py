@@ -47,6 +47,11 @@ def _too_long() -> ValueError:
     return ValueError("a name or id is empty or too long for the index")
 
 
+def _error(exc: Exception) -> Exception:
+    """What a caller is told when its write failed."""
+    return _too_long() if isinstance(exc, lmdb.BadValsizeError) else exc
+
+
 @dataclass(slots=True)
 class _WriteJob:
     fn: Callable[..., Any]
@@ -128,7 +133,7 @@ class LmdbEnv:
             raise _too_long() from None
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        """fn(txn, *args) in a write transaction of its own, durable when this returns; an exception aborts it."""
+        """fn(txn, *args) as one atomic write, durable when this returns; an exception rolls it back."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
         with self._lock:
@@ -150,10 +155,8 @@ class LmdbEnv:
                     return
             try:
                 outcomes = self._commit(batch)
-            except Exception:
-                # The batch did not become durable (a write left the transaction unusable, say the
-                # map filled up): commit each write on its own, so one cannot fail the others.
-                outcomes = [self._commit_alone(job) for job in batch]
+            except Exception as exc:  # the batch did not become durable: none of it is acknowledged
+                outcomes = [(False, _error(exc))] * len(batch)
             by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
             for job, (ok, value) in zip(batch, outcomes, strict=True):
                 by_loop.setdefault(job.loop, []).append((job.future, ok, value))
@@ -161,23 +164,13 @@ class LmdbEnv:
                 loop.call_soon_threadsafe(_settle, settled)
 
     def _commit(self, batch: list[_WriteJob]) -> list[tuple[bool, Any]]:
+        """Run and commit a batch in one transaction (one fsync): (ok, result or exception) per write."""
         outcomes: list[tuple[bool, Any]] = []
         with self.env.begin(write=True) as outer:
             for job in batch:
                 try:
                     with self.env.begin(write=True, parent=outer) as txn:
                         outcomes.append((True, job.fn(txn, *job.args)))
-                except lmdb.BadValsizeError:
-                    outcomes.append((False, _too_long()))
                 except Exception as exc:
-                    outcomes.append((False, exc))
+                    outcomes.append((False, _error(exc)))
         return outcomes
-
-    def _commit_alone(self, job: _WriteJob) -> tuple[bool, Any]:
-        try:
-            with self.env.begin(write=True) as txn:
-                return True, job.fn(txn, *job.args)
-        except lmdb.BadValsizeError:
-            return False, _too_long()
-        except Exception as exc:
-            return False, exc
