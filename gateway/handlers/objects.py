@@ -11,9 +11,10 @@ from aiohttp import web
 
 from gateway.context import Gateway
 from gateway.handlers.buckets import check_access, owned_bucket, read_small_body, xml_response
+from gateway.objects.layer import StorageUnavailable
 from gateway.objects.pipelines import ReadError
 from gateway.s3 import checksums
-from gateway.s3.body import Body, open_body, stream_source
+from gateway.s3.body import Body, StreamBody, open_body, stream_source
 from gateway.s3.errors import S3Error
 from gateway.s3.request import (
     MAX_KEY_BYTES,
@@ -64,10 +65,18 @@ def check_put_condition(cond: Condition | None, current: ObjectManifest | None) 
             raise S3Error("PreconditionFailed", Condition="If-Match")
 
 
+async def write_part(gw: Gateway, body: Body | StreamBody, number: int) -> tuple[PartRecord, bytes]:
+    """The object layer's write, with storage that cannot take the data answered as S3's 503."""
+    try:
+        return await gw.layer.write(body, number, body.hashers)
+    except StorageUnavailable as exc:
+        raise S3Error("ServiceUnavailable", str(exc), 503) from None
+
+
 async def store_body(gw: Gateway, req: S3Request, body: Body, number: int) -> PartRecord:
     """Write a request body as a part; verify Content-MD5 and checksums; return its record."""
     want_md5 = content_md5(req.headers)
-    part, md5 = await gw.layer.write(body, number, body.hashers)
+    part, md5 = await write_part(gw, body, number)
     try:
         if want_md5 is not None and want_md5 != md5:
             raise S3Error("BadDigest")
@@ -341,7 +350,7 @@ async def copy_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     algo = req.headers.get("x-amz-checksum-algorithm")
     algos = [checksums.normalize_algorithm(algo)] if algo else list(src.checksums)
     body = stream_source(gw.layer.stream(src, 0, src.size - 1) if src.size else None, algos)
-    part, _ = await gw.layer.write(body, 0, body.hashers)
+    part, _ = await write_part(gw, body, 0)
     part.checksums = body.computed_checksums()
     now = time.time()
     part.last_modified = now
