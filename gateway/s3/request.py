@@ -14,7 +14,7 @@ from aiohttp import web
 from multidict import CIMultiDictProxy, MultiDict, MultiDictProxy
 
 from gateway.s3.errors import S3Error
-from gateway.s3.sigv4 import AuthContext
+from gateway.s3.payload import AuthContext
 from metadata.records import ObjectManifest
 
 MAX_KEY_BYTES = 1024
