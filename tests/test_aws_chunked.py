@@ -192,15 +192,23 @@ DATA = os.urandom(200_000) + b"tail"
 MODES = [payload.STREAMING_PAYLOAD, payload.STREAMING_PAYLOAD_TRAILER, payload.STREAMING_UNSIGNED_PAYLOAD_TRAILER]
 
 
+def signed_chunks(auth: payload.AuthContext) -> bool:
+    return auth.payload_hash in (payload.STREAMING_PAYLOAD, payload.STREAMING_PAYLOAD_TRAILER)
+
+
+def has_trailer(auth: payload.AuthContext) -> bool:
+    return auth.payload_hash in (payload.STREAMING_PAYLOAD_TRAILER, payload.STREAMING_UNSIGNED_PAYLOAD_TRAILER)
+
+
 def build(mode: str, data: bytes = DATA, chunk_size: int = 65536, **kw: object) -> tuple[bytes, payload.AuthContext]:
     auth = make_auth(mode)
-    signer = signer_for(auth) if auth.signed_chunks else None
-    trailers = [("x-amz-checksum-crc32", b64_crc32(data))] if auth.trailer else None
+    signer = signer_for(auth) if signed_chunks(auth) else None
+    trailers = [("x-amz-checksum-crc32", b64_crc32(data))] if has_trailer(auth) else None
     return encode(data, chunk_size, signer=signer, trailers=trailers, **kw), auth  # type: ignore[arg-type]
 
 
 def reader_for(body: bytes, auth: payload.AuthContext, **kw: object) -> AwsChunkedReader:
-    trailer = "x-amz-checksum-crc32" if auth.trailer else None
+    trailer = "x-amz-checksum-crc32" if has_trailer(auth) else None
     options = {"trailer": trailer, **kw}
     return AwsChunkedReader(FakeStream(body), auth.payload_hash, auth=auth, **options)  # type: ignore[arg-type]
 
@@ -270,12 +278,12 @@ async def test_round_trip(mode: str, chunk_size: int) -> None:
     data = DATA[:5000] if chunk_size == 1 else DATA
     body, auth = build(mode, data, chunk_size)
     stream = FakeStream(body)
-    trailer = "x-amz-checksum-crc32" if auth.trailer else None
+    trailer = "x-amz-checksum-crc32" if has_trailer(auth) else None
     reader = AwsChunkedReader(stream, mode, auth=auth, trailer=trailer, decoded_length=len(data))
     assert await decode(reader, limit=chunk_size) == data
     assert reader.done and reader.bytes_read == len(data)
     assert stream.largest_read <= max(chunk_size, 2)  # one chunk in memory at most (or its CRLF)
-    if auth.trailer:
+    if has_trailer(auth):
         assert reader.trailers == {"x-amz-checksum-crc32": b64_crc32(data)}
         assert reader.checksum_b64 == b64_crc32(data)
         assert reader.checksum_algorithm == "CRC32"
@@ -293,7 +301,7 @@ async def test_every_trailer_algorithm(mode: str, algo: str) -> None:
     name = checksums.header_name(algo)
     value = base64.b64encode(checksums.compute(algo, DATA)).decode()
     auth = make_auth(mode)
-    signer = signer_for(auth) if auth.signed_chunks else None
+    signer = signer_for(auth) if signed_chunks(auth) else None
     body = encode(DATA, 50_000, signer=signer, trailers=[(name, value)])
     reader = AwsChunkedReader(FakeStream(body), mode, auth=auth, trailer=name)
     assert await decode(reader) == DATA
@@ -407,7 +415,7 @@ async def test_boto3_put_object_end_to_end(algo: str | None) -> None:
     body = request.body.read()
 
     auth = sigv4.verify(request.method, parts.path, parse_qsl(parts.query), headers, lambda _: SECRET_KEY)
-    assert auth.streaming and auth.trailer and not auth.signed_chunks
+    assert auth.streaming and has_trailer(auth) and not signed_chunks(auth)
     reader = AwsChunkedReader.from_request(FakeStream(body), auth, headers)
     assert await decode(reader) == data
     assert reader.checksum_algorithm == (algo or "CRC32")
@@ -489,7 +497,7 @@ async def test_unsigned_chunks_in_signed_mode() -> None:
 @pytest.mark.parametrize("mode", [payload.STREAMING_PAYLOAD_TRAILER, payload.STREAMING_UNSIGNED_PAYLOAD_TRAILER])
 async def test_wrong_trailer_checksum(mode: str) -> None:
     auth = make_auth(mode)
-    signer = signer_for(auth) if auth.signed_chunks else None
+    signer = signer_for(auth) if signed_chunks(auth) else None
     body = encode(DATA, 65536, signer=signer, trailers=[("x-amz-checksum-crc32", b64_crc32(DATA + b"x"))])
     err, handed_out = await expect_error(reader_for(body, auth))
     assert (err.code, err.status) == ("BadDigest", 400)
@@ -691,7 +699,7 @@ def test_fuzz_mutated_bodies(mode: str, edits: list[tuple[int, bytes, int]]) -> 
             return None
 
     decoded = asyncio.run(run())
-    if decoded is not None and auth.signed_chunks:
+    if decoded is not None and signed_chunks(auth):
         assert decoded == FUZZ_DATA
 
 

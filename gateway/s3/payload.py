@@ -38,14 +38,6 @@ class AuthContext:
         return self.payload_hash in STREAMING_PAYLOADS
 
     @property
-    def signed_chunks(self) -> bool:
-        return self.payload_hash in (STREAMING_PAYLOAD, STREAMING_PAYLOAD_TRAILER)
-
-    @property
-    def trailer(self) -> bool:
-        return self.payload_hash in (STREAMING_PAYLOAD_TRAILER, STREAMING_UNSIGNED_PAYLOAD_TRAILER)
-
-    @property
     def content_sha256(self) -> str | None:
         """The hex SHA-256 the body must have, or None when the payload is not signed that way."""
         if len(self.payload_hash) == 64 and self.payload_hash not in STREAMING_PAYLOADS:
