@@ -197,7 +197,7 @@ def _selected_range(man: ObjectManifest, req: S3Request) -> tuple[int, int] | No
 def _not_modified(req: S3Request, man: ObjectManifest) -> web.Response | None:
     """Check a read's conditions; a 304 carries the validators (ETag, Last-Modified), as RFC 9110 wants."""
     try:
-        check_conditions(req.headers, man)
+        check_conditions(req.headers, man.etag, man.last_modified)
     except S3Error as err:
         if err.status != 304:
             raise
@@ -323,7 +323,7 @@ async def copy_source(gw: Gateway, req: S3Request) -> ObjectManifest:
     man = await gw.index.get_object(bucket, key)
     if man is None:
         raise S3Error("NoSuchKey", Key=key)
-    check_conditions(req.headers, man, prefix="x-amz-copy-source-")
+    check_conditions(req.headers, man.etag, man.last_modified, prefix="x-amz-copy-source-")
     return man
 
 
