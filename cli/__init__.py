@@ -1,0 +1,1 @@
+"""The `tessera` command: each subcommand composes the services out of the other packages."""

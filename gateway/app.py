@@ -151,7 +151,7 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     sib = gw.siblings
     if sib is not None and not sib.runs_admin and host_bucket is None and admin_api.is_admin_path(raw_path):
         request[FORWARDED] = True  # accounted for by the worker that answers it
-        return await sib.forward_admin(request)
+        return await sib.forward_admin(request, admin_api.primary_unreachable)
     query = sigv4.parse_query(request.rel_url.raw_query_string)
     claimed = _claimed_access_key(request.headers.get("Authorization"), query)
     if claimed and not gw.users.known(claimed):

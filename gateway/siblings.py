@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 from yarl import URL
-
-from gateway.admin.http import json_error
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +61,9 @@ class Siblings:
         await asyncio.gather(*(s.close() for s in self._sessions.values()))
         self._sessions.clear()
 
-    async def forward_admin(self, request: web.Request) -> web.Response:
-        """Answer an admin request with the primary worker's answer (it checks the signature itself)."""
+    async def forward_admin(self, request: web.Request, unreachable: Callable[[], web.Response]) -> web.Response:
+        """Answer an admin request with the primary worker's answer (it checks the signature itself),
+        or with unreachable() (the admin API's own 503) when that worker does not answer."""
         body = await request.read()  # admin requests are small JSON; client_max_size bounds them
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED}
         url = URL.build(
@@ -82,7 +82,7 @@ class Siblings:
                 return web.Response(status=resp.status, body=answer, headers=out)
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("admin request not forwarded to worker %d: %r", PRIMARY, exc)
-            return json_error(503, "ServiceUnavailable", "the server's admin worker is restarting; try again")
+            return unreachable()
 
     async def metrics(self) -> list[bytes]:
         """The other workers' own /metrics (a worker that does not answer now is left out)."""

@@ -2,8 +2,8 @@
 
 Add an endpoint: write `async def handler(gw, request, params) -> web.StreamResponse` (params holds the
 {placeholders} of its path pattern, percent-decoded) and add it to ROUTES at the bottom of this module.
-Handlers live by meaning (admin_ops: the data; admin_users: users) and raise admin_http.AdminError for
-the API's own JSON errors.
+Handlers live by meaning (ops: the data; users: users) and raise errors.AdminError for the API's own
+JSON errors.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from aiohttp import web
 
 from gateway.admin import ops as admin_ops
 from gateway.admin import users as admin_users
-from gateway.admin.http import AdminError, json_error
+from gateway.admin.errors import AdminError
+from gateway.admin.http import json_error
 from gateway.context import Gateway
 from gateway.s3.errors import S3Error
 from metadata.index import IndexUnavailable
@@ -51,6 +52,11 @@ async def dispatch(gw: Gateway, request: web.Request, access_key: str) -> tuple[
     except IndexUnavailable as exc:
         log.warning("admin %s %s: index unavailable: %s", request.method, request.path, exc)
         return name, json_error(503, "ServiceUnavailable", "the metadata index is unavailable; try again")
+
+
+def primary_unreachable() -> web.Response:
+    """The answer of a `--workers` sibling that cannot forward an admin request to the worker running admin jobs."""
+    return json_error(503, "ServiceUnavailable", "the server's admin worker is restarting; try again")
 
 
 def _match(method: str, rel_path: str) -> tuple[Handler | None, dict[str, str], set[str]]:

@@ -16,18 +16,11 @@ from urllib.parse import urlsplit
 import aiohttp
 from yarl import URL
 
+from gateway.admin.errors import AdminError
 from gateway.s3.signer import Signer, encode_query, encode_segment
 
 BASE_PATH = "/_tessera/admin/v1/"
 DEFAULT_TIMEOUT = 30.0
-
-
-class AdminError(Exception):
-    """An admin call that failed. status is 0 when no HTTP answer came back (unreachable, timeout)."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message if status == 0 else f"{code}: {message} (HTTP {status})")
-        self.status, self.code, self.message = status, code, message
 
 
 class AdminClient:

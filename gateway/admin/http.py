@@ -1,20 +1,10 @@
-"""The admin API's answers: JSON documents, and its own errors as {"code", "message"} JSON."""
+"""The admin API's answers: JSON documents, and its own errors as {"code", "message"} JSON (see errors.AdminError)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from aiohttp import web
-
-
-class AdminError(Exception):
-    """An error of the API itself, answered as {"code", "message"} JSON."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 def json_error(status: int, code: str, message: str) -> web.Response:

@@ -14,7 +14,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from gateway.admin.http import AdminError, json_ok
+from gateway.admin.errors import AdminError
+from gateway.admin.http import json_ok
 from gateway.care.maintenance import Maintenance
 from gateway.care.part_health import OK, check_part
 from gateway.context import Gateway

@@ -7,7 +7,8 @@ from typing import Any
 from aiohttp import web
 
 from gateway.accounts.users import InvalidUserName
-from gateway.admin.http import AdminError, json_ok
+from gateway.admin.errors import AdminError
+from gateway.admin.http import json_ok
 from gateway.context import Gateway
 from metadata.index import UserExists
 from metadata.records import UserRecord

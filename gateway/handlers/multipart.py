@@ -19,6 +19,7 @@ from gateway.handlers.objects import (
     copy_source,
     put_condition,
     store_body,
+    write_part,
 )
 from gateway.objects.layer import new_id
 from gateway.s3 import checksums
@@ -158,7 +159,7 @@ async def upload_part_copy(gw: Gateway, req: S3Request) -> web.StreamResponse:
         raise S3Error("EntityTooLarge")
     algos = [upload.checksum_algorithm] if upload.checksum_algorithm else []
     body = stream_source(gw.layer.stream(src, start, end) if end >= start else None, algos)
-    part, _ = await gw.layer.write(body, number, body.hashers)
+    part, _ = await write_part(gw, body, number)
     part.checksums = body.computed_checksums()
     await _record_part(gw, upload, part)
     items: list[tuple[str, Any]] = [("LastModified", iso8601(part.last_modified)), ("ETag", f'"{part.etag}"')]

@@ -11,9 +11,10 @@ from aiohttp import web
 
 from gateway.context import Gateway
 from gateway.handlers.buckets import check_access, owned_bucket, read_small_body, xml_response
+from gateway.objects.layer import StorageUnavailable
 from gateway.objects.pipelines import ReadError
 from gateway.s3 import checksums
-from gateway.s3.body import Body, open_body, stream_source
+from gateway.s3.body import Body, StreamBody, open_body, stream_source
 from gateway.s3.errors import S3Error
 from gateway.s3.request import (
     MAX_KEY_BYTES,
@@ -64,10 +65,18 @@ def check_put_condition(cond: Condition | None, current: ObjectManifest | None) 
             raise S3Error("PreconditionFailed", Condition="If-Match")
 
 
+async def write_part(gw: Gateway, body: Body | StreamBody, number: int) -> tuple[PartRecord, bytes]:
+    """The object layer's write, with storage that cannot take the data answered as S3's 503."""
+    try:
+        return await gw.layer.write(body, number, body.hashers)
+    except StorageUnavailable as exc:
+        raise S3Error("ServiceUnavailable", str(exc), 503) from None
+
+
 async def store_body(gw: Gateway, req: S3Request, body: Body, number: int) -> PartRecord:
     """Write a request body as a part; verify Content-MD5 and checksums; return its record."""
     want_md5 = content_md5(req.headers)
-    part, md5 = await gw.layer.write(body, number, body.hashers)
+    part, md5 = await write_part(gw, body, number)
     try:
         if want_md5 is not None and want_md5 != md5:
             raise S3Error("BadDigest")
@@ -188,7 +197,7 @@ def _selected_range(man: ObjectManifest, req: S3Request) -> tuple[int, int] | No
 def _not_modified(req: S3Request, man: ObjectManifest) -> web.Response | None:
     """Check a read's conditions; a 304 carries the validators (ETag, Last-Modified), as RFC 9110 wants."""
     try:
-        check_conditions(req.headers, man)
+        check_conditions(req.headers, man.etag, man.last_modified)
     except S3Error as err:
         if err.status != 304:
             raise
@@ -314,7 +323,7 @@ async def copy_source(gw: Gateway, req: S3Request) -> ObjectManifest:
     man = await gw.index.get_object(bucket, key)
     if man is None:
         raise S3Error("NoSuchKey", Key=key)
-    check_conditions(req.headers, man, prefix="x-amz-copy-source-")
+    check_conditions(req.headers, man.etag, man.last_modified, prefix="x-amz-copy-source-")
     return man
 
 
@@ -341,7 +350,7 @@ async def copy_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     algo = req.headers.get("x-amz-checksum-algorithm")
     algos = [checksums.normalize_algorithm(algo)] if algo else list(src.checksums)
     body = stream_source(gw.layer.stream(src, 0, src.size - 1) if src.size else None, algos)
-    part, _ = await gw.layer.write(body, 0, body.hashers)
+    part, _ = await write_part(gw, body, 0)
     part.checksums = body.computed_checksums()
     now = time.time()
     part.last_modified = now

@@ -28,7 +28,6 @@ from gateway.objects.pipelines import (
     write_quorum,
 )
 from gateway.objects.placement import place
-from gateway.s3.errors import S3Error
 from metadata.records import ObjectManifest, PartRecord, RepairEntry
 from storage_node.drive import CorruptFragment, FragmentId, FragmentNotFound
 
@@ -62,6 +61,10 @@ def _forget_ids() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_ids)
+
+
+class StorageUnavailable(Exception):
+    """Too few drives are placeable, up, or took the data to store it safely; retrying later may succeed."""
 
 
 INLINE_MAX = 128 << 10  # bytes; bodies up to this size live in the manifest (MinIO's threshold too)
@@ -110,6 +113,7 @@ class ObjectLayer:
 
         A body of at most INLINE_MAX bytes is kept in the part record itself (the manifest),
         as MinIO does: one durable index write instead of k+m fragment files and their fsyncs.
+        Raises StorageUnavailable when the data cannot be stored at write quorum.
         """
         head, ended = await _read_head(source, INLINE_MAX)
         if ended:
@@ -118,14 +122,14 @@ class ObjectLayer:
         try:
             placement = place(data_id, self.drives.slots(), self.scheme.width)
         except ValueError as exc:
-            raise S3Error("ServiceUnavailable", f"Not enough storage nodes: {exc}", 503) from None
+            raise StorageUnavailable(f"Not enough storage nodes: {exc}") from None
         targets = [self.drives.drive(d) for d in placement]
         if sum(t is not None for t in targets) < write_quorum(self.scheme):
-            raise S3Error("ServiceUnavailable", "Too few storage nodes are up to store data safely.", 503)
+            raise StorageUnavailable("Too few storage nodes are up to store data safely.")
         try:
             written = await write_part(_Prefixed(head, source), targets, self.scheme, data_id, number, hashers)
         except WriteQuorumError as exc:
-            raise S3Error("ServiceUnavailable", f"Too few drives took the data: {exc}", 503) from None
+            raise StorageUnavailable(f"Too few drives took the data: {exc}") from None
         rec = PartRecord(
             number=number,
             data_id=data_id,

@@ -25,7 +25,7 @@ from typing import Protocol
 
 from gateway.s3 import checksums
 from gateway.s3.errors import S3Error
-from gateway.s3.sigv4 import (
+from gateway.s3.payload import (
     EMPTY_SHA256,
     STREAMING_PAYLOAD,
     STREAMING_PAYLOAD_TRAILER,

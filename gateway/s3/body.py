@@ -17,8 +17,8 @@ from aiohttp import web
 from gateway.s3 import checksums
 from gateway.s3.aws_chunked import AwsChunkedReader
 from gateway.s3.errors import S3Error
+from gateway.s3.payload import PayloadHashVerifier
 from gateway.s3.request import S3Request, content_md5
-from gateway.s3.sigv4 import PayloadHashVerifier
 
 _SINGLE_CHECKSUM = "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
 _DISCONNECTS = (aiohttp.ClientPayloadError, ConnectionError, asyncio.IncompleteReadError, EOFError)

@@ -14,8 +14,7 @@ from aiohttp import web
 from multidict import CIMultiDictProxy, MultiDict, MultiDictProxy
 
 from gateway.s3.errors import S3Error
-from gateway.s3.sigv4 import AuthContext
-from metadata.records import ObjectManifest
+from gateway.s3.payload import AuthContext
 
 MAX_KEY_BYTES = 1024
 MAX_USER_META = 2048  # bytes of x-amz-meta-* names and values together, as S3
@@ -160,16 +159,16 @@ def _etags(value: str) -> list[str]:
     return [v.strip().removeprefix("W/").strip('"') for v in value.split(",")]
 
 
-def check_conditions(headers: CIMultiDictProxy[str], man: ObjectManifest, prefix: str = "") -> None:
-    """If-Match / If-None-Match / If-(Un)Modified-Since, as RFC 7232 orders them.
+def check_conditions(headers: CIMultiDictProxy[str], etag: str, last_modified: float, prefix: str = "") -> None:
+    """If-Match / If-None-Match / If-(Un)Modified-Since against an object's ETag and time, as RFC 7232 orders them.
 
     With prefix "x-amz-copy-source-" the same rules guard a copy's source (failures are 412 there).
     """
-    mtime = int(man.last_modified)
+    mtime = int(last_modified)
     if_match = headers.get(prefix + "If-Match")
     if if_match is not None:
         tags = _etags(if_match)
-        if "*" not in tags and man.etag not in tags:
+        if "*" not in tags and etag not in tags:
             raise S3Error("PreconditionFailed", Condition=prefix + "If-Match")
     else:
         since = headers.get(prefix + "If-Unmodified-Since")
@@ -180,7 +179,7 @@ def check_conditions(headers: CIMultiDictProxy[str], man: ObjectManifest, prefix
     not_modified = "PreconditionFailed" if prefix else "NotModified"
     if if_none is not None:
         tags = _etags(if_none)
-        if "*" in tags or man.etag in tags:
+        if "*" in tags or etag in tags:
             raise S3Error(not_modified, Condition=prefix + "If-None-Match")
     else:
         since = headers.get(prefix + "If-Modified-Since")

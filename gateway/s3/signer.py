@@ -11,16 +11,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from urllib.parse import quote
 
-from gateway.s3.sigv4 import (
+from gateway.s3.canonical import (
     ALGORITHM,
     SERVICE,
     TERMINATOR,
-    UNSIGNED_PAYLOAD,
     canonical_query,
     derive_signing_key,
     sign,
     string_to_sign,
 )
+from gateway.s3.payload import UNSIGNED_PAYLOAD
 
 _SIGNED = "host;x-amz-content-sha256;x-amz-date"
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from gateway.s3.errors import S3Error
-from gateway.s3.sigv4 import UNSIGNED_PAYLOAD, AuthContext
+from gateway.s3.payload import UNSIGNED_PAYLOAD, AuthContext
 
 # Query parameters that are part of the signed resource (S3's list of sub-resources).
 _SUBRESOURCES = frozenset(

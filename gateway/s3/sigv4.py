@@ -4,35 +4,34 @@ Two ways to carry a signature: the Authorization header, and presigned URLs (X-A
 S3 differs from other services in that the request path is not normalized or double-encoded: the canonical
 URI is the path as the client sent it, each byte outside A-Za-z0-9-_.~/ percent-encoded. The payload hash
 comes from x-amz-content-sha256 (a hex SHA-256 the gateway checks while streaming the body with
-PayloadHashVerifier, UNSIGNED-PAYLOAD, or one of the STREAMING-* values that gateway.s3.aws_chunked decodes).
+payload.PayloadHashVerifier, UNSIGNED-PAYLOAD, or one of the STREAMING-* values that aws_chunked decodes).
+The arithmetic shared with our clients' signer (canonical request, signing key) is in canonical.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from functools import lru_cache
-from urllib.parse import parse_qsl, quote, unquote_to_bytes
+from urllib.parse import parse_qsl
 
 from multidict import CIMultiDict
 
+from gateway.s3.canonical import (
+    ALGORITHM,
+    SERVICE,
+    TERMINATOR,
+    canonical_query,
+    canonical_request,
+    canonical_uri,
+    derive_signing_key,
+    sign,
+    string_to_sign,
+)
 from gateway.s3.errors import S3Error
-
-ALGORITHM = "AWS4-HMAC-SHA256"
-SERVICE = "s3"
-TERMINATOR = "aws4_request"
-
-UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
-STREAMING_PAYLOAD = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
-STREAMING_PAYLOAD_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
-STREAMING_UNSIGNED_PAYLOAD_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
-STREAMING_PAYLOADS = (STREAMING_PAYLOAD, STREAMING_PAYLOAD_TRAILER, STREAMING_UNSIGNED_PAYLOAD_TRAILER)
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+from gateway.s3.payload import STREAMING_PAYLOADS, UNSIGNED_PAYLOAD, AuthContext
 
 MAX_SKEW = timedelta(minutes=15)
 MAX_PRESIGNED_EXPIRES = 604800  # one week, as S3
@@ -56,143 +55,11 @@ _PRESIGN_PARAMS = (
 _UNSUPPORTED_MECHANISM = "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256."
 
 
-@dataclass(frozen=True, slots=True)
-class AuthContext:
-    """Who signed the request and what the body-level checks need (chunk signatures, payload hash)."""
-
-    access_key: str
-    region: str
-    date: str  # YYYYMMDD, from the credential scope
-    amz_date: str  # YYYYMMDDTHHMMSSZ, the request timestamp that was signed
-    scope: str  # date/region/s3/aws4_request
-    signing_key: bytes = field(repr=False)
-    seed_signature: str  # the request's signature: first link of a chunk-signature chain
-    payload_hash: str  # the x-amz-content-sha256 value (UNSIGNED-PAYLOAD for presigned URLs)
-    presigned: bool
-    signed_headers: tuple[str, ...] = ()
-
-    @property
-    def streaming(self) -> bool:
-        """The body is aws-chunked (gateway.s3.aws_chunked.AwsChunkedReader decodes it)."""
-        return self.payload_hash in STREAMING_PAYLOADS
-
-    @property
-    def signed_chunks(self) -> bool:
-        return self.payload_hash in (STREAMING_PAYLOAD, STREAMING_PAYLOAD_TRAILER)
-
-    @property
-    def trailer(self) -> bool:
-        return self.payload_hash in (STREAMING_PAYLOAD_TRAILER, STREAMING_UNSIGNED_PAYLOAD_TRAILER)
-
-    @property
-    def content_sha256(self) -> str | None:
-        """The hex SHA-256 the body must have, or None when the payload is not signed that way."""
-        if len(self.payload_hash) == 64 and self.payload_hash not in STREAMING_PAYLOADS:
-            return self.payload_hash.lower()
-        return None
-
-
-class PayloadHashVerifier:
-    """Checks a body against its x-amz-content-sha256 while the gateway streams it.
-
-    Feed every body byte to update(); call verify() at the end, before acknowledging the write.
-    """
-
-    __slots__ = ("_hash", "expected")
-
-    def __init__(self, expected_hex: str) -> None:
-        self.expected = expected_hex.lower()
-        self._hash = hashlib.sha256()
-
-    def update(self, data: bytes | bytearray | memoryview) -> None:
-        self._hash.update(data)
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
-
-    def verify(self) -> None:
-        computed = self._hash.hexdigest()
-        if not hmac.compare_digest(computed, self.expected):
-            raise S3Error(
-                "XAmzContentSHA256Mismatch",
-                ClientComputedContentSHA256=self.expected,
-                S3ComputedContentSHA256=computed,
-            )
-
-
-@lru_cache(maxsize=1024)
-def derive_signing_key(secret: str, date: str, region: str, service: str = SERVICE) -> bytes:
-    """HMAC chain "AWS4"+secret -> date -> region -> service -> "aws4_request" (cached: it changes daily)."""
-    key = _hmac(("AWS4" + secret).encode("utf-8"), date)
-    key = _hmac(key, region)
-    key = _hmac(key, service)
-    return _hmac(key, TERMINATOR)
-
-
-def sign(signing_key: bytes, string_to_sign: str) -> str:
-    return hmac.new(signing_key, string_to_sign.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
-
-
-def _hmac(key: bytes, msg: str) -> bytes:
-    return hmac.new(key, msg.encode("utf-8", "surrogateescape"), hashlib.sha256).digest()
-
-
-def canonical_uri(raw_path: str) -> str:
-    """S3's canonical URI: the path as sent, percent-decoded then re-encoded with only A-Za-z0-9-_.~/ kept.
-
-    Decoding to bytes (not str) keeps keys that are not valid UTF-8 byte-exact.
-    """
-    if not raw_path:
-        return "/"
-    raw = unquote_to_bytes(raw_path.encode("utf-8", "surrogateescape"))
-    return quote(raw, safe="/~")
-
-
 def parse_query(raw_query: str) -> list[tuple[str, str]]:
     """The decoded (name, value) pairs verify() wants, from a raw query string (aiohttp:
     request.rel_url.raw_query_string; not request.query_string, which yarl has already partly decoded).
     Undecodable %XX bytes survive as surrogates, so canonical_query() re-encodes them byte-exact."""
     return parse_qsl(raw_query, keep_blank_values=True, errors="surrogateescape")
-
-
-def canonical_query(query: Sequence[tuple[str, str]], *, exclude: str | None = None) -> str:
-    """Pairs URI-encoded (unreserved kept), sorted by encoded key then encoded value."""
-    pairs = sorted((_encode(key), _encode(value)) for key, value in query if key != exclude)
-    return "&".join(f"{key}={value}" for key, value in pairs)
-
-
-def _encode(text: str) -> str:
-    return quote(text, safe="-_.~", errors="surrogateescape")
-
-
-def canonical_request(
-    method: str,
-    uri: str,
-    query: str,
-    headers: CIMultiDict[str] | Mapping[str, str],
-    signed_headers: Sequence[str],
-    payload_hash: str,
-) -> str:
-    lines = [method.upper(), uri, query]
-    getall = getattr(headers, "getall", None)
-    for name in signed_headers:
-        values = getall(name, ()) if getall is not None else _single(headers, name)
-        # Trimall: strip, and collapse inner runs of whitespace to one space; repeated headers join with ",".
-        lines.append(name + ":" + ",".join(" ".join(v.split()) for v in values))
-    lines.append("")
-    lines.append(";".join(signed_headers))
-    lines.append(payload_hash)
-    return "\n".join(lines)
-
-
-def _single(headers: Mapping[str, str], name: str) -> tuple[str, ...]:
-    value = headers.get(name)
-    return () if value is None else (value,)
-
-
-def string_to_sign(amz_date: str, scope: str, canonical: str) -> str:
-    digest = hashlib.sha256(canonical.encode("utf-8", "surrogateescape")).hexdigest()
-    return f"{ALGORITHM}\n{amz_date}\n{scope}\n{digest}"
 
 
 def verify(
