@@ -27,6 +27,9 @@ STATE_STYLE = {
     # jobs
     "done": "green",
     "failed": "bold red",
+    # workers
+    "running": "green",
+    "stopped": "dim",
 }
 BYTES_VERB = {"repair": "rebuilt", "drain": "moved", "scrub": "verified"}
 

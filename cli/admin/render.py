@@ -92,6 +92,9 @@ def render_status(console: Console, doc: Doc, now: float | None = None) -> None:
         )
     )
 
+    if doc.get("workers"):  # a gateway from before workers were reported has none
+        console.print(workers_table(doc["workers"], now))
+
     jobs = doc.get("jobs", [])
     if jobs:
         jt = Table(title="Jobs (newest first)", title_justify="left")
@@ -112,6 +115,26 @@ def render_status(console: Console, doc: Doc, now: float | None = None) -> None:
                 styled(j.get("message")),
             )
         console.print(jt)
+
+
+def workers_table(workers: list[Doc], now: float | None = None) -> Table:
+    """The gateway's background workers: what each is doing, when it last ran, and how its last run went."""
+    wt = Table(title="Workers", title_justify="left")
+    for name in ("Name", "State", "Last run", "Runs", "Failed", "Progress", "Last error"):
+        wt.add_column(name)
+    for w in workers:
+        progress = w.get("progress") or {}
+        unit = progress.get("unit", "")
+        wt.add_row(
+            styled(w.get("name")),
+            styled(w.get("state")),
+            ago(w.get("last_start"), now),
+            str(int(w.get("runs", 0))),
+            styled(w.get("failures", 0), "failed" if w.get("failures") else "ok"),
+            f"{amount(progress.get('done'), unit)} / {amount(progress.get('total'), unit)}" if progress else "",
+            styled(w.get("last_error", ""), "failed"),
+        )
+    return wt
 
 
 def render_inspect(console: Console, doc: Doc) -> None:

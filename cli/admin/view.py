@@ -12,7 +12,7 @@ from cli.admin.render import render_inspect, render_status
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON document.")
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Nodes, metadata replicas, repair backlog, garbage collection and recent jobs."""
+    """Nodes, metadata replicas, repair backlog, garbage collection, workers and recent jobs."""
     doc = run(ctx, lambda c: c.status())
     if as_json:
         print_json(doc)
