@@ -72,6 +72,14 @@ def print_json(doc: Doc) -> None:
     click.echo(json.dumps(doc, indent=2))
 
 
+def show(doc: Doc, as_json: bool, render: Callable[[Console, Doc], None]) -> None:
+    """A document as --json asks for it, or rendered for people."""
+    if as_json:
+        print_json(doc)
+    else:
+        render(make_console(), doc)
+
+
 @click.group()
 @click.option(
     "--endpoint",

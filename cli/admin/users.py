@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli.admin.group import admin, make_console, print_json, run
+from cli.admin.group import admin, print_json, run, show
 from cli.admin.render import new_user_lines, render_users
 
 
@@ -32,11 +32,7 @@ def user_add(ctx: click.Context, name: str, as_json: bool) -> None:
 @click.pass_context
 def user_list(ctx: click.Context, as_json: bool) -> None:
     """Every user, by name."""
-    doc = run(ctx, lambda c: c.list_users())
-    if as_json:
-        print_json(doc)
-    else:
-        render_users(make_console(), doc)
+    show(run(ctx, lambda c: c.list_users()), as_json, render_users)
 
 
 @user.command("remove")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli.admin.group import admin, make_console, print_json, run
+from cli.admin.group import admin, run, show
 from cli.admin.render import render_inspect, render_status
 
 
@@ -13,11 +13,7 @@ from cli.admin.render import render_inspect, render_status
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Nodes, metadata replicas, repair backlog, garbage collection, workers and recent jobs."""
-    doc = run(ctx, lambda c: c.status())
-    if as_json:
-        print_json(doc)
-    else:
-        render_status(make_console(), doc)
+    show(run(ctx, lambda c: c.status()), as_json, render_status)
 
 
 @admin.command()
@@ -29,8 +25,4 @@ def inspect(ctx: click.Context, target: str, as_json: bool) -> None:
     bucket, _, key = target.partition("/")
     if not bucket or not key:
         raise click.BadParameter("expected BUCKET/KEY", param_hint="BUCKET/KEY")
-    doc = run(ctx, lambda c: c.inspect(bucket, key))
-    if as_json:
-        print_json(doc)
-    else:
-        render_inspect(make_console(), doc)
+    show(run(ctx, lambda c: c.inspect(bucket, key)), as_json, render_inspect)
