@@ -59,7 +59,8 @@ async def run_gateway(
     gw = Gateway(
         index=index, layer=layer, users=users, domains=domains, readiness=readiness, meta_addresses=tuple(meta)
     )
-    gw.maintenance = Maintenance(index, layer, care, scrub=NodeScrubs(drives, secret), busy=gw.busy)
+    others = [users.refresher, drives.refresher]
+    gw.maintenance = Maintenance(index, layer, care, scrub=NodeScrubs(drives, secret), busy=gw.busy, others=others)
     runner, bound = await start_site(make_app(gw), host, port)
     await gw.maintenance.start()
     click.echo(f"Tessera gateway: EC {scheme}, {drives.live_nodes()} storage node(s) up")

@@ -20,6 +20,7 @@ from cli.addresses import StartupError, index_client, meta_urls, parse_listen, u
 from cli.maintenance_options import scrub_options
 from cli.service_run import configure_logging, open_local_drives, start_site, until_stopped
 from cluster.auth import ClusterAuthError, secret_from_env
+from cluster.workers import Finished, Periodic
 from metadata.index import DriveClaimed, Index
 from metadata.records import DriveRecord, NodeRecord, RepairEntry
 from storage_node.drive import FragmentId
@@ -59,9 +60,11 @@ def describe(nid: str, address: str, zone: str, drives: list[LocalDrive], starte
     return NodeRecord(nid, address, zone, records, started, 0.0)
 
 
-async def heartbeat(index: Index, make_record: Callable[[], NodeRecord], first: asyncio.Future[None]) -> None:
-    """Register, then beat forever; the first outcome (registered, or a claimed drive) settles `first`."""
-    while True:
+def heartbeat(index: Index, make_record: Callable[[], NodeRecord], first: asyncio.Future[None]) -> Periodic:
+    """A worker that registers, then beats forever; the first outcome (registered, or a claimed drive)
+    settles `first`. A failed beat (metadata service down or restarting) is logged; it keeps trying."""
+
+    async def beat() -> None:
         try:
             await index.upsert_node(make_record())
             if not first.done():
@@ -69,11 +72,10 @@ async def heartbeat(index: Index, make_record: Callable[[], NodeRecord], first: 
         except DriveClaimed as exc:
             if not first.done():
                 first.set_exception(StartupError(f"a drive of this node is registered to another node: {exc}"))
-                return
+                raise Finished from None  # the node does not start
             log.error("drive claimed by another node: %s", exc)
-        except Exception as exc:  # metadata service down or restarting: keep serving, keep trying
-            log.warning("heartbeat to the metadata service failed: %r", exc)
-        await asyncio.sleep(HEARTBEAT_EVERY)
+
+    return Periodic("heartbeat", beat, HEARTBEAT_EVERY, at_once=True, what="heartbeat to the metadata service")
 
 
 def scrub_reporter(index: Index) -> Callable[[str, FragmentId, list[int]], Awaitable[None]]:
@@ -118,10 +120,12 @@ async def run_node(
     address = url(*parse_listen(advertise, "--advertise")) if advertise else url(host, bound)
     started = time.time()
     first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    beat = asyncio.create_task(heartbeat(index, lambda: describe(nid, address, zone, drives, started), first))
+    beat = heartbeat(index, lambda: describe(nid, address, zone, drives, started), first)
+    beat.start()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.shield(first), FIRST_REGISTRATION)
     if first.done() and first.exception():
+        await beat.stop()
         await runner.cleanup()
         await scrubber.close()
         await index.close()
@@ -134,9 +138,7 @@ async def run_node(
     sys.stdout.flush()
 
     async def cleanup() -> None:
-        beat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await beat
+        await beat.stop()
         await runner.cleanup()  # no more requests: no on-demand pass can start after this
         await scrubber.close()
         await index.close()

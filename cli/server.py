@@ -23,13 +23,13 @@ from gateway.accounts.credentials import Credentials, CredentialsError, root_cre
 from gateway.accounts.users import UserDirectory
 from gateway.app import make_app
 from gateway.care.maintenance import Maintenance, Settings
-from gateway.care.scrub_control import LocalScrub
 from gateway.context import Gateway
 from gateway.objects.drive_set import LocalDrives
 from gateway.objects.erasure import Scheme, SchemeError
 from gateway.objects.layer import ObjectLayer
 from gateway.siblings import PRIMARY, Siblings, socket_path
 from metadata.local.store import LocalIndex
+from storage_node.protocol import ScrubStatus
 from storage_node.scrubber import Scrubber
 
 DEFAULT_DATA = Path("tessera-data")
@@ -49,6 +49,20 @@ def layout(drives: tuple[str, ...], scheme: Scheme, index: str | None) -> tuple[
         paths = [DEFAULT_DATA / f"drive{i + 1}" for i in range(max(DEFAULT_DRIVES, scheme.width))]
         system = DEFAULT_DATA / "system"
     return paths, Path(index) if index else system
+
+
+class LocalScrub:
+    """The embedded server's own scrubber, over its local drives, as the gateway's care drives scrubbers
+    (gateway/care/maintenance.py ScrubControl): the gateway never imports a node's server code."""
+
+    def __init__(self, scrubber: Scrubber) -> None:
+        self._scrubber = scrubber
+
+    async def start(self) -> list[ScrubStatus]:
+        return [self._scrubber.start()]
+
+    async def status(self) -> list[ScrubStatus]:
+        return [self._scrubber.status()]
 
 
 def system_credentials(system: Path) -> Credentials:
@@ -95,8 +109,11 @@ async def serve(cfg: ServerConfig, worker: Worker | None = None) -> None:
     # Background repair, scans, scrubbing and admin jobs run in one process; the others only queue damage.
     primary = worker is None or worker.number == PRIMARY
     scrubber = Scrubber(drives, scrub_reporter(index), rate=cfg.scrub_rate, interval=cfg.scrub_interval)
-    gw = Gateway(index=index, layer=layer, users=UserDirectory(index, cfg.creds), domains=cfg.domains)
-    gw.maintenance = Maintenance(index, layer, cfg.care, scrub=LocalScrub(scrubber) if primary else None, busy=gw.busy)
+    users = UserDirectory(index, cfg.creds)
+    gw = Gateway(index=index, layer=layer, users=users, domains=cfg.domains)
+    scrub = LocalScrub(scrubber) if primary else None
+    others = [users.refresher, scrubber.worker]
+    gw.maintenance = Maintenance(index, layer, cfg.care, scrub=scrub, busy=gw.busy, others=others)
     if worker is not None:
         gw.siblings = Siblings(worker.run_dir, worker.number, worker.count)
     runner, bound = await start_site(make_app(gw), cfg.host, cfg.port, reuse_port=worker is not None)

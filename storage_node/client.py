@@ -30,8 +30,7 @@ from storage_node.drive import (
     FragmentInfo,
     InvalidFragmentStream,
 )
-from storage_node.protocol import ErrorFrame, FrameEncoder, FrameReader, FramingError, WireError
-from storage_node.scrubber import ScrubStatus
+from storage_node.protocol import ErrorFrame, FrameEncoder, FrameReader, FramingError, ScrubStatus, WireError
 
 TIMEOUT = 30.0  # seconds without progress on a connection before the drive counts as unavailable
 CONNECT_TIMEOUT = 5.0

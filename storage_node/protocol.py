@@ -12,7 +12,7 @@ URLs (every /v1 request carries a cluster signature, cluster/auth.py):
     POST   /v1/scrub                                        start a scrub pass unless one runs: a scrub status
     GET    /v1/scrub                                        a scrub status
 
-A scrub status (storage_node/scrubber.py ScrubStatus) is {"running", "passes", "fragments", "bytes",
+A scrub status (ScrubStatus below) is {"running", "passes", "fragments", "bytes",
 "total_bytes", "corrupt", "errors", "started", "finished", "mb_per_s", "error"}: the pass running, else
 the last one. A node without a scrubber answers both with 501 no_scrubber.
 
@@ -40,7 +40,7 @@ import hmac
 import json
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Protocol
 
 from awscrt.checksums import crc32c
@@ -107,6 +107,51 @@ STATUS = {
     NO_SCRUBBER: 501,
     INTERNAL: 500,
 }
+
+
+# -- the scrubber's status --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ScrubStatus:
+    """The scrubber as GET /v1/scrub reports it: the pass running, else the last one (all zero before any)."""
+
+    running: bool = False
+    passes: int = 0  # passes completed since the node started
+    fragments: int = 0
+    bytes: int = 0
+    total_bytes: int = 0
+    corrupt: int = 0
+    errors: int = 0
+    started: float | None = None
+    finished: float | None = None
+    mb_per_s: float = 0.0
+    error: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: Any) -> ScrubStatus:
+        """Raises ValueError if obj is not a scrub status document."""
+        if not isinstance(obj, dict):
+            raise ValueError(f"not a scrub status: {obj!r}")
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            v = obj.get(f.name)
+            if f.name == "running":
+                ok = type(v) is bool
+            elif f.name == "error":
+                ok = isinstance(v, str)
+            elif f.name in ("started", "finished", "mb_per_s"):
+                ok = type(v) in (int, float) or (v is None and f.name != "mb_per_s")
+                v = None if v is None else float(v)
+            else:
+                ok = type(v) is int and v >= 0
+            if not ok:
+                raise ValueError(f"not a scrub status ({f.name}={obj.get(f.name)!r})")
+            values[f.name] = v
+        return cls(**values)
 
 
 # -- URLs --------------------------------------------------------------------------------------------

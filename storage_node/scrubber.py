@@ -2,22 +2,26 @@
 
 It runs at a bounded rate (bytes per second) so that it never competes with client traffic for
 the disks; a pass that finds rot reports each corrupt fragment, which is then rebuilt, never served.
-Passes run every `interval` seconds and on demand (start()), never two at once.
+Passes run in one worker, every `interval` seconds and on demand (start()), never two at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
+from cluster.workers import Finished, Periodic, Progress, RateLimit
 from storage_node.drive import Drive, DriveError, FragmentId
+from storage_node.protocol import ScrubStatus
 
 log = logging.getLogger(__name__)
+
+RATE_BURST = 1.0  # seconds' worth of bytes a pass may read ahead of its rate, after falling behind
 
 # Called with (drive id, fragment, bad chunk indexes) for every corrupt fragment found.
 Report = Callable[[str, FragmentId, list[int]], Awaitable[None]]
@@ -42,48 +46,6 @@ class ScrubStats:
         return self.bytes / self.seconds / 1e6 if self.seconds else 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class ScrubStatus:
-    """The scrubber as GET /v1/scrub reports it: the pass running, else the last one (all zero before any)."""
-
-    running: bool = False
-    passes: int = 0  # passes completed since the node started
-    fragments: int = 0
-    bytes: int = 0
-    total_bytes: int = 0
-    corrupt: int = 0
-    errors: int = 0
-    started: float | None = None
-    finished: float | None = None
-    mb_per_s: float = 0.0
-    error: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, obj: Any) -> ScrubStatus:
-        """Raises ValueError if obj is not a scrub status document."""
-        if not isinstance(obj, dict):
-            raise ValueError(f"not a scrub status: {obj!r}")
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            v = obj.get(f.name)
-            if f.name == "running":
-                ok = type(v) is bool
-            elif f.name == "error":
-                ok = isinstance(v, str)
-            elif f.name in ("started", "finished", "mb_per_s"):
-                ok = type(v) in (int, float) or (v is None and f.name != "mb_per_s")
-                v = None if v is None else float(v)
-            else:
-                ok = type(v) is int and v >= 0
-            if not ok:
-                raise ValueError(f"not a scrub status ({f.name}={obj.get(f.name)!r})")
-            values[f.name] = v
-        return cls(**values)
-
-
 class Scrubber:
     """Verifies every fragment on `drives` at `rate` bytes/s at most, every `interval` seconds
     (0: only when asked). open() starts the periodic passes, close() stops everything."""
@@ -100,11 +62,20 @@ class Scrubber:
         self.last = ScrubStats()
         self.passes = 0
         self._current: ScrubStats | None = None
-        self._pass: asyncio.Task[ScrubStats] | None = None
+        self._pass: asyncio.Future[ScrubStats] | None = None  # the pass asked for or running; done once over
         self._started_mono = 0.0  # monotonic start of the pass running
-        self._periodic: asyncio.Task[None] | None = None
-        self._last_end = time.monotonic()  # the periodic pass is due `interval` after the latest pass ended
+        self._opened = False
         self._closed = False
+        # Every pass runs in this worker: on schedule `interval` after the latest pass ended (once open),
+        # or when woken by start(). It starts with open(), or for a pass start() asks for before that.
+        self.worker = Periodic(
+            "scrub",
+            self._scheduled_pass,
+            lambda: self.interval if self._opened and self.interval > 0 else math.inf,
+            what="scrub pass",
+            progress=self._progress,
+            counters=self._counters,
+        )
 
     @property
     def running(self) -> bool:
@@ -114,20 +85,18 @@ class Scrubber:
         """Start the periodic passes (if interval > 0): the first one interval from now, not at startup."""
         if self._closed:
             raise RuntimeError("the scrubber is closed")
-        if self.interval > 0 and self._periodic is None:
-            self._last_end = time.monotonic()
-            self._periodic = asyncio.create_task(self._run_periodically(), name="scrubber")
+        if not self._opened:
+            self._opened = True
+            self.worker.start()
+            if not self.running:
+                self.worker.postpone()
 
     async def close(self) -> None:
-        """Stop the periodic loop and cancel a pass in progress."""
+        """Stop the periodic passes and cancel a pass in progress."""
         self._closed = True
-        tasks = [t for t in (self._periodic, self._pass) if t is not None and not t.done()]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._periodic = None
+        await self.worker.stop()
+        if self._pass is not None:
+            self._pass.cancel()  # asked for, but the worker never got to it
 
     def start(self) -> ScrubStatus:
         """Begin a pass now, unless one is running (then this is that pass's status)."""
@@ -157,28 +126,47 @@ class Scrubber:
         # shield: a caller that gives up must not cancel a pass others (or the schedule) rely on.
         return await asyncio.shield(task)
 
-    def _begin(self) -> asyncio.Task[ScrubStats]:
+    def _begin(self) -> asyncio.Future[ScrubStats]:
+        """The pass asked for (a new one unless one is asked for or running already), woken in the worker."""
+        done = self._ask()
+        self.worker.start()
+        self.worker.wake()
+        return done
+
+    def _ask(self) -> asyncio.Future[ScrubStats]:
         if self._closed:
             raise RuntimeError("the scrubber is closed")
         if self._pass is None or self._pass.done():
             # Set up synchronously, so a status() right after start() already shows the new pass.
             self._current = ScrubStats(started=time.time())
             self._started_mono = time.monotonic()
-            self._pass = asyncio.create_task(self._run_pass(self._current), name="scrub pass")
+            self._pass = asyncio.get_running_loop().create_future()
         return self._pass
 
-    async def _run_periodically(self) -> None:
-        while True:
-            # Recomputed after every wake-up: an on-demand pass in the meantime postpones the next one.
-            wait = self._last_end + self.interval - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-                continue
-            task = self._begin()
-            await asyncio.wait({task})  # not `await task`: being cancelled here must go through close()
+    async def _scheduled_pass(self) -> None:
+        """The worker's run: the pass start() asked for, or else the one the schedule says is due."""
+        done = self._ask()
+        assert self._current is not None
+        try:
+            stats = await self._run_pass(self._current)
+        except BaseException:
+            done.cancel()
+            raise
+        done.set_result(stats)
+        if not self._opened:
+            raise Finished  # only asked for: nothing is scheduled, so no task is left waiting
+
+    def _progress(self) -> Progress | None:
+        st = self.status()
+        return Progress(st.bytes, st.total_bytes, "bytes") if st.started is not None else None
+
+    def _counters(self) -> dict[str, Any]:
+        st = self.status()
+        return {"passes": st.passes, "corrupt": st.corrupt, "errors": st.errors, "error": st.error}
 
     async def _run_pass(self, stats: ScrubStats) -> ScrubStats:
         started = self._started_mono
+        pace = RateLimit(self.rate, RATE_BURST, full=False)
         try:
             stats.total_bytes = await self._count()
             for drive in self._drives:
@@ -187,7 +175,7 @@ class Scrubber:
                         await self._verify(drive, info.fid, stats)
                         stats.bytes += info.size
                         stats.seconds = time.monotonic() - started
-                        await self._throttle(stats.bytes, started)
+                        await pace.pace(info.size)
                 except DriveError as exc:  # one failing drive must not keep the others unscrubbed
                     log.warning("scrub: cannot list drive %s: %s", drive.drive_id, exc)
                     stats.errors += 1
@@ -200,7 +188,6 @@ class Scrubber:
         finally:
             stats.seconds = time.monotonic() - started
             stats.finished = time.time()
-            self._last_end = time.monotonic()
             self.last = stats
         self.passes += 1
         log.info(
@@ -240,8 +227,3 @@ class Scrubber:
                 await self._report(drive.drive_id, fid, bad)
             except Exception:  # the next pass reports it again
                 log.exception("scrub: reporting %s on drive %s failed", fid.name, drive.drive_id)
-
-    async def _throttle(self, done: int, started: float) -> None:
-        ahead = done / self.rate - (time.monotonic() - started)
-        if ahead > 0:
-            await asyncio.sleep(ahead)

@@ -162,3 +162,31 @@ def test_admin_refuses_other_users_and_explains_errors(srv: ServerProcess) -> No
     assert drain.returncode == 1 and "cluster" in drain.stderr
     status = json.loads(admin(srv, "status", "--json").stdout)
     assert status["ec"] == "4+2" and len(status["nodes"]) == 6 and status["repair"]["backlog"] == 0
+
+
+def test_status_lists_the_servers_workers(srv: ServerProcess) -> None:
+    fill(srv, "workers", [300_000])
+
+    def workers() -> dict[str, Any]:
+        res = admin(srv, "status", "--json")
+        assert res.returncode == 0, res.stderr
+        return {w["name"]: w for w in json.loads(res.stdout)["workers"]}
+
+    first = workers()
+    assert set(first) == {"repair", "scan", "node-watch", "users", "scrub"}
+    assert first["scan"]["state"] == "idle" and first["scan"]["runs"] == 0  # --scan-interval 3600: not yet
+    assert first["scrub"]["state"] == "idle" and first["scrub"]["runs"] == 0  # --scrub-interval 0: when asked
+    wait_for("the repairer's first look at its queue", lambda: workers()["repair"]["runs"] >= 1)
+    res = admin(srv, "scrub", "--wait")
+    assert res.returncode == 0, res.stdout + res.stderr
+    now = workers()
+    scrub = now["scrub"]
+    assert scrub["runs"] == 1 and scrub["last_error"] == "" and scrub["counters"]["passes"] == 1
+    assert scrub["progress"]["unit"] == "bytes" and scrub["progress"]["done"] == scrub["progress"]["total"] > 0
+    assert all(w["state"] in ("idle", "running") and w["failures"] == 0 for w in now.values()), now
+
+    text = admin(srv, "status")
+    assert text.returncode == 0, text.stderr
+    rows = {line.split("│")[1].strip(): line for line in text.stdout.splitlines() if line.count("│") > 2}
+    assert "Workers" in text.stdout and {"repair", "scan", "node-watch", "users", "scrub"} <= set(rows)
+    assert "never" in rows["scan"] and "idle" in rows["scan"]

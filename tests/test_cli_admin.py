@@ -23,7 +23,7 @@ from botocore.credentials import Credentials
 from click.testing import CliRunner
 from rich.console import Console
 
-from cli.admin import job_failed, job_summary, new_user_lines, render_inspect, render_status, render_users
+from cli.admin.render import job_failed, job_summary, new_user_lines, render_inspect, render_status, render_users
 from cli.launch import tessera_command
 from cli.main import main
 from gateway.admin.client import BASE_PATH, AdminError, error_from_response

@@ -24,7 +24,7 @@ from storage_node import protocol
 from storage_node.client import NodeClient, NodeError, RemoteDrive, fetch_node_drives
 from storage_node.drive import FragmentId
 from storage_node.local_drive import LocalDrive
-from storage_node.scrubber import ScrubStatus
+from storage_node.protocol import ScrubStatus
 from storage_node.service import make_node_app
 
 KiB = 1 << 10

@@ -10,7 +10,8 @@ import pytest
 
 from storage_node.drive import FragmentId
 from storage_node.local_drive import LocalDrive
-from storage_node.scrubber import Scrubber, ScrubStatus
+from storage_node.protocol import ScrubStatus
+from storage_node.scrubber import Scrubber
 
 KiB = 1 << 10
 

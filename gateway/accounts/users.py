@@ -8,6 +8,7 @@ import logging
 import re
 import time
 
+from cluster.workers import Periodic
 from gateway.accounts.credentials import Credentials, generate
 from metadata.index import Index, IndexUnavailable
 from metadata.records import UserRecord
@@ -34,14 +35,14 @@ class UserDirectory:
     def __init__(self, index: Index, root: Credentials, refresh: float = REFRESH_SECONDS) -> None:
         self._index = index
         self._root = root
-        self._refresh = refresh
         self._secrets: dict[str, str] = {}  # user access key -> secret key
         # Adds and removes made here, by access key: (monotonic time, secret or None when removed). A reload
         # that started before one of them read the index before it, so must not undo it.
         self._changes: dict[str, tuple[float, str | None]] = {}
         self._inflight: asyncio.Future[None] | None = None
         self._inflight_started = 0.0
-        self._refresher: asyncio.Task[None] | None = None
+        # Drops users removed elsewhere; a refresh that fails keeps serving the users known.
+        self.refresher = Periodic("users", self._reload_shared, refresh, what="users refresh")
 
     # -- the hot path (no awaits)
     def secret(self, access_key: str) -> str | None:
@@ -70,15 +71,10 @@ class UserDirectory:
     async def start(self) -> None:
         with contextlib.suppress(Exception):  # the index may be down now; ensure() and the refresher retry
             await self._reload_shared()
-        if self._refresher is None:
-            self._refresher = asyncio.create_task(self._refresh_loop(), name="users-refresh")
+        self.refresher.start()
 
     async def close(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
-            self._refresher = None
+        await self.refresher.stop()
 
     # -- administration
     async def add(self, name: str) -> UserRecord:
@@ -139,14 +135,6 @@ class UserDirectory:
 
     def _remember(self, access_key: str, secret: str | None) -> None:
         self._changes[access_key] = (time.monotonic(), secret)
-
-    async def _refresh_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._refresh)
-            try:
-                await self._reload_shared()
-            except Exception as exc:  # keep serving the users we know; try again next round
-                log.warning("users refresh failed: %s", exc)
 
 
 def check_name(name: str, root_access_key: str = "") -> None:

@@ -123,6 +123,7 @@ async def status(gw: Gateway, request: web.Request, params: dict[str, str]) -> w
             "last_run": m.gc.last_run,
         },
         "jobs": [j.doc() for j in m.jobs.recent()],
+        "workers": [w.status().doc() for w in m.workers],
     }
     return json_ok(doc)
 

@@ -9,9 +9,10 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
+from cluster.workers import Periodic, Worker
 from gateway.care.jobs import Job, JobBoard
 from gateway.care.repairer import BUSY, FAILED, REPAIRED, Outcome, Repairer, group_entries
 from gateway.care.scanner import ScanResult, scan
@@ -28,11 +29,16 @@ UPLOAD_EXPIRY = 7 * 86400.0  # seconds: multipart uploads left unfinished this l
 
 
 class ScrubProgress(Protocol):
-    running: bool
-    finished: float | None
-    bytes: int
-    total_bytes: int
-    corrupt: int
+    @property
+    def running(self) -> bool: ...
+    @property
+    def finished(self) -> float | None: ...
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def total_bytes(self) -> int: ...
+    @property
+    def corrupt(self) -> int: ...
 
 
 class ScrubControl(Protocol):
@@ -72,8 +78,11 @@ class Maintenance:
     holder: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     gc: GcStats = field(default_factory=GcStats)
     jobs: JobBoard = field(default_factory=JobBoard)
+    # The gateway's other workers (users and membership refresh, a local scrubber): shown in status with these.
+    others: list[Worker] = field(default_factory=list)
     repairer: Repairer = field(init=False)
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    scanner: Periodic = field(init=False)  # scans (redundancy, garbage) every scan_interval
+    watcher: Periodic = field(init=False)  # rebuilds what nodes gone past the grace held
     _gone: set[str] = field(default_factory=set)  # nodes already handled as gone for good
 
     def __post_init__(self) -> None:
@@ -88,55 +97,51 @@ class Maintenance:
             busy=self.busy,
         )
         self.layer.report = self.repairer.report
+        self.scanner = Periodic(
+            "scan", self._scan, s.scan_interval, what="background scan", counters=lambda: asdict(self.gc)
+        )
+        self.watcher = Periodic("node-watch", self._watch_nodes, WATCH_EVERY, what="scan for gone nodes")
+
+    @property
+    def workers(self) -> list[Worker]:
+        return [self.repairer.worker, self.scanner, self.watcher, *self.others]
 
     @property
     def drives(self) -> DriveSet:
         return self.layer.drives
 
     async def start(self) -> None:
-        self._tasks = [asyncio.ensure_future(self._scan_loop())]
+        self.scanner.start()
         if self.settings.auto_repair:
-            self._tasks += [asyncio.ensure_future(self.repairer.run()), asyncio.ensure_future(self._watch_nodes())]
+            self.repairer.worker.start()
+            self.watcher.start()
 
     async def close(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(self.scanner.stop(), self.repairer.worker.stop(), self.watcher.stop())
         await self.jobs.close()
         await self.repairer.close()
 
     # -- background --------------------------------------------------------------------------------
 
-    async def _scan_loop(self) -> None:
-        interval = self.settings.scan_interval
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                # One gateway scans per interval; the others skip.
-                if await self.index.acquire_lease("scan", self.holder, interval * 0.9):
-                    await self.scan_and_collect("scan")
-            except Exception as exc:
-                log.warning("background scan failed: %r", exc)
+    async def _scan(self) -> None:
+        # One gateway scans per interval; the others skip.
+        if await self.index.acquire_lease("scan", self.holder, self.settings.scan_interval * 0.9):
+            await self.scan_and_collect("scan")
 
     async def _watch_nodes(self) -> None:
         """A node silent for longer than the grace: its fragments are rebuilt on the others."""
-        while True:
-            await asyncio.sleep(WATCH_EVERY)
-            silent = self.drives.silent_for()
-            self._gone &= set(silent)  # a node that came back may go away again later
-            newly = {n for n, t in silent.items() if t > self.settings.node_grace} - self._gone
-            if not newly:
-                continue
-            log.warning(
-                "node(s) %s unreachable for over %.0f s: rebuilding their fragments elsewhere",
-                ", ".join(sorted(newly)),
-                self.settings.node_grace,
-            )
-            try:
-                await self.scan_and_collect("node-down")
-                self._gone |= newly
-            except Exception as exc:
-                log.warning("scan for gone nodes failed: %r", exc)
+        silent = self.drives.silent_for()
+        self._gone &= set(silent)  # a node that came back may go away again later
+        newly = {n for n, t in silent.items() if t > self.settings.node_grace} - self._gone
+        if not newly:
+            return
+        log.warning(
+            "node(s) %s unreachable for over %.0f s: rebuilding their fragments elsewhere",
+            ", ".join(sorted(newly)),
+            self.settings.node_grace,
+        )
+        await self.scan_and_collect("node-down")
+        self._gone |= newly
 
     async def scan_and_collect(self, reason: str, only_node: str | None = None, job: Job | None = None) -> ScanResult:
         """Scan; queue what is below full redundancy; collect garbage; abort expired uploads."""

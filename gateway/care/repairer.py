@@ -16,7 +16,9 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+from cluster.workers import Periodic, RateLimit, yield_to
 from gateway.care.part_health import CORRUPT, MISSING, OK, UNREACHABLE, check_part
 from gateway.care.rebuild import RepairError, rebuild
 from gateway.care.scanner import current_parts
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 PART_LEASE = 120.0  # seconds; renewed while a repair runs, so a gateway that dies frees its parts soon
 PAGE = 200  # queue entries read at a time
 BUSY_PAUSE = 2.0  # seconds at most a repair waits for client traffic to calm down
+IDLE = 5.0  # seconds between looks at the queue when nothing wakes the repairer
+RATE_BURST = 1.0  # seconds' worth of bytes repair may run ahead of its rate
 
 # What became of a part handed to the repairer.
 REPAIRED, HEALTHY, GONE, FAILED, BUSY = "repaired", "healthy", "gone", "failed", "busy"
@@ -82,9 +86,19 @@ class Repairer:
     _active: set[tuple[str, int]] = field(default_factory=set)
     _pending: list[RepairEntry] = field(default_factory=list)
     _flusher: asyncio.Task[None] | None = None
-    _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _slots: asyncio.Semaphore | None = None
-    _paid_until: float = 0.0  # monotonic time until which the bytes repaired so far use up the rate
+    worker: Periodic = field(init=False)  # works through the queue, fewest surviving fragments first
+    _pace: RateLimit = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.worker = Periodic(
+            "repair", self.drain_queue, IDLE, at_once=True, what="repair round", counters=self._counters
+        )
+        self._pace = RateLimit(self.rate, RATE_BURST)
+
+    def _counters(self) -> dict[str, Any]:
+        st = self.stats
+        return {"repaired_parts": st.repaired_parts, "repaired_bytes": st.repaired_bytes, "failed": st.failed}
 
     # -- intake --------------------------------------------------------------------------------------
 
@@ -100,30 +114,20 @@ class Repairer:
             batch, self._pending = self._pending, []
             try:
                 await self.index.queue_repairs(batch)
-                self._wake.set()
+                self.worker.wake()
             except Exception as exc:  # lost reports are found again by the next read, scrub or scan
                 log.warning("could not queue %d repair entries: %r", len(batch), exc)
 
     async def close(self) -> None:
+        await self.worker.stop()
         if self._flusher is not None:
             with contextlib.suppress(Exception):
                 await self._flusher
 
     def wake(self) -> None:
-        self._wake.set()
+        self.worker.wake()
 
-    # -- the background worker -----------------------------------------------------------------------
-
-    async def run(self, idle: float = 5.0) -> None:
-        """Work through the queue, fewest surviving fragments first; then wait for more (cancel to stop)."""
-        while True:
-            try:
-                await self.drain_queue()
-            except Exception as exc:  # the index may be briefly unreachable: try again later
-                log.warning("repair round failed: %r", exc)
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), idle)
+    # -- the queue -------------------------------------------------------------------------------------
 
     async def drain_queue(self, want: Callable[[RepairEntry], bool] = lambda e: True) -> None:
         """One pass over the queue (entries for which `want` holds)."""
@@ -215,7 +219,7 @@ class Repairer:
         if sources < part.k:
             self.stats.failed += 1
             return Outcome(FAILED, detail=f"only {sources} of the {part.k} fragments needed are readable now")
-        await self._yield_to_clients()
+        await yield_to(self.busy, BUSY_PAUSE)
         started = time.monotonic()
         try:
             fixed = await rebuild(part, self.drives, lost, leaving)
@@ -237,7 +241,7 @@ class Repairer:
         self.stats.repaired_bytes += part.size
         self.stats.busy_seconds += time.monotonic() - started
         log.info("repaired %s/%s part %d: fragments %s", man.bucket, man.key, part.number, sorted(lost))
-        await self._throttle(part.size)
+        await self._pace.pace(part.size)
         return Outcome(REPAIRED, size=part.size)
 
     async def _delete(self, part: PartRecord, indexes: list[int]) -> None:
@@ -247,20 +251,6 @@ class Repairer:
                 continue  # unreachable now: an orphan for the collector
             with contextlib.suppress(Exception):
                 await drive.delete(FragmentId(part.data_id, part.number, i))
-
-    async def _yield_to_clients(self) -> None:
-        for _ in range(int(BUSY_PAUSE / 0.05)):
-            if not self.busy():
-                return
-            await asyncio.sleep(0.05)
-
-    async def _throttle(self, nbytes: int) -> None:
-        """Keep repair under self.rate bytes/s, with at most a second's worth of burst."""
-        now = time.monotonic()
-        self._paid_until = max(self._paid_until, now) + nbytes / self.rate
-        ahead = self._paid_until - now - 1.0
-        if ahead > 0:
-            await asyncio.sleep(ahead)
 
 
 def _find_part(man: ObjectManifest | None, data_id: str, number: int) -> PartRecord | None:

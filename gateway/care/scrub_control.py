@@ -1,28 +1,16 @@
-"""Driving the scrubbers from a gateway: the embedded server's own, or one per storage node."""
+"""Driving the storage nodes' scrubbers from a gateway, over the nodes' HTTP API. (The embedded server
+hands its Maintenance its own in-process scrubber: cli/server.py.)"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
+from gateway.care.maintenance import ScrubProgress
 from gateway.objects.membership import ClusterDrives
 from storage_node.client import NodeClient, NodeError
-from storage_node.scrubber import Scrubber, ScrubStatus
 
 log = logging.getLogger(__name__)
-
-
-class LocalScrub:
-    """The embedded server's scrubber over its local drives."""
-
-    def __init__(self, scrubber: Scrubber) -> None:
-        self._scrubber = scrubber
-
-    async def start(self) -> list[ScrubStatus]:
-        return [self._scrubber.start()]
-
-    async def status(self) -> list[ScrubStatus]:
-        return [self._scrubber.status()]
 
 
 class NodeScrubs:
@@ -37,10 +25,10 @@ class NodeScrubs:
         live = {s.node_id for s in self._drives.all_slots() if s.live}
         return [NodeClient(n.address, self._secret) for n in self._drives.nodes if n.node_id in live]
 
-    async def _each(self, start: bool) -> list[ScrubStatus]:
+    async def _each(self, start: bool) -> list[ScrubProgress]:
         clients = self._clients()
 
-        async def one(c: NodeClient) -> ScrubStatus | None:
+        async def one(c: NodeClient) -> ScrubProgress | None:
             try:
                 return await (c.start_scrub() if start else c.scrub_status())
             except (NodeError, OSError, TimeoutError) as exc:
@@ -51,8 +39,8 @@ class NodeScrubs:
 
         return [s for s in await asyncio.gather(*(one(c) for c in clients)) if s is not None]
 
-    async def start(self) -> list[ScrubStatus]:
+    async def start(self) -> list[ScrubProgress]:
         return await self._each(True)
 
-    async def status(self) -> list[ScrubStatus]:
+    async def status(self) -> list[ScrubProgress]:
         return await self._each(False)

@@ -7,20 +7,16 @@ heartbeat is older than the grace is taken as down: placement sends its fragment
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import time
 
 import aiohttp
 
+from cluster.workers import Periodic
 from gateway.objects.placement import NodeSlot
 from metadata.index import Index
 from metadata.records import NodeRecord
 from storage_node.client import RemoteDrive
 from storage_node.drive import Drive
-
-log = logging.getLogger(__name__)
 
 REFRESH_EVERY = 1.0  # seconds between membership reads
 LIVENESS_GRACE = 6.0  # seconds without a heartbeat before a node counts as down
@@ -39,29 +35,19 @@ class ClusterDrives:
         self._silent: dict[str, float] = {}
         self.nodes: list[NodeRecord] = []  # as last read from the index
         self._live: dict[str, RemoteDrive] = {}
-        self._task: asyncio.Task[None] | None = None
         self._refreshed = 0.0  # monotonic time of the last membership read that worked
+        # A refresh that fails keeps the last view: the index may be briefly unreachable.
+        self.refresher = Periodic("membership", self.refresh, REFRESH_EVERY, what="membership refresh")
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, limit_per_host=64))
         await self.refresh()
-        self._task = asyncio.create_task(self._loop())
+        self.refresher.start()
 
     async def close(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self.refresher.stop()
         if self._session:
             await self._session.close()
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(REFRESH_EVERY)
-            try:
-                await self.refresh()
-            except Exception as exc:  # the index may be briefly unreachable; keep the last view
-                log.warning("membership refresh failed: %r", exc)
 
     async def refresh(self) -> None:
         nodes = await self._index.list_nodes()

@@ -19,13 +19,13 @@ something newer, or have dropped it themselves): no replica can then hand the de
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from cluster.workers import Periodic
 from metadata import hlc
 from metadata.replica.protocol import Replica, ReplicaDown, Write
 from metadata.replica.store import TABLES, ReplicaStore
@@ -93,31 +93,26 @@ class AntiEntropy:
         self._chunk = chunk
         self._m = _metrics(registry)
         self._m.initialized.set(1 if store.initialized else 0)
-        self._task: asyncio.Task[None] | None = None
         self.rounds = 0
+        # A round at once, then every interval; quickly again while not initialized.
+        self.worker = Periodic(
+            "anti-entropy",
+            self.round,
+            lambda: self._interval if self._store.initialized else REBUILD_RETRY,
+            at_once=True,
+            what="anti-entropy round",
+            counters=lambda: {"rounds": self.rounds, "initialized": self._store.initialized},
+        )
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop())
+        self.worker.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self.worker.stop()
         for p in self._peers:
             closer = getattr(p, "close", None)
             if closer is not None:
                 await closer()
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.round()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("anti-entropy round failed")
-            await asyncio.sleep(self._interval if self._store.initialized else REBUILD_RETRY)
 
     async def round(self) -> int:
         """One pass over both peers (and tombstone collection); returns the records pulled."""
