@@ -16,9 +16,9 @@ from cli.addresses import StartupError, parse_listen, url
 from cli.maintenance_options import maintenance_options, scrub_options, settings
 from cli.malloc_tuning import tune_malloc
 from cli.node import scrub_reporter
+from cli.processes import Supervisor, Worker, reserve_port
 from cli.s3_options import s3_endpoint_options
 from cli.service_run import configure_logging, open_local_drives, prepare_local_drives, start_site, until_stopped
-from cli.workers import Supervisor, Worker, reserve_port
 from gateway.accounts.credentials import Credentials, CredentialsError, root_credentials
 from gateway.accounts.users import UserDirectory
 from gateway.app import make_app

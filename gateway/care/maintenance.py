@@ -220,9 +220,7 @@ class Maintenance:
     def drain_job(self, node_id: str) -> Job:
         async def work(job: Job) -> None:
             await self.index.set_node_state(node_id, "draining")
-            refresh = getattr(self.drives, "refresh", None)
-            if refresh is not None:
-                await refresh()
+            await self._refresh_membership()
             job.phase = "moving"
             for attempt in range(5):
                 result = await self.scan_and_collect("drain", only_node=node_id, job=job)
@@ -233,9 +231,17 @@ class Maintenance:
                 raise RuntimeError(f"{result.on_node} fragment(s) are still on {node_id}; run the drain again")
             await self._remove(result.node_leftovers)  # what moved, and orphans
             await self.index.set_node_state(node_id, "retired")
+            # Status reads this gateway's membership: let it show what the job just wrote, not the state
+            # of the last periodic refresh (it said "draining" right after "drain done").
+            await self._refresh_membership()
             job.message = f"node {node_id} drained and retired: {job.completed} part(s) moved"
 
         return self.jobs.start(Job("drain", target=node_id), work)
+
+    async def _refresh_membership(self) -> None:
+        refresh = getattr(self.drives, "refresh", None)  # a cluster's drives; the embedded server has no nodes
+        if refresh is not None:
+            await refresh()
 
     async def _remove(self, fragments: list[tuple[str, FragmentId, int]]) -> None:
         for drive_id, fid, size in fragments:
