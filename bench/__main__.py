@@ -66,21 +66,25 @@ async def run_bench(
     keep: bool = False,
     connections: int | None = None,
     processes: int = 1,
+    ca_bundle: str | None = None,
 ) -> tuple[dict[str, Any], Result]:
     """Prepare, run (in this process, or split over `processes` client processes), clean up.
+
+    ca_bundle: the CAs an https endpoint's certificate is checked against (else the system's).
 
     Returns the summary (the JSON line's content) and the raw samples.
     """
     own_bucket = bucket is None
     bucket = bucket or f"tessera-bench-{secrets.token_hex(4)}"
-    async with S3Client(endpoint, creds, connections=connections or max(spec.concurrency, 4)) as client:
+    pool = connections or max(spec.concurrency, 4)
+    async with S3Client(endpoint, creds, connections=pool, ca_bundle=ca_bundle) as client:
         if own_bucket:
             await client.create_bucket(bucket)
         workload = Workload(client, bucket, spec)
         try:
             await workload.prepare()
             if processes > 1:
-                result = await asyncio.to_thread(_run_processes, endpoint, creds, spec, bucket, processes)
+                result = await asyncio.to_thread(_run_processes, endpoint, creds, spec, bucket, processes, ca_bundle)
             else:
                 result = await workload.run()
         finally:
@@ -95,7 +99,9 @@ async def run_bench(
     return summary, result
 
 
-def _run_processes(endpoint: str, creds: Credentials, spec: Spec, bucket: str, processes: int) -> Result:
+def _run_processes(
+    endpoint: str, creds: Credentials, spec: Spec, bucket: str, processes: int, ca_bundle: str | None
+) -> Result:
     """Split the concurrency over client processes that start together; merge their samples.
 
     For endpoints with more cores than one client process can keep busy. Sample times travel as wall-clock
@@ -110,7 +116,7 @@ def _run_processes(endpoint: str, creds: Credentials, spec: Spec, bucket: str, p
             share = spec.concurrency // processes + (1 if i < spec.concurrency % processes else 0)
             job = Path(tmp) / f"worker{i}"
             part = dataclasses.replace(spec, concurrency=share, first_worker=first, max_ops=None)
-            job.with_suffix(".in").write_bytes(pickle.dumps((endpoint, creds, part, bucket, start_at)))
+            job.with_suffix(".in").write_bytes(pickle.dumps((endpoint, creds, part, bucket, start_at, ca_bundle)))
             first += share
             cmd = [sys.executable, "-m", "bench", "--worker-job", str(job)]
             jobs.append((job, subprocess.Popen(cmd)))
@@ -131,10 +137,10 @@ def _run_processes(endpoint: str, creds: Credentials, spec: Spec, bucket: str, p
 
 
 def _worker_job(job: Path) -> None:
-    endpoint, creds, spec, bucket, start_at = pickle.loads(job.with_suffix(".in").read_bytes())
+    endpoint, creds, spec, bucket, start_at, ca_bundle = pickle.loads(job.with_suffix(".in").read_bytes())
 
     async def go() -> Result:
-        async with S3Client(endpoint, creds, connections=max(spec.concurrency, 4)) as client:
+        async with S3Client(endpoint, creds, connections=max(spec.concurrency, 4), ca_bundle=ca_bundle) as client:
             workload = Workload(client, bucket, spec)
             workload.use_prepared()
             await asyncio.sleep(max(0.0, start_at - time.time()))
@@ -169,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--access-key", default=os.environ.get("AWS_ACCESS_KEY_ID"))
     ap.add_argument("--secret-key", default=os.environ.get("AWS_SECRET_ACCESS_KEY"))
     ap.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"))
+    ap.add_argument(
+        "--ca-bundle",
+        default=os.environ.get("AWS_CA_BUNDLE") or None,
+        metavar="FILE.pem",
+        help="https: the CAs to check the endpoint's certificate against (else AWS_CA_BUNDLE, else the system's)",
+    )
     ap.add_argument("--op", choices=OPS, default="put")
     ap.add_argument("--size", type=parse_size, default=parse_size("1MiB"), help="object size, e.g. 4KiB, 64MiB")
     ap.add_argument("--concurrency", type=int, default=16)
@@ -212,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     creds = Credentials(args.access_key, args.secret_key, args.region)
     try:
         summary, result = event_loop.run(
-            run_bench(args.endpoint, creds, spec, args.bucket, args.keep, processes=args.processes)
+            run_bench(
+                args.endpoint, creds, spec, args.bucket, args.keep, processes=args.processes, ca_bundle=args.ca_bundle
+            )
         )
     except (S3RequestError, aiohttp.ClientError, OSError, RuntimeError) as exc:
         print(f"bench: {exc}", file=sys.stderr)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ssl
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -44,7 +45,15 @@ class Credentials:
 
 
 class S3Client:
-    def __init__(self, endpoint: str, creds: Credentials, connections: int = 64, timeout: float = 300) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        creds: Credentials,
+        connections: int = 64,
+        timeout: float = 300,
+        ca_bundle: str | None = None,
+    ) -> None:
+        """ca_bundle: a PEM file of the CAs an https endpoint's certificate is checked against (else the system's)."""
         parts = urlsplit(endpoint.rstrip("/"))
         self.base = f"{parts.scheme}://{parts.netloc}"
         self.host = parts.netloc
@@ -53,6 +62,8 @@ class S3Client:
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10)
         self._session: aiohttp.ClientSession | None = None
         self.signer = Signer(creds.access_key, creds.secret_key, creds.region, self.host)
+        # True is aiohttp's own default (the system's CAs), so plain http runs are configured as before.
+        self._ssl: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
 
     async def __aenter__(self) -> S3Client:
         self.open()
@@ -62,7 +73,9 @@ class S3Client:
         await self.close()
 
     def open(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self._connections, limit_per_host=self._connections, ttl_dns_cache=None)
+        connector = aiohttp.TCPConnector(
+            limit=self._connections, limit_per_host=self._connections, ttl_dns_cache=None, ssl=self._ssl
+        )
         # No compression, no cookie jar, no default User-Agent: less work per request on both sides.
         self._session = aiohttp.ClientSession(
             connector=connector,

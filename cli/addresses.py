@@ -20,8 +20,8 @@ def parse_listen(text: str, flag: str = "--listen") -> tuple[str, int]:
     return host, int(port)
 
 
-def url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+def url(host: str, port: int, scheme: str = "http") -> str:
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def meta_urls(text: str) -> list[str]:

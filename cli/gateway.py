@@ -16,6 +16,7 @@ from cli.maintenance_options import maintenance_options, settings
 from cli.malloc_tuning import tune_malloc
 from cli.s3_options import s3_endpoint_options
 from cli.service_run import configure_logging, start_site, until_stopped
+from cli.tls import ServerTls, reload_on_sighup, server_tls, url_scheme
 from cluster.auth import ClusterAuthError, secret_from_env
 from gateway.accounts.credentials import Credentials, CredentialsError, credentials_from_env
 from gateway.accounts.users import UserDirectory
@@ -40,6 +41,7 @@ async def run_gateway(
     domains: tuple[str, ...],
     secret: bytes,
     care: Settings,
+    tls: ServerTls | None = None,
 ) -> None:
     index = index_client(meta, secret)
     drives = ClusterDrives(index, secret)
@@ -61,10 +63,11 @@ async def run_gateway(
     )
     others = [users.refresher, drives.refresher]
     gw.maintenance = Maintenance(index, layer, care, scrub=NodeScrubs(drives, secret), busy=gw.busy, others=others)
-    runner, bound = await start_site(make_app(gw), host, port)
+    runner, bound = await start_site(make_app(gw), host, port, ssl_context=tls.context if tls else None)
+    reload_on_sighup(tls)
     await gw.maintenance.start()
     click.echo(f"Tessera gateway: EC {scheme}, {drives.live_nodes()} storage node(s) up")
-    click.echo(f"Endpoint:  {url(host, bound)}")
+    click.echo(f"Endpoint:  {url(host, bound, url_scheme(tls))}")
     click.echo(f"export AWS_ACCESS_KEY_ID={creds.access_key}  AWS_SECRET_ACCESS_KEY={creds.secret_key}")
     sys.stdout.flush()
 
@@ -82,7 +85,15 @@ async def run_gateway(
 @click.option("--meta", required=True, help="The metadata service(s): HOST:PORT[,HOST:PORT...].")
 @s3_endpoint_options
 @maintenance_options
-def gateway(listen: str, meta: str, ec: str, domains: tuple[str, ...], **care: Any) -> None:
+def gateway(
+    listen: str,
+    meta: str,
+    ec: str,
+    domains: tuple[str, ...],
+    tls_cert: str | None,
+    tls_key: str | None,
+    **care: Any,
+) -> None:
     """Serve S3 over the cluster (root credentials from TESSERA_ACCESS_KEY / TESSERA_SECRET_KEY)."""
     configure_logging()
     tune_malloc()
@@ -94,8 +105,9 @@ def gateway(listen: str, meta: str, ec: str, domains: tuple[str, ...], **care: A
         scheme = Scheme.parse(ec)
         host, port = parse_listen(listen)
         urls = meta_urls(meta)
+        tls = server_tls(tls_cert, tls_key)
         with contextlib.suppress(KeyboardInterrupt):
-            event_loop.run(run_gateway(creds, host, port, urls, scheme, tuple(domains), secret, settings(**care)))
+            event_loop.run(run_gateway(creds, host, port, urls, scheme, tuple(domains), secret, settings(**care), tls))
     except (StartupError, SchemeError, ClusterAuthError, CredentialsError) as exc:
         click.echo(f"tessera gateway: error: {exc}", err=True)
         sys.exit(2)

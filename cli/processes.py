@@ -3,7 +3,8 @@
 The parent reserves the port (SO_REUSEPORT, bound but not listening, so it takes no connections),
 forks the workers, each of which listens on the port itself, and waits until every one says it is
 listening. The kernel spreads new connections over the workers' sockets. A worker that dies is
-started again; SIGINT or SIGTERM stops them all. The parent holds no thread, event loop or LMDB
+started again; SIGINT or SIGTERM stops them all; SIGHUP, when the server reloads something on it
+(its TLS certificate), is passed on to every worker. The parent holds no thread, event loop or LMDB
 handle when it forks: the workers open their own.
 """
 
@@ -85,8 +86,13 @@ def _answers(family: int, addr: tuple[object, ...]) -> bool:
 
 
 class Supervisor:
-    def __init__(self, count: int, reserved: socket.socket, main: WorkerMain) -> None:
+    def __init__(
+        self, count: int, reserved: socket.socket, main: WorkerMain, on_hangup: Callable[[], object] | None = None
+    ) -> None:
+        """on_hangup: what this process does on SIGHUP before passing it on to the workers (None: SIGHUP
+        keeps its default action, ending the server)."""
         self.count = count
+        self._on_hangup = on_hangup
         self.port: int = reserved.getsockname()[1]
         self._reserved = reserved
         self._main = main
@@ -98,6 +104,8 @@ class Supervisor:
     def run(self, announce: Callable[[], None]) -> int:
         """Start the workers, announce once all listen, keep them running until a signal; exit status."""
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        if self._on_hangup is not None:
+            previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._hangup)
         try:
             if not self._start_all():
                 return 0 if self._stopping else 2
@@ -118,6 +126,16 @@ class Supervisor:
         for pid in self._live:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
+
+    def _hangup(self, signum: int, frame: FrameType | None) -> None:
+        # A worker forked a moment ago keeps this handler until its event loop installs its own, and so
+        # ignores the signal: the worker reads the files again once it handles SIGHUP itself (cli/tls.py).
+        if os.getpid() != self._parent or self._on_hangup is None:
+            return
+        self._on_hangup()
+        for pid in self._live:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGHUP)
 
     def _start_all(self) -> bool:
         """Fork every worker and wait until each listens; False if one failed to start (or a signal came)."""

@@ -9,7 +9,14 @@ import click
 
 
 def s3_endpoint_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """--listen, --ec and --domain, in that order in --help."""
+    """--listen, --ec, --domain, --tls-cert and --tls-key, in that order in --help."""
+    f = click.option("--tls-key", default=None, metavar="FILE", help="The certificate's private key (PEM).")(f)
+    f = click.option(
+        "--tls-cert",
+        default=None,
+        metavar="FILE",
+        help="Serve HTTPS with this certificate chain (PEM); both files are read again on SIGHUP.",
+    )(f)
     f = click.option(
         "--domain",
         "domains",

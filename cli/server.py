@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from cli.node import scrub_reporter
 from cli.processes import Supervisor, Worker, reserve_port
 from cli.s3_options import s3_endpoint_options
 from cli.service_run import configure_logging, open_local_drives, prepare_local_drives, start_site, until_stopped
+from cli.tls import ServerTls, reload_on_sighup, server_tls, url_scheme
 from gateway.accounts.credentials import Credentials, CredentialsError, root_credentials
 from gateway.accounts.users import UserDirectory
 from gateway.app import make_app
@@ -87,6 +89,7 @@ class ServerConfig:
     care: Settings
     scrub_rate: float  # bytes/s
     scrub_interval: float
+    tls: ServerTls | None = None  # HTTPS, its certificate reloaded on SIGHUP
 
     @property
     def index(self) -> Path:
@@ -116,7 +119,9 @@ async def serve(cfg: ServerConfig, worker: Worker | None = None) -> None:
     gw.maintenance = Maintenance(index, layer, cfg.care, scrub=scrub, busy=gw.busy, others=others)
     if worker is not None:
         gw.siblings = Siblings(worker.run_dir, worker.number, worker.count)
-    runner, bound = await start_site(make_app(gw), cfg.host, cfg.port, reuse_port=worker is not None)
+    tls = cfg.tls.context if cfg.tls else None
+    runner, bound = await start_site(make_app(gw), cfg.host, cfg.port, reuse_port=worker is not None, ssl_context=tls)
+    reload_on_sighup(cfg.tls, catch_up=worker is not None)
     if worker is not None:
         internal = socket_path(worker.run_dir, worker.number)
         internal.unlink(missing_ok=True)  # left by this worker's previous life
@@ -149,7 +154,9 @@ def serve_workers(cfg: ServerConfig, count: int) -> int:
         LocalIndex.prepare(cfg.index)
     except Exception as exc:  # as in serve()
         raise _index_error(cfg, exc) from None
-    supervisor = Supervisor(count, reserve_port(cfg.host, cfg.port), lambda w: _worker(cfg, w))
+    # This process reloads too: a restarted worker is forked with its TLS context.
+    reload = partial(cfg.tls.reload, announce=False) if cfg.tls else None
+    supervisor = Supervisor(count, reserve_port(cfg.host, cfg.port), lambda w: _worker(cfg, w), on_hangup=reload)
     return supervisor.run(lambda: _announce(cfg, supervisor.port, count))
 
 
@@ -165,7 +172,7 @@ def _worker(cfg: ServerConfig, worker: Worker) -> int:
 def _announce(cfg: ServerConfig, port: int, workers: int = 1) -> None:
     processes = f", {workers} worker processes" if workers > 1 else ""
     click.echo(f"Tessera: EC {cfg.scheme} over {len(cfg.paths)} drives{processes}")
-    click.echo(f"Endpoint:  {url(cfg.host, port)}")
+    click.echo(f"Endpoint:  {url(cfg.host, port, url_scheme(cfg.tls))}")
     click.echo(f"export AWS_ACCESS_KEY_ID={cfg.creds.access_key}  AWS_SECRET_ACCESS_KEY={cfg.creds.secret_key}")
     sys.stdout.flush()
 
@@ -192,6 +199,8 @@ def server(
     scrub_rate: float,
     scrub_interval: float,
     workers: int,
+    tls_cert: str | None,
+    tls_key: str | None,
     **care: Any,
 ) -> None:
     """Run an erasure-coded S3 endpoint on local DRIVE directories (six under ./tessera-data by default)."""
@@ -200,10 +209,21 @@ def server(
     try:
         scheme = Scheme.parse(ec)
         host, port = parse_listen(listen)
+        tls = server_tls(tls_cert, tls_key)
         paths, system = layout(drives, scheme, index)
         creds = system_credentials(system)
         cfg = ServerConfig(
-            creds, paths, system, scheme, host, port, tuple(domains), settings(**care), scrub_rate * 1e6, scrub_interval
+            creds,
+            paths,
+            system,
+            scheme,
+            host,
+            port,
+            tuple(domains),
+            settings(**care),
+            scrub_rate * 1e6,
+            scrub_interval,
+            tls,
         )
         if workers > 1:
             sys.exit(serve_workers(cfg, workers))

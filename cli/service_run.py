@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -29,14 +30,16 @@ def configure_logging() -> None:
     )
 
 
-async def start_site(app: web.Application, host: str, port: int, reuse_port: bool = False) -> tuple[web.AppRunner, int]:
+async def start_site(
+    app: web.Application, host: str, port: int, reuse_port: bool = False, ssl_context: ssl.SSLContext | None = None
+) -> tuple[web.AppRunner, int]:
     """Listen; return the runner and the port really bound (the OS picks one for port 0).
 
     reuse_port: the port is shared with sibling processes (SO_REUSEPORT), the kernel spreading
-    connections over them."""
+    connections over them. ssl_context: serve HTTPS only (cli/tls.py makes it)."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False, read_bufsize=READ_BUFSIZE)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, ssl_context=ssl_context)
     try:
         await site.start()
     except OSError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import urllib.request
@@ -29,6 +30,7 @@ class ServerProcess:
     system: Path
     log: Path
     env: dict[str, str] = field(default_factory=dict)
+    ca_bundle: str | None = None  # an https server's CA, which every client here is told to trust
 
     @property
     def pid(self) -> int:
@@ -41,6 +43,7 @@ class ServerProcess:
             aws_access_key_id=access_key,
             aws_secret_access_key=secret_key,
             region_name="us-east-1",
+            verify=self.ca_bundle,
             config=Config(**config) if config else None,
         )
 
@@ -56,8 +59,9 @@ class ServerProcess:
         }
         aws = shutil.which("aws")
         cmd = [aws] if aws else [sys.executable, "-m", "awscli"]
+        tls = ["--ca-bundle", self.ca_bundle] if self.ca_bundle else []
         res = subprocess.run(
-            [*cmd, "--endpoint-url", self.endpoint, *args],
+            [*cmd, "--endpoint-url", self.endpoint, *tls, *args],
             env=env,
             capture_output=True,
             text=True,
@@ -67,6 +71,9 @@ class ServerProcess:
             raise AssertionError(f"aws {' '.join(args)} exited {res.returncode}:\n{res.stdout}\n{res.stderr}")
         return res
 
+    def ssl_context(self) -> ssl.SSLContext | None:
+        return ssl.create_default_context(cafile=self.ca_bundle) if self.ca_bundle else None
+
     def stop(self) -> None:
         stop(self.proc)
 
@@ -75,7 +82,7 @@ class ServerProcess:
 
     def requests_answered(self, operation: str, status: str) -> float:
         """tessera_s3_requests_total{operation, status} in one scrape of /metrics."""
-        with urllib.request.urlopen(self.endpoint + "/metrics", timeout=10) as resp:
+        with urllib.request.urlopen(self.endpoint + "/metrics", timeout=10, context=self.ssl_context()) as resp:
             text = resp.read().decode()
         for fam in text_string_to_metric_families(text):
             for sample in fam.samples:
@@ -87,13 +94,18 @@ class ServerProcess:
         return 0.0
 
 
-def start_server(base: Path, drives: int = 6, ec: str = "4+2", extra: tuple[str, ...] = ()) -> ServerProcess:
+def start_server(
+    base: Path, drives: int = 6, ec: str = "4+2", extra: tuple[str, ...] = (), ca_bundle: str | None = None
+) -> ServerProcess:
+    """extra: more flags (--tls-cert/--tls-key for https, with ca_bundle the CA that signed the certificate)."""
     base.mkdir(parents=True, exist_ok=True)
     paths = [base / f"d{i + 1}" for i in range(drives)]
     env = {**os.environ, "TESSERA_ACCESS_KEY": ACCESS_KEY, "TESSERA_SECRET_KEY": SECRET_KEY, "PYTHONUNBUFFERED": "1"}
     args = ["server", *map(str, paths), "--listen", "127.0.0.1:0", "--ec", ec, *extra]
     run = launch(args, env, base / "server.log")
-    return ServerProcess(run.proc, run.endpoint, paths, paths[0] / ".tessera-system", base / "server.log", env)
+    return ServerProcess(
+        run.proc, run.endpoint, paths, paths[0] / ".tessera-system", base / "server.log", env, ca_bundle
+    )
 
 
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}

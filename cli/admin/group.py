@@ -25,6 +25,7 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class _Target:
     endpoint: str
+    ca_bundle: str | None
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -41,12 +42,13 @@ def _credentials() -> tuple[str, str]:
 
 def run(ctx: click.Context, call: Callable[[AdminClient], Awaitable[T]]) -> T:
     """Run one admin conversation; every failure becomes one line on stderr and exit 1."""
-    endpoint = ctx.find_object(_Target).endpoint  # type: ignore[union-attr]
+    target = ctx.find_object(_Target)
+    assert target is not None
     ak, sk = _credentials()
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
     async def conversation() -> T:
-        async with AdminClient(endpoint, ak, sk, region) as client:
+        async with AdminClient(target.endpoint, ak, sk, region, ca_bundle=target.ca_bundle) as client:
             return await call(client)
 
     try:
@@ -90,7 +92,14 @@ def show(doc: Doc, as_json: bool, render: Callable[[Console, Doc], None]) -> Non
     show_default=True,
     help="The gateway's URL (else AWS_ENDPOINT_URL).",
 )
+@click.option(
+    "--ca-bundle",
+    envvar="AWS_CA_BUNDLE",
+    default=None,
+    metavar="FILE",
+    help="PEM file of the CAs to check an https gateway's certificate against (else AWS_CA_BUNDLE).",
+)
 @click.pass_context
-def admin(ctx: click.Context, endpoint: str) -> None:
+def admin(ctx: click.Context, endpoint: str, ca_bundle: str | None) -> None:
     """Operate a cluster through a gateway (root credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)."""
-    ctx.obj = _Target(endpoint)
+    ctx.obj = _Target(endpoint, ca_bundle or None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from typing import Any
@@ -31,7 +32,10 @@ class AdminClient:
         secret_key: str,
         region: str = "us-east-1",
         timeout: float = DEFAULT_TIMEOUT,
+        ca_bundle: str | None = None,
     ) -> None:
+        """ca_bundle: a PEM file of the CAs an https endpoint's certificate is checked against, instead of
+        the system's (aws-cli's --ca-bundle / AWS_CA_BUNDLE)."""
         # aws-cli wants a scheme; accept a bare HOST:PORT too, as that is what `tessera` prints for --listen.
         parts = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -40,6 +44,13 @@ class AdminClient:
         self.timeout = timeout
         self._signer = Signer(access_key, secret_key, region, parts.netloc)
         self._session: aiohttp.ClientSession | None = None
+        self._ssl: ssl.SSLContext | bool = True  # aiohttp's default: the system's CAs
+        if ca_bundle:
+            try:
+                self._ssl = ssl.create_default_context(cafile=ca_bundle)
+            except (OSError, ssl.SSLError) as exc:
+                reason = "no PEM certificate in it" if isinstance(exc, ssl.SSLError) else exc.strerror or str(exc)
+                raise AdminError(0, "InvalidCABundle", f"cannot use the CA bundle {ca_bundle}: {reason}") from None
 
     async def __aenter__(self) -> AdminClient:
         return self
@@ -93,6 +104,7 @@ class AdminClient:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=min(self.timeout, 10.0)),
                 cookie_jar=aiohttp.DummyCookieJar(),
+                connector=aiohttp.TCPConnector(ssl=self._ssl),
             )
         return self._session
 
@@ -151,6 +163,12 @@ def _snippet(body: bytes) -> str:
 
 def _reason(exc: BaseException) -> str:
     """The root cause in a few words: aiohttp wraps 'Connection refused' two levels deep."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        cause = exc.certificate_error
+        detail = getattr(cause, "verify_message", None) or str(cause)
+        return f"its TLS certificate is not trusted ({detail}); --ca-bundle names the CA that signed it"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"TLS failed: {getattr(exc.os_error, 'reason', None) or exc.os_error}"
     if isinstance(exc, aiohttp.ClientConnectorError):
         err = exc.os_error
         # asyncio puts "Connect call failed (addr)" in strerror; the errno's own text is what people know.
