@@ -154,8 +154,8 @@ def serve_workers(cfg: ServerConfig, count: int) -> int:
         LocalIndex.prepare(cfg.index)
     except Exception as exc:  # as in serve()
         raise _index_error(cfg, exc) from None
-    # This process reloads too: a restarted worker is forked with its TLS context.
-    reload = partial(cfg.tls.reload, announce=False) if cfg.tls else None
+    # This process reloads too, quietly (each worker logs its own): a restarted worker is forked with its context.
+    reload = partial(cfg.tls.reload, quiet=True) if cfg.tls else None
     supervisor = Supervisor(count, reserve_port(cfg.host, cfg.port), lambda w: _worker(cfg, w), on_hangup=reload)
     return supervisor.run(lambda: _announce(cfg, supervisor.port, count))
 

@@ -28,17 +28,18 @@ class ServerTls:
         self.context.sni_callback = self._pick
         self._current = self.context
 
-    def reload(self, announce: bool = True) -> bool:
-        """Read the files again; on failure log one line and keep presenting the old certificate."""
+    def reload(self, quiet: bool = False) -> None:
+        """Read the files again; on failure keep presenting the old certificate. Unless quiet, log the
+        outcome in one line."""
         try:
             fresh = self._load()
         except StartupError as exc:
-            log.error("TLS reload failed, keeping the previous certificate: %s", exc)
-            return False
+            if not quiet:
+                log.error("TLS reload failed, keeping the previous certificate: %s", exc)
+            return
         self._current = fresh
-        if announce:
+        if not quiet:
             log.info("TLS certificate reloaded from %s", self.cert)
-        return True
 
     def _pick(self, conn: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, base: ssl.SSLContext) -> None:
         current = self._current
@@ -91,8 +92,8 @@ def reload_on_sighup(tls: ServerTls | None, catch_up: bool = False) -> None:
     """In a serving process's event loop: SIGHUP reads the certificate and key again.
 
     catch_up: read them once more now, for a SIGHUP that came before this handler (a `--workers` process
-    forked with its parent's context)."""
+    forked with its parent's context; quietly, its parent having read them at start)."""
     if tls is not None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, tls.reload)
         if catch_up:
-            tls.reload(announce=False)
+            tls.reload(quiet=True)

@@ -387,19 +387,26 @@ def test_workers_all_serve_https_and_all_reload(tmp_path: Path) -> None:
     extra = ("--workers", "2", "--scan-interval", "3600", *pki.flags())
     s = start_server(tmp_path / "server", extra=extra, ca_bundle=str(pki.ca.path))
     try:
-        first = fresh_handshakes(s.endpoint, pki)
+        workers = children(s.pid)
+        assert len(workers) == 2
+        first = fresh_handshakes(s.endpoint, pki, 2 * FRESH)
         assert {serial for serial, _ in first} == {pki.first.serial}
         assert len({worker for _, worker in first}) == 2, first  # both processes answered over TLS
         reload_to(s.endpoint, s.pid, pki, pki.second)  # SIGHUP to the first process only
-        after = fresh_handshakes(s.endpoint, pki)
+        after = fresh_handshakes(s.endpoint, pki, 2 * FRESH)
         assert {serial for serial, _ in after} == {pki.second.serial}
         assert len({worker for _, worker in after}) == 2, after
+        assert children(s.pid) == workers  # reloaded in place: no worker was ended and started again
         s3 = s.client()
         s3.create_bucket(Bucket="workers-tls")
         s3.put_object(Bucket="workers-tls", Key="k", Body=b"over tls")
         assert s3.get_object(Bucket="workers-tls", Key="k")["Body"].read() == b"over tls"
     finally:
         s.stop()
+
+
+def children(pid: int) -> list[int]:
+    return sorted(int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
 
 
 def test_gateway_serves_https_and_reloads(tmp_path: Path) -> None:
