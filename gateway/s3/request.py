@@ -258,7 +258,7 @@ def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
     if first:
         start = position(first)
         end = position(last) if last else size - 1
-        if end < start:
+        if last and end < start:
             return None
         if start >= size:
             raise S3Error("InvalidRange", ActualObjectSize=str(size), RangeRequested=value)
