@@ -7,7 +7,6 @@ Each must get S3's error (never a 500, a cut connection or a traceback in the lo
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import re
 import socket
@@ -49,28 +48,16 @@ def no_traceback(server: ServerProcess, request: pytest.FixtureRequest) -> Itera
 
 
 def signed_utf8(
-    server: ServerProcess,
-    method: str,
-    target: str,
-    body: bytes = b"",
-    headers: dict[str, str] | None = None,
-    payload_hash: str | None = None,
+    server: ServerProcess, method: str, target: str, headers: dict[str, str], **options: Any
 ) -> RawResponse:
-    """A signed request whose header values go out as UTF-8 (http.client would send latin-1, or refuse), as a
-    client that means '\u00b2' or '\uff11' sends them, over a fresh connection."""
-    h = {"Content-Length": str(len(body)), **(headers or {})}
-    signed = sign(server, method, target, h, hashlib.sha256(body).hexdigest() if payload_hash is None else payload_hash)
-    parts = urlsplit(server.endpoint)
-    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
-    try:
-        conn.putrequest(method, target, skip_accept_encoding=True)
-        for name, value in signed.headers.items():
-            conn.putheader(name, value.encode())
-        conn.endheaders(body)
-        resp = conn.getresponse()
-        return RawResponse(resp.status, resp.headers, resp.read())
-    finally:
-        conn.close()
+    """A signed request whose header values go out as UTF-8, as a client that means '\u00b2' or '\uff11'
+    sends them. options: body, payload_hash."""
+    body: bytes = options.get("body", b"")
+    payload_hash = options.get("payload_hash") or hashlib.sha256(body).hexdigest()
+    signed = sign(server, method, target, {"Content-Length": str(len(body)), **headers}, payload_hash)
+    # http.client sends bytes as they are; a str it encodes as latin-1, which '\uff11' is not.
+    utf8: Any = {name: value.encode() for name, value in signed.headers.items()}
+    return send(server, method, target, utf8, body)
 
 
 def assert_error(resp: RawResponse, code: str, status: int) -> dict[str, str]:
@@ -235,7 +222,8 @@ def test_complete_declared_size(server: ServerProcess, s3: Any, upload: dict[str
     body = f"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{upload['etag']}</ETag></Part>"
     body += "</CompleteMultipartUpload>"
     headers = {"x-amz-mp-object-size": value}
-    resp = signed_utf8(server, "POST", f"/{upload['bucket']}/mp?uploadId={upload['id']}", body.encode(), headers)
+    target = f"/{upload['bucket']}/mp?uploadId={upload['id']}"
+    resp = signed_utf8(server, "POST", target, headers, body=body.encode())
     assert_error(resp, "InvalidRequest", 400)
     expect_error(s3.head_object, "404", 404, Bucket=upload["bucket"], Key="mp")
 
@@ -244,7 +232,8 @@ def test_complete_declared_size(server: ServerProcess, s3: Any, upload: dict[str
 def test_decoded_content_length(server: ServerProcess, s3: Any, bucket: str, value: str) -> None:
     body = b"5\r\nhello\r\n0\r\n\r\n"
     headers = {"Content-Encoding": "aws-chunked", "x-amz-decoded-content-length": value}
-    resp = signed_utf8(server, "PUT", f"/{bucket}/chunked", body, headers, "STREAMING-UNSIGNED-PAYLOAD-TRAILER")
+    trailer = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+    resp = signed_utf8(server, "PUT", f"/{bucket}/chunked", headers, body=body, payload_hash=trailer)
     assert_error(resp, "InvalidArgument", 400)
     expect_error(s3.head_object, "404", 404, Bucket=bucket, Key="chunked")
 
@@ -286,7 +275,7 @@ SIZE = 10240  # of "obj"
 def test_absurd_ranges(
     server: ServerProcess, upload: dict[str, str], header: str, status: int, first: int, last: int
 ) -> None:
-    resp = signed_utf8(server, "GET", f"/{upload['bucket']}/obj", headers={"Range": header})
+    resp = signed_utf8(server, "GET", f"/{upload['bucket']}/obj", {"Range": header})
     if status == 416:
         assert_error(resp, "InvalidRange", 416)
         return
@@ -300,7 +289,7 @@ def test_absurd_ranges(
 def test_copy_source_range(server: ServerProcess, s3: Any, upload: dict[str, str], value: str) -> None:
     target = f"/{upload['bucket']}/mp?uploadId={upload['id']}&partNumber=2"
     headers = {"x-amz-copy-source": f"/{upload['bucket']}/obj", "x-amz-copy-source-range": value}
-    assert_error(signed_utf8(server, "PUT", target, headers=headers), "InvalidArgument", 400)
+    assert_error(signed_utf8(server, "PUT", target, headers), "InvalidArgument", 400)
     assert len(s3.list_parts(Bucket=upload["bucket"], Key="mp", UploadId=upload["id"])["Parts"]) == 1
 
 
