@@ -344,6 +344,15 @@ def test_response_override_with_a_line_break(server: ServerProcess, s3: Any, buc
     assert "X-Injected" not in resp.headers
 
 
+@pytest.mark.parametrize("header", ["Content-Disposition", "Content-Type", "Cache-Control"])
+def test_a_header_value_that_is_not_utf8_is_refused(server: ServerProcess, s3: Any, bucket: str, header: str) -> None:
+    """It would be kept with the object and sent back with every GET: neither the index nor aiohttp can."""
+    signed = sign(server, "PUT", f"/{bucket}/k", {"Content-Length": "1"}, hashlib.sha256(b"x").hexdigest())
+    raw: Any = {**{name: value.encode() for name, value in signed.headers.items()}, header: b"caf\xff"}
+    assert_error(send(server, "PUT", f"/{bucket}/k", raw, b"x"), "InvalidArgument", 400)
+    expect_error(s3.head_object, "404", 404, Bucket=bucket, Key="k")
+
+
 # -- 10: any UTF-8 key, and every listing parses ------------------------------------------------------------------
 
 ODD_KEYS = ["nul\x00key", "soh\x01key", "bell\x07key", "nl\nkey", "cr\rkey", "crlf\r\nkey", "tab\tkey", "nc\uffffkey"]

@@ -30,6 +30,7 @@ from gateway.s3.numbers import decimal, position
 from gateway.s3.request import (
     MAX_PARTS,
     S3Request,
+    content_type,
     int_param,
     part_number,
     refuse_unsupported,
@@ -94,7 +95,7 @@ async def create_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
         upload_id=new_id(),
         initiated=time.time(),
         owner=req.access_key,
-        content_type=req.headers.get("Content-Type") or "binary/octet-stream",
+        content_type=content_type(req.headers),
         headers=standard_headers(req.headers),
         user_meta=user_metadata(req.headers),
         checksum_algorithm=algo,

@@ -21,6 +21,7 @@ from gateway.s3.request import (
     S3Request,
     check_conditions,
     content_md5,
+    content_type,
     has_control,
     parse_range,
     part_number,
@@ -117,7 +118,7 @@ async def put_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     refuse_unsupported(req.headers)
     cond = put_condition(req)
     check_put_condition(cond, await gw.index.get_object(req.bucket, req.key) if cond else None)
-    meta, headers = user_metadata(req.headers), standard_headers(req.headers)
+    meta, headers, kind = user_metadata(req.headers), standard_headers(req.headers), content_type(req.headers)
     body = await open_body(req, MAX_PUT_SIZE)
     part = await store_body(gw, req, body, 0)
     man = ObjectManifest(
@@ -129,7 +130,7 @@ async def put_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
         last_modified=part.last_modified,
         owner=req.access_key,
         parts=[part],
-        content_type=req.headers.get("Content-Type") or "binary/octet-stream",
+        content_type=kind,
         headers=headers,
         user_meta=meta,
         checksums=part.checksums,
@@ -351,10 +352,9 @@ async def copy_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     cond = put_condition(req)
     check_put_condition(cond, await gw.index.get_object(req.bucket, req.key) if cond else None)
     if directive == "REPLACE":
-        content_type = req.headers.get("Content-Type") or "binary/octet-stream"
-        headers, meta = standard_headers(req.headers), user_metadata(req.headers)
+        kind, headers, meta = content_type(req.headers), standard_headers(req.headers), user_metadata(req.headers)
     else:
-        content_type, headers, meta = src.content_type, dict(src.headers), dict(src.user_meta)
+        kind, headers, meta = src.content_type, dict(src.headers), dict(src.user_meta)
     algo = req.headers.get("x-amz-checksum-algorithm")
     algos = [checksums.normalize_algorithm(algo)] if algo else list(src.checksums)
     body = stream_source(gw.layer.stream(src, 0, src.size - 1) if src.size else None, algos)
@@ -371,7 +371,7 @@ async def copy_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
         last_modified=now,
         owner=req.access_key,
         parts=[part],
-        content_type=content_type,
+        content_type=kind,
         headers=headers,
         user_meta=meta,
         checksums=part.checksums,

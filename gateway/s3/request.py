@@ -130,12 +130,30 @@ def canonical_id(access_key: str) -> str:
     return hashlib.sha256(b"tessera-owner:" + access_key.encode()).hexdigest()
 
 
+def _kept(name: str, value: str) -> str:
+    """A header value the object keeps and answers again: text, not bytes that are not UTF-8 (aiohttp hands
+    those over as surrogates, which neither the index nor a response header can carry)."""
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise S3Error(
+                "InvalidArgument", f"The value of the {name} header is not valid UTF-8.", ArgumentName=name
+            ) from None
+    return value
+
+
+def content_type(headers: CIMultiDictProxy[str]) -> str:
+    return _kept("Content-Type", headers.get("Content-Type") or "binary/octet-stream")
+
+
 def user_metadata(headers: CIMultiDictProxy[str]) -> dict[str, str]:
     meta: dict[str, str] = {}
     for name, value in headers.items():
         low = name.lower()
         if low.startswith("x-amz-meta-"):
             key = low[len("x-amz-meta-") :]
+            _kept(name, value)
             meta[key] = f"{meta[key]},{value}" if key in meta else value
     if sum(len(k) + len(v.encode()) for k, v in meta.items()) > MAX_USER_META:
         raise S3Error("MetadataTooLarge")
@@ -150,7 +168,7 @@ def standard_headers(headers: CIMultiDictProxy[str]) -> dict[str, str]:
             # aws-chunked describes the transfer, not the object
             value = ",".join(v.strip() for v in value.split(",") if v.strip() and v.strip() != "aws-chunked")
         if value:
-            out[name] = value
+            out[name] = _kept(name, value)
     return out
 
 

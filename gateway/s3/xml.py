@@ -41,7 +41,8 @@ _NOT_XML_RE = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]
 
 def xml_safe(text: str) -> bool:
     """Whether `text` survives a trip through an XML 1.0 document unchanged."""
-    return _NOT_XML_RE.search(text) is None
+    # Printable text (most keys) is safe: what XML refuses is all in Unicode's non-printable classes.
+    return text.isprintable() or _NOT_XML_RE.search(text) is None
 
 
 def _text(value: Any) -> str:
@@ -67,7 +68,7 @@ def _fill(parent: ET.Element, items: Items) -> None:
 
 def document(root: str, items: Items, namespace: bool = True, text: str | None = None) -> bytes:
     el = ET.Element(root, {"xmlns": NS} if namespace else {})
-    el.text = text
+    el.text = None if text is None else _text(text)
     _fill(el, items)
     body = ET.tostring(el, encoding="utf-8", xml_declaration=False)
     if b"\r" in body:  # a parser reads a raw CR as LF; only a reference keeps a key's CR a CR
