@@ -145,6 +145,8 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     health = await _health(request)
     if health is not None:
         return health
+    if gw.siblings is not None and request.path == siblings.USERS_CHANGED_PATH and siblings.is_internal(request):
+        return await siblings.answer_users_changed(request, gw.users)
     rid = request[REQUEST_ID]
     host_bucket = _host_bucket(request.host, gw.domains)
     raw_path = request.rel_url.raw_path
@@ -279,5 +281,5 @@ def make_app(gw: Gateway) -> web.Application:
         await gw.users.close()
 
     app.cleanup_ctx.append(users_refresh)
-    app.router.add_route("*", "/{tail:.*}", _dispatch)
+    app.router.add_route("*", "/{tail:(?s:.*)}", _dispatch)  # (?s): keys may hold CR and LF
     return app

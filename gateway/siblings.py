@@ -3,15 +3,19 @@
 Each worker serves its app on the shared TCP port and on a Unix socket of its own, in a directory
 only the server's user can enter. Admin jobs live in the worker that runs the background
 maintenance (worker 0), so the others forward admin requests to it over its socket; a scrape of
-/metrics on any worker sums every worker's own figures, fetched over theirs.
+/metrics on any worker sums every worker's own figures, fetched over theirs. When worker 0 adds or
+removes a user, it tells the others over their sockets before the admin request answers, so that a
+removed user's keys stop working on every worker at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 from aiohttp import web
@@ -27,6 +31,16 @@ _NOT_FORWARDED = frozenset(
 )
 _TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=5)
 _METRICS_TIMEOUT = aiohttp.ClientTimeout(total=5)
+_USERS_TIMEOUT = aiohttp.ClientTimeout(total=10, sock_connect=5)  # the sibling may read the users from the index
+USERS_CHANGED_PATH = "/_tessera/internal/users-changed"  # answered over the Unix sockets only
+
+
+class UserCache(Protocol):
+    """What a worker's user directory (gateway.accounts.users.UserDirectory) offers its siblings."""
+
+    def forget(self, access_key: str) -> None: ...
+
+    async def ensure(self, access_key: str, limited: bool = True) -> None: ...
 
 
 def socket_path(run_dir: Path, number: int) -> Path:
@@ -98,3 +112,35 @@ class Siblings:
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("worker %d did not answer /metrics: %r", number, exc)
         return None
+
+    async def users_changed(self, added: Sequence[str] = (), removed: Sequence[str] = ()) -> None:
+        """Tell every other worker of users (by access key) added or removed here; returns once each has
+        applied the change. A worker that does not answer is restarting: it reads the users afresh."""
+        body = {"added": list(added), "removed": list(removed)}
+        others = [n for n in range(self.count) if n != self.number]
+        await asyncio.gather(*(self._tell_users(n, body) for n in others))
+
+    async def _tell_users(self, number: int, body: dict[str, list[str]]) -> None:
+        url = "http://tessera-worker" + USERS_CHANGED_PATH
+        try:
+            async with self._session(number).post(url, json=body, timeout=_USERS_TIMEOUT) as resp:
+                if resp.status != 204:
+                    log.warning("worker %d answered a user change with %d", number, resp.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("worker %d was not told of a user change: %r", number, exc)
+
+
+async def answer_users_changed(request: web.Request, users: UserCache) -> web.Response:
+    """A sibling's news of users added or removed (only ever over the Unix socket: see is_internal())."""
+    try:
+        doc = json.loads(await request.read())
+        added, removed = doc["added"], doc["removed"]
+        if not all(isinstance(k, str) for k in [*added, *removed]):
+            raise TypeError("access keys are strings")
+    except (ValueError, KeyError, TypeError) as exc:
+        return web.Response(status=400, text=f"bad user change: {exc}")
+    for key in removed:
+        users.forget(key)
+    for key in added:
+        await users.ensure(key, limited=False)
+    return web.Response(status=204)

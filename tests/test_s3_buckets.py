@@ -149,9 +149,15 @@ def test_bucket_location(s3: Any, bucket: str) -> None:
 
 
 def test_bucket_location_constraint(s3: Any) -> None:
+    """Only the server's own region (us-east-1) is a place to create buckets, as each AWS region's endpoint."""
     name = unique()
-    s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
-    assert s3.get_bucket_location(Bucket=name)["LocationConstraint"] == "eu-west-1"
+    config = {"LocationConstraint": "eu-west-1"}
+    expect_error(
+        s3.create_bucket, "IllegalLocationConstraintException", 400, Bucket=name, CreateBucketConfiguration=config
+    )
+    expect_error(s3.head_bucket, "404", 404, Bucket=name)
+    s3.create_bucket(Bucket=name)
+    assert s3.get_bucket_location(Bucket=name)["LocationConstraint"] is None
 
 
 def test_create_bucket_malformed_configuration(server: ServerProcess) -> None:

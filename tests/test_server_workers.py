@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from cli.launch import tessera_command
 from gateway.admin.client import AdminClient
@@ -32,6 +33,7 @@ from tests.server_process import (
     run_server,
     start_server,
 )
+from tests.test_users import add_user, admin
 
 MiB = 1 << 20
 DEADLINE = 30.0
@@ -49,9 +51,11 @@ def workers_of(srv: ServerProcess) -> list[int]:
     return [int(p) for p in Path(f"/proc/{srv.pid}/task/{srv.pid}/children").read_text().split()]
 
 
-def closing_client(srv: ServerProcess) -> Any:
+def closing_client(
+    srv: ServerProcess, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY, **config: Any
+) -> Any:
     """boto3 asking for a new connection with every request."""
-    client = srv.client()
+    client = srv.client(access_key, secret_key, **config)
 
     def close(request: Any, **_: Any) -> None:
         request.headers["Connection"] = "close"
@@ -255,3 +259,24 @@ def test_a_forked_worker_draws_its_own_ids() -> None:
     os.waitpid(pid, 0)
     assert child_id != new_id()
     assert child_prefix != app._RID_PREFIX
+
+
+def test_a_user_change_reaches_every_worker_before_the_admin_answer(srv: ServerProcess) -> None:
+    name = "w-" + uuid.uuid4().hex[:8]
+    user = add_user(srv.endpoint, name)  # answered by either worker; worker 0 makes the change
+    s3 = closing_client(srv, user["access_key"], user["secret_key"], retries={"max_attempts": 1})
+    seen = set()
+    for _ in range(TRIES):  # the new user works on both workers at once
+        seen.add(worker(s3.list_buckets()))
+        if len(seen) == 2:
+            break
+    assert len(seen) == 2, seen
+
+    assert admin(srv.endpoint, "DELETE", "users/" + name).status == 204
+    refused_by = set()
+    for _ in range(40):  # at once, on both: no worker keeps the removed key for a refresh period
+        with pytest.raises(ClientError) as err:
+            s3.list_buckets()
+        assert err.value.response["Error"]["Code"] == "InvalidAccessKeyId"
+        refused_by.add(err.value.response["ResponseMetadata"]["RequestId"][:6])
+    assert len(refused_by) == 2, refused_by

@@ -10,6 +10,7 @@ import urllib.request
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
+from prometheus_client.parser import text_string_to_metric_families
 
 from cli.dev import DevCluster
 from tests.s3_helpers import expect_error, unique
@@ -258,3 +260,40 @@ def test_presigned_url_of_new_user_works_on_another_gateway(two_gateways: DevClu
     assert ("AWSAccessKeyId=" in url) == (signature == "s3")
     with urllib.request.urlopen(url, timeout=30) as resp:
         assert resp.read() == b"presigned"
+
+
+def index_user_reads(c: DevCluster) -> float:
+    """How many times the metadata service has listed the users (what a gateway's user reload costs)."""
+    with urllib.request.urlopen(c.services["meta1"].endpoint + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "tessera_meta_requests_total" and sample.labels == {
+                "operation": "list_users",
+                "outcome": "ok",
+            }:
+                return sample.value
+    return 0.0
+
+
+def test_junk_access_keys_do_not_flood_the_index(two_gateways: DevCluster) -> None:
+    """Last in this module: it spends gateway 2's budget of reloads for unknown keys."""
+    c = two_gateways
+    before, started = index_user_reads(c), time.monotonic()
+
+    def junk(_: int) -> tuple[int, str]:
+        answer = admin(c.endpoint(2), "GET", "users", creds=("TSJUNK" + uuid.uuid4().hex[:14].upper(), "x" * 40))
+        return answer.status, answer.s3_error()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(junk, range(200)))
+    elapsed = time.monotonic() - started
+    reads = index_user_reads(c) - before
+    assert answers == [(403, "InvalidAccessKeyId")] * 200
+    # A burst of 3 and then one a second, plus each gateway's periodic refresh (every 5 s).
+    assert reads <= 3 + elapsed + 2 * (elapsed / 5 + 1), (reads, elapsed)
+
+    root = (c.env["TESSERA_ACCESS_KEY"], c.env["TESSERA_SECRET_KEY"])
+    answer = admin(c.endpoint(2), "POST", "users", {"name": "erin"}, creds=root)
+    assert answer.status == 200, answer.body
+    user_client(c.endpoint(2), answer.json()).list_buckets()  # the gateway that added it knows it at once

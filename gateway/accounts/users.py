@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 REFRESH_SECONDS = 5.0  # how long a user removed through another gateway may keep working here
 _NAME_RE = re.compile(r"[A-Za-z0-9_.@+=-]{1,64}")
 _RESERVED_NAMES = frozenset({"root"})
+RELOAD_BURST = 3  # reloads that unknown access keys may cause at once ...
+RELOADS_PER_SECOND = 1.0  # ... and after that, per second
 _CHANGE_MEMORY = 120.0  # seconds a local add/remove is remembered, to outlive any reload started before it
 
 
@@ -29,7 +31,9 @@ class UserDirectory:
     """Who may sign requests: the root (always) and the users in the index.
 
     The cache is complete after each reload; a key missing from it triggers a reload at once (so a user
-    added through another gateway works on the first request) and a periodic refresh drops removed users.
+    added through another gateway works on the first request), within a budget (see ensure()), and a
+    periodic refresh drops users removed elsewhere. The workers of one server tell each other of the users
+    they add and remove at once (gateway/siblings.py: forget(), ensure(limited=False)).
     """
 
     def __init__(self, index: Index, root: Credentials, refresh: float = REFRESH_SECONDS) -> None:
@@ -41,6 +45,7 @@ class UserDirectory:
         self._changes: dict[str, tuple[float, str | None]] = {}
         self._inflight: asyncio.Future[None] | None = None
         self._inflight_started = 0.0
+        self._tokens, self._tokens_at = float(RELOAD_BURST), time.monotonic()  # reloads unknown keys may cause
         # Drops users removed elsewhere; a refresh that fails keeps serving the users known.
         self.refresher = Periodic("users", self._reload_shared, refresh, what="users refresh")
 
@@ -56,16 +61,41 @@ class UserDirectory:
     def known(self, access_key: str) -> bool:
         return access_key == self._root.access_key or access_key in self._secrets
 
-    async def ensure(self, access_key: str) -> None:
+    async def ensure(self, access_key: str, limited: bool = True) -> None:
         """Reload from the index if access_key is not cached; after this the cache knows it if the index did
-        when this call started. Raises IndexUnavailable when the index cannot answer."""
-        if self.known(access_key):
-            return
+        when this call started, unless the reload budget is spent. Raises IndexUnavailable when the index
+        cannot answer.
+
+        Every request signed with a key we do not know lands here, junk keys included, so the reloads they
+        cause are coalesced (one at a time; joining one costs the index nothing) and, when `limited`,
+        rate-limited: past the budget the caller answers InvalidAccessKeyId at once and the periodic
+        refresh catches up with users created through other gateways."""
         arrived = time.monotonic()
-        started = await self._reload_shared()
-        # The reload we joined may have read the index before this key's user was created: one more.
-        if not self.known(access_key) and started < arrived:
+        while not self.known(access_key):
+            if self._inflight is not None and not self._inflight.done():
+                started = self._inflight_started
+                await asyncio.shield(self._inflight)
+                if started >= arrived:
+                    return
+                continue  # it read the index before this key's user may have been created: one more
+            if limited and not self._take_reload_token():
+                return
             await self._reload_shared()
+            return
+
+    def forget(self, access_key: str) -> None:
+        """Drop a user removed by another worker of this server (the root cannot be forgotten)."""
+        self._secrets.pop(access_key, None)
+        self._remember(access_key, None)
+
+    def _take_reload_token(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(RELOAD_BURST, self._tokens + (now - self._tokens_at) * RELOADS_PER_SECOND)
+        self._tokens_at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
 
     # -- lifecycle
     async def start(self) -> None:

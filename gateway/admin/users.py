@@ -36,10 +36,15 @@ async def add_user(gw: Gateway, request: web.Request, params: dict[str, str]) ->
         raise AdminError(400, "InvalidArgument", str(exc)) from None
     except UserExists:
         raise AdminError(409, "UserExists", f"a user named {name!r} exists") from None
+    if gw.siblings is not None:  # every worker of this server knows the user before the answer
+        await gw.siblings.users_changed(added=[rec.access_key])
     return json_ok(_user(rec, with_secret=True))
 
 
 async def remove_user(gw: Gateway, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
-    if await gw.users.remove(params["name"]) is None:
+    rec = await gw.users.remove(params["name"])
+    if rec is None:
         raise AdminError(404, "NoSuchUser", f"no user named {params['name']!r}")
+    if gw.siblings is not None:  # the keys stop working on every worker of this server before the answer
+        await gw.siblings.users_changed(removed=[rec.access_key])
     return web.Response(status=204)

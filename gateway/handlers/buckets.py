@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from aiohttp import web
@@ -9,7 +10,15 @@ from aiohttp import web
 from gateway.context import Gateway
 from gateway.s3.body import check_small_body
 from gateway.s3.errors import S3Error
-from gateway.s3.request import S3Request, canonical_id, check_bucket_name, decode_token, encode_token
+from gateway.s3.request import (
+    S3Request,
+    canonical_id,
+    check_bucket_name,
+    decode_token,
+    encode_token,
+    header_safe,
+    int_param,
+)
 from gateway.s3.xml import MAX_XML_BODY, child_text, document, iso8601, parse
 from metadata.index import BucketAlreadyExists, BucketNotEmpty, NoSuchBucket
 from metadata.records import BucketRecord
@@ -40,15 +49,7 @@ MAX_BUCKETS = 10000
 
 
 def _max_buckets(req: S3Request) -> int:
-    raw = req.query.get("max-buckets", str(MAX_BUCKETS))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_BUCKETS:
-        raise S3Error(
-            "InvalidArgument",
-            f"Argument max-buckets must be an integer between 1 and {MAX_BUCKETS}",
-            ArgumentName="max-buckets",
-            ArgumentValue=raw,
-        )
-    return int(raw)
+    return int_param(req.query, "max-buckets", MAX_BUCKETS, 1, MAX_BUCKETS)
 
 
 async def _visible_buckets(gw: Gateway, req: S3Request) -> list[BucketRecord]:
@@ -83,15 +84,31 @@ async def list_buckets(gw: Gateway, req: S3Request) -> web.StreamResponse:
     return xml_response(document("ListAllMyBucketsResult", items))
 
 
+_REGION_RE = re.compile(r"[a-z]{2}(-[a-z0-9]+){1,4}")  # the shape of every AWS region name: us-east-1, us-gov-west-1
+
+
+def _location(body: bytes, region: str) -> str:
+    """The region a CreateBucket asks for: only this server's. The empty constraint means the server's region
+    (AWS's default, us-east-1, is ours unless configured otherwise)."""
+    if not body.strip():
+        return region
+    wanted = child_text(parse(body, "CreateBucketConfiguration"), "LocationConstraint")
+    if not wanted or wanted == region:
+        return region
+    if _REGION_RE.fullmatch(wanted):
+        raise S3Error(
+            "IllegalLocationConstraintException",
+            f"The {wanted} location constraint is incompatible for the region specific endpoint this request was "
+            "sent to.",
+        )
+    raise S3Error("InvalidLocationConstraint", LocationConstraint=wanted)
+
+
 async def create_bucket(gw: Gateway, req: S3Request) -> web.StreamResponse:
     check_bucket_name(req.bucket)
     if req.headers.get("x-amz-bucket-object-lock-enabled", "").strip().lower() == "true":
         raise S3Error("NotImplemented", "Object Lock is not implemented.")
-    region = gw.region
-    body = await read_small_body(req)
-    if body.strip():
-        conf = parse(body, "CreateBucketConfiguration")
-        region = child_text(conf, "LocationConstraint") or gw.region
+    region = _location(await read_small_body(req), gw.region)
     try:
         await gw.index.create_bucket(BucketRecord(req.bucket, req.access_key, time.time(), region))
     except BucketAlreadyExists as exc:
@@ -114,7 +131,7 @@ async def delete_bucket(gw: Gateway, req: S3Request) -> web.StreamResponse:
 
 async def head_bucket(gw: Gateway, req: S3Request) -> web.StreamResponse:
     rec = await owned_bucket(gw, req)
-    return web.Response(status=200, headers={"x-amz-bucket-region": rec.region})
+    return web.Response(status=200, headers={"x-amz-bucket-region": header_safe(rec.region)})
 
 
 async def bucket_location(gw: Gateway, req: S3Request) -> web.StreamResponse:

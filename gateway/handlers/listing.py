@@ -1,7 +1,9 @@
-"""ListObjects (v1 and v2) and ListMultipartUploads."""
+"""ListObjects (v1 and v2) and ListMultipartUploads, and the url encoding of keys every listing shares."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote
 
@@ -10,44 +12,35 @@ from aiohttp import web
 from gateway.context import Gateway
 from gateway.handlers.buckets import owned_bucket, owner_items, xml_response
 from gateway.s3.errors import S3Error
-from gateway.s3.request import S3Request, decode_token, encode_token
-from gateway.s3.xml import document, iso8601
+from gateway.s3.request import S3Request, decode_token, encode_token, int_param
+from gateway.s3.xml import document, iso8601, xml_safe
 
 MAX_KEYS = 1000
 
 
 def _max_keys(req: S3Request, name: str) -> int:
-    raw = req.query.get(name, str(MAX_KEYS))
-    try:
-        value = int(raw)
-    except ValueError:
-        raise S3Error(
-            "InvalidArgument",
-            f"Provided {name} not an integer or within integer range",
-            ArgumentName=name,
-            ArgumentValue=raw,
-        ) from None
-    if value < 0:
-        raise S3Error(
-            "InvalidArgument",
-            f"Argument {name} must be an integer between 0 and 2147483647",
-            ArgumentName=name,
-            ArgumentValue=raw,
-        )
-    return min(value, MAX_KEYS)
+    return min(int_param(req.query, name, MAX_KEYS), MAX_KEYS)
 
 
-def _encoder(req: S3Request) -> tuple[str | None, Any]:
+def url_encoding(req: S3Request) -> bool:
+    """Whether the client asked for keys url-encoded (encoding-type=url); InvalidArgument for any other type."""
     kind = req.query.get("encoding-type")
-    if kind is None:
-        return None, lambda s: s
-    if kind.lower() != "url":
+    if kind is not None and kind.lower() != "url":
         raise S3Error(
             "InvalidArgument",
             "Invalid Encoding Method specified in Request",
             ArgumentName="encoding-type",
             ArgumentValue=kind,
         )
+    return kind is not None
+
+
+def encoder(asked: bool, texts: Iterable[str]) -> tuple[str | None, Callable[[str], str]]:
+    """The EncodingType to answer and how to write keys, prefixes and markers. Unasked, a page that holds a
+    character XML 1.0 cannot carry (S3 stores any UTF-8 key) is answered url-encoded all the same, with
+    <EncodingType>url</EncodingType> saying so: an unparseable listing would serve nobody."""
+    if not asked and all(xml_safe(t) for t in texts):
+        return None, lambda s: s
     return "url", lambda s: quote(s, safe="/") if s else s
 
 
@@ -56,7 +49,7 @@ async def list_objects(gw: Gateway, req: S3Request) -> web.StreamResponse:
     v2 = req.query.get("list-type") == "2"
     if "list-type" in req.query and not v2:
         raise S3Error("InvalidArgument", "Invalid List Type specified", ArgumentName="list-type")
-    enc_type, enc = _encoder(req)
+    asked = url_encoding(req)
     prefix = req.query.get("prefix", "")
     delimiter = req.query.get("delimiter", "")
     max_keys = _max_keys(req, "max-keys")
@@ -67,6 +60,11 @@ async def list_objects(gw: Gateway, req: S3Request) -> web.StreamResponse:
     else:
         marker = req.query.get("marker", "")
     page = await gw.index.list_objects(req.bucket, prefix, marker, delimiter, max_keys)
+    # What the answer writes besides keys and prefixes (v2's markers travel inside opaque tokens).
+    echoed = (
+        (prefix, delimiter, req.query.get("start-after", "")) if v2 else (prefix, delimiter, marker, page.next_marker)
+    )
+    enc_type, enc = encoder(asked, itertools.chain(echoed, page.prefixes, (m.key for m in page.objects)))
     fetch_owner = not v2 or req.query.get("fetch-owner", "").lower() == "true"
 
     contents: list[tuple[str, Any]] = []
@@ -112,13 +110,15 @@ async def list_objects(gw: Gateway, req: S3Request) -> web.StreamResponse:
 
 async def list_uploads(gw: Gateway, req: S3Request) -> web.StreamResponse:
     await owned_bucket(gw, req)
-    enc_type, enc = _encoder(req)
+    asked = url_encoding(req)
     prefix = req.query.get("prefix", "")
     delimiter = req.query.get("delimiter", "")
     key_marker = req.query.get("key-marker", "")
     id_marker = req.query.get("upload-id-marker", "") if key_marker else ""
     max_uploads = _max_keys(req, "max-uploads")
     page = await gw.index.list_uploads(req.bucket, prefix, key_marker, id_marker, delimiter, max_uploads)
+    echoed = (prefix, delimiter, key_marker, page.next_key_marker)
+    enc_type, enc = encoder(asked, itertools.chain(echoed, page.prefixes, (u.key for u in page.uploads)))
     items: list[tuple[str, Any]] = [
         ("Bucket", req.bucket),
         ("KeyMarker", enc(key_marker)),

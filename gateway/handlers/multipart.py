@@ -12,6 +12,7 @@ from aiohttp import web
 
 from gateway.context import Gateway
 from gateway.handlers.buckets import owned_bucket, owner_items, read_small_body, xml_response
+from gateway.handlers.listing import encoder, url_encoding
 from gateway.handlers.objects import (
     MAX_PUT_SIZE,
     check_put_condition,
@@ -25,33 +26,42 @@ from gateway.objects.layer import new_id
 from gateway.s3 import checksums
 from gateway.s3.body import open_body, stream_source
 from gateway.s3.errors import S3Error
-from gateway.s3.request import S3Request, refuse_unsupported, standard_headers, user_metadata
+from gateway.s3.numbers import decimal, position
+from gateway.s3.request import (
+    MAX_PARTS,
+    S3Request,
+    content_type,
+    int_param,
+    part_number,
+    refuse_unsupported,
+    standard_headers,
+    user_metadata,
+)
 from gateway.s3.xml import child_text, document, iso8601, parse
 from metadata.index import NoSuchBucket, NoSuchUpload, PreconditionFailed
 from metadata.records import ObjectManifest, PartRecord, UploadRecord
 
 MIN_PART_SIZE = 5 << 20
-MAX_PARTS = 10000
 
 
 async def _upload(gw: Gateway, req: S3Request) -> UploadRecord:
+    """The upload ?uploadId= names, once the requester may use both the bucket and that upload: its
+    initiator or the root. Knowing an upload id (any presigned part URL shows it) is not a permission."""
+    await owned_bucket(gw, req)
     upload_id = req.query.get("uploadId", "")
     rec = await gw.index.get_upload(upload_id) if upload_id else None
     if rec is None or rec.bucket != req.bucket or rec.key != req.key:
         raise S3Error("NoSuchUpload", UploadId=upload_id)
+    if rec.owner != req.access_key and not gw.is_root(req.access_key):
+        raise S3Error("AccessDenied")
     return rec
 
 
 def _part_number(req: S3Request) -> int:
-    raw = req.query.get("partNumber", "")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PARTS:
-        raise S3Error(
-            "InvalidArgument",
-            "Part number must be an integer between 1 and 10000, inclusive",
-            ArgumentName="partNumber",
-            ArgumentValue=raw,
-        )
-    return int(raw)
+    number = part_number(req.query)
+    if number is None:
+        raise S3Error("InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive")
+    return number
 
 
 async def create_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
@@ -85,7 +95,7 @@ async def create_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
         upload_id=new_id(),
         initiated=time.time(),
         owner=req.access_key,
-        content_type=req.headers.get("Content-Type") or "binary/octet-stream",
+        content_type=content_type(req.headers),
         headers=standard_headers(req.headers),
         user_meta=user_metadata(req.headers),
         checksum_algorithm=algo,
@@ -124,13 +134,13 @@ async def upload_part(gw: Gateway, req: S3Request) -> web.StreamResponse:
     return web.Response(headers={"ETag": f'"{part.etag}"', **checksum_response_headers(part.checksums)})
 
 
-_COPY_RANGE_RE = re.compile(r"^bytes=(\d+)-(\d+)$")
+_COPY_RANGE_RE = re.compile(r"bytes=([0-9]+)-([0-9]+)")  # ASCII digits only
 
 
 def _copy_range(raw: str, size: int) -> tuple[int, int]:
     """x-amz-copy-source-range: only bytes=first-last, and inside the source (no suffix or open ranges)."""
-    m = _COPY_RANGE_RE.match(raw.strip())
-    if m is None or int(m.group(1)) > int(m.group(2)):
+    m = _COPY_RANGE_RE.fullmatch(raw.strip())
+    if m is None or position(m.group(1)) > position(m.group(2)):
         raise S3Error(
             "InvalidArgument",
             "The x-amz-copy-source-range value must be of the form bytes=first-last "
@@ -138,7 +148,7 @@ def _copy_range(raw: str, size: int) -> tuple[int, int]:
             ArgumentName="x-amz-copy-source-range",
             ArgumentValue=raw,
         )
-    start, end = int(m.group(1)), int(m.group(2))
+    start, end = position(m.group(1)), position(m.group(2))
     if end >= size:
         raise S3Error(
             "InvalidArgument",
@@ -171,11 +181,14 @@ def _wanted_parts(doc_body: bytes) -> list[tuple[int, str, dict[str, str]]]:
     doc = parse(doc_body, "CompleteMultipartUpload")
     wanted: list[tuple[int, str, dict[str, str]]] = []
     for el in doc.findall("Part"):
-        num, etag = child_text(el, "PartNumber"), child_text(el, "ETag")
-        if num is None or etag is None or not num.strip().isdigit():
+        raw, etag = child_text(el, "PartNumber"), child_text(el, "ETag")
+        num = decimal(raw.strip()) if raw is not None else None
+        if num is None or etag is None:
             raise S3Error("MalformedXML")
+        if not 1 <= num <= MAX_PARTS:  # a number no part can have: a part that is not there, as S3 says
+            raise S3Error("InvalidPart", PartNumber=str(num), ETag=etag.strip().strip('"'))
         sums = {a: v for a in checksums.ALGORITHMS if (v := child_text(el, f"Checksum{a}"))}
-        wanted.append((int(num), etag.strip().strip('"'), sums))
+        wanted.append((num, etag.strip().strip('"'), sums))
     if not wanted:
         raise S3Error("MalformedXML", "You must specify at least one part.")
     numbers = [n for n, _, _ in wanted]
@@ -216,7 +229,7 @@ def _object_checksum(upload: UploadRecord, chosen: list[PartRecord]) -> dict[str
 def _check_declared(req: S3Request, upload: UploadRecord, sums: dict[str, str], size: int) -> None:
     """What the client says the completed object is: x-amz-mp-object-size, x-amz-checksum-type and -<algo>."""
     raw_size = req.headers.get("x-amz-mp-object-size")
-    if raw_size is not None and (not raw_size.strip().isdigit() or int(raw_size) != size):
+    if raw_size is not None and decimal(raw_size.strip()) != size:
         raise S3Error(
             "InvalidRequest",
             f"The provided 'x-amz-mp-object-size' header value {raw_size} does not match the object size {size}.",
@@ -310,20 +323,19 @@ async def abort_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
 
 async def list_parts(gw: Gateway, req: S3Request) -> web.StreamResponse:
     upload = await _upload(gw, req)
-    raw_marker = req.query.get("part-number-marker", "0")
-    raw_max = req.query.get("max-parts", "1000")
-    if not raw_marker.isdigit() or not raw_max.isdigit():
-        raise S3Error("InvalidArgument", "Part number marker and max-parts must be non-negative integers.")
-    max_parts = min(int(raw_max), 1000)
-    page = await gw.index.list_parts(upload.upload_id, int(raw_marker), max_parts)
+    marker = int_param(req.query, "part-number-marker", 0)
+    max_parts = min(int_param(req.query, "max-parts", 1000), 1000)
+    enc_type, enc = encoder(url_encoding(req), [upload.key])  # SDKs that ask (Java's) get the key encoded
+    page = await gw.index.list_parts(upload.upload_id, marker, max_parts)
     items: list[tuple[str, Any]] = [
         ("Bucket", upload.bucket),
-        ("Key", upload.key),
+        ("Key", enc(upload.key)),
+        ("EncodingType", enc_type),
         ("UploadId", upload.upload_id),
         ("Initiator", owner_items(upload.owner)),
         ("Owner", owner_items(upload.owner)),
         ("StorageClass", "STANDARD"),
-        ("PartNumberMarker", int(raw_marker)),
+        ("PartNumberMarker", marker),
         ("NextPartNumberMarker", page.next_marker),
         ("MaxParts", max_parts),
         ("IsTruncated", page.truncated),

@@ -21,7 +21,10 @@ from gateway.s3.request import (
     S3Request,
     check_conditions,
     content_md5,
+    content_type,
+    has_control,
     parse_range,
+    part_number,
     refuse_unsupported,
     standard_headers,
     user_metadata,
@@ -115,7 +118,7 @@ async def put_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     refuse_unsupported(req.headers)
     cond = put_condition(req)
     check_put_condition(cond, await gw.index.get_object(req.bucket, req.key) if cond else None)
-    meta, headers = user_metadata(req.headers), standard_headers(req.headers)
+    meta, headers, kind = user_metadata(req.headers), standard_headers(req.headers), content_type(req.headers)
     body = await open_body(req, MAX_PUT_SIZE)
     part = await store_body(gw, req, body, 0)
     man = ObjectManifest(
@@ -127,7 +130,7 @@ async def put_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
         last_modified=part.last_modified,
         owner=req.access_key,
         parts=[part],
-        content_type=req.headers.get("Content-Type") or "binary/octet-stream",
+        content_type=kind,
         headers=headers,
         user_meta=meta,
         checksums=part.checksums,
@@ -161,23 +164,19 @@ def object_headers(man: ObjectManifest, req: S3Request) -> dict[str, str]:
         h["x-amz-mp-parts-count"] = str(len(man.parts))
     for param, header in _RESPONSE_OVERRIDES.items():
         if param in req.query:
-            h[header] = req.query[param]
+            value = req.query[param]
+            if has_control(value):  # a CR or LF would end the header and start one of the client's choosing
+                raise S3Error("InvalidArgument", f"Invalid value for {param}", ArgumentName=param, ArgumentValue=value)
+            h[header] = value
     return h
 
 
 def _part_range(man: ObjectManifest, req: S3Request) -> tuple[int, int] | None:
     """The byte range of ?partNumber=N, or None when not asked."""
-    raw = req.query.get("partNumber")
-    if raw is None:
+    n = part_number(req.query)
+    if n is None:
         return None
-    if not raw.isdigit() or not 1 <= int(raw) <= 10000:
-        raise S3Error(
-            "InvalidArgument",
-            "Part number must be an integer between 1 and 10000, inclusive",
-            ArgumentName="partNumber",
-            ArgumentValue=raw,
-        )
-    n, start = int(raw), 0
+    start = 0
     for i, part in enumerate(man.parts):
         if part.number == n or (part.number == 0 and n == 1 and i == 0):
             return start, start + part.size - 1
@@ -276,21 +275,31 @@ async def delete_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     return web.Response(status=204)
 
 
+_XML_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}  # xs:boolean's lexical forms
+
+
+def _delete_request(raw: bytes) -> tuple[list[str], bool]:
+    """The keys and the Quiet flag of a DeleteObjects body, all of it validated before anything is deleted."""
+    doc = parse(raw, "Delete")
+    quiet = _XML_BOOLEANS.get((child_text(doc, "Quiet") or "false").strip().lower())
+    if quiet is None:
+        raise S3Error("MalformedXML")
+    objects = doc.findall("Object")
+    if not objects or len(objects) > MAX_DELETE_KEYS:
+        raise S3Error("MalformedXML")
+    keys = [child_text(obj, "Key") for obj in objects]
+    if any(key is None for key in keys):
+        raise S3Error("MalformedXML")
+    return [key for key in keys if key is not None], quiet
+
+
 async def delete_objects(gw: Gateway, req: S3Request) -> web.StreamResponse:
     await owned_bucket(gw, req)
     if "Content-MD5" not in req.headers and not checksums.checksum_headers(req.headers.keys()):
         raise S3Error("InvalidRequest", "Missing required header for this request: Content-MD5 OR x-amz-checksum-*")
-    raw = await read_small_body(req, body_checksums=True)
-    doc = parse(raw, "Delete")
-    quiet = (child_text(doc, "Quiet") or "").strip().lower() == "true"
-    objects = doc.findall("Object")
-    if not objects or len(objects) > MAX_DELETE_KEYS:
-        raise S3Error("MalformedXML")
+    keys, quiet = _delete_request(await read_small_body(req, body_checksums=True))
     results: list[tuple[str, Any]] = []
-    for obj in objects:
-        key = child_text(obj, "Key")
-        if key is None:
-            raise S3Error("MalformedXML")
+    for key in keys:
         if len(key.encode()) > MAX_KEY_BYTES:
             results.append(("Error", [("Key", key), ("Code", "KeyTooLongError"), ("Message", "Your key is too long")]))
             continue
@@ -343,10 +352,9 @@ async def copy_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     cond = put_condition(req)
     check_put_condition(cond, await gw.index.get_object(req.bucket, req.key) if cond else None)
     if directive == "REPLACE":
-        content_type = req.headers.get("Content-Type") or "binary/octet-stream"
-        headers, meta = standard_headers(req.headers), user_metadata(req.headers)
+        kind, headers, meta = content_type(req.headers), standard_headers(req.headers), user_metadata(req.headers)
     else:
-        content_type, headers, meta = src.content_type, dict(src.headers), dict(src.user_meta)
+        kind, headers, meta = src.content_type, dict(src.headers), dict(src.user_meta)
     algo = req.headers.get("x-amz-checksum-algorithm")
     algos = [checksums.normalize_algorithm(algo)] if algo else list(src.checksums)
     body = stream_source(gw.layer.stream(src, 0, src.size - 1) if src.size else None, algos)
@@ -363,7 +371,7 @@ async def copy_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
         last_modified=now,
         owner=req.access_key,
         parts=[part],
-        content_type=content_type,
+        content_type=kind,
         headers=headers,
         user_meta=meta,
         checksums=part.checksums,

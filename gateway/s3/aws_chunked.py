@@ -25,6 +25,7 @@ from typing import Protocol
 
 from gateway.s3 import checksums
 from gateway.s3.errors import S3Error
+from gateway.s3.numbers import decimal
 from gateway.s3.payload import (
     EMPTY_SHA256,
     STREAMING_PAYLOAD,
@@ -161,15 +162,14 @@ class AwsChunkedReader:
         decoded_length: int | None = None
         raw_length = headers.get("x-amz-decoded-content-length")
         if raw_length is not None:
-            text = raw_length.strip()
-            if not (text.isascii() and text.isdigit()):
+            decoded_length = decimal(raw_length.strip())
+            if decoded_length is None:
                 raise S3Error(
                     "InvalidArgument",
                     "x-amz-decoded-content-length must be a non-negative integer.",
                     ArgumentName="x-amz-decoded-content-length",
                     ArgumentValue=raw_length,
                 )
-            decoded_length = int(text)
         return cls(
             stream,
             auth.payload_hash,
@@ -178,6 +178,11 @@ class AwsChunkedReader:
             decoded_length=decoded_length,
             **options,  # type: ignore[arg-type]
         )
+
+    @property
+    def decoded_length(self) -> int | None:
+        """The body's length after decoding, as x-amz-decoded-content-length announced it (None if it did not)."""
+        return self._decoded_length
 
     def __aiter__(self) -> AwsChunkedReader:
         return self

@@ -126,8 +126,7 @@ async def open_body(req: S3Request, limit: int) -> Body:
         chunked = AwsChunkedReader.from_request(http.content, auth, http.headers)
         if expected and chunked.checksum_algorithm:
             raise S3Error("InvalidRequest", _SINGLE_CHECKSUM)
-        raw = http.headers.get("x-amz-decoded-content-length")
-        declared = int(raw) if raw is not None and raw.strip().isdigit() else None
+        declared = chunked.decoded_length
     else:
         if http.content_length is None and http.headers.get("Transfer-Encoding", "").lower() != "chunked":
             raise S3Error("MissingContentLength")

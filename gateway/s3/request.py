@@ -14,6 +14,7 @@ from aiohttp import web
 from multidict import CIMultiDictProxy, MultiDict, MultiDictProxy
 
 from gateway.s3.errors import S3Error
+from gateway.s3.numbers import decimal, position
 from gateway.s3.payload import AuthContext
 
 MAX_KEY_BYTES = 1024
@@ -73,6 +74,43 @@ def split_path(raw_path: str, host_bucket: str | None) -> tuple[str, str]:
     return bucket, key
 
 
+MAX_PARTS = 10000
+MAX_INT32 = 2147483647  # the largest max-keys (and other count) S3 takes before it answers "not an integer"
+
+
+def int_param(query: MultiDictProxy[str], name: str, default: int, low: int = 0, high: int = MAX_INT32) -> int:
+    """A numeric query parameter (max-keys, max-parts, part-number-marker, ...): its default when absent,
+    InvalidArgument unless it is a plain decimal in [low, high]."""
+    raw = query.get(name)
+    if raw is None:
+        return default
+    value = decimal(raw, low, high)
+    if value is None:
+        raise S3Error(
+            "InvalidArgument",
+            f"Argument {name} must be an integer between {low} and {high}",
+            ArgumentName=name,
+            ArgumentValue=raw,
+        )
+    return value
+
+
+def part_number(query: MultiDictProxy[str]) -> int | None:
+    """?partNumber=N (1-10000), None when absent."""
+    raw = query.get("partNumber")
+    if raw is None:
+        return None
+    number = decimal(raw, 1, MAX_PARTS)
+    if number is None:
+        raise S3Error(
+            "InvalidArgument",
+            "Part number must be an integer between 1 and 10000, inclusive",
+            ArgumentName="partNumber",
+            ArgumentValue=raw,
+        )
+    return number
+
+
 def encode_token(marker: str) -> str:
     """An opaque continuation token for a listing that resumes after `marker`."""
     return base64.urlsafe_b64encode(marker.encode()).decode()
@@ -92,12 +130,30 @@ def canonical_id(access_key: str) -> str:
     return hashlib.sha256(b"tessera-owner:" + access_key.encode()).hexdigest()
 
 
+def _kept(name: str, value: str) -> str:
+    """A header value the object keeps and answers again: text, not bytes that are not UTF-8 (aiohttp hands
+    those over as surrogates, which neither the index nor a response header can carry)."""
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise S3Error(
+                "InvalidArgument", f"The value of the {name} header is not valid UTF-8.", ArgumentName=name
+            ) from None
+    return value
+
+
+def content_type(headers: CIMultiDictProxy[str]) -> str:
+    return _kept("Content-Type", headers.get("Content-Type") or "binary/octet-stream")
+
+
 def user_metadata(headers: CIMultiDictProxy[str]) -> dict[str, str]:
     meta: dict[str, str] = {}
     for name, value in headers.items():
         low = name.lower()
         if low.startswith("x-amz-meta-"):
             key = low[len("x-amz-meta-") :]
+            _kept(name, value)
             meta[key] = f"{meta[key]},{value}" if key in meta else value
     if sum(len(k) + len(v.encode()) for k, v in meta.items()) > MAX_USER_META:
         raise S3Error("MetadataTooLarge")
@@ -112,7 +168,7 @@ def standard_headers(headers: CIMultiDictProxy[str]) -> dict[str, str]:
             # aws-chunked describes the transfer, not the object
             value = ",".join(v.strip() for v in value.split(",") if v.strip() and v.strip() != "aws-chunked")
         if value:
-            out[name] = value
+            out[name] = _kept(name, value)
     return out
 
 
@@ -127,6 +183,19 @@ _UNSUPPORTED_WRITE_HEADERS = (
     "x-amz-object-lock-legal-hold",
     "x-amz-tagging",
 )
+
+
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # C0 controls but TAB, and DEL
+
+
+def has_control(value: str) -> bool:
+    return _CONTROL_RE.search(value) is not None
+
+
+def header_safe(value: str) -> str:
+    """A stored value made fit for a response header: a CR or LF would end the header (aiohttp then refuses
+    to send the response at all), so control characters become spaces."""
+    return _CONTROL_RE.sub(" ", value) if has_control(value) else value
 
 
 def refuse_unsupported(headers: CIMultiDictProxy[str]) -> None:
@@ -188,30 +257,31 @@ def check_conditions(headers: CIMultiDictProxy[str], etag: str, last_modified: f
             raise S3Error(not_modified, Condition=prefix + "If-Modified-Since")
 
 
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE_RE = re.compile(r"bytes=([0-9]*)-([0-9]*)")  # ASCII digits only: \d takes any script's digits
 
 
 def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
     """An inclusive (start, end) for one byte range; None for the whole object.
 
     Syntax S3 does not act on (several ranges, garbage) means the whole object, as RFC 9110
-    allows; a well-formed range that selects nothing is InvalidRange.
+    allows; a well-formed range that selects nothing is InvalidRange. Numbers too long to be
+    positions count as past any end (numbers.position), never as an error of ours.
     """
     if value is None:
         return None
-    m = _RANGE_RE.match(value.strip())
+    m = _RANGE_RE.fullmatch(value.strip())
     if not m or (not m.group(1) and not m.group(2)):
         return None
     first, last = m.group(1), m.group(2)
     if first:
-        start = int(first)
-        end = min(int(last), size - 1) if last else size - 1
-        if last and int(last) < start:
+        start = position(first)
+        end = position(last) if last else size - 1
+        if last and end < start:
             return None
         if start >= size:
             raise S3Error("InvalidRange", ActualObjectSize=str(size), RangeRequested=value)
-        return start, end
-    suffix = int(last)
+        return start, min(end, size - 1)
+    suffix = position(last)
     if suffix == 0 or size == 0:
         raise S3Error("InvalidRange", ActualObjectSize=str(size), RangeRequested=value)
     return max(0, size - suffix), size - 1

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from gateway.s3.errors import S3Error
+from gateway.s3.numbers import decimal
 from gateway.s3.payload import UNSIGNED_PAYLOAD, AuthContext
 
 # Query parameters that are part of the signed resource (S3's list of sub-resources).
@@ -41,11 +42,12 @@ def verify_presigned(  # resource_path: /bucket/key as sent, with the bucket eve
 ) -> AuthContext:
     params = dict(query)
     access_key, signature, expires = params["AWSAccessKeyId"], params["Signature"], params.get("Expires", "")
-    if not expires.isdigit():
+    expires_at = decimal(expires)
+    if expires_at is None:
         raise S3Error(
             "AccessDenied", "Query-string authentication requires the Signature, Expires and AWSAccessKeyId parameters"
         )
-    if int(expires) < (time.time() if now is None else now):
+    if expires_at < (time.time() if now is None else now):
         raise S3Error("AccessDenied", "Request has expired", Expires=expires)
     secret = lookup_secret(access_key)
     if secret is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
@@ -33,10 +34,25 @@ def _http_date(seconds: int) -> str:
     return formatdate(seconds, usegmt=True)
 
 
+# What XML 1.0 cannot carry at all, not even as a character reference: C0 controls but TAB, LF and CR;
+# lone surrogates; U+FFFE and U+FFFF. S3 keys may hold them (any UTF-8 is a key).
+_NOT_XML_RE = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_safe(text: str) -> bool:
+    """Whether `text` survives a trip through an XML 1.0 document unchanged."""
+    # Printable text (most keys) is safe: what XML refuses is all in Unicode's non-printable classes.
+    return text.isprintable() or _NOT_XML_RE.search(text) is None
+
+
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    text = str(value)
+    # Last line of defence, for documents that have no encoding-type (errors, upload results): a character
+    # XML cannot carry would make the whole answer unparseable, so it becomes U+FFFD. Listings url-encode
+    # instead (handlers/listing.py), so that nothing is lost there.
+    return text if xml_safe(text) else _NOT_XML_RE.sub("\ufffd", text)
 
 
 def _fill(parent: ET.Element, items: Items) -> None:
@@ -52,9 +68,12 @@ def _fill(parent: ET.Element, items: Items) -> None:
 
 def document(root: str, items: Items, namespace: bool = True, text: str | None = None) -> bytes:
     el = ET.Element(root, {"xmlns": NS} if namespace else {})
-    el.text = text
+    el.text = None if text is None else _text(text)
     _fill(el, items)
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(el, encoding="utf-8", xml_declaration=False)
+    body = ET.tostring(el, encoding="utf-8", xml_declaration=False)
+    if b"\r" in body:  # a parser reads a raw CR as LF; only a reference keeps a key's CR a CR
+        body = body.replace(b"\r", b"&#13;")
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body
 
 
 def error_document(err: S3Error, resource: str, request_id: str) -> bytes:
