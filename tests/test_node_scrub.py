@@ -123,7 +123,7 @@ async def test_node_scrub_finds_the_damaged_fragment(cluster: Cluster) -> None:
 
         # The routes are counted under their own names.
         metrics = await asyncio.to_thread(read_url, cluster.node.endpoint + "/metrics")
-        assert 'op="scrub_start"' in metrics and 'op="scrub_status"' in metrics
+        assert 'operation="scrub_start"' in metrics and 'operation="scrub_status"' in metrics
         assert "tessera_node_scrub_corrupt_fragments 1.0" in metrics
 
         # The node queued the damaged fragment for repair before its pass counted as done.
