@@ -43,14 +43,12 @@ ERRORS = Errors(forbidden=protocol.FORBIDDEN[0], internal=protocol.INTERNAL[0], 
 
 
 def _operation(index: Index, op: protocol.Operation) -> Handler:
-    method = getattr(index, op.name)
-
     async def call(request: web.Request) -> web.StreamResponse:
         if request.method != "POST":
             raise ErrorAnswer(405, "MethodNotAllowed", "operations are called with POST")
         body = await request.read()  # read and checked against its signature already
         try:
-            result = await method(**protocol.decode_request(op, body))
+            result = await getattr(index, op.name)(**protocol.decode_request(op, body))
         except Exception as exc:
             known = protocol.error_document(exc)
             if known is None:
