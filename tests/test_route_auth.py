@@ -12,16 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import secrets
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import msgpack
 import pytest
 from aiohttp import web
 
-from cli.launch import Launched, launch, stop
 from cluster.service import ClusterAuthenticator, Errors, make_service_app
 from metadata.records import BucketRecord
 from metadata.remote.client import RemoteIndex
@@ -31,41 +28,17 @@ from metadata.replica.protocol import Write
 from storage_node import protocol
 from storage_node.client import NodeClient, RemoteDrive, fetch_node_drives
 from storage_node.drive import FragmentId
+from tests.meta_node import MetaAndNode as Cluster
+from tests.meta_node import meta_and_node
 from tests.replicas import Replicas
 
 REFUSED = (403, 404, 405)
 
 
-@dataclass
-class Cluster:
-    meta: Launched
-    node: Launched
-    secret: bytes
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    base = tmp_path_factory.mktemp("route-auth")
-    secret = secrets.token_urlsafe(32)
-    env = {**os.environ, "TESSERA_CLUSTER_SECRET": secret, "PYTHONUNBUFFERED": "1"}
-    meta = launch(
-        ["meta", "--data", str(base / "meta"), "--listen", "127.0.0.1:0"],
-        env,
-        base / "meta.log",
-        banner_end="Endpoint:",
-    )
-    try:
-        args = ["node", "--data", str(base / "d1"), "--listen", "127.0.0.1:0", "--scrub-interval", "0"]
-        args += ["--meta", meta.endpoint.removeprefix("http://")]
-        node = launch(args, env, base / "node.log", banner_end="Endpoint:")
-    except BaseException:
-        stop(meta.proc)
-        raise
-    try:
-        yield Cluster(meta, node, secret.encode())
-    finally:
-        stop(node.proc)
-        stop(meta.proc)
+    with meta_and_node(tmp_path_factory.mktemp("route-auth"), 1, ["--scrub-interval", "0"]) as c:
+        yield c
 
 
 async def raw(endpoint: str, method: str, target: str, body: bytes = b"") -> tuple[int, bytes]:
@@ -185,15 +158,16 @@ async def test_metadata_service_refuses_every_spelling_of_its_api(cluster: Clust
         await index.close()
 
 
-@pytest.fixture
-async def replicas(tmp_path: Path) -> AsyncIterator[Replicas]:
-    r = Replicas(tmp_path)
-    await r.start()
-    yield r
-    await r.close()
+async def test_replica_protocol_refuses_every_spelling(tmp_path: Path) -> None:
+    replicas = Replicas(tmp_path)
+    await replicas.start()
+    try:
+        await _replica_refuses_every_spelling(replicas)
+    finally:
+        await replicas.close()
 
 
-async def test_replica_protocol_refuses_every_spelling(replicas: Replicas) -> None:
+async def _replica_refuses_every_spelling(replicas: Replicas) -> None:
     replica = replicas.members[0]
     assert replica.store is not None
     key = b"kept-key"
