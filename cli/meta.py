@@ -19,8 +19,9 @@ from cli import event_loop
 from cli.addresses import StartupError, parse_listen, url
 from cli.service_run import configure_logging, start_site, until_stopped
 from cluster.auth import ClusterAuthError, secret_from_env
+from cluster.service import SERVICE
 from metadata.local.store import LocalIndex
-from metadata.remote.service import SERVICE, make_meta_app
+from metadata.remote.service import make_meta_app
 from metadata.replica.anti_entropy import TOMBSTONE_GRACE, AntiEntropy
 from metadata.replica.client import ReplicaClient
 from metadata.replica.store import ReplicaStore

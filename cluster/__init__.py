@@ -1,1 +1,1 @@
-"""Internal plumbing every service shares (it imports nothing else of ours): how services sign their requests."""
+"""Internal HTTP between Tessera's services: the cluster signature, the one signed client, the service skeleton."""

@@ -4,6 +4,10 @@ Every internal request carries `X-Tessera-Auth: t=<unix seconds>,h=<body>,s=<sig
 <body> is the hex SHA-256 of the body, or "STREAMING" for a streamed body (fragment chunks carry
 their own checksums), and the signature is HMAC-SHA256 over method, path with query, t and h,
 keyed by TESSERA_CLUSTER_SECRET. A request without a valid one is refused (403) before it does anything.
+
+This module is the one place that signs (cluster/client.py calls sign_headers) and verifies
+(cluster/service's authenticator calls verify_headers and the body checks): a change to the format
+is made here once.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import hashlib
 import hmac
 import os
 import time
+from collections.abc import Mapping
+from typing import Any
 
 HEADER = "X-Tessera-Auth"
 STREAMING = "STREAMING"
@@ -62,3 +68,25 @@ def verify(secret: bytes, method: str, path_qs: str, header: str | None, now: fl
     if not hmac.compare_digest(_mac(secret, method, path_qs, t, h), s):
         raise ClusterAuthError("bad cluster signature")
     return h
+
+
+def sign_headers(secret: bytes, method: str, path_qs: str, body: bytes | None) -> dict[str, str]:
+    """The headers that authenticate a request for `path_qs` exactly as sent; body None: streamed."""
+    return {HEADER: sign(secret, method, path_qs, body)}
+
+
+def verify_headers(secret: bytes, method: str, path_qs: str, headers: Mapping[str, str]) -> str:
+    """verify() on a request's headers: its body claim, or ClusterAuthError."""
+    return verify(secret, method, path_qs, headers.get(HEADER))
+
+
+def body_hasher(claim: str) -> Any:
+    """What to feed a streamed body through, to check it against a hash claim; None for STREAMING."""
+    return None if claim == STREAMING else hashlib.sha256()
+
+
+def check_body(claim: str, body: bytes | None = None, hasher: Any = None) -> None:
+    """Raise ClusterAuthError unless the body (whole, or as fed through hasher) is the one signed."""
+    digest = hasher.hexdigest() if hasher is not None else body_hash(body or b"")
+    if not hmac.compare_digest(digest, claim):
+        raise ClusterAuthError("the body does not match its signature")

@@ -1,16 +1,29 @@
-"""The S3 HTTP front: authenticate, route each request to its handler, answer errors as S3 XML."""
+"""The S3 HTTP front on the service skeleton (cluster/service): SigV4 as its authenticator, routing each
+request to its handler, errors answered as S3 XML."""
 
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
+from cluster.service import (
+    REQUEST_ID,
+    SERVICE,
+    Endpoint,
+    Errors,
+    Failure,
+    ReadyCheck,
+    exchange,
+    exposition,
+    make_service_app,
+    request_key,
+)
 from gateway import siblings
 from gateway.admin import api as admin_api
 from gateway.context import Gateway
@@ -18,10 +31,11 @@ from gateway.handlers import buckets as bucket_api
 from gateway.handlers import listing as listing_api
 from gateway.handlers import multipart as multipart_api
 from gateway.handlers import objects as object_api
-from gateway.metrics import CONTENT_TYPE, GatewayMetrics, merge
+from gateway.metrics import MaintenanceCollector, merge
 from gateway.s3 import sigv2, sigv4
 from gateway.s3.errors import S3Error
 from gateway.s3.request import S3Request, split_path
+from gateway.s3.sigv4 import AuthContext
 from gateway.s3.xml import error_document
 from metadata.index import IndexUnavailable
 
@@ -38,7 +52,6 @@ _BUCKET_UNSUPPORTED = frozenset(
 )
 _OBJECT_UNSUPPORTED = frozenset("acl attributes legal-hold restore retention select tagging torrent".split())
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
-REQUEST_ID = "tessera.request_id"
 # Request ids: unique per process start and cheap (uuid4 per request cost 5% of a small GET's CPU).
 _RID_PREFIX = os.urandom(3).hex().upper()
 _rid_counter = itertools.count(1)
@@ -51,9 +64,6 @@ def _new_rid_prefix() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_rid_prefix)
-OPERATION = "tessera.operation"
-FORWARDED = "tessera.forwarded"
-METRICS_KEY = web.AppKey("metrics", GatewayMetrics)
 
 
 def _route(req: S3Request) -> Handler:
@@ -117,43 +127,43 @@ def _is_anonymous(request: web.Request) -> bool:
     return not ({"X-Amz-Signature", "Signature"} & request.query.keys()) and "Authorization" not in request.headers
 
 
-_PROBES = frozenset({"/health/live", "/health/ready", "/metrics"})
+# Probes and scrapes: only anonymous GETs of these paths, so a bucket named "health" still works.
+_PROBES = {"/health/live": "live", "/health/ready": "ready", "/metrics": "metrics"}
 
 
-async def _health(request: web.Request) -> web.StreamResponse | None:
-    """Probes and scrapes: only anonymous GETs of these paths, so a bucket named "health" still works."""
-    if request.method != "GET" or request.path not in _PROBES or not _is_anonymous(request):
-        return None
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    """What the authenticator found a request to be, for _dispatch."""
+
+    probe: str = ""  # an anonymous probe or scrape: its operation
+    forward: bool = False  # an admin request the primary worker answers (and authenticates)
+    users_changed: bool = False  # a sibling worker's notice that users were added or removed
+    auth: AuthContext | None = None  # who signed it (SigV4, or a presigned V2 URL)
+    host_bucket: str | None = None  # the bucket a virtual-hosted-style Host names
+
+
+_VERDICT: Any = request_key("tessera.s3_verdict", _Verdict)
+
+
+async def _authenticate(request: web.Request, endpoint: Endpoint) -> None:
+    """The gateway's authenticator, plugged into the service skeleton: S3 signatures, not the cluster's."""
     gw = request.app[GATEWAY_KEY]
-    if request.path == "/health/live":
-        return web.json_response({"status": "ok"})
-    if request.path == "/health/ready":
-        problem = await gw.readiness() if gw.readiness else None
-        if problem:
-            return web.json_response({"status": "not ready", "reason": problem}, status=503)
-        return web.json_response({"status": "ready"})
-    if request.path == "/metrics":
-        body = request.app[METRICS_KEY].render()
-        if gw.siblings is not None and not siblings.is_internal(request):
-            body = merge([body, *await gw.siblings.metrics()])
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
-    return None
-
-
-async def _dispatch(request: web.Request) -> web.StreamResponse:
-    gw = request.app[GATEWAY_KEY]
-    health = await _health(request)
-    if health is not None:
-        return health
+    probe = _PROBES.get(request.path) if request.method == "GET" else None
+    if probe is not None and _is_anonymous(request):
+        ex = exchange(request)
+        ex.operation, ex.quiet = probe, True
+        request[_VERDICT] = _Verdict(probe=probe)
+        return
     if gw.siblings is not None and request.path == siblings.USERS_CHANGED_PATH and siblings.is_internal(request):
-        return await siblings.answer_users_changed(request, gw.users)
-    rid = request[REQUEST_ID]
+        request[_VERDICT] = _Verdict(users_changed=True)  # over the worker's own Unix socket: a sibling
+        return
     host_bucket = _host_bucket(request.host, gw.domains)
     raw_path = request.rel_url.raw_path
     sib = gw.siblings
     if sib is not None and not sib.runs_admin and host_bucket is None and admin_api.is_admin_path(raw_path):
-        request[FORWARDED] = True  # accounted for by the worker that answers it
-        return await sib.forward_admin(request, admin_api.primary_unreachable)
+        exchange(request).counted = False  # accounted for by the worker that answers it
+        request[_VERDICT] = _Verdict(forward=True)
+        return
     query = sigv4.parse_query(request.rel_url.raw_query_string)
     claimed = _claimed_access_key(request.headers.get("Authorization"), query)
     if claimed and not gw.users.known(claimed):
@@ -163,14 +173,45 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         auth = sigv2.verify_presigned(request.method, resource, query, request.headers, gw.users.secret)
     else:
         auth = sigv4.verify(request.method, raw_path, query, request.headers, gw.users.secret)
-    if host_bucket is None and admin_api.is_admin_path(raw_path):
-        request[OPERATION], resp = await admin_api.dispatch(gw, request, auth.access_key)
+    request[_VERDICT] = _Verdict(auth=auth, host_bucket=host_bucket)
+
+
+async def _probe(request: web.Request, probe: str) -> web.StreamResponse:
+    svc = request.app[SERVICE]
+    if probe == "live":
+        return await svc.live(request)
+    if probe == "ready":
+        return await svc.ready(request)
+    body = svc.metrics.render()
+    gw = request.app[GATEWAY_KEY]
+    if gw.siblings is not None and not siblings.is_internal(request):
+        body = merge([body, *await gw.siblings.metrics()])
+    return exposition(body)
+
+
+async def _dispatch(request: web.Request) -> web.StreamResponse:
+    gw = request.app[GATEWAY_KEY]
+    verdict: _Verdict = request[_VERDICT]
+    if verdict.probe:
+        return await _probe(request, verdict.probe)
+    if verdict.forward:
+        assert gw.siblings is not None
+        return await gw.siblings.forward_admin(request, admin_api.primary_unreachable)
+    if verdict.users_changed:
+        assert gw.siblings is not None
+        return await siblings.answer_users_changed(request, gw.users)
+    auth = verdict.auth
+    assert auth is not None
+    raw_path = request.rel_url.raw_path
+    ex = exchange(request)
+    if verdict.host_bucket is None and admin_api.is_admin_path(raw_path):
+        ex.operation, resp = await admin_api.dispatch(gw, request, auth.access_key)
         return resp
     # Only an authenticated request learns what is wrong with its key.
-    bucket, key = split_path(raw_path, host_bucket)
-    req = S3Request(request, rid, bucket, key, auth.access_key, request.query, auth)
+    bucket, key = split_path(raw_path, verdict.host_bucket)
+    req = S3Request(request, request[REQUEST_ID], bucket, key, auth.access_key, request.query, auth)
     handler = _route(req)
-    request[OPERATION] = handler.__name__
+    ex.operation = handler.__name__
     return await handler(gw, req)
 
 
@@ -196,63 +237,45 @@ def _claimed_access_key(authorization: str | None, query: list[tuple[str, str]])
 
 
 @web.middleware
-async def _errors(
+async def _request_id(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    rid = f"{_RID_PREFIX}{next(_rid_counter):010X}"
-    request[REQUEST_ID] = rid
-    started = time.monotonic()
-    resp: web.StreamResponse | None = None
+    """Outside the skeleton's middleware: every answer, errors included, carries the request's id."""
+    request[REQUEST_ID] = f"{_RID_PREFIX}{next(_rid_counter):010X}"
     gw = request.app[GATEWAY_KEY]
     gw.inflight += 1
     try:
-        resp = await handler(request)
-    except S3Error as err:
-        resp = _error_response(request, err, rid)
-    except web.HTTPException:
-        raise
-    except IndexUnavailable as exc:  # no metadata quorum now: a retryable 503, as S3 answers overload
-        log.warning("request %s %s: index unavailable: %s", request.method, request.path, exc)
-        resp = _error_response(request, S3Error("ServiceUnavailable"), rid)
-    except Exception as exc:
-        if isinstance(exc, ConnectionError) and _client_gone(request):
-            # Nothing went wrong here and nothing more can be sent: counted as 499, no traceback.
-            log.debug("request %s %s: the client went away", request.method, request.path)
-        else:
-            log.exception("request %s %s failed", request.method, request.path)
-            resp = _error_response(request, S3Error("InternalError"), rid)
+        return await handler(request)
     finally:
         gw.inflight -= 1
-        if FORWARDED not in request and (OPERATION in request or resp is None or resp.status >= 400):
-            _account(request, resp, time.monotonic() - started)
-    return resp if resp is not None else web.Response(status=499)  # aiohttp finds the connection closed
 
 
-def _client_gone(request: web.Request) -> bool:
-    transport = request.transport
-    return transport is None or transport.is_closing()
+# Errors aiohttp raises itself (a body over client_max_size, say), as the S3 codes closest to them.
+_HTTP_CODES = {403: "AccessDenied", 405: "MethodNotAllowed", 411: "MissingContentLength", 413: "EntityTooLarge"}
 
 
-def _account(request: web.Request, resp: web.StreamResponse | None, seconds: float) -> None:
-    """Metrics and one JSON access-log line per S3 request (probes and scrapes are left out)."""
-    status = resp.status if resp is not None else 499  # 499: the client went away mid-request
-    sent = resp.body_length if resp is not None and resp.prepared else 0
-    op = request.get(OPERATION, "unrouted")
-    request.app[METRICS_KEY].observe(op, status, seconds, request.content_length or 0, sent)
-    level = logging.WARNING if status >= 500 else logging.DEBUG  # TESSERA_LOG_LEVEL=debug shows every request
-    if access_log.isEnabledFor(level):
-        line = {
-            "rid": request.get(REQUEST_ID, ""),
-            "method": request.method,
-            "path": request.rel_url.raw_path,
-            "op": op,
-            "status": status,
-            "ms": round(seconds * 1000, 3),
-            "bytes_in": request.content_length or 0,
-            "bytes_out": sent,
-            "peer": request.remote,
-        }
-        access_log.log(level, "%s", json.dumps(line))
+def _classify(exc: BaseException) -> Failure | None:
+    if isinstance(exc, S3Error):
+        err = exc
+    elif isinstance(exc, IndexUnavailable):  # no metadata quorum now: a retryable 503, as S3 answers overload
+        log.warning("index unavailable: %s", exc)
+        err = S3Error("ServiceUnavailable")
+    elif isinstance(exc, web.HTTPException) and exc.status >= 400:
+        err = S3Error(_HTTP_CODES.get(exc.status, "InvalidRequest"), exc.reason, status=exc.status)
+    else:
+        return None
+    return Failure(err.status, err.code, err.message, exc=err)
+
+
+class _S3Errors(Errors):
+    """S3 XML error documents instead of the skeleton's JSON."""
+
+    def render(self, request: web.Request, failure: Failure) -> web.StreamResponse:
+        err = failure.exc if isinstance(failure.exc, S3Error) else S3Error(failure.kind, status=failure.status)
+        return _error_response(request, err, request.get(REQUEST_ID, ""))
+
+
+_ERRORS = _S3Errors(forbidden="AccessDenied", internal="InternalError", http_kinds={}, classify=_classify)
 
 
 def _error_response(request: web.Request, err: S3Error, rid: str) -> web.Response:
@@ -269,10 +292,31 @@ async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
     response.headers["Server"] = "Tessera"
 
 
+def _readiness(gw: Gateway) -> ReadyCheck:
+    async def check() -> tuple[bool, dict[str, Any]]:
+        problem = await gw.readiness() if gw.readiness else None
+        if problem:
+            return False, {"status": "not ready", "reason": problem}
+        return True, {"status": "ready"}
+
+    return check
+
+
 def make_app(gw: Gateway) -> web.Application:
-    app = web.Application(middlewares=[_errors])
+    app = make_service_app(
+        namespace="tessera_s3",
+        duration_name="tessera_s3_request_seconds",
+        log=log,
+        access_log=access_log,
+        level=logging.DEBUG,  # TESSERA_LOG_LEVEL=debug shows every request; 5xx are warnings
+        errors=_ERRORS,
+        authenticate=_authenticate,
+        ready=_readiness(gw),
+        probes=False,  # every path may be a bucket's: _authenticate tells probes apart
+        middlewares=[_request_id],
+    )
     app[GATEWAY_KEY] = gw
-    app[METRICS_KEY] = GatewayMetrics(lambda: gw.maintenance)
+    app[SERVICE].registry.register(MaintenanceCollector(lambda: gw.maintenance))
     app.on_response_prepare.append(_stamp)
 
     async def users_refresh(app: web.Application) -> AsyncIterator[None]:
@@ -281,5 +325,5 @@ def make_app(gw: Gateway) -> web.Application:
         await gw.users.close()
 
     app.cleanup_ctx.append(users_refresh)
-    app.router.add_route("*", "/{tail:(?s:.*)}", _dispatch)  # (?s): keys may hold CR and LF
+    app[SERVICE].route("*", "/{tail:(?s:.*)}", _dispatch, operation="unrouted")  # (?s): keys may hold CR, LF
     return app

@@ -1,22 +1,20 @@
-"""The gateway's Prometheus metrics: S3 requests by operation and status, their latency and bytes; repair and GC."""
+"""The gateway's own Prometheus metrics: repair and GC (its S3 requests are counted by the service
+skeleton, cluster/service, under tessera_s3_*); and several worker processes' expositions summed."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 if TYPE_CHECKING:
     from gateway.care.maintenance import Maintenance
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
 
-
-class _MaintenanceCollector:
+class MaintenanceCollector:
     """Read at scrape time from the repairer's and the collector's own tallies."""
 
     def __init__(self, maintenance: Callable[[], Maintenance | None]) -> None:
@@ -32,44 +30,6 @@ class _MaintenanceCollector:
         yield CounterMetricFamily("tessera_repair_failures", "Repairs that could not be done then", st.failed)
         yield CounterMetricFamily("tessera_gc_fragments", "Unreferenced fragments removed", m.gc.removed_fragments)
         yield CounterMetricFamily("tessera_gc_bytes", "Bytes freed by removing fragments", m.gc.freed_bytes)
-
-
-class GatewayMetrics:
-    def __init__(self, maintenance: Callable[[], Maintenance | None] = lambda: None) -> None:
-        # One registry per app, so several gateways in one process (tests) do not collide.
-        self.registry = CollectorRegistry()
-        self.registry.register(_MaintenanceCollector(maintenance))
-        self.requests = Counter(
-            "tessera_s3_requests", "S3 requests answered", ["operation", "status"], registry=self.registry
-        )
-        self.latency = Histogram(
-            "tessera_s3_request_seconds",
-            "Time to answer an S3 request (to the end of its body)",
-            ["operation"],
-            registry=self.registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-        )
-        self.bytes_in = Counter("tessera_s3_received_bytes", "Request body bytes", registry=self.registry)
-        self.bytes_out = Counter("tessera_s3_sent_bytes", "Response body bytes", registry=self.registry)
-        # labels() checks and locks on every call: a few percent of a small request's CPU. The
-        # children it returns are stable, so each is looked up once.
-        self._counted: dict[tuple[str, int], Any] = {}
-        self._timed: dict[str, Any] = {}
-
-    def observe(self, operation: str, status: int, seconds: float, received: int, sent: int) -> None:
-        counted = self._counted.get((operation, status))
-        if counted is None:
-            counted = self._counted[operation, status] = self.requests.labels(operation, str(status))
-        timed = self._timed.get(operation)
-        if timed is None:
-            timed = self._timed[operation] = self.latency.labels(operation)
-        counted.inc()
-        timed.observe(seconds)
-        self.bytes_in.inc(received)
-        self.bytes_out.inc(sent)
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
 
 
 class _Merged:

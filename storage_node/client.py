@@ -1,5 +1,6 @@
 """RemoteDrive: the Drive seam over HTTP, to a drive on a storage node (storage_node/service.py);
-NodeClient: the node's own controls (its scrubber), beside its drives.
+NodeClient: the node's own controls (its scrubber), beside its drives. Both call through
+cluster/client.py's RpcClient.
 
 It raises what a LocalDrive raises (FragmentNotFound, CorruptFragment with the chunk number,
 InvalidFragmentStream), and DriveUnavailable for anything that keeps the drive out of reach: a
@@ -13,18 +14,18 @@ keeps moving. A put waiting on its own source (a slow S3 client upstream) is not
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
-from yarl import URL
 
-from cluster import auth
+from cluster.client import ErrorAnswer, Refused, RpcClient, Timeouts, read_answer
 from storage_node import protocol
 from storage_node.drive import (
+    DriveError,
     DriveUnavailable,
     FragmentId,
     FragmentInfo,
@@ -37,7 +38,21 @@ CONNECT_TIMEOUT = 5.0
 VERIFY_TIMEOUT = 600.0  # verify reads a whole fragment before it answers: allow for big, slow ones
 MAX_ERROR_BODY = 64 << 10
 
-_NETWORK_ERRORS = (aiohttp.ClientError, OSError, asyncio.IncompleteReadError)
+
+def _timeouts(timeout: float, connect_timeout: float = CONNECT_TIMEOUT) -> Timeouts:
+    # `pool` also bounds the wait for a pooled connection; no total: streams may run long.
+    return Timeouts(pool=timeout, connect=connect_timeout, read=timeout, write=timeout)
+
+
+def _drive_refusal(where: str, fid: FragmentId | None) -> Refused:
+    """The exception for an error answer: the node's own error if it sent one."""
+
+    def refused(answer: ErrorAnswer) -> Exception:
+        if answer.doc is None:  # not one of ours (a proxy, or not a storage node at all)
+            return DriveUnavailable(f"{where}: HTTP {answer.status} {answer.reason}")
+        return protocol.drive_error(WireError.from_json(answer.doc), fid, where)
+
+    return refused
 
 
 class RemoteDrive:
@@ -56,17 +71,16 @@ class RemoteDrive:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.drive_id = protocol.check_drive_id(drive_id)
-        self._secret = secret
-        self._session = session
-        self._own_session = session is None
         self._closed = False
-        self._read_timeout = timeout
-        # `connect` also bounds the wait for a pooled connection; total=None: streams may run long.
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=timeout, sock_connect=connect_timeout, sock_read=timeout
-        )
-        self._verify_timeout = aiohttp.ClientTimeout(
-            total=None, connect=timeout, sock_connect=connect_timeout, sock_read=max(timeout, verify_timeout)
+        timeouts = _timeouts(timeout, connect_timeout)
+        self._verify_timeouts = replace(timeouts, read=max(timeout, verify_timeout))
+        self._rpc = RpcClient(
+            self.base_url,
+            secret,
+            session=session,
+            timeouts=timeouts,
+            unavailable=lambda why: DriveUnavailable(f"{self}: {why}"),
+            refused=_drive_refusal(str(self), None),
         )
 
     def __repr__(self) -> str:
@@ -75,28 +89,18 @@ class RemoteDrive:
     async def close(self) -> None:
         """Refuse further calls; close the session if this drive made it (one passed in is the caller's)."""
         self._closed = True
-        if self._own_session and self._session is not None:
-            await self._session.close()
-        self._session = None
+        await self._rpc.close()
 
     # -- the Drive seam -------------------------------------------------------------------------------
 
     async def put(self, fid: FragmentId, chunks: AsyncIterable[bytes]) -> FragmentInfo:
-        upload = _Upload(fid, chunks, self._read_timeout)
-        path = protocol.fragment_path(self.drive_id, fid.name)
+        upload = _Upload(fid, chunks)
+        obj: Any = None
+        error: DriveError | None = None
         try:
-            async with asyncio.timeout(None) as deadline:
-                upload.deadline = deadline
-                async with self._call("PUT", path, data=upload.frames()) as resp:
-                    upload.done()  # the node answered: from here sock_read bounds the waits
-                    if resp.status != 200:
-                        error = await self._failure(resp, fid)
-                    else:
-                        obj = await self._json(resp)
-                        error = None
-        except TimeoutError:  # our send deadline (aiohttp's own timeouts are mapped inside _call)
-            error = DriveUnavailable(f"{self}: node stopped taking the body of {fid.name} for {self._read_timeout} s")
-        except DriveUnavailable as e:
+            async with self._stream("PUT", protocol.fragment_path(self.drive_id, fid.name), fid, upload.frames()) as r:
+                obj = await self._json(r)
+        except DriveError as e:
             error = e
         if upload.error is not None:
             raise upload.error  # the caller's stream failed (or broke the rules): that is the news
@@ -112,9 +116,7 @@ class RemoteDrive:
             raise ValueError(f"invalid chunk range [{first_chunk}, {end_chunk})")
         path = protocol.get_path(self.drive_id, fid.name, first_chunk, end_chunk)
         limit = None if end_chunk is None else max(0, end_chunk - first_chunk)
-        async with self._call("GET", path) as resp:
-            if resp.status != 200:
-                raise await self._failure(resp, fid)
+        async with self._stream("GET", path, fid) as resp:
             self._expect_type(resp, protocol.FRAMES_TYPE)
             reader = FrameReader(resp.content)
             while True:
@@ -136,28 +138,20 @@ class RemoteDrive:
                 raise DriveUnavailable(f"{self}: get {fid.name}: {e}") from None
 
     async def stat(self, fid: FragmentId) -> FragmentInfo:
-        async with self._call("GET", protocol.fragment_path(self.drive_id, fid.name) + "/stat") as resp:
-            if resp.status != 200:
-                raise await self._failure(resp, fid)
-            info = self._info(await self._json(resp))
+        info = self._info(await self._small("GET", protocol.fragment_path(self.drive_id, fid.name) + "/stat", fid))
         if info.fid != fid:
             raise DriveUnavailable(f"{self}: stat {fid.name} was answered for {info.fid.name}")
         return info
 
     async def delete(self, fid: FragmentId) -> bool:
-        async with self._call("DELETE", protocol.fragment_path(self.drive_id, fid.name)) as resp:
-            if resp.status != 200:
-                raise await self._failure(resp, fid)
-            obj = await self._json(resp)
+        obj = await self._small("DELETE", protocol.fragment_path(self.drive_id, fid.name), fid)
         deleted = obj.get("deleted") if isinstance(obj, dict) else None
         if not isinstance(deleted, bool):
             raise DriveUnavailable(f"{self}: unexpected answer to delete: {obj!r}")
         return deleted
 
     async def list(self) -> AsyncIterator[FragmentInfo]:
-        async with self._call("GET", protocol.fragments_path(self.drive_id)) as resp:
-            if resp.status != 200:
-                raise await self._failure(resp, None)
+        async with self._stream("GET", protocol.fragments_path(self.drive_id), None) as resp:
             self._expect_type(resp, protocol.NDJSON_TYPE)
             count = 0
             while True:
@@ -181,10 +175,7 @@ class RemoteDrive:
 
     async def verify(self, fid: FragmentId) -> list[int]:
         path = protocol.fragment_path(self.drive_id, fid.name) + "/verify"
-        async with self._call("POST", path, limits=self._verify_timeout) as resp:
-            if resp.status != 200:
-                raise await self._failure(resp, fid)
-            obj = await self._json(resp)
+        obj = await self._small("POST", path, fid, self._verify_timeouts)
         bad = obj.get("bad") if isinstance(obj, dict) else None
         if not isinstance(bad, list) or not all(type(j) is int for j in bad):
             raise DriveUnavailable(f"{self}: unexpected answer to verify: {obj!r}")
@@ -192,43 +183,28 @@ class RemoteDrive:
 
     # -- plumbing -----------------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _call(
-        self, method: str, path_qs: str, *, data: Any = None, limits: aiohttp.ClientTimeout | None = None
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """A signed request; network failures, here or while the caller reads, become DriveUnavailable."""
+    def _stream(
+        self, method: str, path_qs: str, fid: FragmentId | None, body: AsyncIterable[bytes] | None = None
+    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
         if self._closed:
             raise DriveUnavailable(f"{self}: closed")
-        if self._session is None:  # made on first use: a session belongs to the loop it was made in
-            self._session = aiohttp.ClientSession()
-        signature = auth.sign(self._secret, method, path_qs, None if data is not None else b"")
+        return self._rpc.stream(method, path_qs, b"" if body is None else body, refused=_drive_refusal(str(self), fid))
+
+    async def _small(self, method: str, path_qs: str, fid: FragmentId, timeouts: Timeouts | None = None) -> Any:
+        """A call answered with a small JSON document."""
+        if self._closed:
+            raise DriveUnavailable(f"{self}: closed")
+        body = await self._rpc.call(method, path_qs, timeouts=timeouts, refused=_drive_refusal(str(self), fid))
         try:
-            async with self._session.request(
-                method,
-                URL(self.base_url + path_qs, encoded=True),  # sent exactly as signed
-                data=data,
-                headers={auth.HEADER: signature},
-                timeout=limits or self._timeout,
-                allow_redirects=False,
-            ) as resp:
-                yield resp
-        except _NETWORK_ERRORS as e:
-            raise DriveUnavailable(f"{self}: {_describe(e)}") from e
+            return json.loads(body)
+        except ValueError as e:
+            raise DriveUnavailable(f"{self}: unreadable answer: {e}") from None
 
     async def _json(self, resp: aiohttp.ClientResponse) -> Any:
         try:
-            return json.loads(await _read_small(resp, MAX_ERROR_BODY))
+            return json.loads(await read_answer(resp, MAX_ERROR_BODY))
         except ValueError as e:
             raise DriveUnavailable(f"{self}: unreadable answer (HTTP {resp.status}): {e}") from None
-
-    async def _failure(self, resp: aiohttp.ClientResponse, fid: FragmentId | None) -> Exception:
-        """The exception for a non-200 answer: the node's own error if it sent one."""
-        try:
-            error = WireError.from_json(json.loads(await _read_small(resp, MAX_ERROR_BODY)))
-        except ValueError:
-            # Not one of ours (a proxy, or not a storage node at all).
-            return DriveUnavailable(f"{self}: HTTP {resp.status} {resp.reason}")
-        return protocol.drive_error(error, fid, str(self))
 
     def _info(self, obj: Any) -> FragmentInfo:
         try:
@@ -248,13 +224,10 @@ class _Upload:
     an error frame, so it drops the fragment and the connection stays usable; put() then raises it.
     """
 
-    def __init__(self, fid: FragmentId, chunks: AsyncIterable[bytes], timeout: float) -> None:
+    def __init__(self, fid: FragmentId, chunks: AsyncIterable[bytes]) -> None:
         self.fid = fid
         self.error: Exception | None = None
-        self.deadline: asyncio.Timeout | None = None
         self._chunks = chunks
-        self._timeout = timeout
-        self._answered = False
 
     async def frames(self) -> AsyncIterator[bytes]:
         # Every chunk goes out as it comes: the node must see a slow source's bytes (and time it out
@@ -280,37 +253,18 @@ class _Upload:
                 last_len = n
                 data = encoder.chunk(chunk)
                 if data is not None:
-                    self._arm()
                     yield data
-                    self._disarm()
             if chunk_size == 0:
                 raise InvalidFragmentStream(f"{name}: no chunks")
         except Exception as e:
             self.error = e
-            last = encoder.error(WireError(protocol.ABORTED, f"{type(e).__name__}: {e}"), keep_pending=False)
+            yield encoder.error(WireError(protocol.ABORTED, f"{type(e).__name__}: {e}"), keep_pending=False)
         else:
-            last = encoder.end()
-        self._arm()
-        yield last
-        self._disarm()
+            yield encoder.end()
 
-    def done(self) -> None:
-        self._answered = True
-        self._reschedule(None)
 
-    def _arm(self) -> None:
-        # While aiohttp holds a batch, we wait on the node taking bytes: that wait is bounded.
-        self._reschedule(asyncio.get_running_loop().time() + self._timeout)
-
-    def _disarm(self) -> None:
-        # Back to waiting on the caller's stream, which is not the node's fault.
-        self._reschedule(None)
-
-    def _reschedule(self, when: float | None) -> None:
-        if self.deadline is None or (self._answered and when is not None):
-            return
-        with contextlib.suppress(RuntimeError):  # the deadline already fired, or put() has returned
-            self.deadline.reschedule(when)
+def _small_timeouts(read_timeout: float) -> Timeouts:
+    return Timeouts(pool=read_timeout, connect=CONNECT_TIMEOUT, read=read_timeout)
 
 
 async def fetch_node_drives(
@@ -318,16 +272,23 @@ async def fetch_node_drives(
 ) -> list[protocol.NodeDrive]:
     """The drives a node serves (GET /v1/drives). Raises DriveUnavailable if it cannot say."""
     where = f"node {base_url}"
-    status, body = await _small_call(
-        session, base_url, secret, "GET", protocol.drives_path(), read_timeout, 16 << 20, DriveUnavailable
+    rpc = RpcClient(
+        base_url,
+        secret,
+        session=session,
+        timeouts=_small_timeouts(read_timeout),
+        unavailable=lambda why: DriveUnavailable(f"{where}: {why}"),
+        refused=_drive_refusal(where, None),
     )
     try:
+        body = await rpc.call("GET", protocol.drives_path(), idempotent=True, limit=16 << 20)
+    finally:
+        await rpc.close()
+    try:
         obj = json.loads(body)
-        if status != 200:
-            raise protocol.drive_error(WireError.from_json(obj), None, where)
         return [protocol.NodeDrive(d["id"], d["path"], d.get("capacity"), d.get("free")) for d in obj["drives"]]
     except (ValueError, KeyError, TypeError) as e:
-        raise DriveUnavailable(f"{where}: unreadable answer (HTTP {status}): {e}") from None
+        raise DriveUnavailable(f"{where}: unreadable answer: {e}") from None
 
 
 class NodeError(Exception):
@@ -345,19 +306,21 @@ class NodeClient:
         self, address: str, secret: bytes, session: aiohttp.ClientSession | None = None, timeout: float = TIMEOUT
     ) -> None:
         self.address = address.rstrip("/")
-        self._secret = secret
-        self._session = session
-        self._own_session = session is None
-        self._timeout = timeout
+        self._rpc = RpcClient(
+            self.address,
+            secret,
+            session=session,
+            timeouts=_small_timeouts(timeout),
+            unavailable=lambda why: NodeError(f"node {self.address}: {why}"),
+            refused=lambda answer: NodeError(f"{self}: HTTP {answer.status}"),
+        )
 
     def __repr__(self) -> str:
         return f"NodeClient({self.address!r})"
 
     async def close(self) -> None:
         """Close the session if this client made it (one passed in is the caller's)."""
-        if self._own_session and self._session is not None:
-            await self._session.close()
-        self._session = None
+        await self._rpc.close()
 
     async def start_scrub(self) -> ScrubStatus:
         """Start a scrub pass unless one is running; returns the status of the pass now running."""
@@ -374,73 +337,15 @@ class NodeClient:
             raise NodeError(f"{self}: {e}") from None
 
     async def _call(self, method: str, path: str) -> Any:
-        """A signed call; the JSON document of a 200, else NodeError."""
-        if self._session is None:  # made on first use: a session belongs to the loop it was made in
-            self._session = aiohttp.ClientSession()
-        status, body = await _small_call(self._session, self.address, self._secret, method, path, self._timeout)
+        """A signed call; the JSON document of a 2xx, else NodeError."""
+
+        def refused(answer: ErrorAnswer) -> Exception:
+            if answer.doc is None:
+                return NodeError(f"{self}: {method} {path}: HTTP {answer.status}")
+            return NodeError(f"{self}: {method} {path}: {answer.kind}: {answer.message}", answer.kind)
+
+        body = await self._rpc.call(method, path, idempotent=method == "GET", refused=refused)
         try:
-            obj = json.loads(body)
+            return json.loads(body)
         except ValueError:
-            raise NodeError(f"{self}: {method} {path}: unreadable answer (HTTP {status})") from None
-        if status != 200:
-            try:
-                error = WireError.from_json(obj)
-            except ValueError:
-                raise NodeError(f"{self}: {method} {path}: HTTP {status}") from None
-            raise NodeError(f"{self}: {method} {path}: {error.kind}: {error.message}", error.kind)
-        return obj
-
-
-async def _small_call(
-    session: aiohttp.ClientSession | None,
-    base_url: str,
-    secret: bytes,
-    method: str,
-    path: str,
-    read_timeout: float,
-    limit: int = MAX_ERROR_BODY,
-    fail: Callable[[str], Exception] = NodeError,
-) -> tuple[int, bytes]:
-    """A signed, bodiless request with a small answer: (status, body). No answer raises fail(why)."""
-    own = session is None
-    session = session or aiohttp.ClientSession()
-    where = f"node {base_url}"
-    try:
-        async with session.request(
-            method,
-            URL(base_url.rstrip("/") + path, encoded=True),
-            headers={auth.HEADER: auth.sign(secret, method, path, b"")},
-            timeout=aiohttp.ClientTimeout(
-                total=None, connect=read_timeout, sock_connect=CONNECT_TIMEOUT, sock_read=read_timeout
-            ),
-            allow_redirects=False,
-        ) as resp:
-            try:
-                return resp.status, await _read_small(resp, limit)
-            except ValueError as e:
-                raise fail(f"{where}: {e}") from None
-    except _NETWORK_ERRORS as e:
-        raise fail(f"{where}: {_describe(e)}") from e
-    finally:
-        if own:
-            await session.close()
-
-
-def _describe(e: BaseException) -> str:
-    if isinstance(e, TimeoutError):
-        return "timed out"
-    if isinstance(e, asyncio.IncompleteReadError):
-        return "connection cut mid-stream"
-    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-
-
-async def _read_small(resp: aiohttp.ClientResponse, limit: int) -> bytes:
-    """A whole (JSON) answer, refusing one larger than limit."""
-    parts: list[bytes] = []
-    size = 0
-    while chunk := await resp.content.readany():
-        size += len(chunk)
-        if size > limit:
-            raise ValueError(f"answer larger than {limit} bytes")
-        parts.append(chunk)
-    return b"".join(parts)
+            raise NodeError(f"{self}: {method} {path}: unreadable answer") from None

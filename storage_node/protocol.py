@@ -30,13 +30,13 @@ the end of the range. A sender that fails mid-stream says so with an error frame
 that turns out corrupt; a PUT whose source failed) and keeps the connection usable.
 
 Errors outside a stream are JSON bodies {"error": kind, "message": ..., "chunk": n} with the status
-of STATUS[kind]. The client maps kinds back to the exceptions a LocalDrive raises.
+of STATUS[kind]. The client maps kinds back to the exceptions a LocalDrive raises. Unknown paths,
+methods and oversized bodies get the kinds of HTTP_KINDS (after the signature check, for a /v1 path).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import re
 import struct
@@ -88,6 +88,9 @@ FORBIDDEN = "forbidden"  # missing or invalid cluster signature
 UNAVAILABLE = "unavailable"  # the drive cannot be used (I/O error, missing directory)
 DRIVE_ERROR = "drive_error"  # any other DriveError
 NO_SCRUBBER = "no_scrubber"  # the node runs no scrubber (an in-process node, in tests)
+NO_SUCH_ENDPOINT = "no_such_endpoint"  # no route for that path
+METHOD_NOT_ALLOWED = "method_not_allowed"  # a route, but not for that method
+TOO_LARGE = "too_large"  # a hash-signed body over the size the node reads whole
 INTERNAL = "internal"  # a bug on the node
 
 STATUS = {
@@ -105,7 +108,19 @@ STATUS = {
     UNAVAILABLE: 503,
     DRIVE_ERROR: 500,
     NO_SCRUBBER: 501,
+    NO_SUCH_ENDPOINT: 404,
+    METHOD_NOT_ALLOWED: 405,
+    TOO_LARGE: 413,
     INTERNAL: 500,
+}
+# The kinds of the errors aiohttp raises itself (no route, a body too large), by status.
+HTTP_KINDS = {
+    400: BAD_REQUEST,
+    403: FORBIDDEN,
+    404: NO_SUCH_ENDPOINT,
+    405: METHOD_NOT_ALLOWED,
+    408: TIMEOUT,
+    413: TOO_LARGE,
 }
 
 
@@ -429,7 +444,3 @@ class FrameReader:
         """After the end frame, the body must end: trailing bytes mean a confused sender."""
         if await self._reader.read(1):
             raise FramingError("bytes after the end frame")
-
-
-def hash_matches(hasher: Any, claim: str) -> bool:
-    return hmac.compare_digest(hasher.hexdigest(), claim)

@@ -1,27 +1,35 @@
 """The storage node's HTTP service: its local drives on the network, for RemoteDrive clients.
 
 The wire format is in storage_node/protocol.py. Fragments stream through in both directions: a
-request holds at most a couple of chunks in memory, however large the fragment. Every /v1 request
-must carry a valid cluster signature or is refused (403) before it touches a drive; /health and
-/metrics are open, for probes and scrapers. /v1/scrub starts and reports the node's scrubber.
+request holds at most a couple of chunks in memory, however large the fragment. Built on the
+service skeleton (cluster/service): every route but /health and /metrics (open, for probes and
+scrapers) needs a valid cluster signature, judged on the route resolved, or is refused (403) before
+it touches a drive. /v1/scrub starts and reports the node's scrubber.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import os
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from cluster import auth
+from cluster.service import (
+    SERVICE,
+    ClusterAuthenticator,
+    ErrorAnswer,
+    Errors,
+    Failure,
+    exchange,
+    make_service_app,
+)
 from storage_node import protocol
 from storage_node.drive import FragmentId, FragmentInfo
 from storage_node.local_drive import LocalDrive
@@ -30,65 +38,52 @@ from storage_node.scrubber import Scrubber
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 IO_TIMEOUT = 60.0  # seconds a client may take to send (or to take) the next bytes of a stream
 READY_TIMEOUT = 5.0  # a drive that cannot answer a stat in this long is not ready
 MAX_SMALL_BODY = 1 << 20  # a body signed by hash is read whole to check it; ours are empty
 
 
-class _BodyHashMismatch(Exception):
-    pass
-
-
-@dataclass
-class _Tally:
-    """What one request moved, for its log line and the metrics."""
-
-    bytes_in: int = 0
-    bytes_out: int = 0
-    error: str = ""
-
-
-class _Metrics:
-    def __init__(self) -> None:
-        # A registry per app: several nodes (or a node and a gateway) may share one process.
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.requests = Counter("tessera_node_requests", "Requests answered", ["op", "status"], registry=r)
-        self.duration = Histogram(
-            "tessera_node_request_duration_seconds",
-            "Time to answer a request, streaming included",
-            ["op"],
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-            registry=r,
-        )
-        self.bytes_in = Counter("tessera_node_received_bytes", "Request body bytes received", ["op"], registry=r)
-        self.bytes_out = Counter("tessera_node_sent_bytes", "Response body bytes sent", ["op"], registry=r)
-        self.errors = Counter("tessera_node_errors", "Errors answered, by kind", ["kind"], registry=r)
-        self.in_flight = Gauge("tessera_node_requests_in_flight", "Requests being served", registry=r)
-        # Set from the scrubber's status at each scrape (0 on a node without one).
-        self.scrub_running = Gauge("tessera_node_scrub_running", "1 while a scrub pass runs", registry=r)
-        self.scrub_passes = Gauge("tessera_node_scrub_passes", "Scrub passes completed since start", registry=r)
-        self.scrub_corrupt = Gauge(
-            "tessera_node_scrub_corrupt_fragments", "Corrupt fragments found by the running or last pass", registry=r
-        )
-
-
 @dataclass
 class _Node:
     drives: dict[str, LocalDrive]
-    secret: bytes
-    metrics: _Metrics
     io_timeout: float
     scrubber: Scrubber | None = None
 
 
 NODE_KEY = web.AppKey("tessera.storage_node", _Node)
-# Typed request keys where aiohttp has them (3.14+; it warns about plain strings there).
-_RequestKey: Any = getattr(web, "RequestKey", None)
-_TALLY: Any = _RequestKey("tessera.tally", _Tally) if _RequestKey else "tessera.tally"
-_CLAIM: Any = _RequestKey("tessera.body_claim", str) if _RequestKey else "tessera.body_claim"
+
+
+def _failure(error: WireError) -> Failure:
+    return Failure(error.status, error.kind, error.message, {} if error.chunk is None else {"chunk": error.chunk})
+
+
+def _classify(exc: BaseException) -> Failure | None:
+    error = protocol.wire_error(exc)
+    return None if error.kind == protocol.INTERNAL else _failure(error)
+
+
+ERRORS = Errors(
+    forbidden=protocol.FORBIDDEN,
+    internal=protocol.INTERNAL,
+    http_kinds=protocol.HTTP_KINDS,
+    classify=_classify,
+)
+
+
+class _ScrubMetrics:
+    """Read from the scrubber's status at each scrape (0 on a node without one)."""
+
+    def __init__(self, scrubber: Scrubber | None) -> None:
+        self._scrubber = scrubber
+
+    def collect(self) -> Iterator[Metric]:
+        status = self._scrubber.status() if self._scrubber is not None else None
+        running, passes, corrupt = (int(status.running), status.passes, status.corrupt) if status else (0, 0, 0)
+        yield GaugeMetricFamily("tessera_node_scrub_running", "1 while a scrub pass runs", value=running)
+        yield GaugeMetricFamily("tessera_node_scrub_passes", "Scrub passes completed since start", value=passes)
+        yield GaugeMetricFamily(
+            "tessera_node_scrub_corrupt_fragments", "Corrupt fragments found by the running or last pass", value=corrupt
+        )
 
 
 def make_node_app(
@@ -106,147 +101,66 @@ def make_node_app(
         if drive.drive_id in by_id:
             raise ValueError(f"drive {drive.drive_id} is listed twice ({by_id[drive.drive_id].root}, {drive.root})")
         by_id[drive.drive_id] = drive
-    app = web.Application(middlewares=[_observe, _authenticate])
-    app[NODE_KEY] = _Node(by_id, secret, _Metrics(), io_timeout, scrubber)
+    node = _Node(by_id, io_timeout, scrubber)
+    app = make_service_app(
+        namespace="tessera_node",
+        log=log,
+        errors=ERRORS,
+        authenticate=ClusterAuthenticator(secret, max_body=MAX_SMALL_BODY, io_timeout=io_timeout),
+        ready=lambda: _ready(node),
+        client_max_size=MAX_SMALL_BODY,
+    )
+    app[NODE_KEY] = node
+    svc = app[SERVICE]
+    svc.registry.register(_ScrubMetrics(scrubber))
     fragment = protocol.fragment_path("{drive}", "{name}")
-    app.router.add_put(fragment, _put, name="put")
-    app.router.add_get(fragment, _get, name="get", allow_head=False)
-    app.router.add_delete(fragment, _delete, name="delete")
-    app.router.add_get(fragment + "/stat", _stat, name="stat", allow_head=False)
-    app.router.add_post(fragment + "/verify", _verify, name="verify")
-    app.router.add_get(protocol.fragments_path("{drive}"), _list, name="list", allow_head=False)
-    app.router.add_get(protocol.drives_path(), _drives, name="drives", allow_head=False)
-    app.router.add_post(protocol.scrub_path(), _scrub_start, name="scrub_start")
-    app.router.add_get(protocol.scrub_path(), _scrub_status, name="scrub_status", allow_head=False)
-    app.router.add_get("/health/live", _live, name="live", allow_head=False)
-    app.router.add_get("/health/ready", _ready, name="ready", allow_head=False)
-    app.router.add_get("/metrics", _metrics, name="metrics", allow_head=False)
+    svc.route("PUT", fragment, _put, operation="put", streamed_body=True)
+    svc.route("GET", fragment, _get, operation="get")
+    svc.route("DELETE", fragment, _delete, operation="delete")
+    svc.route("GET", fragment + "/stat", _stat, operation="stat")
+    svc.route("POST", fragment + "/verify", _verify, operation="verify")
+    svc.route("GET", protocol.fragments_path("{drive}"), _list, operation="list")
+    svc.route("GET", protocol.drives_path(), _drives, operation="drives")
+    svc.route("POST", protocol.scrub_path(), _scrub_start, operation="scrub_start")
+    svc.route("GET", protocol.scrub_path(), _scrub_status, operation="scrub_status")
+    # Anything else under /v1 is refused like the rest of the API (403 unsigned), then not found.
+    svc.route("*", protocol.API + "/{tail:.*}", _no_such_endpoint, operation="unknown")
     return app
-
-
-# -- middlewares -------------------------------------------------------------------------------------
-
-
-@web.middleware
-async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """One log line and one set of metric samples per request, whatever happened to it."""
-    node = request.app[NODE_KEY]
-    tally = request[_TALLY] = _Tally()
-    route = request.match_info.route.name or "other"
-    start = time.perf_counter()
-    status = 500
-    node.metrics.in_flight.inc()
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as e:
-        status = e.status
-        raise
-    except asyncio.CancelledError:
-        status, tally.error = 499, "cancelled"  # the client went away and the server cancelled us
-        raise
-    except Exception as e:
-        response = _error(request, e)  # logged there, with its traceback, if it is a bug of ours
-        status = response.status
-        return response
-    finally:
-        elapsed = time.perf_counter() - start
-        node.metrics.in_flight.dec()
-        m = node.metrics
-        m.requests.labels(route, str(status)).inc()
-        m.duration.labels(route).observe(elapsed)
-        if tally.bytes_in:
-            m.bytes_in.labels(route).inc(tally.bytes_in)
-        if tally.bytes_out:
-            m.bytes_out.labels(route).inc(tally.bytes_out)
-        fields = {
-            "method": request.method,
-            "path": request.rel_url.raw_path_qs,
-            "status": status,
-            "duration_ms": round(elapsed * 1000, 3),
-            "bytes_in": tally.bytes_in,
-            "bytes_out": tally.bytes_out,
-            "error": tally.error,
-        }
-        # Probes and scrapes come every few seconds: keep them out of the INFO log.
-        level = logging.DEBUG if route in ("live", "ready", "metrics") else logging.INFO
-        if log.isEnabledFor(level):
-            log.log(level, "%s", json.dumps(fields), extra={"tessera_request": fields})
-
-
-@web.middleware
-async def _authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not request.rel_url.raw_path.startswith(protocol.API + "/"):
-        return await handler(request)
-    node = request.app[NODE_KEY]
-    try:
-        claim = auth.verify(node.secret, request.method, request.rel_url.raw_path_qs, request.headers.get(auth.HEADER))
-    except auth.ClusterAuthError as e:
-        return _error(request, WireError(protocol.FORBIDDEN, str(e)))
-    if claim != auth.STREAMING and request.method != "PUT":  # a PUT body is hashed as it streams
-        if request.content_length is not None and request.content_length > MAX_SMALL_BODY:
-            return _error(request, WireError(protocol.BAD_REQUEST, "body too large"))
-        try:
-            async with asyncio.timeout(node.io_timeout):
-                body = await request.read()
-        except TimeoutError:
-            return _error(request, WireError(protocol.TIMEOUT, "the body did not arrive"))
-        request[_TALLY].bytes_in += len(body)
-        if not protocol.hash_matches(hashlib.sha256(body), claim):
-            return _error(request, WireError(protocol.FORBIDDEN, "body does not match its signature"))
-    request[_CLAIM] = claim
-    return await handler(request)
 
 
 # -- helpers -------------------------------------------------------------------------------------------
 
 
-def _json(request: web.Request, obj: Any, status: int = 200) -> web.Response:
-    body = json.dumps(obj).encode()
-    request[_TALLY].bytes_out += len(body)
-    return web.Response(body=body, status=status, content_type="application/json")
+def _json(obj: Any, status: int = 200) -> web.Response:
+    return web.Response(body=json.dumps(obj).encode(), status=status, content_type="application/json")
 
 
-def _count_error(request: web.Request, error: WireError) -> None:
-    request[_TALLY].error = error.kind
-    request.app[NODE_KEY].metrics.errors.labels(error.kind).inc()
-
-
-def _wire_error(request: web.Request, exc: BaseException) -> WireError:
-    error = protocol.wire_error(exc)
-    if error.kind == protocol.INTERNAL:
-        log.error("%s %s failed", request.method, request.rel_url.raw_path_qs, exc_info=exc)
-    _count_error(request, error)
-    return error
-
-
-def _error(request: web.Request, error: WireError | BaseException) -> web.Response:
-    if isinstance(error, WireError):
-        _count_error(request, error)
-    else:
-        error = _wire_error(request, error)
-    return _json(request, error.to_json(), error.status)
+def _in_band(request: web.Request, exc: BaseException) -> WireError:
+    """The error to send inside a stream whose status is already sent (a bug is logged there)."""
+    failure = request.app[SERVICE].failure(request, exc)
+    chunk = failure.fields.get("chunk")
+    return WireError(failure.kind, failure.message, chunk if isinstance(chunk, int) else None)
 
 
 async def _stream_out(request: web.Request, content_type: str, batches: AsyncIterator[bytes]) -> web.StreamResponse:
     """Send what `batches` yields as the body of a 200; a client that stops taking bytes for
     io_timeout is cut off. Errors met while producing must be encoded in the stream itself."""
-    node, tally = request.app[NODE_KEY], request[_TALLY]
+    io_timeout = request.app[NODE_KEY].io_timeout
+    tally = exchange(request)
     loop = asyncio.get_running_loop()
     response = web.StreamResponse(headers={"Content-Type": content_type})
     try:
         async with asyncio.timeout(None) as deadline:
-            deadline.reschedule(loop.time() + node.io_timeout)
+            deadline.reschedule(loop.time() + io_timeout)
             await response.prepare(request)
             deadline.reschedule(None)
             async for data in batches:
                 tally.bytes_out += len(data)
                 # Only the wait on the client is bounded: the drive's reads are not the client's fault.
-                deadline.reschedule(loop.time() + node.io_timeout)
+                deadline.reschedule(loop.time() + io_timeout)
                 await response.write(data)
                 deadline.reschedule(None)
-            deadline.reschedule(loop.time() + node.io_timeout)
+            deadline.reschedule(loop.time() + io_timeout)
             await response.write_eof()
     except ConnectionError:
         tally.error = "disconnected"  # the client stopped reading (an abandoned get): nothing to answer
@@ -259,19 +173,11 @@ async def _stream_out(request: web.Request, content_type: str, batches: AsyncIte
     return response
 
 
-class _Refused(Exception):
-    """Answer the request with this error."""
-
-    def __init__(self, error: WireError) -> None:
-        super().__init__(error.message)
-        self.error = error
-
-
 def _drive(request: web.Request) -> LocalDrive:
     drive_id = request.match_info["drive"]
     drive = request.app[NODE_KEY].drives.get(drive_id)
     if drive is None:
-        raise _Refused(WireError(protocol.NO_SUCH_DRIVE, f"this node has no drive {drive_id}"))
+        raise ErrorAnswer(404, protocol.NO_SUCH_DRIVE, f"this node has no drive {drive_id}")
     return drive
 
 
@@ -279,36 +185,24 @@ def _fid(request: web.Request) -> FragmentId:
     try:
         return FragmentId.parse(request.match_info["name"])
     except ValueError as e:
-        raise _Refused(WireError(protocol.BAD_REQUEST, str(e))) from None
-
-
-def _refusals(handler: Handler) -> Handler:
-    async def wrapper(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except _Refused as e:
-            return _error(request, e.error)
-
-    wrapper.__name__ = handler.__name__
-    return wrapper
+        raise ErrorAnswer(400, protocol.BAD_REQUEST, str(e)) from None
 
 
 # -- fragments -----------------------------------------------------------------------------------------
 
 
-@_refusals
 async def _put(request: web.Request) -> web.StreamResponse:
-    node = request.app[NODE_KEY]
+    io_timeout = request.app[NODE_KEY].io_timeout
     drive, fid = _drive(request), _fid(request)
-    claim = request[_CLAIM]
-    hasher = None if claim == auth.STREAMING else hashlib.sha256()
+    claim = exchange(request).claim
+    hasher = auth.body_hasher(claim)
     reader = FrameReader(request.content, hasher)
     loop = asyncio.get_running_loop()
 
     async def chunks(deadline: asyncio.Timeout) -> AsyncIterator[bytes]:
         # The deadline runs only while we wait for the client, not while the drive writes.
         while True:
-            deadline.reschedule(loop.time() + node.io_timeout)
+            deadline.reschedule(loop.time() + io_timeout)
             payload = await reader.read()
             if payload is None:
                 break
@@ -316,30 +210,25 @@ async def _put(request: web.Request) -> web.StreamResponse:
             yield payload
         await reader.expect_eof()
         deadline.reschedule(None)
-        if hasher is not None and not protocol.hash_matches(hasher, claim):
-            raise _BodyHashMismatch()
+        if hasher is not None:
+            auth.check_body(claim, hasher=hasher)  # before the end: a body that fails it is never committed
 
+    # Whatever breaks (the stream, its framing, its signature, the drive), drive.put drops the temp file.
     try:
         async with asyncio.timeout(None) as deadline:
             info = await drive.put(fid, chunks(deadline))
-    except _BodyHashMismatch:
-        return _error(request, WireError(protocol.FORBIDDEN, "body does not match its signature"))
-    except Exception as e:
-        # Whatever broke (the stream, its framing, the drive), drive.put has dropped the temp file.
-        return _error(request, e)
     finally:
-        request[_TALLY].bytes_in += reader.bytes
-    return _json(request, protocol.info_to_json(info))
+        exchange(request).bytes_in = reader.bytes
+    return _json(protocol.info_to_json(info))
 
 
-@_refusals
 async def _get(request: web.Request) -> web.StreamResponse:
     drive, fid = _drive(request), _fid(request)
     try:
         first = protocol.parse_index(request.query.get("first"), 0)
         end = protocol.parse_index(request.query.get("end"), None)
     except ValueError as e:
-        return _error(request, WireError(protocol.BAD_REQUEST, str(e)))
+        raise ErrorAnswer(400, protocol.BAD_REQUEST, str(e)) from None
     assert first is not None
     chunks = drive.get(fid, first, end)
     # The first chunk decides the status: a missing fragment is a 404, not a stream.
@@ -347,9 +236,9 @@ async def _get(request: web.Request) -> web.StreamResponse:
         payload: bytes | None = await anext(chunks)
     except StopAsyncIteration:
         payload = None
-    except Exception as e:
+    except BaseException:
         await chunks.aclose()  # type: ignore[attr-defined]
-        return _error(request, e)
+        raise
 
     async def batches() -> AsyncIterator[bytes]:
         nonlocal payload
@@ -365,7 +254,7 @@ async def _get(request: web.Request) -> web.StreamResponse:
                     payload = None
                 except Exception as e:
                     # The status is sent: say what went wrong in the stream itself.
-                    yield encoder.error(_wire_error(request, e))
+                    yield encoder.error(_in_band(request, e))
                     return
             yield encoder.end()
         finally:
@@ -374,17 +263,14 @@ async def _get(request: web.Request) -> web.StreamResponse:
     return await _stream_out(request, protocol.FRAMES_TYPE, batches())
 
 
-@_refusals
 async def _stat(request: web.Request) -> web.StreamResponse:
     return await _answer(request, lambda d, fid: d.stat(fid), protocol.info_to_json)
 
 
-@_refusals
 async def _delete(request: web.Request) -> web.StreamResponse:
     return await _answer(request, lambda d, fid: d.delete(fid), lambda deleted: {"deleted": deleted})
 
 
-@_refusals
 async def _verify(request: web.Request) -> web.StreamResponse:
     return await _answer(request, lambda d, fid: d.verify(fid), lambda bad: {"bad": bad})
 
@@ -394,25 +280,19 @@ async def _answer(
     call: Callable[[LocalDrive, FragmentId], Awaitable[Any]],
     shape: Callable[[Any], Any],
 ) -> web.StreamResponse:
-    """One drive call on the request's fragment, answered as JSON (or as the wire error it raised)."""
-    drive, fid = _drive(request), _fid(request)  # their refusals are answered by @_refusals
-    try:
-        result = await call(drive, fid)
-    except Exception as e:
-        return _error(request, e)
-    return _json(request, shape(result))
+    """One drive call on the request's fragment, answered as JSON (what it raises, the skeleton answers)."""
+    return _json(shape(await call(_drive(request), _fid(request))))
 
 
-@_refusals
 async def _list(request: web.Request) -> web.StreamResponse:
     infos = _drive(request).list()
     try:
         info: FragmentInfo | None = await anext(infos)
     except StopAsyncIteration:
         info = None
-    except Exception as e:
+    except BaseException:
         await infos.aclose()  # type: ignore[attr-defined]
-        return _error(request, e)
+        raise
 
     async def batches() -> AsyncIterator[bytes]:
         nonlocal info
@@ -433,7 +313,7 @@ async def _list(request: web.Request) -> web.StreamResponse:
                 except StopAsyncIteration:
                     info = None
                 except Exception as e:
-                    lines.append(json.dumps(_wire_error(request, e).to_json()).encode() + b"\n")
+                    lines.append(json.dumps(_in_band(request, e).to_json()).encode() + b"\n")
                     yield b"".join(lines)
                     return
             lines.append(json.dumps({"end": True, "count": count}).encode() + b"\n")
@@ -442,6 +322,10 @@ async def _list(request: web.Request) -> web.StreamResponse:
             await infos.aclose()  # type: ignore[attr-defined]
 
     return await _stream_out(request, protocol.NDJSON_TYPE, batches())
+
+
+async def _no_such_endpoint(request: web.Request) -> web.StreamResponse:
+    raise ErrorAnswer(404, protocol.NO_SUCH_ENDPOINT, f"no {request.method} {request.path} on a storage node")
 
 
 # -- the node ------------------------------------------------------------------------------------------
@@ -468,21 +352,22 @@ async def _drives(request: web.Request) -> web.StreamResponse:
             report = {"id": drive.drive_id, "path": str(drive.root), "capacity": None, "free": None}
             report["error"] = "statvfs timed out"
         out.append(report)
-    return _json(request, {"drives": out})
+    return _json({"drives": out})
+
+
+def _scrubber(request: web.Request) -> Scrubber:
+    scrubber = request.app[NODE_KEY].scrubber
+    if scrubber is None:
+        raise ErrorAnswer(501, protocol.NO_SCRUBBER, "this node runs no scrubber")
+    return scrubber
 
 
 async def _scrub_start(request: web.Request) -> web.StreamResponse:
-    scrubber = request.app[NODE_KEY].scrubber
-    if scrubber is None:
-        return _error(request, WireError(protocol.NO_SCRUBBER, "this node runs no scrubber"))
-    return _json(request, scrubber.start().to_json())
+    return _json(_scrubber(request).start().to_json())
 
 
 async def _scrub_status(request: web.Request) -> web.StreamResponse:
-    scrubber = request.app[NODE_KEY].scrubber
-    if scrubber is None:
-        return _error(request, WireError(protocol.NO_SCRUBBER, "this node runs no scrubber"))
-    return _json(request, scrubber.status().to_json())
+    return _json(_scrubber(request).status().to_json())
 
 
 async def _bounded(aw: Awaitable[Any]) -> Any:
@@ -490,13 +375,9 @@ async def _bounded(aw: Awaitable[Any]) -> Any:
         return await aw
 
 
-async def _live(request: web.Request) -> web.StreamResponse:
-    return _json(request, {"status": "ok"})
-
-
-async def _ready(request: web.Request) -> web.StreamResponse:
+async def _ready(node: _Node) -> tuple[bool, dict[str, Any]]:
     """Deep: every drive's fragments directory is there (a wiped or unmounted disk is not)."""
-    drives = list(request.app[NODE_KEY].drives.values())
+    drives = list(node.drives.values())
     checks = [_bounded(asyncio.to_thread(os.path.isdir, d.root / "fragments")) for d in drives]
     results = await asyncio.gather(*checks, return_exceptions=True)
     problems = {}
@@ -506,17 +387,5 @@ async def _ready(request: web.Request) -> web.StreamResponse:
         elif not ok:
             problems[drive.drive_id] = f"{drive.root}: fragments directory is missing"
     if problems:
-        return _json(request, {"status": "not ready", "drives": problems}, 503)
-    return _json(request, {"status": "ready", "drives": len(drives)})
-
-
-async def _metrics(request: web.Request) -> web.StreamResponse:
-    node = request.app[NODE_KEY]
-    if node.scrubber is not None:
-        status = node.scrubber.status()
-        node.metrics.scrub_running.set(int(status.running))
-        node.metrics.scrub_passes.set(status.passes)
-        node.metrics.scrub_corrupt.set(status.corrupt)
-    body = generate_latest(node.metrics.registry)
-    request[_TALLY].bytes_out += len(body)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return False, {"status": "not ready", "drives": problems}
+    return True, {"status": "ready", "drives": len(drives)}

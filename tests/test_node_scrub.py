@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import socket
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
-from cli.launch import Launched, launch, stop
 from metadata.remote.client import RemoteIndex
 from storage_node import fragment_format as ff
 from storage_node import protocol
@@ -26,43 +23,17 @@ from storage_node.drive import FragmentId
 from storage_node.local_drive import LocalDrive
 from storage_node.protocol import ScrubStatus
 from storage_node.service import make_node_app
+from tests.meta_node import MetaAndNode as Cluster
+from tests.meta_node import meta_and_node
 
 KiB = 1 << 10
 CHUNK = 64 * KiB
 
 
-@dataclass
-class Cluster:
-    meta: Launched
-    node: Launched
-    drives: list[Path]
-    secret: bytes
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    base = tmp_path_factory.mktemp("scrub")
-    secret = secrets.token_urlsafe(32)
-    env = {**os.environ, "TESSERA_CLUSTER_SECRET": secret, "PYTHONUNBUFFERED": "1"}
-    meta = launch(
-        ["meta", "--data", str(base / "meta"), "--listen", "127.0.0.1:0"],
-        env,
-        base / "meta.log",
-        banner_end="Endpoint:",
-    )
-    try:
-        drives = [base / "d1", base / "d2"]
-        args = ["node", *(a for d in drives for a in ("--data", str(d))), "--listen", "127.0.0.1:0"]
-        args += ["--meta", meta.endpoint.removeprefix("http://"), "--scrub-interval", "0", "--scrub-rate", "100"]
-        node = launch(args, env, base / "node.log", banner_end="Endpoint:")
-    except BaseException:
-        stop(meta.proc)
-        raise
-    try:
-        yield Cluster(meta, node, drives, secret.encode())
-    finally:
-        stop(node.proc)
-        stop(meta.proc)
+    with meta_and_node(tmp_path_factory.mktemp("scrub"), 2, ["--scrub-interval", "0", "--scrub-rate", "100"]) as c:
+        yield c
 
 
 async def chunks(n: int, size: int, seed: int) -> AsyncIterator[bytes]:
@@ -123,7 +94,7 @@ async def test_node_scrub_finds_the_damaged_fragment(cluster: Cluster) -> None:
 
         # The routes are counted under their own names.
         metrics = await asyncio.to_thread(read_url, cluster.node.endpoint + "/metrics")
-        assert 'op="scrub_start"' in metrics and 'op="scrub_status"' in metrics
+        assert 'operation="scrub_start"' in metrics and 'operation="scrub_status"' in metrics
         assert "tessera_node_scrub_corrupt_fragments 1.0" in metrics
 
         # The node queued the damaged fragment for repair before its pass counted as done.

@@ -707,15 +707,15 @@ async def test_metrics(node: Node, remote: RemoteDrive) -> None:
         if line and not line.startswith("#"):
             name, _, value = line.rpartition(" ")
             samples[name] = float(value)
-    assert samples['tessera_node_requests_total{op="put",status="200"}'] == 1
-    assert samples['tessera_node_requests_total{op="get",status="200"}'] == 1
-    assert samples['tessera_node_requests_total{op="stat",status="404"}'] == 1
-    assert samples['tessera_node_requests_total{op="delete",status="403"}'] == 1
-    assert samples['tessera_node_errors_total{kind="not_found"}'] == 1
-    assert samples['tessera_node_errors_total{kind="forbidden"}'] == 1
-    assert samples['tessera_node_received_bytes_total{op="put"}'] >= 400_000
-    assert samples['tessera_node_sent_bytes_total{op="get"}'] >= 400_000
-    assert samples['tessera_node_request_duration_seconds_count{op="put"}'] == 1
+    assert samples['tessera_node_requests_total{operation="put",status="200"}'] == 1
+    assert samples['tessera_node_requests_total{operation="get",status="200"}'] == 1
+    assert samples['tessera_node_requests_total{operation="stat",status="404"}'] == 1
+    assert samples['tessera_node_requests_total{operation="delete",status="403"}'] == 1
+    assert samples['tessera_node_errors_total{error="not_found",operation="stat"}'] == 1
+    assert samples['tessera_node_errors_total{error="forbidden",operation="delete"}'] == 1
+    assert samples['tessera_node_received_bytes_total{operation="put"}'] >= 400_000
+    assert samples['tessera_node_sent_bytes_total{operation="get"}'] >= 400_000
+    assert samples['tessera_node_request_duration_seconds_count{operation="put"}'] == 1
     assert samples["tessera_node_requests_in_flight"] == 1  # this scrape
 
 
@@ -727,7 +727,7 @@ async def test_apps_in_one_process_keep_their_own_metrics(tmp_path: Path) -> Non
         counts = []
         for n in nodes:
             _, text = await raw(n, "GET", "/metrics", signature=None)
-            counts.append('tessera_node_requests_total{op="live",status="200"} 1.0' in text.decode())
+            counts.append('tessera_node_requests_total{operation="live",status="200"} 1.0' in text.decode())
         assert counts == [True, False]
     finally:
         for n in nodes:

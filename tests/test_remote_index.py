@@ -313,10 +313,12 @@ async def test_metrics_by_operation_and_outcome(service: Service, remote: Remote
     answer = await send(service.url, "/metrics", b"", header=None, method="GET")
     assert answer.status == 200
     text = answer.body.decode()
-    assert 'tessera_meta_requests_total{operation="create_bucket",outcome="ok"} 1.0' in text
-    assert 'tessera_meta_requests_total{operation="create_bucket",outcome="BucketAlreadyExists"} 1.0' in text
-    assert 'tessera_meta_requests_total{operation="get_bucket",outcome="Forbidden"} 1.0' in text
-    assert 'tessera_meta_request_duration_seconds_count{operation="create_bucket",outcome="ok"} 1.0' in text
+    assert 'tessera_meta_requests_total{operation="create_bucket",status="200"} 1.0' in text
+    assert 'tessera_meta_requests_total{operation="create_bucket",status="409"} 1.0' in text
+    assert 'tessera_meta_errors_total{error="BucketAlreadyExists",operation="create_bucket"} 1.0' in text
+    assert 'tessera_meta_requests_total{operation="get_bucket",status="403"} 1.0' in text
+    assert 'tessera_meta_errors_total{error="Forbidden",operation="get_bucket"} 1.0' in text
+    assert 'tessera_meta_request_duration_seconds_count{operation="create_bucket"} 2.0' in text
     assert 'tessera_meta_request_duration_seconds_bucket{le="0.005",operation="create_bucket"' in text
 
 
@@ -328,12 +330,12 @@ async def test_one_access_log_line_per_request(
         await remote.get_bucket(name)
         await send(service.url, "/v1/list_buckets", b"", header=None)
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "metadata.remote.service"]
-    assert [(ln["op"], ln["status"], ln["outcome"]) for ln in lines] == [
-        ("create_bucket", 200, "ok"),
-        ("get_bucket", 200, "ok"),
+    assert [(ln["operation"], ln["status"], ln.get("error")) for ln in lines] == [
+        ("create_bucket", 200, None),
+        ("get_bucket", 200, None),
         ("list_buckets", 403, "Forbidden"),
     ]
-    assert all(ln["ms"] >= 0 and ln["peer"] == "127.0.0.1" for ln in lines)
+    assert all(ln["duration_ms"] >= 0 and ln["peer"] == "127.0.0.1" for ln in lines)
 
 
 async def test_a_manifest_of_10000_parts(remote: RemoteIndex) -> None:

@@ -18,22 +18,19 @@ A timeout is never retried: it has spent the call's budget.
 
 Errors the index raises on purpose come back as the same exception types (BucketAlreadyExists
 with its owner, DriveClaimed with its drive and owner, ValueError for refused input); a refused
-cluster signature raises cluster.auth.ClusterAuthError.
+cluster signature raises cluster.auth.ClusterAuthError. The calls go through cluster/client.py's
+RpcClient, which carries out this policy.
 """
 
 from __future__ import annotations
 
-import asyncio
-import io
-import json
-import random
 from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
 from yarl import URL
 
-from cluster import auth
+from cluster.client import RetryPolicy, RpcClient, Timeouts
 from metadata.index import (
     Completed,
     IndexUnavailable,
@@ -57,11 +54,6 @@ from metadata.remote import protocol
 ATTEMPTS = 4
 BACKOFF_BASE = 0.05  # seconds before the second attempt, at most; doubling after
 BACKOFF_CAP = 1.0
-LARGE_BODY = 512 << 10
-
-
-class _Transient(Exception):
-    """An answer that says "try again" (502/503/504, from the service or a proxy in front of it)."""
 
 
 class RemoteIndex:
@@ -80,19 +72,21 @@ class RemoteIndex:
         if base.scheme not in ("http", "https") or not base.host:
             raise ValueError(f"the metadata service URL must be http://HOST:PORT, not {base_url!r}")
         self._base = base
-        self._prefix = base.path.rstrip("/")  # the service may sit under a path behind a proxy
-        self._secret = secret
-        self._session = session
-        self._own_session = session is None  # created on first use: a session needs a running loop
-        self._timeout = timeout
-        self._attempts = max(1, attempts)
         self._closed = False
+        self._rpc = RpcClient(
+            base_url,
+            secret,
+            session=session,
+            timeouts=Timeouts(total=timeout),
+            # 502/503/504: from the service or a proxy in front of it, "try again".
+            retry=RetryPolicy(max(1, attempts), BACKOFF_BASE, BACKOFF_CAP, protocol.TRANSIENT),
+            unavailable=lambda why: IndexUnavailable(f"{self._base}: {why}"),
+            refused=lambda answer: protocol.error_from(answer.status, answer.doc),
+        )
 
     async def close(self) -> None:
         self._closed = True
-        if self._own_session and self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._rpc.close()
 
     # -- plumbing
 
@@ -100,51 +94,19 @@ class RemoteIndex:
         if self._closed:
             raise RuntimeError("index is closed")
         op = protocol.OPERATIONS[name]
-        body = protocol.encode_request(op, args)
-        url = self._base.with_path(self._prefix + op.path)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._timeout
-        attempt = 1
-        while True:
-            try:
-                return await self._attempt(op, url, body, deadline - loop.time())
-            except TimeoutError as exc:  # before ClientError: aiohttp's timeouts are both
-                raise IndexUnavailable(f"{op.name} at {self._base}: no answer within {self._timeout}s") from exc
-            except (aiohttp.ClientError, _Transient) as exc:
-                unsent = isinstance(exc, aiohttp.ClientConnectorError)
-                delay = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)))
-                if not (op.read or unsent) or attempt >= self._attempts or loop.time() + delay >= deadline:
-                    raise IndexUnavailable(f"{op.name} at {self._base}: {exc or type(exc).__name__}") from exc
-            await asyncio.sleep(delay)
-            attempt += 1
-
-    async def _attempt(self, op: protocol.Operation, url: URL, body: bytes, budget: float) -> Any:
-        if budget <= 0:
-            raise TimeoutError
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        headers = {
-            auth.HEADER: auth.sign(self._secret, "POST", url.raw_path_qs, body),
-            "Content-Type": protocol.MSGPACK,
-        }
-        timeout = aiohttp.ClientTimeout(total=budget)
-        # Large bodies as a stream: aiohttp frowns on sending big bytes objects in one write.
-        payload = io.BytesIO(body) if len(body) > LARGE_BODY else body
-        async with self._session.post(url, data=payload, headers=headers, timeout=timeout) as resp:
-            data = await resp.read()
-            status = resp.status
-        if status == 200:
-            try:
-                return protocol.decode_result(op, data)
-            except protocol.WireError as exc:
-                raise MetadataError(f"{op.name}: malformed answer from {self._base}: {exc}") from None
-        if status in protocol.TRANSIENT:
-            raise _Transient(f"the service answered {status}")
+        data = await self._rpc.call(
+            "POST",
+            op.path,
+            protocol.encode_request(op, args),
+            idempotent=op.read,
+            content_type=protocol.MSGPACK,
+            limit=None,  # bounded by the budget; a manifest of 10,000 parts is a few MB
+            unavailable=lambda why: IndexUnavailable(f"{op.name} at {self._base}: {why}"),
+        )
         try:
-            doc = json.loads(data)
-        except ValueError:
-            doc = None
-        raise protocol.error_from(status, doc)
+            return protocol.decode_result(op, data)
+        except protocol.WireError as exc:
+            raise MetadataError(f"{op.name}: malformed answer from {self._base}: {exc}") from None
 
     # -- buckets
 

@@ -3,63 +3,49 @@
 No retries here: a coordinator asks all three replicas and needs two, so a replica that fails or is
 slow is simply not counted (retries at one layer only). Every failure is ReplicaDown, except a
 refused argument (ValueError) which is the caller's bug or bad input and must surface as such.
+Calls go through cluster/client.py's RpcClient, with no retry policy.
 """
 
 from __future__ import annotations
 
-import io
-import json
 from typing import Any
 
-import aiohttp
 import msgpack
-from yarl import URL
 
-from cluster import auth
+from cluster.client import ErrorAnswer, RpcClient, Timeouts
 from metadata.replica import protocol as rp
 from metadata.replica.merge import Entry
 from metadata.replica.protocol import Prepared, Write
-
-LARGE_BODY = 512 << 10
 
 
 class ReplicaClient:
     def __init__(self, base_url: str, secret: bytes, timeout: float = 5.0) -> None:
         self.name = base_url
-        self._base = URL(base_url)
-        self._secret = secret
-        self._timeout = timeout
-        self._session: aiohttp.ClientSession | None = None
+        self._rpc = RpcClient(
+            base_url,
+            secret,
+            timeouts=Timeouts(total=timeout),
+            unavailable=lambda why: rp.ReplicaDown(f"{self.name}: {why}"),
+            refused=self._refused,
+        )
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._rpc.close()
+
+    def _refused(self, answer: ErrorAnswer) -> Exception:
+        if answer.status == 400:
+            return ValueError(answer.message)
+        return rp.ReplicaDown(f"{self.name} answered {answer.status}: {answer.message}")
 
     async def _call(self, op: str, budget: float | None = None, **args: Any) -> dict[str, Any]:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        body = msgpack.packb(args, use_bin_type=True)
-        url = self._base.with_path(rp.PREFIX + op)
-        headers = {auth.HEADER: auth.sign(self._secret, "POST", url.raw_path_qs, body)}
-        payload = io.BytesIO(body) if len(body) > LARGE_BODY else body
-        try:
-            async with self._session.post(
-                url, data=payload, headers=headers, timeout=aiohttp.ClientTimeout(total=budget or self._timeout)
-            ) as resp:
-                data = await resp.read()
-                status = resp.status
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise rp.ReplicaDown(f"{self.name}: {exc!r}") from exc
-        if status == 200:
-            return msgpack.unpackb(data, raw=False)
-        try:
-            message = json.loads(data).get("message", "")
-        except ValueError:
-            message = data[:200].decode(errors="replace")
-        if status == 400:
-            raise ValueError(message)
-        raise rp.ReplicaDown(f"{self.name} answered {status}: {message}")
+        data = await self._rpc.call(
+            "POST",
+            rp.PREFIX + op,
+            msgpack.packb(args, use_bin_type=True),
+            limit=None,  # bounded by the budget
+            timeouts=Timeouts(total=budget) if budget else None,
+        )
+        return msgpack.unpackb(data, raw=False)
 
     async def get(self, table: str, key_list: list[bytes]) -> list[Entry | None]:
         r = await self._call("get", table=table, keys=key_list)

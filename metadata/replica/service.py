@@ -1,4 +1,5 @@
-"""The replica protocol's server side (metadata/replica/protocol.py), added to the metadata service's app."""
+"""The replica protocol's server side (metadata/replica/protocol.py), added to the metadata service's app
+(the skeleton there authenticates every request before these handlers run)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,12 @@ from typing import Any
 import msgpack
 from aiohttp import web
 
-from cluster import auth
-from cluster.auth import ClusterAuthError
+from cluster.service import ErrorAnswer, Handler, Service
 from metadata.replica import protocol as rp
 from metadata.replica.protocol import NotInitialized
 from metadata.replica.store import ReplicaStore
 
 log = logging.getLogger(__name__)
-STORE = web.AppKey("replica_store", ReplicaStore)
-
-
-def _error(status: int, kind: str, message: str) -> web.Response:
-    return web.json_response({"error": kind, "message": message}, status=status)
 
 
 async def _dispatch(store: ReplicaStore, op: str, a: dict[str, Any]) -> dict[str, Any]:
@@ -52,34 +47,32 @@ async def _dispatch(store: ReplicaStore, op: str, a: dict[str, Any]) -> dict[str
     raise AssertionError(op)
 
 
-async def _call(request: web.Request) -> web.Response:
-    secret: bytes = request.app[SECRET]
-    try:
-        claim = auth.verify(secret, request.method, request.rel_url.raw_path_qs, request.headers.get(auth.HEADER))
-    except ClusterAuthError as exc:
-        return _error(403, "Forbidden", str(exc))
-    body = await request.read()
-    if claim == auth.STREAMING or auth.body_hash(body) != claim:
-        return _error(403, "Forbidden", "the body does not match its signature")
-    op = request.match_info["rop"]
-    if op not in rp.OPERATIONS:
-        return _error(404, "NotFound", f"no replica operation {op!r}")
-    try:
-        args = msgpack.unpackb(body, raw=False)
-        if not isinstance(args, dict):
-            raise ValueError("body must be a map")
-        result = await _dispatch(request.app[STORE], op, args)
-    except NotInitialized as exc:
-        return _error(503, "NotInitialized", str(exc))
-    except (ValueError, KeyError, TypeError) as exc:
-        return _error(400, "BadRequest", f"{type(exc).__name__}: {exc}")
-    return web.Response(body=msgpack.packb(result, use_bin_type=True), content_type="application/msgpack")
+def _operation(store: ReplicaStore, op: str) -> Handler:
+    async def call(request: web.Request) -> web.StreamResponse:
+        if request.method != "POST":
+            raise ErrorAnswer(405, "MethodNotAllowed", "replica operations are called with POST")
+        body = await request.read()  # read and checked against its signature already
+        try:
+            args = msgpack.unpackb(body, raw=False)
+            if not isinstance(args, dict):
+                raise ValueError("body must be a map")
+            result = await _dispatch(store, op, args)
+        except NotInitialized as exc:
+            raise ErrorAnswer(503, "NotInitialized", str(exc)) from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ErrorAnswer(400, "BadRequest", f"{type(exc).__name__}: {exc}") from None
+        return web.Response(body=msgpack.packb(result, use_bin_type=True), content_type="application/msgpack")
+
+    return call
 
 
-SECRET = web.AppKey("replica_secret", bytes)
+async def _no_such_operation(request: web.Request) -> web.StreamResponse:
+    raise ErrorAnswer(404, "NotFound", f"no replica operation {request.match_info['tail']!r}")
 
 
-def add_routes(app: web.Application, store: ReplicaStore, secret: bytes) -> None:
-    app[STORE] = store
-    app[SECRET] = secret
-    app.router.add_post(rp.PREFIX + "{rop}", _call)
+def add_routes(service: Service, store: ReplicaStore) -> None:
+    """The replica operations, as routes of the metadata service; logged only when debugging or failing
+    (three calls per write, and anti-entropy rounds)."""
+    for op in sorted(rp.OPERATIONS):
+        service.route("*", rp.PREFIX + op, _operation(store, op), operation=f"replica_{op}", quiet=True)
+    service.route("*", rp.PREFIX + "{tail:.*}", _no_such_operation, operation="unknown")

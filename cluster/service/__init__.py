@@ -1,0 +1,41 @@
+"""The one service skeleton every Tessera service is built on: authentication judged on the resolved
+route, /health/live and /health/ready, /metrics, one JSON access-log line per request, error mapping."""
+
+from cluster.service.app import (
+    REQUEST_ID,
+    SERVICE,
+    Authenticator,
+    ClusterAuthenticator,
+    Endpoint,
+    Exchange,
+    Handler,
+    ReadyCheck,
+    Service,
+    exchange,
+    exposition,
+    make_service_app,
+    request_key,
+)
+from cluster.service.errors import ErrorAnswer, Errors, Failure
+from cluster.service.metrics import CONTENT_TYPE, RequestMetrics
+
+__all__ = [
+    "CONTENT_TYPE",
+    "REQUEST_ID",
+    "SERVICE",
+    "Authenticator",
+    "ClusterAuthenticator",
+    "Endpoint",
+    "ErrorAnswer",
+    "Errors",
+    "Exchange",
+    "Failure",
+    "Handler",
+    "ReadyCheck",
+    "RequestMetrics",
+    "Service",
+    "exchange",
+    "exposition",
+    "make_service_app",
+    "request_key",
+]
