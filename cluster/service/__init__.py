@@ -1,5 +1,4 @@
-"""The one service skeleton every Tessera service is built on: authentication judged on the resolved
-route, /health/live and /health/ready, /metrics, one JSON access-log line per request, error mapping."""
+"""The one service skeleton: auth on the resolved route, health, metrics, access log, error mapping."""
 
 from cluster.service.app import (
     REQUEST_ID,
