@@ -202,11 +202,11 @@ class RpcClient:
         t = timeouts or self.timeouts
         fail, refuse = unavailable or self._unavailable, refused or self._refused
         url = URL(self.base_url + path_qs, encoded=True)
-        streamed = not isinstance(body, bytes)
-        headers = auth.sign_headers(self._secret, method, url.raw_path_qs, None if streamed else body)
+        source = None if isinstance(body, bytes) else body
+        headers = auth.sign_headers(self._secret, method, url.raw_path_qs, body if isinstance(body, bytes) else None)
         try:
             async with asyncio.timeout(None) as deadline:
-                feed = _Feed(body, t.write, deadline) if not isinstance(body, bytes) else None
+                feed = None if source is None else _Feed(source, t.write, deadline)
 
                 async def attempt(limits: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
                     data = feed.pieces() if feed is not None else (body or None)
@@ -220,7 +220,7 @@ class RpcClient:
                             raise _Again(ErrorAnswer.parse(resp.status, resp.reason, await read_answer(resp)))
                     return resp
 
-                resp = await self._attempts(attempt, idempotent and not streamed, t, fail, refuse)
+                resp = await self._attempts(attempt, idempotent and feed is None, t, fail, refuse)
                 async with resp:
                     try:
                         if not 200 <= resp.status < 300:

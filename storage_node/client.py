@@ -36,7 +36,6 @@ from storage_node.protocol import ErrorFrame, FrameEncoder, FrameReader, Framing
 TIMEOUT = 30.0  # seconds without progress on a connection before the drive counts as unavailable
 CONNECT_TIMEOUT = 5.0
 VERIFY_TIMEOUT = 600.0  # verify reads a whole fragment before it answers: allow for big, slow ones
-MAX_ERROR_BODY = 64 << 10
 
 
 def _timeouts(timeout: float, connect_timeout: float = CONNECT_TIMEOUT) -> Timeouts:
@@ -202,7 +201,7 @@ class RemoteDrive:
 
     async def _json(self, resp: aiohttp.ClientResponse) -> Any:
         try:
-            return json.loads(await read_answer(resp, MAX_ERROR_BODY))
+            return json.loads(await read_answer(resp))
         except ValueError as e:
             raise DriveUnavailable(f"{self}: unreadable answer (HTTP {resp.status}): {e}") from None
 
