@@ -97,6 +97,27 @@ def checksum_response_headers(values: dict[str, str], kind: str = "") -> dict[st
     return out
 
 
+def single_part_manifest(
+    req: S3Request, part: PartRecord, kind: str, headers: dict[str, str], meta: dict[str, str]
+) -> ObjectManifest:
+    """The manifest of an object written in one part (PUT, copy), owned by the requester."""
+    return ObjectManifest(
+        bucket=req.bucket,
+        key=req.key,
+        version_id=part.data_id,
+        size=part.size,
+        etag=part.etag,
+        last_modified=part.last_modified,
+        owner=req.access_key,
+        parts=[part],
+        content_type=kind,
+        headers=headers,
+        user_meta=meta,
+        checksums=part.checksums,
+        checksum_type="FULL_OBJECT" if part.checksums else "",
+    )
+
+
 async def commit(gw: Gateway, man: ObjectManifest, cond: Condition | None) -> None:
     try:
         previous = await gw.index.put_object(man, cond)
@@ -121,21 +142,7 @@ async def put_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     meta, headers, kind = user_metadata(req.headers), standard_headers(req.headers), content_type(req.headers)
     body = await open_body(req, MAX_PUT_SIZE)
     part = await store_body(gw, req, body, 0)
-    man = ObjectManifest(
-        bucket=req.bucket,
-        key=req.key,
-        version_id=part.data_id,
-        size=part.size,
-        etag=part.etag,
-        last_modified=part.last_modified,
-        owner=req.access_key,
-        parts=[part],
-        content_type=kind,
-        headers=headers,
-        user_meta=meta,
-        checksums=part.checksums,
-        checksum_type="FULL_OBJECT" if part.checksums else "",
-    )
+    man = single_part_manifest(req, part, kind, headers, meta)
     await commit(gw, man, cond)
     return web.Response(status=200, headers={"ETag": f'"{man.etag}"', **checksum_response_headers(man.checksums)})
 
@@ -362,21 +369,7 @@ async def copy_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     part.checksums = body.computed_checksums()
     now = time.time()
     part.last_modified = now
-    man = ObjectManifest(
-        bucket=req.bucket,
-        key=req.key,
-        version_id=part.data_id,
-        size=part.size,
-        etag=part.etag,
-        last_modified=now,
-        owner=req.access_key,
-        parts=[part],
-        content_type=kind,
-        headers=headers,
-        user_meta=meta,
-        checksums=part.checksums,
-        checksum_type="FULL_OBJECT" if part.checksums else "",
-    )
+    man = single_part_manifest(req, part, kind, headers, meta)
     await commit(gw, man, cond)
     items: list[tuple[str, Any]] = [("LastModified", iso8601(now)), ("ETag", f'"{man.etag}"')]
     items += [(f"Checksum{a}", v) for a, v in man.checksums.items()]
