@@ -305,14 +305,15 @@ class _S3Errors(Errors):
     def protocol(self, exc: HttpProcessingError) -> Failure:
         """A request the HTTP parser refused, with AWS's code where AWS has one."""
         failure = super().protocol(exc)
+        message = failure.message.split("\n", 1)[0][:200]  # aiohttp quotes the offending line below
         if isinstance(exc, LineTooLong):
             err = S3Error(
                 "RequestHeaderSectionTooLarge", "Your request header section exceeds the maximum allowed size."
             )
         elif failure.status == 400 and ("Content-Length" in failure.message or "Transfer-Encoding" in failure.message):
-            err = S3Error("InvalidArgument", failure.message[:200])
+            err = S3Error("InvalidArgument", message)
         else:
-            err = S3Error(failure.kind, failure.message[:200], status=failure.status)
+            err = S3Error(failure.kind, message, status=failure.status)
         return Failure(err.status, err.code, err.message, exc=err)
 
     def render(self, request: web.Request, failure: Failure) -> web.StreamResponse:

@@ -97,10 +97,15 @@ class Connection(RequestHandler):
             self._body_seen, self._body_progress = request.content.total_bytes, self._loop.time()
             self._body_timer = self._loop.call_later(self._tick, self._check_body, request)
         try:
-            return await super()._handle_request(request, start_time, request_handler)
+            resp, reset = await super()._handle_request(request, start_time, request_handler)
         finally:
             self._stop_body_watch()
             self._busy = bool(self._messages)  # a pipelined head is already waiting
+        if _body_never_asked_for(request, resp):
+            # Answered (refused) before 100 Continue: the client holds its body back, and aiohttp would
+            # wait for it and then read the next request as its remainder. Close once the answer is out.
+            self.force_close()
+        return resp, reset
 
     @property
     def _tick(self) -> float:
@@ -144,6 +149,12 @@ class Connection(RequestHandler):
         response = self._answer(request, exc)
         response.force_close()
         return response
+
+
+def _body_never_asked_for(request: web.BaseRequest, resp: web.StreamResponse) -> bool:
+    payload = request.content
+    waiting = request.headers.get("Expect", "").lower() == "100-continue"
+    return waiting and resp.status >= 300 and not payload.is_eof() and payload.total_bytes == 0
 
 
 class ConnectionFactory:
