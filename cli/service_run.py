@@ -13,7 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from cli.addresses import StartupError
-from cluster.service.connection import Runner, Timeouts
+from cluster.service.connection import INTERNAL, Runner, Timeouts
 from storage_node.drive import DriveError
 from storage_node.drive_dir import prepare_drive
 from storage_node.local_drive import LocalDrive
@@ -43,9 +43,9 @@ async def start_site(
 
     reuse_port: the port is shared with sibling processes (SO_REUSEPORT), the kernel spreading
     connections over them. ssl_context: serve HTTPS only (cli/tls.py makes it). timeouts: for slow
-    or idle clients (cluster/service/connection.py)."""
+    or idle clients (cluster/service/connection.py); an internal service's by default."""
     runner = Runner(
-        app, timeouts=timeouts or Timeouts(), access_log=None, handle_signals=False, read_bufsize=READ_BUFSIZE
+        app, timeouts=timeouts or INTERNAL, access_log=None, handle_signals=False, read_bufsize=READ_BUFSIZE
     )
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, ssl_context=ssl_context)

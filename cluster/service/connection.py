@@ -30,7 +30,12 @@ class Timeouts:
 
     header: float = 10.0  # to send a complete request head
     idle: float = 60.0  # between keep-alive requests
-    body: float = 30.0  # without a byte of the request body while the handler waits for it
+    body: float | None = 30.0  # without a byte of the request body while the handler waits for it; None: off
+
+
+# Internal services: a gateway streams fragments to a node at its own client's pace (a segment at a time),
+# so a slow but live upload would look stalled there; the gateway's own body timeout covers it.
+INTERNAL = Timeouts(body=None)
 
 
 # Answers a malformed request (the parser's error) as the service answers its own errors, and logs it.
@@ -93,7 +98,7 @@ class Connection(RequestHandler):
     # -- the request body
 
     async def _handle_request(self, request: web.BaseRequest, start_time: float | None, request_handler: Any) -> Any:
-        if not request.content.is_eof():
+        if self._timeouts.body is not None and not request.content.is_eof():
             self._body_seen, self._body_progress = request.content.total_bytes, self._loop.time()
             self._body_timer = self._loop.call_later(self._tick, self._check_body, request)
         try:
@@ -109,7 +114,7 @@ class Connection(RequestHandler):
 
     @property
     def _tick(self) -> float:
-        return min(1.0, self._timeouts.body / 4)
+        return min(1.0, (self._timeouts.body or 4.0) / 4)
 
     def _check_body(self, request: web.BaseRequest) -> None:
         self._body_timer = None
@@ -120,7 +125,7 @@ class Connection(RequestHandler):
         # Paused: our buffer is full and the handler is the slow one, not the client.
         if payload.total_bytes != self._body_seen or self._reading_paused:
             self._body_seen, self._body_progress = payload.total_bytes, now
-        elif now - self._body_progress >= self._timeouts.body:
+        elif now - self._body_progress >= (self._timeouts.body or float("inf")):
             log.info("cutting off an upload from %s: no body bytes for %ss", self.peername, self._timeouts.body)
             self.force_close()  # the handler's read fails: its partial write is discarded
             return
