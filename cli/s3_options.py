@@ -50,30 +50,25 @@ class FrontDoor:
 
 def front_door_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """The timeout and in-flight flags, handed to the command as one `front_door` argument."""
-    seconds = click.FloatRange(min=0.1)
     defaults = Timeouts()
-    options = [
-        click.option(
+    timeouts = [
+        (
             "--header-timeout",
-            type=seconds,
-            default=defaults.header,
-            show_default=True,
-            help="Seconds a client has to send a complete request head (after connecting, or after the "
-            "first byte of a keep-alive request).",
+            defaults.header,
+            "Seconds a client has to send a complete request head (after "
+            "connecting, or after the first byte of a keep-alive request).",
         ),
-        click.option(
-            "--idle-timeout",
-            type=seconds,
-            default=defaults.idle,
-            show_default=True,
-            help="Seconds an idle keep-alive connection is kept open.",
-        ),
-        click.option(
+        ("--idle-timeout", defaults.idle, "Seconds an idle keep-alive connection is kept open."),
+        (
             "--body-timeout",
-            type=seconds,
-            default=defaults.body,
-            show_default=True,
-            help="Seconds an upload may send no bytes before it is cut off (and nothing of it stored).",
+            defaults.body,
+            "Seconds an upload may send no bytes before it is cut off (and nothing of it stored).",
+        ),
+    ]
+    options = [
+        *(
+            click.option(name, type=click.FloatRange(min=0.1), default=default, show_default=True, help=text)
+            for name, default, text in timeouts
         ),
         click.option(
             "--max-requests",
