@@ -14,7 +14,7 @@ from cli import event_loop
 from cli.addresses import StartupError, index_client, meta_urls, parse_listen, url
 from cli.maintenance_options import maintenance_options, settings
 from cli.malloc_tuning import tune_malloc
-from cli.s3_options import s3_endpoint_options
+from cli.s3_options import FrontDoor, front_door_options, s3_endpoint_options
 from cli.service_run import configure_logging, start_site, until_stopped
 from cli.tls import ServerTls, reload_on_sighup, server_tls, url_scheme
 from cluster.auth import ClusterAuthError, secret_from_env
@@ -42,7 +42,9 @@ async def run_gateway(
     secret: bytes,
     care: Settings,
     tls: ServerTls | None = None,
+    door: FrontDoor | None = None,
 ) -> None:
+    door = door or FrontDoor()
     index = index_client(meta, secret)
     drives = ClusterDrives(index, secret)
     try:
@@ -59,11 +61,19 @@ async def run_gateway(
 
     users = UserDirectory(index, creds)
     gw = Gateway(
-        index=index, layer=layer, users=users, domains=domains, readiness=readiness, meta_addresses=tuple(meta)
+        index=index,
+        layer=layer,
+        users=users,
+        domains=domains,
+        readiness=readiness,
+        meta_addresses=tuple(meta),
+        limits=door.limits(scheme.segment_size),
     )
     others = [users.refresher, drives.refresher]
     gw.maintenance = Maintenance(index, layer, care, scrub=NodeScrubs(drives, secret), busy=gw.busy, others=others)
-    runner, bound = await start_site(make_app(gw), host, port, ssl_context=tls.context if tls else None)
+    runner, bound = await start_site(
+        make_app(gw), host, port, ssl_context=tls.context if tls else None, timeouts=door.timeouts
+    )
     reload_on_sighup(tls)
     await gw.maintenance.start()
     click.echo(f"Tessera gateway: EC {scheme}, {drives.live_nodes()} storage node(s) up")
@@ -84,6 +94,7 @@ async def run_gateway(
 @click.command()
 @click.option("--meta", required=True, help="The metadata service(s): HOST:PORT[,HOST:PORT...].")
 @s3_endpoint_options
+@front_door_options
 @maintenance_options
 def gateway(
     listen: str,
@@ -92,6 +103,7 @@ def gateway(
     domains: tuple[str, ...],
     tls_cert: str | None,
     tls_key: str | None,
+    front_door: FrontDoor,
     **care: Any,
 ) -> None:
     """Serve S3 over the cluster (root credentials from TESSERA_ACCESS_KEY / TESSERA_SECRET_KEY)."""
@@ -107,7 +119,10 @@ def gateway(
         urls = meta_urls(meta)
         tls = server_tls(tls_cert, tls_key)
         with contextlib.suppress(KeyboardInterrupt):
-            event_loop.run(run_gateway(creds, host, port, urls, scheme, tuple(domains), secret, settings(**care), tls))
+            care_settings = settings(**care)
+            event_loop.run(
+                run_gateway(creds, host, port, urls, scheme, tuple(domains), secret, care_settings, tls, front_door)
+            )
     except (StartupError, SchemeError, ClusterAuthError, CredentialsError) as exc:
         click.echo(f"tessera gateway: error: {exc}", err=True)
         sys.exit(2)

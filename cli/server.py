@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from cli.maintenance_options import maintenance_options, scrub_options, settings
 from cli.malloc_tuning import tune_malloc
 from cli.node import scrub_reporter
 from cli.processes import Supervisor, Worker, reserve_port
-from cli.s3_options import s3_endpoint_options
+from cli.s3_options import FrontDoor, front_door_options, s3_endpoint_options
 from cli.service_run import configure_logging, open_local_drives, prepare_local_drives, start_site, until_stopped
 from cli.tls import ServerTls, reload_on_sighup, server_tls, url_scheme
 from gateway.accounts.credentials import Credentials, CredentialsError, root_credentials
@@ -90,6 +90,7 @@ class ServerConfig:
     scrub_rate: float  # bytes/s
     scrub_interval: float
     tls: ServerTls | None = None  # HTTPS, its certificate reloaded on SIGHUP
+    door: FrontDoor = field(default_factory=FrontDoor)  # timeouts and in-flight caps
 
     @property
     def index(self) -> Path:
@@ -113,14 +114,17 @@ async def serve(cfg: ServerConfig, worker: Worker | None = None) -> None:
     primary = worker is None or worker.number == PRIMARY
     scrubber = Scrubber(drives, scrub_reporter(index), rate=cfg.scrub_rate, interval=cfg.scrub_interval)
     users = UserDirectory(index, cfg.creds)
-    gw = Gateway(index=index, layer=layer, users=users, domains=cfg.domains)
+    limits = cfg.door.limits(cfg.scheme.segment_size)
+    gw = Gateway(index=index, layer=layer, users=users, domains=cfg.domains, limits=limits)
     scrub = LocalScrub(scrubber) if primary else None
     others = [users.refresher, scrubber.worker]
     gw.maintenance = Maintenance(index, layer, cfg.care, scrub=scrub, busy=gw.busy, others=others)
     if worker is not None:
         gw.siblings = Siblings(worker.run_dir, worker.number, worker.count)
     tls = cfg.tls.context if cfg.tls else None
-    runner, bound = await start_site(make_app(gw), cfg.host, cfg.port, reuse_port=worker is not None, ssl_context=tls)
+    runner, bound = await start_site(
+        make_app(gw), cfg.host, cfg.port, reuse_port=worker is not None, ssl_context=tls, timeouts=cfg.door.timeouts
+    )
     reload_on_sighup(cfg.tls, catch_up=worker is not None)
     if worker is not None:
         internal = socket_path(worker.run_dir, worker.number)
@@ -181,6 +185,7 @@ def _announce(cfg: ServerConfig, port: int, workers: int = 1) -> None:
 @click.argument("drives", nargs=-1)
 @click.option("--index", default=None, help="Directory of the index and credentials [DRIVE1/.tessera-system].")
 @s3_endpoint_options
+@front_door_options
 @maintenance_options
 @scrub_options
 @click.option(
@@ -201,6 +206,7 @@ def server(
     workers: int,
     tls_cert: str | None,
     tls_key: str | None,
+    front_door: FrontDoor,
     **care: Any,
 ) -> None:
     """Run an erasure-coded S3 endpoint on local DRIVE directories (six under ./tessera-data by default)."""
@@ -224,6 +230,7 @@ def server(
             scrub_rate * 1e6,
             scrub_interval,
             tls,
+            front_door,
         )
         if workers > 1:
             sys.exit(serve_workers(cfg, workers))

@@ -13,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from cli.addresses import StartupError
+from cluster.service.connection import INTERNAL, Runner, Timeouts
 from storage_node.drive import DriveError
 from storage_node.drive_dir import prepare_drive
 from storage_node.local_drive import LocalDrive
@@ -31,13 +32,21 @@ def configure_logging() -> None:
 
 
 async def start_site(
-    app: web.Application, host: str, port: int, reuse_port: bool = False, ssl_context: ssl.SSLContext | None = None
+    app: web.Application,
+    host: str,
+    port: int,
+    reuse_port: bool = False,
+    ssl_context: ssl.SSLContext | None = None,
+    timeouts: Timeouts | None = None,
 ) -> tuple[web.AppRunner, int]:
     """Listen; return the runner and the port really bound (the OS picks one for port 0).
 
     reuse_port: the port is shared with sibling processes (SO_REUSEPORT), the kernel spreading
-    connections over them. ssl_context: serve HTTPS only (cli/tls.py makes it)."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, read_bufsize=READ_BUFSIZE)
+    connections over them. ssl_context: serve HTTPS only (cli/tls.py makes it). timeouts: for slow
+    or idle clients (cluster/service/connection.py); an internal service's by default."""
+    runner = Runner(
+        app, timeouts=timeouts or INTERNAL, access_log=None, handle_signals=False, read_bufsize=READ_BUFSIZE
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, ssl_context=ssl_context)
     try:

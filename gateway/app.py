@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 
 from cluster.service import (
     REQUEST_ID,
@@ -128,7 +129,14 @@ def _is_anonymous(request: web.Request) -> bool:
 
 
 # Probes and scrapes: only anonymous GETs of these paths, so a bucket named "health" still works.
-_PROBES = {"/health/live": "live", "/health/ready": "ready", "/metrics": "metrics"}
+# MinIO's probe paths too: load balancers configured for MinIO ask those. Never refused as SlowDown.
+_PROBES = {
+    "/health/live": "live",
+    "/health/ready": "ready",
+    "/minio/health/live": "live",
+    "/minio/health/ready": "ready",
+    "/metrics": "metrics",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +165,10 @@ async def _authenticate(request: web.Request, endpoint: Endpoint) -> None:
     if gw.siblings is not None and request.path == siblings.USERS_CHANGED_PATH and siblings.is_internal(request):
         request[_VERDICT] = _Verdict(users_changed=True)  # over the worker's own Unix socket: a sibling
         return
+    expect = request.headers.get("Expect")
+    if expect is not None and expect.lower() != "100-continue":
+        raise S3Error("ExpectationFailed", "Only Expect: 100-continue is supported.", status=417)
+    gw.admit()  # before the signature is checked or the body read
     host_bucket = _host_bucket(request.host, gw.domains)
     raw_path = request.rel_url.raw_path
     sib = gw.siblings
@@ -174,6 +186,14 @@ async def _authenticate(request: web.Request, endpoint: Endpoint) -> None:
     else:
         auth = sigv4.verify(request.method, raw_path, query, request.headers, gw.users.secret)
     request[_VERDICT] = _Verdict(auth=auth, host_bucket=host_bucket)
+    if expect is not None and request.version >= HttpVersion11:
+        # Only now that the request is admitted and its signature holds is the body asked for.
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the response proper has not started
+
+
+async def _no_early_continue(request: web.Request) -> None:
+    """aiohttp's default expect handler sends 100 Continue before any middleware: _authenticate does."""
 
 
 async def _probe(request: web.Request, probe: str) -> web.StreamResponse:
@@ -243,15 +263,27 @@ async def _request_id(
     """Outside the skeleton's middleware: every answer, errors included, carries the request's id."""
     request[REQUEST_ID] = f"{_RID_PREFIX}{next(_rid_counter):010X}"
     gw = request.app[GATEWAY_KEY]
+    window = gw.limits.body_window
+    length = request.content_length
+    body = min(length, window) if length is not None else window if request.body_exists else 0
     gw.inflight += 1
+    gw.body_bytes += body
     try:
         return await handler(request)
     finally:
         gw.inflight -= 1
+        gw.body_bytes -= body
 
 
 # Errors aiohttp raises itself (a body over client_max_size, say), as the S3 codes closest to them.
-_HTTP_CODES = {403: "AccessDenied", 405: "MethodNotAllowed", 411: "MissingContentLength", 413: "EntityTooLarge"}
+_HTTP_CODES = {
+    400: "BadRequest",
+    403: "AccessDenied",
+    405: "MethodNotAllowed",
+    411: "MissingContentLength",
+    413: "EntityTooLarge",
+    417: "ExpectationFailed",
+}
 
 
 def _classify(exc: BaseException) -> Failure | None:
@@ -270,19 +302,36 @@ def _classify(exc: BaseException) -> Failure | None:
 class _S3Errors(Errors):
     """S3 XML error documents instead of the skeleton's JSON."""
 
+    def protocol(self, exc: HttpProcessingError) -> Failure:
+        """A request the HTTP parser refused, with AWS's code where AWS has one."""
+        failure = super().protocol(exc)
+        message = failure.message.split("\n", 1)[0][:200]  # aiohttp quotes the offending line below
+        if isinstance(exc, LineTooLong):
+            err = S3Error(
+                "RequestHeaderSectionTooLarge", "Your request header section exceeds the maximum allowed size."
+            )
+        elif failure.status == 400 and ("Content-Length" in failure.message or "Transfer-Encoding" in failure.message):
+            err = S3Error("InvalidArgument", message)
+        else:
+            err = S3Error(failure.kind, message, status=failure.status)
+        return Failure(err.status, err.code, err.message, exc=err)
+
     def render(self, request: web.Request, failure: Failure) -> web.StreamResponse:
         err = failure.exc if isinstance(failure.exc, S3Error) else S3Error(failure.kind, status=failure.status)
         return _error_response(request, err, request.get(REQUEST_ID, ""))
 
 
-_ERRORS = _S3Errors(forbidden="AccessDenied", internal="InternalError", http_kinds={}, classify=_classify)
+_ERRORS = _S3Errors(forbidden="AccessDenied", internal="InternalError", http_kinds=_HTTP_CODES, classify=_classify)
 
 
 def _error_response(request: web.Request, err: S3Error, rid: str) -> web.Response:
     if err.status == 304:
         return web.Response(status=304)
     body = b"" if request.method == "HEAD" else error_document(err, request.path, rid)
-    return web.Response(status=err.status, body=body, content_type="application/xml")
+    response = web.Response(status=err.status, body=body, content_type="application/xml")
+    if err.code == "SlowDown":
+        response.headers["Retry-After"] = "1"
+    return response
 
 
 async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
@@ -325,5 +374,6 @@ def make_app(gw: Gateway) -> web.Application:
         await gw.users.close()
 
     app.cleanup_ctx.append(users_refresh)
-    app[SERVICE].route("*", "/{tail:(?s:.*)}", _dispatch, operation="unrouted")  # (?s): keys may hold CR, LF
+    # (?s): keys may hold CR, LF
+    app[SERVICE].route("*", "/{tail:(?s:.*)}", _dispatch, operation="unrouted", expect_handler=_no_early_continue)
     return app

@@ -123,3 +123,16 @@ async def test_trivial_server_round_trip_client_processes_and_plot(tmp_path: Pat
     plot(result, str(tmp_path / "p.png"))
     assert (tmp_path / "p.png").stat().st_size > 1000
     assert fsync_files(str(tmp_path), seconds=0.1)["fsync_4kib_files_s"] > 0
+
+
+def test_overload_briefly_only_200_and_slowdown_and_slow_heads_closed() -> None:
+    """bench.overload for 3 s: 8 clients against a cap of 4 requests, 20 connections dribbling heads."""
+    cmd = [sys.executable, "-m", "bench.overload", "--clients", "8", "--duration", "3", "--slow", "20"]
+    cmd += ["--header-timeout", "1", "--server-arg=--max-requests", "--server-arg=4"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["ok"] > 0 and summary["other"] == 0, summary
+    assert set(summary["answers"]) <= {"200", "503 SlowDown"}, summary
+    assert summary["slow_closed"] == 20 and summary["slow_within_timeout"], summary
+    assert summary["server_peak_rss_mib"] > 0

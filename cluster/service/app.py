@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_urldispatcher import AbstractRoute
 
 from cluster import auth
@@ -113,8 +114,10 @@ class Service:
         open: bool = False,
         quiet: bool = False,
         streamed_body: bool = False,
+        expect_handler: Any = None,
     ) -> AbstractRoute:
-        route = self.app.router.add_route(method, path, handler)
+        """expect_handler: aiohttp's, run before any middleware (its default sends 100 Continue at once)."""
+        route = self.app.router.add_route(method, path, handler, expect_handler=expect_handler)
         self._endpoints[route] = Endpoint(operation, open, quiet, streamed_body)
         return route
 
@@ -164,6 +167,15 @@ class Service:
             request[EXCHANGE].error = request[EXCHANGE].error or "disconnected"
             return None
         return self.errors.render(request, self.failure(request, exc))
+
+    def protocol_error(self, request: web.BaseRequest, exc: HttpProcessingError) -> web.StreamResponse:
+        """A request the HTTP parser refused (cluster/service/connection.py): answered in the service's
+        vocabulary and logged as one access-log line, without a traceback."""
+        failure = self.errors.protocol(exc)
+        ex = request[EXCHANGE] = Exchange("malformed", False, error=failure.kind)
+        response = self.errors.render(request, failure)  # type: ignore[arg-type]
+        self._account(request, ex, response, 0.0)  # type: ignore[arg-type]
+        return response
 
     # -- the middleware
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError
 
 from cluster.auth import ClusterAuthError
 
@@ -64,9 +65,17 @@ class Errors:
             failure = self._classify(exc)
             if failure is not None:
                 return failure
+        if isinstance(exc, HttpProcessingError):  # a malformed body (chunked encoding, length): the client's
+            return self.protocol(exc)
         if isinstance(exc, web.HTTPException):  # raised by aiohttp itself: no route, a body too large
             return Failure(exc.status, self.http_kinds.get(exc.status, f"http_{exc.status}"), exc.reason, exc=exc)
         return None
+
+    def protocol(self, exc: HttpProcessingError) -> Failure:
+        """A request aiohttp's HTTP parser refused: a client error, never a bug."""
+        status = 405 if isinstance(exc, BadHttpMethod) else exc.code if 400 <= exc.code < 500 else 400
+        message = exc.message if isinstance(exc.message, str) and exc.message else "malformed request"
+        return Failure(status, self.http_kinds.get(status, f"http_{status}"), message, exc=exc)
 
     def internal(self, exc: BaseException) -> Failure:
         # The client learns that it is our fault, not what broke: the log has the traceback.
