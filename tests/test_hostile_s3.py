@@ -33,18 +33,12 @@ from tests.test_users import add_user, user_client
 NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
 
-# aiohttp.server logs every HTTP message it cannot parse with a traceback (ERROR), before any code of ours runs:
-# the service skeleton's logging is where that would be tamed.
-_AIOHTTP_LOGS_A_TRACEBACK = {"test_content_length_not_a_number"}
-
-
 @pytest.fixture(autouse=True)
 def no_traceback(server: ServerProcess, request: pytest.FixtureRequest) -> Iterator[None]:
     """What a test's requests made the server log holds no traceback."""
     seen = len(server.log_text())
     yield
-    if request.node.originalname not in _AIOHTTP_LOGS_A_TRACEBACK:
-        assert "Traceback" not in server.log_text()[seen:]
+    assert "Traceback" not in server.log_text()[seen:]
 
 
 def signed_utf8(
