@@ -2,7 +2,9 @@
 
 - Connections are reused: one aiohttp ClientSession, lent by the caller (clients that share it share
   its pool) or made on first use (a session belongs to the loop it was made in).
-- Every request is signed (cluster/auth.py) over the path exactly as sent.
+- Every request is signed (cluster/auth.py) over the path exactly as sent, each attempt anew (a
+  retry is a new request with a new nonce: the peer refuses a repeated one). A streamed body is a
+  function of the attempt's FrameChain, which authenticates each frame it sends.
 - Timeouts on every call (Timeouts): a total budget for the call, attempts and backoff sleeps together;
   connecting; waiting for a pooled connection; each socket read (a stream may run as long as it keeps
   moving); and each piece of a streamed body the peer must take (the wait on the caller's own source
@@ -37,6 +39,8 @@ LARGE_BODY = 512 << 10  # bytes bodies larger than this go out as a stream: aioh
 NETWORK_ERRORS = (aiohttp.ClientError, OSError, asyncio.IncompleteReadError)  # OSError covers TimeoutError
 
 T = TypeVar("T")
+# A streamed request body: the frames to send, each authenticated by the attempt's chain.
+StreamedBody = Callable[[auth.FrameChain], AsyncIterable[bytes]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,11 +169,11 @@ class RpcClient:
     ) -> bytes:
         """A request with a small answer: the body of a 2xx answer (of at most `limit` bytes)."""
         url = URL(self.base_url + path_qs, encoded=True)  # sent exactly as signed
-        headers = auth.sign_headers(self._secret, method, url.raw_path_qs, body)
-        if content_type is not None:
-            headers["Content-Type"] = content_type
 
         async def attempt(limits: aiohttp.ClientTimeout) -> tuple[int, str, bytes]:
+            headers = auth.sign_headers(self._secret, method, url.raw_path_qs, body)  # a new nonce each time
+            if content_type is not None:
+                headers["Content-Type"] = content_type
             data = (io.BytesIO(body) if len(body) > LARGE_BODY else body) if body else None  # anew for each attempt
             async with self._session_now().request(
                 method, url, data=data, headers=headers, timeout=limits, allow_redirects=False
@@ -190,7 +194,7 @@ class RpcClient:
         self,
         method: str,
         path_qs: str,
-        body: bytes | AsyncIterable[bytes] = b"",
+        body: bytes | StreamedBody = b"",
         *,
         idempotent: bool = False,
         timeouts: Timeouts | None = None,
@@ -198,18 +202,23 @@ class RpcClient:
         refused: Refused | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """A request whose 2xx answer the caller reads as it comes; network failures while it reads
-        become unavailable(why) too. A body given as an async iterable is streamed (signed STREAMING)."""
+        become unavailable(why) too. A body given as a StreamedBody is streamed (signed STREAMING) and
+        sent once: body(chain) makes the frames, each authenticated by chain."""
         t = timeouts or self.timeouts
         fail, refuse = unavailable or self._unavailable, refused or self._refused
         url = URL(self.base_url + path_qs, encoded=True)
-        source = None if isinstance(body, bytes) else body
-        headers = auth.sign_headers(self._secret, method, url.raw_path_qs, body if isinstance(body, bytes) else None)
+        streamed = None if isinstance(body, bytes) else body
         try:
             async with asyncio.timeout(None) as deadline:
-                feed = None if source is None else _Feed(source, t.write, deadline)
+                feed = None if streamed is None else _Feed(t.write, deadline)
 
                 async def attempt(limits: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
-                    data = feed.pieces() if feed is not None else (body or None)
+                    signed = body if isinstance(body, bytes) else None
+                    headers = auth.sign_headers(self._secret, method, url.raw_path_qs, signed)
+                    data: Any = body or None
+                    if feed is not None and streamed is not None:
+                        chain = auth.FrameChain(self._secret, auth.signature_of(headers[auth.HEADER]))
+                        data = feed.pieces(streamed(chain))
                     resp = await self._session_now().request(
                         method, url, data=data, headers=headers, timeout=limits, allow_redirects=False
                     )
@@ -276,14 +285,13 @@ class _Feed:
     wait is on the peer and bounded by the write timeout (by rescheduling the caller's deadline);
     while it pulls the next one from the source the wait is not the peer's fault and is not bounded."""
 
-    def __init__(self, source: AsyncIterable[bytes], timeout: float | None, deadline: asyncio.Timeout) -> None:
-        self._source = source
+    def __init__(self, timeout: float | None, deadline: asyncio.Timeout) -> None:
         self._timeout = timeout
         self._deadline = deadline
         self._answered = False
 
-    async def pieces(self) -> AsyncIterator[bytes]:
-        source = aiter(self._source)
+    async def pieces(self, body: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+        source = aiter(body)
         try:
             async for piece in source:
                 self._reschedule(self._timeout)
