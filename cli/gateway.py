@@ -16,7 +16,7 @@ from cli.maintenance_options import maintenance_options, settings
 from cli.malloc_tuning import tune_malloc
 from cli.s3_options import s3_endpoint_options
 from cli.service_run import configure_logging, start_site, until_stopped
-from cli.tls import ServerTls, reload_on_sighup, server_tls, url_scheme
+from cli.tls import ServerTls, cluster_ca_option, reload_on_sighup, server_tls, url_scheme, use_cluster_ca
 from cluster.auth import ClusterAuthError, secret_from_env
 from gateway.accounts.credentials import Credentials, CredentialsError, credentials_from_env
 from gateway.accounts.users import UserDirectory
@@ -82,8 +82,9 @@ async def run_gateway(
 
 
 @click.command()
-@click.option("--meta", required=True, help="The metadata service(s): HOST:PORT[,HOST:PORT...].")
+@click.option("--meta", required=True, help="The metadata service(s): [https://]HOST:PORT[,...].")
 @s3_endpoint_options
+@cluster_ca_option
 @maintenance_options
 def gateway(
     listen: str,
@@ -92,6 +93,7 @@ def gateway(
     domains: tuple[str, ...],
     tls_cert: str | None,
     tls_key: str | None,
+    cluster_ca: str | None,
     **care: Any,
 ) -> None:
     """Serve S3 over the cluster (root credentials from TESSERA_ACCESS_KEY / TESSERA_SECRET_KEY)."""
@@ -106,6 +108,7 @@ def gateway(
         host, port = parse_listen(listen)
         urls = meta_urls(meta)
         tls = server_tls(tls_cert, tls_key)
+        use_cluster_ca(cluster_ca)
         with contextlib.suppress(KeyboardInterrupt):
             event_loop.run(run_gateway(creds, host, port, urls, scheme, tuple(domains), secret, settings(**care), tls))
     except (StartupError, SchemeError, ClusterAuthError, CredentialsError) as exc:

@@ -13,6 +13,8 @@
   jitter. An idempotent call is retried on connection errors and on the statuses the policy names; any
   other only when the connection could not be made (the request never left this process). A timeout is
   never retried: it has spent the call's budget. A streamed body is sent once.
+- TLS to a peer whose base URL is https://, trusting the cluster's CA (trust_cluster_ca, or the file
+  named by TESSERA_CLUSTER_CA), else the system's; plain http:// stays plain.
 - Failures become the caller's exceptions: unavailable(why) when no usable answer came (refused or cut
   connection, timeout), refused(answer) for an error answer, with the {"error", "message"} document
   when the peer is one of ours.
@@ -22,9 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
 import json
+import os
 import random
+import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -39,6 +44,8 @@ LARGE_BODY = 512 << 10  # bytes bodies larger than this go out as a stream: aioh
 NETWORK_ERRORS = (aiohttp.ClientError, OSError, asyncio.IncompleteReadError)  # OSError covers TimeoutError
 
 T = TypeVar("T")
+CA_ENV = "TESSERA_CLUSTER_CA"  # a PEM file of the CA that signs the services' certificates
+_cluster_ca: str | None = None
 # A streamed request body: the frames to send, each authenticated by the attempt's chain.
 StreamedBody = Callable[[auth.FrameChain], AsyncIterable[bytes]]
 
@@ -120,6 +127,29 @@ class _Again(Exception):
         self.answer = answer
 
 
+def trust_cluster_ca(cafile: str | None) -> None:
+    """Trust this CA for https peers from now on (None: TESSERA_CLUSTER_CA, else the system's CAs).
+    Raises OSError or ssl.SSLError if the file is not a readable PEM certificate."""
+    global _cluster_ca
+    if cafile is not None:
+        _tls_context(cafile)
+    _cluster_ca = cafile
+
+
+@functools.cache
+def _tls_context(cafile: str) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=cafile)
+
+
+def peer_tls(base_url: str) -> ssl.SSLContext | bool:
+    """How to connect to a peer: with the cluster's CA for an https one (the system's CAs when none is
+    given: a self-signed peer is refused); True is aiohttp's default (and means nothing for http)."""
+    if not base_url.startswith("https://"):
+        return True
+    cafile = _cluster_ca or os.environ.get(CA_ENV)
+    return _tls_context(cafile) if cafile else True
+
+
 class RpcClient:
     """Signed calls to the service at base_url ("http://host:port", maybe with a path prefix)."""
 
@@ -135,6 +165,7 @@ class RpcClient:
         retry: RetryPolicy = NO_RETRIES,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._tls = peer_tls(self.base_url)
         self.timeouts = timeouts or Timeouts()
         self.retry = retry
         self._secret = secret
@@ -176,7 +207,7 @@ class RpcClient:
                 headers["Content-Type"] = content_type
             data = (io.BytesIO(body) if len(body) > LARGE_BODY else body) if body else None  # anew for each attempt
             async with self._session_now().request(
-                method, url, data=data, headers=headers, timeout=limits, allow_redirects=False
+                method, url, data=data, headers=headers, timeout=limits, allow_redirects=False, ssl=self._tls
             ) as resp:
                 answer = await read_answer(resp, limit if 200 <= resp.status < 300 else MAX_ERROR_BODY)
                 if resp.status in self.retry.statuses:
@@ -220,7 +251,7 @@ class RpcClient:
                         chain = auth.FrameChain(self._secret, auth.signature_of(headers[auth.HEADER]))
                         data = feed.pieces(streamed(chain))
                     resp = await self._session_now().request(
-                        method, url, data=data, headers=headers, timeout=limits, allow_redirects=False
+                        method, url, data=data, headers=headers, timeout=limits, allow_redirects=False, ssl=self._tls
                     )
                     if feed is not None:
                         feed.answered()  # from here the read timeout bounds the waits

@@ -14,12 +14,16 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
+import boto3
 import msgpack
 import pytest
 from awscrt.checksums import crc32c
 from yarl import URL
 
+from cli.dev import DevCluster
 from cluster import auth
+from cluster.client import CA_ENV, trust_cluster_ca
+from metadata.index import IndexUnavailable
 from metadata.records import BucketRecord
 from metadata.remote import protocol as meta_protocol
 from metadata.remote.client import RemoteIndex
@@ -28,6 +32,7 @@ from metadata.replica.merge import Entry
 from metadata.replica.protocol import Write
 from storage_node import protocol
 from storage_node.client import RemoteDrive, fetch_node_drives
+from storage_node.drive import DriveUnavailable
 from storage_node.drive_dir import TMP
 from tests.drive_contract import collect, make_chunks, new_fid, stream
 from tests.index_contract import make_manifest
@@ -314,3 +319,56 @@ def test_nonce_memory_is_bounded_and_forgets_expired_signatures() -> None:
     later = now + auth.MAX_SKEW + 2  # a and b have expired: their signatures would be refused anyway
     seen.admit(c, later)
     assert len(seen) == 1
+
+
+# -- TLS between services --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
+    env = {k: v for k, v in os.environ.items() if k != CA_ENV}
+    cluster = DevCluster(tmp_path_factory.mktemp("tls"), nodes=3, metas=3, gateways=1, ec="2+1", tls=True, env=env)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def test_services_speak_tls_to_each_other(tls_cluster: DevCluster) -> None:
+    for name, svc in tls_cluster.services.items():
+        assert svc.endpoint.startswith("http://" if name.startswith("gateway") else "https://"), name
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=tls_cluster.endpoint(),
+        aws_access_key_id=tls_cluster.env["TESSERA_ACCESS_KEY"],
+        aws_secret_access_key=tls_cluster.env["TESSERA_SECRET_KEY"],
+        region_name="us-east-1",
+    )
+    body = os.urandom(3 << 20)
+    s3.create_bucket(Bucket="tls")
+    s3.put_object(Bucket="tls", Key="k", Body=body)
+    assert s3.get_object(Bucket="tls", Key="k")["Body"].read() == body
+
+
+async def test_a_client_without_the_cluster_ca_is_refused(tls_cluster: DevCluster) -> None:
+    secret = tls_cluster.env["TESSERA_CLUSTER_SECRET"].encode()
+    meta = tls_cluster.services["meta1"].endpoint
+    node = tls_cluster.services["node1"].endpoint
+    stranger = RemoteIndex(meta, secret, attempts=1)  # this process trusts only the system's CAs
+    try:
+        with pytest.raises(IndexUnavailable, match=r"(?i)certificate"):
+            await stranger.list_buckets()
+    finally:
+        await stranger.close()
+    with pytest.raises(DriveUnavailable, match=r"(?i)certificate"):
+        await fetch_node_drives(node, secret)
+    trust_cluster_ca(tls_cluster.env[CA_ENV])
+    try:
+        trusting = RemoteIndex(meta, secret)
+        try:
+            assert "tls" in [b.name for b in await trusting.list_buckets()]
+        finally:
+            await trusting.close()
+    finally:
+        trust_cluster_ca(None)
