@@ -8,9 +8,9 @@ A request is refused (403) before it does anything unless its signature is valid
 MAX_SKEW of the verifier's clock, and its nonce was not seen before (NonceCache): a captured request
 cannot be sent again, and a retry is a new request with a new nonce and signature.
 
-A streamed body is a chain: the MAC of frame i is HMAC(secret, MAC(i-1) || SHA-256(payload i)),
-starting from the request's signature, and the end of the stream carries HMAC(secret, MAC(last) ||
-"end" || count). A frame changed, dropped, reordered or moved to another request breaks the chain.
+A streamed body is a chain starting from the request's signature: each frame carries a MAC of its
+payload keyed by the chain so far, and the end of the stream a MAC over the frame count (FrameChain).
+A frame changed, dropped, reordered or moved to another request breaks the chain.
 
 This module is the one place that signs (cluster/client.py calls sign_headers and FrameChain) and
 verifies (cluster/service's authenticator calls verify_headers, NonceCache and the body checks).
@@ -28,6 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.hazmat.primitives.poly1305 import Poly1305
+
 HEADER = "X-Tessera-Auth"
 STREAMING = "STREAMING"
 # Seconds a signature stays valid either side of the verifier's clock: the services of a cluster
@@ -38,7 +40,7 @@ MAX_SKEW = 60
 # one still valid (forgetting would open a replay).
 MAX_NONCES = 500_000
 NONCE_BYTES = 16
-TAG_BYTES = 32  # a frame's MAC (SHA-256)
+TAG_BYTES = 16  # a frame's MAC (Poly1305), and the end's
 ENV = "TESSERA_CLUSTER_SECRET"
 MIN_SECRET = 16
 
@@ -169,21 +171,31 @@ def check_body(claim: str, body: bytes | None = None, hasher: Any = None) -> Non
 
 class FrameChain:
     """The MACs of a streamed body's frames, chained from the request's signature: the sender
-    calls tag() and end_tag(), the receiver check() and check_end(), each in frame order."""
+    calls tag() and end_tag(), the receiver check() and check_end(), each in frame order.
+
+    Frame i's payload is MACed with Poly1305 under a one-time key derived from the chain so far
+    (HMAC(secret, state || "key")), and the chain moves on over its tag (state = HMAC(secret,
+    state || tag)): a frame changed, dropped, reordered or moved from another request breaks it.
+    Poly1305 runs at several GB/s where SHA-256 (an HMAC over the payload) runs at 1-2: over a
+    64 MiB fragment PUT, that is the difference between a cost one can and cannot measure.
+    """
 
     def __init__(self, secret: bytes, signature: str) -> None:
         self._secret = secret
-        self._last = signature.encode()
+        self._state = signature.encode()
         self.count = 0
 
+    def _hmac(self, msg: bytes) -> bytes:
+        return hmac.new(self._secret, self._state + msg, hashlib.sha256).digest()
+
     def tag(self, payload: bytes | memoryview) -> bytes:
-        self._last = hmac.new(self._secret, self._last + hashlib.sha256(payload).digest(), hashlib.sha256).digest()
+        tag = Poly1305.generate_tag(self._hmac(b"key"), payload)
+        self._state = self._hmac(tag)
         self.count += 1
-        return self._last
+        return tag
 
     def end_tag(self) -> bytes:
-        msg = self._last + b"end" + self.count.to_bytes(8, "big")
-        return hmac.new(self._secret, msg, hashlib.sha256).digest()
+        return self._hmac(b"end" + self.count.to_bytes(8, "big"))[:TAG_BYTES]
 
     def check(self, payload: bytes | memoryview, tag: bytes) -> None:
         if not hmac.compare_digest(self.tag(payload), tag):

@@ -20,12 +20,12 @@ A fragment record is {"name", "size", "chunk_size", "chunks", "mtime"}.
 
 A frame stream carries fragment chunks in either direction (integers big-endian u32):
 
-    chunk   length (1..MAX_PAYLOAD) | payload | crc32c(payload)
-    end     length 0                          the stream is complete; nothing follows
+    chunk   length (1..MAX_PAYLOAD) | payload | crc32c(payload) [| MAC, in a chained stream]
+    end     length 0 [| MAC over the count, in a chained stream]   the stream is complete; nothing follows
     error   0xFFFFFFFF | json length | JSON {"error": kind, "chunk": n, "message": ...}
 
 A PUT body signed STREAMING is chained (cluster/auth.py FrameChain): each chunk frame carries the
-32-byte MAC of its payload after its crc32c, and the end frame the MAC over the count after its
+TAG_BYTES MAC of its payload after its crc32c, and the end frame the MAC over the count after its
 length 0. The node checks each MAC before it writes the chunk, and commits only after the end MAC:
 a frame changed or replayed from another request is refused (403) and nothing is left on disk.
 A GET answer is not chained (an answer cannot be replayed into a drive, and the gateway verifies
