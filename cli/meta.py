@@ -10,7 +10,6 @@ Index API (/v1) as a coordinator over all three, for clients given only its addr
 from __future__ import annotations
 
 import contextlib
-import ssl
 import sys
 from pathlib import Path
 
@@ -19,15 +18,7 @@ import click
 from cli import event_loop
 from cli.addresses import StartupError, parse_listen, parse_peer, url
 from cli.service_run import configure_logging, start_site, until_stopped
-from cli.tls import (
-    ServerTls,
-    cluster_ca_option,
-    reload_on_sighup,
-    server_tls,
-    service_tls_options,
-    url_scheme,
-    use_cluster_ca,
-)
+from cli.tls import ServerTls, reload_on_sighup, service_tls, service_tls_options, serving_context, url_scheme
 from cluster.auth import ClusterAuthError, secret_from_env
 from cluster.service import SERVICE
 from metadata.local.store import LocalIndex
@@ -86,7 +77,7 @@ def open_replica(data: Path) -> ReplicaStore:
 async def serve(data: Path, host: str, port: int, secret: bytes, tls: ServerTls | None = None) -> None:
     index = open_index(data)
     try:
-        runner, bound = await start_site(make_meta_app(index, secret), host, port, ssl_context=_context(tls))
+        runner, bound = await start_site(make_meta_app(index, secret), host, port, ssl_context=serving_context(tls))
     except BaseException:
         await index.close()
         raise
@@ -100,10 +91,6 @@ async def serve(data: Path, host: str, port: int, secret: bytes, tls: ServerTls 
         await index.close()
 
     await until_stopped(cleanup)
-
-
-def _context(tls: ServerTls | None) -> ssl.SSLContext | None:
-    return tls.context if tls is not None else None
 
 
 async def serve_replica(
@@ -124,7 +111,7 @@ async def serve_replica(
     ae_peers = [ReplicaClient(url(*p), secret) for p in peers]
     anti_entropy = AntiEntropy(store, list(ae_peers), interval, app[SERVICE].registry, tombstone_grace=grace)
     try:
-        runner, bound = await start_site(app, host, port, ssl_context=_context(tls))
+        runner, bound = await start_site(app, host, port, ssl_context=serving_context(tls))
     except BaseException:
         await store.close()
         raise
@@ -153,7 +140,6 @@ async def serve_replica(
     "--tombstone-grace", default=TOMBSTONE_GRACE, show_default=True, help="Seconds before deletes are forgotten."
 )
 @service_tls_options
-@cluster_ca_option
 def meta(
     data: str,
     listen: str,
@@ -170,8 +156,7 @@ def meta(
         secret = secret_from_env()
         host, port = parse_listen(listen)
         others = check_peers(peers, (host, port))
-        tls = server_tls(tls_cert, tls_key)
-        use_cluster_ca(cluster_ca)
+        tls = service_tls(tls_cert, tls_key, cluster_ca)
         with contextlib.suppress(KeyboardInterrupt):
             if others:
                 args = (anti_entropy_interval, tombstone_grace, tls)

@@ -19,15 +19,7 @@ from cli import event_loop
 from cli.addresses import StartupError, index_client, meta_urls, parse_listen, parse_peer, url
 from cli.maintenance_options import scrub_options
 from cli.service_run import configure_logging, open_local_drives, start_site, until_stopped
-from cli.tls import (
-    ServerTls,
-    cluster_ca_option,
-    reload_on_sighup,
-    server_tls,
-    service_tls_options,
-    url_scheme,
-    use_cluster_ca,
-)
+from cli.tls import ServerTls, reload_on_sighup, service_tls, service_tls_options, serving_context, url_scheme
 from cluster.auth import ClusterAuthError, secret_from_env
 from cluster.workers import Finished, Periodic
 from metadata.index import DriveClaimed, Index
@@ -127,7 +119,7 @@ async def run_node(
     index = index_client(meta, secret)
     scrubber = Scrubber(drives, scrub_reporter(index), rate=scrub_rate, interval=scrub_interval)
     app = make_node_app(drives, secret, scrubber=scrubber)
-    runner, bound = await start_site(app, host, port, ssl_context=tls.context if tls is not None else None)
+    runner, bound = await start_site(app, host, port, ssl_context=serving_context(tls))
     reload_on_sighup(tls)
     scheme = url_scheme(tls)  # registered with the address: gateways connect with TLS to an https one
     address = url(*parse_peer(advertise, "--advertise", scheme)) if advertise else url(host, bound, scheme)
@@ -169,7 +161,6 @@ async def run_node(
 @click.option("--advertise", default=None, help="HOST:PORT others reach this node at [the listen address].")
 @scrub_options
 @service_tls_options
-@cluster_ca_option
 def node(
     data: tuple[str, ...],
     listen: str,
@@ -189,8 +180,7 @@ def node(
         host, port = parse_listen(listen)
         urls = meta_urls(meta)
         paths = [Path(d) for d in data]
-        tls = server_tls(tls_cert, tls_key)
-        use_cluster_ca(cluster_ca)
+        tls = service_tls(tls_cert, tls_key, cluster_ca)
         scrub = (scrub_rate * 1e6, scrub_interval)
         with contextlib.suppress(KeyboardInterrupt):
             event_loop.run(run_node(paths, host, port, urls, zone, advertise, secret, *scrub, tls))

@@ -107,7 +107,8 @@ def reload_on_sighup(tls: ServerTls | None, catch_up: bool = False) -> None:
 
 
 def service_tls_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """--tls-cert and --tls-key for an internal service (tessera meta, tessera node)."""
+    """--tls-cert, --tls-key and --cluster-ca for an internal service (tessera meta, tessera node)."""
+    f = cluster_ca_option(f)
     f = click.option("--tls-key", default=None, metavar="FILE", help="The certificate's private key (PEM).")(f)
     return click.option(
         "--tls-cert",
@@ -125,6 +126,16 @@ def cluster_ca_option(f: Callable[..., Any]) -> Callable[..., Any]:
         metavar="FILE",
         help=f"The CA (PEM) that signs the cluster services' certificates, for https:// peers [{CA_ENV}].",
     )(f)
+
+
+def service_tls(cert: str | None, key: str | None, cafile: str | None) -> ServerTls | None:
+    """An internal service's flags: its own TLS (or None), and the CA it trusts for https peers."""
+    use_cluster_ca(cafile)
+    return server_tls(cert, key)
+
+
+def serving_context(tls: ServerTls | None) -> ssl.SSLContext | None:
+    return tls.context if tls is not None else None
 
 
 def use_cluster_ca(cafile: str | None) -> None:
