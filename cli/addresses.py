@@ -24,13 +24,21 @@ def url(host: str, port: int, scheme: str = "http") -> str:
     return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
+def parse_peer(text: str, flag: str, scheme: str = "http") -> tuple[str, int, str]:
+    """A service's address, HOST:PORT (plain `scheme`) or http(s)://HOST:PORT: host, port, scheme."""
+    for prefix in ("https", "http"):
+        if text.startswith(prefix + "://"):
+            scheme, text = prefix, text[len(prefix) + 3 :].rstrip("/")
+            break
+    return (*parse_listen(text, flag), scheme)
+
+
 def meta_urls(text: str) -> list[str]:
-    """--meta HOST:PORT,HOST:PORT,... as base URLs."""
+    """--meta [https://]HOST:PORT,... as base URLs (https: TLS, trusting the cluster's CA)."""
     urls = []
     for item in (t.strip() for t in text.split(",")):
         if item:
-            host, port = parse_listen(item, "--meta")
-            urls.append(url(host, port))
+            urls.append(url(*parse_peer(item, "--meta")))
     if not urls:
         raise StartupError("--meta needs at least one HOST:PORT")
     return urls

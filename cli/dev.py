@@ -15,6 +15,8 @@ import click
 
 from cli.addresses import StartupError
 from cli.launch import launch, stop
+from cli.tls import make_local_pki
+from cluster.client import CA_ENV
 from gateway.accounts.credentials import CredentialsError, root_credentials
 
 ZONES = 3  # dev nodes are spread over this many zones, so zone-aware placement is exercised
@@ -35,7 +37,7 @@ class Service:
 
     @property
     def hostport(self) -> str:
-        return self.endpoint.removeprefix("http://")
+        return self.endpoint.partition("://")[2]
 
 
 @dataclass
@@ -48,6 +50,7 @@ class DevCluster:
     anti_entropy_interval: float = 30.0
     node_args: list[str] = field(default_factory=list)  # extra arguments for every `tessera node`
     gateway_args: list[str] = field(default_factory=list)  # extra arguments for every `tessera gateway`
+    tls: bool = False  # metadata services and nodes serve HTTPS with certificates of a CA made in data/tls
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     services: dict[str, Service] = field(default_factory=dict)
 
@@ -56,21 +59,27 @@ class DevCluster:
         self.env.setdefault("TESSERA_CLUSTER_SECRET", self._cluster_secret())
         creds = root_credentials(self.data / "credentials.json", self.env)
         self.env["TESSERA_ACCESS_KEY"], self.env["TESSERA_SECRET_KEY"] = creds.access_key, creds.secret_key
+        tls_args: list[str] = []
+        if self.tls:
+            ca, cert, key = make_local_pki(self.data / "tls")
+            self.env[CA_ENV] = str(ca)  # every service trusts it for its https peers
+            tls_args = ["--tls-cert", str(cert), "--tls-key", str(key)]
+        scheme = "https://" if self.tls else ""
         try:
             # A replica set's members name each other, so their ports are chosen before any starts.
             ports = _free_ports(self.metas) if self.metas > 1 else [0]
-            peers = ",".join(f"127.0.0.1:{p}" for p in ports) if self.metas > 1 else ""
+            peers = ",".join(f"{scheme}127.0.0.1:{p}" for p in ports) if self.metas > 1 else ""
             for i, port in enumerate(ports):
                 d = self.data / f"meta{i + 1}"
-                args = ["meta", "--data", str(d), "--listen", f"127.0.0.1:{port}"]
+                args = ["meta", "--data", str(d), "--listen", f"127.0.0.1:{port}", *tls_args]
                 if peers:
                     args += ["--peers", peers, "--anti-entropy-interval", str(self.anti_entropy_interval)]
                 self._start(Service(f"meta{i + 1}", args, d / "log"))
-            meta = ",".join(s.hostport for s in self.services.values() if s.name.startswith("meta"))
+            meta = ",".join(s.endpoint for s in self.services.values() if s.name.startswith("meta"))
             nodes = []
             for i in range(self.nodes):
                 d = self.data / f"node{i + 1}"
-                args = ["node", "--data", str(d / "drive1"), "--listen", "127.0.0.1:0", "--meta", meta]
+                args = ["node", "--data", str(d / "drive1"), "--listen", "127.0.0.1:0", "--meta", meta, *tls_args]
                 args += ["--zone", f"zone{i % ZONES + 1}", *self.node_args]
                 nodes.append(Service(f"node{i + 1}", args, d / "log"))
             self._start_together(nodes)
@@ -156,7 +165,8 @@ def _free_ports(n: int) -> list[int]:
 @click.option("--gateways", default=1, show_default=True, help="S3 gateways to run.")
 @click.option("--data", default="tessera-dev", show_default=True, help="Directory for every service's data.")
 @click.option("--ec", default="4+2", show_default=True, help="Erasure code K+M.")
-def dev(nodes: int, metas: int, gateways: int, data: str, ec: str) -> None:
+@click.option("--tls", is_flag=True, help="HTTPS between the services, with a CA and certificate made in DATA/tls.")
+def dev(nodes: int, metas: int, gateways: int, data: str, ec: str, tls: bool) -> None:
     """Run a whole cluster on this machine; Ctrl-C stops it."""
     if metas not in (1, 3):
         click.echo("tessera dev: error: --meta must be 3 (a replica set) or 1 (a single, unreplicated index)", err=True)
@@ -165,7 +175,7 @@ def dev(nodes: int, metas: int, gateways: int, data: str, ec: str) -> None:
         click.echo("tessera dev: error: --nodes and --gateways must be at least 1", err=True)
         sys.exit(2)
     signal.signal(signal.SIGTERM, _interrupt)
-    cluster = DevCluster(Path(data), nodes=nodes, metas=metas, gateways=gateways, ec=ec)
+    cluster = DevCluster(Path(data), nodes=nodes, metas=metas, gateways=gateways, ec=ec, tls=tls)
     try:
         cluster.start()
         _announce(cluster)

@@ -16,7 +16,7 @@ from cli.maintenance_options import maintenance_options, settings
 from cli.malloc_tuning import tune_malloc
 from cli.s3_options import FrontDoor, front_door_options, s3_endpoint_options
 from cli.service_run import configure_logging, start_site, until_stopped
-from cli.tls import ServerTls, reload_on_sighup, server_tls, url_scheme
+from cli.tls import ServerTls, cluster_ca_option, reload_on_sighup, server_tls, url_scheme, use_cluster_ca
 from cluster.auth import ClusterAuthError, secret_from_env
 from gateway.accounts.credentials import Credentials, CredentialsError, credentials_from_env
 from gateway.accounts.users import UserDirectory
@@ -92,9 +92,10 @@ async def run_gateway(
 
 
 @click.command()
-@click.option("--meta", required=True, help="The metadata service(s): HOST:PORT[,HOST:PORT...].")
+@click.option("--meta", required=True, help="The metadata service(s): [https://]HOST:PORT[,...].")
 @s3_endpoint_options
 @front_door_options
+@cluster_ca_option
 @maintenance_options
 def gateway(
     listen: str,
@@ -104,6 +105,7 @@ def gateway(
     tls_cert: str | None,
     tls_key: str | None,
     front_door: FrontDoor,
+    cluster_ca: str | None,
     **care: Any,
 ) -> None:
     """Serve S3 over the cluster (root credentials from TESSERA_ACCESS_KEY / TESSERA_SECRET_KEY)."""
@@ -118,6 +120,7 @@ def gateway(
         host, port = parse_listen(listen)
         urls = meta_urls(meta)
         tls = server_tls(tls_cert, tls_key)
+        use_cluster_ca(cluster_ca)
         with contextlib.suppress(KeyboardInterrupt):
             care_settings = settings(**care)
             event_loop.run(

@@ -16,8 +16,9 @@ from pathlib import Path
 import click
 
 from cli import event_loop
-from cli.addresses import StartupError, parse_listen, url
+from cli.addresses import StartupError, parse_listen, parse_peer, url
 from cli.service_run import configure_logging, start_site, until_stopped
+from cli.tls import ServerTls, reload_on_sighup, service_tls, service_tls_options, serving_context, url_scheme
 from cluster.auth import ClusterAuthError, secret_from_env
 from cluster.service import SERVICE
 from metadata.local.store import LocalIndex
@@ -30,23 +31,26 @@ from metadata.replicated.index import ReplicatedIndex
 REPLICAS = 3
 
 
-def other_peers(peers: str, own: tuple[str, int]) -> list[tuple[str, int]]:
+Peer = tuple[str, int, str]  # host, port, scheme ("https": TLS, trusting the cluster's CA)
+
+
+def other_peers(peers: str, own: tuple[str, int]) -> list[Peer]:
     """The replicas --peers names besides this one (the manual lists every replica, this one included)."""
-    others = []
+    others: list[Peer] = []
     for item in (p.strip() for p in peers.split(",")):
         if item:
-            addr = parse_listen(item, "--peers")
-            if addr != own and addr not in others:
+            addr = parse_peer(item, "--peers")
+            if addr[:2] != own and addr[:2] not in [o[:2] for o in others]:
                 others.append(addr)
     return others
 
 
-def check_peers(peers: str, own: tuple[str, int]) -> list[tuple[str, int]]:
+def check_peers(peers: str, own: tuple[str, int]) -> list[Peer]:
     """The two other replicas of a replica set, or [] for a single replica; StartupError if --peers is wrong."""
     others = other_peers(peers, own)
     if not others:
         return []
-    named = {parse_listen(p.strip(), "--peers") for p in peers.split(",") if p.strip()}
+    named = {parse_peer(p.strip(), "--peers")[:2] for p in peers.split(",") if p.strip()}
     if own not in named:
         raise StartupError(f"--peers must list this replica's own address {own[0]}:{own[1]} (as given to --listen)")
     if len(others) != REPLICAS - 1:
@@ -70,15 +74,16 @@ def open_replica(data: Path) -> ReplicaStore:
         raise StartupError(f"cannot open the replica in {data / 'replica'}: {exc}") from None
 
 
-async def serve(data: Path, host: str, port: int, secret: bytes) -> None:
+async def serve(data: Path, host: str, port: int, secret: bytes, tls: ServerTls | None = None) -> None:
     index = open_index(data)
     try:
-        runner, bound = await start_site(make_meta_app(index, secret), host, port)
+        runner, bound = await start_site(make_meta_app(index, secret), host, port, ssl_context=serving_context(tls))
     except BaseException:
         await index.close()
         raise
+    reload_on_sighup(tls)
     click.echo(f"Tessera metadata service: a single replica, index in {data / 'index'}")
-    click.echo(f"Endpoint:  {url(host, bound)}")
+    click.echo(f"Endpoint:  {url(host, bound, url_scheme(tls))}")
     sys.stdout.flush()
 
     async def cleanup() -> None:
@@ -89,7 +94,14 @@ async def serve(data: Path, host: str, port: int, secret: bytes) -> None:
 
 
 async def serve_replica(
-    data: Path, host: str, port: int, peers: list[tuple[str, int]], secret: bytes, interval: float, grace: float
+    data: Path,
+    host: str,
+    port: int,
+    peers: list[Peer],
+    secret: bytes,
+    interval: float,
+    grace: float,
+    tls: ServerTls | None = None,
 ) -> None:
     store = open_replica(data)
     store.name = url(host, port)
@@ -99,14 +111,15 @@ async def serve_replica(
     ae_peers = [ReplicaClient(url(*p), secret) for p in peers]
     anti_entropy = AntiEntropy(store, list(ae_peers), interval, app[SERVICE].registry, tombstone_grace=grace)
     try:
-        runner, bound = await start_site(app, host, port)
+        runner, bound = await start_site(app, host, port, ssl_context=serving_context(tls))
     except BaseException:
         await store.close()
         raise
+    reload_on_sighup(tls)
     anti_entropy.start()
     state = "initialized" if store.initialized else "rebuilding from its peers"
     click.echo(f"Tessera metadata replica ({state}), peers {', '.join(url(*p) for p in peers)}")
-    click.echo(f"Endpoint:  {url(host, bound)}")
+    click.echo(f"Endpoint:  {url(host, bound, url_scheme(tls))}")
     sys.stdout.flush()
 
     async def cleanup() -> None:
@@ -126,19 +139,30 @@ async def serve_replica(
 @click.option(
     "--tombstone-grace", default=TOMBSTONE_GRACE, show_default=True, help="Seconds before deletes are forgotten."
 )
-def meta(data: str, listen: str, peers: str, anti_entropy_interval: float, tombstone_grace: float) -> None:
+@service_tls_options
+def meta(
+    data: str,
+    listen: str,
+    peers: str,
+    anti_entropy_interval: float,
+    tombstone_grace: float,
+    tls_cert: str | None,
+    tls_key: str | None,
+    cluster_ca: str | None,
+) -> None:
     """Serve the cluster's metadata index (buckets, objects, uploads, nodes) to gateways and nodes."""
     configure_logging()
     try:
         secret = secret_from_env()
         host, port = parse_listen(listen)
         others = check_peers(peers, (host, port))
+        tls = service_tls(tls_cert, tls_key, cluster_ca)
         with contextlib.suppress(KeyboardInterrupt):
             if others:
-                run = serve_replica(Path(data), host, port, others, secret, anti_entropy_interval, tombstone_grace)
-                event_loop.run(run)
+                args = (anti_entropy_interval, tombstone_grace, tls)
+                event_loop.run(serve_replica(Path(data), host, port, others, secret, *args))
             else:
-                event_loop.run(serve(Path(data), host, port, secret))
+                event_loop.run(serve(Path(data), host, port, secret, tls))
     except (StartupError, ClusterAuthError) as exc:
         click.echo(f"tessera meta: error: {exc}", err=True)
         sys.exit(2)

@@ -16,9 +16,10 @@ from pathlib import Path
 import click
 
 from cli import event_loop
-from cli.addresses import StartupError, index_client, meta_urls, parse_listen, url
+from cli.addresses import StartupError, index_client, meta_urls, parse_listen, parse_peer, url
 from cli.maintenance_options import scrub_options
 from cli.service_run import configure_logging, open_local_drives, start_site, until_stopped
+from cli.tls import ServerTls, reload_on_sighup, service_tls, service_tls_options, serving_context, url_scheme
 from cluster.auth import ClusterAuthError, secret_from_env
 from cluster.workers import Finished, Periodic
 from metadata.index import DriveClaimed, Index
@@ -111,13 +112,17 @@ async def run_node(
     secret: bytes,
     scrub_rate: float = 50e6,
     scrub_interval: float = 0.0,
+    tls: ServerTls | None = None,
 ) -> None:
     drives = await open_local_drives(data)
     nid = await asyncio.to_thread(node_id, data[0])
     index = index_client(meta, secret)
     scrubber = Scrubber(drives, scrub_reporter(index), rate=scrub_rate, interval=scrub_interval)
-    runner, bound = await start_site(make_node_app(drives, secret, scrubber=scrubber), host, port)
-    address = url(*parse_listen(advertise, "--advertise")) if advertise else url(host, bound)
+    app = make_node_app(drives, secret, scrubber=scrubber)
+    runner, bound = await start_site(app, host, port, ssl_context=serving_context(tls))
+    reload_on_sighup(tls)
+    scheme = url_scheme(tls)  # registered with the address: gateways connect with TLS to an https one
+    address = url(*parse_peer(advertise, "--advertise", scheme)) if advertise else url(host, bound, scheme)
     started = time.time()
     first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     beat = heartbeat(index, lambda: describe(nid, address, zone, drives, started), first)
@@ -151,10 +156,11 @@ async def run_node(
 @click.command()
 @click.option("--data", "data", multiple=True, required=True, help="A drive directory; repeat for each drive.")
 @click.option("--listen", default="127.0.0.1:9100", show_default=True, help="HOST:PORT to serve on.")
-@click.option("--meta", required=True, help="The metadata service(s): HOST:PORT[,HOST:PORT...].")
+@click.option("--meta", required=True, help="The metadata service(s): [https://]HOST:PORT[,...].")
 @click.option("--zone", default="default", show_default=True, help="Failure zone (rack, room, site).")
 @click.option("--advertise", default=None, help="HOST:PORT others reach this node at [the listen address].")
 @scrub_options
+@service_tls_options
 def node(
     data: tuple[str, ...],
     listen: str,
@@ -163,6 +169,9 @@ def node(
     advertise: str | None,
     scrub_rate: float,
     scrub_interval: float,
+    tls_cert: str | None,
+    tls_key: str | None,
+    cluster_ca: str | None,
 ) -> None:
     """Serve DATA directories as drives to the cluster's gateways."""
     configure_logging()
@@ -171,8 +180,10 @@ def node(
         host, port = parse_listen(listen)
         urls = meta_urls(meta)
         paths = [Path(d) for d in data]
+        tls = service_tls(tls_cert, tls_key, cluster_ca)
+        scrub = (scrub_rate * 1e6, scrub_interval)
         with contextlib.suppress(KeyboardInterrupt):
-            event_loop.run(run_node(paths, host, port, urls, zone, advertise, secret, scrub_rate * 1e6, scrub_interval))
+            event_loop.run(run_node(paths, host, port, urls, zone, advertise, secret, *scrub, tls))
     except (StartupError, ClusterAuthError) as exc:
         click.echo(f"tessera node: error: {exc}", err=True)
         sys.exit(2)

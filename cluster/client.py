@@ -2,7 +2,9 @@
 
 - Connections are reused: one aiohttp ClientSession, lent by the caller (clients that share it share
   its pool) or made on first use (a session belongs to the loop it was made in).
-- Every request is signed (cluster/auth.py) over the path exactly as sent.
+- Every request is signed (cluster/auth.py) over the path exactly as sent, each attempt anew (a
+  retry is a new request with a new nonce: the peer refuses a repeated one). A streamed body is a
+  function of the attempt's FrameChain, which authenticates each frame it sends.
 - Timeouts on every call (Timeouts): a total budget for the call, attempts and backoff sleeps together;
   connecting; waiting for a pooled connection; each socket read (a stream may run as long as it keeps
   moving); and each piece of a streamed body the peer must take (the wait on the caller's own source
@@ -11,6 +13,8 @@
   jitter. An idempotent call is retried on connection errors and on the statuses the policy names; any
   other only when the connection could not be made (the request never left this process). A timeout is
   never retried: it has spent the call's budget. A streamed body is sent once.
+- TLS to a peer whose base URL is https://, trusting the cluster's CA (trust_cluster_ca, or the file
+  named by TESSERA_CLUSTER_CA), else the system's; plain http:// stays plain.
 - Failures become the caller's exceptions: unavailable(why) when no usable answer came (refused or cut
   connection, timeout), refused(answer) for an error answer, with the {"error", "message"} document
   when the peer is one of ours.
@@ -20,9 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
 import json
+import os
 import random
+import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -37,6 +44,10 @@ LARGE_BODY = 512 << 10  # bytes bodies larger than this go out as a stream: aioh
 NETWORK_ERRORS = (aiohttp.ClientError, OSError, asyncio.IncompleteReadError)  # OSError covers TimeoutError
 
 T = TypeVar("T")
+CA_ENV = "TESSERA_CLUSTER_CA"  # a PEM file of the CA that signs the services' certificates
+_cluster_ca: str | None = None
+# A streamed request body: the frames to send, each authenticated by the attempt's chain.
+StreamedBody = Callable[[auth.FrameChain], AsyncIterable[bytes]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +127,29 @@ class _Again(Exception):
         self.answer = answer
 
 
+def trust_cluster_ca(cafile: str | None) -> None:
+    """Trust this CA for https peers from now on (None: TESSERA_CLUSTER_CA, else the system's CAs).
+    Raises OSError or ssl.SSLError if the file is not a readable PEM certificate."""
+    global _cluster_ca
+    if cafile is not None:
+        _tls_context(cafile)
+    _cluster_ca = cafile
+
+
+@functools.cache
+def _tls_context(cafile: str) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=cafile)
+
+
+def peer_tls(base_url: str) -> ssl.SSLContext | bool:
+    """How to connect to a peer: with the cluster's CA for an https one (the system's CAs when none is
+    given: a self-signed peer is refused); True is aiohttp's default (and means nothing for http)."""
+    if not base_url.startswith("https://"):
+        return True
+    cafile = _cluster_ca or os.environ.get(CA_ENV)
+    return _tls_context(cafile) if cafile else True
+
+
 class RpcClient:
     """Signed calls to the service at base_url ("http://host:port", maybe with a path prefix)."""
 
@@ -131,6 +165,7 @@ class RpcClient:
         retry: RetryPolicy = NO_RETRIES,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._tls = peer_tls(self.base_url)
         self.timeouts = timeouts or Timeouts()
         self.retry = retry
         self._secret = secret
@@ -165,14 +200,14 @@ class RpcClient:
     ) -> bytes:
         """A request with a small answer: the body of a 2xx answer (of at most `limit` bytes)."""
         url = URL(self.base_url + path_qs, encoded=True)  # sent exactly as signed
-        headers = auth.sign_headers(self._secret, method, url.raw_path_qs, body)
-        if content_type is not None:
-            headers["Content-Type"] = content_type
 
         async def attempt(limits: aiohttp.ClientTimeout) -> tuple[int, str, bytes]:
+            headers = auth.sign_headers(self._secret, method, url.raw_path_qs, body)  # a new nonce each time
+            if content_type is not None:
+                headers["Content-Type"] = content_type
             data = (io.BytesIO(body) if len(body) > LARGE_BODY else body) if body else None  # anew for each attempt
             async with self._session_now().request(
-                method, url, data=data, headers=headers, timeout=limits, allow_redirects=False
+                method, url, data=data, headers=headers, timeout=limits, allow_redirects=False, ssl=self._tls
             ) as resp:
                 answer = await read_answer(resp, limit if 200 <= resp.status < 300 else MAX_ERROR_BODY)
                 if resp.status in self.retry.statuses:
@@ -190,7 +225,7 @@ class RpcClient:
         self,
         method: str,
         path_qs: str,
-        body: bytes | AsyncIterable[bytes] = b"",
+        body: bytes | StreamedBody = b"",
         *,
         idempotent: bool = False,
         timeouts: Timeouts | None = None,
@@ -198,20 +233,25 @@ class RpcClient:
         refused: Refused | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """A request whose 2xx answer the caller reads as it comes; network failures while it reads
-        become unavailable(why) too. A body given as an async iterable is streamed (signed STREAMING)."""
+        become unavailable(why) too. A body given as a StreamedBody is streamed (signed STREAMING) and
+        sent once: body(chain) makes the frames, each authenticated by chain."""
         t = timeouts or self.timeouts
         fail, refuse = unavailable or self._unavailable, refused or self._refused
         url = URL(self.base_url + path_qs, encoded=True)
-        source = None if isinstance(body, bytes) else body
-        headers = auth.sign_headers(self._secret, method, url.raw_path_qs, body if isinstance(body, bytes) else None)
+        streamed = None if isinstance(body, bytes) else body
         try:
             async with asyncio.timeout(None) as deadline:
-                feed = None if source is None else _Feed(source, t.write, deadline)
+                feed = None if streamed is None else _Feed(t.write, deadline)
 
                 async def attempt(limits: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
-                    data = feed.pieces() if feed is not None else (body or None)
+                    signed = body if isinstance(body, bytes) else None
+                    headers = auth.sign_headers(self._secret, method, url.raw_path_qs, signed)
+                    data: Any = body or None
+                    if feed is not None and streamed is not None:
+                        chain = auth.FrameChain(self._secret, auth.signature_of(headers[auth.HEADER]))
+                        data = feed.pieces(streamed(chain))
                     resp = await self._session_now().request(
-                        method, url, data=data, headers=headers, timeout=limits, allow_redirects=False
+                        method, url, data=data, headers=headers, timeout=limits, allow_redirects=False, ssl=self._tls
                     )
                     if feed is not None:
                         feed.answered()  # from here the read timeout bounds the waits
@@ -276,14 +316,13 @@ class _Feed:
     wait is on the peer and bounded by the write timeout (by rescheduling the caller's deadline);
     while it pulls the next one from the source the wait is not the peer's fault and is not bounded."""
 
-    def __init__(self, source: AsyncIterable[bytes], timeout: float | None, deadline: asyncio.Timeout) -> None:
-        self._source = source
+    def __init__(self, timeout: float | None, deadline: asyncio.Timeout) -> None:
         self._timeout = timeout
         self._deadline = deadline
         self._answered = False
 
-    async def pieces(self) -> AsyncIterator[bytes]:
-        source = aiter(self._source)
+    async def pieces(self, body: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+        source = aiter(body)
         try:
             async for piece in source:
                 self._reschedule(self._timeout)

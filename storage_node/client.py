@@ -22,7 +22,8 @@ from typing import Any
 
 import aiohttp
 
-from cluster.client import ErrorAnswer, Refused, RpcClient, Timeouts, read_answer
+from cluster.auth import FrameChain
+from cluster.client import ErrorAnswer, Refused, RpcClient, StreamedBody, Timeouts, read_answer
 from storage_node import protocol
 from storage_node.drive import (
     DriveError,
@@ -97,7 +98,7 @@ class RemoteDrive:
         obj: Any = None
         error: DriveError | None = None
         try:
-            async with self._stream("PUT", protocol.fragment_path(self.drive_id, fid.name), fid, upload.frames()) as r:
+            async with self._stream("PUT", protocol.fragment_path(self.drive_id, fid.name), fid, upload.frames) as r:
                 obj = await self._json(r)
         except DriveError as e:
             error = e
@@ -183,7 +184,7 @@ class RemoteDrive:
     # -- plumbing -----------------------------------------------------------------------------------
 
     def _stream(
-        self, method: str, path_qs: str, fid: FragmentId | None, body: AsyncIterable[bytes] | None = None
+        self, method: str, path_qs: str, fid: FragmentId | None, body: StreamedBody | None = None
     ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
         if self._closed:
             raise DriveUnavailable(f"{self}: closed")
@@ -228,10 +229,10 @@ class _Upload:
         self.error: Exception | None = None
         self._chunks = chunks
 
-    async def frames(self) -> AsyncIterator[bytes]:
+    async def frames(self, chain: FrameChain) -> AsyncIterator[bytes]:
         # Every chunk goes out as it comes: the node must see a slow source's bytes (and time it out
         # if they stop), and the gateway's chunks are large enough that batching would buy nothing.
-        encoder = FrameEncoder(flush_bytes=0)
+        encoder = FrameEncoder(flush_bytes=0, chain=chain)
         name = self.fid.name
         chunk_size = last_len = 0
         try:

@@ -2,7 +2,7 @@
 
 URLs (every /v1 request carries a cluster signature, cluster/auth.py):
 
-    PUT    /v1/drives/{drive}/fragments/{name}              body: a frame stream (signed STREAMING)
+    PUT    /v1/drives/{drive}/fragments/{name}              body: a chained frame stream (signed STREAMING)
     GET    /v1/drives/{drive}/fragments/{name}?first=&end=  response: a frame stream
     DELETE /v1/drives/{drive}/fragments/{name}              {"deleted": bool}
     GET    /v1/drives/{drive}/fragments/{name}/stat         a fragment record
@@ -20,9 +20,16 @@ A fragment record is {"name", "size", "chunk_size", "chunks", "mtime"}.
 
 A frame stream carries fragment chunks in either direction (integers big-endian u32):
 
-    chunk   length (1..MAX_PAYLOAD) | payload | crc32c(payload)
-    end     length 0                          the stream is complete; nothing follows
+    chunk   length (1..MAX_PAYLOAD) | payload | crc32c(payload) [| MAC, in a chained stream]
+    end     length 0 [| MAC over the count, in a chained stream]   the stream is complete; nothing follows
     error   0xFFFFFFFF | json length | JSON {"error": kind, "chunk": n, "message": ...}
+
+A PUT body signed STREAMING is chained (cluster/auth.py FrameChain): each chunk frame carries the
+TAG_BYTES MAC of its payload after its crc32c, and the end frame the MAC over the count after its
+length 0. The node checks each MAC before it writes the chunk, and commits only after the end MAC:
+a frame changed or replayed from another request is refused (403) and nothing is left on disk.
+A GET answer is not chained (an answer cannot be replayed into a drive, and the gateway verifies
+every chunk's checksum).
 
 A stream without its end frame is incomplete: a PUT commits only after the end frame, so a cut
 connection can never make a partial fragment visible, and a GET reader can tell a cut response from
@@ -45,6 +52,7 @@ from typing import Any, Protocol
 
 from awscrt.checksums import crc32c
 
+from cluster.auth import TAG_BYTES, FrameChain
 from storage_node.drive import (
     CorruptFragment,
     DriveError,
@@ -356,21 +364,27 @@ def error_frame(error: WireError) -> bytes:
 
 
 class FrameEncoder:
-    """Frames chunks, batching small ones into writes of about FLUSH_BYTES."""
+    """Frames chunks, batching small ones into writes of about FLUSH_BYTES; with a chain, each frame
+    and the end carry their MACs."""
 
-    def __init__(self, flush_bytes: int = FLUSH_BYTES) -> None:
+    def __init__(self, flush_bytes: int = FLUSH_BYTES, chain: FrameChain | None = None) -> None:
         self._parts: list[bytes | memoryview] = []
         self._size = 0
         self._flush_bytes = flush_bytes
+        self._chain = chain
 
     def chunk(self, payload: bytes | memoryview) -> bytes | None:
         """Add a chunk; returns bytes to write now, or None while the batch is small."""
         self._parts += chunk_frame_parts(payload)
+        if self._chain is not None:
+            self._parts.append(self._chain.tag(payload))
         self._size += len(payload) + 8
         return self.take() if self._size >= self._flush_bytes else None
 
     def end(self) -> bytes:
         self._parts.append(END_FRAME)
+        if self._chain is not None:
+            self._parts.append(self._chain.end_tag())
         return self.take()
 
     def error(self, error: WireError, keep_pending: bool = True) -> bytes:
@@ -394,15 +408,16 @@ class ByteReader(Protocol):
 
 
 class FrameReader:
-    """Reads a frame stream, verifying each chunk's crc32c as it arrives.
+    """Reads a frame stream, verifying each chunk's crc32c (and with a chain, its MAC) as it arrives.
 
-    read() raises WireChecksumError, FramingError, ErrorFrame, or the reader's own error
-    (asyncio.IncompleteReadError when the stream stops short).
+    read() raises WireChecksumError, FramingError, ErrorFrame, ClusterAuthError (a MAC that does not
+    check), or the reader's own error (asyncio.IncompleteReadError when the stream stops short).
     """
 
-    def __init__(self, reader: ByteReader, hasher: Any = None) -> None:
+    def __init__(self, reader: ByteReader, hasher: Any = None, chain: FrameChain | None = None) -> None:
         self._reader = reader
         self._hasher = hasher  # sees every byte when the signature claims a body hash
+        self._chain = chain
         self.frames = 0  # chunk frames read so far
         self.bytes = 0  # stream bytes read so far
         self.ended = False
@@ -420,6 +435,8 @@ class FrameReader:
             return None
         (n,) = _U32.unpack(await self._read(4))
         if n == 0:
+            if self._chain is not None:
+                self._chain.check_end(await self._read(TAG_BYTES))
             self.ended = True
             return None
         if n == ERROR_LEN:
@@ -437,6 +454,8 @@ class FrameReader:
         (crc,) = _U32.unpack(await self._read(4))
         if crc32c(payload) != crc:
             raise WireChecksumError(self.frames)
+        if self._chain is not None:
+            self._chain.check(payload, await self._read(TAG_BYTES))
         self.frames += 1
         return payload
 

@@ -194,9 +194,9 @@ def _fid(request: web.Request) -> FragmentId:
 async def _put(request: web.Request) -> web.StreamResponse:
     io_timeout = request.app[NODE_KEY].io_timeout
     drive, fid = _drive(request), _fid(request)
-    claim = exchange(request).claim
-    hasher = auth.body_hasher(claim)
-    reader = FrameReader(request.content, hasher)
+    claim, chain = exchange(request).claim, exchange(request).chain
+    hasher = auth.body_hasher(claim)  # a body signed by its hash, or a chain for one signed STREAMING
+    reader = FrameReader(request.content, hasher, chain)
     loop = asyncio.get_running_loop()
 
     async def chunks(deadline: asyncio.Timeout) -> AsyncIterator[bytes]:
@@ -213,7 +213,8 @@ async def _put(request: web.Request) -> web.StreamResponse:
         if hasher is not None:
             auth.check_body(claim, hasher=hasher)  # before the end: a body that fails it is never committed
 
-    # Whatever breaks (the stream, its framing, its signature, the drive), drive.put drops the temp file.
+    # Whatever breaks (the stream, its framing, a frame's MAC, the drive), drive.put drops the temp
+    # file; the end MAC is checked before the last chunk is handed over, so only a whole chain commits.
     try:
         async with asyncio.timeout(None) as deadline:
             info = await drive.put(fid, chunks(deadline))

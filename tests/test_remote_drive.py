@@ -147,10 +147,11 @@ async def raw(
     body: bytes | None = None,
     signature: str | bool | None = True,
 ) -> tuple[int, Any]:
-    """One request as sent by anyone: signature True signs it properly, a string is sent as is."""
+    """One request as sent by anyone: signature True signs it properly (over the body's hash: its
+    frames are plain, not chained), a string is sent as is."""
     headers = {}
     if signature is True:
-        signature = auth.sign(SECRET, method, path_qs, None if method == "PUT" else b"")
+        signature = auth.sign(SECRET, method, path_qs, body or b"")
     if isinstance(signature, str):
         headers[auth.HEADER] = signature
     async with (
@@ -744,7 +745,8 @@ async def test_one_log_line_per_request(node: Node, remote: RemoteDrive, caplog:
     records = [r for r in caplog.records if r.name == "storage_node.service"]
     assert len(records) == 2
     put, stat = (r.tessera_request for r in records)  # type: ignore[attr-defined]
-    assert (put["method"], put["status"], put["bytes_in"]) == ("PUT", 200, 2000 + 2 * 8 + 4)
+    framed = 2000 + 2 * (8 + auth.TAG_BYTES) + 4 + auth.TAG_BYTES  # two chained chunks and the end
+    assert (put["method"], put["status"], put["bytes_in"]) == ("PUT", 200, framed)
     assert put["path"] == protocol.fragment_path(node.drives[0].drive_id, fid.name)
     assert (stat["status"], stat["error"]) == (404, "not_found")
     logged = json.loads(records[1].getMessage())  # the line itself is JSON, like every service's

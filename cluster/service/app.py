@@ -60,6 +60,7 @@ class Exchange:
     error: str = ""  # the error kind answered (or met mid-stream)
     counted: bool = True  # False: another process accounts for it (a request forwarded there)
     claim: str = ""  # the cluster signature's body claim, for a handler that checks a streamed body
+    chain: auth.FrameChain | None = None  # a STREAMING body's frame MACs, for the handler to check
 
 
 EXCHANGE: Any = request_key("tessera.exchange", Exchange)
@@ -254,19 +255,24 @@ def _client_gone(request: web.Request) -> bool:
 
 
 class ClusterAuthenticator:
-    """Requests signed with the cluster secret (cluster/auth.py). A body signed by its hash is read
-    here and checked before the handler runs, unless its endpoint streams it and checks it as it
-    reads; a streamed ("STREAMING") claim is taken only by such endpoints."""
+    """Requests signed with the cluster secret (cluster/auth.py), each nonce once (a replay is
+    refused). A body signed by its hash is read here and checked before the handler runs, unless
+    its endpoint streams it and checks it as it reads; a streamed ("STREAMING") claim is taken only
+    by such endpoints, which check each frame against the exchange's chain."""
 
     def __init__(self, secret: bytes, *, max_body: int, io_timeout: float | None = None) -> None:
         self._secret = secret
         self._max_body = max_body
         self._io_timeout = io_timeout
+        self._seen = auth.NonceCache()
 
     async def __call__(self, request: web.Request, endpoint: Endpoint) -> None:
-        claim = auth.verify_headers(self._secret, request.method, request.rel_url.raw_path_qs, request.headers)
-        request[EXCHANGE].claim = claim
+        path_qs = request.rel_url.raw_path_qs
+        signed = auth.verify_headers(self._secret, request.method, path_qs, request.headers, self._seen)
+        claim = request[EXCHANGE].claim = signed.claim
         if endpoint.streamed_body:
+            if claim == auth.STREAMING:
+                request[EXCHANGE].chain = auth.FrameChain(self._secret, signed.signature)
             return
         if claim == auth.STREAMING:
             raise auth.ClusterAuthError("this endpoint takes no streamed body")
