@@ -42,6 +42,9 @@ MAX_NONCES = 500_000
 NONCE_BYTES = 16
 TAG_BYTES = 16  # a frame's MAC (Poly1305), and the end's
 ENV = "TESSERA_CLUSTER_SECRET"
+# During a rotation, the secret being replaced: accepted (never used to sign) until every service
+# signs with the new one; then unset it (docs/security.md, "Rotating the cluster secret").
+PREVIOUS_ENV = "TESSERA_CLUSTER_SECRET_PREVIOUS"
 MIN_SECRET = 16
 
 
@@ -53,6 +56,17 @@ def secret_from_env() -> bytes:
     value = os.environ.get(ENV, "")
     if len(value) < MIN_SECRET:
         raise ClusterAuthError(f"set {ENV} to the same secret (at least {MIN_SECRET} characters) on every service")
+    previous_from_env()  # a bad previous secret is refused at start, not at the first request
+    return value.encode()
+
+
+def previous_from_env() -> bytes | None:
+    """The secret being rotated out, if TESSERA_CLUSTER_SECRET_PREVIOUS is set."""
+    value = os.environ.get(PREVIOUS_ENV, "")
+    if not value:
+        return None
+    if len(value) < MIN_SECRET:
+        raise ClusterAuthError(f"{PREVIOUS_ENV} must be at least {MIN_SECRET} characters")
     return value.encode()
 
 
@@ -67,12 +81,14 @@ def _mac(secret: bytes, method: str, path_qs: str, t: str, n: str, h: str) -> st
 
 @dataclass(frozen=True, slots=True)
 class Signed:
-    """A verified signature: its time, nonce, body claim (a hex hash or STREAMING) and MAC."""
+    """A verified signature: its time, nonce, body claim (a hex hash or STREAMING), MAC, and the
+    secret it was made with (a streamed body's frames are chained under the same one)."""
 
     t: int
     nonce: str
     claim: str
     signature: str
+    secret: bytes
 
 
 def sign(
@@ -95,8 +111,19 @@ def signature_of(header: str) -> str:
     return header.rpartition("s=")[2]
 
 
-def verify(secret: bytes, method: str, path_qs: str, header: str | None, now: float | None = None) -> Signed:
-    """Check a request's header (not its nonce's freshness: NonceCache does that)."""
+def verify(
+    secret: bytes,
+    method: str,
+    path_qs: str,
+    header: str | None,
+    now: float | None = None,
+    *,
+    previous: bytes | None = None,
+    not_before: float = 0.0,
+) -> Signed:
+    """Check a request's header (not its nonce's freshness: NonceCache does that). `previous`: a
+    secret being rotated out, also accepted. `not_before`: signatures older are refused (the
+    verifier's start: the nonces it saw before a restart are forgotten, so older ones could be replays)."""
     if not header:
         raise ClusterAuthError("missing cluster signature")
     try:
@@ -107,11 +134,16 @@ def verify(secret: bytes, method: str, path_qs: str, header: str | None, now: fl
         raise ClusterAuthError("malformed cluster signature") from None
     if age > MAX_SKEW:
         raise ClusterAuthError("cluster signature too old or from the future")
-    if not hmac.compare_digest(_mac(secret, method, path_qs, t, n, h), s):
-        raise ClusterAuthError("bad cluster signature")
+    if int(t) < not_before:
+        raise ClusterAuthError("cluster signature made before this service started (try again)")
+    mac = _mac(secret, method, path_qs, t, n, h)
+    if not hmac.compare_digest(mac, s):
+        if previous is None or not hmac.compare_digest(_mac(previous, method, path_qs, t, n, h), s):
+            raise ClusterAuthError("bad cluster signature")
+        secret = previous
     if len(n) != 2 * NONCE_BYTES:
         raise ClusterAuthError("malformed cluster nonce")
-    return Signed(int(t), n, h, s)
+    return Signed(int(t), n, h, s, secret)
 
 
 class NonceCache:
@@ -148,10 +180,17 @@ def sign_headers(secret: bytes, method: str, path_qs: str, body: bytes | None) -
 
 
 def verify_headers(
-    secret: bytes, method: str, path_qs: str, headers: Mapping[str, str], seen: NonceCache | None = None
+    secret: bytes,
+    method: str,
+    path_qs: str,
+    headers: Mapping[str, str],
+    seen: NonceCache | None = None,
+    *,
+    previous: bytes | None = None,
+    not_before: float = 0.0,
 ) -> Signed:
     """verify() on a request's headers, and its nonce admitted to `seen`: the signature, or ClusterAuthError."""
-    signed = verify(secret, method, path_qs, headers.get(HEADER))
+    signed = verify(secret, method, path_qs, headers.get(HEADER), previous=previous, not_before=not_before)
     if seen is not None:
         seen.admit(signed)
     return signed
