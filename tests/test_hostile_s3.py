@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import socket
 import uuid
 import xml.etree.ElementTree as ET
@@ -18,6 +17,29 @@ from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 
+from tests.hostile_corpus import (
+    COMPLETE_PART_NUMBERS,
+    CONTENT_LENGTHS,
+    COPY_SOURCE_RANGES,
+    DELETE_TAILS,
+    FOREIGN_CONSTRAINTS,
+    FULLWIDTH_ONE,
+    HEADER_NUMBERS,
+    LONG,
+    NS,
+    ODD_KEYS,
+    OVERRIDE_PARAMS,
+    QUERY_NUMBER_TARGETS,
+    QUERY_NUMBER_VALUES,
+    SUPERSCRIPT_TWO,
+    UTF8_ONLY_HEADERS,
+    assert_error,
+    complete_body,
+    delete_body,
+    location_body,
+    short,
+    signed_utf8,
+)
 from tests.s3_helpers import (
     RawResponse,
     expect_error,
@@ -30,8 +52,6 @@ from tests.s3_helpers import (
 from tests.server_process import ServerProcess
 from tests.test_users import add_user, user_client
 
-NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
-
 
 @pytest.fixture(autouse=True)
 def no_traceback(server: ServerProcess, request: pytest.FixtureRequest) -> Iterator[None]:
@@ -39,26 +59,6 @@ def no_traceback(server: ServerProcess, request: pytest.FixtureRequest) -> Itera
     seen = len(server.log_text())
     yield
     assert "Traceback" not in server.log_text()[seen:]
-
-
-def signed_utf8(
-    server: ServerProcess, method: str, target: str, headers: dict[str, str], **options: Any
-) -> RawResponse:
-    """A signed request whose header values go out as UTF-8, as a client that means '\u00b2' or '\uff11'
-    sends them. options: body, payload_hash."""
-    body: bytes = options.get("body", b"")
-    payload_hash = options.get("payload_hash") or hashlib.sha256(body).hexdigest()
-    signed = sign(server, method, target, {"Content-Length": str(len(body)), **headers}, payload_hash)
-    # http.client sends bytes as they are; a str it encodes as latin-1, which '\uff11' is not.
-    utf8: Any = {name: value.encode() for name, value in signed.headers.items()}
-    return send(server, method, target, utf8, body)
-
-
-def assert_error(resp: RawResponse, code: str, status: int) -> dict[str, str]:
-    assert resp.status == status, (resp.status, resp.body)
-    err = resp.error()
-    assert err["Code"] == code, err
-    return err
 
 
 def etree(resp: RawResponse) -> ET.Element:
@@ -136,19 +136,10 @@ def post_delete(server: ServerProcess, bucket: str, body: bytes) -> RawResponse:
     return signed_request(server, "POST", f"/{bucket}?delete", body, {"Content-MD5": md5_b64(body)})
 
 
-@pytest.mark.parametrize(
-    "tail",
-    [
-        "<Object><Key>b</Key></Object><Object><VersionId>x</VersionId></Object>",  # an Object without a Key
-        "<Object><Key>b</Key></Object><Quiet>maybe</Quiet>",
-        "<Object><Key>x</Key></Object>" * 1000,  # 1001 keys with the first one
-    ],
-    ids=["object-without-key", "quiet-not-boolean", "too-many"],
-)
+@pytest.mark.parametrize("tail", [t for t, _ in DELETE_TAILS], ids=[i for _, i in DELETE_TAILS])
 def test_a_malformed_delete_objects_deletes_nothing(server: ServerProcess, s3: Any, bucket: str, tail: str) -> None:
     s3.put_object(Bucket=bucket, Key="a", Body=b"still here")
-    body = f"<Delete><Object><Key>a</Key></Object>{tail}</Delete>".encode()
-    assert_error(post_delete(server, bucket, body), "MalformedXML", 400)
+    assert_error(post_delete(server, bucket, delete_body(tail)), "MalformedXML", 400)
     assert s3.get_object(Bucket=bucket, Key="a")["Body"].read() == b"still here"
 
 
@@ -164,28 +155,8 @@ def upload(s3: Any, bucket: str) -> dict[str, str]:
     return {"bucket": bucket, "id": upload_id, "etag": etag}
 
 
-SUPERSCRIPT_TWO, FULLWIDTH_ONE, LONG = "\u00b2", "\uff11", "9" * 5000
-
-
-def short(value: object) -> str:
-    """A test id for long parameters."""
-    return re.sub("9{40,}", lambda m: f"<{len(m.group())} nines>", str(value))
-
-
-@pytest.mark.parametrize("value", [SUPERSCRIPT_TWO, FULLWIDTH_ONE, "+1", " 1", "1_0", LONG], ids=short)
-@pytest.mark.parametrize(
-    "method,target",
-    [
-        ("PUT", "/{bucket}/mp?uploadId={id}&partNumber={v}"),
-        ("GET", "/{bucket}/obj?partNumber={v}"),
-        ("GET", "/{bucket}?max-keys={v}"),
-        ("GET", "/{bucket}?list-type=2&max-keys={v}"),
-        ("GET", "/{bucket}?uploads&max-uploads={v}"),
-        ("GET", "/{bucket}/mp?uploadId={id}&max-parts={v}"),
-        ("GET", "/{bucket}/mp?uploadId={id}&part-number-marker={v}"),
-        ("GET", "/?max-buckets={v}"),
-    ],
-)
+@pytest.mark.parametrize("value", QUERY_NUMBER_VALUES, ids=short)
+@pytest.mark.parametrize("method,target", QUERY_NUMBER_TARGETS)
 def test_query_numbers(server: ServerProcess, upload: dict[str, str], method: str, target: str, value: str) -> None:
     path = target.format(bucket=upload["bucket"], id=upload["id"], v=quote(value, safe=""))
     err = assert_error(
@@ -194,35 +165,32 @@ def test_query_numbers(server: ServerProcess, upload: dict[str, str], method: st
     assert err["ArgumentName"] in target
 
 
-@pytest.mark.parametrize("value", [SUPERSCRIPT_TWO, FULLWIDTH_ONE, "-1", LONG], ids=short)
+@pytest.mark.parametrize("value", COMPLETE_PART_NUMBERS, ids=short)
 def test_complete_part_number(server: ServerProcess, s3: Any, upload: dict[str, str], value: str) -> None:
-    body = f"<CompleteMultipartUpload><Part><PartNumber>{value}</PartNumber><ETag>{upload['etag']}</ETag></Part>"
-    body += "</CompleteMultipartUpload>"
-    resp = signed_request(server, "POST", f"/{upload['bucket']}/mp?uploadId={upload['id']}", body.encode())
+    body = complete_body(value, upload["etag"])
+    resp = signed_request(server, "POST", f"/{upload['bucket']}/mp?uploadId={upload['id']}", body)
     assert_error(resp, "MalformedXML", 400)
     assert len(s3.list_parts(Bucket=upload["bucket"], Key="mp", UploadId=upload["id"])["Parts"]) == 1
 
 
 @pytest.mark.parametrize("value", ["0", "10001", "99999999999"])
 def test_complete_part_number_out_of_range(server: ServerProcess, upload: dict[str, str], value: str) -> None:
-    body = f"<CompleteMultipartUpload><Part><PartNumber>{value}</PartNumber><ETag>{upload['etag']}</ETag></Part>"
-    body += "</CompleteMultipartUpload>"
-    resp = signed_request(server, "POST", f"/{upload['bucket']}/mp?uploadId={upload['id']}", body.encode())
+    body = complete_body(value, upload["etag"])
+    resp = signed_request(server, "POST", f"/{upload['bucket']}/mp?uploadId={upload['id']}", body)
     assert_error(resp, "InvalidPart", 400)
 
 
-@pytest.mark.parametrize("value", [SUPERSCRIPT_TWO, FULLWIDTH_ONE, LONG], ids=short)
+@pytest.mark.parametrize("value", HEADER_NUMBERS, ids=short)
 def test_complete_declared_size(server: ServerProcess, s3: Any, upload: dict[str, str], value: str) -> None:
-    body = f"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{upload['etag']}</ETag></Part>"
-    body += "</CompleteMultipartUpload>"
+    body = complete_body("1", upload["etag"])
     headers = {"x-amz-mp-object-size": value}
     target = f"/{upload['bucket']}/mp?uploadId={upload['id']}"
-    resp = signed_utf8(server, "POST", target, headers, body=body.encode())
+    resp = signed_utf8(server, "POST", target, headers, body=body)
     assert_error(resp, "InvalidRequest", 400)
     expect_error(s3.head_object, "404", 404, Bucket=upload["bucket"], Key="mp")
 
 
-@pytest.mark.parametrize("value", [SUPERSCRIPT_TWO, FULLWIDTH_ONE, LONG], ids=short)
+@pytest.mark.parametrize("value", HEADER_NUMBERS, ids=short)
 def test_decoded_content_length(server: ServerProcess, s3: Any, bucket: str, value: str) -> None:
     body = b"5\r\nhello\r\n0\r\n\r\n"
     headers = {"Content-Encoding": "aws-chunked", "x-amz-decoded-content-length": value}
@@ -232,13 +200,13 @@ def test_decoded_content_length(server: ServerProcess, s3: Any, bucket: str, val
     expect_error(s3.head_object, "404", 404, Bucket=bucket, Key="chunked")
 
 
-@pytest.mark.parametrize("value", [SUPERSCRIPT_TWO, FULLWIDTH_ONE, LONG], ids=short)
+@pytest.mark.parametrize("value", HEADER_NUMBERS, ids=short)
 def test_presigned_v2_expires(server: ServerProcess, bucket: str, value: str) -> None:
     resp = send(server, "GET", f"/{bucket}/x?AWSAccessKeyId=AKIDEXAMPLE&Signature=c2ln&Expires={quote(value)}", {})
     assert_error(resp, "AccessDenied", 403)
 
 
-@pytest.mark.parametrize("value", [SUPERSCRIPT_TWO, "1" + FULLWIDTH_ONE, "+5", LONG], ids=short)
+@pytest.mark.parametrize("value", CONTENT_LENGTHS, ids=short)
 def test_content_length_not_a_number(server: ServerProcess, s3: Any, bucket: str, value: str) -> None:
     """Refused by aiohttp's HTTP parser before any of our code runs: a plain 400, as S3's front ends answer
     broken HTTP."""
@@ -277,9 +245,7 @@ def test_absurd_ranges(
     assert resp.body == (bytes(range(256)) * 40)[first : last + 1]
 
 
-@pytest.mark.parametrize(
-    "value", [f"bytes=0-{FULLWIDTH_ONE}", f"bytes={SUPERSCRIPT_TWO}-3", "bytes=0-" + LONG], ids=short
-)
+@pytest.mark.parametrize("value", COPY_SOURCE_RANGES, ids=short)
 def test_copy_source_range(server: ServerProcess, s3: Any, upload: dict[str, str], value: str) -> None:
     target = f"/{upload['bucket']}/mp?uploadId={upload['id']}&partNumber=2"
     headers = {"x-amz-copy-source": f"/{upload['bucket']}/obj", "x-amz-copy-source-range": value}
@@ -291,21 +257,10 @@ def test_copy_source_range(server: ServerProcess, s3: Any, upload: dict[str, str
 
 
 def create_with(server: ServerProcess, bucket: str, constraint: str) -> RawResponse:
-    body = (
-        f"<CreateBucketConfiguration><LocationConstraint>{constraint}</LocationConstraint></CreateBucketConfiguration>"
-    )
-    return signed_request(server, "PUT", f"/{bucket}", body.encode())
+    return signed_request(server, "PUT", f"/{bucket}", location_body(constraint))
 
 
-@pytest.mark.parametrize(
-    "constraint,code",
-    [
-        ("us-east-1\n", "InvalidLocationConstraint"),
-        ("us-east-1\r\nX-Injected: 1", "InvalidLocationConstraint"),
-        ("not a region", "InvalidLocationConstraint"),
-        ("eu-west-1", "IllegalLocationConstraintException"),
-    ],
-)
+@pytest.mark.parametrize("constraint,code", FOREIGN_CONSTRAINTS)
 def test_foreign_location_constraint(server: ServerProcess, s3: Any, constraint: str, code: str) -> None:
     bucket = unique("loc")
     assert_error(create_with(server, bucket, constraint), code, 400)
@@ -329,7 +284,7 @@ def test_own_location_constraint(server: ServerProcess, s3: Any, constraint: str
     )
 
 
-@pytest.mark.parametrize("param", ["response-content-type", "response-content-disposition", "response-expires"])
+@pytest.mark.parametrize("param", OVERRIDE_PARAMS)
 def test_response_override_with_a_line_break(server: ServerProcess, s3: Any, bucket: str, param: str) -> None:
     s3.put_object(Bucket=bucket, Key="k", Body=b"v")
     value = quote("text/plain\r\nX-Injected: 1", safe="")
@@ -338,7 +293,7 @@ def test_response_override_with_a_line_break(server: ServerProcess, s3: Any, buc
     assert "X-Injected" not in resp.headers
 
 
-@pytest.mark.parametrize("header", ["Content-Disposition", "Content-Type", "Cache-Control"])
+@pytest.mark.parametrize("header", UTF8_ONLY_HEADERS)
 def test_a_header_value_that_is_not_utf8_is_refused(server: ServerProcess, s3: Any, bucket: str, header: str) -> None:
     """It would be kept with the object and sent back with every GET: neither the index nor aiohttp can."""
     signed = sign(server, "PUT", f"/{bucket}/k", {"Content-Length": "1"}, hashlib.sha256(b"x").hexdigest())
@@ -348,8 +303,6 @@ def test_a_header_value_that_is_not_utf8_is_refused(server: ServerProcess, s3: A
 
 
 # -- 10: any UTF-8 key, and every listing parses ------------------------------------------------------------------
-
-ODD_KEYS = ["nul\x00key", "soh\x01key", "bell\x07key", "nl\nkey", "cr\rkey", "crlf\r\nkey", "tab\tkey", "nc\uffffkey"]
 
 
 def utf8_sorted(keys: list[str]) -> list[str]:
