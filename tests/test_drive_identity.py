@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,8 @@ class Store:
         self.creds = ""
         self.running: Launched | None = None
 
-    def start(self, drives: list[Path] | None = None) -> Launched:
-        args = ["server", *map(str, drives or self.drives), "--listen", "127.0.0.1:0"]
+    def start(self, drives: list[Path] | None = None, extra: tuple[str, ...] = ()) -> Launched:
+        args = ["server", *map(str, drives or self.drives), "--listen", "127.0.0.1:0", *extra]
         self.running = launch(args, CLEAN_ENV, self.base / "server.log", cwd=self.base)
         self.creds = re.search(r"export (AWS_ACCESS_KEY_ID=.*)", self.running.banner).group(1)  # type: ignore[union-attr]
         return self.running
@@ -126,9 +127,10 @@ def test_empty_drives_are_adopted_and_repaired(filled: tuple[Store, dict[str, by
     store.read_back(objects)
 
 
-def test_a_second_server_on_the_same_drives_is_refused(filled: tuple[Store, dict[str, bytes]]) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_second_server_on_the_same_drives_is_refused(filled: tuple[Store, dict[str, bytes]], workers: str) -> None:
     store, objects = filled
-    run = store.start()
+    run = store.start(extra=("--workers", workers))  # with workers, the first process holds the drives
     res = run_server([*map(str, store.drives), "--listen", "127.0.0.1:0"], store.base)
     assert_one_line_error(res, f"in use by process {run.proc.pid}")
     store.read_back(objects)
@@ -158,3 +160,19 @@ def test_another_ec_scheme_on_a_formatted_set_is_refused(filled: tuple[Store, di
 def test_a_drive_given_twice_is_refused(tmp_path: Path) -> None:
     drives = [str(tmp_path / f"d{i}") for i in range(5)]
     assert_one_line_error(run_server([*drives, drives[0], "--listen", "127.0.0.1:0"], tmp_path), "twice")
+
+
+def test_gc_never_collects_from_an_index_younger_than_the_data(filled: tuple[Store, dict[str, bytes]]) -> None:
+    """A new, empty index over drives full of data sees every fragment as unreferenced: none may go."""
+    store, _ = filled
+    before = store.fragments()
+    extra = ("--index", str(store.base / "new-index"), "--gc-grace", "0", "--scan-interval", "1")
+    store.start(extra=extra)
+    log = store.base / "server.log"
+    deadline = time.monotonic() + 60
+    while "orphans collected" not in log.read_text():
+        assert time.monotonic() < deadline, "no background scan within 60 s"
+        time.sleep(0.2)
+    store.stop()
+    assert "0 orphans collected" in log.read_text()
+    assert store.fragments() == before
