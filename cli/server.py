@@ -63,21 +63,22 @@ def layout(
         system = found.system / SYSTEM_DIR
     else:
         system = DEFAULT_DATA / "system"
-    _check_origin(system, found.format.deployment)
+    _check_origin(system, found.format.deployment, found.new)
     return found.paths, system, Scheme.parse(found.format.ec, scheme.segment_size)
 
 
 ORIGIN = "origin.json"  # in the system directory: {"deployment": ..., "created": epoch seconds of the index}
 
 
-def _check_origin(system: Path, deployment: str) -> None:
-    """Refuse an index of another deployment; record a new index's deployment and birth (the GC guard)."""
+def _check_origin(system: Path, deployment: str, new_drives: bool) -> None:
+    """Refuse an index of another deployment; record a new index's deployment and birth (the GC guard).
+    An index created with its drives has seen every fragment on them: its birth is recorded as 0."""
     path = system / ORIGIN
     try:
         origin = json.loads(path.read_text())
     except FileNotFoundError:
-        # An index from before origin records is as old as its data: 0. A new one is born now.
-        created = 0.0 if (system / "index").exists() else time.time()
+        # An index from before origin records is as old as its data: 0. A new one over old drives is born now.
+        created = 0.0 if new_drives or (system / "index").exists() else time.time()
         try:
             system.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({"deployment": deployment, "created": created}) + "\n")

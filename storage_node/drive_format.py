@@ -81,6 +81,7 @@ class AssembledSet:
     paths: list[Path]  # in set order: member i first... as the format records list them
     format: DriveFormat  # the set's record (its "id" is that of the first member)
     system: Path | None  # the drive directory holding the system directory, None when it lives elsewhere
+    new: bool = False  # formatted by this start over empty drives: nothing on them predates this start
 
 
 def assemble(paths: list[Path], ec: str, ec_given: bool, external_system: bool) -> AssembledSet:
@@ -168,4 +169,4 @@ def _format_new(
     for p, drive_id in zip(paths, ids, strict=True):
         (p / FRAGMENTS).mkdir(parents=True, exist_ok=True)
         write_format(p, DriveFormat(drive_id, record.deployment, ec, ids, system_id))
-    return AssembledSet(list(paths), record, system)
+    return AssembledSet(list(paths), record, system, new=not legacy)
