@@ -3,6 +3,7 @@ refused, and never a fresh store over old data. Real `tessera server` processes,
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -16,7 +17,7 @@ from typing import Any
 import boto3
 import pytest
 
-from cli.launch import Launched, launch, stop
+from cli.launch import Launched, launch, stop, tessera_command
 from gateway.objects.layer import INLINE_MAX
 from tests.server_process import CLEAN_ENV, assert_one_line_error, run_server
 
@@ -136,6 +137,15 @@ def test_a_second_server_on_the_same_drives_is_refused(filled: tuple[Store, dict
     store.read_back(objects)
 
 
+def test_a_node_on_a_drive_in_use_is_refused(filled: tuple[Store, dict[str, bytes]]) -> None:
+    store, _ = filled
+    run = store.start()
+    args = ["node", "--data", str(store.drives[0]), "--listen", "127.0.0.1:0", "--meta", "127.0.0.1:1"]
+    env = CLEAN_ENV | {"TESSERA_CLUSTER_SECRET": "a-cluster-secret-of-some-length"}
+    res = subprocess.run([*tessera_command(), *args], env=env, capture_output=True, text=True, timeout=60)
+    assert_one_line_error(res, f"in use by process {run.proc.pid}")
+
+
 def test_a_drive_of_another_deployment_is_refused(filled: tuple[Store, dict[str, bytes]], tmp_path: Path) -> None:
     store, _ = filled
     other = Store(tmp_path / "other")
@@ -176,3 +186,19 @@ def test_gc_never_collects_from_an_index_younger_than_the_data(filled: tuple[Sto
     store.stop()
     assert "0 orphans collected" in log.read_text()
     assert store.fragments() == before
+
+
+def test_drives_from_before_format_records_are_adopted(filled: tuple[Store, dict[str, bytes]]) -> None:
+    """Drives that carry only {"id"} (and the index on the first one) join a deployment, data and all."""
+    store, objects = filled
+    ids = []
+    for d in store.drives:
+        ids.append(json.loads((d / "drive.json").read_text())["id"])
+        (d / "drive.json").write_text(json.dumps({"id": ids[-1]}))
+    (store.drives[0] / ".tessera-system" / "origin.json").unlink()
+    creds = store.creds
+    store.start()
+    assert store.creds == creds
+    store.read_back(objects)
+    records = [json.loads((d / "drive.json").read_text()) for d in store.drives]
+    assert len({r["deployment"] for r in records}) == 1 and all(r["set"] == ids for r in records)
