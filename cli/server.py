@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
+import time
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -31,6 +33,7 @@ from gateway.objects.erasure import Scheme, SchemeError
 from gateway.objects.layer import ObjectLayer
 from gateway.siblings import PRIMARY, Siblings, socket_path
 from metadata.local.store import LocalIndex
+from storage_node.drive_format import SYSTEM_DIR, SetRefused, assemble
 from storage_node.protocol import ScrubStatus
 from storage_node.scrubber import Scrubber
 
@@ -38,19 +41,59 @@ DEFAULT_DATA = Path("tessera-data")
 DEFAULT_DRIVES = 6
 
 
-def layout(drives: tuple[str, ...], scheme: Scheme, index: str | None) -> tuple[list[Path], Path]:
-    """The drive directories and the system directory (index and credentials)."""
+def layout(
+    drives: tuple[str, ...], scheme: Scheme, index: str | None, ec_given: bool
+) -> tuple[list[Path], Path, Scheme]:
+    """The drive directories in set order, the system directory (index and credentials), and the EC scheme
+    the drives were formatted with, recognised by their format records (storage_node/drive_format.py)."""
     if drives:
         paths = [Path(d) for d in drives]
         if len(set(p.resolve() for p in paths)) != len(paths):
             raise StartupError("the same drive is given twice")
-        if len(paths) < scheme.width:
-            raise StartupError(f"EC {scheme} needs {scheme.width} drives, but {len(paths)} were given")
-        system = paths[0] / ".tessera-system"
     else:
         paths = [DEFAULT_DATA / f"drive{i + 1}" for i in range(max(DEFAULT_DRIVES, scheme.width))]
+    external = index is not None or not drives
+    try:
+        found = assemble(paths, str(scheme), ec_given, external)
+    except SetRefused as exc:
+        raise StartupError(str(exc)) from None
+    if index:
+        system = Path(index)
+    elif found.system is not None:
+        system = found.system / SYSTEM_DIR
+    else:
         system = DEFAULT_DATA / "system"
-    return paths, Path(index) if index else system
+    _check_origin(system, found.format.deployment, found.new)
+    return found.paths, system, Scheme.parse(found.format.ec, scheme.segment_size)
+
+
+ORIGIN = "origin.json"  # in the system directory: {"deployment": ..., "created": epoch seconds of the index}
+
+
+def _check_origin(system: Path, deployment: str, new_drives: bool) -> None:
+    """Refuse an index of another deployment; record a new index's deployment and birth (the GC guard).
+    An index created with its drives has seen every fragment on them: its birth is recorded as 0."""
+    path = system / ORIGIN
+    try:
+        origin = json.loads(path.read_text())
+    except FileNotFoundError:
+        # An index from before origin records is as old as its data: 0. A new one over old drives is born now.
+        created = 0.0 if new_drives or (system / "index").exists() else time.time()
+        try:
+            system.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"deployment": deployment, "created": created}) + "\n")
+        except OSError as exc:
+            raise StartupError(f"cannot use {system}: {exc.strerror or exc}") from None
+        return
+    except (OSError, ValueError) as exc:
+        raise StartupError(f"cannot read {path}: {exc}") from None
+    if origin.get("deployment") != deployment:
+        raise StartupError(f"the index in {system} is of deployment {origin.get('deployment')}, not {deployment}")
+
+
+def index_created(system: Path) -> float:
+    """When the index was created (0: before anyone recorded it); GC never collects fragments older than that."""
+    return float(json.loads((system / ORIGIN).read_text())["created"])
 
 
 class LocalScrub:
@@ -213,10 +256,10 @@ def server(
     configure_logging()
     tune_malloc()
     try:
-        scheme = Scheme.parse(ec)
         host, port = parse_listen(listen)
         tls = server_tls(tls_cert, tls_key)
-        paths, system = layout(drives, scheme, index)
+        ec_given = click.get_current_context().get_parameter_source("ec") != click.core.ParameterSource.DEFAULT
+        paths, system, scheme = layout(drives, Scheme.parse(ec), index, ec_given)
         creds = system_credentials(system)
         cfg = ServerConfig(
             creds,
@@ -226,7 +269,7 @@ def server(
             host,
             port,
             tuple(domains),
-            settings(**care),
+            replace(settings(**care), gc_not_before=index_created(system)),
             scrub_rate * 1e6,
             scrub_interval,
             tls,

@@ -3,10 +3,12 @@
 root/drive.json                     {"id": <uuid4 hex>}, the drive's stable identity
 root/fragments/<vv>/<fid.name>      complete fragments; vv = first two hex digits of the version
 root/tmp/                           fragments being written; emptied on open
+root/tessera.lock                   flock-ed by the process using the drive; holds its PID
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -21,6 +23,9 @@ _DRIVE_ID_RE = re.compile(r"[0-9a-f]{32}")
 
 FRAGMENTS = "fragments"
 TMP = "tmp"
+LOCK_FILE = "tessera.lock"
+
+_held: dict[Path, int] = {}  # drive root -> lock fd, held for the life of the process (and its forks)
 
 
 def shard_name(fid: FragmentId) -> str:
@@ -49,6 +54,8 @@ def prepare_drive(root: Path, clear_tmp: bool = True) -> str:
 def _prepare(root: Path, clear_tmp: bool) -> str:
     for d in (root, root / FRAGMENTS, root / TMP):
         d.mkdir(parents=True, exist_ok=True)
+    if clear_tmp:  # keep_tmp is a forked worker: its first process holds the lock
+        lock_drive(root)
     fsync_dir(root)
     # Anything in tmp/ is a put that never committed (crash or kill): it was never visible.
     for entry in os.scandir(root / TMP) if clear_tmp else ():
@@ -91,3 +98,22 @@ def _load_or_create_id(root: Path) -> str:
     if not isinstance(drive_id, str) or not _DRIVE_ID_RE.fullmatch(drive_id):
         raise DriveUnavailable(f"cannot use {root} as a drive: {path} does not hold a valid drive id")
     return drive_id
+
+
+def lock_drive(root: Path) -> None:
+    """Hold the drive for this process (and its forked workers) until it exits; the lock file names the PID.
+    Raises DriveUnavailable naming the process that holds it."""
+    key = root.resolve()
+    if key in _held:
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise DriveUnavailable(f"drive {root} is in use by process {holder}") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _held[key] = fd

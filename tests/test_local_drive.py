@@ -120,7 +120,7 @@ async def test_open_accepts_an_existing_empty_directory(tmp_path: Path) -> None:
     d = await LocalDrive.open(str(tmp_path))
     await d.close()
     assert d.root == tmp_path
-    assert _ls(tmp_path) == ["drive.json", "fragments", "tmp"]
+    assert _ls(tmp_path) == ["drive.json", "fragments", "tessera.lock", "tmp"]
 
 
 async def test_invalid_drive_json_is_not_replaced(tmp_path: Path) -> None:

@@ -53,6 +53,7 @@ class ScrubControl(Protocol):
 class Settings:
     node_grace: float = 600.0  # seconds a node may be unreachable before its fragments are rebuilt elsewhere
     gc_grace: float = 3600.0  # seconds before unreferenced fragments are collected
+    gc_not_before: float = 0.0  # the index's birth: older fragments are never collected (docs/repair.md)
     scan_interval: float = 3600.0  # seconds between background scans (redundancy and garbage)
     upload_expiry: float = UPLOAD_EXPIRY
     repair_concurrency: int = 2
@@ -156,6 +157,7 @@ class Maintenance:
             self.drives,
             node_grace=s.node_grace,
             gc_grace=s.gc_grace,
+            gc_not_before=s.gc_not_before,
             upload_expiry=s.upload_expiry,
             reason=reason,
             only_node=only_node,

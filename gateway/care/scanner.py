@@ -136,13 +136,16 @@ async def scan(
     node_grace: float,
     gc_grace: float,
     upload_expiry: float,
+    gc_not_before: float = 0.0,
     reason: str = "scan",
     only_node: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ScanResult:
     """Walk everything once. Orphans are fragments on a listed drive that no current object or upload
     part places there and that are older than gc_grace (younger ones may belong to a write or repair
-    still in flight). With only_node, report just the fragments held by that node (a drain)."""
+    still in flight), and written after gc_not_before (an index younger than a fragment cannot prove that
+    nothing references it: it may be a new index over old data). With only_node, report just the fragments
+    held by that node (a drain)."""
     started = time.monotonic()
     listing = await list_drives(drives)
     leaving = drives.leaving() | ({only_node} if only_node else frozenset())
@@ -177,7 +180,7 @@ async def scan(
     for (drive_id, name), (size, mtime) in listing.present.items():
         if (drive_id, name) in referenced:
             continue
-        if now - mtime > gc_grace:
+        if now - mtime > gc_grace and mtime >= gc_not_before:
             out.orphans.append((drive_id, FragmentId.parse(name), size))
         elif drive_id in node_drives:
             out.node_leftovers.append((drive_id, FragmentId.parse(name), size))
