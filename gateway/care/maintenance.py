@@ -14,6 +14,7 @@ from typing import Protocol
 
 from cluster.workers import Periodic, Worker
 from gateway.care.jobs import Job, JobBoard
+from gateway.care.part_health import find_corrupt
 from gateway.care.repairer import BUSY, FAILED, REPAIRED, Outcome, Repairer, group_entries
 from gateway.care.scanner import ScanResult, scan
 from gateway.objects.drive_set import DriveSet
@@ -189,7 +190,22 @@ class Maintenance:
         async def work(job: Job) -> None:
             job.phase = "scanning"
             result = await self.scan_and_collect("scan", job=job)
-            repaired = await self._repair_all(job, result.degraded)
+            # The scan sees only what drives list; rot is found by verifying the fragments of every
+            # part it did not already queue, as a scrub would.
+            job.phase, job.unit = "verifying", "parts"
+
+            def progress(parts: int, size: int) -> None:
+                job.completed, job.bytes = parts, size
+                job.message = f"verified {parts} parts ({size} bytes)"
+
+            job.total = result.parts - len(group_entries(result.degraded))
+            corrupt = await find_corrupt(
+                self.index, self.drives, {(e.data_id, e.part) for e in result.degraded}, progress
+            )
+            if corrupt:
+                await self.index.queue_repairs(corrupt)
+            # Everything queued, not just what this job found: damage reads and scrubs reported too.
+            repaired = await self._repair_all(job, await self._queued(lambda e: True))
             job.message = f"{repaired} of {job.total} degraded part(s) repaired here{_others(job, repaired)}"
 
         return self.jobs.start(Job("repair"), work)
