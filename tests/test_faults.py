@@ -4,6 +4,7 @@ figures, capacity of shared filesystems, a full index filesystem."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,3 +41,34 @@ def test_repair_finds_and_rebuilds_a_corrupt_fragment(srv: ServerProcess) -> Non
         assert doc["health"] == "healthy", doc
         assert all(f["state"] == "ok" for p in doc["parts"] for f in p["fragments"]), doc
     read_back(srv, "rot", objects)
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def test_scrub_counts_bytes_while_verifying_and_parts_while_repairing(srv: ServerProcess) -> None:
+    objects = fill(srv, "units", [4 * MiB] * 6)
+    victim = fragment_files(srv)[0]
+    data = bytearray(victim.read_bytes())
+    data[100] ^= 0x5A
+    victim.write_bytes(data)
+    # TTY_COMPATIBLE: rich draws its progress bar into the pipe, as it would on a terminal.
+    res = admin(srv, "scrub", "--wait", env={"TTY_COMPATIBLE": "1"})
+    assert res.returncode == 0, res.stdout + res.stderr
+    frames = [ANSI.sub("", f).replace("━", "").strip() for f in re.split(r"[\r\n]", res.stdout)]
+    frames = [f for f in frames if f.startswith("scrub ")]
+    verifying = [f for f in frames if f.startswith("scrub scrubbing")]
+    repairing = [f for f in frames if f.startswith(("scrub repairing", "scrub done "))]
+    assert verifying and repairing, frames
+    assert not any(re.search(r"\d{4,} parts", f) for f in frames), frames  # bytes never counted as parts
+    assert all(re.search(r"\d+(\.\d)? (B|KiB|MiB) / ", f) for f in verifying), verifying
+    assert all(re.search(r"\d+ parts / \d+ parts", f) for f in repairing), repairing
+    summary = res.stdout.strip().splitlines()[-1]
+    assert "1 corrupt" in summary and "1 part(s) repaired" in summary, summary
+    assert "0 B verified" not in summary and re.search(r"\d+\.\d MiB verified", summary), summary
+    job_id = re.search(r"scrub job ([0-9a-f]+) started", res.stdout)
+    assert job_id, res.stdout
+    doc = json.loads(admin(srv, "job", job_id.group(1), "--json").stdout)["job"]
+    assert doc["unit"] == "parts" and doc["completed"] == doc["total"] == 1, doc
+    assert doc["bytes"] >= 6 * 4 * MiB * 6 // 4, doc  # every fragment of every object was verified
+    read_back(srv, "units", objects)

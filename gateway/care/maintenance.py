@@ -195,8 +195,8 @@ class Maintenance:
             job.phase, job.unit = "verifying", "parts"
 
             def progress(parts: int, size: int) -> None:
-                job.completed, job.bytes = parts, size
-                job.message = f"verified {parts} parts ({size} bytes)"
+                job.completed = parts  # job.bytes is what gets rebuilt, after this
+                job.message = f"verified {parts} part(s), {size} bytes"
 
             job.total = result.parts - len(group_entries(result.degraded))
             corrupt = await find_corrupt(
@@ -227,8 +227,9 @@ class Maintenance:
                     break
                 await asyncio.sleep(0.5)
             entries = await self._queued(lambda e: e.reason == "scrub")
-            job.unit, job.completed, job.bytes = "parts", 0, 0
-            repaired = await self._repair_all(job, entries)
+            # From bytes verified to parts repaired; job.bytes keeps saying how much was verified.
+            job.unit = "parts"
+            repaired = await self._repair_all(job, entries, count_bytes=False)
             job.message = f"{corrupt} corrupt fragment(s) found, {repaired} part(s) repaired{_others(job, repaired)}"
 
         return self.jobs.start(Job("scrub"), work)
@@ -280,14 +281,19 @@ class Maintenance:
             out += [e for e in page if want(e)]
             after = page[-1]
 
-    async def _repair_all(self, job: Job, entries: list[RepairEntry], keep_counts: bool = False) -> int:
-        """Repair every part named in entries, here and now, counting each into the job; returns how many
-        this job rebuilt (others were healthy by then, gone, or failed)."""
+    async def _repair_all(
+        self, job: Job, entries: list[RepairEntry], keep_counts: bool = False, count_bytes: bool = True
+    ) -> int:
+        """Repair every part named in entries, here and now, counting each into the job (and its bytes
+        into job.bytes unless count_bytes is off); returns how many this job rebuilt (others were
+        healthy by then, gone, or failed)."""
         repaired = 0
         job.phase = "repairing" if job.kind != "drain" else "moving"
         groups = group_entries(entries)
         if not keep_counts:
-            job.total, job.completed, job.failed, job.bytes = len(groups), 0, 0, 0
+            job.total, job.completed, job.failed = len(groups), 0, 0
+            if count_bytes:
+                job.bytes = 0
         else:
             job.total += len(groups)
         await self.repairer.locate(groups)
@@ -300,7 +306,7 @@ class Maintenance:
                     retry.append(g)
                     continue
                 job.completed += 1
-                job.bytes += o.size
+                job.bytes += o.size if count_bytes else 0
                 job.failed += o.result == FAILED
                 repaired += o.result == REPAIRED
             pending = retry
