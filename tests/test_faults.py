@@ -4,12 +4,14 @@ figures, capacity of shared filesystems, a full index filesystem."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from cli.admin.formatting import human_bytes
 from tests.server_process import ServerProcess, start_server
 from tests.test_admin_embedded import admin, fill, fragment_files, inspect, read_back
 
@@ -72,3 +74,21 @@ def test_scrub_counts_bytes_while_verifying_and_parts_while_repairing(srv: Serve
     assert doc["unit"] == "parts" and doc["completed"] == doc["total"] == 1, doc
     assert doc["bytes"] >= 6 * 4 * MiB * 6 // 4, doc  # every fragment of every object was verified
     read_back(srv, "units", objects)
+
+
+def test_status_counts_a_shared_filesystem_once_and_shows_drive_paths(srv: ServerProcess) -> None:
+    fs = os.statvfs(srv.drives[0])  # the six drives are directories of one filesystem
+    res = admin(srv, "status", "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    paths = sorted(d["path"] for n in doc["nodes"] for d in n["drives"])
+    assert paths == sorted(str(p) for p in srv.drives)
+    capacity = fs.f_blocks * fs.f_frsize
+    assert doc["capacity"] == capacity, doc  # once, not six times
+    assert all(n["capacity"] == capacity for n in doc["nodes"])
+    assert 0 < doc["free"] <= capacity
+    text = admin(srv, "status")
+    assert text.returncode == 0, text.stderr
+    assert all(str(p) in text.stdout for p in srv.drives), text.stdout
+    human = f"capacity {human_bytes(capacity)}"
+    assert human in text.stdout, text.stdout
