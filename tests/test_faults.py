@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
 from cli.admin.formatting import human_bytes
 from tests.server_process import ServerProcess, start_server
@@ -92,3 +94,52 @@ def test_status_counts_a_shared_filesystem_once_and_shows_drive_paths(srv: Serve
     assert all(str(p) in text.stdout for p in srv.drives), text.stdout
     human = f"capacity {human_bytes(capacity)}"
     assert human in text.stdout, text.stdout
+
+
+@pytest.fixture
+def small_index(tmp_path: Path) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs for the index needs root")
+    where = tmp_path / "index"
+    where.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_a_full_index_answers_slowdown_and_recovers_when_space_is_freed(tmp_path: Path, small_index: Path) -> None:
+    srv = start_server(tmp_path / "server", extra=("--index", str(small_index), "--scrub-interval", "0"))
+    try:
+        s3 = srv.client(retries={"total_max_attempts": 1})  # each SlowDown seen, not retried away
+        s3.create_bucket(Bucket="full")
+        fs = os.statvfs(small_index)
+        filler = small_index / "filler"
+        filler.write_bytes(b"\0" * max(0, fs.f_bavail * fs.f_frsize - 256 * 1024))  # leave a little room
+        stored: dict[str, bytes] = {}
+        refused = None
+        for i in range(200):
+            body = os.urandom(60_000)  # inline: the index is all it touches
+            try:
+                s3.put_object(Bucket="full", Key=f"k{i}", Body=body)
+                stored[f"k{i}"] = body
+            except ClientError as exc:
+                refused = exc.response
+                break
+        assert refused is not None, "the index never filled up"
+        assert refused["ResponseMetadata"]["HTTPStatusCode"] == 503, refused
+        assert refused["Error"]["Code"] == "SlowDown", refused
+        log = srv.log_text()
+        assert "Traceback" not in log and "InternalError" not in log, log[-3000:]
+        assert log.count("index full") == 1, log[-3000:]  # one line for the one refused PUT
+        for key, body in stored.items():
+            assert s3.get_object(Bucket="full", Key=key)["Body"].read() == body, key
+        assert s3.list_objects_v2(Bucket="full")["KeyCount"] == len(stored)  # nothing half-written
+        filler.unlink()
+        s3.put_object(Bucket="full", Key="after", Body=b"room again")
+        assert s3.get_object(Bucket="full", Key="after")["Body"].read() == b"room again"
+    finally:
+        srv.stop()
