@@ -110,7 +110,9 @@ class NodeRecord:
     zone: str  # failure domain; fragments of an object go to distinct zones when there are enough
     drives: list[DriveRecord]
     started: float  # seconds since the epoch, by the node's clock
-    last_seen: float  # stamped by the index's clock at each upsert, so liveness is judged by one clock
+    # Stamped at each upsert (heartbeat). Gateways judge liveness by watching it change, on their own
+    # monotonic clock, never by comparing it with their clock (see gateway/objects/membership.py).
+    last_seen: float
     state: str = "active"  # NODE_STATES; set by operators (set_node_state), never by heartbeats
 
 

@@ -3,17 +3,28 @@ figures, capacity of shared filesystems, a full index filesystem."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
 import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
 
 from cli.admin.formatting import human_bytes
+from cli.dev import DevCluster, Service
+from cli.launch import launch
+from cli.node import HEARTBEAT_EVERY
+from gateway.objects.membership import LIVENESS_GRACE, REFRESH_EVERY
+from tests.s3_helpers import dev_client
 from tests.server_process import ServerProcess, start_server
 from tests.test_admin_embedded import admin, fill, fragment_files, inspect, read_back
 
@@ -143,3 +154,69 @@ def test_a_full_index_answers_slowdown_and_recovers_when_space_is_freed(tmp_path
         assert s3.get_object(Bucket="full", Key="after")["Body"].read() == b"room again"
     finally:
         srv.stop()
+
+
+def _faketime() -> str | None:
+    found = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1")) + sorted(
+        glob.glob("/usr/lib/faketime/libfaketime.so.1")
+    )
+    return found[0] if found else None
+
+
+def _ready(endpoint: str) -> bool:
+    try:
+        with urllib.request.urlopen(endpoint + "/health/ready", timeout=5) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _node_live(env: dict[str, str], endpoint: str, node_address: str) -> bool:
+    env = {**env, "AWS_ACCESS_KEY_ID": env["TESSERA_ACCESS_KEY"], "AWS_SECRET_ACCESS_KEY": env["TESSERA_SECRET_KEY"]}
+    res = subprocess.run(
+        [sys.executable, "-m", "cli.main", "admin", "--endpoint", endpoint, "status", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    return next(n["live"] for n in json.loads(res.stdout)["nodes"] if n["address"] == node_address)
+
+
+@pytest.mark.parametrize("offset", [10, -90])
+def test_a_gateway_with_a_skewed_clock_judges_liveness_right(tmp_path: Path, offset: int) -> None:
+    lib = _faketime()
+    if lib is None:
+        pytest.skip("libfaketime is not installed (Debian: apt-get install libfaketime)")
+    c = DevCluster(tmp_path / "cluster", nodes=6, metas=1, gateways=0)
+    c.start()
+    try:
+        env = {**c.env, "LD_PRELOAD": lib, "FAKETIME": f"{offset:+d}s"}
+        args = ["gateway", "--listen", "127.0.0.1:0", "--meta", c.services["meta1"].hostport, "--ec", "4+2"]
+        gateway = launch(args, env, tmp_path / "gateway.log")
+        c.services["gateway1"] = Service(
+            "gateway1", args, tmp_path / "gateway.log", gateway.endpoint, proc=gateway.proc
+        )
+        # The gateway's clock really is off: its Date header says so.
+        with urllib.request.urlopen(gateway.endpoint + "/health/live", timeout=10) as resp:
+            skew = parsedate_to_datetime(resp.headers["Date"]).timestamp() - time.time()
+        assert abs(skew - offset) < 3, skew
+        deadline = time.monotonic() + 20
+        while not _ready(gateway.endpoint):
+            assert time.monotonic() < deadline, "a gateway with a skewed clock never became ready"
+            time.sleep(0.2)
+        s3 = dev_client(c, retries={"max_attempts": 1})
+        s3.create_bucket(Bucket="skew")
+        s3.put_object(Bucket="skew", Key="k", Body=os.urandom(MiB))
+        victim = c.services["node1"]
+        assert _node_live(c.env, gateway.endpoint, victim.endpoint)
+        c.kill("node1")
+        killed = time.monotonic()
+        window = LIVENESS_GRACE + HEARTBEAT_EVERY + 2 * REFRESH_EVERY + 3  # the grace, and a beat and look late
+        while _node_live(c.env, gateway.endpoint, victim.endpoint):
+            assert time.monotonic() - killed < window, f"a killed node still counted live after {window} s"
+            time.sleep(0.2)
+        assert s3.get_object(Bucket="skew", Key="k")["Body"].read()  # served from the other five
+    finally:
+        c.stop()  # the gateway too
