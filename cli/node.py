@@ -54,10 +54,7 @@ def node_id(data: Path) -> str:
 
 
 def describe(nid: str, address: str, zone: str, drives: list[LocalDrive], started: float) -> NodeRecord:
-    records = []
-    for d in drives:
-        st = os.statvfs(d.root)
-        records.append(DriveRecord(d.drive_id, st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize))
+    records = [DriveRecord.measure(d.drive_id, d.root) for d in drives]
     return NodeRecord(nid, address, zone, records, started, 0.0)
 
 

@@ -38,7 +38,7 @@ from gateway.s3.errors import S3Error
 from gateway.s3.request import S3Request, split_path
 from gateway.s3.sigv4 import AuthContext
 from gateway.s3.xml import error_document
-from metadata.index import IndexUnavailable
+from metadata.index import IndexFull, IndexUnavailable
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("tessera.gateway.access")
@@ -292,6 +292,9 @@ def _classify(exc: BaseException) -> Failure | None:
     elif isinstance(exc, IndexUnavailable):  # no metadata quorum now: a retryable 503, as S3 answers overload
         log.warning("index unavailable: %s", exc)
         err = S3Error("ServiceUnavailable")
+    elif isinstance(exc, IndexFull):  # S3 has no InsufficientStorage: SlowDown tells clients to back off
+        log.warning("index full: %s", exc)
+        err = S3Error("SlowDown")
     elif isinstance(exc, web.HTTPException) and exc.status >= 400:
         err = S3Error(_HTTP_CODES.get(exc.status, "InvalidRequest"), exc.reason, status=exc.status)
     else:

@@ -75,6 +75,11 @@ class IndexUnavailable(MetadataError):
     """
 
 
+class IndexFull(MetadataError):
+    """A write found no room: the index's filesystem (or its map) is full. Nothing of the write was
+    stored, and writes succeed again once space is freed."""
+
+
 @dataclass(slots=True)
 class ObjectPage:
     objects: list[ObjectManifest] = field(default_factory=list)

@@ -13,6 +13,8 @@ atomic (a failing one is rolled back alone). No write is acknowledged before its
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +23,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import lmdb
+
+from metadata.index import IndexFull
 
 T = TypeVar("T")
 
@@ -47,9 +51,35 @@ def _too_long() -> ValueError:
     return ValueError("a name or id is empty or too long for the index")
 
 
-def _error(exc: Exception) -> Exception:
-    """What a caller is told when its write failed."""
-    return _too_long() if isinstance(exc, lmdb.BadValsizeError) else exc
+# How LMDB words a write that found no room on disk (it raises DiskError with no errno attached).
+_NO_SPACE = tuple(os.strerror(e) for e in (errno.ENOSPC, errno.EDQUOT))
+_EIO = os.strerror(errno.EIO)
+# LMDB reports a short write (what a full filesystem gives) as EIO: with less room than this left
+# on the filesystem, an EIO is taken to be that.
+ALMOST_FULL = 1 << 20
+
+
+def _error(exc: Exception, path: str | None = None) -> Exception:
+    """What a caller is told when its write failed (path: the environment's, to tell a full disk)."""
+    if isinstance(exc, lmdb.BadValsizeError):
+        return _too_long()
+    if isinstance(exc, lmdb.MapFullError) or _no_room(exc, path):
+        return IndexFull(f"no room for the write{f' in {path}' if path else ''}: {exc}")
+    return exc
+
+
+def _no_room(exc: Exception, path: str | None) -> bool:
+    if not isinstance(exc, lmdb.Error):
+        return False
+    if any(m in str(exc) for m in _NO_SPACE):
+        return True
+    if _EIO not in str(exc) or path is None:
+        return False
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < ALMOST_FULL
 
 
 @dataclass(slots=True)
@@ -156,7 +186,7 @@ class LmdbEnv:
             try:
                 outcomes = self._commit(batch)
             except Exception as exc:  # the batch did not become durable: none of it is acknowledged
-                outcomes = [(False, _error(exc))] * len(batch)
+                outcomes = [(False, _error(exc, self.env.path()))] * len(batch)
             by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
             for job, (ok, value) in zip(batch, outcomes, strict=True):
                 by_loop.setdefault(job.loop, []).append((job.future, ok, value))

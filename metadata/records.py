@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
+import socket
 import struct
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -85,8 +87,18 @@ class DriveRecord:
     """One drive of a storage node, as the node reports it at each heartbeat."""
 
     drive_id: str  # the id stored in the drive's directory; owned by one node at a time
-    capacity: int  # bytes
+    capacity: int  # bytes of the filesystem holding it
     free: int  # bytes available for fragments
+    path: str = ""  # the drive's directory on its node ("" from nodes older than this field)
+    # The filesystem holding it, "host:st_dev": drives sharing one are counted once in capacity and free.
+    filesystem: str = ""
+
+    @classmethod
+    def measure(cls, drive_id: str, root: str | os.PathLike[str]) -> DriveRecord:
+        """The drive in directory `root`, with its filesystem's size and free space now."""
+        st = os.statvfs(root)
+        fs = f"{socket.gethostname()}:{os.stat(root).st_dev}"
+        return cls(drive_id, st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize, str(root), fs)
 
 
 @dataclass(slots=True)
@@ -98,7 +110,9 @@ class NodeRecord:
     zone: str  # failure domain; fragments of an object go to distinct zones when there are enough
     drives: list[DriveRecord]
     started: float  # seconds since the epoch, by the node's clock
-    last_seen: float  # stamped by the index's clock at each upsert, so liveness is judged by one clock
+    # Stamped at each upsert (heartbeat). Gateways judge liveness by watching it change, on their own
+    # monotonic clock, never by comparing it with their clock (see gateway/objects/membership.py).
+    last_seen: float
     state: str = "active"  # NODE_STATES; set by operators (set_node_state), never by heartbeats
 
 

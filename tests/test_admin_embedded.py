@@ -36,8 +36,10 @@ def gc_srv(tmp_path: Path) -> Iterator[ServerProcess]:
     s.stop()
 
 
-def admin(srv: ServerProcess, *args: str, key: str = ACCESS_KEY, secret: str = SECRET_KEY) -> Any:
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret, "COLUMNS": "200"}
+def admin(
+    srv: ServerProcess, *args: str, key: str = ACCESS_KEY, secret: str = SECRET_KEY, env: dict[str, str] | None = None
+) -> Any:
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret, "COLUMNS": "200", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "cli.main", "admin", "--endpoint", srv.endpoint, *args],
         env=env,

@@ -373,3 +373,11 @@ def test_time_passes_for_the_ago_column() -> None:
     """The default `now` is the wall clock: a just-started job reads as a few seconds ago."""
     text = _render(render_status, {**STATUS, "jobs": [_job(started=time.time() - 3)]})
     assert "3s ago" in text or "4s ago" in text
+
+
+def test_status_shows_drive_paths_and_counts_a_shared_filesystem_once() -> None:
+    drives = [{"id": f"d{i}", "path": f"/srv/disk{i}", "capacity": 1 << 40, "free": 1 << 39} for i in range(3)]
+    node = {**STATUS["nodes"][0], "drives": drives, "capacity": 1 << 40, "free": 1 << 39}  # one filesystem
+    text = _render(render_status, {**STATUS, "nodes": [node], "capacity": 1 << 40, "free": 1 << 39}, now=NOW)
+    assert all(f"/srv/disk{i}" in text for i in range(3)), text
+    assert "1 node(s), 1 live; capacity 1.0 TiB, free 512.0 GiB" in text

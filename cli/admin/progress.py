@@ -60,6 +60,7 @@ async def follow_job(client: AdminClient, job: Doc, console: Console) -> Doc:
     def describe(j: Doc) -> str:
         return " ".join(str(w) for w in (j.get("kind", "job"), j.get("target"), j.get("phase")) if w)
 
+    verb = BYTES_VERB.get(job.get("kind", ""), "")
     with progress:
         task = progress.add_task(
             describe(job),
@@ -67,7 +68,7 @@ async def follow_job(client: AdminClient, job: Doc, console: Console) -> Doc:
             completed=job.get("completed", 0),
             unit=job.get("unit", "parts"),
             bytes=job.get("bytes", 0),
-            verb=BYTES_VERB.get(job.get("kind", ""), ""),
+            verb=verb,
         )
         unreachable_since: float | None = None
         while job.get("finished") is None:
@@ -85,16 +86,19 @@ async def follow_job(client: AdminClient, job: Doc, console: Console) -> Doc:
             unreachable_since = None
             if new.get("phase") != job.get("phase") and new.get("finished") is None and not console.is_terminal:
                 console.print(Text(describe(new)))
+            fields = {"unit": new.get("unit", "parts"), "bytes": new.get("bytes", 0), "verb": verb}
             if new.get("unit") != job.get("unit"):
-                # Scrub switches from bytes verified to parts repaired: a new bar, a new rate.
-                progress.reset(task, total=_task_total(new), completed=new.get("completed", 0))
+                # Scrub switches from bytes verified to parts repaired: a new bar, a new rate. The new
+                # unit goes in with the reset, or the bar draws the new numbers in the old unit.
+                progress.reset(
+                    task,
+                    total=_task_total(new),
+                    completed=new.get("completed", 0),
+                    description=describe(new),
+                    **fields,
+                )
             progress.update(
-                task,
-                description=describe(new),
-                total=_task_total(new),
-                completed=new.get("completed", 0),
-                unit=new.get("unit", "parts"),
-                bytes=new.get("bytes", 0),
+                task, description=describe(new), total=_task_total(new), completed=new.get("completed", 0), **fields
             )
             job = new
     return job

@@ -48,14 +48,16 @@ def render_status(console: Console, doc: Doc, now: float | None = None) -> None:
             styled(n.get("zone")),
             styled(n.get("state")),
             live_text,
-            str(len(n.get("drives", []))),
+            _drive_paths(n.get("drives", [])),
             human_bytes(n.get("capacity")),
             human_bytes(n.get("free")),
         )
     live_count = sum(1 for n in nodes if n.get("live"))
+    # Totals count each filesystem once; a gateway from before they were reported gives only the nodes'.
+    capacity = doc.get("capacity", sum(n.get("capacity", 0) for n in nodes))
+    free = doc.get("free", sum(n.get("free", 0) for n in nodes))
     table.caption = (
-        f"{len(nodes)} node(s), {live_count} live; capacity {human_bytes(sum(n.get('capacity', 0) for n in nodes))}, "
-        f"free {human_bytes(sum(n.get('free', 0) for n in nodes))}"
+        f"{len(nodes)} node(s), {live_count} live; capacity {human_bytes(capacity)}, free {human_bytes(free)}"
     )
     table.caption_justify = "left"
     console.print(table)
@@ -115,6 +117,11 @@ def render_status(console: Console, doc: Doc, now: float | None = None) -> None:
                 styled(j.get("message")),
             )
         console.print(jt)
+
+
+def _drive_paths(drives: list[Doc]) -> Text:
+    """One line per drive: its path, or its id when the node did not say where it is."""
+    return Text("\n".join(str(d.get("path") or d.get("id", "")) for d in drives) or "-")
 
 
 def workers_table(workers: list[Doc], now: float | None = None) -> Table:

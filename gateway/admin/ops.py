@@ -7,8 +7,8 @@ gateway/admin/api.py.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import aiohttp
@@ -21,7 +21,7 @@ from gateway.care.part_health import OK, check_part
 from gateway.context import Gateway
 from gateway.objects.erasure import Scheme
 from metadata.index import NoSuchNode
-from metadata.records import NodeRecord
+from metadata.records import DriveRecord, NodeRecord
 
 PROBE_TIMEOUT = 2.0
 
@@ -32,48 +32,52 @@ def _maintenance(gw: Gateway) -> Maintenance:
     return gw.maintenance
 
 
-def _local_nodes(gw: Gateway) -> list[dict[str, Any]]:
-    """The embedded server: each local drive stands as a node of its own."""
-    out = []
-    for slot in gw.layer.drives.all_slots():
-        drives = []
-        for drive_id in slot.drive_ids:
-            drive = gw.layer.drives.drive(drive_id)
-            root = getattr(drive, "root", None)
-            cap = free = 0
-            if root is not None:
-                st = os.statvfs(root)
-                cap, free = st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
-            drives.append({"id": drive_id, "capacity": cap, "free": free})
-        out.append(
-            {
-                "id": slot.node_id,
-                "address": "local",
-                "zone": slot.zone,
-                "state": "active",
-                "live": True,
-                "last_seen": time.time(),
-                "capacity": sum(d["capacity"] for d in drives),
-                "free": sum(d["free"] for d in drives),
-                "drives": drives,
-            }
-        )
-    return out
+def _space(drives: Iterable[DriveRecord]) -> tuple[int, int]:
+    """(capacity, free) counting each filesystem once: drives that are directories of one filesystem
+    share its space. Drives of nodes that do not say their filesystem count alone."""
+    seen: dict[str, DriveRecord] = {}
+    for i, d in enumerate(drives):
+        seen.setdefault(d.filesystem or f"drive #{i}", d)
+    return sum(d.capacity for d in seen.values()), sum(d.free for d in seen.values())
 
 
-def _node_doc(node: NodeRecord, live: bool) -> dict[str, Any]:
-    drives = [{"id": d.drive_id, "capacity": d.capacity, "free": d.free} for d in node.drives]
+def _node_doc(
+    node_id: str, address: str, zone: str, state: str, live: bool, last_seen: float, drives: list[DriveRecord]
+) -> dict[str, Any]:
+    capacity, free = _space(drives)
     return {
-        "id": node.node_id,
-        "address": node.address,
-        "zone": node.zone,
-        "state": node.state,
+        "id": node_id,
+        "address": address,
+        "zone": zone,
+        "state": state,
         "live": live,
-        "last_seen": node.last_seen,
-        "capacity": sum(d.capacity for d in node.drives),
-        "free": sum(d.free for d in node.drives),
-        "drives": drives,
+        "last_seen": last_seen,
+        "capacity": capacity,
+        "free": free,
+        "drives": [{"id": d.drive_id, "path": d.path, "capacity": d.capacity, "free": d.free} for d in drives],
     }
+
+
+def _node_docs(gw: Gateway) -> tuple[list[dict[str, Any]], list[DriveRecord]]:
+    """Every node's document, and every drive (for the totals)."""
+    drives = gw.layer.drives
+    nodes: list[NodeRecord] | None = getattr(drives, "nodes", None)
+    if nodes is not None:
+        live = {s.node_id for s in drives.all_slots() if s.live}
+        docs = [
+            _node_doc(n.node_id, n.address, n.zone, n.state, n.node_id in live, n.last_seen, n.drives) for n in nodes
+        ]
+        return docs, [d for n in nodes for d in n.drives]
+    # The embedded server: each local drive stands as a node of its own.
+    docs, every = [], []
+    for slot in drives.all_slots():
+        records = []
+        for drive_id in slot.drive_ids:
+            root = getattr(drives.drive(drive_id), "root", None)
+            records.append(DriveRecord.measure(drive_id, root) if root is not None else DriveRecord(drive_id, 0, 0))
+        docs.append(_node_doc(slot.node_id, "local", slot.zone, "active", True, time.time(), records))
+        every += records
+    return docs, every
 
 
 async def _probe(session: aiohttp.ClientSession, address: str) -> dict[str, Any]:
@@ -88,13 +92,8 @@ async def _probe(session: aiohttp.ClientSession, address: str) -> dict[str, Any]
 
 async def status(gw: Gateway, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
     m = _maintenance(gw)
-    drives = gw.layer.drives
-    nodes: list[NodeRecord] | None = getattr(drives, "nodes", None)
-    if nodes is None:
-        node_docs = _local_nodes(gw)
-    else:
-        live = {s.node_id for s in drives.all_slots() if s.live}
-        node_docs = [_node_doc(n, n.node_id in live) for n in nodes]
+    node_docs, every_drive = _node_docs(gw)
+    capacity, free = _space(every_drive)
     if gw.meta_addresses:
         timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT)
         async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -107,6 +106,8 @@ async def status(gw: Gateway, request: web.Request, params: dict[str, str]) -> w
         "node_grace": m.settings.node_grace,
         "gc_grace": m.settings.gc_grace,
         "nodes": node_docs,
+        "capacity": capacity,  # each filesystem once, however many drives or nodes share it
+        "free": free,
         "metadata": meta,
         "repair": {
             "backlog": await gw.index.repair_backlog(),

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from cluster.workers import Periodic, Worker
 from gateway.care.jobs import Job, JobBoard
+from gateway.care.part_health import find_corrupt
 from gateway.care.repairer import BUSY, FAILED, REPAIRED, Outcome, Repairer, group_entries
 from gateway.care.scanner import ScanResult, scan
 from gateway.objects.drive_set import DriveSet
@@ -191,7 +192,22 @@ class Maintenance:
         async def work(job: Job) -> None:
             job.phase = "scanning"
             result = await self.scan_and_collect("scan", job=job)
-            repaired = await self._repair_all(job, result.degraded)
+            # The scan sees only what drives list; rot is found by verifying the fragments of every
+            # part it did not already queue, as a scrub would.
+            job.phase, job.unit = "verifying", "parts"
+
+            def progress(parts: int, size: int) -> None:
+                job.completed = parts  # job.bytes is what gets rebuilt, after this
+                job.message = f"verified {parts} part(s), {size} bytes"
+
+            job.total = result.parts - len(group_entries(result.degraded))
+            corrupt = await find_corrupt(
+                self.index, self.drives, {(e.data_id, e.part) for e in result.degraded}, progress
+            )
+            if corrupt:
+                await self.index.queue_repairs(corrupt)
+            # Everything queued, not just what this job found: damage reads and scrubs reported too.
+            repaired = await self._repair_all(job, await self._queued(lambda e: True))
             job.message = f"{repaired} of {job.total} degraded part(s) repaired here{_others(job, repaired)}"
 
         return self.jobs.start(Job("repair"), work)
@@ -213,8 +229,9 @@ class Maintenance:
                     break
                 await asyncio.sleep(0.5)
             entries = await self._queued(lambda e: e.reason == "scrub")
-            job.unit, job.completed, job.bytes = "parts", 0, 0
-            repaired = await self._repair_all(job, entries)
+            # From bytes verified to parts repaired; job.bytes keeps saying how much was verified.
+            job.unit = "parts"
+            repaired = await self._repair_all(job, entries, count_bytes=False)
             job.message = f"{corrupt} corrupt fragment(s) found, {repaired} part(s) repaired{_others(job, repaired)}"
 
         return self.jobs.start(Job("scrub"), work)
@@ -266,14 +283,19 @@ class Maintenance:
             out += [e for e in page if want(e)]
             after = page[-1]
 
-    async def _repair_all(self, job: Job, entries: list[RepairEntry], keep_counts: bool = False) -> int:
-        """Repair every part named in entries, here and now, counting each into the job; returns how many
-        this job rebuilt (others were healthy by then, gone, or failed)."""
+    async def _repair_all(
+        self, job: Job, entries: list[RepairEntry], keep_counts: bool = False, count_bytes: bool = True
+    ) -> int:
+        """Repair every part named in entries, here and now, counting each into the job (and its bytes
+        into job.bytes unless count_bytes is off); returns how many this job rebuilt (others were
+        healthy by then, gone, or failed)."""
         repaired = 0
         job.phase = "repairing" if job.kind != "drain" else "moving"
         groups = group_entries(entries)
         if not keep_counts:
-            job.total, job.completed, job.failed, job.bytes = len(groups), 0, 0, 0
+            job.total, job.completed, job.failed = len(groups), 0, 0
+            if count_bytes:
+                job.bytes = 0
         else:
             job.total += len(groups)
         await self.repairer.locate(groups)
@@ -286,7 +308,7 @@ class Maintenance:
                     retry.append(g)
                     continue
                 job.completed += 1
-                job.bytes += o.size
+                job.bytes += o.size if count_bytes else 0
                 job.failed += o.result == FAILED
                 repaired += o.result == REPAIRED
             pending = retry

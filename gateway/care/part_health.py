@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
+from gateway.care.scanner import current_parts
 from gateway.objects.drive_set import DriveSet
-from metadata.records import PartRecord
+from metadata.index import Index
+from metadata.records import ObjectManifest, PartRecord, RepairEntry
 from storage_node.drive import DriveError, FragmentId, FragmentNotFound
 
 OK, MISSING, CORRUPT, UNREACHABLE = "ok", "missing", "corrupt", "unreachable"
 CHECK_TIMEOUT = 30.0  # seconds for one fragment's stat or verify
+VERIFY_AT_ONCE = 4  # parts verified concurrently by find_corrupt
 
 
 @dataclass(slots=True)
@@ -53,3 +58,50 @@ async def check_part(part: PartRecord, drives: DriveSet, verify: frozenset[int] 
         return st
 
     return list(await asyncio.gather(*(one(i, d) for i, d in enumerate(part.placement))))
+
+
+async def find_corrupt(
+    index: Index,
+    drives: DriveSet,
+    skip: Collection[tuple[str, int]] = (),
+    progress: Callable[[int, int], None] | None = None,
+) -> list[RepairEntry]:
+    """A repair entry (reason "scrub") for each corrupt fragment of the current parts not in `skip`
+    ((data id, part) already queued). Every fragment is verified on its own drive: each is read whole
+    there but nothing crosses the network, so this costs a scrub's disk reads, bounded to a few parts
+    at a time. progress(parts, bytes) is called as parts are done."""
+    out: list[RepairEntry] = []
+    parts = size = 0
+    slots = asyncio.Semaphore(VERIFY_AT_ONCE)
+
+    async def one(man: ObjectManifest, part: PartRecord) -> None:
+        nonlocal parts, size
+        async with slots:
+            states = await check_part(part, drives, verify=True)
+        healthy, now = sum(s.state == OK for s in states), time.time()
+        for st in states:
+            if st.state == CORRUPT:
+                out.append(
+                    RepairEntry(
+                        healthy, part.data_id, part.number, st.index, man.bucket, man.key, "scrub", st.drive_id, now
+                    )
+                )
+        parts, size = parts + 1, size + part.size
+        if progress:
+            progress(parts, size)
+
+    pending: set[asyncio.Task[None]] = set()
+    try:
+        async for man, part in current_parts(index):
+            if (part.data_id, part.number) in skip:
+                continue
+            pending.add(asyncio.ensure_future(one(man, part)))
+            if len(pending) >= VERIFY_AT_ONCE * 2:  # keep the walk from running far ahead of the checks
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for t in done:
+                    t.result()
+        await asyncio.gather(*pending)
+    finally:
+        for t in pending:
+            t.cancel()
+    return out

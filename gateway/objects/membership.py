@@ -1,8 +1,11 @@
 """A cluster gateway's drives: the storage nodes registered in the index, and which are alive.
 
-Nodes heartbeat into the index, which stamps each record with its own clock; a node whose last
-heartbeat is older than the grace is taken as down: placement sends its fragments nowhere
-(they miss their write and are recorded for repair) and reads go to parity without waiting.
+Nodes heartbeat into the index, and each beat stamps the node's record anew. A gateway never compares
+that stamp with its own clock (clocks of machines differ: a gateway ahead counted every node down, one
+behind counted a dead node live): it notes, on its own monotonic clock, when it saw each node's stamp
+change, and a node silent for longer than the grace is taken as down: placement sends its fragments
+nowhere (they miss their write and are recorded for repair) and reads go to parity without waiting.
+A node first seen counts as heard from then, so one already dead is seen down a grace later.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ class ClusterDrives:
         self.nodes: list[NodeRecord] = []  # as last read from the index
         self._live: dict[str, RemoteDrive] = {}
         self._refreshed = 0.0  # monotonic time of the last membership read that worked
+        # node id -> (its record's heartbeat stamp, monotonic time this gateway first saw that stamp)
+        self._heard: dict[str, tuple[tuple[float, float], float]] = {}
         # A refresh that fails keeps the last view: the index may be briefly unreachable.
         self.refresher = Periodic("membership", self.refresh, REFRESH_EVERY, what="membership refresh")
 
@@ -51,10 +56,17 @@ class ClusterDrives:
 
     async def refresh(self) -> None:
         nodes = await self._index.list_nodes()
-        now = time.time()
+        now = time.monotonic()
+        heard = {}
+        for node in nodes:
+            beat = (node.started, node.last_seen)  # changes at every heartbeat and every restart
+            before = self._heard.get(node.node_id)
+            heard[node.node_id] = before if before is not None and before[0] == beat else (beat, now)
+        self._heard = heard
+        silence = {n.node_id: now - heard[n.node_id][1] for n in nodes}
         every, live = [], {}
         for node in nodes:
-            alive = now - node.last_seen <= self._grace
+            alive = silence[node.node_id] <= self._grace
             every.append(NodeSlot(node.node_id, node.zone, tuple(d.drive_id for d in node.drives), alive))
             if alive:
                 live.update({d.drive_id: self._remote(node, d.drive_id) for d in node.drives})
@@ -63,8 +75,8 @@ class ClusterDrives:
         # Draining and retired nodes take no new fragments; their drives still serve reads.
         self._slots = [s for s in every if state[s.node_id] == "active"]
         self._leaving = frozenset(n for n, st in state.items() if st == "draining")
-        self._silent = {n.node_id: now - n.last_seen for n in nodes if now - n.last_seen > self._grace}
-        self._refreshed = time.monotonic()
+        self._silent = {n: t for n, t in silence.items() if t > self._grace}
+        self._refreshed = now
 
     def _remote(self, node: NodeRecord, drive_id: str) -> RemoteDrive:
         key = (node.address, drive_id)
