@@ -119,11 +119,9 @@ def verify(
     now: float | None = None,
     *,
     previous: bytes | None = None,
-    not_before: float = 0.0,
 ) -> Signed:
     """Check a request's header (not its nonce's freshness: NonceCache does that). `previous`: a
-    secret being rotated out, also accepted. `not_before`: signatures older are refused (the
-    verifier's start: the nonces it saw before a restart are forgotten, so older ones could be replays)."""
+    secret being rotated out, also accepted."""
     if not header:
         raise ClusterAuthError("missing cluster signature")
     try:
@@ -134,8 +132,6 @@ def verify(
         raise ClusterAuthError("malformed cluster signature") from None
     if age > MAX_SKEW:
         raise ClusterAuthError("cluster signature too old or from the future")
-    if int(t) < not_before:
-        raise ClusterAuthError("cluster signature made before this service started (try again)")
     mac = _mac(secret, method, path_qs, t, n, h)
     if not hmac.compare_digest(mac, s):
         if previous is None or not hmac.compare_digest(_mac(previous, method, path_qs, t, n, h), s):
@@ -187,10 +183,9 @@ def verify_headers(
     seen: NonceCache | None = None,
     *,
     previous: bytes | None = None,
-    not_before: float = 0.0,
 ) -> Signed:
     """verify() on a request's headers, and its nonce admitted to `seen`: the signature, or ClusterAuthError."""
-    signed = verify(secret, method, path_qs, headers.get(HEADER), previous=previous, not_before=not_before)
+    signed = verify(secret, method, path_qs, headers.get(HEADER), previous=previous)
     if seen is not None:
         seen.admit(signed)
     return signed

@@ -266,9 +266,6 @@ class ClusterAuthenticator:
         self._io_timeout = io_timeout
         self._seen = auth.NonceCache()
         self._previous = auth.previous_from_env()
-        # The nonces seen before a restart are gone: refuse what was signed before this start, as
-        # any of it could be a replay. Whole seconds, as signatures carry: a second's margin.
-        self._not_before = int(time.time()) - 1
 
     async def __call__(self, request: web.Request, endpoint: Endpoint) -> None:
         path_qs = request.rel_url.raw_path_qs
@@ -279,7 +276,6 @@ class ClusterAuthenticator:
             request.headers,
             self._seen,
             previous=self._previous,
-            not_before=self._not_before,
         )
         claim = request[EXCHANGE].claim = signed.claim
         if endpoint.streamed_body:
