@@ -151,6 +151,7 @@ class _Verdict:
 
 
 _VERDICT: Any = request_key("tessera.s3_verdict", _Verdict)
+_CONTINUED: Any = request_key("tessera.continued", bool)  # 100 Continue was sent: the body was asked for
 
 
 async def _authenticate(request: web.Request, endpoint: Endpoint) -> None:
@@ -190,6 +191,7 @@ async def _authenticate(request: web.Request, endpoint: Endpoint) -> None:
         # Only now that the request is admitted and its signature holds is the body asked for.
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         request.writer.output_size = 0  # the response proper has not started
+        request[_CONTINUED] = True
 
 
 async def _no_early_continue(request: web.Request) -> None:
@@ -321,7 +323,14 @@ class _S3Errors(Errors):
 
     def render(self, request: web.Request, failure: Failure) -> web.StreamResponse:
         err = failure.exc if isinstance(failure.exc, S3Error) else S3Error(failure.kind, status=failure.status)
-        return _error_response(request, err, request.get(REQUEST_ID, ""))
+        response = _error_response(request, err, request.get(REQUEST_ID, ""))
+        if request.headers.get("Expect", "").lower() == "100-continue" and not request.get(_CONTINUED):
+            # Refused without asking for the body: the connection is not reused. botocore keeps the status
+            # of an answer that came instead of 100 Continue and, on the connection's next request, reports
+            # it in place of the real answer (boto/botocore#3755); a client that held its body back cannot
+            # go on either.
+            response.force_close()
+        return response
 
 
 _ERRORS = _S3Errors(forbidden="AccessDenied", internal="InternalError", http_kinds=_HTTP_CODES, classify=_classify)
