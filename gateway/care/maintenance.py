@@ -192,22 +192,27 @@ class Maintenance:
         async def work(job: Job) -> None:
             job.phase = "scanning"
             result = await self.scan_and_collect("scan", job=job)
+            # What the scan found below full redundancy first, here and now: the background repairer
+            # would otherwise take it from the queue while this job verifies.
+            repaired = await self._repair_all(job, result.degraded)
+            counts = job.total, job.completed, job.failed
             # The scan sees only what drives list; rot is found by verifying the fragments of every
-            # part it did not already queue, as a scrub would.
+            # part it did not already find degraded, as a scrub would.
             job.phase, job.unit = "verifying", "parts"
 
             def progress(parts: int, size: int) -> None:
-                job.completed = parts  # job.bytes is what gets rebuilt, after this
+                job.completed = parts  # job.bytes is what gets rebuilt
                 job.message = f"verified {parts} part(s), {size} bytes"
 
-            job.total = result.parts - len(group_entries(result.degraded))
+            job.total, job.completed = result.parts - len(group_entries(result.degraded)), 0
             corrupt = await find_corrupt(
                 self.index, self.drives, {(e.data_id, e.part) for e in result.degraded}, progress
             )
             if corrupt:
                 await self.index.queue_repairs(corrupt)
-            # Everything queued, not just what this job found: damage reads and scrubs reported too.
-            repaired = await self._repair_all(job, await self._queued(lambda e: True))
+            # Then everything queued, not just what verifying found: damage reads and scrubs reported too.
+            job.total, job.completed, job.failed = counts
+            repaired += await self._repair_all(job, await self._queued(lambda e: True), keep_counts=True)
             job.message = f"{repaired} of {job.total} degraded part(s) repaired here{_others(job, repaired)}"
 
         return self.jobs.start(Job("repair"), work)
