@@ -40,6 +40,12 @@ def unique(prefix: str = "b") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+def get_body(s3: Any, bucket: str, key: str, **kwargs: Any) -> bytes:
+    """An object's bytes, read whole with boto3."""
+    body: bytes = s3.get_object(Bucket=bucket, Key=key, **kwargs)["Body"].read()
+    return body
+
+
 def data(size: int, seed: int = 0) -> bytes:
     return random.Random(seed).randbytes(size)
 
