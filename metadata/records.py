@@ -21,6 +21,10 @@ class BucketRecord:
     owner: str  # access key of the creating user
     created: float  # seconds since the epoch
     region: str = "us-east-1"
+    versioning: str = ""  # VERSIONING_STATES: "" never configured, then "Enabled" or "Suspended"
+
+
+VERSIONING_STATES = ("Enabled", "Suspended")
 
 
 @dataclass(slots=True)
@@ -56,6 +60,33 @@ class ObjectManifest:
     user_meta: dict[str, str] = field(default_factory=dict)  # x-amz-meta-* (lowercased name without prefix)
     checksums: dict[str, str] = field(default_factory=dict)  # algorithm -> base64 (S3 full-object or composite)
     checksum_type: str = ""  # "FULL_OBJECT" | "COMPOSITE" | ""
+    # Versioning (docs/versioning.md). version_id above is internal (unique per write, what repair checks);
+    # s3_version_id is what S3 clients see: new_version_id() for a write while versioning is Enabled, ""
+    # for the null version (written while it was never enabled or is Suspended).
+    s3_version_id: str = ""
+    delete_marker: bool = False  # a delete marker: no parts, no data
+    # Object lock (retention mode and date, legal hold) belongs to each version: its fields go here.
+
+
+NULL_VERSION = "null"
+
+
+def new_version_id(now: float) -> str:
+    """A version id S3 clients see: the microsecond it was made (16 hex) and 64 random bits (16 hex).
+    The time orders a key's versions newest first in the index without reading them (keys.version_suffix)."""
+    return f"{int(now * 1_000_000):016x}{os.urandom(8).hex()}"
+
+
+def is_version_id(text: str) -> bool:
+    """Whether `text` has the form of a version id this store hands out (or is "null")."""
+    if text == NULL_VERSION:
+        return True
+    return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
+
+
+def s3_version(man: ObjectManifest) -> str:
+    """The version id S3 clients see for `man`: "null" for the null version."""
+    return man.s3_version_id or NULL_VERSION
 
 
 @dataclass(slots=True)
