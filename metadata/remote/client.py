@@ -38,6 +38,7 @@ from metadata.index import (
     ObjectPage,
     PartPage,
     UploadPage,
+    VersionPage,
 )
 from metadata.records import (
     BucketRecord,
@@ -116,6 +117,9 @@ class RemoteIndex:
     async def get_bucket(self, name: str) -> BucketRecord | None:
         return await self._call("get_bucket", name=name)
 
+    async def set_versioning(self, name: str, status: str) -> None:
+        await self._call("set_versioning", name=name, status=status)
+
     async def delete_bucket(self, name: str) -> list[PartRecord]:
         return await self._call("delete_bucket", name=name)
 
@@ -129,6 +133,34 @@ class RemoteIndex:
 
     async def get_object(self, bucket: str, key: str) -> ObjectManifest | None:
         return await self._call("get_object", bucket=bucket, key=key)
+
+    async def get_version(self, bucket: str, key: str, version_id: str) -> ObjectManifest | None:
+        return await self._call("get_version", bucket=bucket, key=key, version_id=version_id)
+
+    async def latest_version(self, bucket: str, key: str) -> ObjectManifest | None:
+        return await self._call("latest_version", bucket=bucket, key=key)
+
+    async def delete_version(self, bucket: str, key: str, version_id: str) -> ObjectManifest | None:
+        return await self._call("delete_version", bucket=bucket, key=key, version_id=version_id)
+
+    async def list_versions(
+        self,
+        bucket: str,
+        prefix: str = "",
+        key_marker: str = "",
+        version_id_marker: str = "",
+        delimiter: str = "",
+        max_keys: int = 1000,
+    ) -> VersionPage:
+        return await self._call(
+            "list_versions",
+            bucket=bucket,
+            prefix=prefix,
+            key_marker=key_marker,
+            version_id_marker=version_id_marker,
+            delimiter=delimiter,
+            max_keys=max_keys,
+        )
 
     async def delete_object(self, bucket: str, key: str) -> ObjectManifest | None:
         return await self._call("delete_object", bucket=bucket, key=key)

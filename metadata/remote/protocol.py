@@ -58,7 +58,7 @@ MAX_BODY = 64 << 20  # a manifest of 10,000 parts is a few MB
 READS = frozenset(
     (
         "get_bucket list_buckets get_object list_objects get_upload list_parts list_uploads list_nodes"
-        " list_repairs repair_backlog list_users"
+        " list_repairs repair_backlog list_users get_version latest_version list_versions"
     ).split()
 )
 
