@@ -32,6 +32,7 @@ from gateway.handlers import buckets as bucket_api
 from gateway.handlers import listing as listing_api
 from gateway.handlers import multipart as multipart_api
 from gateway.handlers import objects as object_api
+from gateway.handlers import versions as version_api
 from gateway.metrics import MaintenanceCollector, merge
 from gateway.s3 import sigv2, sigv4
 from gateway.s3.errors import S3Error
@@ -49,7 +50,7 @@ Handler = Callable[[Gateway, S3Request], Awaitable[web.StreamResponse]]
 _BUCKET_UNSUPPORTED = frozenset(
     "accelerate acl analytics cors encryption intelligent-tiering inventory lifecycle logging metrics "
     "notification object-lock ownershipControls policy policyStatus publicAccessBlock replication "
-    "requestPayment tagging versioning versions website".split()
+    "requestPayment tagging website".split()
 )
 _OBJECT_UNSUPPORTED = frozenset("acl attributes legal-hold restore retention select tagging torrent".split())
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
@@ -77,9 +78,13 @@ def _route(req: S3Request) -> Handler:
         unsupported = _BUCKET_UNSUPPORTED.intersection(q)
         if unsupported:
             raise S3Error("NotImplemented", f"Bucket {sorted(unsupported)[0]} is not implemented.")
+        if "versioning" in q and method in ("GET", "PUT"):
+            return version_api.get_bucket_versioning if method == "GET" else version_api.put_bucket_versioning
         if method == "GET":
             if "location" in q:
                 return bucket_api.bucket_location
+            if "versions" in q:
+                return version_api.list_object_versions
             if "uploads" in q:
                 return listing_api.list_uploads
             return listing_api.list_objects
@@ -340,7 +345,7 @@ def _error_response(request: web.Request, err: S3Error, rid: str) -> web.Respons
     if err.status == 304:
         return web.Response(status=304)
     body = b"" if request.method == "HEAD" else error_document(err, request.path, rid)
-    response = web.Response(status=err.status, body=body, content_type="application/xml")
+    response = web.Response(status=err.status, body=body, content_type="application/xml", headers=err.headers)
     if err.code == "SlowDown":
         response.headers["Retry-After"] = "1"
     return response

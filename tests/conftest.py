@@ -10,7 +10,9 @@ from tests.s3_helpers import chunked_client, unique
 from tests.server_process import ServerProcess, start_server
 
 # The contract suites are imported by test modules; rewrite their asserts too, for useful failure messages.
-pytest.register_assert_rewrite("tests.drive_contract", "tests.index_contract")
+pytest.register_assert_rewrite(
+    "tests.drive_contract", "tests.index_contract", "tests.version_contract", "tests.versioning_cases"
+)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.context import Gateway
+from gateway.handlers import versions
 from gateway.handlers.buckets import owned_bucket, owner_items, read_small_body, xml_response
 from gateway.handlers.listing import encoder, url_encoding
 from gateway.handlers.objects import (
@@ -289,6 +290,8 @@ async def complete_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
         checksums=sums,
         checksum_type=upload.checksum_type if sums else "",
     )
+    bucket = await gw.bucket(upload.bucket)
+    versions.stamp(man, bucket)
     try:
         done = await gw.index.complete_upload(upload.upload_id, man, cond)
     except NoSuchUpload:
@@ -308,7 +311,9 @@ async def complete_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
     items += [(f"Checksum{a}", v) for a, v in sums.items()]
     if sums:
         items.append(("ChecksumType", man.checksum_type))
-    return xml_response(document("CompleteMultipartUploadResult", items))
+    resp = xml_response(document("CompleteMultipartUploadResult", items))
+    resp.headers.update(versions.version_header(man, bucket))
+    return resp
 
 
 async def abort_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:

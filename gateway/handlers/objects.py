@@ -10,6 +10,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from gateway.context import Gateway
+from gateway.handlers import versions
 from gateway.handlers.buckets import check_access, owned_bucket, read_small_body, xml_response
 from gateway.objects.layer import StorageUnavailable
 from gateway.objects.pipelines import ReadError
@@ -31,10 +32,12 @@ from gateway.s3.request import (
 )
 from gateway.s3.xml import child_text, document, http_date, iso8601, parse
 from metadata.index import NoSuchBucket, PreconditionFailed
-from metadata.records import Condition, ObjectManifest, PartRecord
+from metadata.records import Condition, ObjectManifest, PartRecord, is_version_id, s3_version
 
 MAX_PUT_SIZE = 5 << 30  # a single PUT (and a part) is at most 5 GiB, as in S3
 MAX_DELETE_KEYS = 1000
+_NO_VERSION = "The specified version does not exist."
+_MARKER_SOURCE = "The source of a copy request may not specifically refer to a delete marker by version id."
 _RESPONSE_OVERRIDES = {
     "response-content-type": "Content-Type",
     "response-content-language": "Content-Language",
@@ -133,7 +136,7 @@ async def commit(gw: Gateway, man: ObjectManifest, cond: Condition | None) -> No
 
 
 async def put_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
-    await owned_bucket(gw, req)
+    bucket = await owned_bucket(gw, req)
     if not req.key:
         raise S3Error("InvalidRequest", "A key is required.")
     refuse_unsupported(req.headers)
@@ -142,20 +145,15 @@ async def put_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     meta, headers, kind = user_metadata(req.headers), standard_headers(req.headers), content_type(req.headers)
     body = await open_body(req, MAX_PUT_SIZE)
     part = await store_body(gw, req, body, 0)
-    man = single_part_manifest(req, part, kind, headers, meta)
+    man = versions.stamp(single_part_manifest(req, part, kind, headers, meta), bucket)
     await commit(gw, man, cond)
-    return web.Response(status=200, headers={"ETag": f'"{man.etag}"', **checksum_response_headers(man.checksums)})
+    h = {"ETag": f'"{man.etag}"', **checksum_response_headers(man.checksums), **versions.version_header(man, bucket)}
+    return web.Response(status=200, headers=h)
 
 
 async def current_object(gw: Gateway, req: S3Request) -> ObjectManifest:
-    await owned_bucket(gw, req)
-    version = req.query.get("versionId")
-    if version is not None and version != "null":
-        raise S3Error("NotImplemented", "Object versioning is not implemented.")
-    man = await gw.index.get_object(req.bucket, req.key) if req.key else None
-    if man is None:
-        raise S3Error("NoSuchKey", Key=req.key)
-    return man
+    """The object a GET or HEAD reads: the current version, or the version ?versionId= names."""
+    return await versions.read_version(gw, req, await owned_bucket(gw, req))
 
 
 def object_headers(man: ObjectManifest, req: S3Request) -> dict[str, str]:
@@ -169,6 +167,8 @@ def object_headers(man: ObjectManifest, req: S3Request) -> dict[str, str]:
     }
     if len(man.parts) > 1 or (man.parts and man.parts[0].number > 0):
         h["x-amz-mp-parts-count"] = str(len(man.parts))
+    if man.s3_version_id or "versionId" in req.query:
+        h["x-amz-version-id"] = s3_version(man)
     for param, header in _RESPONSE_OVERRIDES.items():
         if param in req.query:
             value = req.query[param]
@@ -275,18 +275,18 @@ async def _first_piece(stream: AsyncIterator[bytes]) -> bytes:
 
 
 async def delete_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
-    await owned_bucket(gw, req)
-    old = await gw.index.delete_object(req.bucket, req.key) if req.key else None
-    if old is not None:
-        gw.layer.discard(old.parts)
-    return web.Response(status=204)
+    bucket = await owned_bucket(gw, req)
+    version = versions.version_param(req)
+    _, headers = await versions.delete_key(gw, bucket, req.key, version, req.access_key) if req.key else (None, {})
+    return web.Response(status=204, headers=headers)
 
 
 _XML_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}  # xs:boolean's lexical forms
 
 
-def _delete_request(raw: bytes) -> tuple[list[str], bool]:
-    """The keys and the Quiet flag of a DeleteObjects body, all of it validated before anything is deleted."""
+def _delete_request(raw: bytes) -> tuple[list[tuple[str, str | None]], bool]:
+    """The keys (with their VersionId, if any) and the Quiet flag of a DeleteObjects body, all of it validated
+    before anything is deleted."""
     doc = parse(raw, "Delete")
     quiet = _XML_BOOLEANS.get((child_text(doc, "Quiet") or "false").strip().lower())
     if quiet is None:
@@ -294,34 +294,49 @@ def _delete_request(raw: bytes) -> tuple[list[str], bool]:
     objects = doc.findall("Object")
     if not objects or len(objects) > MAX_DELETE_KEYS:
         raise S3Error("MalformedXML")
-    keys = [child_text(obj, "Key") for obj in objects]
-    if any(key is None for key in keys):
+    keys = [(child_text(obj, "Key"), child_text(obj, "VersionId")) for obj in objects]
+    if any(key is None for key, _ in keys):
         raise S3Error("MalformedXML")
-    return [key for key in keys if key is not None], quiet
+    return [(key, version) for key, version in keys if key is not None], quiet
 
 
 async def delete_objects(gw: Gateway, req: S3Request) -> web.StreamResponse:
-    await owned_bucket(gw, req)
+    bucket = await owned_bucket(gw, req)
     if "Content-MD5" not in req.headers and not checksums.checksum_headers(req.headers.keys()):
         raise S3Error("InvalidRequest", "Missing required header for this request: Content-MD5 OR x-amz-checksum-*")
     keys, quiet = _delete_request(await read_small_body(req, body_checksums=True))
     results: list[tuple[str, Any]] = []
-    for key in keys:
+    for key, version in keys:
         if len(key.encode()) > MAX_KEY_BYTES:
             results.append(("Error", [("Key", key), ("Code", "KeyTooLongError"), ("Message", "Your key is too long")]))
             continue
-        old = await gw.index.delete_object(req.bucket, key)
-        if old is not None:
-            gw.layer.discard(old.parts)
+        if version is not None and not is_version_id(version):
+            results.append(
+                ("Error", [("Key", key), ("VersionId", version), ("Code", "NoSuchVersion"), ("Message", _NO_VERSION)])
+            )
+            continue
+        _, headers = await versions.delete_key(gw, bucket, key, version, req.access_key)
         if not quiet:
-            results.append(("Deleted", [("Key", key)]))
+            marker = headers.get("x-amz-delete-marker") == "true"
+            done: list[tuple[str, Any]] = [("Key", key), ("VersionId", version)]
+            if marker:
+                done += [("DeleteMarker", True), ("DeleteMarkerVersionId", headers["x-amz-version-id"])]
+            results.append(("Deleted", done))
     return xml_response(document("DeleteResult", results))
+
+
+def copy_source_version(value: str) -> str | None:
+    """The versionId an x-amz-copy-source names, if any (checked)."""
+    _, sep, query = value.partition("?")
+    if not sep or not query.startswith("versionId="):
+        return None
+    version = unquote(query.removeprefix("versionId="))
+    versions.check_version_id(version, "x-amz-copy-source")
+    return version
 
 
 def parse_copy_source(value: str) -> tuple[str, str]:
     src = unquote(value.split("?", 1)[0])
-    if "?versionId=" in value and not value.endswith("?versionId=null"):
-        raise S3Error("NotImplemented", "Object versioning is not implemented.")
     bucket, _, key = src.lstrip("/").partition("/")
     if not bucket or not key:
         raise S3Error(
@@ -334,17 +349,29 @@ def parse_copy_source(value: str) -> tuple[str, str]:
 
 
 async def copy_source(gw: Gateway, req: S3Request) -> ObjectManifest:
-    bucket, key = parse_copy_source(req.headers["x-amz-copy-source"])
+    raw = req.headers["x-amz-copy-source"]
+    bucket, key = parse_copy_source(raw)
+    version = copy_source_version(raw)
     check_access(gw, req.access_key, await gw.bucket(bucket))
-    man = await gw.index.get_object(bucket, key)
-    if man is None:
-        raise S3Error("NoSuchKey", Key=key)
+    if version is None:
+        man = await gw.index.get_object(bucket, key)
+        if man is None:
+            raise S3Error("NoSuchKey", Key=key)
+    else:
+        man = await gw.index.get_version(bucket, key, version)
+        if man is None:
+            raise S3Error("NoSuchVersion", Key=key, VersionId=version)
+        if man.delete_marker:
+            raise S3Error(
+                "InvalidRequest",
+                "The source of a copy request may not specifically refer to a delete marker by version id.",
+            )
     check_conditions(req.headers, man.etag, man.last_modified, prefix="x-amz-copy-source-")
     return man
 
 
 async def copy_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
-    await owned_bucket(gw, req)
+    bucket = await owned_bucket(gw, req)
     refuse_unsupported(req.headers)
     src = await copy_source(gw, req)
     directive = req.headers.get("x-amz-metadata-directive", "COPY").upper()
@@ -369,8 +396,12 @@ async def copy_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     part.checksums = body.computed_checksums()
     now = time.time()
     part.last_modified = now
-    man = single_part_manifest(req, part, kind, headers, meta)
+    man = versions.stamp(single_part_manifest(req, part, kind, headers, meta), bucket)
     await commit(gw, man, cond)
     items: list[tuple[str, Any]] = [("LastModified", iso8601(now)), ("ETag", f'"{man.etag}"')]
     items += [(f"Checksum{a}", v) for a, v in man.checksums.items()]
-    return xml_response(document("CopyObjectResult", items))
+    resp = xml_response(document("CopyObjectResult", items))
+    resp.headers.update(versions.version_header(man, bucket))
+    if src.s3_version_id or copy_source_version(req.headers["x-amz-copy-source"]) is not None:
+        resp.headers["x-amz-copy-source-version-id"] = s3_version(src)
+    return resp
