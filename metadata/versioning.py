@@ -45,6 +45,8 @@ def plan_put(new: ObjectManifest, current: ObjectManifest | None, null_noncurren
     `null_noncurrent` is the key's null version in the versions table, if `new` is null and there is one:
     a null write replaces the null version wherever it is (there is at most one).
     """
+    if current is not None and order(new) > order(current):
+        return _plan_late(new, current, null_noncurrent)
     plan = Plan(current=None if new.delete_marker else new)
     if new.delete_marker:
         plan.keep.append(new)
@@ -56,6 +58,28 @@ def plan_put(new: ObjectManifest, current: ObjectManifest | None, null_noncurren
     if null_noncurrent is not None and not new.s3_version_id:
         plan.drop.append(null_noncurrent)
         plan.freed = null_noncurrent
+    return plan
+
+
+def order(man: ObjectManifest) -> bytes:
+    """A version's place among its key's versions: smaller is newer."""
+    return keys.version_suffix(man.s3_version_id, man.last_modified)
+
+
+def _plan_late(new: ObjectManifest, current: ObjectManifest, null_noncurrent: ObjectManifest | None) -> Plan:
+    """A write stamped before the current version, whose (racing) write took effect first: the later stamp
+    stays current, as the newest write wins everywhere in the index, and `new` takes its place among the older
+    versions (a null one only if it is the newest null version)."""
+    plan = Plan(current=current)
+    if not new.s3_version_id:
+        rival = current if not current.s3_version_id else null_noncurrent
+        if rival is not None and order(rival) < order(new):
+            plan.freed = new
+            return plan
+        if rival is not None:
+            plan.drop.append(rival)
+            plan.freed = rival
+    plan.keep.append(new)
     return plan
 
 

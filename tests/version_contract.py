@@ -216,3 +216,21 @@ class VersionContract:
         seen = [(e.manifest.key, e.latest) for e in page.versions]
         assert [k for k, _ in seen] == sorted(keys[:5] * 2 + keys[5:])
         assert sum(latest for _, latest in seen) == 10
+
+    async def test_a_write_stamped_before_the_current_one_stays_noncurrent(self, index: Index) -> None:
+        """Racing writes: the one that took effect first but was stamped later stays current."""
+        b = await versioned_bucket(index)
+        early, late = version(b, "k"), version(b, "k")
+        await index.put_object(late)
+        assert await index.put_object(early) is None
+        assert await index.get_object(b, "k") == late
+        assert ids((await index.list_versions(b)).versions) == [
+            ("k", late.s3_version_id, False, True),
+            ("k", early.s3_version_id, False, False),
+        ]
+        await index.set_versioning(b, "Suspended")
+        null_late, null_early = version(b, "n", versioned=False), version(b, "n", versioned=False)
+        null_late.last_modified, null_early.last_modified = null_early.last_modified, null_late.last_modified
+        await index.put_object(null_late)
+        assert await index.put_object(null_early) == null_early  # the older null version loses outright
+        assert await index.get_object(b, "n") == null_late

@@ -5,6 +5,7 @@ a `tessera dev` cluster with three metadata replicas (tests/test_versioning_clus
 from __future__ import annotations
 
 import hashlib
+import heapq
 from typing import Any
 
 from tests.s3_helpers import MiB, data, expect_error, unique
@@ -18,9 +19,12 @@ def all_versions(s3: Any, bucket: str, **kwargs: Any) -> list[tuple[str, str, bo
     """(key, version id, is a delete marker, is latest) of every version, in the order S3 lists them, paginated."""
     out: list[tuple[str, str, bool, bool]] = []
     for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, **kwargs):
-        entries = [(v, False) for v in page.get("Versions", [])] + [(d, True) for d in page.get("DeleteMarkers", [])]
-        # boto3 splits one interleaved list in two: put them back in S3's order (key, then newest first).
-        entries.sort(key=lambda e: (e[0]["Key"].encode(), -e[0]["LastModified"].timestamp()))
+        # boto3 splits S3's one list in two, each in S3's order: merge them back (key, then newest first).
+        entries = heapq.merge(
+            [(v, False) for v in page.get("Versions", [])],
+            [(d, True) for d in page.get("DeleteMarkers", [])],
+            key=lambda e: (e[0]["Key"].encode(), not e[0]["IsLatest"], -e[0]["LastModified"].timestamp()),
+        )
         out += [(e["Key"], e["VersionId"], marker, e["IsLatest"]) for e, marker in entries]
     return out
 
