@@ -3,7 +3,19 @@ tests/versioning_cases.py, and what only the embedded server shows (GC of delete
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.s3_helpers import MiB, data
+from tests.server_process import ServerProcess, start_server
+from tests.test_admin_embedded import admin, fragment_files, wait_for
 from tests.versioning_cases import (  # noqa: F401  (collected here)
+    enable,
     test_bucket_with_versions_is_not_empty_until_purged,
     test_copy_and_multipart_versions,
     test_delete_markers,
@@ -13,3 +25,50 @@ from tests.versioning_cases import (  # noqa: F401  (collected here)
     test_versioning_configuration,
     test_versions_put_get_head_delete,
 )
+
+
+@pytest.fixture
+def gc_srv(tmp_path: Path) -> Iterator[ServerProcess]:
+    # A scan (with GC and repair of what it finds) every second, collecting what is unreferenced for 1 s.
+    s = start_server(tmp_path / "server", extra=("--gc-grace", "1", "--scan-interval", "1", "--scrub-interval", "0"))
+    yield s
+    s.stop()
+
+
+def status(srv: ServerProcess) -> dict[str, Any]:
+    res = admin(srv, "status", "--json")
+    assert res.returncode == 0, res.stderr
+    return dict(json.loads(res.stdout))
+
+
+def test_gc_keeps_every_version_and_repair_heals_noncurrent_ones(gc_srv: ServerProcess) -> None:
+    srv, s3 = gc_srv, gc_srv.client()
+    s3.create_bucket(Bucket="keep")
+    enable(s3, "keep")
+    bodies = [data(MiB + i, seed=i) for i in range(3)]
+    ids = [s3.put_object(Bucket="keep", Key="k", Body=b)["VersionId"] for b in bodies]
+    assert len(fragment_files(srv)) == 18  # three versions of 4+2 fragments
+    since = time.time() + 1.5  # past the grace of every fragment written so far
+    wait_for("two scans with GC past the grace", lambda: status(srv)["gc"]["last_run"] > since + 1)
+    assert len(fragment_files(srv)) == 18  # nothing of a noncurrent version is garbage
+    for vid, body in zip(ids, bodies, strict=True):
+        assert s3.get_object(Bucket="keep", Key="k", VersionId=vid)["Body"].read() == body
+
+    # A noncurrent version is inspected by its id, and a lost fragment of it is repaired by the scans.
+    doc = json.loads(admin(srv, "inspect", "keep/k", "--version-id", ids[0], "--json").stdout)
+    assert (doc["s3_version_id"], doc["health"]) == (ids[0], "healthy")
+    victim = next(f for f in fragment_files(srv) if f.name == f"{doc['parts'][0]['data_id']}.0.2")
+    victim.unlink()
+    wait_for("the noncurrent version's fragment rebuilt", victim.exists)
+    doc = json.loads(admin(srv, "inspect", "keep/k", "--version-id", ids[0], "--json").stdout)
+    assert doc["health"] == "healthy"
+    bad = admin(srv, "inspect", "keep/k", "--version-id", "0" * 32)
+    assert bad.returncode != 0 and "NoSuchVersion" in bad.stdout + bad.stderr
+
+    # Deleting a version for good frees its fragments (in the background, right away).
+    s3.delete_object(Bucket="keep", Key="k", VersionId=ids[1])
+    wait_for("the deleted version's fragments removed", lambda: len(fragment_files(srv)) == 12)
+    marker = s3.delete_object(Bucket="keep", Key="k")["VersionId"]
+    assert len(fragment_files(srv)) == 12  # a delete marker frees nothing
+    s3.delete_object(Bucket="keep", Key="k", VersionId=marker)
+    assert s3.get_object(Bucket="keep", Key="k")["Body"].read() == bodies[2]
