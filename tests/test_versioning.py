@@ -4,6 +4,9 @@ tests/versioning_cases.py, and what only the embedded server shows (GC of delete
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.s3_helpers import MiB, data
-from tests.server_process import ServerProcess, start_server
+from tests.s3_helpers import MiB, data, expect_error, unique
+from tests.server_process import ACCESS_KEY, SECRET_KEY, ServerProcess, start_server
 from tests.test_admin_embedded import admin, fragment_files, wait_for
 from tests.versioning_cases import (  # noqa: F401  (collected here)
     enable,
@@ -72,3 +75,37 @@ def test_gc_keeps_every_version_and_repair_heals_noncurrent_ones(gc_srv: ServerP
     assert len(fragment_files(srv)) == 12  # a delete marker frees nothing
     s3.delete_object(Bucket="keep", Key="k", VersionId=marker)
     assert s3.get_object(Bucket="keep", Key="k")["Body"].read() == bodies[2]
+
+
+# s3fs pins a botocore other than the one installed here, so it lives in a directory of its own
+# (pip install --target "$TESSERA_S3FS_PATH" s3fs) and runs in a subprocess that has it on its path.
+S3FS_PATH = os.environ.get("TESSERA_S3FS_PATH", "/tmp/tessera-s3fs")
+_S3FS_RM = """
+import sys, s3fs
+endpoint, key, secret, bucket = sys.argv[1:]
+fs = s3fs.S3FileSystem(key=key, secret=secret, client_kwargs={"endpoint_url": endpoint, "region_name": "us-east-1"})
+fs.rm(bucket, recursive=True)
+print("removed")
+"""
+
+
+def test_s3fs_rm_recursive_empties_and_removes_a_versioned_bucket(server: ServerProcess, s3: Any) -> None:
+    env = {**os.environ, "PYTHONPATH": S3FS_PATH}
+    if subprocess.run([sys.executable, "-c", "import s3fs"], env=env, capture_output=True).returncode != 0:
+        pytest.skip(f"s3fs is not installed in {S3FS_PATH}")
+    bucket = unique("s3fs")
+    s3.create_bucket(Bucket=bucket)
+    enable(s3, bucket)
+    for i in range(3):
+        s3.put_object(Bucket=bucket, Key=f"dir/{i}", Body=b"one")
+        s3.put_object(Bucket=bucket, Key=f"dir/{i}", Body=b"two")
+    s3.delete_object(Bucket=bucket, Key="dir/0")
+    res = subprocess.run(
+        [sys.executable, "-c", _S3FS_RM, server.endpoint, ACCESS_KEY, SECRET_KEY, bucket],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0 and "removed" in res.stdout, res.stderr[-2000:]
+    expect_error(s3.head_bucket, "404", 404, Bucket=bucket)
