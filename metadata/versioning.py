@@ -7,10 +7,11 @@ table under keys.version_composite, newest first. A key with a current version h
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from metadata import keys
-from metadata.records import ObjectManifest
+from metadata.records import ObjectManifest, PartRecord
 
 
 def version_composite(man: ObjectManifest) -> bytes:
@@ -59,6 +60,20 @@ def plan_put(new: ObjectManifest, current: ObjectManifest | None, null_noncurren
         plan.drop.append(null_noncurrent)
         plan.freed = null_noncurrent
     return plan
+
+
+def with_part(versions: Iterable[ObjectManifest], version_id: str, part: PartRecord) -> ObjectManifest | None:
+    """update_part on a noncurrent version: the version with internal id `version_id` among `versions`, with
+    `part` in place of its part of the same number and data id; None if it has no such part (or is gone)."""
+    for man in versions:
+        if man.version_id != version_id:
+            continue
+        for i, p in enumerate(man.parts):
+            if p.number == part.number and p.data_id == part.data_id:
+                man.parts[i] = part
+                return man
+        return None
+    return None
 
 
 def order(man: ObjectManifest) -> bytes:

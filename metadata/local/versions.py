@@ -110,13 +110,7 @@ def any_in(txn: lmdb.Transaction, dbs: Dbs, bucket: str) -> bool:
 
 def update_part(txn: lmdb.Transaction, dbs: Dbs, bucket: str, key: str, version_id: str, part: PartRecord) -> bool:
     """Index.update_part for a noncurrent version (the current one is LocalIndex's own case)."""
-    for man in key_versions(txn, dbs, bucket, key):
-        if man.version_id != version_id:
-            continue
-        for i, p in enumerate(man.parts):
-            if p.number == part.number and p.data_id == part.data_id:
-                man.parts[i] = part
-                txn.put(keys.encode(versioning.version_composite(man)), encode(man), db=dbs["versions"])
-                return True
-        return False
-    return False
+    man = versioning.with_part(key_versions(txn, dbs, bucket, key), version_id, part)
+    if man is not None:
+        txn.put(keys.encode(versioning.version_composite(man)), encode(man), db=dbs["versions"])
+    return man is not None

@@ -129,15 +129,10 @@ class ReplicatedVersions(ReplicatedAdmin):
 
     async def _fix_noncurrent(self, bucket: str, key: str, version_id: str, part: PartRecord, ts: int) -> list[Write]:
         """update_part's writes for a noncurrent version, under the key's lock ([] if it has no such part)."""
-        for man in await self._key_versions(bucket, key):
-            if man.version_id != version_id:
-                continue
-            for i, p in enumerate(man.parts):
-                if p.number == part.number and p.data_id == part.data_id:
-                    man.parts[i] = part
-                    return [Write("versions", versioning.version_composite(man), Entry(ts, False, encode(man)))]
-            break
-        return []
+        man = versioning.with_part(await self._key_versions(bucket, key), version_id, part)
+        return (
+            [] if man is None else [Write("versions", versioning.version_composite(man), Entry(ts, False, encode(man)))]
+        )
 
     async def list_versions(
         self,
