@@ -78,13 +78,11 @@ def _route(req: S3Request) -> Handler:
         unsupported = _BUCKET_UNSUPPORTED.intersection(q)
         if unsupported:
             raise S3Error("NotImplemented", f"Bucket {sorted(unsupported)[0]} is not implemented.")
-        if "versioning" in q and method in ("GET", "PUT"):
-            return version_api.get_bucket_versioning if method == "GET" else version_api.put_bucket_versioning
+        if "versioning" in q or "versions" in q:  # never a plain bucket request (a DELETE must not delete it)
+            return _versioning_route(method, q)
         if method == "GET":
             if "location" in q:
                 return bucket_api.bucket_location
-            if "versions" in q:
-                return version_api.list_object_versions
             if "uploads" in q:
                 return listing_api.list_uploads
             return listing_api.list_objects
@@ -117,6 +115,16 @@ def _route(req: S3Request) -> Handler:
         if "uploadId" in q:
             return multipart_api.complete_upload
         raise S3Error("NotImplemented", "POST object uploads are not implemented.")
+    raise S3Error("MethodNotAllowed")
+
+
+def _versioning_route(method: str, q: Any) -> Handler:
+    if "versioning" in q and method == "GET":
+        return version_api.get_bucket_versioning
+    if "versioning" in q and method == "PUT":
+        return version_api.put_bucket_versioning
+    if "versions" in q and "versioning" not in q and method == "GET":
+        return version_api.list_object_versions
     raise S3Error("MethodNotAllowed")
 
 

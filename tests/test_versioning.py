@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.s3_helpers import MiB, data, expect_error, unique
+from tests.s3_helpers import MiB, data, expect_error, signed_request, unique
 from tests.server_process import ACCESS_KEY, SECRET_KEY, ServerProcess, start_server
 from tests.test_admin_embedded import admin, fragment_files, wait_for
 from tests.versioning_cases import (  # noqa: F401  (collected here)
@@ -109,3 +109,30 @@ def test_s3fs_rm_recursive_empties_and_removes_a_versioned_bucket(server: Server
     )
     assert res.returncode == 0 and "removed" in res.stdout, res.stderr[-2000:]
     expect_error(s3.head_bucket, "404", 404, Bucket=bucket)
+
+
+@pytest.mark.parametrize(("method", "query"), [("DELETE", "versioning"), ("PUT", "versions"), ("POST", "versioning")])
+def test_versioning_subresources_are_never_plain_bucket_requests(
+    server: ServerProcess, s3: Any, bucket: str, method: str, query: str
+) -> None:
+    """DELETE ?versioning is no DeleteBucket, PUT ?versions no CreateBucket: S3 has neither operation."""
+    resp = signed_request(server, method, f"/{bucket}?{query}")
+    assert (resp.status, resp.error()["Code"]) == (405, "MethodNotAllowed")
+    assert s3.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+
+def test_versioning_requests_with_bad_input_change_nothing(server: ServerProcess, s3: Any, bucket: str) -> None:
+    for body in (b"", b"<VersioningConfiguration><Status>Enabled", b"<Other><Status>Enabled</Status></Other>"):
+        resp = signed_request(server, "PUT", f"/{bucket}?versioning", body=body)
+        assert (resp.status, resp.error()["Code"]) == (400, "MalformedXML"), body
+    body = b"<VersioningConfiguration><Status>Enabled</Status><MfaDelete>Maybe</MfaDelete></VersioningConfiguration>"
+    assert signed_request(server, "PUT", f"/{bucket}?versioning", body=body).status == 400
+    assert "Status" not in s3.get_bucket_versioning(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    for target in (f"/{bucket}/k?versionId=%0D%0Ax", f"/{bucket}/k?versionId=" + "g" * 32):
+        resp = signed_request(server, "GET", target)
+        assert (resp.status, resp.error()["Code"]) == (400, "InvalidArgument"), target
+        assert signed_request(server, "DELETE", target).status == 400
+    resp = signed_request(server, "GET", f"/{bucket}?versions&max-keys=-1")
+    assert (resp.status, resp.error()["Code"]) == (400, "InvalidArgument")
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"x"
