@@ -112,16 +112,18 @@ class ReplicatedIndex(ReplicatedVersions):
 
     async def put_object(self, man: ObjectManifest, cond: Condition | None = None) -> ObjectManifest | None:
         k = _okey(man.bucket, man.key)
+        known: BucketRecord | None = None  # read just now, before the lock: not read again under it
         if cond is None or (cond.if_match is None and not cond.if_none_match_star):
-            bucket, current = await self._read_many([("buckets", man.bucket.encode()), ("objects", k)])
-            if bucket is None or bucket.tombstone:
+            bucket_e, current = await self._read_many([("buckets", man.bucket.encode()), ("objects", k)])
+            if bucket_e is None or bucket_e.tombstone:
                 raise NoSuchBucket(man.bucket)
-            if not decode(BucketRecord, bucket.value).versioning:
+            known = decode(BucketRecord, bucket_e.value)
+            if not known.versioning:
                 await self._write([Write("objects", k, Entry(self._hlc.now(), False, encode(man)))])
                 return manifest(current)
 
         async def decide(current: Entry | None, ts: int) -> tuple[list[Write], ObjectManifest | None]:
-            bucket = await self.get_bucket(man.bucket)
+            bucket = known or await self.get_bucket(man.bucket)
             if bucket is None:
                 raise NoSuchBucket(man.bucket)
             if bucket.versioning:
