@@ -51,13 +51,11 @@ def _number_header(req: S3Request, name: str, default: int, high: int) -> int:
     return value
 
 
-def _parts(req: S3Request, man: ObjectManifest) -> list[tuple[str, Any]] | None:
-    """The ObjectParts element: parts after x-amz-part-number-marker, at most x-amz-max-parts of them.
-    Only a multipart object has parts to list."""
+def _parts(man: ObjectManifest, max_parts: int, marker: int) -> list[tuple[str, Any]] | None:
+    """The ObjectParts element: parts after the marker, at most max_parts of them. Only a multipart object
+    has parts to list."""
     if not man.parts or man.parts[0].number == 0:
         return None
-    max_parts = min(_number_header(req, "x-amz-max-parts", MAX_LISTED_PARTS, MAX_PARTS), MAX_LISTED_PARTS)
-    marker = _number_header(req, "x-amz-part-number-marker", 0, MAX_PARTS)
     after = [p for p in man.parts if p.number > marker]
     page, truncated = after[:max_parts], len(after) > max_parts
     items: list[tuple[str, Any]] = [
@@ -76,6 +74,8 @@ def _parts(req: S3Request, man: ObjectManifest) -> list[tuple[str, Any]] | None:
 
 async def get_object_attributes(gw: Gateway, req: S3Request) -> web.StreamResponse:
     wanted = _wanted(req)
+    max_parts = min(_number_header(req, "x-amz-max-parts", MAX_LISTED_PARTS, MAX_PARTS), MAX_LISTED_PARTS)
+    marker = _number_header(req, "x-amz-part-number-marker", 0, MAX_PARTS)
     man = await resolve_version(gw, req)
     items: list[tuple[str, Any]] = []
     if "ETag" in wanted:
@@ -84,7 +84,7 @@ async def get_object_attributes(gw: Gateway, req: S3Request) -> web.StreamRespon
         checksum: list[tuple[str, Any]] = [(f"Checksum{a}", v) for a, v in man.checksums.items()]
         items.append(("Checksum", [*checksum, ("ChecksumType", man.checksum_type or None)]))
     if "ObjectParts" in wanted:
-        items.append(("ObjectParts", _parts(req, man)))
+        items.append(("ObjectParts", _parts(man, max_parts, marker)))
     if "StorageClass" in wanted:
         items.append(("StorageClass", "STANDARD"))
     if "ObjectSize" in wanted:

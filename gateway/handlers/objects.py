@@ -305,8 +305,15 @@ async def _delete(gw: Gateway, bucket: str, key: str, cond: Condition | None) ->
     return None
 
 
+# Conditions S3 has for directory buckets only: refused rather than accepted and not checked.
+_UNCHECKED_DELETE_CONDITIONS = ("x-amz-if-match-last-modified-time", "x-amz-if-match-size")
+
+
 async def delete_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     await owned_bucket(gw, req)
+    for name in _UNCHECKED_DELETE_CONDITIONS:
+        if name in req.headers:
+            raise S3Error("NotImplemented", f"The {name} header is not implemented.")
     cond = _etag_condition(req.headers.get("If-Match"))
     if req.key and (err := await _delete(gw, req.bucket, req.key, cond)) is not None:
         raise err
@@ -326,6 +333,8 @@ def _delete_request(raw: bytes) -> tuple[list[tuple[str, str | None]], bool]:
     objects = doc.findall("Object")
     if not objects or len(objects) > MAX_DELETE_KEYS:
         raise S3Error("MalformedXML")
+    if any(obj.find("LastModifiedTime") is not None or obj.find("Size") is not None for obj in objects):
+        raise S3Error("NotImplemented", "Deletes conditional on LastModifiedTime or Size are not implemented.")
     entries = [(child_text(obj, "Key"), child_text(obj, "ETag")) for obj in objects]
     if any(key is None for key, _ in entries):
         raise S3Error("MalformedXML")
