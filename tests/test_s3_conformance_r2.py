@@ -95,6 +95,23 @@ def upload_two_parts(s3: Any, bucket: str, key: str) -> tuple[str, list[dict[str
     return up, parts
 
 
+def test_complete_and_copy_if_match_star(s3: Any, bucket: str) -> None:
+    up, parts = upload_two_parts(s3, bucket, "mp*")
+    done = {"Parts": parts}
+    expect_error(
+        s3.complete_multipart_upload, "PreconditionFailed", 412, Bucket=bucket, Key="mp*", UploadId=up,
+        MultipartUpload=done, IfMatch="*",
+    )  # fmt: skip
+    s3.put_object(Bucket=bucket, Key="mp*", Body=b"there now")
+    s3.complete_multipart_upload(Bucket=bucket, Key="mp*", UploadId=up, MultipartUpload=done, IfMatch="*")
+    assert s3.head_object(Bucket=bucket, Key="mp*")["ContentLength"] == 5 * MiB + 1
+    src = f"{bucket}/mp*"
+    expect_error(s3.copy_object, "PreconditionFailed", 412, Bucket=bucket, Key="c", CopySource=src, IfMatch="*")
+    s3.put_object(Bucket=bucket, Key="c", Body=b"x")
+    s3.copy_object(Bucket=bucket, Key="c", CopySource=src, IfMatch="*")
+    assert s3.head_object(Bucket=bucket, Key="c")["ContentLength"] == 5 * MiB + 1
+
+
 def test_repeated_complete_answers_the_same(s3: Any, bucket: str) -> None:
     up, parts = upload_two_parts(s3, bucket, "mp")
     first = s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=up, MultipartUpload={"Parts": parts})

@@ -211,3 +211,22 @@ def test_tagging_methods_not_allowed(server: ServerProcess, bucket: str) -> None
     for target in (f"/{bucket}?tagging", f"/{bucket}/k?tagging", f"/{bucket}/k?attributes"):
         resp = signed_request(server, "POST", target)
         assert (resp.status, resp.error()["Code"]) == (405, "MethodNotAllowed"), target
+
+
+def test_hostile_tagging_bodies(server: ServerProcess, s3: Any, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="h", Body=b"x", Tagging="keep=me")
+    laughs = '<!ENTITY l0 "lol">' + "".join(f'<!ENTITY l{i} "{f"&l{i - 1};" * 10}">' for i in range(1, 10))
+    bomb = f"<!DOCTYPE d [{laughs}]><Tagging><TagSet><Tag><Key>&l9;</Key><Value>v</Value></Tag></TagSet></Tagging>"
+    cases = [
+        (bomb.encode(), {}, "MalformedXML"),
+        (b"<Tagging><TagSet/></Tagging>", {"Content-MD5": md5_b64(b"other")}, "BadDigest"),
+        (b"<Tagging><TagSet>" + b"<Tag><Key>k</Key><Value>v</Value></Tag>" * 200_000 + b"</TagSet></Tagging>", {},
+         "MaxMessageLengthExceeded"),
+    ]  # fmt: skip
+    for body, headers, code in cases:
+        headers = headers or {"Content-MD5": md5_b64(body)}
+        for target in (f"/{bucket}/h?tagging", f"/{bucket}?tagging"):
+            resp = signed_request(server, "PUT", target, body=body, headers=headers)
+            assert (resp.status, resp.error()["Code"]) == (400, code), (target, code)
+    assert tags_of(s3, bucket, "h") == {"keep": "me"}
+    expect_error(s3.get_bucket_tagging, "NoSuchTagSet", 404, Bucket=bucket)
