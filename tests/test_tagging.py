@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from tests.s3_helpers import MiB, expect_error, get_body, md5_b64, signed_request
+from tests.s3_helpers import MiB, expect_error, get_body, md5_b64, signed_request, unique
 from tests.server_process import ServerProcess
+from tests.test_users import add_user, user_client
 
 
 def tag_set(tags: dict[str, str]) -> dict[str, Any]:
@@ -230,3 +231,20 @@ def test_hostile_tagging_bodies(server: ServerProcess, s3: Any, bucket: str) -> 
             assert (resp.status, resp.error()["Code"]) == (400, code), (target, code)
     assert tags_of(s3, bucket, "h") == {"keep": "me"}
     expect_error(s3.get_bucket_tagging, "NoSuchTagSet", 404, Bucket=bucket)
+
+
+def test_other_users_may_not_touch_tags(server: ServerProcess, s3: Any, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="mine", Body=b"x", Tagging="owner=root")
+    s3.put_bucket_tagging(Bucket=bucket, Tagging=tag_set({"owner": "root"}))
+    other = user_client(server.endpoint, add_user(server.endpoint, unique("tagger")))
+    expect_error(other.get_object_tagging, "AccessDenied", 403, Bucket=bucket, Key="mine")
+    expect_error(other.put_object_tagging, "AccessDenied", 403, Bucket=bucket, Key="mine", Tagging=tag_set({}))
+    expect_error(other.delete_object_tagging, "AccessDenied", 403, Bucket=bucket, Key="mine")
+    expect_error(other.get_bucket_tagging, "AccessDenied", 403, Bucket=bucket)
+    expect_error(other.delete_bucket_tagging, "AccessDenied", 403, Bucket=bucket)
+    attrs = {"ObjectAttributes": ["ETag"]}
+    expect_error(other.get_object_attributes, "AccessDenied", 403, Bucket=bucket, Key="mine", **attrs)
+    expect_error(other.delete_object, "AccessDenied", 403, Bucket=bucket, Key="mine", IfMatch="*")
+    expect_error(other.create_bucket, "BucketAlreadyExists", 409, Bucket=bucket)  # 200 is for the owner only
+    assert tags_of(s3, bucket, "mine") == {"owner": "root"}
+    assert s3.get_bucket_tagging(Bucket=bucket)["TagSet"] == [{"Key": "owner", "Value": "root"}]
