@@ -189,13 +189,13 @@ def _field_set(cls: type) -> frozenset[str]:
 
 # Fields left out of the encoding while empty: most records never have them, and a record without the
 # field decodes to its default (so records written before the field existed read the same).
-_OMIT_EMPTY = frozenset({"tags"})
+OMIT_EMPTY = frozenset({"tags"})
 
 
 def _as_map(rec: Any) -> dict[str, Any]:
     """What dataclasses.asdict gives for a record, for the nesting records have (_NESTED), without
     its deep copy of every value: that was a tenth of a small PUT's CPU."""
-    d = {name: v for name in _field_names(type(rec)) if (v := getattr(rec, name)) or name not in _OMIT_EMPTY}
+    d = {name: v for name in _field_names(type(rec)) if (v := getattr(rec, name)) or name not in OMIT_EMPTY}
     for name in _nested_types(type(rec)):
         d[name] = [_as_map(x) for x in d[name]]
     return d
