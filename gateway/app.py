@@ -32,6 +32,8 @@ from gateway.handlers import buckets as bucket_api
 from gateway.handlers import listing as listing_api
 from gateway.handlers import multipart as multipart_api
 from gateway.handlers import objects as object_api
+from gateway.handlers import tagging as tagging_api
+from gateway.handlers.attributes import get_object_attributes
 from gateway.metrics import MaintenanceCollector, merge
 from gateway.s3 import sigv2, sigv4
 from gateway.s3.errors import S3Error
@@ -49,9 +51,19 @@ Handler = Callable[[Gateway, S3Request], Awaitable[web.StreamResponse]]
 _BUCKET_UNSUPPORTED = frozenset(
     "accelerate acl analytics cors encryption intelligent-tiering inventory lifecycle logging metrics "
     "notification object-lock ownershipControls policy policyStatus publicAccessBlock replication "
-    "requestPayment tagging versioning versions website".split()
+    "requestPayment versioning versions website".split()
 )
-_OBJECT_UNSUPPORTED = frozenset("acl attributes legal-hold restore retention select tagging torrent".split())
+_OBJECT_UNSUPPORTED = frozenset("acl legal-hold restore retention select torrent".split())
+_BUCKET_TAGGING: dict[str, Handler] = {
+    "GET": tagging_api.get_bucket_tagging,
+    "PUT": tagging_api.put_bucket_tagging,
+    "DELETE": tagging_api.delete_bucket_tagging,
+}
+_OBJECT_TAGGING: dict[str, Handler] = {
+    "GET": tagging_api.get_object_tagging,
+    "PUT": tagging_api.put_object_tagging,
+    "DELETE": tagging_api.delete_object_tagging,
+}
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
 # Request ids: unique per process start and cheap (uuid4 per request cost 5% of a small GET's CPU).
 _RID_PREFIX = os.urandom(3).hex().upper()
@@ -77,6 +89,8 @@ def _route(req: S3Request) -> Handler:
         unsupported = _BUCKET_UNSUPPORTED.intersection(q)
         if unsupported:
             raise S3Error("NotImplemented", f"Bucket {sorted(unsupported)[0]} is not implemented.")
+        if "tagging" in q:
+            return _subresource(_BUCKET_TAGGING, method)
         if method == "GET":
             if "location" in q:
                 return bucket_api.bucket_location
@@ -95,6 +109,10 @@ def _route(req: S3Request) -> Handler:
     unsupported = _OBJECT_UNSUPPORTED.intersection(q)
     if unsupported:
         raise S3Error("NotImplemented", f"Object {sorted(unsupported)[0]} is not implemented.")
+    if "tagging" in q:
+        return _subresource(_OBJECT_TAGGING, method)
+    if "attributes" in q:
+        return _subresource({"GET": get_object_attributes}, method)
     copy = "x-amz-copy-source" in req.headers
     if method == "PUT":
         if "uploadId" in q:
@@ -113,6 +131,13 @@ def _route(req: S3Request) -> Handler:
             return multipart_api.complete_upload
         raise S3Error("NotImplemented", "POST object uploads are not implemented.")
     raise S3Error("MethodNotAllowed")
+
+
+def _subresource(handlers: dict[str, Handler], method: str) -> Handler:
+    handler = handlers.get(method)
+    if handler is None:
+        raise S3Error("MethodNotAllowed")
+    return handler
 
 
 def _host_bucket(host: str, domains: tuple[str, ...]) -> str | None:
