@@ -25,6 +25,7 @@ from cluster.service import (
     make_service_app,
     request_key,
 )
+from cluster.version import SERVER
 from gateway import siblings
 from gateway.admin import api as admin_api
 from gateway.context import Gateway
@@ -375,7 +376,7 @@ async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
     rid = request.get(REQUEST_ID, "")
     response.headers["x-amz-request-id"] = rid
     response.headers["x-amz-id-2"] = rid
-    response.headers["Server"] = "Tessera"
+    response.headers["Server"] = SERVER
 
 
 def _readiness(gw: Gateway) -> ReadyCheck:
