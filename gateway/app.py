@@ -35,7 +35,7 @@ from gateway.handlers import multipart as multipart_api
 from gateway.handlers import objects as object_api
 from gateway.handlers import tagging as tagging_api
 from gateway.handlers.attributes import get_object_attributes
-from gateway.metrics import MaintenanceCollector, merge
+from gateway.metrics import MaintenanceCollector, by_worker
 from gateway.s3 import sigv2, sigv4
 from gateway.s3.errors import S3Error
 from gateway.s3.request import S3Request, split_path
@@ -233,7 +233,7 @@ async def _probe(request: web.Request, probe: str) -> web.StreamResponse:
     body = svc.metrics.render()
     gw = request.app[GATEWAY_KEY]
     if gw.siblings is not None and not siblings.is_internal(request):
-        body = merge([body, *await gw.siblings.metrics()])
+        body = by_worker({gw.siblings.number: body, **await gw.siblings.metrics()})
     return exposition(body)
 
 
