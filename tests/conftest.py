@@ -12,6 +12,9 @@ from tests.server_process import ServerProcess, start_server
 # The contract suites are imported by test modules; rewrite their asserts too, for useful failure messages.
 pytest.register_assert_rewrite("tests.drive_contract", "tests.index_contract")
 
+# The storage-node fixtures the test_remote_drive* modules share (node, remote, node_process).
+pytest_plugins = ["tests.remote_drive_helpers"]
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
