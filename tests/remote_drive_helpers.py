@@ -32,9 +32,7 @@ from storage_node.service import make_node_app
 from tests.drive_contract import collect, listed
 
 SECRET = b"test-cluster-secret-0123456789"
-
 REPO = Path(__file__).resolve().parent.parent
-
 MiB = 1 << 20
 
 

@@ -34,6 +34,8 @@ from tests.aws_chunked_helpers import (
     signer_for,
 )
 
+# -- the AWS documentation's examples -----------------------------------------------------------------
+
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 
 
@@ -86,6 +88,9 @@ async def test_aws_example_signed_trailer() -> None:
     assert await decode(reader) == b"a" * 66560
     assert reader.trailers == {"x-amz-checksum-crc32c": "sOO8/Q=="}
     assert reader.checksum_b64 == "sOO8/Q=="
+
+
+# -- round trips ----------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("mode", MODES)

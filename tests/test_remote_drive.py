@@ -61,6 +61,9 @@ class TestRemoteDriveContract(DriveContract):
         await asyncio.to_thread(os.truncate, path, layout.chunk_offset(chunk))
 
 
+# -- the client's own API ------------------------------------------------------------------------------
+
+
 async def test_unknown_drive_is_unavailable(node: Node) -> None:
     elsewhere = RemoteDrive(node.url, uuid.uuid4().hex, SECRET)
     fid = new_fid()
