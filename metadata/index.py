@@ -207,8 +207,8 @@ class Index(Protocol):
         ...
 
     async def set_object_tags(self, bucket: str, key: str, version_id: str, tags: dict[str, str]) -> bool:
-        """Replace the tags of the current object, only if (bucket, key) is still version `version_id`
-        (otherwise change nothing and return False). The object's data and everything else of its
+        """Replace the tags of the version with internal id `version_id` (current or not), only if (bucket,
+        key) still has it (otherwise change nothing and return False). The object's data and everything else of its
         manifest stay as they are; like update_part, it never wins over a concurrent overwrite or delete.
         """
         ...
