@@ -38,8 +38,8 @@ ORIGIN = "origin.json"  # in a system directory: {"deployment": ...} (cli/server
 @dataclass(frozen=True, slots=True)
 class Verdict:
     state: str  # OK | OFFLINE
-    detail: str = ""  # why it is offline
-    adopted: bool = False  # this check formatted the drive into its member's place
+    detail: str = ""  # why it is offline (or, adopted, what was made again)
+    adopted: bool = False  # this check formatted the drive into its member's place (or remade its fragments/)
 
 
 def was_mounted(root: Path) -> bool:
@@ -82,7 +82,8 @@ def _check(root: Path, identity: dict[str, Any], mounted: bool, adopt: bool) -> 
             if found.get("deployment"):
                 theirs += f" of deployment {found['deployment']}"
             return Verdict(OFFLINE, f"{root} holds {theirs}, not this one: not adopted")
-        _layout(root)  # ours, with its layout (partly) gone: made again
+        if _layout(root):  # ours, with its fragments gone: like an adoption, repair is to fill it
+            return Verdict(OK, f"{root}: its fragments directory was gone: made again, repair will fill it", True)
         return Verdict(OK)
     stray = _stray(root, deployment)
     if stray:
@@ -95,14 +96,14 @@ def _check(root: Path, identity: dict[str, Any], mounted: bool, adopt: bool) -> 
     return Verdict(OK, adopted=True)
 
 
-def _layout(root: Path) -> None:
-    made = False
-    for d in (FRAGMENTS, TMP):
-        if not (root / d).is_dir():
-            (root / d).mkdir()
-            made = True
-    if made:
+def _layout(root: Path) -> bool:
+    """Make the layout's directories that are missing; True when the fragments directory was."""
+    missing = [d for d in (FRAGMENTS, TMP) if not (root / d).is_dir()]
+    for d in missing:
+        (root / d).mkdir()
+    if missing:
         fsync_dir(root)
+    return FRAGMENTS in missing
 
 
 def _stray(root: Path, deployment: str) -> str:

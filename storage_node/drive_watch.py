@@ -9,6 +9,7 @@ Each change of a drive's state is logged once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -51,12 +52,15 @@ class DriveWatch:
         self.worker.start()
 
     async def stop(self) -> None:
+        self._loop = None
         await self.worker.stop()
 
     def notice(self) -> None:
         """A drive met an I/O error or found its layout gone: check soon. Safe from any thread."""
-        if self._loop is not None and time.monotonic() - self._last >= TROUBLE_GAP:
-            self._loop.call_soon_threadsafe(self.worker.wake)
+        loop = self._loop
+        if loop is not None and time.monotonic() - self._last >= TROUBLE_GAP:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing to check any more
+                loop.call_soon_threadsafe(self.worker.wake)
 
     def _counters(self) -> dict[str, Any]:
         offline = sum(d.health.state == OFFLINE for d in self._drives)
@@ -69,12 +73,15 @@ class DriveWatch:
         for n, (drive, was, verdict) in enumerate(zip(self._drives, before, verdicts, strict=True), 1):
             if verdict.adopted:
                 self.adoptions += 1
-                log.warning(
-                    "drive %d at %s was empty: formatted into the set as %s, repair will fill it",
-                    n,
-                    drive.root,
-                    drive.drive_id,
-                )
+                if verdict.detail:  # its own drive, with its fragments gone
+                    log.warning("drive %d (%s): %s", n, drive.drive_id, verdict.detail)
+                else:
+                    log.warning(
+                        "drive %d at %s was empty: formatted into the set as %s, repair will fill it",
+                        n,
+                        drive.root,
+                        drive.drive_id,
+                    )
                 if self._on_adopt is not None:
                     try:
                         await asyncio.to_thread(self._on_adopt, drive)

@@ -108,7 +108,7 @@ class LocalDrive:
         except DriveUnavailable as exc:  # closed, or its pool refused the work
             verdict = Verdict(OFFLINE, str(exc))
         adopted = time.time() if verdict.adopted else self.health.adopted
-        self.health = DriveHealth(verdict.state, verdict.detail, adopted)
+        self.health = DriveHealth(verdict.state, verdict.detail if verdict.state == OFFLINE else "", adopted)
         return verdict
 
     # -- the Drive seam -------------------------------------------------------------------------

@@ -137,6 +137,8 @@ def test_drives_wiped_while_running_are_adopted_and_refilled(store: ServerProces
         shutil.rmtree(d / "fragments")
     for key, body in objects.items():
         assert s3.get_object(Bucket="photos", Key=key)["Body"].read() == body, key
+    # Their drive.json still names them: their fragments directories are made again, and refilled.
+    _until("the lost fragments directories made again", lambda: all(_fragments(d) for d in store.drives[3:5]), 120)
 
 
 def test_a_drive_of_another_deployment_is_not_adopted(store: ServerProcess, tmp_path: Path) -> None:
