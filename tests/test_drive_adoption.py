@@ -19,6 +19,9 @@ from botocore.exceptions import ClientError
 from cli.dev import DevCluster
 from cli.launch import tessera_command
 from gateway.objects.layer import INLINE_MAX
+from storage_node.drive import OFFLINE, OK
+from storage_node.drive_adopt import Verdict, check_drive
+from storage_node.drive_dir import prepare_drive
 from tests.s3_helpers import dev_client
 from tests.server_process import ACCESS_KEY, SECRET_KEY, ServerProcess, start_server
 
@@ -268,3 +271,23 @@ def test_an_unmounted_drive_is_not_formatted_and_a_new_disk_is(mounted_store: Se
     _until("the new disk adopted", lambda: _drive_states(store.endpoint)[str(target)]["adopted"])
     _admin(store.endpoint, "repair", "--wait")
     assert _fragments(target)
+
+
+def test_check_adopts_only_an_empty_directory(tmp_path: Path) -> None:
+    """The check itself, on a directory: stray data or a half-done wipe waits; only emptiness is adopted."""
+    root = tmp_path / "d"
+    prepare_drive(root)
+    identity = json.loads((root / "drive.json").read_text()) | {"deployment": "1" * 32}
+    _wipe(root)
+    (root / "fragments" / "ab").mkdir(parents=True)
+    (root / "fragments" / "ab" / f"{'ab' * 16}.0.0").write_bytes(b"x")  # a wipe still under way
+    half = check_drive(root, identity, mounted=False, adopt=True)
+    assert half.state == OFFLINE and "no drive identity" in half.detail and not (root / "drive.json").exists()
+    _wipe(root)
+    (root / "lost+found").mkdir()  # what a new filesystem holds
+    assert check_drive(root, identity, mounted=False, adopt=False).state == OFFLINE  # another process adopts
+    assert not (root / "drive.json").exists()
+    adopted = check_drive(root, identity, mounted=False, adopt=True)
+    assert adopted.state == OK and adopted.adopted
+    assert json.loads((root / "drive.json").read_text()) == identity
+    assert check_drive(root, identity, mounted=False, adopt=True) == Verdict(OK)  # once
