@@ -15,6 +15,7 @@ class Adoptions:
     # drive id -> (its adoption time as its owner reports it, when this gateway noticed that adoption)
     noticed: dict[str, tuple[float, float]] = field(default_factory=dict)
     last_scan: float = 0.0  # when the latest completed scan began
+    refilled: set[str] = field(default_factory=set)  # found refilled since their latest adoption
 
     def notice(self, adopted: dict[str, float]) -> bool:
         """Take in the drive set's adoptions; True when one is new (a scan should look for what it lacks)."""
@@ -23,11 +24,16 @@ class Adoptions:
             seen = self.noticed.get(drive_id)
             if seen is None or seen[0] != when:
                 self.noticed[drive_id] = (when, now)
+                self.refilled.discard(drive_id)
                 new = True
         return new
 
     def scanned(self, started: float) -> None:
         self.last_scan = max(self.last_scan, started)
+
+    def unsettled(self, adopted: dict[str, float]) -> dict[str, float]:
+        """The adoptions not yet found refilled (only these need the repair queue looked at)."""
+        return {d: t for d, t in adopted.items() if d not in self.refilled or self.noticed[d][0] != t}
 
     def rebuilding(self, adopted: dict[str, float], queued: set[str]) -> set[str]:
         """The adopted drives not refilled yet; `queued`: drives that repairs are queued for."""
@@ -36,4 +42,6 @@ class Adoptions:
             seen = self.noticed.get(drive_id)
             if seen is None or seen[0] != when or seen[1] > self.last_scan or drive_id in queued:
                 out.add(drive_id)
+            else:
+                self.refilled.add(drive_id)
         return out

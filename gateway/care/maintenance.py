@@ -189,7 +189,7 @@ class Maintenance:
 
     async def rebuilding(self) -> set[str]:
         """Drives adopted while running that repair has not refilled yet (for status)."""
-        adopted = self.drives.adopted()
+        adopted = self.adoptions.unsettled(self.drives.adopted())
         if not adopted:
             return set()
         queued = {e.drive_id for e in await self._queued(lambda e: e.drive_id in adopted)}
