@@ -22,6 +22,7 @@ from storage_node.local_drive import LocalDrive
 log = logging.getLogger(__name__)
 
 CHECK_EVERY = 5.0  # seconds between checks of every drive
+OFFLINE_EVERY = 1.0  # while a drive is offline: it gets no requests to fail, so only a check finds it back
 TROUBLE_GAP = 0.5  # seconds at least between checks woken by trouble (a failing drive fails every request)
 
 
@@ -43,7 +44,13 @@ class DriveWatch:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last = 0.0  # monotonic time of the last check
         self.adoptions = 0
-        self.worker = Periodic("drive-watch", self.check_all, every, what="drive check", counters=self._counters)
+        self.worker = Periodic(
+            "drive-watch",
+            self.check_all,
+            lambda: min(every, OFFLINE_EVERY) if self._offline() else every,
+            what="drive check",
+            counters=self._counters,
+        )
         for d in self._drives:
             d.on_trouble = self.notice
 
@@ -62,9 +69,11 @@ class DriveWatch:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing to check any more
                 loop.call_soon_threadsafe(self.worker.wake)
 
+    def _offline(self) -> int:
+        return sum(d.health.state == OFFLINE for d in self._drives)
+
     def _counters(self) -> dict[str, Any]:
-        offline = sum(d.health.state == OFFLINE for d in self._drives)
-        return {"drives": len(self._drives), "offline": offline, "adopted": self.adoptions}
+        return {"drives": len(self._drives), "offline": self._offline(), "adopted": self.adoptions}
 
     async def check_all(self) -> None:
         self._last = time.monotonic()

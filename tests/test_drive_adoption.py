@@ -291,3 +291,26 @@ def test_check_adopts_only_an_empty_directory(tmp_path: Path) -> None:
     assert adopted.state == OK and adopted.adopted
     assert json.loads((root / "drive.json").read_text()) == identity
     assert check_drive(root, identity, mounted=False, adopt=True) == Verdict(OK)  # once
+
+
+def test_workers_take_adopted_drives_back_in_use(tmp_path: Path) -> None:
+    """--workers 2: the first worker adopts; every worker writes to the drives again."""
+    srv = start_server(tmp_path / "store", extra=("--workers", "2"))
+    try:
+        s3 = srv.client(retries={"max_attempts": 1, "mode": "standard"})
+        s3.create_bucket(Bucket="photos")
+        for d in srv.drives[1:3]:
+            _wipe(d)
+        bodies = {f"k{i}": os.urandom(INLINE_MAX + 1 + i) for i in range(8)}
+
+        # New connections spread over both workers: eight PUTs in a row, each on a connection of its own,
+        # succeed only once both workers use the drives again.
+        def fresh(key: str, body: bytes) -> bool:
+            return _put_works(srv.client(retries={"max_attempts": 1, "mode": "standard"}), "photos", key, body)
+
+        _until("PUTs through every worker", lambda: all(fresh(k, b) for k, b in bodies.items()))
+        assert all(_fragments(d) for d in srv.drives[1:3])
+        for key, body in bodies.items():
+            assert s3.get_object(Bucket="photos", Key=key)["Body"].read() == body, key
+    finally:
+        srv.stop()
