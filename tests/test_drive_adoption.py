@@ -34,13 +34,18 @@ def _objects() -> dict[str, bytes]:
     return {name: os.urandom(size) for name, size in sizes.items()}
 
 
+def _gone_already(function: Any, path: str, exc_info: Any) -> None:
+    if not isinstance(exc_info[1], FileNotFoundError):  # renamed or removed by the running store meanwhile
+        raise exc_info[1]
+
+
 def _wipe(drive: Path) -> None:
-    """rm -rf DRIVE/*: everything inside goes, the directory stays."""
+    """rm -rf DRIVE/*: everything inside goes, the directory stays (the store runs on meanwhile)."""
     for entry in list(drive.iterdir()):
         if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
+            shutil.rmtree(entry, onerror=_gone_already)
         else:
-            entry.unlink()
+            entry.unlink(missing_ok=True)
 
 
 def _fragments(drive: Path) -> list[Path]:
