@@ -1,19 +1,23 @@
 """Faults answered honestly, through real processes: a read that becomes unrecoverable after its headers
-went out is cut and logged in one line (no traceback, no 500)."""
+went out is cut and logged in one line (no traceback, no 500); a full index disk behind the metadata
+service (one, or a replica set) is a 503 SlowDown with Retry-After, not a 500."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from botocore.exceptions import BotoCoreError
+from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client.parser import text_string_to_metric_families
 
+from cli.dev import DevCluster
 from storage_node.fragment_format import CRC_SIZE, HEADER_SIZE
+from tests.s3_helpers import dev_client
 from tests.server_process import ServerProcess, start_server
 from tests.test_admin_embedded import fragment_files
 
@@ -86,3 +90,71 @@ def test_a_read_unrecoverable_midway_is_cut_and_logged_in_one_line(srv: ServerPr
     with pytest.raises(Exception) as err:
         head_fail.get_object(Bucket="cut", Key="big", Range=f"bytes={4 * MiB}-{5 * MiB - 1}")["Body"].read()
     assert "503" in str(err.value) or "ServiceUnavailable" in str(err.value), err.value
+
+
+@pytest.fixture
+def tmpfs_mounts() -> Iterator[list[Path]]:
+    """Mount points the test mounts small tmpfs filesystems on; each is unmounted after the test."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs for the index needs root")
+    mounted: list[Path] = []
+    yield mounted
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def _mount_tmpfs(where: Path, mounted: list[Path]) -> None:
+    where.mkdir(parents=True)
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)], capture_output=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
+    mounted.append(where)
+
+
+def _fill(where: Path) -> Path:
+    fs = os.statvfs(where)
+    filler = where / "filler"
+    filler.write_bytes(b"\0" * max(0, fs.f_bavail * fs.f_frsize - 256 * 1024))  # leave a little room
+    return filler
+
+
+@pytest.mark.parametrize("metas", [1, 3], ids=["1-meta", "3-replicas"])
+def test_a_full_index_over_the_wire_answers_slowdown(tmp_path: Path, tmpfs_mounts: list[Path], metas: int) -> None:
+    cluster = DevCluster(
+        tmp_path / "cluster", nodes=6, metas=metas, gateways=1, gateway_args=["--scan-interval", "3600"]
+    )
+    for i in range(metas):
+        _mount_tmpfs(cluster.data / f"meta{i + 1}", tmpfs_mounts)
+    cluster.start()
+    try:
+        s3 = dev_client(cluster, retries={"total_max_attempts": 1})  # each SlowDown seen, not retried away
+        s3.create_bucket(Bucket="full")
+        fillers = [_fill(where) for where in tmpfs_mounts]
+        stored: dict[str, bytes] = {}
+        refused = None
+        for i in range(200):
+            body = os.urandom(60_000)  # inline: the index is all it touches
+            try:
+                s3.put_object(Bucket="full", Key=f"k{i}", Body=body)
+                stored[f"k{i}"] = body
+            except ClientError as exc:
+                refused = exc.response
+                break
+        assert refused is not None, "the index never filled up"
+        assert refused["ResponseMetadata"]["HTTPStatusCode"] == 503, refused
+        assert refused["Error"]["Code"] == "SlowDown", refused
+        assert refused["ResponseMetadata"]["HTTPHeaders"].get("retry-after") == "1", refused
+        logs = {name: svc.log.read_text(errors="replace") for name, svc in cluster.services.items()}
+        for name, text in logs.items():
+            assert "Traceback" not in text, f"{name}: {text[-3000:]}"
+        gateway_log = logs["gateway1"]
+        assert "InternalError" not in gateway_log, gateway_log[-3000:]
+        assert gateway_log.count("index full") == 1, gateway_log[-3000:]  # one line for the one refused PUT
+        for filler in fillers:
+            filler.unlink()
+        for key, body in stored.items():
+            assert s3.get_object(Bucket="full", Key=key)["Body"].read() == body, key
+        s3.put_object(Bucket="full", Key="after", Body=b"room again")
+        assert s3.get_object(Bucket="full", Key="after")["Body"].read() == b"room again"
+    finally:
+        cluster.stop()
