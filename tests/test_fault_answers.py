@@ -10,6 +10,7 @@ import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from botocore.exceptions import BotoCoreError, ClientError
@@ -18,18 +19,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from cli.dev import DevCluster
 from storage_node.fragment_format import CRC_SIZE, HEADER_SIZE
 from tests.s3_helpers import dev_client
-from tests.server_process import ServerProcess, start_server
+from tests.server_process import ServerProcess
 from tests.test_admin_embedded import fragment_files
 
 MiB = 1 << 20
-
-
-@pytest.fixture
-def srv(tmp_path: Path) -> Iterator[ServerProcess]:
-    # No background scan or scrub: nothing but the read touches the damaged fragments.
-    s = start_server(tmp_path / "server", extra=("--scan-interval", "3600", "--scrub-interval", "0"))
-    yield s
-    s.stop()
 
 
 def _access_lines(srv: ServerProcess, operation: str) -> list[dict[str, object]]:
@@ -57,7 +50,8 @@ def _errors_counted(srv: ServerProcess, operation: str, error: str) -> float:
     return 0.0
 
 
-def test_a_read_unrecoverable_midway_is_cut_and_logged_in_one_line(srv: ServerProcess) -> None:
+def test_a_read_unrecoverable_midway_is_cut_and_logged_in_one_line(fresh_server: ServerProcess) -> None:
+    srv = fresh_server
     s3 = srv.client(retries={"total_max_attempts": 1})
     s3.create_bucket(Bucket="cut")
     data = os.urandom(8 * MiB)  # 8 segments of 1 MiB: 8 chunks of 256 KiB per fragment (EC 4+2)
@@ -111,7 +105,25 @@ def _mount_tmpfs(where: Path, mounted: list[Path]) -> None:
     mounted.append(where)
 
 
-def _fill(where: Path) -> Path:
+def put_until_refused(s3: Any, bucket: str) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """Inline PUTs (the index is all they touch) until one is refused, which must be a 503 SlowDown:
+    (what was stored, the refusal)."""
+    stored: dict[str, bytes] = {}
+    for i in range(200):
+        body = os.urandom(60_000)
+        try:
+            s3.put_object(Bucket=bucket, Key=f"k{i}", Body=body)
+            stored[f"k{i}"] = body
+        except ClientError as exc:
+            refused: dict[str, Any] = exc.response  # type: ignore[assignment]
+            assert refused["ResponseMetadata"]["HTTPStatusCode"] == 503, refused
+            assert refused["Error"]["Code"] == "SlowDown", refused
+            return stored, refused
+    raise AssertionError("the index never filled up")
+
+
+def fill_up(where: Path) -> Path:
+    """Fill a filesystem but for a little room; the file that does it."""
     fs = os.statvfs(where)
     filler = where / "filler"
     filler.write_bytes(b"\0" * max(0, fs.f_bavail * fs.f_frsize - 256 * 1024))  # leave a little room
@@ -129,20 +141,8 @@ def test_a_full_index_over_the_wire_answers_slowdown(tmp_path: Path, tmpfs_mount
     try:
         s3 = dev_client(cluster, retries={"total_max_attempts": 1})  # each SlowDown seen, not retried away
         s3.create_bucket(Bucket="full")
-        fillers = [_fill(where) for where in tmpfs_mounts]
-        stored: dict[str, bytes] = {}
-        refused = None
-        for i in range(200):
-            body = os.urandom(60_000)  # inline: the index is all it touches
-            try:
-                s3.put_object(Bucket="full", Key=f"k{i}", Body=body)
-                stored[f"k{i}"] = body
-            except ClientError as exc:
-                refused = exc.response
-                break
-        assert refused is not None, "the index never filled up"
-        assert refused["ResponseMetadata"]["HTTPStatusCode"] == 503, refused
-        assert refused["Error"]["Code"] == "SlowDown", refused
+        fillers = [fill_up(where) for where in tmpfs_mounts]
+        stored, refused = put_until_refused(s3, "full")
         assert refused["ResponseMetadata"]["HTTPHeaders"].get("retry-after") == "1", refused
         logs = {name: svc.log.read_text(errors="replace") for name, svc in cluster.services.items()}
         for name, text in logs.items():

@@ -21,9 +21,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from cli.dev import DevCluster
-from cli.launch import launch, stop, tessera_command
+from cli.launch import launch, stop
 from tests.s3_helpers import dev_client
-from tests.test_self_healing import admin_env, all_full, wait_until
+from tests.test_paused_node import repair_to_full_redundancy
+from tests.test_self_healing import wait_until
 
 KiB = 1 << 10
 OBJECTS = 24  # parts on each of the node's two drives: enough that repair puts some on the new one
@@ -125,24 +126,6 @@ def test_a_node_survives_reordered_and_replaced_data_directories(setup: tuple[De
     node.start([a, b])
     wait_until(lambda: _put_works(s3), 60, "the node to take writes with its new drive")
     _read_all(s3, objects)
-    run = subprocess.run(
-        [*tessera_command(), "admin", "--endpoint", cluster.endpoint(), "repair", "--wait"],
-        env=admin_env(cluster),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert run.returncode == 0 and "repair done" in run.stdout, run
-    problems: list[str] = []
-
-    def full() -> bool:
-        nonlocal problems
-        problems = all_full(cluster, "drives", objects)
-        return not problems
-
-    try:
-        wait_until(full, 60, "full redundancy", every=1.0)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}: {problems[:6]}") from None
+    repair_to_full_redundancy(cluster, "drives", objects)
     assert node.fragments(a), f"repair rebuilt none of the {lost} lost fragments on the new drive"
     _read_all_without(cluster, s3, objects, ["node1", "node2"])

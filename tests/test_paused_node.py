@@ -15,7 +15,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -43,6 +43,29 @@ def _node_live(c: DevCluster, name: str) -> bool:
     address = c.services[name].hostport
     nodes = admin_call(c, lambda a: a.status())["nodes"]
     return any(n["live"] and address in n["address"] for n in nodes)
+
+
+def repair_to_full_redundancy(cluster: DevCluster, bucket: str, keys: Iterable[str]) -> None:
+    """`tessera admin repair --wait`, then every object at full redundancy (inspect verifies each fragment)."""
+    run = subprocess.run(
+        [*tessera_command(), "admin", "--endpoint", cluster.endpoint(), "repair", "--wait"],
+        env=admin_env(cluster),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert run.returncode == 0 and "repair done" in run.stdout, run
+    problems: list[str] = []
+
+    def full() -> bool:
+        nonlocal problems
+        problems = all_full(cluster, bucket, keys)
+        return not problems
+
+    try:
+        wait_until(full, 90, "full redundancy", every=1.0)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {problems[:6]}") from None
 
 
 def test_puts_finish_within_seconds_while_a_node_is_paused(cluster: DevCluster) -> None:
@@ -95,25 +118,7 @@ def test_puts_finish_within_seconds_while_a_node_is_paused(cluster: DevCluster) 
 
     # Back: repair rebuilds what the paused node missed, and what it holds is whole (inspect verifies).
     wait_until(lambda: _node_live(cluster, "node3"), 30, "node3 to be live again")
-    run = subprocess.run(
-        [*tessera_command(), "admin", "--endpoint", cluster.endpoint(), "repair", "--wait"],
-        env=admin_env(cluster),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert run.returncode == 0 and "repair done" in run.stdout, run
-    problems: list[str] = []
-
-    def full() -> bool:
-        nonlocal problems
-        problems = all_full(cluster, "paused", objects)
-        return not problems
-
-    try:
-        wait_until(full, 90, "full redundancy", every=1.0)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}: {problems[:6]}") from None
+    repair_to_full_redundancy(cluster, "paused", objects)
     tmp = Path(victim.args[victim.args.index("--data") + 1]) / "tmp"
     wait_until(lambda: not any(tmp.iterdir()), 30, "the paused node to drop its cut uploads")
 
