@@ -206,6 +206,21 @@ class Stripe:
                     good.add(i)
         return good
 
+    async def abort(self, exc: BaseException) -> None:
+        """The write failed: every drive drops what it has; one that does not say so within the grace
+        (a paused node) is abandoned rather than waited for."""
+        live = self.live()
+        for f in live:
+            f.abort(exc)
+        if live:
+            done, late = await asyncio.wait([f.task for f in live], timeout=WRITE_GRACE)
+            for t in done:
+                if not t.cancelled():
+                    t.exception()  # retrieved: the write's own error is the news
+            for f in live:
+                if f.task in late:
+                    f.abandon()
+
     def _abandon(self, i: int, waited: float) -> None:
         feed = self.feeds[i]
         assert feed is not None

@@ -140,7 +140,8 @@ async def write_part(
     """Stream a body into k+m fragments, fragment i onto targets[i], concurrently.
 
     A None target (a node known to be down) misses its fragment from the start. MD5 and the
-    given hashers see every byte (on a thread of their own: see _OrderedHashing). Raises
+    given hashers see every byte (on a thread of their own: see _OrderedHashing). A drive still
+    behind once k+1 have done a step, after the grace, misses its fragment (feeds.py). Raises
     WriteQuorumError if fewer than k+1 fragments became durable, after removing the ones that
     did; re-raises the source's error after aborting every write.
     """
@@ -172,10 +173,7 @@ async def write_part(
             await asyncio.gather(*encoding, return_exceptions=True)  # none left running on failure
             await hashing.finish()
     except BaseException as exc:
-        live = stripe.live()
-        for f in live:
-            f.abort(_Abort())
-        await asyncio.gather(*(f.task for f in live), return_exceptions=True)
+        await stripe.abort(_Abort())
         raise exc
     missed = await stripe.finish()
     for i, why in missed.items():
