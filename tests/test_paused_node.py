@@ -27,7 +27,7 @@ from tests.test_self_healing import admin_call, admin_env, all_full, wait_until
 
 KiB, MiB = 1 << 10, 1 << 20
 PAUSE = 20.0  # seconds the node stays stopped
-PUT_BOUND = 8.0  # seconds any PUT may take while the node is paused: the 2 s grace, and a loaded machine
+PUT_BOUND = 6.0  # seconds any PUT may take while the node is paused: the 2 s grace, and a loaded machine
 SIZES = [300 * KiB, 5 * MiB + 123]  # one segment, and several segments (the 1 MiB default)
 
 
