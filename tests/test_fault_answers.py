@@ -21,6 +21,7 @@ from storage_node.fragment_format import CRC_SIZE, HEADER_SIZE
 from tests.s3_helpers import dev_client
 from tests.server_process import ServerProcess
 from tests.test_admin_embedded import fragment_files
+from tests.test_self_healing import wait_until
 
 MiB = 1 << 20
 
@@ -75,7 +76,10 @@ def test_a_read_unrecoverable_midway_is_cut_and_logged_in_one_line(fresh_server:
     log = srv.log_text()
     assert "Traceback" not in log, log[-4000:]
     assert log.count("cut short") == 1, log[-4000:]
-    assert not [d for d in _access_lines(srv, "get_object") if d["status"] == 500]
+    # The access log is written in batches: wait (bounded) for the GET's line.
+    lines = wait_until(lambda: [d for d in _access_lines(srv, "get_object") if d.get("error")], 15, "the access line")
+    assert not [d for d in lines if d["status"] == 500], lines
+    assert [d["status"] for d in lines if d.get("error") == "ReadCutShort"] == [200], lines  # the status sent
     assert srv.requests_answered("get_object", "500") == 0
     assert srv.requests_answered("get_object", "200") == 1  # the status that went out, counted as such
     assert _errors_counted(srv, "get_object", "ReadCutShort") == 1  # with what became of it
