@@ -66,10 +66,12 @@ class Cluster:
         )
 
 
-def _node_args(data: Path, port: int = 0, advertise: str = "") -> list[str]:
-    """A node; one with `advertise` is reached by everyone at that address (a proxy) instead of its own."""
-    args = ["node", "--data", str(data), "--listen", f"127.0.0.1:{port}"]
-    return [*args, "--advertise", advertise] if advertise else args
+def _node(data: Path, i: int, port6: int, proxy6: str, meta: str) -> list[str]:
+    """Node i's arguments; node6 (i == 5) listens on port6 and everyone reaches it through proxy6."""
+    args = ["node", "--data", str(data), "--meta", meta, "--zone", f"z{i % 3}"]
+    if i == 5:
+        return [*args, "--listen", f"127.0.0.1:{port6}", "--advertise", proxy6]
+    return [*args, "--listen", "127.0.0.1:0"]
 
 
 @pytest.fixture
@@ -99,12 +101,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
                 futures = [
                     pool.submit(
                         launch,
-                        [
-                            *_node_args(
-                                tmp_path / f"node{i}", ports[3] if i == 5 else 0, to_node6.address if i == 5 else ""
-                            )
-                        ]
-                        + ["--meta", seen_by_others, "--zone", f"z{i % 3}"],
+                        _node(tmp_path / f"node{i}", i, ports[3], to_node6.address, seen_by_others),
                         env,
                         tmp_path / f"node{i}.log",
                         None,
