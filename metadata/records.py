@@ -22,6 +22,12 @@ class BucketRecord:
     created: float  # seconds since the epoch
     region: str = "us-east-1"
     versioning: str = ""  # VERSIONING_STATES: "" never configured, then "Enabled" or "Suspended"
+    # Object lock (docs/object-lock.md): once enabled never off, and versioning stays "Enabled". The default
+    # retention new versions get: a LOCK_MODES mode and a period of days or years (one of them, else none).
+    object_lock: bool = False
+    lock_mode: str = ""
+    lock_days: int = 0
+    lock_years: int = 0
 
 
 VERSIONING_STATES = ("Enabled", "Suspended")
@@ -65,7 +71,11 @@ class ObjectManifest:
     # for the null version (written while it was never enabled or is Suspended).
     s3_version_id: str = ""
     delete_marker: bool = False  # a delete marker: no parts, no data
-    # Object lock (retention mode and date, legal hold) belongs to each version: its fields go here.
+    # Object lock (docs/object-lock.md), per version: a LOCK_MODES mode ("" none) and the time (seconds since
+    # the epoch) its retention ends; a legal hold, which holds until taken off.
+    lock_mode: str = ""
+    lock_until: float = 0.0
+    legal_hold: bool = False
 
 
 NULL_VERSION = "null"
@@ -103,6 +113,26 @@ class UploadRecord:
     user_meta: dict[str, str] = field(default_factory=dict)
     checksum_algorithm: str = ""  # as given at create (e.g. "CRC32"), "" if none
     checksum_type: str = ""  # "COMPOSITE" | "FULL_OBJECT" | ""
+    lock_mode: str = ""  # object lock asked for at create, given to the completed version (ObjectManifest's)
+    lock_until: float = 0.0
+    legal_hold: bool = False
+
+
+LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
+
+
+@dataclass(slots=True)
+class LockGuard:
+    """Who asks to remove or weaken a version's object lock, and when: the index refuses (ObjectLocked) what
+    the lock forbids at `now` (seconds since the epoch, the gateway's clock)."""
+
+    now: float
+    bypass_governance: bool = False  # x-amz-bypass-governance-retention, from someone allowed to bypass
+
+
+def retained(man: ObjectManifest, now: float) -> bool:
+    """Whether `man`'s retention still holds at `now`."""
+    return bool(man.lock_mode) and man.lock_until > now
 
 
 @dataclass(slots=True)

@@ -16,7 +16,7 @@ newer service, are dropped), as records.decode does.
 
 Error kinds (status): BucketAlreadyExists (409, with owner), BucketNotEmpty (409), DriveClaimed (409,
 with drive_id and node_id), UserExists (409), NoSuchBucket (404), NoSuchUpload (404), NoSuchNode (404),
-PreconditionFailed (412),
+PreconditionFailed (412), ObjectLocked (403),
 InvalidArgument (400: the index refused a value, ValueError), BadRequest (400: the body does not fit),
 Forbidden (403: signature), NotFound (404: no such operation), MethodNotAllowed (405), TooLarge (413),
 InternalError (500).
@@ -46,6 +46,7 @@ from metadata.index import (
     NoSuchBucket,
     NoSuchNode,
     NoSuchUpload,
+    ObjectLocked,
     PreconditionFailed,
     UserExists,
 )
@@ -244,6 +245,7 @@ _INDEX_ERRORS: dict[type[Exception], tuple[str, int]] = {
     NoSuchUpload: ("NoSuchUpload", 404),
     NoSuchNode: ("NoSuchNode", 404),
     PreconditionFailed: ("PreconditionFailed", 412),
+    ObjectLocked: ("ObjectLocked", 403),
 }
 INVALID_ARGUMENT = ("InvalidArgument", 400)  # the index refused an argument (ValueError)
 BAD_REQUEST = ("BadRequest", 400)  # the body does not fit the protocol
@@ -297,6 +299,7 @@ def error_from(status: int, doc: Any) -> Exception:
         "NoSuchNode": NoSuchNode,
         "UserExists": UserExists,
         "PreconditionFailed": PreconditionFailed,
+        "ObjectLocked": ObjectLocked,
         INVALID_ARGUMENT[0]: ValueError,
         BAD_REQUEST[0]: ValueError,
     }

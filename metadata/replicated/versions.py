@@ -10,14 +10,16 @@ as for current objects; read repair and anti-entropy cover the versions table li
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
-from metadata import keys, listing, versioning
+from metadata import keys, listing, object_lock, versioning
 from metadata.index import NoSuchBucket, VersionPage, check_condition
 from metadata.records import (
     NULL_VERSION,
     VERSIONING_STATES,
     BucketRecord,
     Condition,
+    LockGuard,
     ObjectManifest,
     PartRecord,
     decode,
@@ -26,7 +28,7 @@ from metadata.records import (
 from metadata.replica.merge import Entry
 from metadata.replica.protocol import Write
 from metadata.replicated.admin import ReplicatedAdmin
-from metadata.replicated.manifests import decode_manifest, manifest
+from metadata.replicated.manifests import decode_manifest, manifest, revised
 from metadata.replicated.merged_scan import Merged, SyncCursor
 from metadata.replicated.quorum import SCAN_BATCH, tomb
 
@@ -56,7 +58,23 @@ class ReplicatedVersions(ReplicatedAdmin):
             if current is None or current.tombstone:
                 raise NoSuchBucket(name)
             rec = decode(BucketRecord, current.value)
+            if rec.object_lock and status != "Enabled":
+                raise ValueError("a bucket with object lock keeps versioning Enabled")
             rec.versioning = status
+            return [Write("buckets", name.encode(), Entry(ts, False, encode(rec)))], None
+
+        await self._locked("buckets", name.encode(), decide)
+
+    async def set_bucket_lock(self, name: str, mode: str = "", days: int = 0, years: int = 0) -> None:
+        object_lock.check_rule(mode, days, years)
+
+        async def decide(current: Entry | None, ts: int) -> tuple[list[Write], None]:
+            if current is None or current.tombstone:
+                raise NoSuchBucket(name)
+            rec = decode(BucketRecord, current.value)
+            if rec.versioning != "Enabled":
+                raise ValueError("object lock needs versioning Enabled")
+            rec.object_lock, rec.lock_mode, rec.lock_days, rec.lock_years = True, mode, days, years
             return [Write("buckets", name.encode(), Entry(ts, False, encode(rec)))], None
 
         await self._locked("buckets", name.encode(), decide)
@@ -114,7 +132,9 @@ class ReplicatedVersions(ReplicatedAdmin):
         newest = await self._key_versions(bucket, key, limit=1)
         return newest[0] if newest else None
 
-    async def delete_version(self, bucket: str, key: str, version_id: str) -> ObjectManifest | None:
+    async def delete_version(
+        self, bucket: str, key: str, version_id: str, guard: LockGuard | None = None
+    ) -> ObjectManifest | None:
         async def decide(current: Entry | None, ts: int) -> tuple[list[Write], ObjectManifest | None]:
             if await self.get_bucket(bucket) is None:
                 raise NoSuchBucket(bucket)
@@ -122,10 +142,39 @@ class ReplicatedVersions(ReplicatedAdmin):
             target = await self._find_version(bucket, key, _s3_id(version_id), live)
             if target is None:
                 return [], None
+            object_lock.check_delete(target, guard)
             plan = versioning.plan_delete_version(target, live, await self._key_versions(bucket, key, limit=2))
             return plan_writes(bucket, key, plan, live, ts), plan.freed
 
         return await self._locked("objects", keys.composite(bucket, key), decide)
+
+    async def set_retention(
+        self, bucket: str, key: str, version_id: str, mode: str, until: float, guard: LockGuard
+    ) -> ObjectManifest | None:
+        return await self._revise(bucket, key, version_id, lambda m: object_lock.with_retention(m, mode, until, guard))
+
+    async def set_legal_hold(self, bucket: str, key: str, version_id: str, on: bool) -> ObjectManifest | None:
+        return await self._revise(bucket, key, version_id, lambda m: object_lock.with_legal_hold(m, on))
+
+    async def _revise(
+        self, bucket: str, key: str, version_id: str, change: Callable[[ObjectManifest], ObjectManifest]
+    ) -> ObjectManifest | None:
+        """One version as `change` makes it, written in place under the key's lock. The current version is
+        rewritten as update_part does (its own timestamp, a revision that outranks it), so a write stamped after
+        it still wins; a noncurrent one is written at the lock's timestamp, as every versions-table write is."""
+        k = keys.composite(bucket, key)
+
+        async def decide(current: Entry | None, ts: int) -> tuple[list[Write], ObjectManifest | None]:
+            live = manifest(current)
+            target = await self._find_version(bucket, key, _s3_id(version_id), live)
+            if target is None or target.delete_marker:
+                return [], None
+            man = change(target)
+            if current is not None and live is not None and live.version_id == man.version_id:
+                return [Write("objects", k, Entry(current.hlc, False, revised(current, man)))], man
+            return [Write("versions", versioning.version_composite(man), Entry(ts, False, encode(man)))], man
+
+        return await self._locked("objects", k, decide)
 
     async def _fix_noncurrent(self, bucket: str, key: str, version_id: str, part: PartRecord, ts: int) -> list[Write]:
         """update_part's writes for a noncurrent version, under the key's lock ([] if it has no such part)."""
