@@ -31,6 +31,7 @@ from gateway.context import Gateway
 from gateway.handlers import buckets as bucket_api
 from gateway.handlers import listing as listing_api
 from gateway.handlers import multipart as multipart_api
+from gateway.handlers import object_lock as lock_api
 from gateway.handlers import objects as object_api
 from gateway.handlers import versions as version_api
 from gateway.metrics import MaintenanceCollector, merge
@@ -49,10 +50,10 @@ Handler = Callable[[Gateway, S3Request], Awaitable[web.StreamResponse]]
 # Subresources S3 has and we do not: answered 501 rather than misread as a plain request.
 _BUCKET_UNSUPPORTED = frozenset(
     "accelerate acl analytics cors encryption intelligent-tiering inventory lifecycle logging metrics "
-    "notification object-lock ownershipControls policy policyStatus publicAccessBlock replication "
+    "notification ownershipControls policy policyStatus publicAccessBlock replication "
     "requestPayment tagging website".split()
 )
-_OBJECT_UNSUPPORTED = frozenset("acl attributes legal-hold restore retention select tagging torrent".split())
+_OBJECT_UNSUPPORTED = frozenset("acl attributes restore select tagging torrent".split())
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
 # Request ids: unique per process start and cheap (uuid4 per request cost 5% of a small GET's CPU).
 _RID_PREFIX = os.urandom(3).hex().upper()
@@ -80,6 +81,8 @@ def _route(req: S3Request) -> Handler:
             raise S3Error("NotImplemented", f"Bucket {sorted(unsupported)[0]} is not implemented.")
         if "versioning" in q or "versions" in q:  # never a plain bucket request (a DELETE must not delete it)
             return _versioning_route(method, q)
+        if "object-lock" in q:
+            return lock_api.bucket_route(method)
         if method == "GET":
             if "location" in q:
                 return bucket_api.bucket_location
@@ -98,6 +101,8 @@ def _route(req: S3Request) -> Handler:
     unsupported = _OBJECT_UNSUPPORTED.intersection(q)
     if unsupported:
         raise S3Error("NotImplemented", f"Object {sorted(unsupported)[0]} is not implemented.")
+    if "retention" in q or "legal-hold" in q:
+        return lock_api.object_route(method, q)
     copy = "x-amz-copy-source" in req.headers
     if method == "PUT":
         if "uploadId" in q:

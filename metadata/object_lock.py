@@ -19,7 +19,7 @@ def check_delete(man: ObjectManifest, guard: LockGuard | None) -> None:
     """Raise ObjectLocked if `man` may not be removed for good now (no guard: the caller checks nothing)."""
     if guard is None:
         return
-    if man.legal_hold:
+    if man.legal_hold == "ON":
         raise ObjectLocked("the version is under a legal hold")
     if retained(man, guard.now) and not (man.lock_mode == "GOVERNANCE" and guard.bypass_governance):
         raise ObjectLocked(f"the version is under {man.lock_mode} retention")
@@ -42,5 +42,5 @@ def with_retention(man: ObjectManifest, mode: str, until: float, guard: LockGuar
 
 
 def with_legal_hold(man: ObjectManifest, on: bool) -> ObjectManifest:
-    man.legal_hold = on
+    man.legal_hold = "ON" if on else "OFF"
     return man

@@ -72,10 +72,10 @@ class ObjectManifest:
     s3_version_id: str = ""
     delete_marker: bool = False  # a delete marker: no parts, no data
     # Object lock (docs/object-lock.md), per version: a LOCK_MODES mode ("" none) and the time (seconds since
-    # the epoch) its retention ends; a legal hold, which holds until taken off.
+    # the epoch) its retention ends; its legal hold: "ON" holds until turned "OFF" ("" never set).
     lock_mode: str = ""
     lock_until: float = 0.0
-    legal_hold: bool = False
+    legal_hold: str = ""
 
 
 NULL_VERSION = "null"
@@ -115,7 +115,7 @@ class UploadRecord:
     checksum_type: str = ""  # "COMPOSITE" | "FULL_OBJECT" | ""
     lock_mode: str = ""  # object lock asked for at create, given to the completed version (ObjectManifest's)
     lock_until: float = 0.0
-    legal_hold: bool = False
+    legal_hold: str = ""
 
 
 LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")

@@ -10,7 +10,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from gateway.context import Gateway
-from gateway.handlers import versions
+from gateway.handlers import object_lock, versions
 from gateway.handlers.buckets import check_access, owned_bucket, read_small_body, xml_response
 from gateway.objects.layer import StorageUnavailable
 from gateway.objects.pipelines import ReadError
@@ -141,11 +141,13 @@ async def put_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
         raise S3Error("InvalidRequest", "A key is required.")
     refuse_unsupported(req.headers)
     cond = put_condition(req)
+    locking = object_lock.new_version_lock(bucket, req, integrity=True)
     check_put_condition(cond, await gw.index.get_object(req.bucket, req.key) if cond else None)
     meta, headers, kind = user_metadata(req.headers), standard_headers(req.headers), content_type(req.headers)
     body = await open_body(req, MAX_PUT_SIZE)
     part = await store_body(gw, req, body, 0)
     man = versions.stamp(single_part_manifest(req, part, kind, headers, meta), bucket)
+    object_lock.stamp_lock(man, locking, bucket)
     await commit(gw, man, cond)
     h = {"ETag": f'"{man.etag}"', **checksum_response_headers(man.checksums), **versions.version_header(man, bucket)}
     return web.Response(status=200, headers=h)
@@ -169,6 +171,7 @@ def object_headers(man: ObjectManifest, req: S3Request) -> dict[str, str]:
         h["x-amz-mp-parts-count"] = str(len(man.parts))
     if man.s3_version_id or "versionId" in req.query:
         h["x-amz-version-id"] = s3_version(man)
+    h.update(object_lock.lock_response_headers(man))
     for param, header in _RESPONSE_OVERRIDES.items():
         if param in req.query:
             value = req.query[param]
@@ -277,7 +280,10 @@ async def _first_piece(stream: AsyncIterator[bytes]) -> bytes:
 async def delete_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     bucket = await owned_bucket(gw, req)
     version = versions.version_param(req)
-    _, headers = await versions.delete_key(gw, bucket, req.key, version, req.access_key) if req.key else (None, {})
+    guard = object_lock.guard(gw, req, bucket)
+    _, headers = (
+        await versions.delete_key(gw, bucket, req.key, version, req.access_key, guard) if req.key else (None, {})
+    )
     return web.Response(status=204, headers=headers)
 
 
@@ -305,6 +311,7 @@ async def delete_objects(gw: Gateway, req: S3Request) -> web.StreamResponse:
     if "Content-MD5" not in req.headers and not checksums.checksum_headers(req.headers.keys()):
         raise S3Error("InvalidRequest", "Missing required header for this request: Content-MD5 OR x-amz-checksum-*")
     keys, quiet = _delete_request(await read_small_body(req, body_checksums=True))
+    guard = object_lock.guard(gw, req, bucket)
     results: list[tuple[str, Any]] = []
     for key, version in keys:
         if len(key.encode()) > MAX_KEY_BYTES:
@@ -315,7 +322,15 @@ async def delete_objects(gw: Gateway, req: S3Request) -> web.StreamResponse:
                 ("Error", [("Key", key), ("VersionId", version), ("Code", "NoSuchVersion"), ("Message", _NO_VERSION)])
             )
             continue
-        _, headers = await versions.delete_key(gw, bucket, key, version, req.access_key)
+        try:
+            _, headers = await versions.delete_key(gw, bucket, key, version, req.access_key, guard)
+        except S3Error as err:  # a version object lock keeps: this entry fails, the others go on
+            if err.code != "AccessDenied":
+                raise
+            results.append(
+                ("Error", [("Key", key), ("VersionId", version), ("Code", err.code), ("Message", err.message)])
+            )
+            continue
         if not quiet:
             marker = headers.get("x-amz-delete-marker") == "true"
             done: list[tuple[str, Any]] = [("Key", key), ("VersionId", version)]
@@ -384,6 +399,7 @@ async def copy_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
             "object's metadata, storage class, website redirect location or encryption attributes.",
         )
     cond = put_condition(req)
+    locking = object_lock.new_version_lock(bucket, req)
     check_put_condition(cond, await gw.index.get_object(req.bucket, req.key) if cond else None)
     if directive == "REPLACE":
         kind, headers, meta = content_type(req.headers), standard_headers(req.headers), user_metadata(req.headers)
@@ -397,7 +413,7 @@ async def copy_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     now = time.time()
     part.last_modified = now
     man = versions.stamp(single_part_manifest(req, part, kind, headers, meta), bucket)
-    await commit(gw, man, cond)
+    await commit(gw, object_lock.stamp_lock(man, locking, bucket), cond)
     items: list[tuple[str, Any]] = [("LastModified", iso8601(now)), ("ETag", f'"{man.etag}"')]
     items += [(f"Checksum{a}", v) for a, v in man.checksums.items()]
     resp = xml_response(document("CopyObjectResult", items))
