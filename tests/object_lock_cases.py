@@ -199,6 +199,13 @@ def test_governance_bypass(s3: Any, bucket: str) -> None:
     s3.delete_object(Bucket=name, Key="g", VersionId=other, BypassGovernanceRetention=True)
     s3.delete_object(Bucket=name, Key="g", VersionId=vid)  # its retention was taken off
     assert version_ids(s3, name) == []
+    # DeleteObjects: per entry, the same rule.
+    third = s3.put_object(Bucket=name, Key="g", Body=b"third")["VersionId"]
+    batch = {"Objects": [{"Key": "g", "VersionId": third}]}
+    assert s3.delete_objects(Bucket=name, Delete=batch)["Errors"][0]["Code"] == "AccessDenied"
+    done = s3.delete_objects(Bucket=name, Delete=batch, BypassGovernanceRetention=True)
+    assert [d["VersionId"] for d in done["Deleted"]] == [third] and "Errors" not in done
+    assert version_ids(s3, name) == []
 
 
 def test_legal_hold_on_and_off(s3: Any, bucket: str) -> None:

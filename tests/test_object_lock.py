@@ -5,6 +5,7 @@ requests need, hostile headers and bodies, GC keeping a locked version's fragmen
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ from tests.object_lock_cases import (  # noqa: F401  (collected here)
     test_veeam_like_flow,
     version_ids,
 )
-from tests.s3_helpers import MiB, data, expect_error, md5_b64, signed_request
+from tests.s3_helpers import MiB, data, expect_error, md5_b64, signed_request, unique
 from tests.server_process import ServerProcess, start_server
 from tests.test_admin_embedded import fragment_files, wait_for
 from tests.test_versioning import status
@@ -183,3 +184,26 @@ def test_gc_keeps_a_locked_version(gc_srv: ServerProcess) -> None:
         got = s3.get_object(Bucket=name, Key="k", VersionId=vid)["Body"].read()
         assert hashlib.md5(got).digest() == hashlib.md5(body).digest()
     expect_error(s3.delete_object, "AccessDenied", 403, Bucket=name, Key="k", VersionId=ids[0])
+
+
+def test_aws_cli_object_lock(server: ServerProcess, s3: Any, tmp_path: Path) -> None:
+    """The aws-cli commands a backup operator types: a lock-enabled bucket, a default retention, an upload
+    (`aws s3 cp`, which sends its own checksums), a refused delete of the locked version, a legal hold."""
+    name = unique("cli")
+    server.aws("s3api", "create-bucket", "--bucket", name, "--object-lock-enabled-for-bucket")
+    rule = '{"ObjectLockEnabled":"Enabled","Rule":{"DefaultRetention":{"Mode":"COMPLIANCE","Days":1}}}'
+    server.aws("s3api", "put-object-lock-configuration", "--bucket", name, "--object-lock-configuration", rule)
+    src = tmp_path / "backup.bin"
+    src.write_bytes(data(2 * MiB))
+    server.aws("s3", "cp", str(src), f"s3://{name}/backup.bin")
+    head = json.loads(server.aws("s3api", "head-object", "--bucket", name, "--key", "backup.bin").stdout)
+    assert head["ObjectLockMode"] == "COMPLIANCE"
+    vid = head["VersionId"]
+    refused = server.aws(
+        "s3api", "delete-object", "--bucket", name, "--key", "backup.bin", "--version-id", vid, check=False
+    )
+    assert refused.returncode != 0 and "AccessDenied" in refused.stderr
+    hold = ("--legal-hold", "Status=ON")
+    server.aws("s3api", "put-object-legal-hold", "--bucket", name, "--key", "backup.bin", *hold)
+    got = json.loads(server.aws("s3api", "get-object-legal-hold", "--bucket", name, "--key", "backup.bin").stdout)
+    assert got["LegalHold"]["Status"] == "ON"
