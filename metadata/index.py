@@ -162,6 +162,10 @@ class Index(Protocol):
         """All buckets, sorted by name."""
         ...
 
+    async def set_bucket_tags(self, name: str, tags: dict[str, str]) -> None:
+        """Replace the bucket's tags (an empty dict removes them). Raises NoSuchBucket."""
+        ...
+
     # -- objects
     async def put_object(self, man: ObjectManifest, cond: Condition | None = None) -> ObjectManifest | None:
         """Make `man` the latest version at (man.bucket, man.key); return the version whose data is no
@@ -199,15 +203,15 @@ class Index(Protocol):
 
     async def set_retention(
         self, bucket: str, key: str, version_id: str, mode: str, until: float, guard: LockGuard
-    ) -> ObjectManifest | None:
-        """Set the retention of the version with S3 id `version_id` in place (mode "" and until 0 take it off)
-        and return the version as it now is; None if there is no such version (or it is a delete marker).
-        Its data and the rest of its record stay; it stays current or noncurrent. Raises ObjectLocked when its
-        retention forbids the change (object_lock.with_retention), ValueError for a bad mode."""
+    ) -> bool:
+        """Set the retention of the version with internal id `version_id` (current or not) in place, as
+        set_object_tags rewrites tags (mode "" and until 0 take it off); False, changing nothing, if there is no
+        such version or it is a delete marker. Raises ObjectLocked when its retention forbids the change
+        (object_lock.retention_change), ValueError for a bad mode."""
         ...
 
-    async def set_legal_hold(self, bucket: str, key: str, version_id: str, on: bool) -> ObjectManifest | None:
-        """Put a legal hold on the version (or take it off) in place, as set_retention does."""
+    async def set_legal_hold(self, bucket: str, key: str, version_id: str, on: bool) -> bool:
+        """Turn the legal hold of the version with internal id `version_id` on or off in place, as set_retention."""
         ...
 
     async def list_versions(
@@ -224,8 +228,17 @@ class Index(Protocol):
         versions again). Versions and common prefixes count towards max_keys. Raises NoSuchBucket."""
         ...
 
-    async def delete_object(self, bucket: str, key: str) -> ObjectManifest | None:
-        """Remove the object; return it (None if there was none). Raises NoSuchBucket."""
+    async def delete_object(self, bucket: str, key: str, cond: Condition | None = None) -> ObjectManifest | None:
+        """Remove the object; return it (None if there was none: nothing changes). Raises NoSuchBucket, and
+        PreconditionFailed when there is an object and it does not meet cond (checked atomically with the delete).
+        """
+        ...
+
+    async def set_object_tags(self, bucket: str, key: str, version_id: str, tags: dict[str, str]) -> bool:
+        """Replace the tags of the version with internal id `version_id` (current or not), only if (bucket,
+        key) still has it (otherwise change nothing and return False). The object's data and everything else of its
+        manifest stay as they are; like update_part, it never wins over a concurrent overwrite or delete.
+        """
         ...
 
     async def list_objects(
@@ -366,3 +379,9 @@ def check_condition(cond: Condition | None, current: ObjectManifest | None) -> N
             raise PreconditionFailed("no current object to match")
         if cond.if_match != "*" and cond.if_match != current.etag:
             raise PreconditionFailed(f"etag is {current.etag}")
+
+
+def check_delete_condition(cond: Condition | None, current: ObjectManifest | None) -> None:
+    """A delete's condition: only an object that is there can fail it (a missing one is simply not deleted)."""
+    if current is not None:
+        check_condition(cond, current)

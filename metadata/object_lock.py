@@ -3,6 +3,8 @@ version may be deleted for good, and how its retention and legal hold may change
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from metadata.index import ObjectLocked
 from metadata.records import LOCK_MODES, LockGuard, ObjectManifest, retained
 
@@ -25,22 +27,36 @@ def check_delete(man: ObjectManifest, guard: LockGuard | None) -> None:
         raise ObjectLocked(f"the version is under {man.lock_mode} retention")
 
 
-def with_retention(man: ObjectManifest, mode: str, until: float, guard: LockGuard) -> ObjectManifest:
-    """`man` with its retention set to `mode` until `until` ("" and 0 take it off), if the lock allows it:
-    while retention holds, COMPLIANCE may only be extended, and GOVERNANCE may be extended or made COMPLIANCE
-    but shortened or taken off only with a bypass. Raises ObjectLocked, ValueError for a bad mode."""
+def retention_change(mode: str, until: float, guard: LockGuard) -> Callable[[ObjectManifest], bool]:
+    """Index.set_retention's rewrite: a version's retention set to `mode` until `until` ("" and 0 take it off),
+    if the lock allows it. While retention holds, COMPLIANCE may only be extended, and GOVERNANCE may be
+    extended or made COMPLIANCE but shortened or taken off only with a bypass: ObjectLocked otherwise.
+    A delete marker has no lock (False: nothing changes). Raises ValueError for a bad mode at once."""
     if mode not in ("", *LOCK_MODES) or (mode and until <= 0):
         raise ValueError(f"retention mode must be one of {', '.join(LOCK_MODES)} with a date, not {mode!r}")
-    if retained(man, guard.now):
-        weaker = not mode or until < man.lock_until
-        if man.lock_mode == "COMPLIANCE" and (weaker or mode != "COMPLIANCE"):
-            raise ObjectLocked("COMPLIANCE retention can only be extended")
-        if man.lock_mode == "GOVERNANCE" and weaker and not guard.bypass_governance:
-            raise ObjectLocked("GOVERNANCE retention can be shortened or removed only with a bypass")
-    man.lock_mode, man.lock_until = mode, until if mode else 0.0
-    return man
+
+    def change(man: ObjectManifest) -> bool:
+        if man.delete_marker:
+            return False
+        if retained(man, guard.now):
+            weaker = not mode or until < man.lock_until
+            if man.lock_mode == "COMPLIANCE" and (weaker or mode != "COMPLIANCE"):
+                raise ObjectLocked("COMPLIANCE retention can only be extended")
+            if man.lock_mode == "GOVERNANCE" and weaker and not guard.bypass_governance:
+                raise ObjectLocked("GOVERNANCE retention can be shortened or removed only with a bypass")
+        man.lock_mode, man.lock_until = mode, until if mode else 0.0
+        return True
+
+    return change
 
 
-def with_legal_hold(man: ObjectManifest, on: bool) -> ObjectManifest:
-    man.legal_hold = "ON" if on else "OFF"
-    return man
+def legal_hold_change(on: bool) -> Callable[[ObjectManifest], bool]:
+    """Index.set_legal_hold's rewrite (a delete marker has none: False)."""
+
+    def change(man: ObjectManifest) -> bool:
+        if man.delete_marker:
+            return False
+        man.legal_hold = "ON" if on else "OFF"
+        return True
+
+    return change

@@ -17,6 +17,10 @@ pytest.register_assert_rewrite(
     "tests.versioning_cases",
     "tests.lock_contract",
 )
+pytest.register_assert_rewrite("tests.aws_chunked_helpers", "tests.sigv4_helpers")  # so are these helpers
+
+# The storage-node fixtures the test_remote_drive* modules share (node, remote, node_process).
+pytest_plugins = ["tests.remote_drive_helpers"]
 
 
 @pytest.fixture(scope="module")

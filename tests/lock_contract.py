@@ -66,14 +66,14 @@ class LockContract:
         await index.put_object(new)
         guard = LockGuard(NOW)
         for man in (old, new):  # a noncurrent version and the current one
-            got = await index.set_retention(name, "k", man.s3_version_id, "GOVERNANCE", LATER, guard)
-            assert got is not None and (got.lock_mode, got.lock_until) == ("GOVERNANCE", LATER)
+            assert await index.set_retention(name, "k", man.version_id, "GOVERNANCE", LATER, guard)
             stored = await index.get_version(name, "k", man.s3_version_id)
+            assert stored is not None and (stored.lock_mode, stored.lock_until) == ("GOVERNANCE", LATER)
             assert stored is not None and stored.lock_mode == "GOVERNANCE" and stored.parts == man.parts
         current = await index.get_object(name, "k")
         assert current is not None and current.s3_version_id == new.s3_version_id and current.lock_until == LATER
-        assert await index.set_retention(name, "k", "0" * 32, "GOVERNANCE", LATER, guard) is None
-        assert await index.set_legal_hold(name, "nokey", new.s3_version_id, True) is None
+        assert not await index.set_retention(name, "k", "0" * 32, "GOVERNANCE", LATER, guard)
+        assert not await index.set_legal_hold(name, "nokey", new.version_id, True)
         page = await index.list_versions(name)
         assert [e.manifest.s3_version_id for e in page.versions] == [new.s3_version_id, old.s3_version_id]
 
@@ -81,27 +81,30 @@ class LockContract:
         name = await locked_bucket(index)
         man = version(name, "c")
         await index.put_object(man)
-        vid, guard = man.s3_version_id, LockGuard(NOW, bypass_governance=True)
+        vid, guard = man.version_id, LockGuard(NOW, bypass_governance=True)
         await index.set_retention(name, "c", vid, "COMPLIANCE", LATER, guard)
         for mode, until in [("COMPLIANCE", LATER - 1), ("GOVERNANCE", LATER + 10), ("", 0.0)]:
             with pytest.raises(ObjectLocked):
                 await index.set_retention(name, "c", vid, mode, until, guard)
-        got = await index.set_retention(name, "c", vid, "COMPLIANCE", LATER + 60, guard)
+        assert await index.set_retention(name, "c", vid, "COMPLIANCE", LATER + 60, guard)
+        got = await index.get_object(name, "c")
         assert got is not None and got.lock_until == LATER + 60
         # Once the retention has passed, anything goes.
-        got = await index.set_retention(name, "c", vid, "", 0.0, LockGuard(LATER + 61))
+        assert await index.set_retention(name, "c", vid, "", 0.0, LockGuard(LATER + 61))
+        got = await index.get_object(name, "c")
         assert got is not None and got.lock_mode == "" and got.lock_until == 0.0
 
     async def test_governance_needs_bypass_to_shorten(self, index: Index) -> None:
         name = await locked_bucket(index)
         man = version(name, "g")
         await index.put_object(man)
-        vid = man.s3_version_id
+        vid = man.version_id
         await index.set_retention(name, "g", vid, "GOVERNANCE", LATER, LockGuard(NOW))
         with pytest.raises(ObjectLocked):
             await index.set_retention(name, "g", vid, "GOVERNANCE", LATER - 5, LockGuard(NOW))
         await index.set_retention(name, "g", vid, "GOVERNANCE", LATER + 5, LockGuard(NOW))  # extending is free
-        got = await index.set_retention(name, "g", vid, "GOVERNANCE", NOW + 1, LockGuard(NOW, True))
+        assert await index.set_retention(name, "g", vid, "GOVERNANCE", NOW + 1, LockGuard(NOW, True))
+        got = await index.get_object(name, "g")
         assert got is not None and got.lock_until == NOW + 1
         with pytest.raises(ValueError):
             await index.set_retention(name, "g", vid, "FOREVER", LATER, LockGuard(NOW))
@@ -111,9 +114,9 @@ class LockContract:
         gov, comp, held = version(name, "d"), version(name, "d"), version(name, "d")
         for man in (gov, comp, held):
             await index.put_object(man)
-        await index.set_retention(name, "d", gov.s3_version_id, "GOVERNANCE", LATER, LockGuard(NOW))
-        await index.set_retention(name, "d", comp.s3_version_id, "COMPLIANCE", LATER, LockGuard(NOW))
-        await index.set_legal_hold(name, "d", held.s3_version_id, True)
+        assert await index.set_retention(name, "d", gov.version_id, "GOVERNANCE", LATER, LockGuard(NOW))
+        assert await index.set_retention(name, "d", comp.version_id, "COMPLIANCE", LATER, LockGuard(NOW))
+        assert await index.set_legal_hold(name, "d", held.version_id, True)
         for man in (gov, comp, held):
             with pytest.raises(ObjectLocked):
                 await index.delete_version(name, "d", man.s3_version_id, LockGuard(NOW))
@@ -126,7 +129,8 @@ class LockContract:
         assert removed is not None and removed.s3_version_id == gov.s3_version_id
         removed = await index.delete_version(name, "d", comp.s3_version_id, LockGuard(LATER + 1))
         assert removed is not None
-        off = await index.set_legal_hold(name, "d", held.s3_version_id, False)
+        assert await index.set_legal_hold(name, "d", held.version_id, False)
+        off = await index.get_version(name, "d", held.s3_version_id)
         assert off is not None and off.legal_hold == "OFF"
         assert await index.delete_version(name, "d", held.s3_version_id, LockGuard(NOW)) is not None
         assert (await index.list_versions(name)).versions == []
@@ -135,5 +139,6 @@ class LockContract:
         name = await locked_bucket(index)
         marker = version(name, "m", marker=True)
         await index.put_object(marker)
-        assert await index.set_legal_hold(name, "m", marker.s3_version_id, True) is None
+        assert not await index.set_legal_hold(name, "m", marker.version_id, True)
+        assert not await index.set_retention(name, "m", marker.version_id, "GOVERNANCE", LATER, LockGuard(NOW))
         assert await index.delete_version(name, "m", marker.s3_version_id, LockGuard(NOW)) is not None

@@ -129,13 +129,12 @@ UNSUPPORTED_WRITES: list[dict[str, Any]] = [
     {"ServerSideEncryption": "AES256"},
     {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "some-key"},
     {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": "k" * 32},
-    {"Tagging": "project=x"},
 ]
 
 
 @pytest.mark.parametrize("extra", UNSUPPORTED_WRITES)
 def test_unsupported_write_features_refused(s3: Any, bucket: str, extra: dict[str, Any]) -> None:
-    """Encryption and tags are not implemented: refused, never acknowledged and dropped."""
+    """Encryption is not implemented: refused, never acknowledged and dropped."""
     s3.put_object(Bucket=bucket, Key="src", Body=b"source")
     expect_error(s3.put_object, "NotImplemented", 501, Bucket=bucket, Key="k", Body=b"x", **extra)
     expect_error(s3.copy_object, "NotImplemented", 501, Bucket=bucket, Key="k", CopySource=f"{bucket}/src", **extra)

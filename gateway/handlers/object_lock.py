@@ -17,7 +17,7 @@ from gateway.s3.errors import S3Error
 from gateway.s3.request import S3Request
 from gateway.s3.xml import document, iso8601
 from metadata.index import NoSuchBucket, ObjectLocked
-from metadata.records import BucketRecord, LockGuard, ObjectManifest, s3_version
+from metadata.records import BucketRecord, LockGuard, ObjectManifest
 
 Handler = Callable[[Gateway, S3Request], Awaitable[web.StreamResponse]]
 DAY = 86400.0
@@ -25,23 +25,6 @@ YEAR_DAYS = 365  # a default retention in years counts 365 days a year
 _NO_CONFIG = "Object Lock configuration does not exist for this bucket"
 _NO_OBJECT_CONFIG = "The specified object does not have a ObjectLock configuration"
 _NOT_ENABLED = "Versioning must be 'Enabled' on the bucket to apply a Object Lock configuration"
-
-
-def bucket_route(method: str) -> Handler:
-    if method == "GET":
-        return get_lock_configuration
-    if method == "PUT":
-        return put_lock_configuration
-    raise S3Error("MethodNotAllowed")
-
-
-def object_route(method: str, query: Any) -> Handler:
-    retention = "retention" in query
-    if method == "GET":
-        return get_retention if retention else get_legal_hold
-    if method == "PUT":
-        return put_retention if retention else put_legal_hold
-    raise S3Error("MethodNotAllowed")
 
 
 # -- what writes, reads and deletes share
@@ -123,8 +106,8 @@ async def _locked_version(gw: Gateway, req: S3Request) -> tuple[BucketRecord, Ob
     return bucket, await versions.read_version(gw, req, bucket)
 
 
-def _revised(man: ObjectManifest | None, req: S3Request) -> web.StreamResponse:
-    if man is None:  # deleted since we read it
+def _revised(done: bool, req: S3Request) -> web.StreamResponse:
+    if not done:  # deleted since we read it
         raise S3Error("NoSuchVersion" if "versionId" in req.query else "NoSuchKey", Key=req.key)
     return web.Response(status=200)
 
@@ -144,7 +127,7 @@ async def put_retention(gw: Gateway, req: S3Request) -> web.StreamResponse:
     mode, until = lock.parse_retention(await read_small_body(req, body_checksums=True))
     if mode:
         lock.check_future(until, time.time())
-    vid = s3_version(await versions.read_version(gw, req, bucket))
+    vid = (await versions.read_version(gw, req, bucket)).version_id
     try:
         revised = await gw.index.set_retention(req.bucket, req.key, vid, mode, until, guard(gw, req, bucket))
     except ObjectLocked:
@@ -165,4 +148,10 @@ async def put_legal_hold(gw: Gateway, req: S3Request) -> web.StreamResponse:
     lock.require_integrity(req.headers)
     on = lock.parse_legal_hold(await read_small_body(req, body_checksums=True))
     man = await versions.read_version(gw, req, bucket)
-    return _revised(await gw.index.set_legal_hold(req.bucket, req.key, s3_version(man), on), req)
+    return _revised(await gw.index.set_legal_hold(req.bucket, req.key, man.version_id, on), req)
+
+
+# The subresources' handlers by method, for the router.
+CONFIGURATION: dict[str, Handler] = {"GET": get_lock_configuration, "PUT": put_lock_configuration}
+RETENTION: dict[str, Handler] = {"GET": get_retention, "PUT": put_retention}
+LEGAL_HOLD: dict[str, Handler] = {"GET": get_legal_hold, "PUT": put_legal_hold}

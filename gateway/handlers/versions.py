@@ -14,10 +14,9 @@ from gateway.handlers.buckets import owned_bucket, owner_items, read_small_body,
 from gateway.handlers.listing import MAX_KEYS, encoder, url_encoding
 from gateway.objects.layer import new_id
 from gateway.s3.errors import S3Error
-from gateway.s3.object_lock import LOCKED
 from gateway.s3.request import S3Request, int_param
 from gateway.s3.xml import child_text, document, http_date, iso8601, parse
-from metadata.index import NoSuchBucket, ObjectLocked
+from metadata.index import NoSuchBucket
 from metadata.records import (
     VERSIONING_STATES,
     BucketRecord,
@@ -130,12 +129,9 @@ async def delete_key(
 ) -> tuple[ObjectManifest | None, dict[str, str]]:
     """DeleteObject of `key` (one version, with `version`): what was removed or added, and the answer's
     headers. Without a version in a bucket with versioning configured, a delete marker becomes the latest.
-    A version its object lock protects (judged by `guard`) is kept: AccessDenied."""
+    A version its object lock protects (judged by `guard`) is kept: the index raises ObjectLocked."""
     if version is not None:
-        try:
-            old = await gw.index.delete_version(bucket.name, key, version, guard)
-        except ObjectLocked:
-            raise S3Error("AccessDenied", LOCKED) from None
+        old = await gw.index.delete_version(bucket.name, key, version, guard)
         if old is not None:
             gw.layer.discard(old.parts)
         headers = {"x-amz-version-id": version}

@@ -9,14 +9,14 @@ Like admin_tables.py, each function is a transaction body run by LocalIndex with
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import lmdb
 
 from metadata import keys, object_lock, versioning
 from metadata.index import check_condition
-from metadata.records import Condition, LockGuard, ObjectManifest, PartRecord, decode, encode
+from metadata.records import Condition, LockGuard, ObjectManifest, decode, encode
 
 DBS = ("versions",)
 
@@ -111,9 +111,11 @@ def any_in(txn: lmdb.Transaction, dbs: Dbs, bucket: str) -> bool:
     return bool(cur.set_range(ns) and cur.key().startswith(ns))
 
 
-def update_part(txn: lmdb.Transaction, dbs: Dbs, bucket: str, key: str, version_id: str, part: PartRecord) -> bool:
-    """Index.update_part for a noncurrent version (the current one is LocalIndex's own case)."""
-    man = versioning.with_part(key_versions(txn, dbs, bucket, key), version_id, part)
+def rewrite(
+    txn: lmdb.Transaction, dbs: Dbs, bucket: str, key: str, version_id: str, change: Callable[[ObjectManifest], bool]
+) -> bool:
+    """A rewrite in place (update_part, set_object_tags) of a noncurrent version; LocalIndex does the current one."""
+    man = versioning.rewritten(key_versions(txn, dbs, bucket, key), version_id, change)
     if man is not None:
         txn.put(keys.encode(versioning.version_composite(man)), encode(man), db=dbs["versions"])
     return man is not None

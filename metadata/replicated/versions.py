@@ -21,14 +21,13 @@ from metadata.records import (
     Condition,
     LockGuard,
     ObjectManifest,
-    PartRecord,
     decode,
     encode,
 )
 from metadata.replica.merge import Entry
 from metadata.replica.protocol import Write
 from metadata.replicated.admin import ReplicatedAdmin
-from metadata.replicated.manifests import decode_manifest, manifest, revised
+from metadata.replicated.manifests import decode_manifest, manifest
 from metadata.replicated.merged_scan import Merged, SyncCursor
 from metadata.replicated.quorum import SCAN_BATCH, tomb
 
@@ -148,40 +147,15 @@ class ReplicatedVersions(ReplicatedAdmin):
 
         return await self._locked("objects", keys.composite(bucket, key), decide)
 
-    async def set_retention(
-        self, bucket: str, key: str, version_id: str, mode: str, until: float, guard: LockGuard
-    ) -> ObjectManifest | None:
-        return await self._revise(bucket, key, version_id, lambda m: object_lock.with_retention(m, mode, until, guard))
-
-    async def set_legal_hold(self, bucket: str, key: str, version_id: str, on: bool) -> ObjectManifest | None:
-        return await self._revise(bucket, key, version_id, lambda m: object_lock.with_legal_hold(m, on))
-
-    async def _revise(
-        self, bucket: str, key: str, version_id: str, change: Callable[[ObjectManifest], ObjectManifest]
-    ) -> ObjectManifest | None:
-        """One version as `change` makes it, written in place under the key's lock. The current version is
-        rewritten as update_part does (its own timestamp, a revision that outranks it), so a write stamped after
-        it still wins; a noncurrent one is written at the lock's timestamp, as every versions-table write is."""
-        k = keys.composite(bucket, key)
-
-        async def decide(current: Entry | None, ts: int) -> tuple[list[Write], ObjectManifest | None]:
-            live = manifest(current)
-            target = await self._find_version(bucket, key, _s3_id(version_id), live)
-            if target is None or target.delete_marker:
-                return [], None
-            man = change(target)
-            if current is not None and live is not None and live.version_id == man.version_id:
-                return [Write("objects", k, Entry(current.hlc, False, revised(current, man)))], man
-            return [Write("versions", versioning.version_composite(man), Entry(ts, False, encode(man)))], man
-
-        return await self._locked("objects", k, decide)
-
-    async def _fix_noncurrent(self, bucket: str, key: str, version_id: str, part: PartRecord, ts: int) -> list[Write]:
-        """update_part's writes for a noncurrent version, under the key's lock ([] if it has no such part)."""
-        man = versioning.with_part(await self._key_versions(bucket, key), version_id, part)
-        return (
-            [] if man is None else [Write("versions", versioning.version_composite(man), Entry(ts, False, encode(man)))]
-        )
+    async def _rewrite_noncurrent(
+        self, bucket: str, key: str, version_id: str, change: Callable[[ObjectManifest], bool], ts: int
+    ) -> list[Write]:
+        """The writes of a rewrite in place of a noncurrent version, under the key's lock ([] if there is none:
+        every write to a key of a versioned bucket holds that lock, so this one may take a new timestamp)."""
+        man = versioning.rewritten(await self._key_versions(bucket, key), version_id, change)
+        if man is None:
+            return []
+        return [Write("versions", versioning.version_composite(man), Entry(ts, False, encode(man)))]
 
     async def list_versions(
         self,
