@@ -60,3 +60,19 @@ def legal_hold_change(on: bool) -> Callable[[ObjectManifest], bool]:
         return True
 
     return change
+
+
+class LockRewrites:
+    """Index.set_retention and set_legal_hold for a store that rewrites a version in place with `_rewrite`, as
+    its set_object_tags and update_part do (LocalIndex, ReplicatedIndex)."""
+
+    async def _rewrite(self, bucket: str, key: str, version_id: str, change: Callable[[ObjectManifest], bool]) -> bool:
+        raise NotImplementedError
+
+    async def set_retention(
+        self, bucket: str, key: str, version_id: str, mode: str, until: float, guard: LockGuard
+    ) -> bool:
+        return await self._rewrite(bucket, key, version_id, retention_change(mode, until, guard))
+
+    async def set_legal_hold(self, bucket: str, key: str, version_id: str, on: bool) -> bool:
+        return await self._rewrite(bucket, key, version_id, legal_hold_change(on))

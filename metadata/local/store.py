@@ -95,7 +95,7 @@ class _BucketCursor(Generic[V]):
 READER_THREADS = 4
 
 
-class LocalIndex:
+class LocalIndex(object_lock.LockRewrites):
     """The Index on an LMDB environment in a directory. Create it with LocalIndex.open()."""
 
     def __init__(self, env: lmdb_env.LmdbEnv) -> None:
@@ -267,14 +267,6 @@ class LocalIndex:
             return versions.delete(txn, self._db, bucket, key, _s3_id(version_id), guard)
 
         return await self._run(True, tx)
-
-    async def set_retention(
-        self, bucket: str, key: str, version_id: str, mode: str, until: float, guard: LockGuard
-    ) -> bool:
-        return await self._rewrite(bucket, key, version_id, object_lock.retention_change(mode, until, guard))
-
-    async def set_legal_hold(self, bucket: str, key: str, version_id: str, on: bool) -> bool:
-        return await self._rewrite(bucket, key, version_id, object_lock.legal_hold_change(on))
 
     async def list_versions(
         self,

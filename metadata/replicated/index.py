@@ -48,7 +48,6 @@ from metadata.index import (
 from metadata.records import (
     BucketRecord,
     Condition,
-    LockGuard,
     ObjectManifest,
     PartRecord,
     UploadRecord,
@@ -72,7 +71,7 @@ def _upload_key(rec: UploadRecord) -> bytes:
     return keys.composite(rec.bucket, rec.key) + b"\x00" + keys.sortable(rec.initiated) + rec.upload_id.encode()
 
 
-class ReplicatedIndex(ReplicatedVersions):
+class ReplicatedIndex(ReplicatedVersions, object_lock.LockRewrites):
     """The Index over `replicas` (three: any two of them are a quorum)."""
 
     # -- buckets
@@ -187,14 +186,6 @@ class ReplicatedIndex(ReplicatedVersions):
             return True
 
         return await self._rewrite(bucket, key, version_id, retag)
-
-    async def set_retention(
-        self, bucket: str, key: str, version_id: str, mode: str, until: float, guard: LockGuard
-    ) -> bool:
-        return await self._rewrite(bucket, key, version_id, object_lock.retention_change(mode, until, guard))
-
-    async def set_legal_hold(self, bucket: str, key: str, version_id: str, on: bool) -> bool:
-        return await self._rewrite(bucket, key, version_id, object_lock.legal_hold_change(on))
 
     async def update_part(self, bucket: str, key: str, version_id: str, part: PartRecord) -> bool:
         """Rewrite the current version with `part` in place, under the key's lock, never superseding anything.
