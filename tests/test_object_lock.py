@@ -29,6 +29,7 @@ from tests.object_lock_cases import (  # noqa: F401  (collected here)
 from tests.s3_helpers import MiB, data, expect_error, md5_b64, signed_request, unique
 from tests.server_process import ServerProcess, start_server
 from tests.test_admin_embedded import fragment_files, wait_for
+from tests.test_users import add_user, user_client
 from tests.test_versioning import status
 
 INTEGRITY = "Content-MD5 OR x-amz-checksum- HTTP header is required for Put Object requests with Object Lock parameters"
@@ -207,3 +208,31 @@ def test_aws_cli_object_lock(server: ServerProcess, s3: Any, tmp_path: Path) -> 
     server.aws("s3api", "put-object-legal-hold", "--bucket", name, "--key", "backup.bin", *hold)
     got = json.loads(server.aws("s3api", "get-object-legal-hold", "--bucket", name, "--key", "backup.bin").stdout)
     assert got["LegalHold"]["Status"] == "ON"
+
+
+def test_a_users_own_lock_binds_them_and_the_root(server: ServerProcess, s3: Any) -> None:
+    """A bucket's owner may bypass GOVERNANCE retention (as the root may); COMPLIANCE and legal holds bind the
+    owner and the root alike; other users cannot reach the bucket at all."""
+    owner = user_client(server.endpoint, add_user(server.endpoint, unique("owner")))
+    stranger = user_client(server.endpoint, add_user(server.endpoint, unique("other")))
+    name = locked_bucket(owner, "GOVERNANCE", 1)
+    gov = owner.put_object(Bucket=name, Key="k", Body=b"governed")["VersionId"]
+    comp = owner.put_object(
+        Bucket=name, Key="k", Body=b"kept", ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate=ahead(3600)
+    )["VersionId"]
+    for client in (owner, s3):
+        expect_error(
+            client.delete_object,
+            "AccessDenied",
+            403,
+            Bucket=name,
+            Key="k",
+            VersionId=comp,
+            BypassGovernanceRetention=True,
+        )
+    expect_error(
+        stranger.delete_object, "AccessDenied", 403, Bucket=name, Key="k", VersionId=gov, BypassGovernanceRetention=True
+    )
+    expect_error(owner.delete_object, "AccessDenied", 403, Bucket=name, Key="k", VersionId=gov)
+    owner.delete_object(Bucket=name, Key="k", VersionId=gov, BypassGovernanceRetention=True)
+    assert version_ids(s3, name) == [comp]
