@@ -33,6 +33,7 @@ from gateway.context import Gateway
 from gateway.handlers import buckets as bucket_api
 from gateway.handlers import listing as listing_api
 from gateway.handlers import multipart as multipart_api
+from gateway.handlers import object_lock as lock_api
 from gateway.handlers import objects as object_api
 from gateway.handlers import tagging as tagging_api
 from gateway.handlers import versions as version_api
@@ -53,10 +54,10 @@ Handler = Callable[[Gateway, S3Request], Awaitable[web.StreamResponse]]
 # Subresources S3 has and we do not: answered 501 rather than misread as a plain request.
 _BUCKET_UNSUPPORTED = frozenset(
     "accelerate acl analytics cors encryption intelligent-tiering inventory lifecycle logging metrics "
-    "notification object-lock ownershipControls policy policyStatus publicAccessBlock replication "
+    "notification ownershipControls policy policyStatus publicAccessBlock replication "
     "requestPayment website".split()
 )
-_OBJECT_UNSUPPORTED = frozenset("acl legal-hold restore retention select torrent".split())
+_OBJECT_UNSUPPORTED = frozenset("acl restore select torrent".split())
 _BUCKET_TAGGING: dict[str, Handler] = {
     "GET": tagging_api.get_bucket_tagging,
     "PUT": tagging_api.put_bucket_tagging,
@@ -99,6 +100,8 @@ def _route(req: S3Request) -> Handler:
             return _subresource(_VERSIONING, method)
         if "versions" in q:
             return _subresource({"GET": version_api.list_object_versions}, method)
+        if "object-lock" in q:
+            return _subresource(lock_api.CONFIGURATION, method)
         if method == "GET":
             if "location" in q:
                 return bucket_api.bucket_location
@@ -121,6 +124,10 @@ def _route(req: S3Request) -> Handler:
         return _subresource(_OBJECT_TAGGING, method)
     if "attributes" in q:
         return _subresource({"GET": get_object_attributes}, method)
+    if "retention" in q:
+        return _subresource(lock_api.RETENTION, method)
+    if "legal-hold" in q:
+        return _subresource(lock_api.LEGAL_HOLD, method)
     copy = "x-amz-copy-source" in req.headers
     if method == "PUT":
         if "uploadId" in q:

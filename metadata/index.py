@@ -15,6 +15,7 @@ from typing import Protocol
 from metadata.records import (
     BucketRecord,
     Condition,
+    LockGuard,
     NodeRecord,
     ObjectManifest,
     PartRecord,
@@ -48,6 +49,10 @@ class NoSuchUpload(MetadataError):
 
 class PreconditionFailed(MetadataError):
     pass
+
+
+class ObjectLocked(MetadataError):
+    """Object lock forbids the change: a version under retention or legal hold (metadata/object_lock.py)."""
 
 
 class DriveClaimed(MetadataError):
@@ -135,7 +140,14 @@ class Index(Protocol):
 
     async def set_versioning(self, name: str, status: str) -> None:
         """Set a bucket's versioning to "Enabled" or "Suspended" (records.VERSIONING_STATES); once set it
-        is never "" again. Raises NoSuchBucket, ValueError for another status."""
+        is never "" again. Raises NoSuchBucket, ValueError for another status, or "Suspended" while the bucket
+        has object lock."""
+        ...
+
+    async def set_bucket_lock(self, name: str, mode: str = "", days: int = 0, years: int = 0) -> None:
+        """Turn object lock on for good (docs/object-lock.md) and set the default retention of new versions:
+        a records.LOCK_MODES mode with days or years (not both), or none (mode ""). Raises NoSuchBucket,
+        ValueError for another rule or while the bucket's versioning is not "Enabled"."""
         ...
 
     async def delete_bucket(self, name: str) -> list[PartRecord]:
@@ -180,10 +192,26 @@ class Index(Protocol):
         """The key's newest version, a delete marker included: what answers a GET that found no current one."""
         ...
 
-    async def delete_version(self, bucket: str, key: str, version_id: str) -> ObjectManifest | None:
+    async def delete_version(
+        self, bucket: str, key: str, version_id: str, guard: LockGuard | None = None
+    ) -> ObjectManifest | None:
         """Remove one version or delete marker for good and return it (None if there was none). When it
         was the newest, the next newest becomes the latest (current, unless it is a delete marker).
+        With a guard, a version its object lock protects is kept: raises ObjectLocked (object_lock.check_delete).
         Raises NoSuchBucket."""
+        ...
+
+    async def set_retention(
+        self, bucket: str, key: str, version_id: str, mode: str, until: float, guard: LockGuard
+    ) -> bool:
+        """Set the retention of the version with internal id `version_id` (current or not) in place, as
+        set_object_tags rewrites tags (mode "" and until 0 take it off); False, changing nothing, if there is no
+        such version or it is a delete marker. Raises ObjectLocked when its retention forbids the change
+        (object_lock.retention_change), ValueError for a bad mode."""
+        ...
+
+    async def set_legal_hold(self, bucket: str, key: str, version_id: str, on: bool) -> bool:
+        """Turn the legal hold of the version with internal id `version_id` on or off in place, as set_retention."""
         ...
 
     async def list_versions(

@@ -106,12 +106,6 @@ def test_valid_bucket_names(s3: Any, name: str) -> None:
     assert s3.get_object(Bucket=name, Key="k")["Body"].read() == b"v"
 
 
-def test_object_lock_bucket_refused(s3: Any) -> None:
-    name = unique()
-    expect_error(s3.create_bucket, "NotImplemented", 501, Bucket=name, ObjectLockEnabledForBucket=True)
-    expect_error(s3.head_bucket, "404", 404, Bucket=name)
-
-
 def test_delete_non_empty(s3: Any, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="k", Body=b"x")
     resp = expect_error(s3.delete_bucket, "BucketNotEmpty", 409, Bucket=bucket)

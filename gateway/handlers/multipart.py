@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.context import Gateway
-from gateway.handlers import versions
+from gateway.handlers import object_lock, versions
 from gateway.handlers.buckets import owned_bucket, owner_items, read_small_body, xml_response
 from gateway.handlers.listing import encoder, url_encoding
 from gateway.handlers.objects import (
@@ -28,6 +28,7 @@ from gateway.s3 import checksums
 from gateway.s3.body import open_body, stream_source
 from gateway.s3.errors import S3Error
 from gateway.s3.numbers import MAX_VALUE, decimal, position
+from gateway.s3.object_lock import LockRequest
 from gateway.s3.request import (
     MAX_PARTS,
     S3Request,
@@ -67,10 +68,11 @@ def _part_number(req: S3Request) -> int:
 
 
 async def create_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
-    await owned_bucket(gw, req)
+    bucket = await owned_bucket(gw, req)
     if not req.key:
         raise S3Error("InvalidRequest", "A key is required.")
     refuse_unsupported(req.headers)
+    locking = object_lock.new_version_lock(bucket, req)
     algo = req.headers.get("x-amz-checksum-algorithm", "")
     kind = req.headers.get("x-amz-checksum-type", "").upper()
     if algo:
@@ -103,6 +105,9 @@ async def create_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
         checksum_algorithm=algo,
         checksum_type=kind,
         tags=header_tags(req.headers),
+        lock_mode=locking.mode,
+        lock_until=locking.until,
+        legal_hold=locking.legal_hold,
     )
     try:
         await gw.index.create_upload(rec)
@@ -324,6 +329,8 @@ async def complete_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
     )
     bucket = await gw.bucket(upload.bucket)
     versions.stamp(man, bucket)
+    asked = LockRequest(upload.lock_mode, upload.lock_until, upload.legal_hold)  # as CreateMultipartUpload asked
+    object_lock.stamp_lock(man, asked, bucket)
     try:
         done = await gw.index.complete_upload(upload.upload_id, man, cond)
     except NoSuchUpload:

@@ -12,13 +12,14 @@ from aiohttp import web
 
 from cluster.service import exchange
 from gateway.context import Gateway
-from gateway.handlers import versions
+from gateway.handlers import object_lock, versions
 from gateway.handlers.buckets import check_access, owned_bucket, read_small_body, xml_response
 from gateway.objects.layer import StorageUnavailable
 from gateway.objects.pipelines import ReadError
 from gateway.s3 import checksums
 from gateway.s3.body import Body, StreamBody, open_body, stream_source
 from gateway.s3.errors import S3Error
+from gateway.s3.object_lock import LOCKED
 from gateway.s3.request import (
     MAX_KEY_BYTES,
     S3Request,
@@ -34,8 +35,16 @@ from gateway.s3.request import (
 )
 from gateway.s3.tags import header_tags
 from gateway.s3.xml import child_text, document, http_date, iso8601, parse
-from metadata.index import NoSuchBucket, PreconditionFailed, check_condition
-from metadata.records import BucketRecord, Condition, ObjectManifest, PartRecord, is_version_id, s3_version
+from metadata.index import NoSuchBucket, ObjectLocked, PreconditionFailed, check_condition
+from metadata.records import (
+    BucketRecord,
+    Condition,
+    LockGuard,
+    ObjectManifest,
+    PartRecord,
+    is_version_id,
+    s3_version,
+)
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +155,7 @@ async def put_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
         raise S3Error("InvalidRequest", "A key is required.")
     refuse_unsupported(req.headers)
     cond = put_condition(req)
+    locking = object_lock.new_version_lock(bucket, req, integrity=True)
     check_put_condition(cond, await gw.index.get_object(req.bucket, req.key) if cond else None)
     meta, headers, kind = user_metadata(req.headers), standard_headers(req.headers), content_type(req.headers)
     tags = header_tags(req.headers)
@@ -153,6 +163,7 @@ async def put_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     part = await store_body(gw, req, body, 0)
     man = versions.stamp(single_part_manifest(req, part, kind, headers, meta), bucket)
     man.tags = tags
+    object_lock.stamp_lock(man, locking, bucket)
     await commit(gw, man, cond)
     h = {"ETag": f'"{man.etag}"', **checksum_response_headers(man.checksums), **versions.version_header(man, bucket)}
     return web.Response(status=200, headers=h)
@@ -182,6 +193,7 @@ def object_headers(man: ObjectManifest, req: S3Request) -> dict[str, str]:
         h["x-amz-tagging-count"] = str(len(man.tags))
     if man.s3_version_id or "versionId" in req.query:
         h["x-amz-version-id"] = s3_version(man)
+    h.update(object_lock.lock_response_headers(man))
     for param, header in _RESPONSE_OVERRIDES.items():
         if param in req.query:
             value = req.query[param]
@@ -303,7 +315,13 @@ def _etag_condition(value: str | None) -> Condition | None:
 
 
 async def _delete(
-    gw: Gateway, bucket: BucketRecord, key: str, cond: Condition | None, version: str | None, owner: str
+    gw: Gateway,
+    bucket: BucketRecord,
+    key: str,
+    cond: Condition | None,
+    version: str | None,
+    owner: str,
+    guard: LockGuard | None = None,
 ) -> tuple[S3Error | None, dict[str, str]]:
     """Delete one key (or one version of it): the S3 error it fails with, if any, and the answer's headers.
 
@@ -332,7 +350,10 @@ async def _delete(
             check_condition(cond, target)
         except PreconditionFailed:
             return S3Error("PreconditionFailed", Condition="If-Match"), {}
-    _, headers = await versions.delete_key(gw, bucket, key, version, owner)
+    try:
+        _, headers = await versions.delete_key(gw, bucket, key, version, owner, guard)
+    except ObjectLocked:  # a version object lock keeps (docs/object-lock.md)
+        return S3Error("AccessDenied", LOCKED), {}
     return None, headers
 
 
@@ -347,7 +368,8 @@ async def delete_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
             raise S3Error("NotImplemented", f"The {name} header is not implemented.")
     cond = _etag_condition(req.headers.get("If-Match"))
     version = versions.version_param(req)
-    err, headers = await _delete(gw, bucket, req.key, cond, version, req.access_key) if req.key else (None, {})
+    guard = object_lock.guard(gw, req, bucket)
+    err, headers = await _delete(gw, bucket, req.key, cond, version, req.access_key, guard) if req.key else (None, {})
     if err is not None:
         raise err
     return web.Response(status=204, headers=headers)
@@ -379,6 +401,7 @@ async def delete_objects(gw: Gateway, req: S3Request) -> web.StreamResponse:
     if "Content-MD5" not in req.headers and not checksums.checksum_headers(req.headers.keys()):
         raise S3Error("InvalidRequest", "Missing required header for this request: Content-MD5 OR x-amz-checksum-*")
     entries, quiet = _delete_request(await read_small_body(req, body_checksums=True))
+    guard = object_lock.guard(gw, req, bucket)
     results: list[tuple[str, Any]] = []
     for key, etag, version in entries:
         if len(key.encode()) > MAX_KEY_BYTES:
@@ -388,7 +411,7 @@ async def delete_objects(gw: Gateway, req: S3Request) -> web.StreamResponse:
             err: S3Error | None = S3Error("NoSuchVersion")
             headers: dict[str, str] = {}
         else:
-            err, headers = await _delete(gw, bucket, key, _etag_condition(etag), version, req.access_key)
+            err, headers = await _delete(gw, bucket, key, _etag_condition(etag), version, req.access_key, guard)
         if err is not None:
             results.append(
                 ("Error", [("Key", key), ("VersionId", version), ("Code", err.code), ("Message", err.message)])
@@ -461,6 +484,7 @@ async def copy_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
         raise S3Error("InvalidArgument", "Unknown tagging directive.", ArgumentName="x-amz-tagging-directive")
     tags = header_tags(req.headers) if tagging == "REPLACE" else dict(src.tags)
     cond = put_condition(req)
+    locking = object_lock.new_version_lock(bucket, req)
     check_put_condition(cond, await gw.index.get_object(req.bucket, req.key) if cond else None)
     if directive == "REPLACE":
         kind, headers, meta = content_type(req.headers), standard_headers(req.headers), user_metadata(req.headers)
@@ -475,7 +499,7 @@ async def copy_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     part.last_modified = now
     man = versions.stamp(single_part_manifest(req, part, kind, headers, meta), bucket)
     man.tags = tags
-    await commit(gw, man, cond)
+    await commit(gw, object_lock.stamp_lock(man, locking, bucket), cond)
     items: list[tuple[str, Any]] = [("LastModified", iso8601(now)), ("ETag", f'"{man.etag}"')]
     items += [(f"Checksum{a}", v) for a, v in man.checksums.items()]
     resp = xml_response(document("CopyObjectResult", items))

@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 
 import lmdb
 
-from metadata import keys, listing, lmdb_env, versioning
+from metadata import keys, listing, lmdb_env, object_lock, versioning
 from metadata.index import (
     BucketAlreadyExists,
     BucketNotEmpty,
@@ -38,12 +38,14 @@ from metadata.index import (
 )
 from metadata.local import admin_tables as admin
 from metadata.local import membership, versions
+from metadata.local import object_lock as lock
 from metadata.records import (
     NODE_STATES,
     NULL_VERSION,
     VERSIONING_STATES,
     BucketRecord,
     Condition,
+    LockGuard,
     NodeRecord,
     ObjectManifest,
     PartRecord,
@@ -60,6 +62,10 @@ V = TypeVar("V")
 _TABLES = ("buckets", "objects", "uploads", "uploads_by_key", "parts", "nodes", "node_states", "drive_owners")
 _DBS = (*_TABLES, *admin.DBS, *versions.DBS)
 _DUPSORT = ("uploads_by_key",)
+
+
+def _s3_id(version_id: str) -> str:
+    return "" if version_id == NULL_VERSION else version_id
 
 
 def _upload_dup(rec: UploadRecord) -> bytes:
@@ -89,7 +95,7 @@ class _BucketCursor(Generic[V]):
 READER_THREADS = 4
 
 
-class LocalIndex:
+class LocalIndex(object_lock.LockRewrites):
     """The Index on an LMDB environment in a directory. Create it with LocalIndex.open()."""
 
     def __init__(self, env: lmdb_env.LmdbEnv) -> None:
@@ -203,10 +209,15 @@ class LocalIndex:
 
         def tx(txn: lmdb.Transaction) -> None:
             rec = self._require_bucket(txn, name)
+            if rec.object_lock and status != "Enabled":
+                raise ValueError("a bucket with object lock keeps versioning Enabled")
             rec.versioning = status
             txn.put(name.encode(), encode(rec), db=self._db["buckets"])
 
         await self._run(True, tx)
+
+    async def set_bucket_lock(self, name: str, mode: str = "", days: int = 0, years: int = 0) -> None:
+        await self._run(True, lock.set_bucket_lock, self._db, name, mode, days, years)
 
     async def list_buckets(self) -> list[BucketRecord]:
         def tx(txn: lmdb.Transaction) -> list[BucketRecord]:
@@ -243,18 +254,17 @@ class LocalIndex:
         return self._lmdb.read_here(self._get, "objects", k, ObjectManifest)
 
     async def get_version(self, bucket: str, key: str, version_id: str) -> ObjectManifest | None:
-        s3_id = "" if version_id == NULL_VERSION else version_id
-        return await self._run(False, versions.get, self._db, bucket, key, s3_id)
+        return await self._run(False, versions.get, self._db, bucket, key, _s3_id(version_id))
 
     async def latest_version(self, bucket: str, key: str) -> ObjectManifest | None:
         return await self._run(False, versions.latest, self._db, bucket, key)
 
-    async def delete_version(self, bucket: str, key: str, version_id: str) -> ObjectManifest | None:
-        s3_id = "" if version_id == NULL_VERSION else version_id
-
+    async def delete_version(
+        self, bucket: str, key: str, version_id: str, guard: LockGuard | None = None
+    ) -> ObjectManifest | None:
         def tx(txn: lmdb.Transaction) -> ObjectManifest | None:
             self._require_bucket(txn, bucket)
-            return versions.delete(txn, self._db, bucket, key, s3_id)
+            return versions.delete(txn, self._db, bucket, key, _s3_id(version_id), guard)
 
         return await self._run(True, tx)
 

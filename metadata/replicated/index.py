@@ -19,9 +19,9 @@ logical clock (metadata/hlc.py); replicas reconcile with one rule, metadata/repl
   writes and each granting replica applies them atomically with the release, and only if it still holds the
   grant. Two racing holders cannot both have two of three grants; a 1-1-1 split releases everything and
   retries after a jittered backoff. See docs/consistency.md.
-- update_part (a repair's new placement for a part) and set_object_tags rewrite a version without superseding
-  it, so that an overwrite or delete racing it, which takes no lock, still wins: the argument is in
-  update_part's docstring.
+- update_part (a repair's new placement for a part), set_object_tags, set_retention and set_legal_hold rewrite
+  a version without superseding it, so that an overwrite or delete racing it, which takes no lock, still wins:
+  the argument is in update_part's docstring.
 
 The plumbing (quorums, scans, the lock) is metadata/replicated/quorum.py; membership, node states, the
 repair queue, users and leases are metadata/replicated/admin.py.
@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from metadata import keys, listing
+from metadata import keys, listing, object_lock
 from metadata.index import (
     BucketAlreadyExists,
     BucketNotEmpty,
@@ -45,7 +45,15 @@ from metadata.index import (
     check_condition,
     check_delete_condition,
 )
-from metadata.records import BucketRecord, Condition, ObjectManifest, PartRecord, UploadRecord, decode, encode
+from metadata.records import (
+    BucketRecord,
+    Condition,
+    ObjectManifest,
+    PartRecord,
+    UploadRecord,
+    decode,
+    encode,
+)
 from metadata.replica.merge import Entry
 from metadata.replica.protocol import Write
 from metadata.replicated.manifests import decode_manifest, manifest, revised
@@ -63,7 +71,7 @@ def _upload_key(rec: UploadRecord) -> bytes:
     return keys.composite(rec.bucket, rec.key) + b"\x00" + keys.sortable(rec.initiated) + rec.upload_id.encode()
 
 
-class ReplicatedIndex(ReplicatedVersions):
+class ReplicatedIndex(ReplicatedVersions, object_lock.LockRewrites):
     """The Index over `replicas` (three: any two of them are a quorum)."""
 
     # -- buckets
