@@ -166,6 +166,16 @@ class Index(Protocol):
         """Replace the bucket's tags (an empty dict removes them). Raises NoSuchBucket."""
         ...
 
+    async def set_bucket_lifecycle(self, name: str, rules: str) -> None:
+        """Replace the bucket's lifecycle rules (JSON, as gateway/s3/lifecycle.dumps writes it; "" removes
+        them). Raises NoSuchBucket."""
+        ...
+
+    async def set_lifecycle_cursor(self, name: str, cursor: str) -> None:
+        """Record how far the lifecycle worker's pass through the bucket has come (the last key it finished;
+        "" for none). Raises NoSuchBucket."""
+        ...
+
     # -- objects
     async def put_object(self, man: ObjectManifest, cond: Condition | None = None) -> ObjectManifest | None:
         """Make `man` the latest version at (man.bucket, man.key); return the version whose data is no

@@ -29,6 +29,10 @@ class BucketRecord:
     lock_mode: str = ""
     lock_days: int = 0
     lock_years: int = 0
+    # Lifecycle (docs/lifecycle.md): the rules as JSON ("" none), and where the worker's pass through the bucket
+    # stands (the last key done; "" at the start), so that a restarted gateway resumes there.
+    lifecycle: str = ""
+    lifecycle_cursor: str = ""
 
 
 VERSIONING_STATES = ("Enabled", "Suspended")
@@ -253,7 +257,7 @@ def _field_set(cls: type) -> frozenset[str]:
 # Fields left out of the encoding while empty: most records never have them, and a record without the
 # field decodes to its default (so records written before the field existed read the same).
 OMIT_EMPTY = frozenset(
-    {"tags", "versioning", "s3_version_id", "delete_marker"}
+    {"tags", "versioning", "s3_version_id", "delete_marker", "lifecycle", "lifecycle_cursor"}
     | {"object_lock", "lock_mode", "lock_days", "lock_years", "lock_until", "legal_hold"}
 )
 

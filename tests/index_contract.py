@@ -46,6 +46,7 @@ from metadata.records import (
     UploadRecord,
     UserRecord,
 )
+from tests.index_contract_lifecycle import LifecycleContract
 from tests.index_contract_tags import TagsContract
 
 # -- records
@@ -280,7 +281,7 @@ SHARED_SUITE = [HealthCheck.function_scoped_fixture, HealthCheck.differing_execu
 LONG_HEAD = "L" * 455  # with a 10-character bucket name the composite key passes 470 bytes around here
 
 
-class IndexContract(TagsContract):
+class IndexContract(TagsContract, LifecycleContract):
     # ---- buckets
 
     async def test_create_and_get_bucket(self, index: Index) -> None:

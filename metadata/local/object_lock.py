@@ -1,5 +1,6 @@
 """LocalIndex's object lock (metadata/object_lock.py): a bucket's lock configuration, a transaction body run by
-LocalIndex like those of versions.py. Retention and legal hold are LocalIndex._rewrite's, as tags are."""
+LocalIndex like those of versions.py. Retention and legal hold are LocalIndex._rewrite's, as tags are.
+The lifecycle fields of the bucket record are set here too."""
 
 from __future__ import annotations
 
@@ -9,6 +10,17 @@ from metadata import object_lock
 from metadata.index import NoSuchBucket
 from metadata.local.versions import Dbs
 from metadata.records import BucketRecord, decode, encode
+
+
+def set_bucket_fields(txn: lmdb.Transaction, dbs: Dbs, name: str, fields: dict[str, str]) -> None:
+    """Bucket configuration other than the lock (lifecycle) set the same way: the record rewritten in place."""
+    data = txn.get(name.encode(), db=dbs["buckets"])
+    if data is None:
+        raise NoSuchBucket(name)
+    rec = decode(BucketRecord, data)
+    for field, value in fields.items():
+        setattr(rec, field, value)
+    txn.put(name.encode(), encode(rec), db=dbs["buckets"])
 
 
 def set_bucket_lock(txn: lmdb.Transaction, dbs: Dbs, name: str, mode: str, days: int, years: int) -> None:

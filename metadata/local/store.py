@@ -231,6 +231,12 @@ class LocalIndex(object_lock.LockRewrites):
 
         await self._run(True, tx)
 
+    async def set_bucket_lifecycle(self, name: str, rules: str) -> None:
+        await self._run(True, lock.set_bucket_fields, self._db, name, {"lifecycle": rules})
+
+    async def set_lifecycle_cursor(self, name: str, cursor: str) -> None:
+        await self._run(True, lock.set_bucket_fields, self._db, name, {"lifecycle_cursor": cursor})
+
     # -- objects
 
     async def put_object(self, man: ObjectManifest, cond: Condition | None = None) -> ObjectManifest | None:

@@ -133,6 +133,12 @@ class RemoteIndex:
     async def set_bucket_tags(self, name: str, tags: dict[str, str]) -> None:
         await self._call("set_bucket_tags", name=name, tags=tags)
 
+    async def set_bucket_lifecycle(self, name: str, rules: str) -> None:
+        await self._call("set_bucket_lifecycle", name=name, rules=rules)
+
+    async def set_lifecycle_cursor(self, name: str, cursor: str) -> None:
+        await self._call("set_lifecycle_cursor", name=name, cursor=cursor)
+
     # -- objects
 
     async def put_object(self, man: ObjectManifest, cond: Condition | None = None) -> ObjectManifest | None:

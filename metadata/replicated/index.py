@@ -123,6 +123,23 @@ class ReplicatedIndex(ReplicatedVersions, object_lock.LockRewrites):
 
         await self._locked("buckets", name.encode(), decide)
 
+    async def set_bucket_lifecycle(self, name: str, rules: str) -> None:
+        await self._set_bucket_fields(name, {"lifecycle": rules})
+
+    async def set_lifecycle_cursor(self, name: str, cursor: str) -> None:
+        await self._set_bucket_fields(name, {"lifecycle_cursor": cursor})
+
+    async def _set_bucket_fields(self, name: str, fields: dict[str, str]) -> None:
+        async def decide(current: Entry | None, ts: int) -> tuple[list[Write], None]:
+            if current is None or current.tombstone:
+                raise NoSuchBucket(name)
+            rec = decode(BucketRecord, current.value)
+            for field, value in fields.items():
+                setattr(rec, field, value)
+            return [Write("buckets", name.encode(), Entry(ts, False, encode(rec)))], None
+
+        await self._locked("buckets", name.encode(), decide)
+
     # -- objects
 
     async def put_object(self, man: ObjectManifest, cond: Condition | None = None) -> ObjectManifest | None:
