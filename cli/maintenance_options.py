@@ -54,6 +54,13 @@ def maintenance_options(f: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="Parts repaired at once.",
         ),
+        click.option(
+            "--lifecycle-day",
+            type=click.FloatRange(min=0.001),
+            default=86400.0,
+            show_default=True,
+            help="Seconds in a day of lifecycle rules (docs/lifecycle.md); shorter only to test rules.",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -67,6 +74,7 @@ def settings(
     repair_rate: float,
     repair_concurrency: int,
     auto_repair: bool,
+    lifecycle_day: float = 86400.0,
 ) -> Settings:
     return Settings(
         auto_repair=auto_repair,
@@ -75,6 +83,7 @@ def settings(
         scan_interval=scan_interval,
         repair_rate=repair_rate * 1e6,
         repair_concurrency=repair_concurrency,
+        lifecycle_day=lifecycle_day,
     )
 
 

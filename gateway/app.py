@@ -32,6 +32,7 @@ from gateway.admin import api as admin_api
 from gateway.context import Gateway
 from gateway.handlers import buckets as bucket_api
 from gateway.handlers import deletes as delete_api
+from gateway.handlers import lifecycle as lifecycle_api
 from gateway.handlers import listing as listing_api
 from gateway.handlers import multipart as multipart_api
 from gateway.handlers import object_lock as lock_api
@@ -54,7 +55,7 @@ Handler = Callable[[Gateway, S3Request], Awaitable[web.StreamResponse]]
 
 # Subresources S3 has and we do not: answered 501 rather than misread as a plain request.
 _BUCKET_UNSUPPORTED = frozenset(
-    "accelerate acl analytics cors encryption intelligent-tiering inventory lifecycle logging metrics "
+    "accelerate acl analytics cors encryption intelligent-tiering inventory logging metrics "
     "notification ownershipControls policy policyStatus publicAccessBlock replication "
     "requestPayment website".split()
 )
@@ -103,6 +104,8 @@ def _route(req: S3Request) -> Handler:
             return _subresource({"GET": version_api.list_object_versions}, method)
         if "object-lock" in q:
             return _subresource(lock_api.CONFIGURATION, method)
+        if "lifecycle" in q:
+            return _subresource(lifecycle_api.CONFIGURATION, method)
         if method == "GET":
             if "location" in q:
                 return bucket_api.bucket_location

@@ -49,7 +49,7 @@ ROOMS: dict[str, frozenset[str]] = {
     "gateway.s3": frozenset(),
     "gateway.accounts": frozenset(),
     "gateway.objects": frozenset(),
-    "gateway.care": frozenset({"gateway.objects"}),
+    "gateway.care": frozenset({"gateway.s3", "gateway.objects"}),
     "gateway.siblings": frozenset(),
     "gateway.context": frozenset(
         {"gateway.s3", "gateway.accounts", "gateway.objects", "gateway.care", "gateway.siblings"}

@@ -1,4 +1,4 @@
-"""`tessera admin repair`, `scrub`, `job` and `node drain`: jobs that run at the gateway, followed from here."""
+"""`tessera admin repair`, `scrub`, `job`, `lifecycle run`, `node drain`: jobs run at the gateway, followed here."""
 
 from __future__ import annotations
 
@@ -68,6 +68,20 @@ def job(ctx: click.Context, job_id: str, wait: bool, as_json: bool) -> None:
         console.print(Text(job_summary(found), style="red" if job_failed(found) else ""), soft_wrap=True)
     if found.get("finished") is not None and job_failed(found):
         sys.exit(1)
+
+
+@admin.group("lifecycle")
+def lifecycle_group() -> None:
+    """Bucket lifecycle rules."""
+
+
+@lifecycle_group.command("run")
+@click.argument("bucket", required=False, default="")
+@click.option("--wait", is_flag=True, help="Follow the job with a progress bar until it finishes.")
+@click.pass_context
+def lifecycle_run(ctx: click.Context, bucket: str, wait: bool) -> None:
+    """Apply the lifecycle rules of BUCKET (every bucket with rules when none is named) now."""
+    start_job(ctx, lambda c: c.run_lifecycle(bucket), wait)
 
 
 @admin.group("node")

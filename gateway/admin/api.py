@@ -95,6 +95,7 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("POST", "repair"): admin_ops.start_repair,
     ("POST", "scrub"): admin_ops.start_scrub,
     ("POST", "nodes/{node}/drain"): admin_ops.drain,
+    ("POST", "lifecycle/run"): admin_ops.run_lifecycle,
     ("GET", "jobs/{id}"): admin_ops.job,
     ("GET", "users"): admin_users.list_users,
     ("POST", "users"): admin_users.add_user,

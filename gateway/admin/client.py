@@ -84,6 +84,10 @@ class AdminClient:
         """{"job": JOB}"""
         return await self._call("POST", f"nodes/{encode_segment(node)}/drain")
 
+    async def run_lifecycle(self, bucket: str = "") -> dict[str, Any]:
+        """{"job": JOB}: apply lifecycle rules now (to one bucket, or to every bucket with rules)."""
+        return await self._call("POST", "lifecycle/run", [("bucket", bucket)] if bucket else [])
+
     async def job(self, job_id: str) -> dict[str, Any]:
         """{"job": JOB}"""
         return await self._call("GET", f"jobs/{encode_segment(job_id)}")

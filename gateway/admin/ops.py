@@ -257,6 +257,15 @@ async def drain(gw: Gateway, request: web.Request, params: dict[str, str]) -> we
         raise AdminError(404, "NoSuchNode", f"no node {node_id!r}") from None
 
 
+async def run_lifecycle(gw: Gateway, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
+    """A lifecycle pass now: over ?bucket= (which must exist), or every bucket with rules."""
+    m = _maintenance(gw)
+    bucket = request.query.get("bucket", "")
+    if bucket and await gw.index.get_bucket(bucket) is None:
+        raise AdminError(404, "NoSuchBucket", f"no bucket {bucket!r}")
+    return json_ok({"job": m.lifecycle.run_job([bucket] if bucket else []).doc()}, status=202)
+
+
 async def job(gw: Gateway, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
     found = _maintenance(gw).jobs.get(params["id"])
     if found is None:

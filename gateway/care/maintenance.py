@@ -15,6 +15,7 @@ from typing import Protocol
 from cluster.workers import Periodic, Worker
 from gateway.care.adoptions import Adoptions
 from gateway.care.jobs import Job, JobBoard
+from gateway.care.lifecycle import Lifecycle
 from gateway.care.part_health import find_corrupt
 from gateway.care.repairer import BUSY, FAILED, REPAIRED, Outcome, Repairer, group_entries
 from gateway.care.scanner import ScanResult, scan
@@ -61,6 +62,7 @@ class Settings:
     repair_concurrency: int = 2
     repair_rate: float = 200e6  # bytes/s
     auto_repair: bool = True  # off: damage is queued, but only admin jobs repair it
+    lifecycle_day: float = 86400.0  # seconds in a lifecycle rule's day (docs/lifecycle.md)
 
 
 @dataclass(slots=True)
@@ -86,6 +88,7 @@ class Maintenance:
     repairer: Repairer = field(init=False)
     scanner: Periodic = field(init=False)  # scans (redundancy, garbage) every scan_interval
     watcher: Periodic = field(init=False)  # rebuilds what nodes gone past the grace held
+    lifecycle: Lifecycle = field(init=False)  # applies buckets' lifecycle rules
     _gone: set[str] = field(default_factory=set)  # nodes already handled as gone for good
     adoptions: Adoptions = field(default_factory=Adoptions)  # drives adopted while running, until refilled
 
@@ -105,10 +108,11 @@ class Maintenance:
             "scan", self._scan, s.scan_interval, what="background scan", counters=lambda: asdict(self.gc)
         )
         self.watcher = Periodic("node-watch", self._watch_nodes, WATCH_EVERY, what="scan for gone nodes")
+        self.lifecycle = Lifecycle(self.index, self.layer, self.holder, self.jobs, s.lifecycle_day, self.busy)
 
     @property
     def workers(self) -> list[Worker]:
-        return [self.repairer.worker, self.scanner, self.watcher, *self.others]
+        return [self.repairer.worker, self.scanner, self.watcher, self.lifecycle.worker, *self.others]
 
     @property
     def drives(self) -> DriveSet:
@@ -116,12 +120,15 @@ class Maintenance:
 
     async def start(self) -> None:
         self.scanner.start()
+        self.lifecycle.worker.start()
         if self.settings.auto_repair:
             self.repairer.worker.start()
             self.watcher.start()
 
     async def close(self) -> None:
-        await asyncio.gather(self.scanner.stop(), self.repairer.worker.stop(), self.watcher.stop())
+        await asyncio.gather(
+            self.scanner.stop(), self.repairer.worker.stop(), self.watcher.stop(), self.lifecycle.close()
+        )
         await self.jobs.close()
         await self.repairer.close()
 

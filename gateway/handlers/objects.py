@@ -12,7 +12,7 @@ from aiohttp import web
 
 from cluster.service import exchange
 from gateway.context import Gateway
-from gateway.handlers import object_lock, versions
+from gateway.handlers import lifecycle, object_lock, versions
 from gateway.handlers.buckets import check_access, owned_bucket, xml_response
 from gateway.objects.layer import StorageUnavailable
 from gateway.objects.pipelines import ReadError
@@ -160,6 +160,7 @@ async def put_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     object_lock.stamp_lock(man, locking, bucket)
     await commit(gw, man, cond)
     h = {"ETag": f'"{man.etag}"', **checksum_response_headers(man.checksums), **versions.version_header(man, bucket)}
+    h.update(lifecycle.expiration_headers(gw, bucket, man))
     return web.Response(status=200, headers=h)
 
 
@@ -247,10 +248,12 @@ def _answer_head(req: S3Request, man: ObjectManifest) -> tuple[int, int, int, di
 
 
 async def head_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
-    man = await resolve_version(gw, req)
+    bucket = await owned_bucket(gw, req)
+    man = await versions.read_version(gw, req, bucket)
     if (not_modified := _not_modified(req, man)) is not None:
         return not_modified
     status, start, end, h = _answer_head(req, man)
+    h.update(lifecycle.current_expiration(gw, req, bucket, man))
     h["Content-Length"] = str(end - start + 1)
     resp = web.StreamResponse(status=status, headers=h)
     resp.content_length = end - start + 1
@@ -258,10 +261,12 @@ async def head_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
 
 
 async def get_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
-    man = await resolve_version(gw, req)
+    bucket = await owned_bucket(gw, req)
+    man = await versions.read_version(gw, req, bucket)
     if (not_modified := _not_modified(req, man)) is not None:
         return not_modified
     status, start, end, h = _answer_head(req, man)
+    h.update(lifecycle.current_expiration(gw, req, bucket, man))
     if all(p.inline is not None for p in man.parts):
         # All in the manifest: one write of headers and body, none of the streaming machinery.
         data = b"".join(p.inline or b"" for p in man.parts)

@@ -1,0 +1,247 @@
+"""Applying buckets' lifecycle rules (docs/lifecycle.md): a worker that walks each bucket's versions a batch per
+tick from a cursor kept in the index, and the admin job that runs a pass now.
+
+Only the holder of the index lease "lifecycle" walks in the background, so in a cluster one gateway applies the
+rules at a time. A version under object lock or legal hold is never removed: the index judges it with the same
+LockGuard a DELETE without bypass gets, and refuses (ObjectLocked).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from cluster.workers import Periodic, RateLimit, yield_to
+from gateway.care.jobs import Job, JobBoard
+from gateway.objects.layer import ObjectLayer, new_id
+from gateway.s3 import lifecycle as lc
+from metadata.index import Index, NoSuchBucket, NoSuchUpload, ObjectLocked, PreconditionFailed, VersionEntry
+from metadata.records import BucketRecord, Condition, LockGuard, ObjectManifest, new_version_id, s3_version
+
+log = logging.getLogger(__name__)
+
+LEASE = "lifecycle"
+LEASE_TTL = 30.0  # seconds; renewed every tick, so a gateway that stops loses it this long after
+BATCH = 500  # versions looked at per tick
+RATE = 5000.0  # versions removed per second at most
+YIELD_MOST = 1.0  # seconds a batch waits for busy clients at most
+TICK = 0.01  # seconds between batches while a pass is under way
+
+
+@dataclass(slots=True)
+class LifecycleStats:
+    scanned: int = 0  # versions and delete markers looked at
+    expired: int = 0  # current versions expired (removed, or given a delete marker)
+    noncurrent: int = 0  # noncurrent versions removed
+    delete_markers: int = 0  # expired delete markers removed
+    uploads: int = 0  # incomplete multipart uploads aborted
+    locked: int = 0  # removals object lock refused
+    passes: int = 0
+    last_pass: float = 0.0  # when the last pass ended
+
+
+class Lifecycle:
+    def __init__(
+        self,
+        index: Index,
+        layer: ObjectLayer,
+        holder: str,
+        jobs: JobBoard,
+        day: float = lc.DAY,
+        busy: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.index, self.layer, self.holder, self.jobs = index, layer, holder, jobs
+        self.day, self.busy = day, busy
+        self.stats = LifecycleStats()
+        self._rate = RateLimit(RATE)
+        self._lock = asyncio.Lock()  # the background pass and a job never work at once in this gateway
+        self._pending: list[str] | None = None  # buckets left in this pass; None between passes
+        self._next_pass = 0.0  # monotonic
+        self.worker = Periodic(
+            "lifecycle",
+            self._tick,
+            self._every,
+            at_once=True,
+            what="lifecycle batch",
+            counters=lambda: asdict(self.stats),
+        )
+
+    async def close(self) -> None:
+        """Stop, and give the lease up so that another gateway (or this one restarted) takes over at once."""
+        await self.worker.stop()
+        with contextlib.suppress(Exception):  # an index gone already: the lease runs out by itself
+            await self.index.release_lease(LEASE, self.holder)
+
+    def _every(self) -> float:
+        """Batches back to back during a pass; then the next pass a day later (at most an hour)."""
+        return TICK if self._pending else max(TICK, self._next_pass - time.monotonic())
+
+    async def _tick(self) -> None:
+        if not await self.index.acquire_lease(LEASE, self.holder, LEASE_TTL):
+            self._pending, self._next_pass = None, time.monotonic() + LEASE_TTL / 3
+            return
+        async with self._lock:
+            if self._pending is None:
+                if time.monotonic() < self._next_pass:
+                    return
+                buckets = [b for b in await self.index.list_buckets() if b.lifecycle]
+                # A pass a restart interrupted first: its cursor says where it stood.
+                self._pending = [b.name for b in sorted(buckets, key=lambda b: not b.lifecycle_cursor)]
+            if self._pending and await self._step(self._pending[0]):
+                self._pending.pop(0)
+            if not self._pending:
+                self._pending, self._next_pass = None, time.monotonic() + min(self.day, 3600.0)
+                self.stats.passes += 1
+                self.stats.last_pass = time.time()
+
+    async def _step(self, name: str) -> bool:
+        """One batch of bucket `name` from its stored cursor; True when the bucket's pass is over."""
+        rec = await self.index.get_bucket(name)
+        if rec is None or not rec.lifecycle:
+            return True
+        cursor, done = await self._batch(rec, lc.loads(rec.lifecycle), rec.lifecycle_cursor)
+        with contextlib.suppress(NoSuchBucket):
+            await self.index.set_lifecycle_cursor(name, cursor)
+        return done
+
+    def run_job(self, buckets: list[str]) -> Job:
+        """A pass now over `buckets` (all with rules when empty), from their start, beside the background one."""
+
+        async def work(job: Job) -> None:
+            names = buckets or [b.name for b in await self.index.list_buckets() if b.lifecycle]
+            job.phase, job.unit, job.total = "applying", "buckets", len(names)
+            before = asdict(self.stats)
+            for name in names:
+                async with self._lock:
+                    rec = await self.index.get_bucket(name)
+                    rules = lc.loads(rec.lifecycle) if rec is not None else []
+                    cursor, done = "", not rules
+                    while not done and rec is not None:
+                        cursor, done = await self._batch(rec, rules, cursor)
+                        job.message = _summary(before, asdict(self.stats))
+                job.completed += 1
+            job.message = _summary(before, asdict(self.stats))
+
+        return self.jobs.start(Job("lifecycle", target=",".join(buckets)), work)
+
+    # -- one batch ---------------------------------------------------------------------------------------
+
+    async def _batch(self, rec: BucketRecord, rules: list[lc.Rule], cursor: str) -> tuple[str, bool]:
+        """Apply the rules to the keys after `cursor` (whole keys, a batch of versions); (new cursor, done)."""
+        await yield_to(self.busy, YIELD_MOST)
+        page = await self.index.list_versions(rec.name, key_marker=cursor, max_keys=BATCH)
+        entries = page.versions
+        marker = page.next_version_id_marker if page.truncated else ""
+        while marker:  # the page ended inside a key: the rest of its versions too
+            key = entries[-1].manifest.key
+            more = await self.index.list_versions(rec.name, key, key, marker, max_keys=BATCH)
+            same = [e for e in more.versions if e.manifest.key == key]
+            entries += same
+            whole = more.truncated and len(same) == len(more.versions)
+            marker = more.next_version_id_marker if whole else ""
+        for _, group in itertools.groupby(entries, key=lambda e: e.manifest.key):
+            await self._apply(rec, rules, list(group))
+        if not page.truncated:
+            await self._abort_uploads(rec.name, rules)
+            return "", True
+        return entries[-1].manifest.key if entries else page.next_key_marker, False
+
+    async def _apply(self, rec: BucketRecord, rules: list[lc.Rule], versions: list[VersionEntry]) -> None:
+        """The rules for one key's versions (newest first)."""
+        now, day = time.time(), self.day
+        self.stats.scanned += len(versions)
+        kept = [versions[0]]
+        for rank, (newer, entry) in enumerate(itertools.pairwise(versions)):
+            m = entry.manifest  # noncurrent since `newer` was written; `rank` noncurrent versions are newer
+            due = any(
+                r.noncurrent_days is not None
+                and rank >= (r.newer_noncurrent or 0)
+                and r.matches(m.key, m.size, m.tags, sized=not m.delete_marker)
+                and now >= lc.after_days(newer.manifest.last_modified, r.noncurrent_days, day)
+                for r in rules
+            )
+            if due and await self._remove(rec.name, m, now):
+                self.stats.noncurrent += 1
+            else:
+                kept.append(entry)
+        head = versions[0].manifest
+        if not versions[0].latest:
+            return
+        if not head.delete_marker:
+            found = lc.expiry(rules, head.key, head.size, head.tags, head.last_modified, day)
+            if found is not None and now >= found[0]:
+                await self._expire_current(rec, head, now)
+        elif len(kept) == 1 and any(r.expired_marker and r.matches(head.key, sized=False) for r in rules):
+            if await self._remove(rec.name, head, now):  # a delete marker with nothing left behind it
+                self.stats.delete_markers += 1
+
+    async def _remove(self, bucket: str, man: ObjectManifest, now: float) -> bool:
+        """Remove a version for good, unless its object lock keeps it."""
+        try:
+            old = await self.index.delete_version(bucket, man.key, s3_version(man), LockGuard(now))
+        except ObjectLocked:
+            self.stats.locked += 1
+            return False
+        except NoSuchBucket:
+            return False
+        await self._rate.pace(1)
+        if old is None:
+            return False
+        self.layer.discard(old.parts)
+        return True
+
+    async def _expire_current(self, rec: BucketRecord, head: ObjectManifest, now: float) -> None:
+        """Expire the current version: removed without versioning, hidden behind a delete marker with it (as S3)."""
+        try:
+            if not rec.versioning:  # only the version read: an overwrite since then is not expired
+                old = await self.index.delete_object(rec.name, head.key, Condition(if_match=head.etag))
+            else:
+                marker = ObjectManifest(rec.name, head.key, new_id(), 0, "", now, head.owner, [], delete_marker=True)
+                marker.s3_version_id = new_version_id(now) if rec.versioning == "Enabled" else ""
+                old = await self.index.put_object(marker)  # Suspended: the null version it replaces
+        except (PreconditionFailed, NoSuchBucket):
+            return
+        await self._rate.pace(1)
+        self.stats.expired += 1
+        if old is not None:
+            self.layer.discard(old.parts)
+
+    async def _abort_uploads(self, bucket: str, rules: list[lc.Rule]) -> None:
+        if not any(r.abort_days is not None and r.enabled for r in rules):
+            return
+        now, key_marker, id_marker = time.time(), "", ""
+        while True:
+            try:
+                page = await self.index.list_uploads(bucket, key_marker=key_marker, upload_id_marker=id_marker)
+            except NoSuchBucket:
+                return
+            for u in page.uploads:
+                if any(
+                    r.abort_days is not None
+                    and r.matches(u.key, sized=False)
+                    and now >= lc.after_days(u.initiated, r.abort_days, self.day)
+                    for r in rules
+                ):
+                    with contextlib.suppress(NoSuchUpload):
+                        self.layer.discard(await self.index.abort_upload(u.upload_id))
+                        self.stats.uploads += 1
+            if not page.truncated:
+                return
+            key_marker, id_marker = page.next_key_marker, page.next_upload_id_marker
+
+
+def _summary(before: dict[str, float], after: dict[str, float]) -> str:
+    d = {
+        k: int(after[k] - before[k])
+        for k in ("scanned", "expired", "noncurrent", "delete_markers", "uploads", "locked")
+    }
+    return (
+        f"{d['scanned']} version(s) looked at: {d['expired']} expired, {d['noncurrent']} noncurrent removed, "
+        f"{d['delete_markers']} delete marker(s) removed, {d['uploads']} upload(s) aborted, "
+        f"{d['locked']} kept by object lock"
+    )

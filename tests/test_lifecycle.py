@@ -1,0 +1,99 @@
+"""Lifecycle rules on the embedded server (`tessera server --lifecycle-day 1`): the cases of tests/lifecycle_cases.py,
+`tessera admin lifecycle run`, and a pass that resumes from its cursor after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from metadata.local.store import LocalIndex
+from tests.lifecycle_cases import (  # noqa: F401  (collected here)
+    Settle,
+    age,
+    configure,
+    keys,
+    rule,
+    test_background_worker_applies_rules_by_itself,
+    test_bad_configurations_are_refused,
+    test_configuration_round_trip,
+    test_expiration_header_on_put_get_head,
+    test_expiration_takes_exactly_what_the_filter_names,
+    test_incomplete_uploads_are_aborted,
+    test_locked_versions_are_never_removed,
+    test_versioned_expiration_noncurrent_and_markers,
+)
+from tests.s3_helpers import unique
+from tests.server_process import ServerProcess, start_server
+from tests.test_admin_embedded import admin
+
+DAY_ARGS = ("--lifecycle-day", "1", "--scrub-interval", "0")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    srv = start_server(tmp_path_factory.mktemp("lifecycle"), extra=DAY_ARGS)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def settle(server: ServerProcess) -> Settle:
+    def run(bucket: str) -> str:
+        res = admin(server, "lifecycle", "run", bucket, "--wait")
+        assert res.returncode == 0, res.stdout + res.stderr
+        return res.stdout
+
+    return run
+
+
+def test_run_command_reports_what_it_did(server: ServerProcess, s3: Any, bucket: str) -> None:
+    for i in range(3):
+        s3.put_object(Bucket=bucket, Key=f"x/{i}", Body=b"x")
+    configure(s3, bucket, rule("x", Filter={"Prefix": "x/"}, Expiration={"Days": 30}))
+    res = admin(server, "lifecycle", "run", bucket, "--wait")
+    assert res.returncode == 0, res.stderr
+    assert "lifecycle done" in res.stdout and "3 version(s) looked at: 0 expired" in res.stdout
+    assert keys(s3, bucket) == {"x/0", "x/1", "x/2"}  # 30 days are not over
+    missing = admin(server, "lifecycle", "run", "no-such-bucket")
+    assert missing.returncode == 1 and "NoSuchBucket" in missing.stderr and "Traceback" not in missing.stderr
+    everything = admin(server, "lifecycle", "run", "--wait")
+    assert everything.returncode == 0 and "lifecycle done" in everything.stdout
+
+
+def test_a_pass_resumes_from_its_cursor_after_a_restart(tmp_path: Path) -> None:
+    # A long day: after the restart only the first pass (from the stored cursor) runs within the test.
+    srv = start_server(tmp_path / "server", extra=("--lifecycle-day", "4", "--scrub-interval", "0"))
+    try:
+        s3 = srv.client()
+        name = unique("lcr")
+        s3.create_bucket(Bucket=name)
+        for i in range(20):
+            s3.put_object(Bucket=name, Key=f"k{i:02d}", Body=b"x")
+        configure(s3, name, rule("all", Expiration={"Days": 1}))
+    finally:
+        srv.stop()
+
+    async def interrupted() -> None:  # as if a pass had done k00..k09 when the gateway stopped
+        index = LocalIndex.open(srv.system / "index")
+        try:
+            await index.set_lifecycle_cursor(name, "k09")
+        finally:
+            await index.close()
+
+    asyncio.run(interrupted())
+    age(4)
+    again = start_server(tmp_path / "server", extra=("--lifecycle-day", "4", "--scrub-interval", "0"))
+    try:
+        s3 = again.client()
+        wait = [f"k{i:02d}" for i in range(10)]
+        deadline = time.monotonic() + 20
+        while keys(s3, name) != set(wait):
+            assert time.monotonic() < deadline, sorted(keys(s3, name))
+            time.sleep(0.1)
+    finally:
+        again.stop()
