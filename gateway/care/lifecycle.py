@@ -30,6 +30,7 @@ LEASE_TTL = 30.0  # seconds; renewed every tick, so a gateway that stops loses i
 BATCH = 500  # versions looked at per tick
 RATE = 5000.0  # versions removed per second at most
 YIELD_MOST = 1.0  # seconds a batch waits for busy clients at most
+CONCURRENCY = 16  # keys worked on at once
 TICK = 0.01  # seconds between batches while a pass is under way
 
 
@@ -144,8 +145,15 @@ class Lifecycle:
             entries += same
             whole = more.truncated and len(same) == len(more.versions)
             marker = more.next_version_id_marker if whole else ""
-        for _, group in itertools.groupby(entries, key=lambda e: e.manifest.key):
-            await self._apply(rec, rules, list(group))
+        # Keys side by side: each removal is an index commit, and concurrent ones share a group commit.
+        room = asyncio.Semaphore(CONCURRENCY)
+
+        async def apply(group: list[VersionEntry]) -> None:
+            async with room:
+                await self._apply(rec, rules, group)
+
+        groups = [list(g) for _, g in itertools.groupby(entries, key=lambda e: e.manifest.key)]
+        await asyncio.gather(*(apply(g) for g in groups))
         if not page.truncated:
             await self._abort_uploads(rec.name, rules)
             return "", True
