@@ -55,9 +55,10 @@ class Lifecycle:
         jobs: JobBoard,
         day: float = lc.DAY,
         busy: Callable[[], bool] = lambda: False,
+        batch: int = BATCH,
     ) -> None:
         self.index, self.layer, self.holder, self.jobs = index, layer, holder, jobs
-        self.day, self.busy = day, busy
+        self.day, self.busy, self.batch = day, busy, batch
         self.stats = LifecycleStats()
         self._rate = RateLimit(RATE)
         self._lock = asyncio.Lock()  # the background pass and a job never work at once in this gateway
@@ -135,12 +136,12 @@ class Lifecycle:
     async def _batch(self, rec: BucketRecord, rules: list[lc.Rule], cursor: str) -> tuple[str, bool]:
         """Apply the rules to the keys after `cursor` (whole keys, a batch of versions); (new cursor, done)."""
         await yield_to(self.busy, YIELD_MOST)
-        page = await self.index.list_versions(rec.name, key_marker=cursor, max_keys=BATCH)
+        page = await self.index.list_versions(rec.name, key_marker=cursor, max_keys=self.batch)
         entries = page.versions
         marker = page.next_version_id_marker if page.truncated else ""
         while marker:  # the page ended inside a key: the rest of its versions too
             key = entries[-1].manifest.key
-            more = await self.index.list_versions(rec.name, key, key, marker, max_keys=BATCH)
+            more = await self.index.list_versions(rec.name, key, key, marker, max_keys=self.batch)
             same = [e for e in more.versions if e.manifest.key == key]
             entries += same
             whole = more.truncated and len(same) == len(more.versions)
