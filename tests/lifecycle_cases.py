@@ -59,6 +59,7 @@ def test_configuration_round_trip(s3: Any, bucket: str) -> None:
         rule("markers", Expiration={"ExpiredObjectDeleteMarker": True}),
         {**rule("uploads", AbortIncompleteMultipartUpload={"DaysAfterInitiation": 7}), "Status": "Disabled"},
         rule("on-date", Filter={"ObjectSizeLessThan": 10}, Expiration={"Date": "2030-01-01T00:00:00Z"}),
+        {"ID": "legacy", "Status": "Enabled", "Prefix": "old/", "Expiration": {"Days": 9}},
     ]
     configure(s3, bucket, *rules)
     got = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
@@ -68,6 +69,7 @@ def test_configuration_round_trip(s3: Any, bucket: str) -> None:
     assert got[1]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 2, "NewerNoncurrentVersions": 3}
     assert got[2]["Expiration"] == {"ExpiredObjectDeleteMarker": True} and got[3]["Status"] == "Disabled"
     assert got[4]["Expiration"]["Date"].year == 2030
+    assert got[5]["Prefix"] == "old/" and "Filter" not in got[5]  # the old form, answered back as given
     s3.delete_bucket_lifecycle(Bucket=bucket)
     expect_error(s3.get_bucket_lifecycle_configuration, "NoSuchLifecycleConfiguration", 404, Bucket=bucket)
 
@@ -87,6 +89,8 @@ def test_bad_configurations_are_refused(s3: Any, bucket: str) -> None:
             "InvalidArgument",
         ),
         ({**rule("a", Expiration={"Days": 1}), "Status": "On"}, "MalformedXML"),
+        ({"ID": "a", "Status": "Enabled", "Expiration": {"Days": 1}}, "MalformedXML"),  # no Filter nor Prefix
+        ({**rule("a", Expiration={"Days": 1}), "Prefix": "x/"}, "MalformedXML"),  # both
         ({**rule("a", Expiration={"Days": 1}), "ID": "x" * 256}, "InvalidArgument"),
         (
             rule(

@@ -164,7 +164,7 @@ def _rule(el: ET.Element) -> Rule:
         raise _bad("ID length should not exceed allowed limit of 255")
     rule = Rule(rule_id, status == "Enabled")
     filt, prefix = el.find("Filter"), child_text(el, "Prefix")
-    if filt is not None and prefix is not None:
+    if (filt is None) == (prefix is None):  # one of them, as S3 wants
         raise S3Error("MalformedXML")
     if filt is not None:
         _filter(filt, rule)
