@@ -3,6 +3,7 @@ in the bucket record (JSON), and what a rule says about one version: whether it 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -162,6 +163,8 @@ def _rule(el: ET.Element) -> Rule:
     rule_id = child_text(el, "ID") or ""
     if len(rule_id) > MAX_ID:
         raise _bad("ID length should not exceed allowed limit of 255")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in rule_id):  # it goes into x-amz-expiration: no line breaks
+        raise _bad("The rule ID contains a control character")
     rule = Rule(rule_id, status == "Enabled")
     filt, prefix = el.find("Filter"), child_text(el, "Prefix")
     if (filt is None) == (prefix is None):  # one of them, as S3 wants
@@ -243,9 +246,14 @@ def dumps(rules: list[Rule]) -> str:
 
 
 def loads(text: str) -> list[Rule]:
-    if not text:
-        return []
-    return [Rule(**d) for d in json.loads(text)]
+    """The rules of a bucket record (shared: the caller must not change them)."""
+    return list(_loads(text)) if text else []
+
+
+@functools.lru_cache(maxsize=256)
+def _loads(text: str) -> tuple[Rule, ...]:
+    # Every GET and HEAD in a bucket with rules reads them for x-amz-expiration: parsed once per configuration.
+    return tuple(Rule(**d) for d in json.loads(text))
 
 
 def after_days(start: float, days: int, day: float) -> float:
@@ -276,4 +284,5 @@ def expiration_header(found: tuple[float, str] | None) -> dict[str, str]:
     if found is None:
         return {}
     when, rule_id = found
-    return {"x-amz-expiration": f'expiry-date="{http_date(when)}", rule-id="{rule_id}"'}
+    quoted = rule_id.replace("\\", "\\\\").replace('"', '\\"')
+    return {"x-amz-expiration": f'expiry-date="{http_date(when)}", rule-id="{quoted}"'}
