@@ -60,6 +60,8 @@ async def test_a_key_across_pages_is_handled_whole_and_the_cursor_kept(tmp_path:
             await worker._tick()
         rec = await index.get_bucket("b")
         assert rec is not None and rec.lifecycle_cursor == "" and worker.stats.passes == 1
+        gone = BucketRecord("gone", "AKIA", time.time())  # a bucket deleted during its pass: done, not an error
+        assert await worker._batch(gone, [lc.Rule("x", True, days=1)], "k") == ("", True)
         assert worker.stats.noncurrent == 9  # the one noncurrent version of c, d and e is among the newest two: kept
     finally:
         await asyncio.sleep(0)

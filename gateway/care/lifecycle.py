@@ -136,7 +136,10 @@ class Lifecycle:
     async def _batch(self, rec: BucketRecord, rules: list[lc.Rule], cursor: str) -> tuple[str, bool]:
         """Apply the rules to the keys after `cursor` (whole keys, a batch of versions); (new cursor, done)."""
         await yield_to(self.busy, YIELD_MOST)
-        page = await self.index.list_versions(rec.name, key_marker=cursor, max_keys=self.batch)
+        try:
+            page = await self.index.list_versions(rec.name, key_marker=cursor, max_keys=self.batch)
+        except NoSuchBucket:  # deleted meanwhile: nothing left to do there
+            return "", True
         entries = page.versions
         marker = page.next_version_id_marker if page.truncated else ""
         while marker:  # the page ended inside a key: the rest of its versions too
