@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,3 +98,13 @@ def test_a_pass_resumes_from_its_cursor_after_a_restart(tmp_path: Path) -> None:
             time.sleep(0.1)
     finally:
         again.stop()
+
+
+def test_aws_cli_sets_reads_and_deletes_rules(server: ServerProcess, bucket: str) -> None:
+    config = '{"Rules": [{"ID": "cli", "Status": "Enabled", "Filter": {"Prefix": "tmp/"}, "Expiration": {"Days": 7}}]}'
+    server.aws("s3api", "put-bucket-lifecycle-configuration", "--bucket", bucket, "--lifecycle-configuration", config)
+    got = json.loads(server.aws("s3api", "get-bucket-lifecycle-configuration", "--bucket", bucket).stdout)
+    assert got["Rules"] == [{"ID": "cli", "Status": "Enabled", "Filter": {"Prefix": "tmp/"}, "Expiration": {"Days": 7}}]
+    server.aws("s3api", "delete-bucket-lifecycle", "--bucket", bucket)
+    gone = server.aws("s3api", "get-bucket-lifecycle-configuration", "--bucket", bucket, check=False)
+    assert gone.returncode != 0 and "NoSuchLifecycleConfiguration" in gone.stderr
