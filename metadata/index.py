@@ -8,11 +8,13 @@ Every method is atomic: a method that raises has changed nothing (but see IndexU
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from metadata.records import (
+    BUCKET_CONFIG_FIELDS,
     BucketRecord,
     Condition,
     NodeRecord,
@@ -128,6 +130,12 @@ class Index(Protocol):
 
     async def list_buckets(self) -> list[BucketRecord]:
         """All buckets, sorted by name."""
+        ...
+
+    async def update_bucket(self, name: str, change: dict[str, str]) -> BucketRecord:
+        """Set configuration fields of a bucket (records.BUCKET_CONFIG_FIELDS: field -> new value, "" clears
+        it) and return the record as changed. Raises NoSuchBucket, or ValueError for a field that is not
+        configuration (name, owner, ...)."""
         ...
 
     # -- objects
@@ -281,3 +289,11 @@ def check_condition(cond: Condition | None, current: ObjectManifest | None) -> N
             raise PreconditionFailed("no current object to match")
         if cond.if_match != "*" and cond.if_match != current.etag:
             raise PreconditionFailed(f"etag is {current.etag}")
+
+
+def changed_bucket(rec: BucketRecord, change: dict[str, str]) -> BucketRecord:
+    """`rec` with update_bucket's `change` applied; ValueError for a field that is not configuration."""
+    wrong = sorted(set(change) - BUCKET_CONFIG_FIELDS)
+    if wrong:
+        raise ValueError(f"not bucket configuration: {', '.join(wrong)}")
+    return dataclasses.replace(rec, **change)

@@ -21,6 +21,11 @@ class BucketRecord:
     owner: str  # access key of the creating user
     created: float  # seconds since the epoch
     region: str = "us-east-1"
+    cors: str = ""  # the CORS rules as canonical JSON (gateway/handlers/cors.py); "" when none
+
+
+# BucketRecord fields that hold a bucket's configuration: what Index.update_bucket may change.
+BUCKET_CONFIG_FIELDS = frozenset({"cors"})
 
 
 @dataclass(slots=True)

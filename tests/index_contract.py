@@ -307,6 +307,30 @@ class IndexContract:
         assert listed == sorted(listed)
         assert [n for n in listed if n.startswith(tag)] == sorted(names)
 
+    async def test_update_bucket_sets_and_clears_configuration(self, index: Index) -> None:
+        name = new_bucket_name()
+        rec = BucketRecord(name=name, owner="AKIAOWNER", created=5.5, region="eu-west-1")
+        await index.create_bucket(rec)
+        changed = await index.update_bucket(name, {"cors": '[{"AllowedMethod": ["GET"]}]'})
+        assert changed == dataclasses.replace(rec, cors='[{"AllowedMethod": ["GET"]}]')
+        assert await index.get_bucket(name) == changed
+        assert [b for b in await index.list_buckets() if b.name == name] == [changed]
+        assert await index.update_bucket(name, {"cors": ""}) == rec
+        assert await index.get_bucket(name) == rec
+
+    async def test_update_bucket_refuses_missing_buckets_and_other_fields(self, index: Index) -> None:
+        with pytest.raises(NoSuchBucket):
+            await index.update_bucket(new_bucket_name(), {"cors": "[]"})
+        name = await new_bucket(index)
+        before = await index.get_bucket(name)
+        for change in ({"owner": "AKIATHIEF"}, {"name": "other"}, {"cors": "[]", "region": "x"}):
+            with pytest.raises(ValueError):
+                await index.update_bucket(name, change)
+        assert await index.get_bucket(name) == before
+        await index.delete_bucket(name)
+        with pytest.raises(NoSuchBucket):
+            await index.update_bucket(name, {"cors": "[]"})
+
     async def test_delete_empty_bucket(self, index: Index) -> None:
         name = await new_bucket(index)
         assert await index.delete_bucket(name) == []

@@ -37,6 +37,7 @@ from metadata.index import (
     ObjectPage,
     PartPage,
     UploadPage,
+    changed_bucket,
     check_condition,
 )
 from metadata.local import admin_tables as admin
@@ -199,6 +200,17 @@ class LocalIndex:
             return [decode(BucketRecord, v) for _, v in txn.cursor(self._db["buckets"])]
 
         return await self._run(False, tx)
+
+    async def update_bucket(self, name: str, change: dict[str, str]) -> BucketRecord:
+        def tx(txn: lmdb.Transaction) -> BucketRecord:
+            current = self._get(txn, "buckets", name.encode(), BucketRecord)
+            if current is None:
+                raise NoSuchBucket(name)
+            rec = changed_bucket(current, change)
+            txn.put(name.encode(), encode(rec), db=self._db["buckets"])
+            return rec
+
+        return await self._run(True, tx)
 
     # -- objects
 

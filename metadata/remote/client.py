@@ -122,6 +122,9 @@ class RemoteIndex:
     async def list_buckets(self) -> list[BucketRecord]:
         return await self._call("list_buckets")
 
+    async def update_bucket(self, name: str, change: dict[str, str]) -> BucketRecord:
+        return await self._call("update_bucket", name=name, change=change)
+
     # -- objects
 
     async def put_object(self, man: ObjectManifest, cond: Condition | None = None) -> ObjectManifest | None:

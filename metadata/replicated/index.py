@@ -41,6 +41,7 @@ from metadata.index import (
     ObjectPage,
     PartPage,
     UploadPage,
+    changed_bucket,
     check_condition,
 )
 from metadata.records import BucketRecord, Condition, ObjectManifest, PartRecord, UploadRecord, decode, encode
@@ -132,6 +133,15 @@ class ReplicatedIndex(ReplicatedAdmin):
 
     async def list_buckets(self) -> list[BucketRecord]:
         return [decode(BucketRecord, v) for _, v in await self._live("buckets", b"")]
+
+    async def update_bucket(self, name: str, change: dict[str, str]) -> BucketRecord:
+        async def decide(current: Entry | None, ts: int) -> tuple[list[Write], BucketRecord]:
+            if current is None or current.tombstone:
+                raise NoSuchBucket(name)
+            rec = changed_bucket(decode(BucketRecord, current.value), change)
+            return [Write("buckets", name.encode(), Entry(ts, False, encode(rec)))], rec
+
+        return await self._locked("buckets", name.encode(), decide)
 
     # -- objects
 
