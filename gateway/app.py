@@ -29,9 +29,11 @@ from gateway import siblings
 from gateway.admin import api as admin_api
 from gateway.context import Gateway
 from gateway.handlers import buckets as bucket_api
+from gateway.handlers import cors as cors_api
 from gateway.handlers import listing as listing_api
 from gateway.handlers import multipart as multipart_api
 from gateway.handlers import objects as object_api
+from gateway.handlers import post_object as post_api
 from gateway.metrics import MaintenanceCollector, merge
 from gateway.s3 import sigv2, sigv4
 from gateway.s3.errors import S3Error
@@ -47,7 +49,7 @@ Handler = Callable[[Gateway, S3Request], Awaitable[web.StreamResponse]]
 
 # Subresources S3 has and we do not: answered 501 rather than misread as a plain request.
 _BUCKET_UNSUPPORTED = frozenset(
-    "accelerate acl analytics cors encryption intelligent-tiering inventory lifecycle logging metrics "
+    "accelerate acl analytics encryption intelligent-tiering inventory lifecycle logging metrics "
     "notification object-lock ownershipControls policy policyStatus publicAccessBlock replication "
     "requestPayment tagging versioning versions website".split()
 )
@@ -77,6 +79,8 @@ def _route(req: S3Request) -> Handler:
         unsupported = _BUCKET_UNSUPPORTED.intersection(q)
         if unsupported:
             raise S3Error("NotImplemented", f"Bucket {sorted(unsupported)[0]} is not implemented.")
+        if "cors" in q:
+            return _CORS.get(method) or _refuse_method
         if method == "GET":
             if "location" in q:
                 return bucket_api.bucket_location
@@ -115,6 +119,27 @@ def _route(req: S3Request) -> Handler:
     raise S3Error("MethodNotAllowed")
 
 
+_CORS: dict[str, Handler] = {
+    "PUT": cors_api.put_bucket_cors,
+    "GET": cors_api.get_bucket_cors,
+    "DELETE": cors_api.delete_bucket_cors,
+}
+
+
+async def _refuse_method(gw: Gateway, req: S3Request) -> web.StreamResponse:
+    raise S3Error("MethodNotAllowed")
+
+
+def _is_form_post(request: web.Request, query: list[tuple[str, str]]) -> bool:
+    """A browser's POST object: its credentials are in the form, which post_object verifies before storing."""
+    return (
+        request.method == "POST"
+        and not query
+        and "Authorization" not in request.headers
+        and request.content_type == "multipart/form-data"
+    )
+
+
 def _host_bucket(host: str, domains: tuple[str, ...]) -> str | None:
     """The bucket of a virtual-hosted-style request (bucket.<domain>), if the Host names one."""
     name = host.rsplit(":", 1)[0].lower() if not host.endswith("]") else host
@@ -147,6 +172,7 @@ class _Verdict:
     forward: bool = False  # an admin request the primary worker answers (and authenticates)
     users_changed: bool = False  # a sibling worker's notice that users were added or removed
     auth: AuthContext | None = None  # who signed it (SigV4, or a presigned V2 URL)
+    unsigned: str = ""  # "preflight" (CORS OPTIONS) or "form" (POST object): judged by their handlers
     host_bucket: str | None = None  # the bucket a virtual-hosted-style Host names
 
 
@@ -177,16 +203,22 @@ async def _authenticate(request: web.Request, endpoint: Endpoint) -> None:
         exchange(request).counted = False  # accounted for by the worker that answers it
         request[_VERDICT] = _Verdict(forward=True)
         return
+    if request.method == "OPTIONS":  # a CORS preflight: anonymous, answered from the bucket's rules alone
+        request[_VERDICT] = _Verdict(host_bucket=host_bucket, unsigned="preflight")
+        return
     query = sigv4.parse_query(request.rel_url.raw_query_string)
-    claimed = _claimed_access_key(request.headers.get("Authorization"), query)
-    if claimed and not gw.users.known(claimed):
-        await gw.users.ensure(claimed)  # a user created through another gateway a moment ago
-    if sigv2.is_presigned_v2(query):
-        resource = f"/{host_bucket}{raw_path}" if host_bucket else raw_path
-        auth = sigv2.verify_presigned(request.method, resource, query, request.headers, gw.users.secret)
+    if _is_form_post(request, query):
+        request[_VERDICT] = _Verdict(host_bucket=host_bucket, unsigned="form")
     else:
-        auth = sigv4.verify(request.method, raw_path, query, request.headers, gw.users.secret)
-    request[_VERDICT] = _Verdict(auth=auth, host_bucket=host_bucket)
+        claimed = _claimed_access_key(request.headers.get("Authorization"), query)
+        if claimed and not gw.users.known(claimed):
+            await gw.users.ensure(claimed)  # a user created through another gateway a moment ago
+        if sigv2.is_presigned_v2(query):
+            resource = f"/{host_bucket}{raw_path}" if host_bucket else raw_path
+            auth = sigv2.verify_presigned(request.method, resource, query, request.headers, gw.users.secret)
+        else:
+            auth = sigv4.verify(request.method, raw_path, query, request.headers, gw.users.secret)
+        request[_VERDICT] = _Verdict(auth=auth, host_bucket=host_bucket)
     if expect is not None and request.version >= HttpVersion11:
         # Only now that the request is admitted and its signature holds is the body asked for.
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -222,10 +254,15 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     if verdict.users_changed:
         assert gw.siblings is not None
         return await siblings.answer_users_changed(request, gw.users)
-    auth = verdict.auth
-    assert auth is not None
     raw_path = request.rel_url.raw_path
     ex = exchange(request)
+    if verdict.unsigned:
+        bucket, key = split_path(raw_path, verdict.host_bucket)
+        handler = cors_api.preflight if verdict.unsigned == "preflight" else post_api.post_object
+        ex.operation = handler.__name__
+        return await handler(gw, S3Request(request, request[REQUEST_ID], bucket, key, "", request.query))
+    auth = verdict.auth
+    assert auth is not None
     if verdict.host_bucket is None and admin_api.is_admin_path(raw_path):
         ex.operation, resp = await admin_api.dispatch(gw, request, auth.access_key)
         return resp
@@ -353,6 +390,22 @@ async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
     response.headers["Server"] = "Tessera"
 
 
+async def _cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Access-Control-* headers on an answer to an origin the bucket's CORS rules allow, errors included."""
+    if "Origin" not in request.headers or request.method == "OPTIONS" or response.status == 503:
+        return
+    verdict: _Verdict | None = request.get(_VERDICT)
+    if verdict is not None and (verdict.probe or verdict.forward or verdict.users_changed):
+        return
+    gw = request.app[GATEWAY_KEY]
+    try:
+        host_bucket = verdict.host_bucket if verdict is not None else _host_bucket(request.host, gw.domains)
+        bucket, _ = split_path(request.rel_url.raw_path, host_bucket)
+    except S3Error:
+        return
+    await cors_api.add_headers(gw, bucket, request, response)
+
+
 def _readiness(gw: Gateway) -> ReadyCheck:
     async def check() -> tuple[bool, dict[str, Any]]:
         problem = await gw.readiness() if gw.readiness else None
@@ -379,6 +432,7 @@ def make_app(gw: Gateway) -> web.Application:
     app[GATEWAY_KEY] = gw
     app[SERVICE].registry.register(MaintenanceCollector(lambda: gw.maintenance))
     app.on_response_prepare.append(_stamp)
+    app.on_response_prepare.append(_cors_headers)
 
     async def users_refresh(app: web.Application) -> AsyncIterator[None]:
         await gw.users.start()

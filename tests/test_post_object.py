@@ -1,0 +1,229 @@
+"""POST object: browser-form uploads made with boto3's generate_presigned_post and sent with requests, against a
+real `tessera server`: the signed policy's conditions, ${filename}, success actions, errors, large files."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import xml.etree.ElementTree as ET
+import zlib
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from tests.s3_helpers import MiB, data, expect_error, get_body, unique
+from tests.server_process import ServerProcess
+from tests.test_users import add_user
+
+
+@pytest.fixture(scope="module", params=["default", "s3v4"])
+def signer(request: pytest.FixtureRequest, server: ServerProcess) -> Any:
+    """boto3 with default settings (which signs POST policies with V2 against a custom endpoint), and SigV4."""
+    return server.client() if request.param == "default" else server.client(signature_version="s3v4")
+
+
+def post(form: dict[str, Any], body: bytes, filename: str = "upload.bin", **extra: str) -> requests.Response:
+    """Send a form as a browser does: the policy's fields (plus `extra`), then the file."""
+    fields = {**form["fields"], **extra}
+    return requests.post(form["url"], data=fields, files={"file": (filename, body)}, allow_redirects=False, timeout=60)
+
+
+def error_of(resp: requests.Response) -> tuple[int, str, str]:
+    root = ET.fromstring(resp.content)
+    return resp.status_code, root.findtext("Code") or "", root.findtext("Message") or ""
+
+
+def absent(s3: Any, bucket: str, key: str) -> None:
+    expect_error(s3.head_object, "404", 404, Bucket=bucket, Key=key)
+
+
+def test_boto3_form_upload_with_filename_and_metadata(s3: Any, signer: Any, bucket: str) -> None:
+    form = signer.generate_presigned_post(
+        bucket,
+        "photos/${filename}",
+        Fields={"Content-Type": "image/png", "x-amz-meta-album": "summer"},
+        Conditions=[{"Content-Type": "image/png"}, {"x-amz-meta-album": "summer"}],
+    )
+    assert ("x-amz-signature" in form["fields"]) == (signer.meta.config.signature_version == "s3v4")
+    body = data(3000, seed=1)
+    resp = post(form, body, filename="beach.png")
+    assert resp.status_code == 204, resp.text
+    assert resp.headers["ETag"] == f'"{hashlib.md5(body).hexdigest()}"'
+    assert resp.headers["Location"].endswith(f"/{bucket}/photos/beach.png")
+    head = s3.head_object(Bucket=bucket, Key="photos/beach.png")
+    assert head["ContentType"] == "image/png"
+    assert head["Metadata"] == {"album": "summer"}
+    assert get_body(s3, bucket, "photos/beach.png") == body
+
+
+def test_success_action_status_and_redirect(s3: Any, bucket: str) -> None:
+    created = s3.generate_presigned_post(
+        bucket, "a.txt", Fields={"success_action_status": "201"}, Conditions=[{"success_action_status": "201"}]
+    )
+    resp = post(created, b"hello")
+    assert resp.status_code == 201, resp.text
+    root = ET.fromstring(resp.content)
+    assert (root.tag, root.findtext("Bucket"), root.findtext("Key")) == ("PostResponse", bucket, "a.txt")
+    assert root.findtext("ETag") == f'"{hashlib.md5(b"hello").hexdigest()}"'
+    assert root.findtext("Location", "").endswith(f"/{bucket}/a.txt")
+
+    ok = s3.generate_presigned_post(
+        bucket, "b.txt", Fields={"success_action_status": "200"}, Conditions=[{"success_action_status": "200"}]
+    )
+    resp = post(ok, b"b")
+    assert (resp.status_code, resp.content) == (200, b"")
+
+    target = "https://app.example.com/done?from=form"
+    redirect = s3.generate_presigned_post(
+        bucket,
+        "c.txt",
+        Fields={"success_action_redirect": target},
+        Conditions=[["starts-with", "$success_action_redirect", "https://app.example.com/"]],
+    )
+    resp = post(redirect, b"c")
+    assert resp.status_code == 303, resp.text
+    location = urlsplit(resp.headers["Location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == "https://app.example.com/done"
+    assert parse_qs(location.query) == {
+        "from": ["form"],
+        "bucket": [bucket],
+        "key": ["c.txt"],
+        "etag": [f'"{hashlib.md5(b"c").hexdigest()}"'],
+    }
+    assert get_body(s3, bucket, "c.txt") == b"c"
+
+
+@pytest.mark.parametrize(
+    ("conditions", "extra", "body", "expected"),
+    [
+        ([["starts-with", "$key", "user/alice/"]], {}, b"x", (403, "AccessDenied", "Policy Condition failed")),
+        (
+            [["eq", "$Content-Type", "image/png"]],
+            {"Content-Type": "text/html"},
+            b"x",
+            (403, "AccessDenied", "Policy Condition failed"),
+        ),
+        ([], {"x-amz-meta-sneaky": "1"}, b"x", (403, "AccessDenied", "Extra input fields: x-amz-meta-sneaky")),
+        (
+            [["content-length-range", 10, 100]],
+            {},
+            b"x" * 101,
+            (400, "EntityTooLarge", "exceeds the maximum allowed size"),
+        ),
+        ([["content-length-range", 10, 100]], {}, b"x" * 9, (400, "EntityTooSmall", "smaller than the minimum")),
+    ],
+    ids=["starts-with", "eq", "extra-field", "too-large", "too-small"],
+)
+def test_failed_conditions_store_nothing(
+    s3: Any, bucket: str, conditions: list[Any], extra: dict[str, str], body: bytes, expected: tuple[int, str, str]
+) -> None:
+    form = s3.generate_presigned_post(bucket, "k", Conditions=conditions)
+    status, code, message = error_of(post(form, body, **extra))
+    assert (status, code) == expected[:2], message
+    assert expected[2] in message
+    absent(s3, bucket, "k")
+
+
+def test_conditions_met_are_accepted(s3: Any, signer: Any, bucket: str) -> None:
+    form = signer.generate_presigned_post(
+        bucket,
+        "user/alice/${filename}",
+        Fields={"Content-Type": "text/plain"},
+        Conditions=[["content-length-range", 1, 10], ["starts-with", "$Content-Type", "text/"], {"bucket": bucket}],
+    )
+    resp = post(form, b"0123456789", filename="notes.txt")
+    assert resp.status_code == 204, resp.text
+    assert get_body(s3, bucket, "user/alice/notes.txt") == b"0123456789"
+
+
+def test_expired_policy_and_forged_signature(s3: Any, signer: Any, bucket: str) -> None:
+    expired = signer.generate_presigned_post(bucket, "k", ExpiresIn=-60)
+    status, code, message = error_of(post(expired, b"x"))
+    assert (status, code, message) == (403, "AccessDenied", "Invalid according to Policy: Policy expired.")
+    form = signer.generate_presigned_post(bucket, "k")
+    name = "x-amz-signature" if "x-amz-signature" in form["fields"] else "signature"
+    sig = form["fields"][name]
+    forged = {**form, "fields": {**form["fields"], name: ("0" if sig[0] != "0" else "1") + sig[1:]}}
+    assert error_of(post(forged, b"x"))[:2] == (403, "SignatureDoesNotMatch")
+    # A policy changed after signing: the signature no longer covers it.
+    policy = base64.b64decode(form["fields"]["policy"]).replace(b'"k"', b'"other"')
+    changed = {**form, "fields": {**form["fields"], "policy": base64.b64encode(policy).decode(), "key": "other"}}
+    assert error_of(post(changed, b"x"))[:2] == (403, "SignatureDoesNotMatch")
+    absent(s3, bucket, "k")
+    absent(s3, bucket, "other")
+
+
+def test_broken_forms(server: ServerProcess, s3: Any, bucket: str) -> None:
+    form = s3.generate_presigned_post(bucket, "k")
+    url = form["url"]
+    no_key = {k: v for k, v in form["fields"].items() if k != "key"}
+    resp = requests.post(url, data=no_key, files={"file": ("f", b"x")}, timeout=30)
+    assert error_of(resp)[:2] == (400, "InvalidArgument")
+    resp = requests.post(url, files={name: (None, value) for name, value in form["fields"].items()}, timeout=30)
+    assert error_of(resp)[:3] == (400, "InvalidArgument", "POST requires exactly one file upload per request.")
+    garbage = b"--XYZ\r\nContent-Disposition: form-data; name=key\r\n\r\nk\r\n--XY"
+    resp = requests.post(url, data=garbage, headers={"Content-Type": "multipart/form-data; boundary=XYZ"}, timeout=30)
+    assert error_of(resp)[:2] == (400, "MalformedPOSTRequest")
+    resp = requests.post(url, data=b"x", headers={"Content-Type": "multipart/form-data"}, timeout=30)
+    assert error_of(resp)[:2] == (400, "MalformedPOSTRequest")
+    bad_policy = {**form["fields"], "policy": "not base64!"}
+    resp = requests.post(url, data=bad_policy, files={"file": ("f", b"x")}, timeout=30)
+    assert error_of(resp)[:2] in ((400, "InvalidPolicyDocument"), (403, "SignatureDoesNotMatch"))
+    # Anonymous form uploads need a bucket policy allowing them: none can be set yet.
+    resp = requests.post(url, data={"key": "k"}, files={"file": ("f", b"x")}, timeout=30)
+    assert error_of(resp)[:2] == (403, "AccessDenied")
+    absent(s3, bucket, "k")
+
+
+def test_fields_after_the_file_are_ignored(s3: Any, bucket: str) -> None:
+    form = s3.generate_presigned_post(bucket, "late")
+    boundary = "----tesseraform"
+    parts = [(name, value.encode()) for name, value in form["fields"].items()]
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode() + value + b"\r\n"
+        for name, value in parts
+    )
+    body += f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n'.encode()
+    body += b"payload\r\n"
+    body += f'--{boundary}\r\nContent-Disposition: form-data; name="x-amz-meta-late"\r\n\r\nyes\r\n'.encode()
+    body += f"--{boundary}--\r\n".encode()
+    resp = requests.post(
+        form["url"], data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}, timeout=30
+    )
+    assert resp.status_code == 204, resp.text
+    assert s3.head_object(Bucket=bucket, Key="late")["Metadata"] == {}
+    assert get_body(s3, bucket, "late") == b"payload"
+
+
+def test_checksum_fields_are_verified(s3: Any, bucket: str) -> None:
+    body = b"checked bytes"
+    good = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+    form = s3.generate_presigned_post(
+        bucket, "sum", Fields={"x-amz-checksum-crc32": good}, Conditions=[{"x-amz-checksum-crc32": good}]
+    )
+    resp = post(form, body)
+    assert resp.status_code == 204, resp.text
+    assert resp.headers["x-amz-checksum-crc32"] == good
+    assert s3.head_object(Bucket=bucket, Key="sum", ChecksumMode="ENABLED")["ChecksumCRC32"] == good
+    resp = post(form, body + b"!")
+    assert error_of(resp)[:2] == (400, "BadDigest")
+    assert get_body(s3, bucket, "sum") == body
+
+
+def test_another_users_bucket_is_refused(server: ServerProcess, s3: Any, bucket: str) -> None:
+    user = add_user(server.endpoint, unique("formuser"))
+    theirs = server.client(user["access_key"], user["secret_key"])
+    form = theirs.generate_presigned_post(bucket, "intruder")
+    assert error_of(post(form, b"x"))[:2] == (403, "AccessDenied")
+    absent(s3, bucket, "intruder")
+
+
+def test_large_file_streams_through_many_segments(s3: Any, bucket: str) -> None:
+    body = data(20 * MiB + 12345, seed=7)
+    form = s3.generate_presigned_post(bucket, "big/${filename}", Conditions=[["content-length-range", 0, 64 * MiB]])
+    resp = post(form, body, filename="video.bin")
+    assert resp.status_code == 204, resp.text
+    assert resp.headers["ETag"] == f'"{hashlib.md5(body).hexdigest()}"'
+    assert get_body(s3, bucket, "big/video.bin") == body
