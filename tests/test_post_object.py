@@ -7,6 +7,8 @@ import base64
 import hashlib
 import xml.etree.ElementTree as ET
 import zlib
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,7 +23,9 @@ from tests.test_users import add_user
 @pytest.fixture(scope="module", params=["default", "s3v4"])
 def signer(request: pytest.FixtureRequest, server: ServerProcess) -> Any:
     """boto3 with default settings (which signs POST policies with V2 against a custom endpoint), and SigV4."""
-    return server.client() if request.param == "default" else server.client(signature_version="s3v4")
+    client = server.client() if request.param == "default" else server.client(signature_version="s3v4")
+    client.form_signature = "x-amz-signature" if request.param == "s3v4" else "signature"
+    return client
 
 
 def post(form: dict[str, Any], body: bytes, filename: str = "upload.bin", **extra: str) -> requests.Response:
@@ -46,7 +50,7 @@ def test_boto3_form_upload_with_filename_and_metadata(s3: Any, signer: Any, buck
         Fields={"Content-Type": "image/png", "x-amz-meta-album": "summer"},
         Conditions=[{"Content-Type": "image/png"}, {"x-amz-meta-album": "summer"}],
     )
-    assert ("x-amz-signature" in form["fields"]) == (signer.meta.config.signature_version == "s3v4")
+    assert signer.form_signature in form["fields"]
     body = data(3000, seed=1)
     resp = post(form, body, filename="beach.png")
     assert resp.status_code == 204, resp.text
@@ -143,7 +147,7 @@ def test_expired_policy_and_forged_signature(s3: Any, signer: Any, bucket: str) 
     status, code, message = error_of(post(expired, b"x"))
     assert (status, code, message) == (403, "AccessDenied", "Invalid according to Policy: Policy expired.")
     form = signer.generate_presigned_post(bucket, "k")
-    name = "x-amz-signature" if "x-amz-signature" in form["fields"] else "signature"
+    name = signer.form_signature
     sig = form["fields"][name]
     forged = {**form, "fields": {**form["fields"], name: ("0" if sig[0] != "0" else "1") + sig[1:]}}
     assert error_of(post(forged, b"x"))[:2] == (403, "SignatureDoesNotMatch")
@@ -227,3 +231,41 @@ def test_large_file_streams_through_many_segments(s3: Any, bucket: str) -> None:
     assert resp.status_code == 204, resp.text
     assert resp.headers["ETag"] == f'"{hashlib.md5(body).hexdigest()}"'
     assert get_body(s3, bucket, "big/video.bin") == body
+
+
+def _peak_rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc status")
+
+
+def test_form_file_is_streamed_not_buffered(server: ServerProcess, s3: Any, bucket: str) -> None:
+    """A 96 MiB file sent chunked, made on the fly: the server's peak RSS grows far less than the file."""
+    size, block = 96 * MiB, data(MiB, seed=3)
+    form = s3.generate_presigned_post(bucket, "stream")
+    boundary = "----tesserastream"
+    head = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in form["fields"].items()
+    )
+    head += f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="s"\r\n\r\n'.encode()
+
+    def body() -> Iterator[bytes]:
+        yield head
+        for _ in range(size // MiB):
+            yield block
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    before = _peak_rss(server.pid)
+    resp = requests.post(
+        form["url"], data=body(), headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}, timeout=120
+    )
+    assert resp.status_code == 204, resp.text
+    grown = _peak_rss(server.pid) - before
+    assert grown < 48 * MiB, f"peak RSS grew by {grown // MiB} MiB for a {size // MiB} MiB form upload"
+    expected = hashlib.md5()
+    for _ in range(size // MiB):
+        expected.update(block)
+    assert resp.headers["ETag"] == f'"{expected.hexdigest()}"'
+    assert s3.head_object(Bucket=bucket, Key="stream")["ContentLength"] == size
