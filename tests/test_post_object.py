@@ -269,3 +269,29 @@ def test_form_file_is_streamed_not_buffered(server: ServerProcess, s3: Any, buck
         expected.update(block)
     assert resp.headers["ETag"] == f'"{expected.hexdigest()}"'
     assert s3.head_object(Bucket=bucket, Key="stream")["ContentLength"] == size
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"x-amz-meta-note": "a\r\nSet-Cookie: x=1"}, (400, "InvalidArgument")),
+        ({"x-amz-meta-two words": "v"}, (400, "InvalidArgument")),
+        ({"Content-Disposition": "inline\r\nX: y"}, (400, "InvalidArgument")),
+        ({"acl": "public-read"}, (501, "NotImplemented")),
+        ({"acl": "everyone-gets-it"}, (400, "InvalidArgument")),
+        ({"x-amz-server-side-encryption": "AES256"}, (501, "NotImplemented")),
+    ],
+    ids=["meta-crlf", "meta-name", "disposition-crlf", "acl-not-built", "acl-unknown", "sse"],
+)
+def test_fields_an_object_cannot_keep(s3: Any, bucket: str, fields: dict[str, str], expected: tuple[int, str]) -> None:
+    form = s3.generate_presigned_post(bucket, "k", Fields=fields, Conditions=[{n: v} for n, v in fields.items()])
+    status, code, message = error_of(post(form, b"x"))
+    assert (status, code) == expected, message
+    absent(s3, bucket, "k")
+
+
+def test_owner_only_acls_are_accepted(s3: Any, bucket: str) -> None:
+    for acl in ("private", "bucket-owner-full-control"):
+        form = s3.generate_presigned_post(bucket, acl, Fields={"acl": acl}, Conditions=[{"acl": acl}])
+        assert post(form, b"x").status_code == 204
+        assert get_body(s3, bucket, acl) == b"x"

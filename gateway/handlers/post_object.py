@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from urllib.parse import quote, urlencode
 
 import aiohttp
@@ -18,6 +19,7 @@ from gateway.s3 import checksums, post_policy
 from gateway.s3.errors import S3Error
 from gateway.s3.request import (
     MAX_KEY_BYTES,
+    STANDARD_HEADERS,
     S3Request,
     content_type,
     has_control,
@@ -31,6 +33,8 @@ from gateway.s3.xml import document
 MAX_FIELDS = 64 << 10  # bytes of the fields before the file: a policy of many conditions fits
 FILE_CHUNK = 256 << 10  # read from the file part at a time: memory per upload stays a few segments
 _DISCONNECTS = (aiohttp.ClientPayloadError, ConnectionError, asyncio.IncompleteReadError, EOFError)
+_KEPT = frozenset({"content-type", *(h.lower() for h in STANDARD_HEADERS)})
+_TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")  # an HTTP header name (field names are lowercased)
 _ACLS_OWNER_ONLY = ("private", "bucket-owner-full-control")  # what every object here already is
 _ACLS_OTHER = ("public-read", "public-read-write", "authenticated-read", "bucket-owner-read", "aws-exec-read")
 
@@ -105,10 +109,12 @@ async def read_fields(request: web.Request) -> tuple[dict[str, str], BodyPartRea
 
 
 def _object_headers(fields: dict[str, str]) -> CIMultiDictProxy[str]:
-    """The fields an object keeps (Content-Type, x-amz-meta-*, ...) as the request headers of a PUT."""
+    """The fields an object keeps (Content-Type, x-amz-meta-*, ...) as the request headers of a PUT. A form
+    can say what a header cannot (a CR or LF in a value, a space in a name): refused, as GET answers them."""
     for name, value in fields.items():
-        if has_control(value) and (name.startswith("x-amz-meta-") or name in ("content-type", "cache-control")):
-            raise S3Error("InvalidArgument", f"The value of the {name} field is not valid.", ArgumentName=name)
+        if name.startswith("x-amz-meta-") or name in _KEPT:
+            if has_control(value) or (name.startswith("x-amz-meta-") and not _TOKEN_RE.fullmatch(name)):
+                raise S3Error("InvalidArgument", f"The {name} field is not valid.", ArgumentName=name)
     headers = CIMultiDictProxy(CIMultiDict(fields))
     refuse_unsupported(headers)
     return headers

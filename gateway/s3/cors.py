@@ -49,6 +49,8 @@ class CorsRule:
         """Whether this rule lets `origin` use `method` sending `headers` (lowercase names)."""
         return (
             method in self.allowed_methods
+            and answerable(origin)
+            and all(answerable(h) for h in headers)
             and any(p.fullmatch(origin) for p in self._origins)
             and all(any(p.fullmatch(h) for p in self._headers) for h in headers)
         )
@@ -76,6 +78,12 @@ def first_match(
     return next((r for r in rules if r.allows(origin, method, headers)), None)
 
 
+def answerable(text: str) -> bool:
+    """Whether a request's text may be echoed in a response header: printable ASCII only (an undecodable byte
+    arrives as a surrogate, which no header can carry)."""
+    return text.isascii() and text.isprintable()
+
+
 def requested_headers(value: str | None) -> tuple[str, ...]:
     """The names of an Access-Control-Request-Headers value, lowercase."""
     if not value:
@@ -99,8 +107,10 @@ def _rule(el: ET.Element) -> CorsRule:
             values[child.tag].append(text)
         elif child.tag == "ID" and len(text) <= MAX_ID:
             rule_id = text
-        elif child.tag == "MaxAgeSeconds" and max_age is None and (max_age := decimal(text, 0, MAX_AGE)) is not None:
-            pass
+        elif child.tag == "MaxAgeSeconds" and max_age is None:
+            max_age = decimal(text, 0, MAX_AGE)
+            if max_age is None:
+                raise S3Error("MalformedXML")
         else:
             raise S3Error("MalformedXML")
     if not values["AllowedOrigin"] or not values["AllowedMethod"]:
