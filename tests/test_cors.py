@@ -208,10 +208,13 @@ def test_form_upload_from_an_allowed_origin(server: ServerProcess, s3: Any, buck
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
+    """Two gateways on three metadata replicas: the rules travel through RemoteIndex and ReplicatedIndex."""
     c = DevCluster(Path(tmp_path_factory.mktemp("cors-cluster")), nodes=3, metas=3, gateways=2, ec="2+1")
-    c.start()
-    yield c
-    c.stop()
+    try:
+        c.start()  # stopped even when it fails half way
+        yield c
+    finally:
+        c.stop()
 
 
 def test_cluster_honours_cors_set_through_another_gateway(cluster: DevCluster) -> None:
