@@ -207,18 +207,18 @@ async def _authenticate(request: web.Request, endpoint: Endpoint) -> None:
         request[_VERDICT] = _Verdict(host_bucket=host_bucket, unsigned="preflight")
         return
     query = sigv4.parse_query(request.rel_url.raw_query_string)
-    if _is_form_post(request, query):
-        request[_VERDICT] = _Verdict(host_bucket=host_bucket, unsigned="form")
+    unsigned = "form" if _is_form_post(request, query) else ""
+    claimed = _claimed_access_key(request.headers.get("Authorization"), query)
+    if claimed and not gw.users.known(claimed):
+        await gw.users.ensure(claimed)  # a user created through another gateway a moment ago
+    if unsigned:
+        auth = None  # the form's own signature: post_object verifies it before storing anything
+    elif sigv2.is_presigned_v2(query):
+        resource = f"/{host_bucket}{raw_path}" if host_bucket else raw_path
+        auth = sigv2.verify_presigned(request.method, resource, query, request.headers, gw.users.secret)
     else:
-        claimed = _claimed_access_key(request.headers.get("Authorization"), query)
-        if claimed and not gw.users.known(claimed):
-            await gw.users.ensure(claimed)  # a user created through another gateway a moment ago
-        if sigv2.is_presigned_v2(query):
-            resource = f"/{host_bucket}{raw_path}" if host_bucket else raw_path
-            auth = sigv2.verify_presigned(request.method, resource, query, request.headers, gw.users.secret)
-        else:
-            auth = sigv4.verify(request.method, raw_path, query, request.headers, gw.users.secret)
-        request[_VERDICT] = _Verdict(auth=auth, host_bucket=host_bucket)
+        auth = sigv4.verify(request.method, raw_path, query, request.headers, gw.users.secret)
+    request[_VERDICT] = _Verdict(auth=auth, host_bucket=host_bucket, unsigned=unsigned)
     if expect is not None and request.version >= HttpVersion11:
         # Only now that the request is admitted and its signature holds is the body asked for.
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")

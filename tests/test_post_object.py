@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
+import json
+import socket
 import xml.etree.ElementTree as ET
 import zlib
 from collections.abc import Iterator
@@ -16,7 +19,7 @@ import pytest
 import requests
 
 from tests.s3_helpers import MiB, data, expect_error, get_body, unique
-from tests.server_process import ServerProcess
+from tests.server_process import ACCESS_KEY, SECRET_KEY, ServerProcess
 from tests.test_users import add_user
 
 
@@ -295,3 +298,77 @@ def test_owner_only_acls_are_accepted(s3: Any, bucket: str) -> None:
         form = s3.generate_presigned_post(bucket, acl, Fields={"acl": acl}, Conditions=[{"acl": acl}])
         assert post(form, b"x").status_code == 204
         assert get_body(s3, bucket, acl) == b"x"
+
+
+def _multipart(fields: dict[str, str], file: bytes, boundary: str = "----tesseraform") -> tuple[bytes, str]:
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in fields.items()
+    )
+    body += f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n'.encode()
+    return body + file + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def test_virtual_hosted_form_and_expect_continue(server: ServerProcess, s3: Any, bucket: str) -> None:
+    port = urlsplit(server.endpoint).port
+    form = s3.generate_presigned_post(bucket, "vhost")
+    body, kind = _multipart(form["fields"], b"by host")
+    resp = requests.post(
+        f"{server.endpoint}/",
+        data=body,
+        headers={"Host": f"{bucket}.localhost:{port}", "Content-Type": kind},
+        timeout=30,
+    )
+    assert resp.status_code == 204, resp.text
+    assert resp.headers["Location"] == f"http://{bucket}.localhost:{port}/vhost"
+    assert get_body(s3, bucket, "vhost") == b"by host"
+
+    # A client that waits for 100 Continue before sending the form gets it, then the answer.
+    form = s3.generate_presigned_post(bucket, "continued")
+    body, kind = _multipart(form["fields"], b"after continue")
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        head = (
+            f"POST /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: {kind}\r\n"
+            f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+        )
+        sock.sendall(head.encode())
+        assert sock.recv(64).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.sendall(body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 204"), answer
+    assert get_body(s3, bucket, "continued") == b"after continue"
+
+
+def _signed_v2(policy: dict[str, Any]) -> dict[str, str]:
+    """Form fields for `policy`, signed by hand with V2 (HMAC-SHA1 over the base64 policy)."""
+    encoded = base64.b64encode(json.dumps(policy).encode()).decode()
+    mac = hmac.new(SECRET_KEY.encode(), encoded.encode(), hashlib.sha1).digest()
+    return {"key": "k", "AWSAccessKeyId": ACCESS_KEY, "policy": encoded, "signature": base64.b64encode(mac).decode()}
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        {"conditions": [{"key": "k"}]},
+        {"expiration": "tomorrow", "conditions": [{"key": "k"}]},
+        {"expiration": "2099-01-01T00:00:00Z"},
+        {"expiration": "2099-01-01T00:00:00Z", "conditions": [["matches", "$key", "k"]]},
+        {"expiration": "2099-01-01T00:00:00Z", "conditions": [["eq", "key", "k"]]},
+        {"expiration": "2099-01-01T00:00:00Z", "conditions": [["content-length-range", "a", 5], {"key": "k"}]},
+        {"expiration": "2099-01-01T00:00:00Z", "conditions": [{"key": 7}]},
+    ],
+    ids=["no-expiration", "bad-expiration", "no-conditions", "unknown-op", "no-dollar", "bad-range", "not-a-string"],
+)
+def test_invalid_policy_documents(server: ServerProcess, s3: Any, bucket: str, policy: dict[str, Any]) -> None:
+    resp = requests.post(
+        f"{server.endpoint}/{bucket}", data=_signed_v2(policy), files={"file": ("f", b"x")}, timeout=30
+    )
+    status, code, message = error_of(resp)
+    assert (status, code) == (400, "InvalidPolicyDocument"), message
+    assert message.startswith("Invalid Policy: ")
+    absent(s3, bucket, "k")
+    good = _signed_v2({"expiration": "2099-01-01T00:00:00Z", "conditions": [{"key": "k"}]})
+    resp = requests.post(f"{server.endpoint}/{bucket}", data=good, files={"file": ("f", b"x")}, timeout=30)
+    assert resp.status_code == 204, resp.text

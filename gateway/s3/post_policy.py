@@ -65,15 +65,17 @@ def _length(value: Any) -> int:
     return value
 
 
-def _condition(raw: Any) -> Condition:
+def _conditions(raw: Any) -> list[Condition]:
+    """One condition of the policy's list; an object of several fields is an exact match on each."""
     text = json.dumps(raw)
     if isinstance(raw, dict):
-        if len(raw) != 1:
+        if not raw or not all(isinstance(v, str) for v in raw.values()):
             raise _invalid(f"Invalid Simple-Condition: {text}")
-        ((name, value),) = raw.items()
-        if not isinstance(value, str):
-            raise _invalid(f"Invalid Simple-Condition: {text}")
-        return Condition("eq", name.lower().removeprefix("$"), value, text=text)
+        return [Condition("eq", name.lower().removeprefix("$"), value, text=text) for name, value in raw.items()]
+    return [_condition(raw, text)]
+
+
+def _condition(raw: Any, text: str) -> Condition:
     if not isinstance(raw, list) or len(raw) != 3 or not isinstance(raw[0], str):
         raise _invalid(f"Invalid Condition: {text}")
     op = raw[0].lower()
@@ -108,7 +110,7 @@ def decode_policy(encoded: str) -> PostPolicy:
     raw = doc.get("conditions")
     if not isinstance(raw, list):
         raise _invalid("Policy missing conditions.")
-    return PostPolicy(when, [_condition(c) for c in raw])
+    return PostPolicy(when, [c for item in raw for c in _conditions(item)])
 
 
 def _denied(detail: str) -> S3Error:
