@@ -11,7 +11,7 @@ logical clock (metadata/hlc.py); replicas reconcile with one rule, metadata/repl
   read. Listings merge the sorted ranges of two replicas through metadata/listing.py.
 - A write that reads first (put_object returning what it replaced, delete_object) stamps its version
   after everything it read, so it supersedes it whatever the machines' clocks say.
-- Conditional operations (create_bucket, delete_bucket, put_object with a condition, complete_upload,
+- Conditional operations (create_bucket, delete_bucket, update_bucket, put_object with a condition, complete_upload,
   abort_upload, update_part; create_user, delete_user and the leases' operations) take a per-key lock
   on a majority first: each replica grants a key to one holder at a time (for a lease) and only with a
   timestamp above everything it has promised or holds. A holder of two grants reads the key from them,
