@@ -372,3 +372,19 @@ def test_invalid_policy_documents(server: ServerProcess, s3: Any, bucket: str, p
     good = _signed_v2({"expiration": "2099-01-01T00:00:00Z", "conditions": [{"key": "k"}]})
     resp = requests.post(f"{server.endpoint}/{bucket}", data=good, files={"file": ("f", b"x")}, timeout=30)
     assert resp.status_code == 204, resp.text
+
+
+def test_oversized_forms_and_odd_file_names(server: ServerProcess, s3: Any, bucket: str) -> None:
+    form = s3.generate_presigned_post(bucket, "${filename}")
+    url = form["url"]
+    big = {**form["fields"], "x-ignore-padding": "p" * (70 << 10)}
+    resp = requests.post(url, data=big, files={"file": ("f", b"x")}, timeout=30)
+    assert error_of(resp)[:2] == (400, "MaxPostPreDataLengthExceeded")
+    many = [(f"x-ignore-{i}", "") for i in range(2000)]
+    resp = requests.post(url, data=[*form["fields"].items(), *many], files={"file": ("f", b"x")}, timeout=30)
+    assert error_of(resp)[:2] == (400, "MaxPostPreDataLengthExceeded")
+    body, kind = _multipart(form["fields"], b"x")
+    odd = body.replace(b'filename="f"', b'filename="\xff\xfe.bin"')
+    resp = requests.post(url, data=odd, headers={"Content-Type": kind}, timeout=30)
+    assert error_of(resp)[:2] == (400, "InvalidArgument")  # a key must be UTF-8
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0

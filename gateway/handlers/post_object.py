@@ -31,6 +31,7 @@ from gateway.s3.request import (
 from gateway.s3.xml import document
 
 MAX_FIELDS = 64 << 10  # bytes of the fields before the file: a policy of many conditions fits
+_PART_OVERHEAD = 64  # what a field's boundary and headers count against MAX_FIELDS, about
 FILE_CHUNK = 256 << 10  # read from the file part at a time: memory per upload stays a few segments
 _DISCONNECTS = (aiohttp.ClientPayloadError, ConnectionError, asyncio.IncompleteReadError, EOFError)
 _KEPT = frozenset({"content-type", *(h.lower() for h in STANDARD_HEADERS)})
@@ -70,16 +71,18 @@ class _FormFile:
         return piece
 
 
+def _fields_too_large() -> S3Error:
+    return S3Error(
+        "MaxPostPreDataLengthExceeded", "Your POST request fields preceeding the upload file was too large.", 400
+    )
+
+
 async def _field(part: BodyPartReader, budget: int) -> bytes:
     value = bytearray()
     while chunk := await part.read_chunk(8192):
         value += chunk
         if len(value) > budget:
-            raise S3Error(
-                "MaxPostPreDataLengthExceeded",
-                "Your POST request fields preceeding the upload file was too large.",
-                400,
-            )
+            raise _fields_too_large()
     return bytes(value)
 
 
@@ -97,7 +100,9 @@ async def read_fields(request: web.Request) -> tuple[dict[str, str], BodyPartRea
             if name == "file":
                 return fields, part
             raw = await _field(part, budget)
-            budget -= len(raw)
+            budget -= len(raw) + len(name) + _PART_OVERHEAD  # so that many empty fields cannot go on forever
+            if budget < 0:
+                raise _fields_too_large()
             fields.setdefault(name, raw.decode("utf-8"))
     except S3Error:
         raise
@@ -144,7 +149,11 @@ def _stored_key(fields: dict[str, str], filename: str) -> str:
     key = fields["key"].replace("${filename}", filename)
     if not key:
         raise S3Error("InvalidArgument", "User key must have a length greater than 0.", ArgumentName="key")
-    if len(key.encode("utf-8", "surrogateescape")) > MAX_KEY_BYTES:
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:  # a file name that was not UTF-8
+        raise S3Error("InvalidArgument", "The key is not valid UTF-8.", ArgumentName="key") from None
+    if size > MAX_KEY_BYTES:
         raise S3Error("KeyTooLongError")
     return key
 
