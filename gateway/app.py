@@ -115,7 +115,7 @@ def _route(req: S3Request) -> Handler:
             return multipart_api.create_upload
         if "uploadId" in q:
             return multipart_api.complete_upload
-        raise S3Error("NotImplemented", "POST object uploads are not implemented.")
+        raise S3Error("NotImplemented", "This POST is not implemented: form uploads (POST object) go to the bucket.")
     raise S3Error("MethodNotAllowed")
 
 
