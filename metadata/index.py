@@ -132,10 +132,10 @@ class Index(Protocol):
         """All buckets, sorted by name."""
         ...
 
-    async def update_bucket(self, name: str, change: dict[str, str]) -> BucketRecord:
-        """Set configuration fields of a bucket (records.BUCKET_CONFIG_FIELDS: field -> new value, "" clears
-        it) and return the record as changed. Raises NoSuchBucket, or ValueError for a field that is not
-        configuration (name, owner, ...)."""
+    async def update_bucket(self, name: str, changes: dict[str, str | None]) -> BucketRecord:
+        """Set configuration fields of a bucket atomically (records.BUCKET_CONFIG_FIELDS: field -> new value,
+        None resets it) and return the record as stored. Raises NoSuchBucket, or ValueError for a field that
+        is not configuration (name, owner, ...)."""
         ...
 
     # -- objects
@@ -291,9 +291,9 @@ def check_condition(cond: Condition | None, current: ObjectManifest | None) -> N
             raise PreconditionFailed(f"etag is {current.etag}")
 
 
-def changed_bucket(rec: BucketRecord, change: dict[str, str]) -> BucketRecord:
-    """`rec` with update_bucket's `change` applied; ValueError for a field that is not configuration."""
-    wrong = sorted(set(change) - BUCKET_CONFIG_FIELDS)
+def changed_bucket(rec: BucketRecord, changes: dict[str, str | None]) -> BucketRecord:
+    """`rec` with update_bucket's `changes` applied; ValueError for a field that is not configuration."""
+    wrong = sorted(set(changes) - BUCKET_CONFIG_FIELDS)
     if wrong:
         raise ValueError(f"not bucket configuration: {', '.join(wrong)}")
-    return dataclasses.replace(rec, **change)
+    return dataclasses.replace(rec, **changes)

@@ -21,7 +21,7 @@ class BucketRecord:
     owner: str  # access key of the creating user
     created: float  # seconds since the epoch
     region: str = "us-east-1"
-    cors: str = ""  # the CORS rules as canonical JSON (gateway/handlers/cors.py); "" when none
+    cors: str | None = None  # the CORS rules as canonical JSON (gateway/s3/cors.py); None: no rules
 
 
 # BucketRecord fields that hold a bucket's configuration: what Index.update_bucket may change.

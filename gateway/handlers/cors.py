@@ -23,7 +23,7 @@ _NOT_ALLOWED = (
 )
 
 
-async def _set(gw: Gateway, req: S3Request, value: str) -> None:
+async def _set(gw: Gateway, req: S3Request, value: str | None) -> None:
     try:
         await gw.index.update_bucket(req.bucket, {"cors": value})
     except NoSuchBucket:
@@ -46,7 +46,7 @@ async def get_bucket_cors(gw: Gateway, req: S3Request) -> web.StreamResponse:
 
 async def delete_bucket_cors(gw: Gateway, req: S3Request) -> web.StreamResponse:
     await owned_bucket(gw, req)
-    await _set(gw, req, "")
+    await _set(gw, req, None)
     return web.Response(status=204)
 
 

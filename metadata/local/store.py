@@ -201,12 +201,12 @@ class LocalIndex:
 
         return await self._run(False, tx)
 
-    async def update_bucket(self, name: str, change: dict[str, str]) -> BucketRecord:
+    async def update_bucket(self, name: str, changes: dict[str, str | None]) -> BucketRecord:
         def tx(txn: lmdb.Transaction) -> BucketRecord:
             current = self._get(txn, "buckets", name.encode(), BucketRecord)
             if current is None:
                 raise NoSuchBucket(name)
-            rec = changed_bucket(current, change)
+            rec = changed_bucket(current, changes)
             txn.put(name.encode(), encode(rec), db=self._db["buckets"])
             return rec
 

@@ -122,8 +122,8 @@ class RemoteIndex:
     async def list_buckets(self) -> list[BucketRecord]:
         return await self._call("list_buckets")
 
-    async def update_bucket(self, name: str, change: dict[str, str]) -> BucketRecord:
-        return await self._call("update_bucket", name=name, change=change)
+    async def update_bucket(self, name: str, changes: dict[str, str | None]) -> BucketRecord:
+        return await self._call("update_bucket", name=name, changes=changes)
 
     # -- objects
 

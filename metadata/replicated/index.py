@@ -134,11 +134,11 @@ class ReplicatedIndex(ReplicatedAdmin):
     async def list_buckets(self) -> list[BucketRecord]:
         return [decode(BucketRecord, v) for _, v in await self._live("buckets", b"")]
 
-    async def update_bucket(self, name: str, change: dict[str, str]) -> BucketRecord:
+    async def update_bucket(self, name: str, changes: dict[str, str | None]) -> BucketRecord:
         async def decide(current: Entry | None, ts: int) -> tuple[list[Write], BucketRecord]:
             if current is None or current.tombstone:
                 raise NoSuchBucket(name)
-            rec = changed_bucket(decode(BucketRecord, current.value), change)
+            rec = changed_bucket(decode(BucketRecord, current.value), changes)
             return [Write("buckets", name.encode(), Entry(ts, False, encode(rec)))], rec
 
         return await self._locked("buckets", name.encode(), decide)
