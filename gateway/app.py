@@ -130,14 +130,9 @@ async def _refuse_method(gw: Gateway, req: S3Request) -> web.StreamResponse:
     raise S3Error("MethodNotAllowed")
 
 
-def _is_form_post(request: web.Request, query: list[tuple[str, str]]) -> bool:
+def _is_form_post(request: web.Request) -> bool:
     """A browser's POST object: its credentials are in the form, which post_object verifies before storing."""
-    return (
-        request.method == "POST"
-        and not query
-        and "Authorization" not in request.headers
-        and request.content_type == "multipart/form-data"
-    )
+    return request.method == "POST" and request.content_type == "multipart/form-data" and _is_anonymous(request)
 
 
 def _host_bucket(host: str, domains: tuple[str, ...]) -> str | None:
@@ -203,24 +198,30 @@ async def _authenticate(request: web.Request, endpoint: Endpoint) -> None:
         exchange(request).counted = False  # accounted for by the worker that answers it
         request[_VERDICT] = _Verdict(forward=True)
         return
-    if request.method == "OPTIONS":  # a CORS preflight: anonymous, answered from the bucket's rules alone
-        request[_VERDICT] = _Verdict(host_bucket=host_bucket, unsigned="preflight")
+    if request.method == "OPTIONS" or _is_form_post(request):
+        # A CORS preflight is anonymous; a form carries its credentials in its body, and post_object verifies
+        # them before it stores anything: each is judged by its handler.
+        unsigned = "preflight" if request.method == "OPTIONS" else "form"
+        request[_VERDICT] = _Verdict(host_bucket=host_bucket, unsigned=unsigned)
+        await _ask_for_body(request, expect)
         return
     query = sigv4.parse_query(request.rel_url.raw_query_string)
-    unsigned = "form" if _is_form_post(request, query) else ""
     claimed = _claimed_access_key(request.headers.get("Authorization"), query)
     if claimed and not gw.users.known(claimed):
         await gw.users.ensure(claimed)  # a user created through another gateway a moment ago
-    if unsigned:
-        auth = None  # the form's own signature: post_object verifies it before storing anything
-    elif sigv2.is_presigned_v2(query):
+    if sigv2.is_presigned_v2(query):
         resource = f"/{host_bucket}{raw_path}" if host_bucket else raw_path
         auth = sigv2.verify_presigned(request.method, resource, query, request.headers, gw.users.secret)
     else:
         auth = sigv4.verify(request.method, raw_path, query, request.headers, gw.users.secret)
-    request[_VERDICT] = _Verdict(auth=auth, host_bucket=host_bucket, unsigned=unsigned)
+    request[_VERDICT] = _Verdict(auth=auth, host_bucket=host_bucket)
+    await _ask_for_body(request, expect)
+
+
+async def _ask_for_body(request: web.Request, expect: str | None) -> None:
+    """Only once the request is admitted and its signature holds (or its handler will judge it) is the body
+    asked for."""
     if expect is not None and request.version >= HttpVersion11:
-        # Only now that the request is admitted and its signature holds is the body asked for.
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         request.writer.output_size = 0  # the response proper has not started
         request[_CONTINUED] = True
