@@ -130,6 +130,13 @@ class Index(Protocol):
         """All buckets, sorted by name."""
         ...
 
+    async def update_bucket(self, name: str, changes: dict[str, str | None]) -> BucketRecord:
+        """Set bucket configuration fields atomically (field -> value; None resets it to its default) and
+        return the record as stored. One operation for every bucket configuration (policy, ACL, ...).
+
+        Raises NoSuchBucket, ValueError for a field that is not a configuration (name, owner, ...)."""
+        ...
+
     # -- objects
     async def put_object(self, man: ObjectManifest, cond: Condition | None = None) -> ObjectManifest | None:
         """Make `man` the current object at (man.bucket, man.key); return the one it replaced.
@@ -250,6 +257,11 @@ class Index(Protocol):
 
     async def list_users(self) -> list[UserRecord]:
         """All users, sorted by name."""
+        ...
+
+    async def update_user(self, name: str, changes: dict[str, str | None]) -> UserRecord | None:
+        """Set a user's changeable fields (policy) as update_bucket does; None if there is no such user.
+        Raises ValueError for a field that cannot change (name, keys)."""
         ...
 
     async def delete_user(self, name: str) -> UserRecord | None:

@@ -21,6 +21,11 @@ class BucketRecord:
     owner: str  # access key of the creating user
     created: float  # seconds since the epoch
     region: str = "us-east-1"
+    # Bucket configurations, each a string (None: not set), changed with Index.update_bucket.
+    policy: str | None = None  # the bucket policy's JSON text, as put (gateway/accounts/policy.py)
+    acl: str | None = None  # the canned ACL (None: private)
+    public_access_block: str | None = None  # JSON {"BlockPublicAcls": bool, ...}
+    ownership: str | None = None  # ObjectOwnership (None: no controls, S3's ObjectWriter)
 
 
 @dataclass(slots=True)
@@ -149,6 +154,7 @@ class UserRecord:
     access_key: str
     secret_key: str
     created: float
+    policy: str = ""  # the user's IAM policy, JSON ("" : readwrite on their own buckets)
 
 
 @dataclass(slots=True)
@@ -158,6 +164,26 @@ class Lease:
     name: str
     holder: str
     expires: float  # seconds since the epoch
+
+
+def apply_changes(rec: T, changes: dict[str, str | None], fixed: frozenset[str]) -> T:
+    """A copy of `rec` with `changes` applied (field -> new value, None: the field's default); the update_*
+    operations of the Index use it. Raises ValueError for a field it does not have, or one of `fixed`."""
+    names = _field_set(type(rec))
+    for name, value in changes.items():
+        if name not in names or name in fixed:
+            raise ValueError(f"{type(rec).__name__} has no changeable field {name!r}")
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{name} must be a string or None")
+    values = {f.name: getattr(rec, f.name) for f in dataclasses.fields(rec)}  # type: ignore[arg-type]
+    defaults = {f.name: f.default for f in dataclasses.fields(rec)}  # type: ignore[arg-type]
+    for name, value in changes.items():
+        values[name] = defaults[name] if value is None else value
+    return type(rec)(**values)
+
+
+BUCKET_FIXED = frozenset({"name", "owner", "created", "region"})
+USER_FIXED = frozenset({"name", "access_key", "secret_key", "created"})
 
 
 # Fields holding lists of records, which msgpack hands back as lists of dicts.

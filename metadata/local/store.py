@@ -41,6 +41,7 @@ from metadata.index import (
 )
 from metadata.local import admin_tables as admin
 from metadata.records import (
+    BUCKET_FIXED,
     NODE_STATES,
     BucketRecord,
     Condition,
@@ -50,6 +51,7 @@ from metadata.records import (
     RepairEntry,
     UploadRecord,
     UserRecord,
+    apply_changes,
     decode,
     encode,
 )
@@ -191,6 +193,17 @@ class LocalIndex:
             parts = [p for rec in uploads for p in self._drop_upload(txn, rec)]
             txn.delete(name.encode(), db=self._db["buckets"])
             return parts
+
+        return await self._run(True, tx)
+
+    async def update_bucket(self, name: str, changes: dict[str, str | None]) -> BucketRecord:
+        def tx(txn: lmdb.Transaction) -> BucketRecord:
+            current = self._get(txn, "buckets", name.encode(), BucketRecord)
+            if current is None:
+                raise NoSuchBucket(name)
+            rec = apply_changes(current, changes, BUCKET_FIXED)
+            txn.put(name.encode(), encode(rec), db=self._db["buckets"])
+            return rec
 
         return await self._run(True, tx)
 
@@ -436,6 +449,9 @@ class LocalIndex:
 
     async def list_users(self) -> list[UserRecord]:
         return await self._run(False, admin.list_users, self._db)
+
+    async def update_user(self, name: str, changes: dict[str, str | None]) -> UserRecord | None:
+        return await self._run(True, admin.update_user, self._db, name, changes)
 
     async def delete_user(self, name: str) -> UserRecord | None:
         return await self._run(True, admin.delete_user, self._db, name)

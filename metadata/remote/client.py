@@ -116,6 +116,9 @@ class RemoteIndex:
     async def get_bucket(self, name: str) -> BucketRecord | None:
         return await self._call("get_bucket", name=name)
 
+    async def update_bucket(self, name: str, changes: dict[str, str | None]) -> BucketRecord:
+        return await self._call("update_bucket", name=name, changes=changes)
+
     async def delete_bucket(self, name: str) -> list[PartRecord]:
         return await self._call("delete_bucket", name=name)
 
@@ -222,6 +225,9 @@ class RemoteIndex:
 
     async def list_users(self) -> list[UserRecord]:
         return await self._call("list_users")
+
+    async def update_user(self, name: str, changes: dict[str, str | None]) -> UserRecord | None:
+        return await self._call("update_user", name=name, changes=changes)
 
     async def delete_user(self, name: str) -> UserRecord | None:
         return await self._call("delete_user", name=name)

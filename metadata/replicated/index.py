@@ -43,7 +43,17 @@ from metadata.index import (
     UploadPage,
     check_condition,
 )
-from metadata.records import BucketRecord, Condition, ObjectManifest, PartRecord, UploadRecord, decode, encode
+from metadata.records import (
+    BUCKET_FIXED,
+    BucketRecord,
+    Condition,
+    ObjectManifest,
+    PartRecord,
+    UploadRecord,
+    apply_changes,
+    decode,
+    encode,
+)
 from metadata.replica.merge import Entry
 from metadata.replica.protocol import Write
 from metadata.replicated.admin import ReplicatedAdmin
@@ -132,6 +142,15 @@ class ReplicatedIndex(ReplicatedAdmin):
 
     async def list_buckets(self) -> list[BucketRecord]:
         return [decode(BucketRecord, v) for _, v in await self._live("buckets", b"")]
+
+    async def update_bucket(self, name: str, changes: dict[str, str | None]) -> BucketRecord:
+        async def decide(current: Entry | None, ts: int) -> tuple[list[Write], BucketRecord]:
+            if current is None or current.tombstone:
+                raise NoSuchBucket(name)
+            rec = apply_changes(decode(BucketRecord, current.value), changes, BUCKET_FIXED)
+            return [Write("buckets", name.encode(), Entry(ts, False, encode(rec)))], rec
+
+        return await self._locked("buckets", name.encode(), decide)
 
     # -- objects
 
