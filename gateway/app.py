@@ -26,8 +26,10 @@ from cluster.service import (
     request_key,
 )
 from gateway import siblings
+from gateway.accounts.authorize import AccessDenied
 from gateway.admin import api as admin_api
 from gateway.context import Gateway
+from gateway.handlers import actions
 from gateway.handlers import buckets as bucket_api
 from gateway.handlers import listing as listing_api
 from gateway.handlers import multipart as multipart_api
@@ -47,9 +49,8 @@ Handler = Callable[[Gateway, S3Request], Awaitable[web.StreamResponse]]
 
 # Subresources S3 has and we do not: answered 501 rather than misread as a plain request.
 _BUCKET_UNSUPPORTED = frozenset(
-    "accelerate acl analytics cors encryption intelligent-tiering inventory lifecycle logging metrics "
-    "notification object-lock ownershipControls policy policyStatus publicAccessBlock replication "
-    "requestPayment tagging versioning versions website".split()
+    "accelerate analytics cors encryption intelligent-tiering inventory lifecycle logging metrics "
+    "notification object-lock replication requestPayment tagging versioning versions website".split()
 )
 _OBJECT_UNSUPPORTED = frozenset("acl attributes legal-hold restore retention select tagging torrent".split())
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
@@ -77,6 +78,9 @@ def _route(req: S3Request) -> Handler:
         unsupported = _BUCKET_UNSUPPORTED.intersection(q)
         if unsupported:
             raise S3Error("NotImplemented", f"Bucket {sorted(unsupported)[0]} is not implemented.")
+        configured = actions.bucket_access_handler(method, q)
+        if configured is not None:
+            return configured
         if method == "GET":
             if "location" in q:
                 return bucket_api.bucket_location
@@ -158,7 +162,8 @@ async def _authenticate(request: web.Request, endpoint: Endpoint) -> None:
     """The gateway's authenticator, plugged into the service skeleton: S3 signatures, not the cluster's."""
     gw = request.app[GATEWAY_KEY]
     probe = _PROBES.get(request.path) if request.method == "GET" else None
-    if probe is not None and _is_anonymous(request):
+    anonymous = _is_anonymous(request)
+    if probe is not None and anonymous:
         ex = exchange(request)
         ex.operation, ex.quiet = probe, True
         request[_VERDICT] = _Verdict(probe=probe)
@@ -176,6 +181,9 @@ async def _authenticate(request: web.Request, endpoint: Endpoint) -> None:
     if sib is not None and not sib.runs_admin and host_bucket is None and admin_api.is_admin_path(raw_path):
         exchange(request).counted = False  # accounted for by the worker that answers it
         request[_VERDICT] = _Verdict(forward=True)
+        return
+    if anonymous:  # judged like any other request: allowed where a policy or ACL allows anyone
+        request[_VERDICT] = _Verdict(host_bucket=host_bucket)
         return
     query = sigv4.parse_query(request.rel_url.raw_query_string)
     claimed = _claimed_access_key(request.headers.get("Authorization"), query)
@@ -223,17 +231,23 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         assert gw.siblings is not None
         return await siblings.answer_users_changed(request, gw.users)
     auth = verdict.auth
-    assert auth is not None
+    access_key = auth.access_key if auth is not None else ""  # "": anonymous
     raw_path = request.rel_url.raw_path
     ex = exchange(request)
     if verdict.host_bucket is None and admin_api.is_admin_path(raw_path):
-        ex.operation, resp = await admin_api.dispatch(gw, request, auth.access_key)
+        ex.operation, resp = await admin_api.dispatch(gw, request, access_key)
         return resp
-    # Only an authenticated request learns what is wrong with its key.
-    bucket, key = split_path(raw_path, verdict.host_bucket)
-    req = S3Request(request, request[REQUEST_ID], bucket, key, auth.access_key, request.query, auth)
-    handler = _route(req)
+    # Only an authenticated request learns what is wrong with its key: an anonymous one is refused.
+    try:
+        bucket, key = split_path(raw_path, verdict.host_bucket)
+        req = S3Request(request, request[REQUEST_ID], bucket, key, access_key, request.query, auth)
+        handler = _route(req)
+    except S3Error:
+        if auth is None:
+            raise S3Error("AccessDenied") from None
+        raise
     ex.operation = handler.__name__
+    await actions.judge_request(gw, req, handler)
     return await handler(gw, req)
 
 
@@ -291,6 +305,8 @@ _HTTP_CODES = {
 def _classify(exc: BaseException) -> Failure | None:
     if isinstance(exc, S3Error):
         err = exc
+    elif isinstance(exc, AccessDenied):  # from accounts.authorize, called by a handler itself
+        err = S3Error("AccessDenied")
     elif isinstance(exc, IndexUnavailable):  # no metadata quorum now: a retryable 503, as S3 answers overload
         log.warning("index unavailable: %s", exc)
         err = S3Error("ServiceUnavailable")

@@ -61,6 +61,7 @@ class ObjectManifest:
     user_meta: dict[str, str] = field(default_factory=dict)  # x-amz-meta-* (lowercased name without prefix)
     checksums: dict[str, str] = field(default_factory=dict)  # algorithm -> base64 (S3 full-object or composite)
     checksum_type: str = ""  # "FULL_OBJECT" | "COMPOSITE" | ""
+    acl: str = ""  # the canned ACL the object was written with ("": private)
 
 
 @dataclass(slots=True)
@@ -77,6 +78,7 @@ class UploadRecord:
     user_meta: dict[str, str] = field(default_factory=dict)
     checksum_algorithm: str = ""  # as given at create (e.g. "CRC32"), "" if none
     checksum_type: str = ""  # "COMPOSITE" | "FULL_OBJECT" | ""
+    acl: str = ""  # the canned ACL the completed object gets
 
 
 @dataclass(slots=True)

@@ -173,12 +173,9 @@ def test_create_bucket_malformed_configuration(server: ServerProcess) -> None:
     [
         lambda s3, b: s3.get_bucket_versioning(Bucket=b),
         lambda s3, b: s3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Enabled"}),
-        lambda s3, b: s3.put_bucket_policy(Bucket=b, Policy='{"Version": "2012-10-17", "Statement": []}'),
-        lambda s3, b: s3.get_bucket_policy(Bucket=b),
         lambda s3, b: s3.get_bucket_cors(Bucket=b),
         lambda s3, b: s3.get_bucket_lifecycle_configuration(Bucket=b),
         lambda s3, b: s3.get_bucket_tagging(Bucket=b),
-        lambda s3, b: s3.get_bucket_acl(Bucket=b),
         lambda s3, b: s3.list_object_versions(Bucket=b),
         lambda s3, b: s3.get_object_tagging(Bucket=b, Key="obj"),
         lambda s3, b: s3.put_object_tagging(Bucket=b, Key="obj", Tagging={"TagSet": [{"Key": "a", "Value": "b"}]}),
