@@ -52,7 +52,7 @@ _BUCKET_UNSUPPORTED = frozenset(
     "accelerate analytics cors encryption intelligent-tiering inventory lifecycle logging metrics "
     "notification object-lock replication requestPayment tagging versioning versions website".split()
 )
-_OBJECT_UNSUPPORTED = frozenset("acl attributes legal-hold restore retention select tagging torrent".split())
+_OBJECT_UNSUPPORTED = frozenset("attributes legal-hold restore retention select tagging torrent".split())
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
 # Request ids: unique per process start and cheap (uuid4 per request cost 5% of a small GET's CPU).
 _RID_PREFIX = os.urandom(3).hex().upper()
@@ -99,6 +99,8 @@ def _route(req: S3Request) -> Handler:
     unsupported = _OBJECT_UNSUPPORTED.intersection(q)
     if unsupported:
         raise S3Error("NotImplemented", f"Object {sorted(unsupported)[0]} is not implemented.")
+    if "acl" in q:
+        return actions.object_acl_handler(method)
     copy = "x-amz-copy-source" in req.headers
     if method == "PUT":
         if "uploadId" in q:

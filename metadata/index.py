@@ -151,6 +151,14 @@ class Index(Protocol):
         """Remove the object; return it (None if there was none). Raises NoSuchBucket."""
         ...
 
+    async def update_object(
+        self, bucket: str, key: str, version_id: str, changes: dict[str, str | None]
+    ) -> ObjectManifest | None:
+        """Set changeable fields (records.OBJECT_CHANGEABLE: the ACL) of the current object in place, if it
+        is still version `version_id`; return it as stored, or None (overwritten, deleted, no such bucket).
+        Like update_part, an overwrite or delete racing it wins. Raises ValueError for any other field."""
+        ...
+
     async def list_objects(
         self, bucket: str, prefix: str = "", start_after: str = "", delimiter: str = "", max_keys: int = 1000
     ) -> ObjectPage:

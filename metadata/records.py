@@ -173,7 +173,7 @@ def apply_changes(rec: T, changes: dict[str, str | None], fixed: frozenset[str])
     operations of the Index use it. Raises ValueError for a field it does not have, or one of `fixed`."""
     names = _field_set(type(rec))
     for name, value in changes.items():
-        if name not in names or name in fixed:
+        if name not in names or name in fixed or (isinstance(rec, ObjectManifest) and name not in OBJECT_CHANGEABLE):
             raise ValueError(f"{type(rec).__name__} has no changeable field {name!r}")
         if value is not None and not isinstance(value, str):
             raise ValueError(f"{name} must be a string or None")
@@ -186,6 +186,8 @@ def apply_changes(rec: T, changes: dict[str, str | None], fixed: frozenset[str])
 
 BUCKET_FIXED = frozenset({"name", "owner", "created", "region"})
 USER_FIXED = frozenset({"name", "access_key", "secret_key", "created"})
+# An object's data and identity never change in place: only these fields do (Index.update_object).
+OBJECT_CHANGEABLE = frozenset({"acl"})
 
 
 # Fields holding lists of records, which msgpack hands back as lists of dicts.

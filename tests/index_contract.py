@@ -340,6 +340,22 @@ class IndexContract:
         with pytest.raises(NoSuchBucket):
             await index.update_bucket(new_bucket_name(), {"acl": "private"})
 
+    async def test_update_object_changes_the_acl_of_that_version_only(self, index: Index) -> None:
+        name = await new_bucket(index)
+        man = make_manifest(name, "k")
+        await index.put_object(man)
+        updated = await index.update_object(name, "k", man.version_id, {"acl": "public-read"})
+        assert updated is not None and updated.acl == "public-read" and updated.parts == man.parts
+        assert await index.get_object(name, "k") == updated
+        assert await index.update_object(name, "k", new_id(), {"acl": "private"}) is None  # another version
+        assert await index.update_object(name, "gone", man.version_id, {"acl": "private"}) is None
+        with pytest.raises(ValueError):
+            await index.update_object(name, "k", man.version_id, {"etag": "forged"})
+        newer = make_manifest(name, "k")
+        await index.put_object(newer)  # an overwrite after the update wins, with its own (default) ACL
+        got = await index.get_object(name, "k")
+        assert got is not None and (got.version_id, got.acl) == (newer.version_id, "")
+
     async def test_delete_missing_bucket(self, index: Index) -> None:
         with pytest.raises(NoSuchBucket):
             await index.delete_bucket(new_bucket_name())

@@ -179,7 +179,6 @@ def test_create_bucket_malformed_configuration(server: ServerProcess) -> None:
         lambda s3, b: s3.list_object_versions(Bucket=b),
         lambda s3, b: s3.get_object_tagging(Bucket=b, Key="obj"),
         lambda s3, b: s3.put_object_tagging(Bucket=b, Key="obj", Tagging={"TagSet": [{"Key": "a", "Value": "b"}]}),
-        lambda s3, b: s3.get_object_acl(Bucket=b, Key="obj"),
         lambda s3, b: s3.get_object_attributes(Bucket=b, Key="obj", ObjectAttributes=["ETag"]),
     ],
 )

@@ -63,22 +63,29 @@ def context(req: S3Request, who: Principal) -> dict[str, str]:
     return ctx
 
 
-async def judge(gw: Gateway, req: S3Request, action: str | None, bucket: str = "", key: str | None = None) -> None:
-    """Raise S3's AccessDenied unless the request may do `action` (None: an operation no action names yet,
-    left to the bucket's owner and the root) on bucket/key (the request's own by default); NoSuchBucket for
-    a bucket that does not exist."""
+async def judge(
+    gw: Gateway,
+    req: S3Request,
+    action: str | None,
+    bucket: str = "",
+    key: str | None = None,
+    rec: BucketRecord | None = None,
+) -> None:
+    """Raise S3's AccessDenied unless the request may do `action` on bucket/key (the request's own by
+    default); NoSuchBucket for a bucket that does not exist. action None: an operation no action names yet,
+    left to the bucket's owner and the root; "": the handler judges each key. rec: the bucket's record when
+    the caller has it."""
     own = not bucket
     bucket, key = (req.bucket, req.key) if own else (bucket, key or "")
     who = principal(gw, req)
-    rec = None
-    if bucket and action not in ACCOUNT_ACTIONS:
+    if rec is None and bucket and action not in ACCOUNT_ACTIONS:
         rec = await gw.index.get_bucket(bucket)
         if rec is None:
             raise S3Error("NoSuchBucket", BucketName=bucket)
         if own:
             req.http[_BUCKET] = rec
-    if who.root:
-        return
+    if who.root or action == "":
+        return  # "": judged key by key by the handler itself (DeleteObjects)
     if action is None:
         if rec is None or rec.owner != who.access_key:
             raise S3Error("AccessDenied")
@@ -89,6 +96,17 @@ async def judge(gw: Gateway, req: S3Request, action: str | None, bucket: str = "
         await authorize(gw, who, action, bucket, key, context(req, who), rec)
     except AccessDenied:
         raise S3Error("AccessDenied") from None
+
+
+async def may_key(gw: Gateway, req: S3Request, action: str, key: str) -> bool:
+    """Whether the request may do `action` on one more key of its bucket (DeleteObjects judges each key)."""
+    try:
+        await judge(gw, req, action, req.bucket, key, judged_bucket(req))
+    except S3Error as exc:
+        if exc.code != "AccessDenied":
+            raise
+        return False
+    return True
 
 
 def judged_bucket(req: S3Request) -> BucketRecord | None:

@@ -15,6 +15,7 @@ from gateway.handlers import buckets as bucket_api
 from gateway.handlers import listing as listing_api
 from gateway.handlers import multipart as multipart_api
 from gateway.handlers import objects as object_api
+from gateway.s3.errors import S3Error
 from gateway.s3.request import S3Request
 
 Handler = Callable[[Gateway, S3Request], Awaitable[web.StreamResponse]]
@@ -51,7 +52,7 @@ ACTIONS: dict[Handler, str] = {
     object_api.put_object: "s3:PutObject",
     object_api.copy_object: "s3:PutObject",
     object_api.delete_object: "s3:DeleteObject",
-    object_api.delete_objects: "s3:DeleteObject",  # and each key again in the handler
+    object_api.delete_objects: "",  # s3:DeleteObject on each key, judged by the handler (access.may_key)
     multipart_api.create_upload: "s3:PutObject",
     multipart_api.upload_part: "s3:PutObject",
     multipart_api.upload_part_copy: "s3:PutObject",
@@ -70,6 +71,8 @@ ACTIONS: dict[Handler, str] = {
     access_api.delete_ownership_controls: "s3:PutBucketOwnershipControls",
     access_api.put_bucket_acl: "s3:PutBucketAcl",
     access_api.get_bucket_acl: "s3:GetBucketAcl",
+    access_api.get_object_acl: "s3:GetObjectAcl",
+    access_api.put_object_acl: "s3:PutObjectAcl",
 }
 # Operations that write an object and take a canned ACL with it (x-amz-acl).
 _TAKES_ACL = frozenset({object_api.put_object, object_api.copy_object, multipart_api.create_upload})
@@ -94,3 +97,11 @@ def bucket_access_handler(method: str, query: MultiDictProxy[str]) -> Handler | 
         if config in query:
             return _BUCKET_ACCESS.get((method, config))
     return None
+
+
+def object_acl_handler(method: str) -> Handler:
+    if method == "GET":
+        return access_api.get_object_acl
+    if method == "PUT":
+        return access_api.put_object_acl
+    raise S3Error("MethodNotAllowed")

@@ -1,5 +1,6 @@
-"""Who-may-do-what configurations of a bucket: its policy (and policy status), public access block,
-ownership controls and ACL. Each is one field of the bucket record, changed with Index.update_bucket."""
+"""Who-may-do-what configurations: a bucket's policy (and policy status), public access block, ownership
+controls and ACL, each one field of the bucket record (Index.update_bucket); and an object's canned ACL
+(Index.update_object)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from gateway.s3.errors import S3Error
 from gateway.s3.request import S3Request
 from gateway.s3.xml import child_text, document, parse
 from metadata.index import NoSuchBucket
-from metadata.records import BucketRecord
+from metadata.records import BucketRecord, ObjectManifest
 
 _ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 _AUTH_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
@@ -188,3 +189,36 @@ async def get_bucket_acl(gw: Gateway, req: S3Request) -> web.StreamResponse:
     rec = await owned_bucket(gw, req)
     acl = (rec.acl or "private") if acls_enabled(rec) else "private"
     return xml_response(acl_document(rec.owner, acl, bucket=True))
+
+
+async def _current_object(gw: Gateway, req: S3Request) -> ObjectManifest:
+    man = await gw.index.get_object(req.bucket, req.key)
+    if man is None:
+        raise S3Error("NoSuchKey", Key=req.key)
+    return man
+
+
+async def get_object_acl(gw: Gateway, req: S3Request) -> web.StreamResponse:
+    rec = await owned_bucket(gw, req)
+    man = await _current_object(gw, req)
+    acl = (man.acl or "private") if acls_enabled(rec) else "private"
+    return xml_response(acl_document(man.owner, acl, bucket=False))
+
+
+_ACL_ATTEMPTS = 3  # an overwrite between our read and our update: apply the ACL to the newer object
+
+
+async def put_object_acl(gw: Gateway, req: S3Request) -> web.StreamResponse:
+    rec = await owned_bucket(gw, req)
+    acl = requested_acl(req)
+    body = await read_small_body(req)
+    if acl is None:
+        if body.strip():
+            raise S3Error("NotImplemented", "ACLs given as an XML body are not implemented: use x-amz-acl.")
+        raise S3Error("MissingSecurityHeader", "Your request was missing a required header", HeaderName="x-amz-acl")
+    check_acl(rec, acl)
+    for _ in range(_ACL_ATTEMPTS):
+        man = await _current_object(gw, req)
+        if await gw.index.update_object(req.bucket, req.key, man.version_id, {"acl": acl}) is not None:
+            return web.Response(status=200)
+    raise S3Error("ServiceUnavailable", "The object kept changing; try again.", 503)

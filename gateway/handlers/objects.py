@@ -10,6 +10,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from gateway.context import Gateway
+from gateway.handlers.access import may_key
 from gateway.handlers.buckets import owned_bucket, read_small_body, xml_response
 from gateway.objects.layer import StorageUnavailable
 from gateway.objects.pipelines import ReadError
@@ -310,6 +311,9 @@ async def delete_objects(gw: Gateway, req: S3Request) -> web.StreamResponse:
     for key in keys:
         if len(key.encode()) > MAX_KEY_BYTES:
             results.append(("Error", [("Key", key), ("Code", "KeyTooLongError"), ("Message", "Your key is too long")]))
+            continue
+        if not await may_key(gw, req, "s3:DeleteObject", key):
+            results.append(("Error", [("Key", key), ("Code", "AccessDenied"), ("Message", "Access Denied")]))
             continue
         old = await gw.index.delete_object(req.bucket, key)
         if old is not None:

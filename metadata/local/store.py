@@ -412,6 +412,20 @@ class LocalIndex:
 
     # -- repair
 
+    async def update_object(
+        self, bucket: str, key: str, version_id: str, changes: dict[str, str | None]
+    ) -> ObjectManifest | None:
+        def tx(txn: lmdb.Transaction) -> ObjectManifest | None:
+            k = keys.encode(keys.composite(bucket, key))
+            man = self._get(txn, "objects", k, ObjectManifest)
+            if man is None or man.version_id != version_id:
+                return None
+            man = apply_changes(man, changes, frozenset())
+            txn.put(k, encode(man), db=self._db["objects"])
+            return man
+
+        return await self._run(True, tx)
+
     async def update_part(self, bucket: str, key: str, version_id: str, part: PartRecord) -> bool:
         def tx(txn: lmdb.Transaction) -> bool:
             # No bucket check: an object exists only in a bucket that does (delete_bucket needs it empty).

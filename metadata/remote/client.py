@@ -116,6 +116,11 @@ class RemoteIndex:
     async def get_bucket(self, name: str) -> BucketRecord | None:
         return await self._call("get_bucket", name=name)
 
+    async def update_object(
+        self, bucket: str, key: str, version_id: str, changes: dict[str, str | None]
+    ) -> ObjectManifest | None:
+        return await self._call("update_object", bucket=bucket, key=key, version_id=version_id, changes=changes)
+
     async def update_bucket(self, name: str, changes: dict[str, str | None]) -> BucketRecord:
         return await self._call("update_bucket", name=name, changes=changes)
 

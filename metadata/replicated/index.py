@@ -185,6 +185,22 @@ class ReplicatedIndex(ReplicatedAdmin):
             await self._write([Write("objects", k, tomb(self._hlc.now()))])
         return previous
 
+    async def update_object(
+        self, bucket: str, key: str, version_id: str, changes: dict[str, str | None]
+    ) -> ObjectManifest | None:
+        """A rewrite in place, as update_part's (which says why it never supersedes a newer write)."""
+        k = _okey(bucket, key)
+
+        async def decide(current: Entry | None, ts: int) -> tuple[list[Write], ObjectManifest | None]:
+            man = _manifest(current)
+            if current is None or man is None or man.version_id != version_id or await self._bucket(bucket) is None:
+                return [], None
+            man = apply_changes(man, changes, frozenset())
+            value = _REVISED + _REVISION.pack(_revision(current.value) + 1) + encode(man)
+            return [Write("objects", k, Entry(current.hlc, False, value))], man
+
+        return await self._locked("objects", k, decide)
+
     async def update_part(self, bucket: str, key: str, version_id: str, part: PartRecord) -> bool:
         """Rewrite the current version with `part` in place, under the key's lock, never superseding anything.
 
