@@ -1,0 +1,163 @@
+"""The policy language itself: every condition operator (and its IfExists form) against a request's keys,
+wildcards in actions and resources, and s3:ExistingObjectTag through a real server."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from gateway.accounts import policy as policies
+from gateway.accounts.conditions import PolicyError, parse_conditions
+from gateway.accounts.policy import Effect, Who
+from tests.policy_helpers import ARN, anonymous, policy, statement
+from tests.server_process import ServerProcess
+
+CTX = {
+    "aws:username": "alice",
+    "aws:sourceip": "192.168.1.20",
+    "aws:securetransport": "false",
+    "aws:currenttime": "2026-06-01T12:00:00Z",
+    "aws:epochtime": "1780315200",
+    "s3:max-keys": "100",
+    "s3:prefix": "Docs/2026/",
+}
+
+
+def holds(operator: str, key: str, value: Any, ctx: dict[str, Any] = CTX) -> bool:
+    (cond,) = parse_conditions({operator: {key: value}})
+    return cond.holds(ctx)
+
+
+@pytest.mark.parametrize(
+    ("operator", "key", "value", "expected"),
+    [
+        ("StringEquals", "aws:username", "alice", True),
+        ("StringEquals", "aws:username", ["bob", "alice"], True),
+        ("StringEquals", "aws:username", "Alice", False),
+        ("StringEquals", "aws:Username", "alice", True),  # key names are case-insensitive
+        ("StringNotEquals", "aws:username", "bob", True),
+        ("StringNotEquals", "aws:username", ["bob", "alice"], False),
+        ("StringEqualsIgnoreCase", "aws:username", "ALICE", True),
+        ("StringNotEqualsIgnoreCase", "aws:username", "ALICE", False),
+        ("StringLike", "s3:prefix", "Docs/*", True),
+        ("StringLike", "s3:prefix", "Docs/????/", True),
+        ("StringLike", "s3:prefix", "docs/*", False),
+        ("StringNotLike", "s3:prefix", "Private/*", True),
+        ("StringNotLike", "s3:prefix", ["Private/*", "Docs/*"], False),
+        ("NumericEquals", "s3:max-keys", "100", True),
+        ("NumericNotEquals", "s3:max-keys", 100, False),
+        ("NumericLessThan", "s3:max-keys", "101", True),
+        ("NumericLessThan", "s3:max-keys", "100", False),
+        ("NumericLessThanEquals", "s3:max-keys", "100", True),
+        ("NumericGreaterThan", "s3:max-keys", "99.5", True),
+        ("NumericGreaterThanEquals", "s3:max-keys", "101", False),
+        ("DateEquals", "aws:currenttime", "2026-06-01T12:00:00Z", True),
+        ("DateNotEquals", "aws:currenttime", "2026-06-01T12:00:00Z", False),
+        ("DateLessThan", "aws:currenttime", "2027-01-01T00:00:00Z", True),
+        ("DateLessThanEquals", "aws:currenttime", "2026-06-01T12:00:00+00:00", True),
+        ("DateGreaterThan", "aws:currenttime", "2026-06-01", True),
+        ("DateGreaterThanEquals", "aws:currenttime", "1780315201", False),  # epoch seconds
+        ("Bool", "aws:securetransport", "false", True),
+        ("Bool", "aws:securetransport", True, False),
+        ("IpAddress", "aws:sourceip", "192.168.0.0/16", True),
+        ("IpAddress", "aws:sourceip", ["10.0.0.0/8", "192.168.1.20"], True),
+        ("IpAddress", "aws:sourceip", "::1/128", False),
+        ("NotIpAddress", "aws:sourceip", "192.168.1.0/24", False),
+        ("Null", "s3:x-amz-acl", "true", True),
+        ("Null", "aws:username", "true", False),
+        ("Null", "aws:username", False, True),
+    ],
+)
+def test_operators(operator: str, key: str, value: Any, expected: bool) -> None:
+    assert holds(operator, key, value) is expected
+
+
+@pytest.mark.parametrize(
+    ("operator", "expected"),
+    [
+        ("StringEquals", False),  # an absent key matches no positive operator ...
+        ("StringNotEquals", True),  # ... and every negated one, as AWS
+        ("StringEqualsIfExists", True),  # IfExists: absent is a match
+        ("StringNotLikeIfExists", True),
+        ("NumericLessThanIfExists", True),
+        ("NumericLessThan", False),
+        ("DateLessThanIfExists", True),
+        ("BoolIfExists", True),
+        ("IpAddressIfExists", True),
+        ("NotIpAddress", True),
+    ],
+)
+def test_absent_keys(operator: str, expected: bool) -> None:
+    value = {"Numeric": "5", "Date": "2026-01-01", "Bool": "true", "IpAd": "10.0.0.0/8", "NotI": "10.0.0.0/8"}
+    wanted = next((v for k, v in value.items() if operator.startswith(k)), "x")
+    assert holds(operator, "s3:x-amz-acl", wanted, {}) is expected
+
+
+def test_an_ifexists_form_still_tests_a_present_key() -> None:
+    assert holds("StringEqualsIfExists", "aws:username", "bob") is False
+    assert holds("NumericLessThanIfExists", "s3:max-keys", "1000") is True
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        {"NumericLessThan": {"s3:max-keys": "many"}},
+        {"DateLessThan": {"aws:CurrentTime": "yesterday"}},
+        {"Bool": {"aws:SecureTransport": "yes"}},
+        {"NullIfExists": {"aws:username": "true"}},
+        {"ForAnyValue:StringEquals": {"aws:username": "a"}},
+        {"StringEquals": {"aws:username": []}},
+        {"StringEquals": {"aws:username": {"nested": 1}}},
+        {"StringEquals": "aws:username"},
+        [],
+    ],
+)
+def test_malformed_conditions(block: Any) -> None:
+    with pytest.raises(PolicyError):
+        parse_conditions(block)
+
+
+def test_wildcards_in_actions_and_resources() -> None:
+    doc = policy(
+        statement("Allow", "*", ["s3:Get*", "S3:LISTBUCKET"], [f"{ARN}b", f"{ARN}b/photos/*.jpg"]),
+        statement("Deny", "*", "s3:*", f"{ARN}b/photos/private-*"),
+    )
+    pol = policies.parse(doc, "b")
+    who = Who()
+    assert pol.evaluate(who, "s3:GetObject", policies.resource("b", "photos/x/y.jpg"), {}) is Effect.ALLOW
+    assert pol.evaluate(who, "s3:GetObject", policies.resource("b", "photos/x.png"), {}) is None
+    assert pol.evaluate(who, "s3:ListBucket", policies.resource("b"), {}) is Effect.ALLOW
+    assert pol.evaluate(who, "s3:PutObject", policies.resource("b", "photos/a.jpg"), {}) is None
+    assert pol.evaluate(who, "s3:GetObject", policies.resource("b", "photos/private-1.jpg"), {}) is Effect.DENY
+    assert policies.parse(doc, "b").public
+    # A bucket wildcard in a bucket policy must still match the bucket it is put on.
+    assert policies.parse(policy(statement("Allow", "*", "s3:GetObject", f"{ARN}b*/*")), "bucket")
+    with pytest.raises(PolicyError):
+        policies.parse(policy(statement("Allow", "*", "s3:GetObject", f"{ARN}c*/*")), "bucket")
+
+
+def test_principals() -> None:
+    doc = policy(statement("Allow", {"AWS": ["arn:aws:iam::123456789012:user/alice", "AKIABOB"]}, "s3:*", "*"))
+    pol = policies.parse(doc, "b")
+    res = policies.resource("b", "k")
+    assert pol.evaluate(Who("AKIAALICE", "alice"), "s3:GetObject", res, {}) is Effect.ALLOW
+    assert pol.evaluate(Who("AKIABOB", "bob"), "s3:GetObject", res, {}) is Effect.ALLOW
+    assert pol.evaluate(Who("AKIACAROL", "carol"), "s3:GetObject", res, {}) is None
+    assert pol.evaluate(Who(), "s3:GetObject", res, {}) is None  # anonymous: only "*" names it
+    assert not pol.public
+
+
+def test_existing_object_tag_condition_on_a_real_server(server: ServerProcess, s3: Any, bucket: str) -> None:
+    """Objects without tags (or a server without object tagging) have the key absent."""
+    s3.put_object(Bucket=bucket, Key="k", Body=b"v")
+    res = f"{ARN}{bucket}/*"
+    tagged = {"StringEquals": {"s3:ExistingObjectTag/class": "public"}}
+    s3.put_bucket_policy(Bucket=bucket, Policy=policy(statement("Allow", "*", "s3:GetObject", res, Condition=tagged)))
+    assert anonymous(server.endpoint, "GET", f"/{bucket}/k")[0] == 403
+    untagged = {"Null": {"s3:ExistingObjectTag/class": "true"}}
+    s3.put_bucket_policy(Bucket=bucket, Policy=policy(statement("Allow", "*", "s3:GetObject", res, Condition=untagged)))
+    assert anonymous(server.endpoint, "GET", f"/{bucket}/k") == (200, b"v")
+    stored = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    assert stored["Statement"][0]["Condition"] == untagged
