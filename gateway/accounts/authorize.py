@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from gateway.accounts import policy as policies
@@ -68,12 +70,20 @@ OWNERSHIP = ("BucketOwnerEnforced", "BucketOwnerPreferred", "ObjectWriter")
 PAB_FIELDS = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
 
 
-def public_access_block(rec: BucketRecord | None) -> dict[str, bool]:
+_NO_BLOCK: Mapping[str, bool] = MappingProxyType(dict.fromkeys(PAB_FIELDS, False))
+
+
+def public_access_block(rec: BucketRecord | None) -> Mapping[str, bool]:
     """The bucket's public access block settings (all False when none is set)."""
     if rec is None or not rec.public_access_block:
-        return dict.fromkeys(PAB_FIELDS, False)
-    stored = json.loads(rec.public_access_block)
-    return {f: bool(stored.get(f, False)) for f in PAB_FIELDS}
+        return _NO_BLOCK
+    return _parsed_block(rec.public_access_block)
+
+
+@lru_cache(maxsize=256)
+def _parsed_block(text: str) -> Mapping[str, bool]:
+    stored = json.loads(text)
+    return MappingProxyType({f: bool(stored.get(f, False)) for f in PAB_FIELDS})
 
 
 def acls_enabled(rec: BucketRecord) -> bool:

@@ -72,11 +72,18 @@ def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
 Test = Callable[[str, Any], bool]  # (the request's value, one parsed policy value) -> matches
 
 
-def _ip_in(value: str, net: Any) -> bool:
+@lru_cache(maxsize=1024)
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """A request's source address, parsed once: the same clients come back (parsing is most of a check)."""
     try:
-        return ipaddress.ip_address(value) in net
+        return ipaddress.ip_address(text)
     except ValueError:
-        return False
+        return None
+
+
+def _ip_in(value: str, net: Any) -> bool:
+    addr = _address(value)
+    return addr is not None and addr.version == net.version and addr in net
 
 
 def _num_test(compare: Callable[[float, float], bool]) -> Test:
@@ -90,13 +97,19 @@ def _num_test(compare: Callable[[float, float], bool]) -> Test:
     return test
 
 
+@lru_cache(maxsize=256)
+def _request_date(text: str) -> float | None:
+    """A date a request carries (aws:CurrentTime changes once a second), parsed once."""
+    try:
+        return _date(text)
+    except PolicyError:
+        return None
+
+
 def _date_test(compare: Callable[[float, float], bool]) -> Test:
     def test(value: str, wanted: Any) -> bool:
-        try:
-            got = _date(value)
-        except PolicyError:
-            return False
-        return compare(got, wanted)
+        got = _request_date(value)
+        return got is not None and compare(got, wanted)
 
     return test
 
@@ -163,8 +176,12 @@ class Condition:
         if got is None:
             return self.if_exists or OPERATORS[self.operator].negated
         op = OPERATORS[self.operator]
-        found = got if isinstance(got, list) else [got]
-        hit = any(op.test(v, w) for v in found for w in self.values)
+        hit = False
+        for v in got if isinstance(got, list) else (got,):
+            for w in self.values:
+                if op.test(v, w):
+                    hit = True
+                    break
         return not hit if op.negated else hit
 
 
@@ -214,10 +231,18 @@ def parse_conditions(block: Any) -> tuple[Condition, ...]:
 
 
 def all_hold(conditions: tuple[Condition, ...], context: Context) -> bool:
-    return all(c.holds(context) for c in conditions)
+    for c in conditions:
+        if not c.holds(context):
+            return False
+    return True
 
 
 def now_keys(now: float) -> dict[str, str]:
     """aws:CurrentTime and aws:EpochTime for a request judged at `now`."""
-    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {"aws:currenttime": stamp, "aws:epochtime": str(int(now))}
+    return dict(_second_keys(int(now)))
+
+
+@lru_cache(maxsize=2)
+def _second_keys(second: int) -> tuple[tuple[str, str], ...]:
+    stamp = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (("aws:currenttime", stamp), ("aws:epochtime", str(second)))

@@ -65,6 +65,13 @@ class Who:
         return not self.access_key
 
 
+def _matches(patterns: tuple[re.Pattern[str], ...], text: str) -> bool:
+    for p in patterns:
+        if p.fullmatch(text) is not None:
+            return True
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class Statement:
     allow: bool
@@ -88,19 +95,18 @@ class Statement:
         return not who.anonymous and (f"key:{who.access_key}" in p or f"user:{who.name}" in p)
 
     def applies(self, who: Who, action: str, resource: str, context: Context) -> bool:
-        if not self.names(who):
+        if not self.names(who) or _matches(self.actions, action) == self.not_action:
             return False
-        if any(a.fullmatch(action) for a in self.actions) == self.not_action:
+        if _matches(self.resources, resource) == self.not_resource:
             return False
-        if any(r.fullmatch(resource) for r in self.resources) == self.not_resource:
-            return False
-        return all_hold(self.conditions, context)
+        return not self.conditions or all_hold(self.conditions, context)
 
 
 @dataclass(frozen=True, slots=True)
 class Policy:
     statements: tuple[Statement, ...]
     needs_tags: bool  # some condition reads s3:ExistingObjectTag/<key>: the object's tags must be read
+    keys: frozenset[str] = frozenset()  # the condition keys its statements read (lowercased)
 
     @property
     def public(self) -> bool:
@@ -228,8 +234,8 @@ def parse(text: str, bucket: str | None = None) -> Policy:
     if not statements:
         raise PolicyError("Missing required field Statement")
     parsed = tuple(_statement(s, bucket) for s in statements)
-    tags = any(c.key.startswith(TAG_KEY_PREFIX) for s in parsed for c in s.conditions)
-    return Policy(parsed, tags)
+    keys = frozenset(c.key for s in parsed for c in s.conditions)
+    return Policy(parsed, any(k.startswith(TAG_KEY_PREFIX) for k in keys), keys)
 
 
 @lru_cache(maxsize=1024)

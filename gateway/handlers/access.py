@@ -15,6 +15,7 @@ from gateway.accounts.authorize import (
     AccessDenied,
     Principal,
     authorize,
+    bucket_policy,
     decide,
     public_access_block,
 )
@@ -44,8 +45,11 @@ def principal(gw: Gateway, req: S3Request) -> Principal:
     return found
 
 
-def context(req: S3Request, who: Principal) -> dict[str, str]:
-    """The request's condition keys (lowercased names), as docs/access.md lists them."""
+def context(req: S3Request, who: Principal, wanted: frozenset[str] | None = None) -> dict[str, str]:
+    """The request's condition keys (lowercased names), as docs/access.md lists them: those in `wanted`
+    (what the policies that judge it read; all when None)."""
+    if wanted is not None and not wanted:
+        return {}
     http = req.http
     ctx = now_keys(time.time())
     ctx["aws:securetransport"] = "true" if http.secure else "false"
@@ -92,8 +96,10 @@ async def judge(
         return
     if rec is not None and rec.owner == who.access_key and who.policy is None and not rec.policy:
         return  # the common case: a user in their own bucket, no policy anywhere to deny it
+    pol = bucket_policy(rec) if rec is not None else None
+    wanted = (pol.keys if pol else frozenset()) | (who.policy.keys if who.policy else frozenset())
     try:
-        await authorize(gw, who, action, bucket, key, context(req, who), rec)
+        await authorize(gw, who, action, bucket, key, context(req, who, wanted), rec)
     except AccessDenied:
         raise S3Error("AccessDenied") from None
 
