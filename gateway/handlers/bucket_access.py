@@ -32,6 +32,24 @@ async def _update(gw: Gateway, bucket: str, changes: dict[str, str | None]) -> B
         raise S3Error("NoSuchBucket", BucketName=bucket) from None
 
 
+async def _clear(gw: Gateway, req: S3Request, field: str) -> web.StreamResponse:
+    """A Delete* of one bucket configuration: back to none (S3 answers 204 whether one was set or not)."""
+    rec = await owned_bucket(gw, req)
+    await _update(gw, rec.name, {field: None})
+    return web.Response(status=204)
+
+
+async def _acl_asked(req: S3Request) -> str:
+    """The canned ACL a Put*Acl request sets (x-amz-acl); an ACL body with grants is 501."""
+    acl = requested_acl(req)
+    body = await read_small_body(req)
+    if acl is not None:
+        return acl
+    if body.strip():
+        raise S3Error("NotImplemented", "ACLs given as an XML body are not implemented: use x-amz-acl.")
+    raise S3Error("MissingSecurityHeader", "Your request was missing a required header", HeaderName="x-amz-acl")
+
+
 # -- policy
 
 
@@ -61,9 +79,7 @@ async def get_bucket_policy(gw: Gateway, req: S3Request) -> web.StreamResponse:
 
 
 async def delete_bucket_policy(gw: Gateway, req: S3Request) -> web.StreamResponse:
-    rec = await owned_bucket(gw, req)
-    await _update(gw, rec.name, {"policy": None})
-    return web.Response(status=204)
+    return await _clear(gw, req, "policy")
 
 
 async def get_bucket_policy_status(gw: Gateway, req: S3Request) -> web.StreamResponse:
@@ -101,9 +117,7 @@ async def get_public_access_block(gw: Gateway, req: S3Request) -> web.StreamResp
 
 
 async def delete_public_access_block(gw: Gateway, req: S3Request) -> web.StreamResponse:
-    rec = await owned_bucket(gw, req)
-    await _update(gw, rec.name, {"public_access_block": None})
-    return web.Response(status=204)
+    return await _clear(gw, req, "public_access_block")
 
 
 # -- ownership controls
@@ -131,9 +145,7 @@ async def get_ownership_controls(gw: Gateway, req: S3Request) -> web.StreamRespo
 
 
 async def delete_ownership_controls(gw: Gateway, req: S3Request) -> web.StreamResponse:
-    rec = await owned_bucket(gw, req)
-    await _update(gw, rec.name, {"ownership": None})
-    return web.Response(status=204)
+    return await _clear(gw, req, "ownership")
 
 
 # -- canned ACLs
@@ -141,12 +153,7 @@ async def delete_ownership_controls(gw: Gateway, req: S3Request) -> web.StreamRe
 
 async def put_bucket_acl(gw: Gateway, req: S3Request) -> web.StreamResponse:
     rec = await owned_bucket(gw, req)
-    acl = requested_acl(req)
-    body = await read_small_body(req)
-    if acl is None:
-        if body.strip():
-            raise S3Error("NotImplemented", "ACLs given as an XML body are not implemented: use x-amz-acl.")
-        raise S3Error("MissingSecurityHeader", "Your request was missing a required header", HeaderName="x-amz-acl")
+    acl = await _acl_asked(req)
     check_acl(rec, acl)
     await _update(gw, rec.name, {"acl": acl})
     return web.Response(status=200)
@@ -210,12 +217,7 @@ _ACL_ATTEMPTS = 3  # an overwrite between our read and our update: apply the ACL
 
 async def put_object_acl(gw: Gateway, req: S3Request) -> web.StreamResponse:
     rec = await owned_bucket(gw, req)
-    acl = requested_acl(req)
-    body = await read_small_body(req)
-    if acl is None:
-        if body.strip():
-            raise S3Error("NotImplemented", "ACLs given as an XML body are not implemented: use x-amz-acl.")
-        raise S3Error("MissingSecurityHeader", "Your request was missing a required header", HeaderName="x-amz-acl")
+    acl = await _acl_asked(req)
     check_acl(rec, acl)
     for _ in range(_ACL_ATTEMPTS):
         man = await _current_object(gw, req)
