@@ -40,9 +40,10 @@ def user_add(ctx: click.Context, name: str, policy: str, as_json: bool) -> None:
     if as_json:
         print_json(doc)
     else:
-        for line in new_user_lines(doc):
+        lines = new_user_lines(doc)
+        lines.insert(1, f"Policy: {doc.get('policy', 'readwrite')}")  # the export line stays last
+        for line in lines:
             click.echo(line)
-        click.echo(f"Policy: {doc.get('policy', 'readwrite')}")
 
 
 @user.command("list")
