@@ -197,8 +197,12 @@ async def _authenticate(request: web.Request, endpoint: Endpoint) -> None:
     else:
         auth = sigv4.verify(request.method, raw_path, query, request.headers, gw.users.secret)
     request[_VERDICT] = _Verdict(auth=auth, host_bucket=host_bucket)
-    if expect is not None and request.version >= HttpVersion11:
-        # Only now that the request is admitted and its signature holds is the body asked for.
+    await _ask_for_body(request)  # only now that the request is admitted and its signature holds
+
+
+async def _ask_for_body(request: web.Request) -> None:
+    """Answer Expect: 100-continue, once the request may go on."""
+    if "Expect" in request.headers and request.version >= HttpVersion11 and not request.get(_CONTINUED):
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         request.writer.output_size = 0  # the response proper has not started
         request[_CONTINUED] = True
@@ -250,6 +254,8 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         raise
     ex.operation = handler.__name__
     await actions.judge_request(gw, req, handler)
+    if auth is None:
+        await _ask_for_body(request)  # an anonymous request's body, once it is allowed
     return await handler(gw, req)
 
 

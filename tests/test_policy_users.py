@@ -4,6 +4,7 @@ one cluster, where a bucket policy set through one gateway applies at once on th
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from cli.main import main
 from gateway.admin.client import AdminError
 from tests.policy_helpers import ARN, admin_call, anonymous, client, make_user, policy, public_read, statement
 from tests.s3_helpers import dev_client, expect_error, unique
-from tests.server_process import ACCESS_KEY, SECRET_KEY, ServerProcess
+from tests.server_process import ACCESS_KEY, SECRET_KEY, ServerProcess, start_server
 
 
 def cli(server: ServerProcess, *args: str) -> Any:
@@ -153,3 +154,43 @@ def test_a_policy_set_through_one_gateway_applies_at_once_on_the_other(cluster: 
     assert anonymous(cluster.endpoint(2), "GET", f"/{bucket}/k") == (200, b"v")
     second.delete_bucket_policy(Bucket=bucket)
     assert anonymous(cluster.endpoint(1), "GET", f"/{bucket}/k")[0] == 403
+
+
+def test_a_policy_change_reaches_every_worker_at_once(tmp_path: Path) -> None:
+    srv = start_server(tmp_path / "workers", extra=("--workers", "2"))
+    try:
+        user = make_user(srv.endpoint, "w-" + unique("u")[-6:])
+        bucket = unique("w")
+        user.s3.create_bucket(Bucket=bucket)
+        user.s3.put_object(Bucket=bucket, Key="k", Body=b"v")
+        admin_call(srv.endpoint, lambda c: c.set_policy(user.name, "readonly"))
+        for i in range(8):  # a new client each time: new connections, which either worker may take
+            fresh = client(srv.endpoint, user.access_key, user.secret_key)
+            expect_error(fresh.put_object, "AccessDenied", 403, Bucket=bucket, Key=f"n{i}", Body=b"x")
+            assert fresh.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v"
+    finally:
+        srv.stop()
+
+
+def test_anonymous_put_with_expect_continue(server: ServerProcess, s3: Any) -> None:
+    """The body of an anonymous request is asked for (100 Continue) only once the request is allowed."""
+    bucket = unique("drop")
+    s3.create_bucket(Bucket=bucket, ObjectOwnership="ObjectWriter", ACL="public-read-write")
+    host, port = server.endpoint.removeprefix("http://").rsplit(":", 1)
+
+    def put(path: str) -> bytes:
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            head = f"PUT {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+            sock.sendall(head.encode())
+            first = sock.recv(4096)
+            if first.startswith(b"HTTP/1.1 100"):
+                sock.sendall(b"body")
+                first += sock.recv(4096)
+            return first
+
+    allowed = put(f"/{bucket}/k")
+    assert allowed.startswith(b"HTTP/1.1 100 Continue") and b"HTTP/1.1 200" in allowed
+    refused = put(f"/{unique('none')}-x/k")
+    assert refused.startswith(b"HTTP/1.1 404")  # no such bucket: no 100 Continue, no body read
+    s3.put_bucket_acl(Bucket=bucket, ACL="private")
+    assert put(f"/{bucket}/k").startswith(b"HTTP/1.1 403")

@@ -43,6 +43,8 @@ class UserDirectory:
         self._root = root
         self._secrets: dict[str, str] = {}  # user access key -> secret key
         self._profiles: dict[str, tuple[str, str]] = {}  # user access key -> (name, policy JSON or "")
+        # Policies set here, as _changes: a reload that read the index before must not bring the old one back.
+        self._policy_changes: dict[str, tuple[float, tuple[str, str]]] = {}
         # Adds and removes made here, by access key: (monotonic time, secret or None when removed). A reload
         # that started before one of them read the index before it, so must not undo it.
         self._changes: dict[str, tuple[float, str | None]] = {}
@@ -141,8 +143,9 @@ class UserDirectory:
         if policy:
             policies.parse(policy)
         rec = await self._index.update_user(name, {"policy": policy})
-        if rec is not None and rec.access_key in self._profiles:
+        if rec is not None:
             self._profiles[rec.access_key] = (rec.name, rec.policy)
+            self._policy_changes[rec.access_key] = (time.monotonic(), (rec.name, rec.policy))
         return rec
 
     async def remove(self, name: str) -> UserRecord | None:
@@ -191,6 +194,11 @@ class UserDirectory:
         profiles = {u.access_key: (u.name, u.policy) for u in users if u.access_key in secrets}
         for key in secrets.keys() - profiles.keys():  # added here since the reload began: keep what we know
             profiles[key] = self._profiles.get(key, ("", ""))
+        for key, (when, profile) in list(self._policy_changes.items()):
+            if when < now - _CHANGE_MEMORY:
+                del self._policy_changes[key]
+            elif when >= started and key in profiles:
+                profiles[key] = profile
         self._secrets, self._profiles = secrets, profiles
 
     def _remember(self, access_key: str, secret: str | None) -> None:
