@@ -146,6 +146,7 @@ def test_user_allowed_one_prefix_of_another_users_bucket(alice: User, bob: User)
     assert keys == ["shared/doc", "shared/reply"]
     expect_error(lambda: bob.s3.list_objects_v2(Bucket=bucket, Prefix="private/"), "AccessDenied", 403)
     expect_error(lambda: bob.s3.list_objects_v2(Bucket=bucket), "AccessDenied", 403)
+    assert bucket not in [b["Name"] for b in bob.s3.list_buckets()["Buckets"]]  # only a prefix may be listed
     expect_error(lambda: bob.s3.put_bucket_policy(Bucket=bucket, Policy=doc), "AccessDenied", 403)
     expect_error(lambda: bob.s3.delete_bucket(Bucket=bucket), "AccessDenied", 403)
     # Copying out of the shared prefix is a GetObject on the source; into another bucket of alice's is refused.
@@ -316,3 +317,13 @@ def test_policy_on_missing_bucket_and_by_strangers(s3: Any, bob: User, bucket: s
     expect_error(lambda: s3.put_bucket_policy(Bucket=unique("none"), Policy=public_read("x")), "NoSuchBucket", 404)
     expect_error(lambda: bob.s3.put_bucket_policy(Bucket=bucket, Policy=public_read(bucket)), "AccessDenied", 403)
     expect_error(lambda: bob.s3.get_bucket_policy(Bucket=bucket), "AccessDenied", 403)
+
+
+def test_list_buckets_shows_what_a_policy_lets_a_user_list(alice: User, bob: User) -> None:
+    bucket = unique("listed")
+    alice.s3.create_bucket(Bucket=bucket)
+    assert bucket not in [b["Name"] for b in bob.s3.list_buckets()["Buckets"]]
+    grant = statement("Allow", {"AWS": user_arn(bob.name)}, "s3:ListBucket", f"{ARN}{bucket}")
+    alice.s3.put_bucket_policy(Bucket=bucket, Policy=policy(grant))
+    assert bucket in [b["Name"] for b in bob.s3.list_buckets(Prefix=bucket[:3])["Buckets"]]
+    assert bob.s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0

@@ -5,6 +5,7 @@ handler (owned_bucket), so judging costs no second index read."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from cluster.service import request_key
@@ -120,13 +121,18 @@ def judged_bucket(req: S3Request) -> BucketRecord | None:
     return req.http.get(_BUCKET)
 
 
-def may(gw: Gateway, req: S3Request, action: str, rec: BucketRecord) -> bool:
-    """Whether the requester may do `action` on bucket `rec` (for ListBuckets: the buckets shown), judged
-    without reading anything more (object ACLs and tags count as absent)."""
+def listable(gw: Gateway, req: S3Request) -> Callable[[BucketRecord], bool]:
+    """For ListBuckets: whether the requester may list a bucket (s3:ListBucket, with no listing's
+    condition keys: ListBuckets' own prefix names buckets), judged without reading anything more."""
     who = principal(gw, req)
-    if who.root or (rec.owner == who.access_key and who.policy is None):
-        return True
-    return bool(decide(who, action, rec.name, rec, "", context(req, who)))
+    ctx = {k: v for k, v in context(req, who).items() if not k.startswith("s3:")}
+
+    def may(rec: BucketRecord) -> bool:
+        if who.root or (rec.owner == who.access_key and who.policy is None):
+            return True
+        return bool(decide(who, "s3:ListBucket", rec.name, rec, "", ctx))
+
+    return may
 
 
 # -- canned ACLs on requests (x-amz-acl): CreateBucket, PUT, copy, multipart create, Put*Acl

@@ -38,7 +38,9 @@ _BUCKET_ACCESS: dict[tuple[str, str], Handler] = {
 }
 
 # The S3 action (IAM policy reference) each operation is judged as, before its handler runs. An operation
-# missing here is left to the bucket's owner and the root (access.judge): add new operations here.
+# missing here is left to the bucket's owner and the root (access.judge): add new operations here. "" marks
+# an operation that judges itself, once its bucket is known to exist (each key of a DeleteObjects; a form
+# POST or a CORS preflight would too), with accounts.authorize.authorize or access.may_key.
 ACTIONS: dict[Handler, str] = {
     bucket_api.list_buckets: "s3:ListAllMyBuckets",
     bucket_api.create_bucket: "s3:CreateBucket",

@@ -60,13 +60,11 @@ async def _visible_buckets(gw: Gateway, req: S3Request) -> list[BucketRecord]:
     token = req.query.get("continuation-token")
     after = decode_token(token) if token is not None else ""
     prefix, region = req.query.get("prefix", ""), req.query.get("bucket-region")
+    may = access.listable(gw, req)
     return [
         b
         for b in await gw.index.list_buckets()
-        if access.may(gw, req, "s3:ListBucket", b)
-        and b.name > after
-        and b.name.startswith(prefix)
-        and (region is None or b.region == region)
+        if may(b) and b.name > after and b.name.startswith(prefix) and (region is None or b.region == region)
     ]
 
 
