@@ -37,6 +37,7 @@ from gateway.handlers import objects as object_api
 from gateway.metrics import MaintenanceCollector, merge
 from gateway.s3 import sigv2, sigv4
 from gateway.s3.errors import S3Error
+from gateway.s3.payload import STREAMING_PAYLOADS
 from gateway.s3.request import S3Request, split_path
 from gateway.s3.sigv4 import AuthContext
 from gateway.s3.xml import error_document
@@ -185,6 +186,9 @@ async def _authenticate(request: web.Request, endpoint: Endpoint) -> None:
         request[_VERDICT] = _Verdict(forward=True)
         return
     if anonymous:  # judged like any other request: allowed where a policy or ACL allows anyone
+        if request.headers.get("x-amz-content-sha256", "") in STREAMING_PAYLOADS:
+            # aws-chunked framing is decoded with the signature that seeds it; unsigned it would be stored.
+            raise S3Error("InvalidRequest", "An aws-chunked body needs a signed request.")
         request[_VERDICT] = _Verdict(host_bucket=host_bucket)
         return
     query = sigv4.parse_query(request.rel_url.raw_query_string)

@@ -97,6 +97,9 @@ def test_public_read_write_bucket_acl_takes_anonymous_writes(server: ServerProce
     assert anonymous(server.endpoint, "DELETE", f"/{acl_bucket}/drop")[0] == 204
     assert anonymous(server.endpoint, "DELETE", f"/{acl_bucket}")[0] == 403  # never the bucket itself
     assert anonymous(server.endpoint, "PUT", f"/{acl_bucket}?acl", **{"x-amz-acl": "private"})[0] == 403
+    chunked = {"x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER", "x-amz-decoded-content-length": "1"}
+    status, body = anonymous(server.endpoint, "PUT", f"/{acl_bucket}/framed", b"1\r\nx\r\n0\r\n\r\n", **chunked)
+    assert status == 400 and b"InvalidRequest" in body
 
 
 def test_authenticated_read_bucket_acl(server: ServerProcess, s3: Any, acl_bucket: str, carol: User) -> None:

@@ -138,6 +138,25 @@ def test_wildcards_in_actions_and_resources() -> None:
         policies.parse(policy(statement("Allow", "*", "s3:GetObject", f"{ARN}c*/*")), "bucket")
 
 
+def test_policy_variables_in_resources() -> None:
+    """A home directory per user: ${aws:username} filled from the request, ${*} a literal star."""
+    doc = policy(
+        {"Effect": "Allow", "Action": "s3:*", "Resource": [f"{ARN}home/${{aws:username}}/*", f"{ARN}x/${{*}}"]}
+    )
+    pol = policies.parse(doc)
+    alice, ctx = Who("AKIAALICE", "alice"), {"aws:username": "alice"}
+    assert pol.keys == {"aws:username"}
+    assert pol.evaluate(alice, "s3:PutObject", policies.resource("home", "alice/f"), ctx) is Effect.ALLOW
+    assert pol.evaluate(alice, "s3:PutObject", policies.resource("home", "bob/f"), ctx) is None
+    assert pol.evaluate(alice, "s3:PutObject", policies.resource("home", "alice/f"), {}) is None  # key absent
+    assert pol.evaluate(alice, "s3:GetObject", policies.resource("x", "*"), ctx) is Effect.ALLOW
+    assert pol.evaluate(alice, "s3:GetObject", policies.resource("x", "y"), ctx) is None
+    starry = {"aws:username": "a*"}  # a value's wildcard characters are literal too
+    assert pol.evaluate(alice, "s3:GetObject", policies.resource("home", "abc/f"), starry) is None
+    with pytest.raises(PolicyError):
+        policies.parse(policy({"Effect": "Allow", "Action": "s3:*", "Resource": f"{ARN}h/${{aws:nope}}"}))
+
+
 def test_principals() -> None:
     doc = policy(statement("Allow", {"AWS": ["arn:aws:iam::123456789012:user/alice", "AKIABOB"]}, "s3:*", "*"))
     pol = policies.parse(doc, "b")

@@ -194,3 +194,17 @@ def test_anonymous_put_with_expect_continue(server: ServerProcess, s3: Any) -> N
     assert refused.startswith(b"HTTP/1.1 404")  # no such bucket: no 100 Continue, no body read
     s3.put_bucket_acl(Bucket=bucket, ACL="private")
     assert put(f"/{bucket}/k").startswith(b"HTTP/1.1 403")
+
+
+def test_home_directories_by_policy_variable(server: ServerProcess, s3: Any) -> None:
+    homes = unique("homes")
+    s3.create_bucket(Bucket=homes)
+    doc = policy(
+        {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": f"{ARN}{homes}/${{aws:username}}/*"}
+    )
+    users = [make_user(server.endpoint, f"{n}-{homes[-6:]}", document=doc.encode()) for n in ("ann", "ben")]
+    ann, ben = users
+    ann.s3.put_object(Bucket=homes, Key=f"{ann.name}/notes", Body=b"ann's")
+    expect_error(ann.s3.put_object, "AccessDenied", 403, Bucket=homes, Key=f"{ben.name}/notes", Body=b"x")
+    expect_error(ben.s3.get_object, "AccessDenied", 403, Bucket=homes, Key=f"{ann.name}/notes")
+    assert admin_call(server.endpoint, lambda c: c.show_policy(ann.name))["policy"] == "custom"

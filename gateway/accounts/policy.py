@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 from gateway.accounts.conditions import (
+    KNOWN_KEYS,
     TAG_KEY_PREFIX,
     Condition,
     Context,
@@ -81,6 +82,7 @@ class Statement:
     resources: tuple[re.Pattern[str], ...]
     not_resource: bool
     conditions: tuple[Condition, ...]
+    templates: tuple[str, ...] = ()  # resources with policy variables (${aws:username}), filled per request
 
     @property
     def public(self) -> bool:
@@ -97,7 +99,10 @@ class Statement:
     def applies(self, who: Who, action: str, resource: str, context: Context) -> bool:
         if not self.names(who) or _matches(self.actions, action) == self.not_action:
             return False
-        if _matches(self.resources, resource) == self.not_resource:
+        found = _matches(self.resources, resource) or (
+            bool(self.templates) and _filled(self.templates, resource, context)
+        )
+        if found == self.not_resource:
             return False
         return not self.conditions or all_hold(self.conditions, context)
 
@@ -163,17 +168,65 @@ def _actions(value: Any) -> tuple[re.Pattern[str], ...]:
     return tuple(out)
 
 
-def _resources(value: Any, bucket: str | None) -> tuple[re.Pattern[str], ...]:
-    out = []
+_VARIABLE = re.compile(r"\$\{([^}]*)\}")
+_LITERALS = {"*": "*", "?": "?", "$": "$"}  # ${*}, ${?}, ${$}: the character itself, not a wildcard
+
+
+def _filled(templates: tuple[str, ...], resource: str, context: Context) -> bool:
+    """Whether a resource with policy variables, filled from the request's keys, matches; a template whose
+    key the request does not have matches nothing (as AWS)."""
+    for template in templates:
+        parts: list[str] = []
+        pos = 0
+        for m in _VARIABLE.finditer(template):
+            parts.append(template[pos : m.start()])
+            name = m.group(1)
+            if name in _LITERALS:
+                parts.append("\x00" + name)  # a literal character, not a wildcard (_template_pattern)
+            else:
+                value = context.get(name.lower())
+                if not isinstance(value, str):
+                    break
+                parts.append(value.replace("*", "\x00*").replace("?", "\x00?"))
+            pos = m.end()
+        else:
+            parts.append(template[pos:])
+            if _template_pattern("".join(parts)).fullmatch(resource):
+                return True
+    return False
+
+
+@lru_cache(maxsize=4096)
+def _template_pattern(text: str) -> re.Pattern[str]:
+    """IAM wildcards, except characters marked literal (NUL before them) by _filled."""
+    out, literal = [], False
+    for c in text:
+        if c == "\x00":
+            literal = True
+            continue
+        out.append(re.escape(c) if literal or c not in "*?" else ".*" if c == "*" else ".")
+        literal = False
+    return re.compile("".join(out), re.DOTALL)
+
+
+def _resources(value: Any, bucket: str | None) -> tuple[tuple[re.Pattern[str], ...], tuple[str, ...]]:
+    """(patterns, templates): the resources without policy variables compiled, those with them kept."""
+    out, templates = [], []
     for r in _list(value, "Resource"):
         if r != _ANY and not r.startswith(S3_ARN):
             raise PolicyError(f"Policy has invalid resource {r!r}")
-        if bucket is not None:  # a bucket's policy speaks of that bucket only
-            named = r[len(S3_ARN) :].split("/", 1)[0] if r != _ANY else _ANY
-            if not like_pattern(named).fullmatch(bucket):
-                raise PolicyError(f"Policy has invalid resource {r!r}: it is not in bucket {bucket}")
-        out.append(like_pattern(r))
-    return tuple(out)
+        named = r[len(S3_ARN) :].split("/", 1)[0] if r != _ANY else _ANY
+        # A bucket's policy speaks of that bucket only.
+        if bucket is not None and "${" not in named and not like_pattern(named).fullmatch(bucket):
+            raise PolicyError(f"Policy has invalid resource {r!r}: it is not in bucket {bucket}")
+        if "${" in r:
+            for m in _VARIABLE.finditer(r):
+                if m.group(1) not in _LITERALS and m.group(1).lower() not in KNOWN_KEYS:
+                    raise PolicyError(f"Policy has an invalid variable {m.group(0)!r} in {r!r}")
+            templates.append(r)
+        else:
+            out.append(like_pattern(r))
+    return tuple(out), tuple(templates)
 
 
 _STATEMENT_FIELDS = frozenset(
@@ -201,14 +254,16 @@ def _statement(raw: Any, bucket: str | None) -> Statement:
         raise PolicyError("Missing required field Principal")
     if bucket is None and "Principal" in raw:
         raise PolicyError("a user policy names no Principal: it applies to its user")
+    resources, templates = _resources(raw.get("Resource", raw.get("NotResource")), bucket)
     return Statement(
         allow=raw["Effect"] == "Allow",
         principals=_principals(raw["Principal"]) if "Principal" in raw else None,
         actions=_actions(raw.get("Action", raw.get("NotAction"))),
         not_action="NotAction" in raw,
-        resources=_resources(raw.get("Resource", raw.get("NotResource")), bucket),
+        resources=resources,
         not_resource="NotResource" in raw,
         conditions=parse_conditions(raw["Condition"]) if "Condition" in raw else (),
+        templates=templates,
     )
 
 
@@ -234,7 +289,13 @@ def parse(text: str, bucket: str | None = None) -> Policy:
     if not statements:
         raise PolicyError("Missing required field Statement")
     parsed = tuple(_statement(s, bucket) for s in statements)
-    keys = frozenset(c.key for s in parsed for c in s.conditions)
+    keys = frozenset(c.key for s in parsed for c in s.conditions) | frozenset(
+        m.group(1).lower()
+        for s in parsed
+        for t in s.templates
+        for m in _VARIABLE.finditer(t)
+        if m.group(1) not in _LITERALS
+    )
     return Policy(parsed, any(k.startswith(TAG_KEY_PREFIX) for k in keys), keys)
 
 
