@@ -5,7 +5,7 @@ handler (owned_bucket), so judging costs no second index read."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from cluster.service import request_key
@@ -16,11 +16,10 @@ from gateway.accounts.authorize import (
     AccessDenied,
     Principal,
     authorize,
-    bucket_policy,
     decide,
     public_access_block,
 )
-from gateway.accounts.conditions import now_keys
+from gateway.accounts.conditions import KNOWN_KEYS, now_keys
 from gateway.context import Gateway
 from gateway.s3.errors import S3Error
 from gateway.s3.request import S3Request
@@ -28,13 +27,14 @@ from metadata.records import BucketRecord
 
 _BUCKET: Any = request_key("tessera.bucket_record", BucketRecord)
 _PRINCIPAL: Any = request_key("tessera.principal", Principal)
+# Condition key -> the query parameter or header that carries it.
 _QUERY_KEYS = {
-    "prefix": "s3:prefix",
-    "delimiter": "s3:delimiter",
-    "max-keys": "s3:max-keys",
-    "versionId": "s3:versionid",
+    "s3:prefix": "prefix",
+    "s3:delimiter": "delimiter",
+    "s3:max-keys": "max-keys",
+    "s3:versionid": "versionId",
 }
-_HEADER_KEYS = {"x-amz-acl": "s3:x-amz-acl", "If-None-Match": "s3:if-none-match"}
+_HEADER_KEYS = {"s3:x-amz-acl": "x-amz-acl", "s3:if-none-match": "If-None-Match"}
 
 
 def principal(gw: Gateway, req: S3Request) -> Principal:
@@ -46,26 +46,61 @@ def principal(gw: Gateway, req: S3Request) -> Principal:
     return found
 
 
-def context(req: S3Request, who: Principal, wanted: frozenset[str] | None = None) -> dict[str, str]:
-    """The request's condition keys (lowercased names), as docs/access.md lists them: those in `wanted`
-    (what the policies that judge it read; all when None)."""
-    if wanted is not None and not wanted:
-        return {}
-    http = req.http
-    ctx = now_keys(time.time())
-    ctx["aws:securetransport"] = "true" if http.secure else "false"
-    if http.remote:
-        ctx["aws:sourceip"] = http.remote
-    ctx["aws:principaltype"] = "Anonymous" if who.anonymous else "Account" if who.root else "User"
-    if not who.anonymous and not who.root:
-        ctx["aws:username"], ctx["aws:userid"] = who.name, who.access_key
-    for name, key in _QUERY_KEYS.items():
-        if name in req.query:
-            ctx[key] = req.query[name]
-    for name, key in _HEADER_KEYS.items():
-        if name in req.headers:
-            ctx[key] = req.headers[name]
-    return ctx
+class RequestContext(Mapping[str, str]):
+    """The request's condition keys (lowercased names, as docs/access.md lists them), each worked out when a
+    condition first reads it: most policies read one or two of them, and a GET should not pay for the rest."""
+
+    __slots__ = ("_listing", "_memo", "_req", "_who")
+
+    def __init__(self, req: S3Request, who: Principal, listing_keys: bool = True) -> None:
+        self._req, self._who, self._listing = req, who, listing_keys
+        self._memo: dict[str, str | None] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        memo = self._memo
+        if key not in memo:
+            memo[key] = self._compute(key)
+        value = memo[key]
+        return default if value is None else value
+
+    def __getitem__(self, key: str) -> str:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k in KNOWN_KEYS if self.get(k) is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def _compute(self, key: str) -> str | None:
+        http, who = self._req.http, self._who
+        if key in ("aws:currenttime", "aws:epochtime"):
+            return now_keys(time.time())[key]
+        if key == "aws:sourceip":
+            return http.remote
+        if key == "aws:securetransport":
+            return "true" if http.secure else "false"
+        if key == "aws:principaltype":
+            return "Anonymous" if who.anonymous else "Account" if who.root else "User"
+        if key in ("aws:username", "aws:userid"):
+            if who.anonymous or who.root:
+                return None
+            return who.name if key == "aws:username" else who.access_key
+        if not self._listing and key.startswith("s3:"):
+            return None
+        if key in _QUERY_KEYS:
+            return self._req.query.get(_QUERY_KEYS[key])
+        if key in _HEADER_KEYS:
+            return self._req.headers.get(_HEADER_KEYS[key])
+        return None
+
+
+def context(req: S3Request, who: Principal) -> RequestContext:
+    """The request's condition keys: see RequestContext."""
+    return RequestContext(req, who)
 
 
 async def judge(
@@ -97,10 +132,8 @@ async def judge(
         return
     if rec is not None and rec.owner == who.access_key and who.policy is None and not rec.policy:
         return  # the common case: a user in their own bucket, no policy anywhere to deny it
-    pol = bucket_policy(rec) if rec is not None else None
-    wanted = (pol.keys if pol else frozenset()) | (who.policy.keys if who.policy else frozenset())
     try:
-        await authorize(gw, who, action, bucket, key, context(req, who, wanted), rec)
+        await authorize(gw, who, action, bucket, key, RequestContext(req, who), rec)
     except AccessDenied:
         raise S3Error("AccessDenied") from None
 
@@ -125,7 +158,7 @@ def listable(gw: Gateway, req: S3Request) -> Callable[[BucketRecord], bool]:
     """For ListBuckets: whether the requester may list a bucket (s3:ListBucket, with no listing's
     condition keys: ListBuckets' own prefix names buckets), judged without reading anything more."""
     who = principal(gw, req)
-    ctx = {k: v for k, v in context(req, who).items() if not k.startswith("s3:")}
+    ctx = RequestContext(req, who, listing_keys=False)
 
     def may(rec: BucketRecord) -> bool:
         if who.root or (rec.owner == who.access_key and who.policy is None):
