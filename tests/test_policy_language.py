@@ -4,6 +4,10 @@ wildcards in actions and resources, and s3:ExistingObjectTag through a real serv
 from __future__ import annotations
 
 import json
+import ssl
+import urllib.error
+import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +16,8 @@ from gateway.accounts import policy as policies
 from gateway.accounts.conditions import PolicyError, parse_conditions
 from gateway.accounts.policy import Effect, Who
 from tests.policy_helpers import ARN, anonymous, policy, statement
-from tests.server_process import ServerProcess
+from tests.server_process import ServerProcess, start_server
+from tests.test_https import make_pki
 
 CTX = {
     "aws:username": "alice",
@@ -203,3 +208,29 @@ def test_the_policy_benchmark_runs(tmp_path: Any) -> None:
     assert res.returncode in (0, 1), res.stderr  # 1: the target missed, on a loaded machine
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["plain_objects_s"] > 0 and out["policy_objects_s"] > 0 and out["met"] == (out["cost"] <= 0.1)
+
+
+def test_secure_transport_over_https(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki")
+    srv = start_server(tmp_path / "https", extra=pki.flags(), ca_bundle=str(pki.ca.path))
+    try:
+        s3 = srv.client()
+        s3.create_bucket(Bucket="tls")
+        s3.put_object(Bucket="tls", Key="k", Body=b"v")
+        tls = ssl.create_default_context(cafile=str(pki.ca.path))
+
+        def anonymous_get() -> int:
+            try:
+                with urllib.request.urlopen(srv.endpoint + "/tls/k", timeout=30, context=tls) as resp:
+                    return resp.status
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        for over_tls, status in (("true", 200), ("false", 403)):
+            cond = {"Bool": {"aws:SecureTransport": over_tls}}
+            s3.put_bucket_policy(
+                Bucket="tls", Policy=policy(statement("Allow", "*", "s3:GetObject", f"{ARN}tls/*", Condition=cond))
+            )
+            assert anonymous_get() == status
+    finally:
+        srv.stop()
