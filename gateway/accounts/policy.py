@@ -111,7 +111,6 @@ class Statement:
 class Policy:
     statements: tuple[Statement, ...]
     needs_tags: bool  # some condition reads s3:ExistingObjectTag/<key>: the object's tags must be read
-    keys: frozenset[str] = frozenset()  # the condition keys its statements read (lowercased)
 
     @property
     def public(self) -> bool:
@@ -289,14 +288,7 @@ def parse(text: str, bucket: str | None = None) -> Policy:
     if not statements:
         raise PolicyError("Missing required field Statement")
     parsed = tuple(_statement(s, bucket) for s in statements)
-    keys = frozenset(c.key for s in parsed for c in s.conditions) | frozenset(
-        m.group(1).lower()
-        for s in parsed
-        for t in s.templates
-        for m in _VARIABLE.finditer(t)
-        if m.group(1) not in _LITERALS
-    )
-    return Policy(parsed, any(k.startswith(TAG_KEY_PREFIX) for k in keys), keys)
+    return Policy(parsed, any(c.key.startswith(TAG_KEY_PREFIX) for s in parsed for c in s.conditions))
 
 
 @lru_cache(maxsize=1024)
