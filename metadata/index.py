@@ -137,6 +137,10 @@ class Index(Protocol):
         Raises NoSuchBucket, ValueError for a field that is not a configuration (name, owner, ...)."""
         ...
 
+    async def set_bucket_tags(self, name: str, tags: dict[str, str]) -> None:
+        """Replace the bucket's tags (an empty dict removes them). Raises NoSuchBucket."""
+        ...
+
     # -- objects
     async def put_object(self, man: ObjectManifest, cond: Condition | None = None) -> ObjectManifest | None:
         """Make `man` the current object at (man.bucket, man.key); return the one it replaced.
@@ -147,8 +151,17 @@ class Index(Protocol):
 
     async def get_object(self, bucket: str, key: str) -> ObjectManifest | None: ...
 
-    async def delete_object(self, bucket: str, key: str) -> ObjectManifest | None:
-        """Remove the object; return it (None if there was none). Raises NoSuchBucket."""
+    async def delete_object(self, bucket: str, key: str, cond: Condition | None = None) -> ObjectManifest | None:
+        """Remove the object; return it (None if there was none: nothing changes). Raises NoSuchBucket, and
+        PreconditionFailed when there is an object and it does not meet cond (checked atomically with the delete).
+        """
+        ...
+
+    async def set_object_tags(self, bucket: str, key: str, version_id: str, tags: dict[str, str]) -> bool:
+        """Replace the tags of the current object, only if (bucket, key) is still version `version_id`
+        (otherwise change nothing and return False). The object's data and everything else of its
+        manifest stay as they are; like update_part, it never wins over a concurrent overwrite or delete.
+        """
         ...
 
     async def update_object(
@@ -301,3 +314,9 @@ def check_condition(cond: Condition | None, current: ObjectManifest | None) -> N
             raise PreconditionFailed("no current object to match")
         if cond.if_match != "*" and cond.if_match != current.etag:
             raise PreconditionFailed(f"etag is {current.etag}")
+
+
+def check_delete_condition(cond: Condition | None, current: ObjectManifest | None) -> None:
+    """A delete's condition: only an object that is there can fail it (a missing one is simply not deleted)."""
+    if current is not None:
+        check_condition(cond, current)

@@ -26,6 +26,7 @@ class BucketRecord:
     acl: str | None = None  # the canned ACL (None: private)
     public_access_block: str | None = None  # JSON {"BlockPublicAcls": bool, ...}
     ownership: str | None = None  # ObjectOwnership (None: no controls, S3's ObjectWriter)
+    tags: dict[str, str] = field(default_factory=dict)  # bucket tagging (at most 50)
 
 
 @dataclass(slots=True)
@@ -62,6 +63,7 @@ class ObjectManifest:
     checksums: dict[str, str] = field(default_factory=dict)  # algorithm -> base64 (S3 full-object or composite)
     checksum_type: str = ""  # "FULL_OBJECT" | "COMPOSITE" | ""
     acl: str = ""  # the canned ACL the object was written with ("": private)
+    tags: dict[str, str] = field(default_factory=dict)  # object tagging (at most 10); left out when empty
 
 
 @dataclass(slots=True)
@@ -79,6 +81,7 @@ class UploadRecord:
     checksum_algorithm: str = ""  # as given at create (e.g. "CRC32"), "" if none
     checksum_type: str = ""  # "COMPOSITE" | "FULL_OBJECT" | ""
     acl: str = ""  # the canned ACL the completed object gets
+    tags: dict[str, str] = field(default_factory=dict)  # x-amz-tagging at create, given to the completed object
 
 
 @dataclass(slots=True)
@@ -99,6 +102,8 @@ class DriveRecord:
     path: str = ""  # the drive's directory on its node ("" from nodes older than this field)
     # The filesystem holding it, "host:st_dev": drives sharing one are counted once in capacity and free.
     filesystem: str = ""
+    state: str = ""  # "offline: why" when its node cannot use it ("" when it can, or from older nodes)
+    adopted: float = 0.0  # epoch seconds it was last found empty and formatted back in by its node (0: never)
 
     @classmethod
     def measure(cls, drive_id: str, root: str | os.PathLike[str]) -> DriveRecord:
@@ -184,7 +189,7 @@ def apply_changes(rec: T, changes: dict[str, str | None], fixed: frozenset[str])
     return type(rec)(**values)
 
 
-BUCKET_FIXED = frozenset({"name", "owner", "created", "region"})
+BUCKET_FIXED = frozenset({"name", "owner", "created", "region", "tags"})  # tags: Index.set_bucket_tags
 USER_FIXED = frozenset({"name", "access_key", "secret_key", "created"})
 # An object's data and identity never change in place: only these fields do (Index.update_object).
 OBJECT_CHANGEABLE = frozenset({"acl"})
@@ -214,10 +219,15 @@ def _field_set(cls: type) -> frozenset[str]:
     return frozenset(_field_names(cls))
 
 
+# Fields left out of the encoding while empty: most records never have them, and a record without the
+# field decodes to its default (so records written before the field existed read the same).
+OMIT_EMPTY = frozenset({"tags", "policy", "acl", "public_access_block", "ownership"})
+
+
 def _as_map(rec: Any) -> dict[str, Any]:
     """What dataclasses.asdict gives for a record, for the nesting records have (_NESTED), without
     its deep copy of every value: that was a tenth of a small PUT's CPU."""
-    d = {name: getattr(rec, name) for name in _field_names(type(rec))}
+    d = {name: v for name in _field_names(type(rec)) if (v := getattr(rec, name)) or name not in OMIT_EMPTY}
     for name in _nested_types(type(rec)):
         d[name] = [_as_map(x) for x in d[name]]
     return d

@@ -10,11 +10,13 @@ from multidict import MultiDictProxy
 
 from gateway.context import Gateway
 from gateway.handlers import access
+from gateway.handlers import attributes as attributes_api
 from gateway.handlers import bucket_access as access_api
 from gateway.handlers import buckets as bucket_api
 from gateway.handlers import listing as listing_api
 from gateway.handlers import multipart as multipart_api
 from gateway.handlers import objects as object_api
+from gateway.handlers import tagging as tagging_api
 from gateway.s3.errors import S3Error
 from gateway.s3.request import S3Request
 
@@ -75,6 +77,13 @@ ACTIONS: dict[Handler, str] = {
     access_api.get_bucket_acl: "s3:GetBucketAcl",
     access_api.get_object_acl: "s3:GetObjectAcl",
     access_api.put_object_acl: "s3:PutObjectAcl",
+    tagging_api.get_bucket_tagging: "s3:GetBucketTagging",
+    tagging_api.put_bucket_tagging: "s3:PutBucketTagging",
+    tagging_api.delete_bucket_tagging: "s3:PutBucketTagging",
+    tagging_api.get_object_tagging: "s3:GetObjectTagging",
+    tagging_api.put_object_tagging: "s3:PutObjectTagging",
+    tagging_api.delete_object_tagging: "s3:DeleteObjectTagging",
+    attributes_api.get_object_attributes: "s3:GetObjectAttributes",
 }
 # Operations that write an object and take a canned ACL with it (x-amz-acl).
 _TAKES_ACL = frozenset({object_api.put_object, object_api.copy_object, multipart_api.create_upload})

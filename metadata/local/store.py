@@ -38,6 +38,7 @@ from metadata.index import (
     PartPage,
     UploadPage,
     check_condition,
+    check_delete_condition,
 )
 from metadata.local import admin_tables as admin
 from metadata.records import (
@@ -213,6 +214,16 @@ class LocalIndex:
 
         return await self._run(False, tx)
 
+    async def set_bucket_tags(self, name: str, tags: dict[str, str]) -> None:
+        def tx(txn: lmdb.Transaction) -> None:
+            rec = self._get(txn, "buckets", name.encode(), BucketRecord)
+            if rec is None:
+                raise NoSuchBucket(name)
+            rec.tags = dict(tags)
+            txn.put(name.encode(), encode(rec), db=self._db["buckets"])
+
+        await self._run(True, tx)
+
     # -- objects
 
     async def put_object(self, man: ObjectManifest, cond: Condition | None = None) -> ObjectManifest | None:
@@ -230,14 +241,27 @@ class LocalIndex:
         k = keys.encode(keys.composite(bucket, key))
         return self._lmdb.read_here(self._get, "objects", k, ObjectManifest)
 
-    async def delete_object(self, bucket: str, key: str) -> ObjectManifest | None:
+    async def delete_object(self, bucket: str, key: str, cond: Condition | None = None) -> ObjectManifest | None:
         def tx(txn: lmdb.Transaction) -> ObjectManifest | None:
             self._require_bucket(txn, bucket)
             k = keys.encode(keys.composite(bucket, key))
             previous = self._get(txn, "objects", k, ObjectManifest)
+            check_delete_condition(cond, previous)
             if previous is not None:
                 txn.delete(k, db=self._db["objects"])
             return previous
+
+        return await self._run(True, tx)
+
+    async def set_object_tags(self, bucket: str, key: str, version_id: str, tags: dict[str, str]) -> bool:
+        def tx(txn: lmdb.Transaction) -> bool:
+            k = keys.encode(keys.composite(bucket, key))
+            man = self._get(txn, "objects", k, ObjectManifest)
+            if man is None or man.version_id != version_id:
+                return False
+            man.tags = dict(tags)
+            txn.put(k, encode(man), db=self._db["objects"])
+            return True
 
         return await self._run(True, tx)
 
