@@ -41,8 +41,8 @@ from metadata.index import (
     check_delete_condition,
 )
 from metadata.local import admin_tables as admin
+from metadata.local import updates
 from metadata.records import (
-    BUCKET_FIXED,
     NODE_STATES,
     BucketRecord,
     Condition,
@@ -52,7 +52,6 @@ from metadata.records import (
     RepairEntry,
     UploadRecord,
     UserRecord,
-    apply_changes,
     decode,
     encode,
 )
@@ -198,15 +197,7 @@ class LocalIndex:
         return await self._run(True, tx)
 
     async def update_bucket(self, name: str, changes: dict[str, str | None]) -> BucketRecord:
-        def tx(txn: lmdb.Transaction) -> BucketRecord:
-            current = self._get(txn, "buckets", name.encode(), BucketRecord)
-            if current is None:
-                raise NoSuchBucket(name)
-            rec = apply_changes(current, changes, BUCKET_FIXED)
-            txn.put(name.encode(), encode(rec), db=self._db["buckets"])
-            return rec
-
-        return await self._run(True, tx)
+        return await self._run(True, updates.update_bucket, self._db, name, changes)
 
     async def list_buckets(self) -> list[BucketRecord]:
         def tx(txn: lmdb.Transaction) -> list[BucketRecord]:
@@ -439,16 +430,7 @@ class LocalIndex:
     async def update_object(
         self, bucket: str, key: str, version_id: str, changes: dict[str, str | None]
     ) -> ObjectManifest | None:
-        def tx(txn: lmdb.Transaction) -> ObjectManifest | None:
-            k = keys.encode(keys.composite(bucket, key))
-            man = self._get(txn, "objects", k, ObjectManifest)
-            if man is None or man.version_id != version_id:
-                return None
-            man = apply_changes(man, changes, frozenset())
-            txn.put(k, encode(man), db=self._db["objects"])
-            return man
-
-        return await self._run(True, tx)
+        return await self._run(True, updates.update_object, self._db, bucket, key, version_id, changes)
 
     async def update_part(self, bucket: str, key: str, version_id: str, part: PartRecord) -> bool:
         def tx(txn: lmdb.Transaction) -> bool:
