@@ -173,7 +173,7 @@ def test_principals() -> None:
 
 
 def test_existing_object_tag_condition_on_a_real_server(server: ServerProcess, s3: Any, bucket: str) -> None:
-    """Objects without tags (or a server without object tagging) have the key absent."""
+    """The object's tags as they are when the request is judged; an object without tags has the key absent."""
     s3.put_object(Bucket=bucket, Key="k", Body=b"v")
     res = f"{ARN}{bucket}/*"
     tagged = {"StringEquals": {"s3:ExistingObjectTag/class": "public"}}
@@ -184,6 +184,13 @@ def test_existing_object_tag_condition_on_a_real_server(server: ServerProcess, s
     assert anonymous(server.endpoint, "GET", f"/{bucket}/k") == (200, b"v")
     stored = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
     assert stored["Statement"][0]["Condition"] == untagged
+    s3.put_bucket_policy(Bucket=bucket, Policy=policy(statement("Allow", "*", "s3:GetObject", res, Condition=tagged)))
+    s3.put_object(Bucket=bucket, Key="public", Body=b"p", Tagging="class=public")
+    s3.put_object(Bucket=bucket, Key="secret", Body=b"s", Tagging="class=secret")
+    assert anonymous(server.endpoint, "GET", f"/{bucket}/public") == (200, b"p")
+    assert anonymous(server.endpoint, "GET", f"/{bucket}/secret")[0] == 403
+    s3.put_object_tagging(Bucket=bucket, Key="secret", Tagging={"TagSet": [{"Key": "class", "Value": "public"}]})
+    assert anonymous(server.endpoint, "GET", f"/{bucket}/secret") == (200, b"s")  # the tags as they are now
 
 
 def test_the_benchmarks_policy_is_valid_and_judged_in_full() -> None:

@@ -38,7 +38,8 @@ def _state(s3: Any) -> dict[str, Any]:
         except ClientError:
             pol = None
         uploads = s3.list_multipart_uploads(Bucket=name).get("Uploads", [])
-        out[name] = ([(o["Key"], o["ETag"]) for o in objects], acl, pol, len(uploads))
+        tags = [s3.get_object_tagging(Bucket=name, Key=o["Key"])["TagSet"] for o in objects]
+        out[name] = ([(o["Key"], o["ETag"]) for o in objects], acl, pol, len(uploads), tags)
     return out
 
 
@@ -70,6 +71,9 @@ def test_readonly_user_is_refused_every_write_and_nothing_changes(server: Server
         lambda: ro.put_object_acl(Bucket=bucket, Key="k", ACL="private"),
         lambda: ro.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={"BlockPublicAcls": True}),
         lambda: ro.delete_bucket_ownership_controls(Bucket=bucket),
+        lambda: ro.put_object_tagging(Bucket=bucket, Key="k", Tagging={"TagSet": [{"Key": "a", "Value": "b"}]}),
+        lambda: ro.delete_object_tagging(Bucket=bucket, Key="k"),
+        lambda: ro.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": "a", "Value": "b"}]}),
     ]
     for write in writes:
         expect_error(write, "AccessDenied", 403)
