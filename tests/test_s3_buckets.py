@@ -106,12 +106,6 @@ def test_valid_bucket_names(s3: Any, name: str) -> None:
     assert s3.get_object(Bucket=name, Key="k")["Body"].read() == b"v"
 
 
-def test_object_lock_bucket_refused(s3: Any) -> None:
-    name = unique()
-    expect_error(s3.create_bucket, "NotImplemented", 501, Bucket=name, ObjectLockEnabledForBucket=True)
-    expect_error(s3.head_bucket, "404", 404, Bucket=name)
-
-
 def test_delete_non_empty(s3: Any, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="k", Body=b"x")
     resp = expect_error(s3.delete_bucket, "BucketNotEmpty", 409, Bucket=bucket)
@@ -172,11 +166,8 @@ def test_create_bucket_malformed_configuration(server: ServerProcess) -> None:
 @pytest.mark.parametrize(
     "call",
     [
-        lambda s3, b: s3.get_bucket_versioning(Bucket=b),
-        lambda s3, b: s3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Enabled"}),
         lambda s3, b: s3.get_bucket_cors(Bucket=b),
         lambda s3, b: s3.get_bucket_lifecycle_configuration(Bucket=b),
-        lambda s3, b: s3.list_object_versions(Bucket=b),
     ],
 )
 def test_unsupported_subresources(s3: Any, bucket: str, call: Any) -> None:
@@ -191,7 +182,7 @@ def test_unsupported_subresources(s3: Any, bucket: str, call: Any) -> None:
 
 
 def test_unsupported_subresource_raw_xml(server: ServerProcess, s3: Any, bucket: str) -> None:
-    resp = signed_request(server, "GET", f"/{bucket}?versioning")
+    resp = signed_request(server, "GET", f"/{bucket}?cors")
     assert resp.status == 501
     err = resp.error()
     assert err["Code"] == "NotImplemented"

@@ -13,10 +13,13 @@ from gateway.handlers import access
 from gateway.handlers import attributes as attributes_api
 from gateway.handlers import bucket_access as access_api
 from gateway.handlers import buckets as bucket_api
+from gateway.handlers import deletes as delete_api
 from gateway.handlers import listing as listing_api
 from gateway.handlers import multipart as multipart_api
+from gateway.handlers import object_lock as lock_api
 from gateway.handlers import objects as object_api
 from gateway.handlers import tagging as tagging_api
+from gateway.handlers import versions as version_api
 from gateway.s3.errors import S3Error
 from gateway.s3.request import S3Request
 
@@ -55,8 +58,8 @@ ACTIONS: dict[Handler, str] = {
     object_api.head_object: "s3:GetObject",
     object_api.put_object: "s3:PutObject",
     object_api.copy_object: "s3:PutObject",
-    object_api.delete_object: "s3:DeleteObject",
-    object_api.delete_objects: "",  # s3:DeleteObject on each key, judged by the handler (access.may_key)
+    delete_api.delete_object: "s3:DeleteObject",  # s3:DeleteObjectVersion with ?versionId: see _VERSIONED
+    delete_api.delete_objects: "",  # s3:DeleteObject on each key, judged by the handler (access.may_key)
     multipart_api.create_upload: "s3:PutObject",
     multipart_api.upload_part: "s3:PutObject",
     multipart_api.upload_part_copy: "s3:PutObject",
@@ -84,6 +87,25 @@ ACTIONS: dict[Handler, str] = {
     tagging_api.put_object_tagging: "s3:PutObjectTagging",
     tagging_api.delete_object_tagging: "s3:DeleteObjectTagging",
     attributes_api.get_object_attributes: "s3:GetObjectAttributes",
+    version_api.get_bucket_versioning: "s3:GetBucketVersioning",
+    version_api.put_bucket_versioning: "s3:PutBucketVersioning",
+    version_api.list_object_versions: "s3:ListBucketVersions",
+    lock_api.get_lock_configuration: "s3:GetBucketObjectLockConfiguration",
+    lock_api.put_lock_configuration: "s3:PutBucketObjectLockConfiguration",
+    lock_api.get_retention: "s3:GetObjectRetention",
+    lock_api.put_retention: "s3:PutObjectRetention",
+    lock_api.get_legal_hold: "s3:GetObjectLegalHold",
+    lock_api.put_legal_hold: "s3:PutObjectLegalHold",
+}
+# With ?versionId, an object operation is judged as its Version action, as S3 does.
+_VERSIONED = {
+    "s3:GetObject": "s3:GetObjectVersion",
+    "s3:DeleteObject": "s3:DeleteObjectVersion",
+    "s3:GetObjectAcl": "s3:GetObjectVersionAcl",
+    "s3:PutObjectAcl": "s3:PutObjectVersionAcl",
+    "s3:GetObjectTagging": "s3:GetObjectVersionTagging",
+    "s3:PutObjectTagging": "s3:PutObjectVersionTagging",
+    "s3:DeleteObjectTagging": "s3:DeleteObjectVersionTagging",
 }
 # Operations that write an object and take a canned ACL with it (x-amz-acl).
 _TAKES_ACL = frozenset({object_api.put_object, object_api.copy_object, multipart_api.create_upload})
@@ -92,14 +114,19 @@ _COPIES = frozenset({object_api.copy_object, multipart_api.upload_part_copy})
 
 async def judge_request(gw: Gateway, req: S3Request, handler: Handler) -> None:
     """The one place every S3 request is judged before its handler runs (docs/access.md)."""
-    await access.judge(gw, req, ACTIONS.get(handler))
+    action = ACTIONS.get(handler)
+    if action and "versionId" in req.query:
+        action = _VERSIONED.get(action, action)
+    await access.judge(gw, req, action)
     if handler in _TAKES_ACL:
         rec = access.judged_bucket(req)
         if rec is not None:
             access.check_acl(rec, access.requested_acl(req))
-    if handler in _COPIES:  # reading the source is a GetObject of its own
-        bucket, key = object_api.parse_copy_source(req.headers["x-amz-copy-source"])
-        await access.judge(gw, req, "s3:GetObject", bucket, key)
+    if handler in _COPIES:  # reading the source is a GetObject (of a version) of its own
+        raw = req.headers["x-amz-copy-source"]
+        bucket, key = object_api.parse_copy_source(raw)
+        read = "s3:GetObject" if object_api.copy_source_version(raw) is None else "s3:GetObjectVersion"
+        await access.judge(gw, req, read, bucket, key)
 
 
 def bucket_access_handler(method: str, query: MultiDictProxy[str]) -> Handler | None:

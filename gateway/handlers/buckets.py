@@ -105,8 +105,9 @@ def _location(body: bytes, region: str) -> str:
 
 async def create_bucket(gw: Gateway, req: S3Request) -> web.StreamResponse:
     check_bucket_name(req.bucket)
-    if req.headers.get("x-amz-bucket-object-lock-enabled", "").strip().lower() == "true":
-        raise S3Error("NotImplemented", "Object Lock is not implemented.")
+    locked = req.headers.get("x-amz-bucket-object-lock-enabled", "false").strip().lower()
+    if locked not in ("true", "false"):
+        raise S3Error("InvalidArgument", "Invalid x-amz-bucket-object-lock-enabled value", ArgumentName=locked)
     acl = access.requested_acl(req)
     ownership = req.headers.get("x-amz-object-ownership", "BucketOwnerEnforced")  # S3's default since 2023
     if ownership not in OWNERSHIP:
@@ -115,6 +116,8 @@ async def create_bucket(gw: Gateway, req: S3Request) -> web.StreamResponse:
         raise access.acl_with_enforced()
     region = _location(await read_small_body(req), gw.region)
     rec = BucketRecord(req.bucket, req.access_key, time.time(), region, acl=acl, ownership=ownership)
+    if locked == "true":  # object lock turns versioning on, for good (docs/object-lock.md)
+        rec.object_lock, rec.versioning = True, "Enabled"
     try:
         await gw.index.create_bucket(rec)
     except BucketAlreadyExists as exc:

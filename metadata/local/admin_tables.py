@@ -22,7 +22,7 @@ import lmdb
 
 from metadata import keys
 from metadata.index import UserExists
-from metadata.records import USER_FIXED, Lease, RepairEntry, UserRecord, apply_changes, decode, encode
+from metadata.records import USER_CHANGEABLE, Lease, RepairEntry, UserRecord, apply_changes, decode, encode
 
 DBS = ("repairs", "users", "leases")
 
@@ -88,7 +88,7 @@ def update_user(txn: lmdb.Transaction, dbs: Dbs, name: str, changes: dict[str, s
     data = txn.get(name.encode(), db=dbs["users"])
     if data is None:
         return None
-    rec = apply_changes(decode(UserRecord, data), changes, USER_FIXED)
+    rec = apply_changes(decode(UserRecord, data), changes, USER_CHANGEABLE)
     txn.put(name.encode(), encode(rec), db=dbs["users"])
     return rec
 

@@ -1,5 +1,5 @@
-"""LocalIndex's in-place updates: a bucket's configurations and an object's ACL (metadata/local/store.py runs
-these, each in a write transaction of its own)."""
+"""LocalIndex's update of a bucket's access configurations (metadata/local/store.py runs it in a write
+transaction of its own)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from typing import Any
 
 import lmdb
 
-from metadata import keys
 from metadata.index import NoSuchBucket
-from metadata.records import BUCKET_FIXED, BucketRecord, ObjectManifest, apply_changes, decode, encode
+from metadata.records import BUCKET_CHANGEABLE, BucketRecord, apply_changes, decode, encode
 
 Dbs = dict[str, Any]
 
@@ -18,19 +17,6 @@ def update_bucket(txn: lmdb.Transaction, dbs: Dbs, name: str, changes: dict[str,
     data = txn.get(name.encode(), db=dbs["buckets"])
     if data is None:
         raise NoSuchBucket(name)
-    rec = apply_changes(decode(BucketRecord, data), changes, BUCKET_FIXED)
+    rec = apply_changes(decode(BucketRecord, data), changes, BUCKET_CHANGEABLE)
     txn.put(name.encode(), encode(rec), db=dbs["buckets"])
     return rec
-
-
-def update_object(
-    txn: lmdb.Transaction, dbs: Dbs, bucket: str, key: str, version_id: str, changes: dict[str, str | None]
-) -> ObjectManifest | None:
-    k = keys.encode(keys.composite(bucket, key))
-    data = txn.get(k, db=dbs["objects"])
-    man = decode(ObjectManifest, data) if data is not None else None
-    if man is None or man.version_id != version_id:
-        return None  # overwritten or deleted since it was read: the newer write stands
-    man = apply_changes(man, changes, frozenset())
-    txn.put(k, encode(man), db=dbs["objects"])
-    return man

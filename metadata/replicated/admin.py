@@ -25,7 +25,7 @@ from metadata import keys
 from metadata.index import DriveClaimed, NoSuchNode, UserExists
 from metadata.records import (
     NODE_STATES,
-    USER_FIXED,
+    USER_CHANGEABLE,
     Lease,
     NodeRecord,
     RepairEntry,
@@ -172,7 +172,7 @@ class ReplicatedAdmin(Coordinator):
         async def decide(current: Entry | None, ts: int) -> tuple[list[Write], UserRecord | None]:
             if current is None or current.tombstone:
                 return [], None
-            rec = apply_changes(decode(UserRecord, current.value), changes, USER_FIXED)
+            rec = apply_changes(decode(UserRecord, current.value), changes, USER_CHANGEABLE)
             return [Write("users", name.encode(), Entry(ts, False, encode(rec)))], rec
 
         return await self._locked("users", name.encode(), decide)
