@@ -327,3 +327,19 @@ def test_list_buckets_shows_what_a_policy_lets_a_user_list(alice: User, bob: Use
     alice.s3.put_bucket_policy(Bucket=bucket, Policy=policy(grant))
     assert bucket in [b["Name"] for b in bob.s3.list_buckets(Prefix=bucket[:3])["Buckets"]]
     assert bob.s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+def test_a_version_is_read_with_get_object_version(alice: User, bob: User) -> None:
+    bucket = unique("versioned")
+    alice.s3.create_bucket(Bucket=bucket)
+    alice.s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    version = alice.s3.put_object(Bucket=bucket, Key="k", Body=b"v1")["VersionId"]
+    alice.s3.put_object(Bucket=bucket, Key="k", Body=b"v2")
+    grant = statement("Allow", {"AWS": user_arn(bob.name)}, "s3:GetObject", f"{ARN}{bucket}/*")
+    alice.s3.put_bucket_policy(Bucket=bucket, Policy=policy(grant))
+    assert bob.s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v2"
+    expect_error(lambda: bob.s3.get_object(Bucket=bucket, Key="k", VersionId=version), "AccessDenied", 403)
+    versions = statement("Allow", {"AWS": user_arn(bob.name)}, "s3:GetObjectVersion", f"{ARN}{bucket}/*")
+    alice.s3.put_bucket_policy(Bucket=bucket, Policy=policy(grant, versions))
+    assert bob.s3.get_object(Bucket=bucket, Key="k", VersionId=version)["Body"].read() == b"v1"
+    expect_error(lambda: bob.s3.list_object_versions(Bucket=bucket), "AccessDenied", 403)
