@@ -103,8 +103,8 @@ async def _measure(endpoint: str, pid: int, rounds: int, duration: float, concur
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.policy", description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=5, help="alternating runs per bucket (medians reported)")
-    ap.add_argument("--duration", type=float, default=3.0, help="seconds per run")
+    ap.add_argument("--rounds", type=int, default=9, help="alternating runs per bucket (medians reported)")
+    ap.add_argument("--duration", type=float, default=2.0, help="seconds per run")
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--json", action="store_true", help="print only the JSON line")
     args = ap.parse_args(argv)
