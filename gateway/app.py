@@ -25,18 +25,28 @@ from cluster.service import (
     make_service_app,
     request_key,
 )
+from cluster.service.access_log import AccessLog
+from cluster.version import SERVER
 from gateway import siblings
+from gateway.accounts.authorize import AccessDenied
 from gateway.admin import api as admin_api
 from gateway.context import Gateway
+from gateway.handlers import actions
 from gateway.handlers import buckets as bucket_api
 from gateway.handlers import cors as cors_api
+from gateway.handlers import deletes as delete_api
 from gateway.handlers import listing as listing_api
 from gateway.handlers import multipart as multipart_api
+from gateway.handlers import object_lock as lock_api
 from gateway.handlers import objects as object_api
 from gateway.handlers import post_object as post_api
-from gateway.metrics import MaintenanceCollector, merge
+from gateway.handlers import tagging as tagging_api
+from gateway.handlers import versions as version_api
+from gateway.handlers.attributes import get_object_attributes
+from gateway.metrics import MaintenanceCollector, by_worker
 from gateway.s3 import sigv2, sigv4
 from gateway.s3.errors import S3Error
+from gateway.s3.payload import STREAMING_PAYLOADS
 from gateway.s3.request import S3Request, split_path
 from gateway.s3.sigv4 import AuthContext
 from gateway.s3.xml import error_document
@@ -49,11 +59,21 @@ Handler = Callable[[Gateway, S3Request], Awaitable[web.StreamResponse]]
 
 # Subresources S3 has and we do not: answered 501 rather than misread as a plain request.
 _BUCKET_UNSUPPORTED = frozenset(
-    "accelerate acl analytics encryption intelligent-tiering inventory lifecycle logging metrics "
-    "notification object-lock ownershipControls policy policyStatus publicAccessBlock replication "
-    "requestPayment tagging versioning versions website".split()
+    "accelerate analytics encryption intelligent-tiering inventory lifecycle logging metrics "
+    "notification replication requestPayment website".split()
 )
-_OBJECT_UNSUPPORTED = frozenset("acl attributes legal-hold restore retention select tagging torrent".split())
+_OBJECT_UNSUPPORTED = frozenset("restore select torrent".split())
+_BUCKET_TAGGING: dict[str, Handler] = {
+    "GET": tagging_api.get_bucket_tagging,
+    "PUT": tagging_api.put_bucket_tagging,
+    "DELETE": tagging_api.delete_bucket_tagging,
+}
+_OBJECT_TAGGING: dict[str, Handler] = {
+    "GET": tagging_api.get_object_tagging,
+    "PUT": tagging_api.put_object_tagging,
+    "DELETE": tagging_api.delete_object_tagging,
+}
+_VERSIONING: dict[str, Handler] = {"GET": version_api.get_bucket_versioning, "PUT": version_api.put_bucket_versioning}
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
 # Request ids: unique per process start and cheap (uuid4 per request cost 5% of a small GET's CPU).
 _RID_PREFIX = os.urandom(3).hex().upper()
@@ -79,8 +99,19 @@ def _route(req: S3Request) -> Handler:
         unsupported = _BUCKET_UNSUPPORTED.intersection(q)
         if unsupported:
             raise S3Error("NotImplemented", f"Bucket {sorted(unsupported)[0]} is not implemented.")
+        if "tagging" in q:
+            return _subresource(_BUCKET_TAGGING, method)
+        if "versioning" in q:  # never a plain bucket request: a DELETE must not delete the bucket
+            return _subresource(_VERSIONING, method)
+        if "versions" in q:
+            return _subresource({"GET": version_api.list_object_versions}, method)
+        if "object-lock" in q:
+            return _subresource(lock_api.CONFIGURATION, method)
+        configured = actions.bucket_access_handler(method, q)
+        if configured is not None:
+            return configured
         if "cors" in q:
-            return _CORS.get(method) or _refuse_method
+            return _subresource(cors_api.CONFIGURATION, method)
         if method == "GET":
             if "location" in q:
                 return bucket_api.bucket_location
@@ -94,11 +125,21 @@ def _route(req: S3Request) -> Handler:
         if method == "DELETE":
             return bucket_api.delete_bucket
         if method == "POST" and "delete" in q:
-            return object_api.delete_objects
+            return delete_api.delete_objects
         raise S3Error("NotImplemented" if method == "POST" else "MethodNotAllowed")
     unsupported = _OBJECT_UNSUPPORTED.intersection(q)
     if unsupported:
         raise S3Error("NotImplemented", f"Object {sorted(unsupported)[0]} is not implemented.")
+    if "tagging" in q:
+        return _subresource(_OBJECT_TAGGING, method)
+    if "attributes" in q:
+        return _subresource({"GET": get_object_attributes}, method)
+    if "retention" in q:
+        return _subresource(lock_api.RETENTION, method)
+    if "legal-hold" in q:
+        return _subresource(lock_api.LEGAL_HOLD, method)
+    if "acl" in q:
+        return actions.object_acl_handler(method)
     copy = "x-amz-copy-source" in req.headers
     if method == "PUT":
         if "uploadId" in q:
@@ -109,7 +150,7 @@ def _route(req: S3Request) -> Handler:
     if method == "HEAD":
         return object_api.head_object
     if method == "DELETE":
-        return multipart_api.abort_upload if "uploadId" in q else object_api.delete_object
+        return multipart_api.abort_upload if "uploadId" in q else delete_api.delete_object
     if method == "POST":
         if "uploads" in q:
             return multipart_api.create_upload
@@ -119,20 +160,15 @@ def _route(req: S3Request) -> Handler:
     raise S3Error("MethodNotAllowed")
 
 
-_CORS: dict[str, Handler] = {
-    "PUT": cors_api.put_bucket_cors,
-    "GET": cors_api.get_bucket_cors,
-    "DELETE": cors_api.delete_bucket_cors,
-}
+def _subresource(handlers: dict[str, Handler], method: str) -> Handler:
+    handler = handlers.get(method)
+    if handler is None:
+        raise S3Error("MethodNotAllowed")
+    return handler
 
 
-async def _refuse_method(gw: Gateway, req: S3Request) -> web.StreamResponse:
-    raise S3Error("MethodNotAllowed")
-
-
-def _is_form_post(request: web.Request) -> bool:
-    """A browser's POST object: its credentials are in the form, which post_object verifies before storing."""
-    return request.method == "POST" and request.content_type == "multipart/form-data" and _is_anonymous(request)
+# Requests that reach their handler unsigned, which judges them (ACTIONS has "" for them).
+_UNSIGNED: dict[str, Handler] = {"preflight": cors_api.preflight, "form": post_api.post_object}
 
 
 def _host_bucket(host: str, domains: tuple[str, ...]) -> str | None:
@@ -179,7 +215,8 @@ async def _authenticate(request: web.Request, endpoint: Endpoint) -> None:
     """The gateway's authenticator, plugged into the service skeleton: S3 signatures, not the cluster's."""
     gw = request.app[GATEWAY_KEY]
     probe = _PROBES.get(request.path) if request.method == "GET" else None
-    if probe is not None and _is_anonymous(request):
+    anonymous = _is_anonymous(request)
+    if probe is not None and anonymous:
         ex = exchange(request)
         ex.operation, ex.quiet = probe, True
         request[_VERDICT] = _Verdict(probe=probe)
@@ -198,12 +235,17 @@ async def _authenticate(request: web.Request, endpoint: Endpoint) -> None:
         exchange(request).counted = False  # accounted for by the worker that answers it
         request[_VERDICT] = _Verdict(forward=True)
         return
-    if request.method == "OPTIONS" or _is_form_post(request):
-        # A CORS preflight is anonymous; a form carries its credentials in its body, and post_object verifies
-        # them before it stores anything: each is judged by its handler.
-        unsigned = "preflight" if request.method == "OPTIONS" else "form"
-        request[_VERDICT] = _Verdict(host_bucket=host_bucket, unsigned=unsigned)
-        await _ask_for_body(request, expect)
+    form = request.method == "POST" and request.content_type == "multipart/form-data" and anonymous  # POST object
+    if form or request.method == "OPTIONS":
+        # Before the anonymous path: a preflight is judged by the bucket's CORS rules, a form by the signed
+        # policy it carries (or, unsigned, by a bucket policy allowing anyone s3:PutObject), in their handlers.
+        request[_VERDICT] = _Verdict(host_bucket=host_bucket, unsigned="form" if form else "preflight")
+        return
+    if anonymous:  # judged like any other request: allowed where a policy or ACL allows anyone
+        if request.headers.get("x-amz-content-sha256", "") in STREAMING_PAYLOADS:
+            # aws-chunked framing is decoded with the signature that seeds it; unsigned it would be stored.
+            raise S3Error("InvalidRequest", "An aws-chunked body needs a signed request.")
+        request[_VERDICT] = _Verdict(host_bucket=host_bucket)
         return
     query = sigv4.parse_query(request.rel_url.raw_query_string)
     claimed = _claimed_access_key(request.headers.get("Authorization"), query)
@@ -215,13 +257,12 @@ async def _authenticate(request: web.Request, endpoint: Endpoint) -> None:
     else:
         auth = sigv4.verify(request.method, raw_path, query, request.headers, gw.users.secret)
     request[_VERDICT] = _Verdict(auth=auth, host_bucket=host_bucket)
-    await _ask_for_body(request, expect)
+    await _ask_for_body(request)  # only now that the request is admitted and its signature holds
 
 
-async def _ask_for_body(request: web.Request, expect: str | None) -> None:
-    """Only once the request is admitted and its signature holds (or its handler will judge it) is the body
-    asked for."""
-    if expect is not None and request.version >= HttpVersion11:
+async def _ask_for_body(request: web.Request) -> None:
+    """Answer Expect: 100-continue, once the request may go on."""
+    if "Expect" in request.headers and request.version >= HttpVersion11 and not request.get(_CONTINUED):
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         request.writer.output_size = 0  # the response proper has not started
         request[_CONTINUED] = True
@@ -240,7 +281,7 @@ async def _probe(request: web.Request, probe: str) -> web.StreamResponse:
     body = svc.metrics.render()
     gw = request.app[GATEWAY_KEY]
     if gw.siblings is not None and not siblings.is_internal(request):
-        body = merge([body, *await gw.siblings.metrics()])
+        body = by_worker({gw.siblings.number: body, **await gw.siblings.metrics()})
     return exposition(body)
 
 
@@ -255,23 +296,26 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     if verdict.users_changed:
         assert gw.siblings is not None
         return await siblings.answer_users_changed(request, gw.users)
+    auth = verdict.auth
+    access_key = auth.access_key if auth is not None else ""  # "": anonymous
     raw_path = request.rel_url.raw_path
     ex = exchange(request)
-    if verdict.unsigned:
-        bucket, key = split_path(raw_path, verdict.host_bucket)
-        handler = cors_api.preflight if verdict.unsigned == "preflight" else post_api.post_object
-        ex.operation = handler.__name__
-        return await handler(gw, S3Request(request, request[REQUEST_ID], bucket, key, "", request.query))
-    auth = verdict.auth
-    assert auth is not None
-    if verdict.host_bucket is None and admin_api.is_admin_path(raw_path):
-        ex.operation, resp = await admin_api.dispatch(gw, request, auth.access_key)
+    if verdict.host_bucket is None and not verdict.unsigned and admin_api.is_admin_path(raw_path):
+        ex.operation, resp = await admin_api.dispatch(gw, request, access_key)
         return resp
-    # Only an authenticated request learns what is wrong with its key.
-    bucket, key = split_path(raw_path, verdict.host_bucket)
-    req = S3Request(request, request[REQUEST_ID], bucket, key, auth.access_key, request.query, auth)
-    handler = _route(req)
+    # Only an authenticated request learns what is wrong with its key: an anonymous one is refused.
+    try:
+        bucket, key = split_path(raw_path, verdict.host_bucket)
+        req = S3Request(request, request[REQUEST_ID], bucket, key, access_key, request.query, auth)
+        handler = _UNSIGNED[verdict.unsigned] if verdict.unsigned else _route(req)
+    except S3Error:
+        if auth is None:
+            raise S3Error("AccessDenied") from None
+        raise
     ex.operation = handler.__name__
+    await actions.judge_request(gw, req, handler)
+    if auth is None:
+        await _ask_for_body(request)  # an anonymous request's body, once it is allowed
     return await handler(gw, req)
 
 
@@ -329,6 +373,8 @@ _HTTP_CODES = {
 def _classify(exc: BaseException) -> Failure | None:
     if isinstance(exc, S3Error):
         err = exc
+    elif isinstance(exc, AccessDenied):  # from accounts.authorize, called by a handler itself
+        err = S3Error("AccessDenied")
     elif isinstance(exc, IndexUnavailable):  # no metadata quorum now: a retryable 503, as S3 answers overload
         log.warning("index unavailable: %s", exc)
         err = S3Error("ServiceUnavailable")
@@ -378,7 +424,7 @@ def _error_response(request: web.Request, err: S3Error, rid: str) -> web.Respons
     if err.status == 304:
         return web.Response(status=304)
     body = b"" if request.method == "HEAD" else error_document(err, request.path, rid)
-    response = web.Response(status=err.status, body=body, content_type="application/xml")
+    response = web.Response(status=err.status, body=body, content_type="application/xml", headers=err.headers)
     if err.code == "SlowDown":
         response.headers["Retry-After"] = "1"
     return response
@@ -388,7 +434,7 @@ async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
     rid = request.get(REQUEST_ID, "")
     response.headers["x-amz-request-id"] = rid
     response.headers["x-amz-id-2"] = rid
-    response.headers["Server"] = "Tessera"
+    response.headers["Server"] = SERVER
 
 
 async def _cors_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -417,13 +463,17 @@ def _readiness(gw: Gateway) -> ReadyCheck:
     return check
 
 
+async def _flush_access_log(app: web.Application) -> None:
+    app[SERVICE].flush_access_log()
+
+
 def make_app(gw: Gateway) -> web.Application:
     app = make_service_app(
         namespace="tessera_s3",
         duration_name="tessera_s3_request_seconds",
         log=log,
-        access_log=access_log,
-        level=logging.DEBUG,  # TESSERA_LOG_LEVEL=debug shows every request; 5xx are warnings
+        access_log=access_log,  # 5xx also as warnings here
+        access_writer=AccessLog.from_env(),  # one JSON line per request (TESSERA_ACCESS_LOG)
         errors=_ERRORS,
         authenticate=_authenticate,
         ready=_readiness(gw),
@@ -441,6 +491,7 @@ def make_app(gw: Gateway) -> web.Application:
         await gw.users.close()
 
     app.cleanup_ctx.append(users_refresh)
+    app.on_cleanup.append(_flush_access_log)
     # (?s): keys may hold CR, LF
     app[SERVICE].route("*", "/{tail:(?s:.*)}", _dispatch, operation="unrouted", expect_handler=_no_early_continue)
     return app

@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from cli.dev import DevCluster
+from tests.policy_helpers import ARN, policy, statement, user_arn
 from tests.s3_helpers import dev_client, expect_error, signed_request, unique
 from tests.server_process import ServerProcess
 from tests.test_users import add_user
@@ -112,6 +113,18 @@ def test_only_the_owner_configures_cors(server: ServerProcess, cors_bucket: str)
     expect_error(other.get_bucket_cors, "AccessDenied", 403, Bucket=cors_bucket)
     expect_error(other.delete_bucket_cors, "AccessDenied", 403, Bucket=cors_bucket)
     expect_error(other.put_bucket_cors, "AccessDenied", 403, Bucket=cors_bucket, CORSConfiguration={"CORSRules": RULES})
+
+
+def test_a_bucket_policy_grants_reading_cors(server: ServerProcess, s3: Any, cors_bucket: str) -> None:
+    name = unique("corsreader")
+    user = add_user(server.endpoint, name)
+    reader = server.client(user["access_key"], user["secret_key"])
+    grant = statement("Allow", {"AWS": user_arn(name)}, "s3:GetBucketCORS", f"{ARN}{cors_bucket}")
+    s3.put_bucket_policy(Bucket=cors_bucket, Policy=policy(grant))
+    assert reader.get_bucket_cors(Bucket=cors_bucket)["CORSRules"] == RULES
+    expect_error(reader.delete_bucket_cors, "AccessDenied", 403, Bucket=cors_bucket)  # s3:PutBucketCORS
+    expect_error(reader.put_bucket_cors, "AccessDenied", 403, Bucket=cors_bucket, CORSConfiguration={"CORSRules": []})
+    assert s3.get_bucket_cors(Bucket=cors_bucket)["CORSRules"] == RULES
 
 
 def test_preflight_answered_as_a_browser_expects(server: ServerProcess, cors_bucket: str) -> None:

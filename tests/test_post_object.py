@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
+from tests.policy_helpers import ARN, policy, statement
 from tests.s3_helpers import MiB, data, expect_error, get_body, unique
 from tests.server_process import ACCESS_KEY, SECRET_KEY, ServerProcess
 from tests.test_users import add_user
@@ -178,10 +179,27 @@ def test_broken_forms(server: ServerProcess, s3: Any, bucket: str) -> None:
     bad_policy = {**form["fields"], "policy": "not base64!"}
     resp = requests.post(url, data=bad_policy, files={"file": ("f", b"x")}, timeout=30)
     assert error_of(resp)[:2] in ((400, "InvalidPolicyDocument"), (403, "SignatureDoesNotMatch"))
-    # Anonymous form uploads need a bucket policy allowing them: none can be set yet.
-    resp = requests.post(url, data={"key": "k"}, files={"file": ("f", b"x")}, timeout=30)
-    assert error_of(resp)[:2] == (403, "AccessDenied")
     absent(s3, bucket, "k")
+
+
+def test_anonymous_forms_need_a_public_write_policy(s3: Any, bucket: str) -> None:
+    url = s3.generate_presigned_post(bucket, "k")["url"]
+
+    def anonymous_post(key: str, body: bytes) -> requests.Response:
+        return requests.post(url, data={"key": key}, files={"file": ("f", body)}, allow_redirects=False, timeout=30)
+
+    assert error_of(anonymous_post("public/k", b"x"))[:2] == (403, "AccessDenied")  # no policy: private
+    absent(s3, bucket, "public/k")
+    public_write = statement("Allow", "*", "s3:PutObject", f"{ARN}{bucket}/public/*")
+    s3.put_bucket_policy(Bucket=bucket, Policy=policy(public_write))
+    resp = anonymous_post("public/${filename}", b"from anyone")
+    assert resp.status_code == 204, resp.text
+    assert get_body(s3, bucket, "public/f") == b"from anyone"
+    assert error_of(anonymous_post("private/k", b"x"))[:2] == (403, "AccessDenied")  # outside what it allows
+    absent(s3, bucket, "private/k")
+    s3.delete_bucket_policy(Bucket=bucket)
+    assert error_of(anonymous_post("public/again", b"x"))[:2] == (403, "AccessDenied")
+    absent(s3, bucket, "public/again")
 
 
 def test_fields_after_the_file_are_ignored(s3: Any, bucket: str) -> None:

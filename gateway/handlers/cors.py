@@ -4,6 +4,7 @@ and the Access-Control-* headers of actual requests from an allowed origin."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -13,6 +14,8 @@ from gateway.s3 import cors
 from gateway.s3.errors import S3Error
 from gateway.s3.request import S3Request
 from metadata.index import NoSuchBucket
+
+Handler = Callable[[Gateway, S3Request], Awaitable[web.StreamResponse]]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,9 @@ async def delete_bucket_cors(gw: Gateway, req: S3Request) -> web.StreamResponse:
     await owned_bucket(gw, req)
     await _set(gw, req, None)
     return web.Response(status=204)
+
+
+CONFIGURATION: dict[str, Handler] = {"PUT": put_bucket_cors, "GET": get_bucket_cors, "DELETE": delete_bucket_cors}
 
 
 async def preflight(gw: Gateway, req: S3Request) -> web.StreamResponse:

@@ -12,7 +12,9 @@ from aiohttp import BodyPartReader, web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from gateway.accounts.authorize import AccessDenied, authorize
 from gateway.context import Gateway
+from gateway.handlers import access
 from gateway.handlers.objects import MAX_PUT_SIZE, checksum_response_headers, commit, single_part_manifest, write_part
 from gateway.s3 import checksums, post_policy
 from gateway.s3.errors import S3Error
@@ -157,31 +159,39 @@ def _stored_key(fields: dict[str, str], filename: str) -> str:
     return key
 
 
+async def _judge(gw: Gateway, req: S3Request, access_key: str, key: str) -> None:
+    """s3:PutObject on bucket/key for the form's signer ("" anonymous), judged as the judging step judges a
+    PUT (app.py leaves forms to this handler: their credentials are in the body)."""
+    who = gw.users.principal(access_key)
+    try:
+        await authorize(gw, who, "s3:PutObject", req.bucket, key, access.context(req, who), access.judged_bucket(req))
+    except AccessDenied:
+        raise S3Error("AccessDenied") from None
+
+
 async def post_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     """POST /bucket with a form: signature, policy and access judged before a byte is stored."""
     if req.key:
         raise S3Error("MethodNotAllowed")
     fields, file_part = await read_fields(req.http)
-    if not post_policy.is_signed(fields):
-        # Anonymous form uploads need a bucket policy allowing them, which this server does not have yet.
-        raise S3Error("AccessDenied")
-    claimed = post_policy.claimed_access_key(fields)
-    if claimed and not gw.users.known(claimed):
-        await gw.users.ensure(claimed)  # a user created through another gateway a moment ago
-    access_key = post_policy.verify_form(fields, gw.users.secret)
-    rec = await gw.bucket(req.bucket)
-    if rec.owner != access_key and not gw.is_root(access_key):  # the form's signer writes as a PUT would
-        raise S3Error("AccessDenied")
+    access_key = ""  # an unsigned form is anonymous: allowed where a bucket policy lets anyone s3:PutObject
+    if post_policy.is_signed(fields):
+        claimed = post_policy.claimed_access_key(fields)
+        if claimed and not gw.users.known(claimed):
+            await gw.users.ensure(claimed)  # a user created through another gateway a moment ago
+        access_key = post_policy.verify_form(fields, gw.users.secret)
     if file_part is None:
         raise S3Error("InvalidArgument", "POST requires exactly one file upload per request.", ArgumentName="file")
     key = _stored_key(fields, file_part.filename or "")
-    policy = post_policy.decode_policy(fields["policy"])
-    post_policy.check_policy(policy, {**fields, "bucket": req.bucket, "key": key})
+    await _judge(gw, req, access_key, key)  # the form's signer (or nobody) writes as a PUT would
+    policy = post_policy.decode_policy(fields["policy"]) if access_key else None  # an unsigned form has none
+    if policy is not None:
+        post_policy.check_policy(policy, {**fields, "bucket": req.bucket, "key": key})
     _check_acl(fields)
     headers = _object_headers(fields)
     meta, kept, kind = user_metadata(headers), standard_headers(headers), content_type(headers)
     expected = _announced(fields)
-    low, high = policy.length_range or (0, MAX_PUT_SIZE)
+    low, high = (policy.length_range if policy else None) or (0, MAX_PUT_SIZE)
     body = _FormFile(file_part, min(high, MAX_PUT_SIZE), [checksums.Checksum(a) for a in expected])
     part, _ = await write_part(gw, body, 0)
     try:
