@@ -61,6 +61,7 @@ class Settings:
     repair_concurrency: int = 2
     repair_rate: float = 200e6  # bytes/s
     auto_repair: bool = True  # off: damage is queued, but only admin jobs repair it
+    min_free: int = 0  # bytes a drive keeps free; below it placement counts it full (gateway/objects/placement.py)
 
 
 @dataclass(slots=True)
