@@ -1,5 +1,5 @@
 """The gateway's background care of the data: the repairer, periodic scans, garbage collection, and the
-admin jobs (repair, scrub, drain) that drive them on demand."""
+admin jobs (repair, scrub, drain, rebalance) that drive them on demand."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from cluster.workers import Periodic, Worker
 from gateway.care.adoptions import Adoptions
 from gateway.care.jobs import Job, JobBoard
 from gateway.care.part_health import find_corrupt
+from gateway.care.rebalance import Rebalancer
 from gateway.care.repairer import BUSY, FAILED, REPAIRED, Outcome, Repairer, group_entries
 from gateway.care.scanner import ScanResult, scan
 from gateway.objects.drive_set import DriveSet
@@ -279,6 +280,11 @@ class Maintenance:
             job.message = f"node {node_id} drained and retired: {job.completed} part(s) moved"
 
         return self.jobs.start(Job("drain", target=node_id), work)
+
+    def rebalance_job(self) -> Job:
+        s = self.settings
+        mover = Rebalancer(self.index, self.drives, self.holder, s.repair_rate, s.repair_concurrency, busy=self.busy)
+        return self.jobs.start(Job("rebalance"), mover.run)
 
     async def _refresh_membership(self) -> None:
         refresh = getattr(self.drives, "refresh", None)  # a cluster's drives; the embedded server has no nodes

@@ -1,0 +1,290 @@
+"""Rebalance: move fragments from the fullest drives to the emptiest until drive usage evens out.
+
+A drive's share is its capacity's share of every fragment byte on the drives of active, live nodes
+(drives sharing a filesystem report the same capacity, so they get equal shares). A drive is even
+when it holds at most its share plus TOLERANCE of it, or plus SLACK bytes, whichever is larger.
+
+Moves keep the placement rules: a part's fragments stay on distinct nodes, and a move never makes a
+zone hold more of a part's fragments than the fullest zone held before (zones stay spread). A zone
+with fewer nodes may so keep more than its share: the job says how many drives it left above theirs.
+
+A move is safe at every step, so the job can stop anywhere (a gateway restart) and be run again: the
+fragment is copied to its new drive and verified there, the part's placement is committed with
+Index.update_part (only if the object is still that version), and only then is the old copy deleted.
+A copy whose commit lost to an overwrite is deleted again; one left by a crash is an orphan for GC.
+A part being moved holds the repairer's part lease, so the repairer and a rebalance never race on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+
+from cluster.workers import RateLimit, yield_to
+from gateway.care.jobs import Job
+from gateway.care.scanner import Listing, current_parts, list_drives
+from gateway.objects.drive_set import DriveSet
+from gateway.objects.placement import NodeSlot
+from metadata.index import Index, MetadataError
+from metadata.records import NodeRecord, ObjectManifest, PartRecord
+from storage_node.drive import DriveError, FragmentId
+
+log = logging.getLogger(__name__)
+
+TOLERANCE = 0.10  # a drive within 10% of its share is even
+SLACK = 1 << 20  # ... or within 1 MiB of it, however small the share
+ROUNDS = 3  # plan-and-move passes at most: writes during a pass change what is even
+BUSY_PAUSE = 2.0  # seconds at most a move waits for client traffic to calm down
+PART_LEASE = 120.0  # the repairer's part lease (gateway/care/repairer.py), held while a part moves
+JOB_LEASE = 60.0  # one rebalance in the cluster at a time; renewed while it runs
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    bucket: str
+    key: str
+    data_id: str
+    part: int
+    index: int  # the fragment
+    source: str  # drive ids
+    target: str
+    size: int  # bytes of the fragment file
+
+
+@dataclass(slots=True)
+class Plan:
+    moves: list[Move] = field(default_factory=list)
+    uneven: int = 0  # drives still above their share after the moves (the rules allow no better)
+    share: dict[str, float] = field(default_factory=dict)  # drive -> fair bytes
+    used: dict[str, int] = field(default_factory=dict)  # drive -> bytes now
+
+    @property
+    def bytes(self) -> int:
+        return sum(m.size for m in self.moves)
+
+
+def over(used: float, share: float) -> bool:
+    """Above its share by more than the tolerance."""
+    return used > share + max(share * TOLERANCE, SLACK)
+
+
+def shares(nodes: Iterable[NodeRecord], live: set[str], listing: Listing) -> tuple[dict[str, int], dict[str, float]]:
+    """(bytes used, fair bytes) of each drive that takes part: on an active live node, online, listed."""
+    drives = [
+        d
+        for n in nodes
+        if n.state == "active" and n.node_id in live
+        for d in n.drives
+        if not d.state and d.drive_id in listing.listed
+    ]
+    used = dict.fromkeys((d.drive_id for d in drives), 0)
+    for (drive_id, _), (size, _) in listing.present.items():
+        if drive_id in used:
+            used[drive_id] += size
+    # A node that does not say its capacity counts as the average, not as nothing.
+    known = [d.capacity for d in drives if d.capacity > 0]
+    default = sum(known) / len(known) if known else 1.0
+    cap = {d.drive_id: float(d.capacity or default) for d in drives}
+    total, total_cap = sum(used.values()), sum(cap.values()) or 1.0
+    return used, {d: total * c / total_cap for d, c in cap.items()}
+
+
+def plan(
+    parts: list[tuple[ObjectManifest, PartRecord]],
+    listing: Listing,
+    used: dict[str, int],
+    share: dict[str, float],
+    targets: set[str],
+) -> Plan:
+    """Moves that bring the drives above their share down to it, fullest first; `targets` are the drives
+    that may take fragments (active, live, with room)."""
+    out = Plan(share=share, used=dict(used))
+    used = dict(used)
+    node_of = listing.node_of
+    on_drive: dict[str, list[tuple[ObjectManifest, PartRecord, int, int]]] = {}
+    for man, part in parts:
+        for i, d in enumerate(part.placement):
+            size = listing.present.get((d, FragmentId(part.data_id, part.number, i).name), (0, 0.0))[0]
+            if d in used and size and i not in part.missed:
+                on_drive.setdefault(d, []).append((man, part, i, size))
+    placement = {(p.data_id, p.number): list(p.placement) for _, p in parts}
+    for source in sorted(used, key=lambda d: used[d] - share[d], reverse=True):
+        if not over(used[source], share[source]):
+            break
+        for man, part, i, size in on_drive.get(source, []):
+            if used[source] <= share[source]:
+                break
+            now = placement[(part.data_id, part.number)]
+            target = _target(now, i, source, size, used, share, targets, node_of)
+            if target is None:
+                continue
+            now[i] = target
+            used[source] -= size
+            used[target] += size
+            out.moves.append(Move(man.bucket, man.key, part.data_id, part.number, i, source, target, size))
+    out.uneven = sum(over(used[d], share[d]) for d in used)
+    return out
+
+
+def _target(
+    placement: list[str],
+    index: int,
+    source: str,
+    size: int,
+    used: dict[str, int],
+    share: dict[str, float],
+    targets: set[str],
+    node_of: dict[str, NodeSlot],
+) -> str | None:
+    """The emptiest drive (by its share) that may take fragment `index` of a part placed so, or None."""
+    others = [node_of[d] for j, d in enumerate(placement) if j != index and d in node_of]
+    holding = {s.node_id for s in others}
+    zones = Counter(s.zone for s in others)
+    most = max(Counter(s.zone for s in (*others, node_of[source])).values())
+    best, best_fill = None, 0.0
+    for d in targets:
+        slot = node_of.get(d)
+        if slot is None or d not in used or slot.node_id in holding or zones[slot.zone] + 1 > most:
+            continue
+        # Only if it ends no fuller than the source is left: each move narrows the gap, so moves converge.
+        if used[d] + size > used[source] - size:
+            continue
+        fill = used[d] / share[d] if share[d] else float("inf")
+        if best is None or fill < best_fill:
+            best, best_fill = d, fill
+    return best
+
+
+@dataclass
+class Rebalancer:
+    index: Index
+    drives: DriveSet
+    holder: str  # this gateway's id; part leases are taken as holder + "/rebalance"
+    rate: float = 200e6  # bytes/s moved at most
+    concurrency: int = 2
+    busy: Callable[[], bool] = lambda: False
+    _pace: RateLimit = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._pace = RateLimit(self.rate, 1.0)
+
+    @property
+    def _me(self) -> str:
+        return f"{self.holder}/rebalance"
+
+    async def run(self, job: Job) -> None:
+        nodes: list[NodeRecord] | None = getattr(self.drives, "nodes", None)
+        if nodes is None:
+            raise RuntimeError("rebalance needs a cluster: the embedded server's drives are fixed")
+        if not await self.index.acquire_lease("rebalance", self._me, JOB_LEASE):
+            raise RuntimeError("another gateway is rebalancing the cluster now")
+        renew = asyncio.ensure_future(self._renew())
+        try:
+            await self._rounds(job)
+        finally:
+            renew.cancel()
+            with contextlib.suppress(Exception):
+                await self.index.release_lease("rebalance", self._me)
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(JOB_LEASE / 3)
+            with contextlib.suppress(Exception):
+                await self.index.acquire_lease("rebalance", self._me, JOB_LEASE)
+
+    async def _rounds(self, job: Job) -> None:
+        job.unit, job.total, job.completed = "bytes", 0, 0
+        p = Plan()
+        for _ in range(ROUNDS):
+            job.phase = "planning"
+            p = await self._plan()
+            if not p.moves:
+                break
+            job.phase = "moving"
+            job.total += p.bytes
+            await self._move_all(job, p.moves)
+        even = "every drive is within its share" if not p.uneven else f"{p.uneven} drive(s) stay above their share"
+        job.message = f"{job.completed} bytes moved; {even}"
+        if p.uneven:
+            job.message += " (the rule that spreads a part's fragments over nodes and zones keeps them there)"
+
+    async def _plan(self) -> Plan:
+        refresh = getattr(self.drives, "refresh", None)
+        if refresh is not None:
+            await refresh()  # nodes added a moment ago take part
+        nodes: list[NodeRecord] = getattr(self.drives, "nodes", [])
+        listing = await list_drives(self.drives)
+        live = {s.node_id for s in self.drives.all_slots() if s.live}
+        used, share = shares(nodes, live, listing)
+        targets = {d for s in self.drives.slots() if s.live and not s.full for d in s.drive_ids}
+        parts = [(m, p) async for m, p in current_parts(self.index) if p.last_modified < listing.started]
+        return plan(parts, listing, used, share, targets)
+
+    async def _move_all(self, job: Job, moves: list[Move]) -> None:
+        slots = asyncio.Semaphore(self.concurrency)
+        # A part's moves go one after another (each commits the placement the next one starts from).
+        by_part: dict[tuple[str, int], list[Move]] = {}
+        for m in moves:
+            by_part.setdefault((m.data_id, m.part), []).append(m)
+
+        async def one(part_moves: list[Move]) -> None:
+            async with slots:
+                for m in part_moves:
+                    await yield_to(self.busy, BUSY_PAUSE)
+                    if await self.move(m):
+                        job.completed += m.size
+                        job.bytes += m.size
+                        await self._pace.pace(m.size)
+                    else:
+                        job.total -= m.size  # gone, changed or busy: not to move any more
+
+        await asyncio.gather(*(one(g) for g in by_part.values()))
+
+    async def move(self, m: Move) -> bool:
+        """Move one fragment; True if it moved. False (nothing changed) when the object was overwritten or
+        deleted, the part is being repaired, or a drive failed: the next round plans again."""
+        lease = f"repair/{m.data_id}.{m.part}"
+        if not await self.index.acquire_lease(lease, self._me, PART_LEASE):
+            return False
+        try:
+            return await self._move(m)
+        except (DriveError, OSError, TimeoutError, MetadataError) as exc:
+            log.warning("rebalance: moving %s.%d.%d to %s: %r", m.data_id, m.part, m.index, m.target, exc)
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                await self.index.release_lease(lease, self._me)
+
+    async def _move(self, m: Move) -> bool:
+        man = await self.index.get_object(m.bucket, m.key)
+        part = next((p for p in man.parts if p.data_id == m.data_id and p.number == m.part), None) if man else None
+        if man is None or part is None or part.placement[m.index] != m.source:
+            return False
+        node_of = {d: s.node_id for s in self.drives.all_slots() for d in s.drive_ids}
+        if node_of.get(m.target) in {node_of.get(d) for j, d in enumerate(part.placement) if j != m.index}:
+            return False  # a repair put another fragment of the part there meanwhile
+        source, target = self.drives.drive(m.source), self.drives.drive(m.target)
+        if source is None or target is None:
+            return False
+        fid = FragmentId(m.data_id, m.part, m.index)
+        try:
+            await target.put(fid, source.get(fid))
+            if await target.verify(fid):
+                raise DriveError(f"{fid.name} did not verify on {m.target} after the copy")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await target.delete(fid)
+            raise
+        placement = list(part.placement)
+        placement[m.index] = m.target
+        if not await self.index.update_part(m.bucket, m.key, man.version_id, replace(part, placement=placement)):
+            with contextlib.suppress(Exception):
+                await target.delete(fid)  # overwritten or deleted meanwhile: the copy is nobody's
+            return False
+        with contextlib.suppress(Exception):  # left behind, it is an orphan the collector removes
+            await source.delete(fid)
+        return True
