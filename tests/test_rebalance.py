@@ -1,0 +1,202 @@
+"""A cluster that grows: nodes added to a running cluster take new writes, `tessera admin rebalance` spreads
+the old data onto them (objects readable throughout, and after two original nodes die), placement refuses
+full drives, and `tessera admin node list|remove`.
+
+Every service is its own `tessera` process on loopback, started by `tessera dev`'s DevCluster: six storage
+nodes, EC 4+2, one metadata service, one gateway. `tessera admin` runs as a real subprocess.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from cli.dev import DevCluster
+from tests.s3_helpers import dev_client
+from tests.test_self_healing import admin_call, admin_cli, admin_ok, fragment_files, node_id, wait_until
+
+KiB, MiB = 1 << 10, 1 << 20
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[DevCluster]:
+    c = DevCluster(tmp_path / "cluster", nodes=6, metas=1, gateways=1, ec="4+2")
+    c.start()
+    yield c
+    c.stop()
+
+
+def node_bytes(c: DevCluster) -> dict[str, int]:
+    """Fragment bytes on each node's drive, by service name."""
+    out: dict[str, int] = {}
+    for p in fragment_files(c):
+        name = p.relative_to(c.data).parts[0]
+        out[name] = out.get(name, 0) + p.stat().st_size
+    return out
+
+
+def nodes_doc(c: DevCluster) -> list[dict[str, Any]]:
+    return list(admin_call(c, lambda a: a.list_nodes())["nodes"])
+
+
+def wait_live(c: DevCluster, want: int) -> None:
+    wait_until(lambda: sum(n["live"] for n in nodes_doc(c)) == want, 30, f"{want} live nodes")
+
+
+def read_back(s3: Any, bucket: str, objects: dict[str, bytes]) -> None:
+    for key, data in objects.items():
+        got = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest(), key
+
+
+def test_added_nodes_take_writes_and_rebalance_spreads_data_onto_them(cluster: DevCluster) -> None:
+    s3 = dev_client(cluster)
+    s3.create_bucket(Bucket="grow")
+    objects = {f"k{i:02}": os.urandom(512 * KiB + 4099 * i) for i in range(40)}
+    for key, data in objects.items():
+        s3.put_object(Bucket="grow", Key=key, Body=data)
+    before = node_bytes(cluster)
+    assert sorted(before) == [f"node{i}" for i in range(1, 7)], before
+
+    new = [cluster.add_node(), cluster.add_node()]
+    wait_live(cluster, 8)
+    new_ids = {node_id(cluster, s.name) for s in new}
+    # New PUTs use them (rendezvous placement over eight nodes).
+    fresh = {f"new{i}": os.urandom(300 * KiB + i) for i in range(8)}
+    for key, data in fresh.items():
+        s3.put_object(Bucket="grow", Key=key, Body=data)
+    assert set(node_bytes(cluster)) >= {s.name for s in new}, "no new PUT placed a fragment on the new nodes"
+    objects |= fresh
+    total = sum(node_bytes(cluster).values())
+
+    # A reader checks every object while the rebalance moves fragments under it.
+    stop, failures, reads = threading.Event(), [], [0]
+
+    def reader() -> None:
+        s3r = dev_client(cluster)
+        while not stop.is_set():
+            for key, data in objects.items():
+                try:
+                    got = s3r.get_object(Bucket="grow", Key=key)["Body"].read()
+                    if got != data:
+                        failures.append(f"{key}: wrong bytes")
+                except ClientError as exc:
+                    failures.append(f"{key}: {exc}")
+                reads[0] += 1
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        run = admin_ok(cluster, "rebalance", "--wait", timeout=180)
+    finally:
+        stop.set()
+        t.join()
+    assert "rebalance done" in run.stdout, run.stdout
+    assert not failures and reads[0], (failures[:5], reads[0])
+
+    after = node_bytes(cluster)
+    assert sum(after.values()) == total, (total, after)  # each moved fragment's old copy is gone
+    old_zone12 = [after[n] for n in ("node1", "node2", "node4", "node5")]
+    for s in new:  # the new nodes share zones 1 and 2 with nodes 1, 2, 4, 5 (zone 3 must keep its own)
+        assert after[s.name] >= 0.7 * min(old_zone12), after
+    assert max(old_zone12) < max(before[n] for n in ("node1", "node2", "node4", "node5")), (before, after)
+    jobs = admin_call(cluster, lambda a: a.status())["jobs"]
+    done = next(j for j in jobs if j["kind"] == "rebalance")
+    assert done["unit"] == "bytes" and done["completed"] == done["bytes"] > 0, done
+
+    # Running it again finds little or nothing to do.
+    again = admin_ok(cluster, "rebalance", "--wait", timeout=120)
+    assert "rebalance done" in again.stdout, again.stdout
+    assert sum(node_bytes(cluster).values()) == total
+
+    # Two of the original nodes die: every object still reads back byte for byte.
+    cluster.kill("node1")
+    cluster.kill("node2")
+    read_back(dev_client(cluster), "grow", objects)
+    assert all(n["id"] not in new_ids or n["live"] for n in nodes_doc(cluster))
+
+
+def test_node_list_and_remove(cluster: DevCluster) -> None:
+    s3 = dev_client(cluster)
+    s3.create_bucket(Bucket="members")
+    s3.put_object(Bucket="members", Key="k", Body=os.urandom(600 * KiB))
+    cluster.add_node()
+    wait_live(cluster, 7)
+    listed = admin_ok(cluster, "node", "list", "--json")
+    nodes = json.loads(listed.stdout)["nodes"]
+    assert len(nodes) == 7, nodes
+    for n in nodes:
+        assert {"id", "address", "zone", "state", "drives", "used", "capacity"} <= set(n), n
+        assert n["state"] == "active" and n["capacity"] > 0 and 0 < n["used"] <= n["capacity"], n
+    table = admin_ok(cluster, "node", "list").stdout
+    assert all(n["id"] in table for n in nodes) and "Used / Capacity" in table, table
+
+    new_id, holder = node_id(cluster, "node7"), node_id(cluster, "node1")
+    missing = admin_cli(cluster, "node", "remove", "nosuchnode")
+    assert missing.returncode == 1 and "NoSuchNode" in missing.stderr, missing
+    running = admin_cli(cluster, "node", "remove", new_id)
+    assert running.returncode == 1 and "running" in running.stderr and "drain" in running.stderr, running
+
+    cluster.kill("node7")
+    cluster.kill("node1")
+    wait_live(cluster, 5)
+    holding = admin_cli(cluster, "node", "remove", holder)
+    assert holding.returncode == 1 and "still holds" in holding.stderr, holding
+    assert "removed" in admin_ok(cluster, "node", "remove", new_id).stdout
+    ids = {n["id"] for n in nodes_doc(cluster)}
+    assert new_id not in ids and holder in ids and len(ids) == 6, ids
+    assert s3.get_object(Bucket="members", Key="k")["Body"].read()
+
+
+def _mount_tmpfs(path: Path, size: str) -> bool:
+    if os.geteuid() != 0:
+        return False
+    path.mkdir(parents=True)
+    run = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    return run.returncode == 0
+
+
+def test_placement_skips_full_drives_and_refuses_what_cannot_be_placed(cluster: DevCluster) -> None:
+    s3 = dev_client(cluster, retries={"total_max_attempts": 1})
+    s3.create_bucket(Bucket="cap")
+    tiny = cluster.data / "node7" / "drive1"
+    mounted = _mount_tmpfs(tiny, "8m")
+    try:
+        if mounted:
+            # An 8 MiB drive is below the default reserve (--min-free 1000 MB): it takes no fragments.
+            cluster.add_node()
+            wait_live(cluster, 7)
+            for i in range(12):
+                s3.put_object(Bucket="cap", Key=f"k{i}", Body=os.urandom(300 * KiB + i))
+            assert "node7" not in node_bytes(cluster), node_bytes(cluster)
+            cluster.kill("node7")
+        # A reserve no drive can keep: nothing can be placed, a PUT answers 503 and stores nothing.
+        files = set(fragment_files(cluster))
+        gw = cluster.services["gateway1"]
+        gw.args += ["--min-free", "1e12"]
+        cluster.restart("gateway1")
+        s3 = dev_client(cluster, retries={"total_max_attempts": 1})
+        with pytest.raises(ClientError) as err:
+            s3.put_object(Bucket="cap", Key="refused", Body=os.urandom(1 * MiB))
+        assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503, err.value.response
+        assert "free space" in err.value.response["Error"]["Message"], err.value.response
+        assert set(fragment_files(cluster)) == files
+        with pytest.raises(ClientError):
+            s3.head_object(Bucket="cap", Key="refused")
+        # Small objects live in the index, not on drives: they are still taken.
+        s3.put_object(Bucket="cap", Key="small", Body=b"x" * 1000)
+    finally:
+        if mounted:
+            cluster.stop()
+            subprocess.run(["umount", str(tiny)], check=False)
+    if not mounted:
+        pytest.skip("the full-drive half needs root to mount a tmpfs; the 503 half ran")
