@@ -1,8 +1,11 @@
 """Rebalance: move fragments from the fullest drives to the emptiest until drive usage evens out.
 
 A drive's share is its capacity's share of every fragment byte on the drives of active, live nodes
-(drives sharing a filesystem report the same capacity, so they get equal shares). A drive is even
-when it holds at most its share plus TOLERANCE of it, or plus SLACK bytes, whichever is larger.
+(drives sharing a filesystem report the same capacity, so they get equal shares); its usage is what it
+holds scaled to an average drive's capacity. Rebalance moves a fragment from a fuller drive to an emptier
+one while their usages differ by more than TOLERANCE of the mean (or SLACK bytes, whichever is larger)
+and the move leaves the target no fuller than the source, fullest drives first, until no such move is
+left: drives that can exchange fragments end within that tolerance of each other.
 
 Moves keep the placement rules: a part's fragments stay on distinct nodes, and a move never makes a
 zone hold more of a part's fragments than the fullest zone held before (zones stay spread). A zone
@@ -37,7 +40,8 @@ log = logging.getLogger(__name__)
 
 TOLERANCE = 0.10  # a drive within 10% of its share is even
 SLACK = 1 << 20  # ... or within 1 MiB of it, however small the share
-ROUNDS = 3  # plan-and-move passes at most: writes during a pass change what is even
+ROUNDS = 3  # plan-and-move rounds at most: writes during a round change what is even
+MAX_PASSES = 20  # passes of one plan over the drives (each moves fragments or ends the plan)
 BUSY_PAUSE = 2.0  # seconds at most a move waits for client traffic to calm down
 PART_LEASE = 120.0  # the repairer's part lease (gateway/care/repairer.py), held while a part moves
 JOB_LEASE = 60.0  # one rebalance in the cluster at a time; renewed while it runs
@@ -58,18 +62,13 @@ class Move:
 @dataclass(slots=True)
 class Plan:
     moves: list[Move] = field(default_factory=list)
-    uneven: int = 0  # drives still above their share after the moves (the rules allow no better)
+    uneven: int = 0  # drives still above the mean after the moves (the placement rules allow no better)
     share: dict[str, float] = field(default_factory=dict)  # drive -> fair bytes
     used: dict[str, int] = field(default_factory=dict)  # drive -> bytes now
 
     @property
     def bytes(self) -> int:
         return sum(m.size for m in self.moves)
-
-
-def over(used: float, share: float) -> bool:
-    """Above its share by more than the tolerance."""
-    return used > share + max(share * TOLERANCE, SLACK)
 
 
 def shares(nodes: Iterable[NodeRecord], live: set[str], listing: Listing) -> tuple[dict[str, int], dict[str, float]]:
@@ -93,6 +92,26 @@ def shares(nodes: Iterable[NodeRecord], live: set[str], listing: Listing) -> tup
     return used, {d: total * c / total_cap for d, c in cap.items()}
 
 
+class _Fill:
+    """Drive usage scaled to an average drive's capacity, so drives of any size compare: x = used / share * mean."""
+
+    def __init__(self, used: dict[str, int], share: dict[str, float]) -> None:
+        self.used = dict(used)
+        self.mean = sum(share.values()) / len(share) if share else 0.0
+        self.scale = {d: (self.mean / s if s else float("inf")) for d, s in share.items()}
+        self.gap = max(self.mean * TOLERANCE, SLACK)  # usages closer than this are even
+
+    def x(self, d: str, delta: int = 0) -> float:
+        return (self.used[d] + delta) * self.scale[d]
+
+    def worth(self, source: str, target: str, size: int) -> bool:
+        """Moving `size` bytes narrows an uneven pair and leaves the target no fuller than the source."""
+        return self.x(source) - self.x(target) > self.gap and self.x(target, size) <= self.x(source, -size)
+
+    def uneven(self) -> int:
+        return sum(self.x(d) > self.mean + self.gap for d in self.used)
+
+
 def plan(
     parts: list[tuple[ObjectManifest, PartRecord]],
     listing: Listing,
@@ -100,10 +119,9 @@ def plan(
     share: dict[str, float],
     targets: set[str],
 ) -> Plan:
-    """Moves that bring the drives above their share down to it, fullest first; `targets` are the drives
-    that may take fragments (active, live, with room)."""
-    out = Plan(share=share, used=dict(used))
-    used = dict(used)
+    """Moves from the fullest drives to the emptiest that may take each fragment (`targets`: active, live,
+    with room), until no move narrows a pair of drives whose usage differs by more than the tolerance."""
+    fill = _Fill(used, share)
     node_of = listing.node_of
     on_drive: dict[str, list[tuple[ObjectManifest, PartRecord, int, int]]] = {}
     for man, part in parts:
@@ -112,21 +130,26 @@ def plan(
             if d in used and size and i not in part.missed:
                 on_drive.setdefault(d, []).append((man, part, i, size))
     placement = {(p.data_id, p.number): list(p.placement) for _, p in parts}
-    for source in sorted(used, key=lambda d: used[d] - share[d], reverse=True):
-        if not over(used[source], share[source]):
+    out = Plan(share=share, used=dict(used))
+    for _ in range(MAX_PASSES):  # each pass walks the fullest drives first; stop when one moves nothing
+        moved = 0
+        for source in sorted(fill.used, key=fill.x, reverse=True):
+            stay = []
+            for man, part, i, size in on_drive.get(source, []):
+                now = placement[(part.data_id, part.number)]
+                target = _target(now, i, source, size, fill, targets, node_of)
+                if target is None:
+                    stay.append((man, part, i, size))
+                    continue
+                now[i] = target
+                fill.used[source] -= size
+                fill.used[target] += size
+                out.moves.append(Move(man.bucket, man.key, part.data_id, part.number, i, source, target, size))
+                moved += 1
+            on_drive[source] = stay  # a fragment is moved once per plan
+        if not moved:
             break
-        for man, part, i, size in on_drive.get(source, []):
-            if used[source] <= share[source]:
-                break
-            now = placement[(part.data_id, part.number)]
-            target = _target(now, i, source, size, used, share, targets, node_of)
-            if target is None:
-                continue
-            now[i] = target
-            used[source] -= size
-            used[target] += size
-            out.moves.append(Move(man.bucket, man.key, part.data_id, part.number, i, source, target, size))
-    out.uneven = sum(over(used[d], share[d]) for d in used)
+    out.uneven = fill.uneven()
     return out
 
 
@@ -135,28 +158,23 @@ def _target(
     index: int,
     source: str,
     size: int,
-    used: dict[str, int],
-    share: dict[str, float],
+    fill: _Fill,
     targets: set[str],
     node_of: dict[str, NodeSlot],
 ) -> str | None:
-    """The emptiest drive (by its share) that may take fragment `index` of a part placed so, or None."""
+    """The emptiest drive that may take fragment `index` of a part placed so, if the move is worth it."""
     others = [node_of[d] for j, d in enumerate(placement) if j != index and d in node_of]
     holding = {s.node_id for s in others}
     zones = Counter(s.zone for s in others)
     most = max(Counter(s.zone for s in (*others, node_of[source])).values())
-    best, best_fill = None, 0.0
+    best = None
     for d in targets:
         slot = node_of.get(d)
-        if slot is None or d not in used or slot.node_id in holding or zones[slot.zone] + 1 > most:
+        if slot is None or d not in fill.used or slot.node_id in holding or zones[slot.zone] + 1 > most:
             continue
-        # Only if it ends no fuller than the source is left: each move narrows the gap, so moves converge.
-        if used[d] + size > used[source] - size:
-            continue
-        fill = used[d] / share[d] if share[d] else float("inf")
-        if best is None or fill < best_fill:
-            best, best_fill = d, fill
-    return best
+        if best is None or fill.x(d) < fill.x(best):
+            best = d
+    return best if best is not None and fill.worth(source, best, size) else None
 
 
 @dataclass
@@ -181,7 +199,9 @@ class Rebalancer:
         if nodes is None:
             raise RuntimeError("rebalance needs a cluster: the embedded server's drives are fixed")
         if not await self.index.acquire_lease("rebalance", self._me, JOB_LEASE):
-            raise RuntimeError("another gateway is rebalancing the cluster now")
+            raise RuntimeError(
+                f"another gateway is rebalancing the cluster now (one that was killed holds it {JOB_LEASE:g} s at most)"
+            )
         renew = asyncio.ensure_future(self._renew())
         try:
             await self._rounds(job)
@@ -207,10 +227,12 @@ class Rebalancer:
             job.phase = "moving"
             job.total += p.bytes
             await self._move_all(job, p.moves)
-        even = "every drive is within its share" if not p.uneven else f"{p.uneven} drive(s) stay above their share"
-        job.message = f"{job.completed} bytes moved; {even}"
-        if p.uneven:
-            job.message += " (the rule that spreads a part's fragments over nodes and zones keeps them there)"
+        job.message = f"{job.completed / (1 << 20):.1f} MiB moved; " + (
+            "every drive is within the tolerance of the mean"
+            if not p.uneven
+            else f"{p.uneven} drive(s) stay above the mean: spreading each part's fragments over nodes and "
+            "zones keeps them there"
+        )
 
     async def _plan(self) -> Plan:
         refresh = getattr(self.drives, "refresh", None)
