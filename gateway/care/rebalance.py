@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -219,15 +220,19 @@ class Rebalancer:
     async def _rounds(self, job: Job) -> None:
         job.unit, job.total, job.completed = "bytes", 0, 0
         p = Plan()
+        planning = 0.0
         for _ in range(ROUNDS):
             job.phase = "planning"
+            t0 = time.monotonic()
             p = await self._plan()
+            planning += time.monotonic() - t0
             if not p.moves:
                 break
             job.phase = "moving"
             job.total += p.bytes
             await self._move_all(job, p.moves)
-        job.message = f"{job.completed / (1 << 20):.1f} MiB moved; " + (
+        log.info("rebalance: %d bytes moved, %.1f s of it planning", job.completed, planning)
+        job.message = f"{job.completed / (1 << 20):.1f} MiB moved (planning {planning:.1f} s); " + (
             "every drive is within the tolerance of the mean"
             if not p.uneven
             else f"{p.uneven} drive(s) stay above the mean: spreading each part's fragments over nodes and "
