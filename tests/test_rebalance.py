@@ -8,7 +8,6 @@ nodes, EC 4+2, one metadata service, one gateway. `tessera admin` runs as a real
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -28,7 +27,7 @@ from gateway.objects.placement import NodeSlot
 from metadata.records import ObjectManifest, PartRecord
 from storage_node.drive import FragmentId
 from tests.s3_helpers import dev_client
-from tests.test_self_healing import admin_call, admin_cli, admin_ok, fragment_files, node_id, wait_until
+from tests.test_self_healing import admin_call, admin_cli, admin_ok, fragment_files, node_id, read_all, wait_until
 
 KiB, MiB = 1 << 10, 1 << 20
 
@@ -57,12 +56,6 @@ def nodes_doc(c: DevCluster) -> list[dict[str, Any]]:
 
 def wait_live(c: DevCluster, want: int) -> None:
     wait_until(lambda: sum(n["live"] for n in nodes_doc(c)) == want, 30, f"{want} live nodes")
-
-
-def read_back(s3: Any, bucket: str, objects: dict[str, bytes]) -> None:
-    for key, data in objects.items():
-        got = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest(), key
 
 
 def test_added_nodes_take_writes_and_rebalance_spreads_data_onto_them(cluster: DevCluster) -> None:
@@ -139,7 +132,7 @@ def test_added_nodes_take_writes_and_rebalance_spreads_data_onto_them(cluster: D
     # Two of the original nodes die: every object still reads back byte for byte.
     cluster.kill("node1")
     cluster.kill("node2")
-    read_back(dev_client(cluster), "grow", objects)
+    read_all(dev_client(cluster), "grow", objects)
     assert all(n["id"] not in new_ids or n["live"] for n in nodes_doc(cluster))
 
 

@@ -7,9 +7,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from cli.admin.formatting import Doc, ago, human_bytes, styled
+from cli.admin.formatting import Doc, human_bytes, styled
 from cli.admin.group import admin, make_console, run, show
 from cli.admin.jobs import node_group, start_job
+from cli.admin.render import node_live
 
 
 def render_nodes(console: Console, doc: Doc, now: float | None = None) -> None:
@@ -19,7 +20,6 @@ def render_nodes(console: Console, doc: Doc, now: float | None = None) -> None:
     table.add_column("Used / Capacity", justify="right")
     table.add_column("Use", justify="right")
     for n in doc.get("nodes", []):
-        live = styled("yes", "ok") if n.get("live") else styled(f"no (seen {ago(n.get('last_seen'), now)})", "missing")
         capacity, used = n.get("capacity", 0) or 0, n.get("used", 0) or 0
         share = f"{100 * used / capacity:.0f}%" if capacity else "-"
         drives = n.get("drives", [])
@@ -30,7 +30,7 @@ def render_nodes(console: Console, doc: Doc, now: float | None = None) -> None:
             styled(n.get("address")),
             styled(n.get("zone")),
             styled(n.get("state")),
-            live,
+            node_live(n, now),
             drive_text,
             f"{human_bytes(used)} / {human_bytes(capacity)}",
             share,
