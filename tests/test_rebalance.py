@@ -21,12 +21,14 @@ import pytest
 from botocore.exceptions import ClientError
 
 from cli.dev import DevCluster
+from cli.launch import tessera_command
 from gateway.care.rebalance import plan
 from gateway.care.scanner import Listing
-from gateway.objects.placement import NodeSlot
+from gateway.objects.placement import NodeSlot, full_drives, is_full, place
 from metadata.records import ObjectManifest, PartRecord
 from storage_node.drive import FragmentId
 from tests.s3_helpers import dev_client
+from tests.server_process import ACCESS_KEY, SECRET_KEY, start_server
 from tests.test_self_healing import admin_call, admin_cli, admin_ok, fragment_files, node_id, read_all, wait_until
 
 KiB, MiB = 1 << 10, 1 << 20
@@ -260,3 +262,32 @@ def test_plan_keeps_zones_spread() -> None:
     assert p.moves and all(m.source == "da" and m.target == "dd" for m in p.moves), p.moves
     assert abs(len(p.moves) - 15) <= 1, len(p.moves)  # a and d end even
     assert p.uneven == 2  # b and c keep their fragments: zone z1 may not hold two of a part
+
+
+def test_place_puts_full_nodes_last_and_names_their_drives() -> None:
+    nodes = [NodeSlot(f"n{i}", f"z{i % 3}", (f"d{i}",), full=i in (0, 1)) for i in range(6)]
+    for data_id in (f"{i:032x}" for i in range(20)):
+        placement = place(data_id, nodes, 5)
+        assert {"d0", "d1"} - set(placement), placement  # four nodes with room, then one full one
+        assert set(placement[:4]) == {"d2", "d3", "d4", "d5"}, placement
+    assert full_drives(nodes) == {"d0", "d1"}
+    assert is_full(100, 9, 10) and not is_full(100, 10, 10) and not is_full(0, 0, 10)
+
+
+def test_embedded_server_refuses_what_it_cannot_place_and_rebalance(tmp_path: Path) -> None:
+    srv = start_server(tmp_path / "server", extra=("--min-free", "1e12", "--scrub-interval", "0"))
+    try:
+        s3 = srv.client(retries={"total_max_attempts": 1})
+        s3.create_bucket(Bucket="full")
+        with pytest.raises(ClientError) as err:
+            s3.put_object(Bucket="full", Key="big", Body=os.urandom(1 * MiB))
+        assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503, err.value.response
+        assert not list(tmp_path.glob("server/d*/fragments/*/*"))
+        assert s3.list_objects_v2(Bucket="full")["KeyCount"] == 0
+        env = {k: v for k, v in srv.env.items() if not k.startswith(("AWS_", "TESSERA_"))}
+        env |= {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
+        cmd = [*tessera_command(), "admin", "--endpoint", srv.endpoint, "rebalance"]
+        run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+        assert run.returncode == 1 and "needs a cluster" in run.stderr, run
+    finally:
+        srv.stop()
