@@ -203,7 +203,7 @@ class Rebalancer:
             raise RuntimeError(
                 f"another gateway is rebalancing the cluster now (one that was killed holds it {JOB_LEASE:g} s at most)"
             )
-        renew = asyncio.ensure_future(self._renew())
+        renew = asyncio.ensure_future(self._renew("rebalance", JOB_LEASE))
         try:
             await self._rounds(job)
         finally:
@@ -211,11 +211,11 @@ class Rebalancer:
             with contextlib.suppress(Exception):
                 await self.index.release_lease("rebalance", self._me)
 
-    async def _renew(self) -> None:
+    async def _renew(self, lease: str, ttl: float) -> None:
         while True:
-            await asyncio.sleep(JOB_LEASE / 3)
+            await asyncio.sleep(ttl / 3)
             with contextlib.suppress(Exception):
-                await self.index.acquire_lease("rebalance", self._me, JOB_LEASE)
+                await self.index.acquire_lease(lease, self._me, ttl)
 
     async def _rounds(self, job: Job) -> None:
         job.unit, job.total, job.completed = "bytes", 0, 0
@@ -277,12 +277,14 @@ class Rebalancer:
         lease = f"repair/{m.data_id}.{m.part}"
         if not await self.index.acquire_lease(lease, self._me, PART_LEASE):
             return False
+        renew = asyncio.ensure_future(self._renew(lease, PART_LEASE))  # a big fragment may take a while
         try:
             return await self._move(m)
         except (DriveError, OSError, TimeoutError, MetadataError) as exc:
             log.warning("rebalance: moving %s.%d.%d to %s: %r", m.data_id, m.part, m.index, m.target, exc)
             return False
         finally:
+            renew.cancel()
             with contextlib.suppress(Exception):
                 await self.index.release_lease(lease, self._me)
 
