@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from gateway.admin.errors import AdminError
@@ -73,9 +71,5 @@ async def remove_node(gw: Gateway, request: web.Request, params: dict[str, str])
 async def rebalance(gw: Gateway, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
     m = maintenance(gw)
     _cluster_nodes(gw, "rebalance")
-    running = next((j for j in m.jobs.recent() if j.kind == "rebalance" and j.finished is None), None)
-    doc: dict[str, Any]
-    if running is not None:  # asking again follows the job already running
-        doc = {"job": running.doc()}
-        return json_ok(doc, status=200)
-    return json_ok({"job": m.rebalance_job().doc()}, status=202)
+    job = m.rebalance_job()  # asking again while one runs here follows that one
+    return json_ok({"job": job.doc()}, status=202 if job.phase == "starting" else 200)

@@ -121,6 +121,18 @@ class Maintenance:
         if self.settings.auto_repair:
             self.repairer.worker.start()
             self.watcher.start()
+        await self._resume_rebalance()
+
+    async def _resume_rebalance(self) -> None:
+        """A rebalance that a stopped gateway left unfinished goes on here (one gateway takes it)."""
+        if getattr(self.drives, "nodes", None) is None:
+            return  # the embedded server: nothing to rebalance
+        try:
+            if await self._rebalancer().unfinished():
+                log.info("a rebalance was left unfinished: resuming it")
+                self.rebalance_job(resumed=True)
+        except Exception as exc:  # the index unreachable at start: the operator can run it again
+            log.warning("could not look for an unfinished rebalance: %r", exc)
 
     async def close(self) -> None:
         await asyncio.gather(self.scanner.stop(), self.repairer.worker.stop(), self.watcher.stop())
@@ -281,10 +293,18 @@ class Maintenance:
 
         return self.jobs.start(Job("drain", target=node_id), work)
 
-    def rebalance_job(self) -> Job:
+    def _rebalancer(self, resumed: bool = False) -> Rebalancer:
         s = self.settings
-        mover = Rebalancer(self.index, self.drives, self.holder, s.repair_rate, s.repair_concurrency, busy=self.busy)
-        return self.jobs.start(Job("rebalance"), mover.run)
+        return Rebalancer(
+            self.index, self.drives, self.holder, s.repair_rate, s.repair_concurrency, busy=self.busy, resumed=resumed
+        )
+
+    def rebalance_job(self, resumed: bool = False) -> Job:
+        """Start a rebalance, or return the one this gateway runs already."""
+        running = next((j for j in self.jobs.recent() if j.kind == "rebalance" and j.finished is None), None)
+        if running is not None:
+            return running
+        return self.jobs.start(Job("rebalance"), self._rebalancer(resumed).run)
 
     async def _refresh_membership(self) -> None:
         refresh = getattr(self.drives, "refresh", None)  # a cluster's drives; the embedded server has no nodes

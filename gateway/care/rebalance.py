@@ -11,11 +11,13 @@ Moves keep the placement rules: a part's fragments stay on distinct nodes, and a
 zone hold more of a part's fragments than the fullest zone held before (zones stay spread). A zone
 with fewer nodes may so keep more than its share: the job says how many drives it left above theirs.
 
-A move is safe at every step, so the job can stop anywhere (a gateway restart) and be run again: the
+A move is safe at every step, so the job can stop anywhere (a gateway restart) and go on again: the
 fragment is copied to its new drive and verified there, the part's placement is committed with
 Index.update_part (only if the object is still that version), and only then is the old copy deleted.
 A copy whose commit lost to an overwrite is deleted again; one left by a crash is an orphan for GC.
 A part being moved holds the repairer's part lease, so the repairer and a rebalance never race on it.
+A rebalance marks itself unfinished in the index until it ends well; a gateway that starts while the mark
+is held resumes it (plans again from what the drives hold, and moves what is still uneven).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ MAX_PASSES = 20  # passes of one plan over the drives (each moves fragments or e
 BUSY_PAUSE = 2.0  # seconds at most a move waits for client traffic to calm down
 PART_LEASE = 120.0  # the repairer's part lease (gateway/care/repairer.py), held while a part moves
 JOB_LEASE = 60.0  # one rebalance in the cluster at a time; renewed while it runs
+# A lease as a mark that outlives gateways: held from a rebalance's start until it ends well.
+UNFINISHED, UNFINISHED_HOLDER, UNFINISHED_TTL = "rebalance-unfinished", "unfinished", 7 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +190,7 @@ class Rebalancer:
     rate: float = 200e6  # bytes/s moved at most
     concurrency: int = 2
     busy: Callable[[], bool] = lambda: False
+    resumed: bool = False  # started by a gateway that found a rebalance left unfinished
     _pace: RateLimit = field(init=False)
 
     def __post_init__(self) -> None:
@@ -200,16 +205,32 @@ class Rebalancer:
         if nodes is None:
             raise RuntimeError("rebalance needs a cluster: the embedded server's drives are fixed")
         if not await self.index.acquire_lease("rebalance", self._me, JOB_LEASE):
+            if self.resumed:  # several gateways found it unfinished: one carries on
+                job.message = "another gateway carries on the unfinished rebalance"
+                return
             raise RuntimeError(
                 f"another gateway is rebalancing the cluster now (one that was killed holds it {JOB_LEASE:g} s at most)"
             )
         renew = asyncio.ensure_future(self._renew("rebalance", JOB_LEASE))
         try:
+            # Marked unfinished until it ends well: a gateway that starts while it is marked resumes it.
+            await self.index.acquire_lease(UNFINISHED, UNFINISHED_HOLDER, UNFINISHED_TTL)
             await self._rounds(job)
+            await self.index.release_lease(UNFINISHED, UNFINISHED_HOLDER)
+            if self.resumed:
+                job.message = "resumed after a gateway restart: " + job.message
         finally:
             renew.cancel()
             with contextlib.suppress(Exception):
                 await self.index.release_lease("rebalance", self._me)
+
+    async def unfinished(self) -> bool:
+        """Whether a rebalance was left unfinished (its mark is held). Looking takes the free mark for an
+        instant and gives it back."""
+        if await self.index.acquire_lease(UNFINISHED, self._me, 1.0):
+            await self.index.release_lease(UNFINISHED, self._me)
+            return False
+        return True
 
     async def _renew(self, lease: str, ttl: float) -> None:
         while True:
