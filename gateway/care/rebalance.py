@@ -50,6 +50,7 @@ PART_LEASE = 120.0  # the repairer's part lease (gateway/care/repairer.py), held
 JOB_LEASE = 60.0  # one rebalance in the cluster at a time; renewed while it runs
 # A lease as a mark that outlives gateways: held from a rebalance's start until it ends well.
 UNFINISHED, UNFINISHED_HOLDER, UNFINISHED_TTL = "rebalance-unfinished", "unfinished", 7 * 86400.0
+PROBE_HOLDER, PROBE_TTL = "probe", 1.0  # how a starting gateway looks at that mark
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +215,7 @@ class Rebalancer:
         renew = asyncio.ensure_future(self._renew("rebalance", JOB_LEASE))
         try:
             # Marked unfinished until it ends well: a gateway that starts while it is marked resumes it.
-            await self.index.acquire_lease(UNFINISHED, UNFINISHED_HOLDER, UNFINISHED_TTL)
+            await self._mark_unfinished()
             await self._rounds(job)
             await self.index.release_lease(UNFINISHED, UNFINISHED_HOLDER)
             if self.resumed:
@@ -226,11 +227,20 @@ class Rebalancer:
 
     async def unfinished(self) -> bool:
         """Whether a rebalance was left unfinished (its mark is held). Looking takes the free mark for an
-        instant and gives it back."""
-        if await self.index.acquire_lease(UNFINISHED, self._me, 1.0):
-            await self.index.release_lease(UNFINISHED, self._me)
+        instant, as one holder shared by every gateway (two looking at once both see it free), and gives it
+        back."""
+        if await self.index.acquire_lease(UNFINISHED, PROBE_HOLDER, PROBE_TTL):
+            await self.index.release_lease(UNFINISHED, PROBE_HOLDER)
             return False
         return True
+
+    async def _mark_unfinished(self) -> None:
+        # A gateway looking at the mark holds it for an instant (PROBE_TTL at most): wait that out.
+        deadline = time.monotonic() + 2 * PROBE_TTL
+        while not await self.index.acquire_lease(UNFINISHED, UNFINISHED_HOLDER, UNFINISHED_TTL):
+            if time.monotonic() > deadline:
+                raise RuntimeError("could not mark the rebalance as running in the index")
+            await asyncio.sleep(0.1)
 
     async def _renew(self, lease: str, ttl: float) -> None:
         while True:
