@@ -36,21 +36,30 @@ FIRST_REGISTRATION = 15.0  # seconds to reach the metadata service before servin
 QUEUE_TIMEOUT = 30.0  # seconds to queue a scrubbed fragment's repair before giving up on it for this pass
 
 
-def node_id(data: Path, known: str = "") -> str:
-    """The node's id, made once (or `known`, written back) and kept in its first data directory."""
-    path = data / "node.json"
-    try:
-        return str(json.loads(path.read_text())["id"])
-    except FileNotFoundError:
-        pass
-    except (ValueError, KeyError, TypeError) as exc:
-        raise StartupError(f"{path} is damaged ({exc})") from None
-    nid = known or uuid.uuid4().hex[:16]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"id": nid}))
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def node_id(data: list[Path], known: str = "") -> str:
+    """The node's id, made once and kept in every data directory: the node is found whatever the order of
+    its --data directories, and with one of them replaced by an empty directory. `known`: the running
+    node's id, written back into a directory that lost it (a drive adopted after a wipe)."""
+    found: dict[str, Path] = {}
+    for d in data:
+        path = d / "node.json"
+        try:
+            found.setdefault(str(json.loads(path.read_text())["id"]), path)
+        except FileNotFoundError:
+            pass
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StartupError(f"{path} is damaged ({exc})") from None
+    if len(found) > 1 and not known:
+        raise StartupError(f"the data directories belong to different nodes: {', '.join(map(str, found.values()))}")
+    nid = known or next(iter(found), None) or uuid.uuid4().hex[:16]
+    for d in data:
+        path = d / "node.json"
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"id": nid}))
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
     return nid
 
 
@@ -123,11 +132,10 @@ async def run_node(
     tls: ServerTls | None = None,
 ) -> None:
     drives = await open_local_drives(data)
-    nid = await asyncio.to_thread(node_id, data[0])
+    nid = await asyncio.to_thread(node_id, data)
 
     def adopted(drive: LocalDrive) -> None:
-        if drive.root == data[0]:  # the node's id is kept there: written back after the wipe
-            node_id(data[0], nid)
+        node_id(data, nid)  # the node's id is kept in every directory: written back after the wipe
 
     watch = DriveWatch(drives, on_adopt=adopted)
     index = index_client(meta, secret)
