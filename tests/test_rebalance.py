@@ -63,9 +63,15 @@ def wait_live(c: DevCluster, want: int) -> None:
 def test_added_nodes_take_writes_and_rebalance_spreads_data_onto_them(cluster: DevCluster) -> None:
     s3 = dev_client(cluster)
     s3.create_bucket(Bucket="grow")
-    objects = {f"k{i:02}": os.urandom(512 * KiB + 4099 * i) for i in range(40)}
+    s3.put_bucket_versioning(Bucket="grow", VersioningConfiguration={"Status": "Enabled"})
+    objects = {f"k{i:02}": os.urandom(512 * KiB + 4099 * i) for i in range(36)}
+    old: dict[str, tuple[str, bytes]] = {}  # key -> (version id, bytes) of versions overwritten since
     for key, data in objects.items():
-        s3.put_object(Bucket="grow", Key=key, Body=data)
+        vid = s3.put_object(Bucket="grow", Key=key, Body=data)["VersionId"]
+        if key < "k04":  # noncurrent versions move too
+            old[key] = (vid, data)
+            objects[key] = os.urandom(400 * KiB + len(key))
+            s3.put_object(Bucket="grow", Key=key, Body=objects[key])
     before = node_bytes(cluster)
     assert sorted(before) == [f"node{i}" for i in range(1, 7)], before
 
@@ -135,7 +141,10 @@ def test_added_nodes_take_writes_and_rebalance_spreads_data_onto_them(cluster: D
     # Two of the original nodes die: every object still reads back byte for byte.
     cluster.kill("node1")
     cluster.kill("node2")
-    read_all(dev_client(cluster), "grow", objects)
+    s3 = dev_client(cluster)
+    read_all(s3, "grow", objects)
+    for key, (vid, data) in old.items():
+        assert s3.get_object(Bucket="grow", Key=key, VersionId=vid)["Body"].read() == data, key
     assert all(n["id"] not in new_ids or n["live"] for n in nodes_doc(cluster))
 
 

@@ -7,7 +7,7 @@ from aiohttp import web
 from gateway.admin.errors import AdminError
 from gateway.admin.http import json_ok
 from gateway.admin.ops import maintenance, node_docs
-from gateway.care.scanner import current_parts, upload_parts
+from gateway.care.scanner import stored_parts, upload_parts
 from gateway.context import Gateway
 from metadata.records import NodeRecord
 
@@ -27,9 +27,9 @@ async def list_nodes(gw: Gateway, request: web.Request, params: dict[str, str]) 
 
 
 async def _fragments_on(gw: Gateway, drive_ids: set[str]) -> int:
-    """Fragments of current objects and of uploads in progress that are placed on these drives."""
+    """Fragments of stored versions and of uploads in progress that are placed on these drives."""
     count = 0
-    async for _, part in current_parts(gw.index):
+    async for _, part in stored_parts(gw.index):
         count += sum(d in drive_ids for d in part.placement)
     async for _, _, part in upload_parts(gw.index):
         count += sum(d in drive_ids for d in part.placement)

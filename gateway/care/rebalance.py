@@ -13,7 +13,7 @@ with fewer nodes may so keep more than its share: the job says how many drives i
 
 A move is safe at every step, so the job can stop anywhere (a gateway restart) and go on again: the
 fragment is copied to its new drive and verified there, the part's placement is committed with
-Index.update_part (only if the object is still that version), and only then is the old copy deleted.
+Index.update_part (only if that version still exists), and only then is the old copy deleted.
 A copy whose commit lost to an overwrite is deleted again; one left by a crash is an orphan for GC.
 A part being moved holds the repairer's part lease, so the repairer and a rebalance never race on it.
 A rebalance marks itself unfinished in the index until it ends well; a gateway that starts while the mark
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 
 from cluster.workers import RateLimit, yield_to
 from gateway.care.jobs import Job
-from gateway.care.scanner import Listing, current_parts, list_drives
+from gateway.care.scanner import Listing, list_drives, stored_parts
 from gateway.objects.drive_set import DriveSet
 from gateway.objects.placement import NodeSlot
 from metadata.index import Index, MetadataError
@@ -57,6 +57,7 @@ PROBE_HOLDER, PROBE_TTL = "probe", 1.0  # how a starting gateway looks at that m
 class Move:
     bucket: str
     key: str
+    version: str  # the S3 version id of the version holding the part ("" the null version)
     data_id: str
     part: int
     index: int  # the fragment
@@ -150,7 +151,9 @@ def plan(
                 now[i] = target
                 fill.used[source] -= size
                 fill.used[target] += size
-                out.moves.append(Move(man.bucket, man.key, part.data_id, part.number, i, source, target, size))
+                out.moves.append(
+                    Move(man.bucket, man.key, man.s3_version_id, part.data_id, part.number, i, source, target, size)
+                )
                 moved += 1
             on_drive[source] = stay  # a fragment is moved once per plan
         if not moved:
@@ -279,7 +282,7 @@ class Rebalancer:
         live = {s.node_id for s in self.drives.all_slots() if s.live}
         used, share = shares(nodes, live, listing)
         targets = {d for s in self.drives.slots() if s.live and not s.full for d in s.drive_ids}
-        parts = [(m, p) async for m, p in current_parts(self.index) if p.last_modified < listing.started]
+        parts = [(m, p) async for m, p in stored_parts(self.index) if p.last_modified < listing.started]
         return plan(parts, listing, used, share, targets)
 
     async def _move_all(self, job: Job, moves: list[Move]) -> None:
@@ -319,9 +322,20 @@ class Rebalancer:
             with contextlib.suppress(Exception):
                 await self.index.release_lease(lease, self._me)
 
-    async def _move(self, m: Move) -> bool:
+    async def _holder(self, m: Move) -> tuple[ObjectManifest | None, PartRecord | None]:
+        """The version holding the part now (the current one, or the noncurrent one planned), if any does."""
+
+        def part_of(man: ObjectManifest | None) -> PartRecord | None:
+            found = (p for p in man.parts if p.data_id == m.data_id and p.number == m.part) if man else ()
+            return next(found, None)
+
         man = await self.index.get_object(m.bucket, m.key)
-        part = next((p for p in man.parts if p.data_id == m.data_id and p.number == m.part), None) if man else None
+        if part_of(man) is None:
+            man = await self.index.get_version(m.bucket, m.key, m.version or "null")
+        return man, part_of(man)
+
+    async def _move(self, m: Move) -> bool:
+        man, part = await self._holder(m)
         if man is None or part is None or part.placement[m.index] != m.source:
             return False
         node_of = {d: s.node_id for s in self.drives.all_slots() for d in s.drive_ids}
