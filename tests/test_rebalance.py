@@ -258,6 +258,8 @@ def test_plan_evens_drives_by_capacity_and_keeps_parts_on_distinct_nodes() -> No
     for d in after:  # each within the tolerance (10% of the mean usage) of its share, a fragment's rounding aside
         assert abs(after[d] / share[d] - 1) <= 0.15, (after, share)
     assert p.uneven == 0 and p.bytes == sum(m.size for m in p.moves) > 0
+    empty = plan([], Listing(), dict.fromkeys(used, 0), dict.fromkeys(used, 0.0), set(used))
+    assert not empty.moves and empty.uneven == 0
 
 
 def test_plan_keeps_zones_spread() -> None:

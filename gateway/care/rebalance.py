@@ -128,6 +128,8 @@ def plan(
 ) -> Plan:
     """Moves from the fullest drives to the emptiest that may take each fragment (`targets`: active, live,
     with room), until no move narrows a pair of drives whose usage differs by more than the tolerance."""
+    if not sum(used.values()):
+        return Plan(share=share, used=dict(used))  # nothing stored: nothing to even out
     fill = _Fill(used, share)
     node_of = listing.node_of
     on_drive: dict[str, list[tuple[ObjectManifest, PartRecord, int, int]]] = {}
