@@ -41,8 +41,8 @@ from storage_node.drive import DriveError, FragmentId
 
 log = logging.getLogger(__name__)
 
-TOLERANCE = 0.10  # a drive within 10% of its share is even
-SLACK = 1 << 20  # ... or within 1 MiB of it, however small the share
+TOLERANCE = 0.10  # drives whose usages differ by at most 10% of the mean are even
+SLACK = 1 << 20  # ... or by at most 1 MiB, however little is stored
 ROUNDS = 3  # plan-and-move rounds at most: writes during a round change what is even
 MAX_PASSES = 20  # passes of one plan over the drives (each moves fragments or ends the plan)
 BUSY_PAUSE = 2.0  # seconds at most a move waits for client traffic to calm down
