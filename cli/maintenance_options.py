@@ -55,6 +55,14 @@ def maintenance_options(f: Callable[..., Any]) -> Callable[..., Any]:
             help="Parts repaired at once.",
         ),
         click.option(
+            "--min-free",
+            type=click.FloatRange(min=0),
+            default=1000.0,
+            show_default=True,
+            help="MB a drive keeps free: below it the drive is full and takes no new fragments "
+            "(a PUT that cannot place k+1 fragments gets 503).",
+        ),
+        click.option(
             "--lifecycle-day",
             type=click.FloatRange(min=0.001),
             default=86400.0,
@@ -74,6 +82,7 @@ def settings(
     repair_rate: float,
     repair_concurrency: int,
     auto_repair: bool,
+    min_free: float,
     lifecycle_day: float = 86400.0,
 ) -> Settings:
     return Settings(
@@ -83,6 +92,7 @@ def settings(
         scan_interval=scan_interval,
         repair_rate=repair_rate * 1e6,
         repair_concurrency=repair_concurrency,
+        min_free=int(min_free * 1e6),
         lifecycle_day=lifecycle_day,
     )
 

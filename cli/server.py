@@ -153,7 +153,7 @@ async def serve(cfg: ServerConfig, worker: Worker | None = None) -> None:
     except Exception as exc:  # lmdb raises its own error types for a bad or locked environment
         raise _index_error(cfg, exc) from None
 
-    layer = ObjectLayer(LocalDrives(drives), cfg.scheme)
+    layer = ObjectLayer(LocalDrives(drives, reserve=cfg.care.min_free), cfg.scheme)
     # Background repair, scans, scrubbing and admin jobs run in one process; the others only queue damage.
     primary = worker is None or worker.number == PRIMARY
     scrubber = Scrubber(drives, scrub_reporter(index), rate=cfg.scrub_rate, interval=cfg.scrub_interval)

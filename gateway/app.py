@@ -28,21 +28,26 @@ from cluster.service import (
 from cluster.service.access_log import AccessLog
 from cluster.version import SERVER
 from gateway import siblings
+from gateway.accounts.authorize import AccessDenied
 from gateway.admin import api as admin_api
 from gateway.context import Gateway
+from gateway.handlers import actions
 from gateway.handlers import buckets as bucket_api
+from gateway.handlers import cors as cors_api
 from gateway.handlers import deletes as delete_api
 from gateway.handlers import lifecycle as lifecycle_api
 from gateway.handlers import listing as listing_api
 from gateway.handlers import multipart as multipart_api
 from gateway.handlers import object_lock as lock_api
 from gateway.handlers import objects as object_api
+from gateway.handlers import post_object as post_api
 from gateway.handlers import tagging as tagging_api
 from gateway.handlers import versions as version_api
 from gateway.handlers.attributes import get_object_attributes
 from gateway.metrics import MaintenanceCollector, by_worker
 from gateway.s3 import sigv2, sigv4
 from gateway.s3.errors import S3Error
+from gateway.s3.payload import STREAMING_PAYLOADS
 from gateway.s3.request import S3Request, split_path
 from gateway.s3.sigv4 import AuthContext
 from gateway.s3.xml import error_document
@@ -55,11 +60,10 @@ Handler = Callable[[Gateway, S3Request], Awaitable[web.StreamResponse]]
 
 # Subresources S3 has and we do not: answered 501 rather than misread as a plain request.
 _BUCKET_UNSUPPORTED = frozenset(
-    "accelerate acl analytics cors encryption intelligent-tiering inventory logging metrics "
-    "notification ownershipControls policy policyStatus publicAccessBlock replication "
-    "requestPayment website".split()
+    "accelerate analytics encryption intelligent-tiering inventory logging metrics "
+    "notification replication requestPayment website".split()
 )
-_OBJECT_UNSUPPORTED = frozenset("acl restore select torrent".split())
+_OBJECT_UNSUPPORTED = frozenset("restore select torrent".split())
 _BUCKET_TAGGING: dict[str, Handler] = {
     "GET": tagging_api.get_bucket_tagging,
     "PUT": tagging_api.put_bucket_tagging,
@@ -106,6 +110,11 @@ def _route(req: S3Request) -> Handler:
             return _subresource(lock_api.CONFIGURATION, method)
         if "lifecycle" in q:
             return _subresource(lifecycle_api.CONFIGURATION, method)
+        configured = actions.bucket_access_handler(method, q)
+        if configured is not None:
+            return configured
+        if "cors" in q:
+            return _subresource(cors_api.CONFIGURATION, method)
         if method == "GET":
             if "location" in q:
                 return bucket_api.bucket_location
@@ -132,6 +141,8 @@ def _route(req: S3Request) -> Handler:
         return _subresource(lock_api.RETENTION, method)
     if "legal-hold" in q:
         return _subresource(lock_api.LEGAL_HOLD, method)
+    if "acl" in q:
+        return actions.object_acl_handler(method)
     copy = "x-amz-copy-source" in req.headers
     if method == "PUT":
         if "uploadId" in q:
@@ -148,7 +159,7 @@ def _route(req: S3Request) -> Handler:
             return multipart_api.create_upload
         if "uploadId" in q:
             return multipart_api.complete_upload
-        raise S3Error("NotImplemented", "POST object uploads are not implemented.")
+        raise S3Error("NotImplemented", "This POST is not implemented: form uploads (POST object) go to the bucket.")
     raise S3Error("MethodNotAllowed")
 
 
@@ -157,6 +168,10 @@ def _subresource(handlers: dict[str, Handler], method: str) -> Handler:
     if handler is None:
         raise S3Error("MethodNotAllowed")
     return handler
+
+
+# Requests that reach their handler unsigned, which judges them (ACTIONS has "" for them).
+_UNSIGNED: dict[str, Handler] = {"preflight": cors_api.preflight, "form": post_api.post_object}
 
 
 def _host_bucket(host: str, domains: tuple[str, ...]) -> str | None:
@@ -191,6 +206,7 @@ class _Verdict:
     forward: bool = False  # an admin request the primary worker answers (and authenticates)
     users_changed: bool = False  # a sibling worker's notice that users were added or removed
     auth: AuthContext | None = None  # who signed it (SigV4, or a presigned V2 URL)
+    unsigned: str = ""  # "preflight" (CORS OPTIONS) or "form" (POST object): judged by their handlers
     host_bucket: str | None = None  # the bucket a virtual-hosted-style Host names
 
 
@@ -202,7 +218,8 @@ async def _authenticate(request: web.Request, endpoint: Endpoint) -> None:
     """The gateway's authenticator, plugged into the service skeleton: S3 signatures, not the cluster's."""
     gw = request.app[GATEWAY_KEY]
     probe = _PROBES.get(request.path) if request.method == "GET" else None
-    if probe is not None and _is_anonymous(request):
+    anonymous = _is_anonymous(request)
+    if probe is not None and anonymous:
         ex = exchange(request)
         ex.operation, ex.quiet = probe, True
         request[_VERDICT] = _Verdict(probe=probe)
@@ -221,6 +238,18 @@ async def _authenticate(request: web.Request, endpoint: Endpoint) -> None:
         exchange(request).counted = False  # accounted for by the worker that answers it
         request[_VERDICT] = _Verdict(forward=True)
         return
+    form = request.method == "POST" and request.content_type == "multipart/form-data" and anonymous  # POST object
+    if form or request.method == "OPTIONS":
+        # Before the anonymous path: a preflight is judged by the bucket's CORS rules, a form by the signed
+        # policy it carries (or, unsigned, by a bucket policy allowing anyone s3:PutObject), in their handlers.
+        request[_VERDICT] = _Verdict(host_bucket=host_bucket, unsigned="form" if form else "preflight")
+        return
+    if anonymous:  # judged like any other request: allowed where a policy or ACL allows anyone
+        if request.headers.get("x-amz-content-sha256", "") in STREAMING_PAYLOADS:
+            # aws-chunked framing is decoded with the signature that seeds it; unsigned it would be stored.
+            raise S3Error("InvalidRequest", "An aws-chunked body needs a signed request.")
+        request[_VERDICT] = _Verdict(host_bucket=host_bucket)
+        return
     query = sigv4.parse_query(request.rel_url.raw_query_string)
     claimed = _claimed_access_key(request.headers.get("Authorization"), query)
     if claimed and not gw.users.known(claimed):
@@ -231,8 +260,12 @@ async def _authenticate(request: web.Request, endpoint: Endpoint) -> None:
     else:
         auth = sigv4.verify(request.method, raw_path, query, request.headers, gw.users.secret)
     request[_VERDICT] = _Verdict(auth=auth, host_bucket=host_bucket)
-    if expect is not None and request.version >= HttpVersion11:
-        # Only now that the request is admitted and its signature holds is the body asked for.
+    await _ask_for_body(request)  # only now that the request is admitted and its signature holds
+
+
+async def _ask_for_body(request: web.Request) -> None:
+    """Answer Expect: 100-continue, once the request may go on."""
+    if "Expect" in request.headers and request.version >= HttpVersion11 and not request.get(_CONTINUED):
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         request.writer.output_size = 0  # the response proper has not started
         request[_CONTINUED] = True
@@ -267,17 +300,25 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         assert gw.siblings is not None
         return await siblings.answer_users_changed(request, gw.users)
     auth = verdict.auth
-    assert auth is not None
+    access_key = auth.access_key if auth is not None else ""  # "": anonymous
     raw_path = request.rel_url.raw_path
     ex = exchange(request)
-    if verdict.host_bucket is None and admin_api.is_admin_path(raw_path):
-        ex.operation, resp = await admin_api.dispatch(gw, request, auth.access_key)
+    if verdict.host_bucket is None and not verdict.unsigned and admin_api.is_admin_path(raw_path):
+        ex.operation, resp = await admin_api.dispatch(gw, request, access_key)
         return resp
-    # Only an authenticated request learns what is wrong with its key.
-    bucket, key = split_path(raw_path, verdict.host_bucket)
-    req = S3Request(request, request[REQUEST_ID], bucket, key, auth.access_key, request.query, auth)
-    handler = _route(req)
+    # Only an authenticated request learns what is wrong with its key: an anonymous one is refused.
+    try:
+        bucket, key = split_path(raw_path, verdict.host_bucket)
+        req = S3Request(request, request[REQUEST_ID], bucket, key, access_key, request.query, auth)
+        handler = _UNSIGNED[verdict.unsigned] if verdict.unsigned else _route(req)
+    except S3Error:
+        if auth is None:
+            raise S3Error("AccessDenied") from None
+        raise
     ex.operation = handler.__name__
+    await actions.judge_request(gw, req, handler)
+    if auth is None:
+        await _ask_for_body(request)  # an anonymous request's body, once it is allowed
     return await handler(gw, req)
 
 
@@ -335,6 +376,8 @@ _HTTP_CODES = {
 def _classify(exc: BaseException) -> Failure | None:
     if isinstance(exc, S3Error):
         err = exc
+    elif isinstance(exc, AccessDenied):  # from accounts.authorize, called by a handler itself
+        err = S3Error("AccessDenied")
     elif isinstance(exc, IndexUnavailable):  # no metadata quorum now: a retryable 503, as S3 answers overload
         log.warning("index unavailable: %s", exc)
         err = S3Error("ServiceUnavailable")
@@ -397,6 +440,22 @@ async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
     response.headers["Server"] = SERVER
 
 
+async def _cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Access-Control-* headers on an answer to an origin the bucket's CORS rules allow, errors included."""
+    if "Origin" not in request.headers or request.method == "OPTIONS" or response.status == 503:
+        return
+    verdict: _Verdict | None = request.get(_VERDICT)
+    if verdict is not None and (verdict.probe or verdict.forward or verdict.users_changed):
+        return
+    gw = request.app[GATEWAY_KEY]
+    try:
+        host_bucket = verdict.host_bucket if verdict is not None else _host_bucket(request.host, gw.domains)
+        bucket, _ = split_path(request.rel_url.raw_path, host_bucket)
+    except S3Error:
+        return
+    await cors_api.add_headers(gw, bucket, request, response)
+
+
 def _readiness(gw: Gateway) -> ReadyCheck:
     async def check() -> tuple[bool, dict[str, Any]]:
         problem = await gw.readiness() if gw.readiness else None
@@ -427,6 +486,7 @@ def make_app(gw: Gateway) -> web.Application:
     app[GATEWAY_KEY] = gw
     app[SERVICE].registry.register(MaintenanceCollector(lambda: gw.maintenance))
     app.on_response_prepare.append(_stamp)
+    app.on_response_prepare.append(_cors_headers)
 
     async def users_refresh(app: web.Application) -> AsyncIterator[None]:
         await gw.users.start()
