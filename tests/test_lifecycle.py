@@ -28,9 +28,10 @@ from tests.lifecycle_cases import (  # noqa: F401  (collected here)
     test_locked_versions_are_never_removed,
     test_versioned_expiration_noncurrent_and_markers,
 )
-from tests.s3_helpers import unique
+from tests.s3_helpers import expect_error, unique
 from tests.server_process import ServerProcess, start_server
 from tests.test_admin_embedded import admin
+from tests.test_users import add_user, user_client
 
 DAY_ARGS = ("--lifecycle-day", "1", "--scrub-interval", "0")
 
@@ -108,3 +109,12 @@ def test_aws_cli_sets_reads_and_deletes_rules(server: ServerProcess, bucket: str
     server.aws("s3api", "delete-bucket-lifecycle", "--bucket", bucket)
     gone = server.aws("s3api", "get-bucket-lifecycle-configuration", "--bucket", bucket, check=False)
     assert gone.returncode != 0 and "NoSuchLifecycleConfiguration" in gone.stderr
+
+
+def test_only_the_owner_or_a_policy_may_touch_rules(server: ServerProcess, s3: Any, bucket: str) -> None:
+    other = user_client(server.endpoint, add_user(server.endpoint, unique("u")))
+    configure(s3, bucket, rule("r", Expiration={"Days": 5}))
+    expect_error(other.get_bucket_lifecycle_configuration, "AccessDenied", 403, Bucket=bucket)
+    expect_error(configure, "AccessDenied", 403, other, bucket, rule("x", Expiration={"Days": 1}))
+    expect_error(other.delete_bucket_lifecycle, "AccessDenied", 403, Bucket=bucket)
+    assert s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"][0]["ID"] == "r"  # unchanged
