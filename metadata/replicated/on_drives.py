@@ -1,0 +1,238 @@
+"""The embedded server's index: a ReplicatedIndex over copies of the index kept on the drives themselves.
+
+`tessera server` keeps min(2m+1, drives) copies, each a ReplicaStore (metadata/replica/store.py) in a
+directory on a different drive, called in-process (no msgpack, no HTTP: the store's methods are the
+replica protocol's). Writes go to every copy and are acknowledged by a majority, reads merge a
+majority, so any m copies may be lost, wiped or damaged with every acknowledged write still on a
+quorum. A copy that is fresh (an adopted empty drive, a wiped directory) or that was set aside as
+damaged comes back not initialized: it takes writes at once and answers reads once anti-entropy
+(metadata/replica/anti_entropy.py) has pulled from enough initialized copies, while the server serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lmdb
+
+from cluster.workers import Periodic
+from metadata.index import IndexFull, IndexUnavailable
+from metadata.replica.anti_entropy import REBUILD_RETRY, AntiEntropy
+from metadata.replica.merge import Entry
+from metadata.replica.protocol import Prepared, ReplicaDown, Write
+from metadata.replica.store import ReplicaStore
+from metadata.replicated.index import ReplicatedIndex
+
+log = logging.getLogger(__name__)
+
+HEAL_INTERVAL = 600.0  # seconds between anti-entropy rounds once every copy is initialized
+# What a copy's store raises when its drive or its file fails: count the copy out, never fail the request.
+_FAILURES = (lmdb.Error, OSError, IndexFull, RuntimeError)
+# What says the file itself is damaged (LMDB keeps no checksums: these are the structural checks it makes).
+_DAMAGE = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError, lmdb.VersionMismatchError)
+
+
+def copy_count(m: int, drives: int) -> int:
+    """How many copies: a majority of them survives any m drives lost (2m+1), at most one per drive."""
+    return max(1, min(2 * m + 1, drives))
+
+
+class DriveCopy:
+    """One copy, as a Replica: its store's failures are ReplicaDown, so a failing drive is counted out."""
+
+    def __init__(self, path: Path, store: ReplicaStore | None, why: str = "") -> None:
+        self.name = str(path)
+        self.path = path
+        self.store = store
+        self.why = why  # why there is no store (or why it was switched off)
+
+    @property
+    def ready(self) -> bool:
+        return self.store is not None and self.store.initialized
+
+    def _live(self) -> ReplicaStore:
+        if self.store is None:
+            raise ReplicaDown(f"{self.name}: {self.why}")
+        return self.store
+
+    def _down(self, exc: BaseException) -> ReplicaDown:
+        if isinstance(exc, _DAMAGE):
+            # Switched off until the next start, which sets the file aside and rebuilds it (open_copies).
+            log.error("index copy %s is damaged (%s): not used until the next start rebuilds it", self.name, exc)
+            self.store, self.why = None, f"damaged: {exc}"
+        return ReplicaDown(f"{self.name}: {exc}")
+
+    async def get(self, table: str, key_list: list[bytes]) -> list[Entry | None]:
+        try:
+            return await self._live().get(table, key_list)
+        except _FAILURES as exc:
+            raise self._down(exc) from None
+
+    async def get_many(self, reads: list[tuple[str, bytes]]) -> list[Entry | None]:
+        try:
+            return await self._live().get_many(reads)
+        except _FAILURES as exc:
+            raise self._down(exc) from None
+
+    async def put(self, writes: list[Write]) -> int:
+        try:
+            return await self._live().put(writes)
+        except _FAILURES as exc:
+            raise self._down(exc) from None
+
+    async def scan(
+        self, table: str, start: bytes, inclusive: bool, scope: bytes, limit: int
+    ) -> tuple[list[tuple[bytes, Entry]], bool]:
+        try:
+            return await self._live().scan(table, start, inclusive, scope, limit)
+        except _FAILURES as exc:
+            raise self._down(exc) from None
+
+    async def prepare(self, table: str, key: bytes, txn_id: str, ts: int, lease: float) -> Prepared:
+        try:
+            return await self._live().prepare(table, key, txn_id, ts, lease)
+        except _FAILURES as exc:
+            raise self._down(exc) from None
+
+    async def commit(self, table: str, key: bytes, txn_id: str, writes: list[Write]) -> bool:
+        try:
+            return await self._live().commit(table, key, txn_id, writes)
+        except _FAILURES as exc:
+            raise self._down(exc) from None
+
+    async def release(self, table: str, key: bytes, txn_id: str) -> None:
+        try:
+            await self._live().release(table, key, txn_id)
+        except _FAILURES as exc:
+            raise self._down(exc) from None
+
+    async def chunk_digests(self, table: str, chunk: int) -> list[tuple[bytes, bytes]]:
+        try:
+            return await self._live().chunk_digests(table, chunk)
+        except _FAILURES as exc:
+            raise self._down(exc) from None
+
+    async def range_digests(self, table: str, starts: list[bytes]) -> list[bytes]:
+        try:
+            return await self._live().range_digests(table, starts)
+        except _FAILURES as exc:
+            raise self._down(exc) from None
+
+    async def pull(
+        self, table: str, start: bytes, end: bytes | None, limit: int
+    ) -> tuple[list[tuple[bytes, Entry]], bytes | None]:
+        try:
+            return await self._live().pull(table, start, end, limit)
+        except _FAILURES as exc:
+            raise self._down(exc) from None
+
+    async def status(self) -> bool:
+        try:
+            return await self._live().status()
+        except _FAILURES as exc:
+            raise self._down(exc) from None
+
+
+def _set_aside(path: Path, why: str) -> str:
+    aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+    path.rename(aside)
+    log.warning("index copy %s is damaged (%s): set aside as %s, rebuilding it from the others", path, why, aside)
+    return str(aside)
+
+
+async def open_copy(path: Path | None, verify: bool) -> DriveCopy:
+    """Open the copy in `path` (None: its drive is missing), creating it empty if absent. verify (at start,
+    once for all processes): walk it first, and set a damaged one aside to start it afresh (not initialized)."""
+    if path is None:
+        return DriveCopy(Path("(missing drive)"), None, "its drive is missing")
+    for attempt in range(2):
+        store = None
+        try:
+            store = await asyncio.to_thread(ReplicaStore.open, path)
+            if verify:
+                await asyncio.to_thread(store.verify)
+            return DriveCopy(path, store)
+        except _DAMAGE as exc:
+            if store is not None:
+                await store.close()
+            if attempt == 0 and verify:
+                try:
+                    _set_aside(path, str(exc))
+                    continue
+                except OSError as err:
+                    return DriveCopy(path, None, f"damaged, and cannot be set aside: {err}")
+            return DriveCopy(path, None, f"damaged: {exc}")
+        except (lmdb.Error, OSError) as exc:
+            return DriveCopy(path, None, f"cannot open: {exc}")
+    raise AssertionError("unreachable")
+
+
+async def open_copies(paths: Sequence[Path | None], verify: bool) -> list[DriveCopy]:
+    return list(await asyncio.gather(*(open_copy(p, verify) for p in paths)))
+
+
+class EmbeddedIndex(ReplicatedIndex):
+    """The Index over copies on the drives, with the worker that rebuilds and reconciles them (heal())."""
+
+    def __init__(self, copies: Sequence[DriveCopy]) -> None:
+        super().__init__(list(copies))
+        self.copies = list(copies)
+        self._entropy = [
+            (c, AntiEntropy(c.store, [p for p in copies if p is not c])) for c in copies if c.store is not None
+        ]
+        self.worker = Periodic(
+            "index-copies",
+            self._heal_round,
+            lambda: HEAL_INTERVAL if all(c.ready for c in self.copies) else REBUILD_RETRY,
+            at_once=True,
+            what="index copies' anti-entropy round",
+            counters=self.counters,
+        )
+
+    @property
+    def ready(self) -> int:
+        return sum(c.ready for c in self.copies)
+
+    def counters(self) -> dict[str, Any]:
+        rebuilding = [c.name for c in self.copies if c.store is not None and not c.store.initialized]
+        return {"copies": len(self.copies), "quorum": self.quorum, "ready": self.ready, "rebuilding": rebuilding}
+
+    def require_quorum(self) -> None:
+        if self.ready < self.quorum:
+            raise IndexUnavailable(
+                f"only {self.ready} of {len(self.copies)} copies of the index are readable ({self.quorum} needed)"
+            )
+
+    async def _heal_round(self) -> None:
+        for copy, ae in self._entropy:
+            if copy.store is None:  # switched off since (damaged)
+                continue
+            was = copy.store.initialized
+            try:
+                await ae.round()
+            except _FAILURES as exc:  # this copy's own store failed: the others go on
+                copy._down(exc)
+                log.warning("index copy %s: anti-entropy failed: %s", copy.name, exc)
+                continue
+            if not was and copy.store.initialized:
+                log.info("index copy %s rebuilt: %d of %d copies ready", copy.name, self.ready, len(self.copies))
+
+    def heal(self) -> None:
+        """Start rebuilding fresh copies (and reconciling all of them now and then) in the background."""
+        self.worker.start()
+
+    async def mark_all_initialized(self, copies: Sequence[DriveCopy] | None = None) -> None:
+        for c in copies if copies is not None else self.copies:
+            if c.store is not None:
+                await c.store.mark_initialized()
+
+    async def close(self) -> None:
+        await self.worker.stop()
+        await super().close()
+        stores = [c.store for c in self.copies if c.store is not None]
+        await asyncio.gather(*(s.close() for s in stores), return_exceptions=True)
