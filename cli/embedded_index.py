@@ -163,13 +163,13 @@ def _write(path: Path, doc: dict[str, Any]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _spread(name: str, copies: Copies, make: Any) -> dict[str, Any]:
-    """The agreed document `name` (make(None) if none), written beside every copy that lacks or differs from it."""
+def _spread(name: str, copies: Copies, make: Any) -> dict[str, Any] | None:
+    """make(the agreed document `name`, or None), written beside every copy that lacks or differs from it."""
     sources = [*([copies.legacy] if copies.legacy is not None else []), *copies.systems]
     found = {s: _read(s / name) for s in sources}
     doc = make(_agreed([d for d in found.values() if d is not None]))
     for s in copies.systems:
-        if found.get(s) != doc:
+        if doc is not None and found.get(s) != doc:
             _write(s / name, doc)
     return doc  # type: ignore[no-any-return]
 
@@ -187,12 +187,19 @@ def system_files(copies: Copies, deployment: str) -> tuple[Credentials, float]:
             raise StartupError(f"the index copies are of deployment {doc.get('deployment')}, not {deployment}")
         return doc
 
-    def credentials(doc: dict[str, Any] | None) -> dict[str, Any]:
+    from_env = credentials_from_env()  # wins when set; then none are generated (as root_credentials does)
+
+    def credentials(doc: dict[str, Any] | None) -> dict[str, Any] | None:
         if doc is not None and isinstance(doc.get("access_key"), str) and isinstance(doc.get("secret_key"), str):
             return doc
+        if from_env is not None:
+            return None
         creds = generate()
         return {"access_key": creds.access_key, "secret_key": creds.secret_key}
 
-    created = float(_spread(ORIGIN, copies, origin)["created"])
+    created = float(_spread(ORIGIN, copies, origin)["created"])  # type: ignore[index]
     stored = _spread(CREDENTIALS, copies, credentials)
-    return credentials_from_env() or Credentials(stored["access_key"], stored["secret_key"]), created
+    if from_env is not None:
+        return from_env, created
+    assert stored is not None
+    return Credentials(stored["access_key"], stored["secret_key"]), created
