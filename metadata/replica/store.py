@@ -16,6 +16,7 @@ reads and prepares until anti-entropy has copied what its peers hold (metadata/r
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import struct
@@ -178,6 +179,10 @@ class ReplicaStore:
         share the next one, so a replica's write rate is not one fsync per write.
         """
         return await self._lmdb.write(self._apply, writes)
+
+    def submit_put(self, writes: list[Write]) -> asyncio.Future[int]:
+        """put() as a future, for a caller in this process writing to many stores at once without a task each."""
+        return self._lmdb.submit(self._apply, writes)
 
     async def scan(
         self, table: str, start: bytes, inclusive: bool, scope: bytes, limit: int

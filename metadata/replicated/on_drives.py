@@ -12,6 +12,7 @@ damaged comes back not initialized: it takes writes at once and answers reads on
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ import lmdb
 from cluster.workers import Periodic
 from metadata.index import IndexFull, IndexUnavailable
 from metadata.replica.anti_entropy import REBUILD_RETRY, AntiEntropy
-from metadata.replica.merge import Entry
+from metadata.replica.merge import Entry, merge_all
 from metadata.replica.protocol import Prepared, ReplicaDown, Write
 from metadata.replica.store import ReplicaStore
 from metadata.replicated.index import ReplicatedIndex
@@ -84,6 +85,17 @@ class DriveCopy:
             return await self._live().put(writes)
         except _FAILURES as exc:
             raise self._down(exc) from None
+
+    def submit_put(self, writes: list[Write]) -> asyncio.Future[int]:
+        """put() as a future (EmbeddedIndex._write); its failures are mapped by failure()."""
+        try:
+            return self._live().submit_put(writes)
+        except _FAILURES as exc:
+            raise self._down(exc) from None
+
+    def failure(self, exc: BaseException) -> BaseException:
+        """What a failed call's exception counts as: ReplicaDown for the drive's failures, else itself."""
+        return self._down(exc) if isinstance(exc, _FAILURES) else exc
 
     async def scan(
         self, table: str, start: bytes, inclusive: bool, scope: bytes, limit: int
@@ -207,6 +219,76 @@ class EmbeddedIndex(ReplicatedIndex):
             raise IndexUnavailable(
                 f"only {self.ready} of {len(self.copies)} copies of the index are readable ({self.quorum} needed)"
             )
+
+    # -- the quorum plumbing, without a task per copy: the stores are in this process
+
+    async def _read_many(self, reads: list[tuple[str, bytes]]) -> list[Entry | None]:
+        """Read a quorum of copies one after the other (a few keys are read on the event loop: microseconds
+        each), those that failed least recently first; the copies that answered stale are repaired behind."""
+        answers: list[tuple[int, list[Entry | None]]] = []
+        down = []
+        for i in sorted(range(len(self.copies)), key=lambda i: self._failed_at.get(i, 0.0)):
+            try:
+                answers.append((i, await self.copies[i].get_many(reads)))
+            except ReplicaDown as exc:
+                self._note(i, exc)
+                down.append(str(exc))
+                continue
+            if len(answers) == self.quorum:
+                break
+        if len(answers) < self.quorum:
+            n = len(self.copies)
+            raise IndexUnavailable(f"only {len(answers)} of {n} index copies answered: {'; '.join(down)}")
+        merged = [merge_all([a[j] for _, a in answers]) for j in range(len(reads))]
+        for e in merged:
+            if e is not None:
+                self._hlc.observe(e.hlc)
+        for i, got in answers:
+            fix = [Write(t, k, m) for (t, k), m, g in zip(reads, merged, got, strict=True) if m is not None and g != m]
+            if fix:
+                log.info("read repair: %d record(s) on %s", len(fix), self.copies[i].name)
+                self._spawn(self.copies[i].put(fix))
+        return merged
+
+    async def _write(self, writes: list[Write]) -> None:
+        """Submit the writes to every copy's writer at once; return when a quorum has them durable."""
+        if not writes:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        tally = {"ok": 0, "down": 0}
+        errors: list[str] = []
+        n = len(self.copies)
+
+        def settled(i: int, fut: asyncio.Future[int]) -> None:
+            exc = None if fut.cancelled() else fut.exception()
+            if exc is None:
+                tally["ok"] += 1
+            else:
+                exc = self.copies[i].failure(exc)
+                if not isinstance(exc, ReplicaDown):
+                    if not done.done():
+                        done.set_exception(exc)  # a refused argument: the same on every copy
+                    return
+                self._note(i, exc)
+                tally["down"] += 1
+                errors.append(str(exc))
+            if done.done():
+                return
+            if tally["ok"] >= self.quorum:
+                done.set_result(None)
+            elif tally["down"] > n - self.quorum:
+                done.set_exception(
+                    IndexUnavailable(f"only {tally['ok']} of {n} index copies took the write: {'; '.join(errors)}")
+                )
+
+        for i, c in enumerate(self.copies):
+            try:
+                fut = c.submit_put(writes)
+            except ReplicaDown as exc:
+                fut = asyncio.get_running_loop().create_future()
+                fut.set_exception(exc)
+            fut.add_done_callback(functools.partial(settled, i))
+        await done
 
     async def _heal_round(self) -> None:
         for copy, ae in self._entropy:
