@@ -45,6 +45,11 @@ class Copies:
         return [d.parent for d in self.dirs if d is not None]
 
 
+def has_copies(drives: list[Path]) -> bool:
+    """Whether any of the drives holds an index copy (before they are assembled into a set)."""
+    return any((d / SYSTEM_DIR / COPY_DIR).is_dir() for d in drives)
+
+
 def plan(found: AssembledSet, m: int, legacy: Path | None) -> Copies:
     """Where the copies are: on the set's first members, by drive id, whatever the drives' order or paths."""
     by_id = {}

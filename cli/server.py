@@ -16,7 +16,7 @@ from aiohttp import web
 
 from cli import event_loop
 from cli.addresses import StartupError, parse_listen, url
-from cli.embedded_index import Copies, open_index, plan, prepare, system_files
+from cli.embedded_index import Copies, has_copies, open_index, plan, prepare, system_files
 from cli.maintenance_options import maintenance_options, scrub_options, settings
 from cli.malloc_tuning import tune_malloc
 from cli.node import scrub_reporter
@@ -36,7 +36,7 @@ from gateway.siblings import PRIMARY, Siblings, socket_path
 from metadata.index import Index
 from metadata.local.store import LocalIndex
 from metadata.replicated.on_drives import EmbeddedIndex
-from storage_node.drive_format import SYSTEM_DIR, SetRefused, assemble, read_format
+from storage_node.drive_format import FORMAT_FILE, SYSTEM_DIR, SetRefused, assemble, read_format
 from storage_node.protocol import ScrubStatus
 from storage_node.scrubber import Scrubber
 
@@ -56,9 +56,13 @@ def layout(
             raise StartupError("the same drive is given twice")
     else:
         paths = [DEFAULT_DATA / f"drive{i + 1}" for i in range(max(DEFAULT_DRIVES, scheme.width))]
+    # No drive is special once the index has copies on several (cli/embedded_index.py), nor in a new set.
+    # Drives formatted before copies keep the checks on the one drive holding the index until it is moved.
+    external = (
+        index is not None or not drives or has_copies(paths) or not any((p / FORMAT_FILE).exists() for p in paths)
+    )
     try:
-        # No drive is special without --index: the copies are on several (cli/embedded_index.py).
-        found = assemble(paths, str(scheme), ec_given, external_system=True)
+        found = assemble(paths, str(scheme), ec_given, external)
     except SetRefused as exc:
         raise StartupError(str(exc)) from None
     formatted = Scheme.parse(found.format.ec, scheme.segment_size)

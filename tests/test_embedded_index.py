@@ -176,6 +176,14 @@ def test_damaged_copies_are_set_aside_and_rebuilt(filled: tuple[Store, dict[str,
         assert list((d / ".tessera-system").glob("replica.damaged-*")), d
 
 
+def _name_the_index_drive(store: Store) -> None:
+    """The format records of before name the drive holding the one index."""
+    first = json.loads((store.drives[0] / "drive.json").read_text())["id"]
+    for d in store.drives:
+        record = json.loads((d / "drive.json").read_text())
+        (d / "drive.json").write_text(json.dumps({**record, "system": first}))
+
+
 def test_a_single_copy_index_of_before_is_moved_into_copies(tmp_path: Path) -> None:
     """Drives as the server of before left them: the index, credentials and origin only in DRIVE1/.tessera-system."""
     store = Store(tmp_path)
@@ -197,11 +205,18 @@ def test_a_single_copy_index_of_before_is_moved_into_copies(tmp_path: Path) -> N
     store.read_back(objects)
     store.stop()
     assert not (_copy(store.drives[1])).exists()
-    # The format records of before name the drive holding the index.
-    first = json.loads((store.drives[0] / "drive.json").read_text())["id"]
-    for d in store.drives:
-        record = json.loads((d / "drive.json").read_text())
-        (d / "drive.json").write_text(json.dumps({**record, "system": first}))
+    _name_the_index_drive(store)
+    # Until it is moved, the drive holding the one index is the only copy: without it, no start.
+    shutil.move(store.drives[0], tmp_path / "away")
+    store.drives[0].mkdir()
+    before = store.fragments()
+    res = run_server([*map(str, store.drives), "--listen", "127.0.0.1:0"], store.base)
+    assert_one_line_error(res, "the drive holding the index and credentials")
+    assert store.fragments() == before
+    assert not (store.drives[0] / "drive.json").exists()  # the empty one was not taken into the set
+    shutil.rmtree(store.drives[0])
+    shutil.move(tmp_path / "away", store.drives[0])
+
     store.start()
     assert store.creds == creds
     store.read_back(objects)
