@@ -61,6 +61,15 @@ class Store:
         for key, data in objects.items():
             assert s3.get_object(Bucket="photos", Key=key)["Body"].read() == data, key
 
+    def fill(self) -> dict[str, bytes]:
+        """A bucket "photos" with inline and erasure-coded objects: what was written."""
+        s3 = self.client()
+        s3.create_bucket(Bucket="photos")
+        objects = {name: os.urandom(size) for name, size in SIZES.items()}
+        for key, data in objects.items():
+            s3.put_object(Bucket="photos", Key=key, Body=data)
+        return objects
+
     def fragments(self) -> list[tuple[str, int]]:
         """Every fragment file under the store's directory, also on drives taken out of the set."""
         return sorted((f.name, f.stat().st_size) for f in self.base.glob("*/fragments/*/*.*.*"))
@@ -71,11 +80,7 @@ def filled(tmp_path: Path) -> Iterator[tuple[Store, dict[str, bytes]]]:
     """A stopped store holding inline and erasure-coded objects."""
     store = Store(tmp_path)
     store.start()
-    s3 = store.client()
-    s3.create_bucket(Bucket="photos")
-    objects = {name: os.urandom(size) for name, size in SIZES.items()}
-    for key, data in objects.items():
-        s3.put_object(Bucket="photos", Key=key, Body=data)
+    objects = store.fill()
     store.stop()
     yield store, objects
     store.stop()
@@ -192,10 +197,7 @@ def test_drives_from_before_format_records_are_adopted(tmp_path: Path) -> None:
     """Drives that carry only {"id"} (and the index on the first one) join a deployment, data and all."""
     store = Store(tmp_path)
     store.start(extra=("--index", str(store.drives[0] / ".tessera-system")))  # the one index of before
-    objects = {name: os.urandom(size) for name, size in SIZES.items()}
-    store.client().create_bucket(Bucket="photos")
-    for key, data in objects.items():
-        store.client().put_object(Bucket="photos", Key=key, Body=data)
+    objects = store.fill()
     store.stop()
     ids = []
     for d in store.drives:

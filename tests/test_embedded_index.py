@@ -18,7 +18,7 @@ import boto3
 import pytest
 
 from tests.server_process import assert_one_line_error, run_server
-from tests.test_drive_identity import SIZES, Store
+from tests.test_drive_identity import Store
 
 COPIES = 5  # 4+2 over six drives: 2m+1 copies on the first five members, quorum 3
 DEADLINE = 60.0
@@ -80,11 +80,7 @@ def filled(tmp_path: Path) -> Iterator[tuple[Store, dict[str, bytes], dict[str, 
     """A stopped store holding inline and erasure-coded objects, and a user with a bucket of their own."""
     store = Store(tmp_path)
     store.start()
-    s3 = store.client()
-    s3.create_bucket(Bucket="photos")
-    objects = {name: os.urandom(size) for name, size in SIZES.items()}
-    for key, data in objects.items():
-        s3.put_object(Bucket="photos", Key=key, Body=data)
+    objects = store.fill()
     user = _add_user(store)
     _user_client(store, user).create_bucket(Bucket="carols")
     store.stop()
@@ -189,11 +185,8 @@ def test_a_single_copy_index_of_before_is_moved_into_copies(tmp_path: Path) -> N
     store = Store(tmp_path)
     system = store.drives[0] / ".tessera-system"
     store.start(extra=("--index", str(system)))  # --index: one LocalIndex where it is told
+    objects = store.fill()
     s3 = store.client()
-    s3.create_bucket(Bucket="photos")
-    objects = {name: os.urandom(size) for name, size in SIZES.items()}
-    for key, data in objects.items():
-        s3.put_object(Bucket="photos", Key=key, Body=data)
     upload = s3.create_multipart_upload(Bucket="photos", Key="pending")["UploadId"]
     s3.upload_part(Bucket="photos", Key="pending", UploadId=upload, PartNumber=1, Body=b"p" * 1000)
     user = _add_user(store)

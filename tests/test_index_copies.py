@@ -3,9 +3,8 @@ the processes around it are in tests/test_embedded_index.py."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from metadata.index import IndexUnavailable
 from metadata.replica.anti_entropy import AntiEntropy
 from metadata.replicated.on_drives import DriveCopy, EmbeddedIndex, copy_count, open_copies
 from tests.index_contract import IndexContract, make_manifest, new_bucket
+from tests.test_replicated_index import until
 
 N = 5
 
@@ -36,14 +36,6 @@ class TestEmbeddedIndex(IndexContract):
     @pytest.fixture
     async def index(self, embedded: EmbeddedIndex) -> EmbeddedIndex:
         return embedded
-
-
-async def until(cond: Callable[[], bool], seconds: float = 20.0) -> None:
-    for _ in range(int(seconds / 0.05)):
-        if cond():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 def test_copy_count() -> None:

@@ -31,7 +31,10 @@ from metadata.replicated.index import ReplicatedIndex
 
 log = logging.getLogger(__name__)
 
-HEAL_INTERVAL = 600.0  # seconds between anti-entropy rounds once every copy is initialized
+# Seconds between anti-entropy rounds once every copy is initialized: each round digests every table of every
+# copy against each other copy, and copies that are all written together rarely differ (read repair fixes
+# what a read meets).
+HEAL_INTERVAL = 3600.0
 # What a copy's store raises when its drive or its file fails: count the copy out, never fail the request.
 _FAILURES = (lmdb.Error, OSError, IndexFull, RuntimeError)
 # What says the file itself is damaged (LMDB keeps no checksums: these are the structural checks it makes).
@@ -201,7 +204,7 @@ class EmbeddedIndex(ReplicatedIndex):
             "index-copies",
             self._heal_round,
             lambda: HEAL_INTERVAL if all(c.ready for c in self.copies) else REBUILD_RETRY,
-            at_once=True,
+            at_once=not all(c.ready for c in self.copies),  # a copy to rebuild: at once
             what="index copies' anti-entropy round",
             counters=self.counters,
         )
