@@ -116,9 +116,10 @@ def _set_legacy_aside(legacy: Path) -> None:
     log.info("the single-copy index of before is kept as %s (remove it once satisfied)", aside)
 
 
-async def open_index(copies: Copies, heal: bool) -> EmbeddedIndex:
-    """The index over the copies prepare() checked; heal: run the rebuilding worker here (one process only)."""
-    index = EmbeddedIndex(await open_copies(copies.dirs, verify=False))
+async def open_index(copies: Copies, heal: bool, alone: bool) -> EmbeddedIndex:
+    """The index over the copies prepare() checked; heal: run the rebuilding worker here (one process only);
+    alone: no other process has the copies open (no `--workers`), so a damaged one may be replaced while serving."""
+    index = EmbeddedIndex(await open_copies(copies.dirs, verify=False), renew=alone)
     try:
         index.require_quorum()
     except IndexUnavailable as exc:

@@ -167,7 +167,7 @@ async def serve(cfg: ServerConfig, worker: Worker | None = None) -> None:
     primary = worker is None or worker.number == PRIMARY
     index: Index
     if cfg.copies is not None:
-        index = await open_index(cfg.copies, heal=primary)
+        index = await open_index(cfg.copies, heal=primary, alone=worker is None)
     else:
         try:
             index = LocalIndex.open(cfg.index)

@@ -7,6 +7,7 @@ import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import lmdb
 import pytest
 
 from metadata.index import IndexUnavailable
@@ -124,5 +125,25 @@ async def test_a_damaged_copy_is_set_aside_at_open(tmp_path: Path) -> None:
     try:
         assert index.ready == 4 and not index.copies[3].ready and index.copies[3].store is not None
         assert _set_aside(tmp_path, "c3")
+    finally:
+        await index.close()
+
+
+async def test_a_copy_damaged_while_serving_is_replaced_and_rebuilt(tmp_path: Path) -> None:
+    index = EmbeddedIndex((await _open(tmp_path, new=True)).copies, renew=True)
+    try:
+        name = await new_bucket(index)
+        mans = [make_manifest(name, f"k{i}") for i in range(50)]
+        for m in mans:
+            await index.put_object(m)
+        # What a read through a damaged page raises (lmdb's own error), met by a request:
+        index.copies[2]._down(lmdb.CorruptedError("mdb_cursor_get: MDB_CORRUPTED: Located page was wrong type"))
+        assert index.ready == N - 1
+        assert await index.get_object(name, "k7") == mans[7]  # served by the others
+        index.heal()
+        await until(lambda: index.ready == N)
+        assert _set_aside(tmp_path, "c2")
+        store = index.copies[2].store
+        assert store is not None and await store.count("objects") == len(mans)
     finally:
         await index.close()

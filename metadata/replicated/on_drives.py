@@ -54,6 +54,7 @@ class DriveCopy:
         self.path = path
         self.store = store
         self.why = why  # why there is no store (or why it was switched off)
+        self.damaged: ReplicaStore | None = None  # the store switched off as damaged, until it is replaced
 
     @property
     def ready(self) -> bool:
@@ -65,10 +66,10 @@ class DriveCopy:
         return self.store
 
     def _down(self, exc: BaseException) -> ReplicaDown:
-        if isinstance(exc, _DAMAGE):
-            # Switched off until the next start, which sets the file aside and rebuilds it (open_copies).
-            log.error("index copy %s is damaged (%s): not used until the next start rebuilds it", self.name, exc)
-            self.store, self.why = None, f"damaged: {exc}"
+        if isinstance(exc, _DAMAGE) and self.store is not None:
+            # Switched off; set aside and rebuilt by the healing worker (EmbeddedIndex) or the next start.
+            log.error("index copy %s is damaged (%s): switched off until it is rebuilt", self.name, exc)
+            self.damaged, self.store, self.why = self.store, None, f"damaged: {exc}"
         return ReplicaDown(f"{self.name}: {exc}")
 
     async def get(self, table: str, key_list: list[bytes]) -> list[Entry | None]:
@@ -194,20 +195,46 @@ async def open_copies(paths: Sequence[Path | None], verify: bool) -> list[DriveC
 class EmbeddedIndex(ReplicatedIndex):
     """The Index over copies on the drives, with the worker that rebuilds and reconciles them (heal())."""
 
-    def __init__(self, copies: Sequence[DriveCopy]) -> None:
+    def __init__(self, copies: Sequence[DriveCopy], renew: bool = False) -> None:
+        """renew: a copy found damaged while serving is set aside and rebuilt here, now (only when no other
+        process has the copies open: theirs would go on writing to the file set aside)."""
         super().__init__(list(copies))
         self.copies = list(copies)
-        self._entropy = [
-            (c, AntiEntropy(c.store, [p for p in copies if p is not c])) for c in copies if c.store is not None
-        ]
+        self._renew = renew
+        self._entropy = {i: self._anti_entropy(i) for i, c in enumerate(copies) if c.store is not None}
         self.worker = Periodic(
             "index-copies",
             self._heal_round,
-            lambda: HEAL_INTERVAL if all(c.ready for c in self.copies) else REBUILD_RETRY,
-            at_once=not all(c.ready for c in self.copies),  # a copy to rebuild: at once
+            lambda: REBUILD_RETRY if self._to_rebuild() else HEAL_INTERVAL,
+            at_once=self._to_rebuild(),
             what="index copies' anti-entropy round",
             counters=self.counters,
         )
+
+    def _anti_entropy(self, i: int) -> AntiEntropy:
+        store = self.copies[i].store
+        assert store is not None
+        return AntiEntropy(store, [p for p in self.copies if p is not self.copies[i]])
+
+    def _to_rebuild(self) -> bool:
+        fresh = any(c.store is not None and not c.store.initialized for c in self.copies)
+        return fresh or (self._renew and any(c.damaged is not None for c in self.copies))
+
+    async def _replace(self, i: int) -> None:
+        """Close a copy switched off as damaged, set its directory aside and start it afresh (rebuilding)."""
+        copy = self.copies[i]
+        old, copy.damaged = copy.damaged, None
+        if old is not None:
+            await old.close()
+        try:
+            _set_aside(copy.path, copy.why)
+            copy.store = await asyncio.to_thread(ReplicaStore.open, copy.path)
+        except (lmdb.Error, OSError) as exc:
+            copy.why = f"damaged, and cannot be rebuilt: {exc}"
+            log.error("index copy %s: %s", copy.name, copy.why)
+            return
+        copy.why = ""
+        self._entropy[i] = self._anti_entropy(i)
 
     @property
     def ready(self) -> int:
@@ -294,8 +321,11 @@ class EmbeddedIndex(ReplicatedIndex):
         await done
 
     async def _heal_round(self) -> None:
-        for copy, ae in self._entropy:
-            if copy.store is None:  # switched off since (damaged)
+        for i, copy in enumerate(self.copies):
+            if copy.damaged is not None and self._renew:
+                await self._replace(i)
+            ae = self._entropy.get(i)
+            if copy.store is None or ae is None:  # missing, or switched off
                 continue
             was = copy.store.initialized
             try:
@@ -319,5 +349,5 @@ class EmbeddedIndex(ReplicatedIndex):
     async def close(self) -> None:
         await self.worker.stop()
         await super().close()
-        stores = [c.store for c in self.copies if c.store is not None]
+        stores = [s for c in self.copies for s in (c.store, c.damaged) if s is not None]
         await asyncio.gather(*(s.close() for s in stores), return_exceptions=True)
