@@ -37,6 +37,7 @@ from metadata.index import Index
 from metadata.local.store import LocalIndex
 from metadata.replicated.on_drives import EmbeddedIndex
 from storage_node.drive_format import FORMAT_FILE, SYSTEM_DIR, SetRefused, assemble, read_format
+from storage_node.drive_watch import DriveWatch
 from storage_node.protocol import ScrubStatus
 from storage_node.scrubber import Scrubber
 
@@ -180,7 +181,8 @@ async def serve(cfg: ServerConfig, worker: Worker | None = None) -> None:
     limits = cfg.door.limits(cfg.scheme.segment_size)
     gw = Gateway(index=index, layer=layer, users=users, domains=cfg.domains, limits=limits)
     scrub = LocalScrub(scrubber) if primary else None
-    others = [users.refresher, scrubber.worker]
+    watch = DriveWatch(drives, adopt=primary)  # an empty drive in a member's place is adopted (by one process)
+    others = [users.refresher, scrubber.worker, watch.worker]
     if isinstance(index, EmbeddedIndex) and primary:
         others.append(index.worker)  # the copies' rebuilding shows in `admin status`
     gw.maintenance = Maintenance(index, layer, cfg.care, scrub=scrub, busy=gw.busy, others=others)
@@ -195,6 +197,7 @@ async def serve(cfg: ServerConfig, worker: Worker | None = None) -> None:
         internal = socket_path(worker.run_dir, worker.number)
         internal.unlink(missing_ok=True)  # left by this worker's previous life
         await web.UnixSite(runner, str(internal)).start()
+    watch.start()
     if primary:
         await gw.maintenance.start()
         scrubber.open()
@@ -205,6 +208,7 @@ async def serve(cfg: ServerConfig, worker: Worker | None = None) -> None:
 
     async def cleanup() -> None:
         await runner.cleanup()
+        await watch.stop()
         await gw.maintenance.close()  # type: ignore[union-attr]
         await scrubber.close()
         if gw.siblings is not None:

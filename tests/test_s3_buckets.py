@@ -67,8 +67,9 @@ def test_list_buckets_bad_arguments(server: ServerProcess, query: str) -> None:
 
 
 def test_recreate_is_already_owned(s3: Any, bucket: str) -> None:
-    resp = expect_error(s3.create_bucket, "BucketAlreadyOwnedByYou", 409, Bucket=bucket)
-    assert resp["Error"]["BucketName"] == bucket
+    # In us-east-1 (this server's region) S3 answers the owner's repeated creation with success.
+    assert s3.create_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]].count(bucket) == 1
 
 
 @pytest.mark.parametrize(
@@ -103,12 +104,6 @@ def test_valid_bucket_names(s3: Any, name: str) -> None:
     s3.head_bucket(Bucket=name)
     s3.put_object(Bucket=name, Key="k", Body=b"v")
     assert s3.get_object(Bucket=name, Key="k")["Body"].read() == b"v"
-
-
-def test_object_lock_bucket_refused(s3: Any) -> None:
-    name = unique()
-    expect_error(s3.create_bucket, "NotImplemented", 501, Bucket=name, ObjectLockEnabledForBucket=True)
-    expect_error(s3.head_bucket, "404", 404, Bucket=name)
 
 
 def test_delete_non_empty(s3: Any, bucket: str) -> None:
@@ -171,19 +166,12 @@ def test_create_bucket_malformed_configuration(server: ServerProcess) -> None:
 @pytest.mark.parametrize(
     "call",
     [
-        lambda s3, b: s3.get_bucket_versioning(Bucket=b),
-        lambda s3, b: s3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Enabled"}),
         lambda s3, b: s3.put_bucket_policy(Bucket=b, Policy='{"Version": "2012-10-17", "Statement": []}'),
         lambda s3, b: s3.get_bucket_policy(Bucket=b),
         lambda s3, b: s3.get_bucket_cors(Bucket=b),
         lambda s3, b: s3.get_bucket_lifecycle_configuration(Bucket=b),
-        lambda s3, b: s3.get_bucket_tagging(Bucket=b),
         lambda s3, b: s3.get_bucket_acl(Bucket=b),
-        lambda s3, b: s3.list_object_versions(Bucket=b),
-        lambda s3, b: s3.get_object_tagging(Bucket=b, Key="obj"),
-        lambda s3, b: s3.put_object_tagging(Bucket=b, Key="obj", Tagging={"TagSet": [{"Key": "a", "Value": "b"}]}),
         lambda s3, b: s3.get_object_acl(Bucket=b, Key="obj"),
-        lambda s3, b: s3.get_object_attributes(Bucket=b, Key="obj", ObjectAttributes=["ETag"]),
     ],
 )
 def test_unsupported_subresources(s3: Any, bucket: str, call: Any) -> None:
@@ -198,7 +186,7 @@ def test_unsupported_subresources(s3: Any, bucket: str, call: Any) -> None:
 
 
 def test_unsupported_subresource_raw_xml(server: ServerProcess, s3: Any, bucket: str) -> None:
-    resp = signed_request(server, "GET", f"/{bucket}?versioning")
+    resp = signed_request(server, "GET", f"/{bucket}?cors")
     assert resp.status == 501
     err = resp.error()
     assert err["Code"] == "NotImplemented"

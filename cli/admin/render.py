@@ -24,7 +24,9 @@ from cli.admin.formatting import (
 def render_status(console: Console, doc: Doc, now: float | None = None) -> None:
     console.print(
         Text.assemble(
-            ("EC ", "bold"),
+            ("Tessera ", "bold"),
+            str(doc.get("version", "?")),
+            ("   EC ", "bold"),
             str(doc.get("ec", "?")),
             ("   node grace ", "bold"),
             human_duration(doc.get("node_grace", 0)),
@@ -120,8 +122,15 @@ def render_status(console: Console, doc: Doc, now: float | None = None) -> None:
 
 
 def _drive_paths(drives: list[Doc]) -> Text:
-    """One line per drive: its path, or its id when the node did not say where it is."""
-    return Text("\n".join(str(d.get("path") or d.get("id", "")) for d in drives) or "-")
+    """One line per drive: its path, or its id when the node did not say where it is, and its state
+    when the gateway says it ("ok", "adopted, rebuilding", "offline: why")."""
+    out = Text()
+    for i, d in enumerate(drives):
+        out.append(("\n" if i else "") + str(d.get("path") or d.get("id", "")))
+        state = d.get("state")
+        if state:
+            out.append(f"  {state}", "green" if state == "ok" else "yellow" if state.startswith("adopted") else "red")
+    return out if drives else Text("-")
 
 
 def workers_table(workers: list[Doc], now: float | None = None) -> Table:
@@ -150,6 +159,10 @@ def render_inspect(console: Console, doc: Doc) -> None:
     head.add_column()
     head.add_row("Object", styled(f"{doc.get('bucket', '')}/{doc.get('key', '')}"))
     head.add_row("Version", styled(doc.get("version_id")))
+    if doc.get("s3_version_id") not in (None, "null"):
+        head.add_row("S3 version id", styled(doc.get("s3_version_id")))
+    if doc.get("delete_marker"):
+        head.add_row("Delete marker", "yes")
     head.add_row("Size", f"{human_bytes(doc.get('size'))} ({int(doc.get('size', 0))} bytes)")
     head.add_row("ETag", styled(doc.get("etag")))
     head.add_row("Last modified", timestamp(doc.get("last_modified")))

@@ -16,7 +16,7 @@ newer service, are dropped), as records.decode does.
 
 Error kinds (status): BucketAlreadyExists (409, with owner), BucketNotEmpty (409), DriveClaimed (409,
 with drive_id and node_id), UserExists (409), NoSuchBucket (404), NoSuchUpload (404), NoSuchNode (404),
-PreconditionFailed (412),
+PreconditionFailed (412), ObjectLocked (403), IndexFull (507: no room on the index's disk; nothing was written),
 InvalidArgument (400: the index refused a value, ValueError), BadRequest (400: the body does not fit),
 Forbidden (403: signature), NotFound (404: no such operation), MethodNotAllowed (405), TooLarge (413),
 InternalError (500).
@@ -41,14 +41,17 @@ from metadata.index import (
     BucketNotEmpty,
     DriveClaimed,
     Index,
+    IndexFull,
     IndexUnavailable,
     MetadataError,
     NoSuchBucket,
     NoSuchNode,
     NoSuchUpload,
+    ObjectLocked,
     PreconditionFailed,
     UserExists,
 )
+from metadata.records import OMIT_EMPTY
 
 PREFIX = "/v1/"
 MSGPACK = "application/msgpack"
@@ -58,7 +61,7 @@ MAX_BODY = 64 << 20  # a manifest of 10,000 parts is a few MB
 READS = frozenset(
     (
         "get_bucket list_buckets get_object list_objects get_upload list_parts list_uploads list_nodes"
-        " list_repairs repair_backlog list_users"
+        " list_repairs repair_backlog list_users get_version latest_version list_versions"
     ).split()
 )
 
@@ -109,7 +112,13 @@ OPERATIONS: dict[str, Operation] = _operations()
 
 def dump(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: dump(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        # Empty fields that records leave out (OMIT_EMPTY) are left out here too, so that a service from
+        # before such a field still takes records that do not use it.
+        return {
+            f.name: dump(v)
+            for f in dataclasses.fields(value)
+            if (v := getattr(value, f.name)) or f.name not in OMIT_EMPTY
+        }
     if isinstance(value, list | tuple):
         return [dump(v) for v in value]
     if isinstance(value, dict):
@@ -244,6 +253,9 @@ _INDEX_ERRORS: dict[type[Exception], tuple[str, int]] = {
     NoSuchUpload: ("NoSuchUpload", 404),
     NoSuchNode: ("NoSuchNode", 404),
     PreconditionFailed: ("PreconditionFailed", 412),
+    ObjectLocked: ("ObjectLocked", 403),
+    # 507 Insufficient Storage (RFC 4918), on the internal wire only: the gateway answers it as SlowDown.
+    IndexFull: ("IndexFull", 507),
 }
 INVALID_ARGUMENT = ("InvalidArgument", 400)  # the index refused an argument (ValueError)
 BAD_REQUEST = ("BadRequest", 400)  # the body does not fit the protocol
@@ -297,6 +309,8 @@ def error_from(status: int, doc: Any) -> Exception:
         "NoSuchNode": NoSuchNode,
         "UserExists": UserExists,
         "PreconditionFailed": PreconditionFailed,
+        "ObjectLocked": ObjectLocked,
+        "IndexFull": IndexFull,
         INVALID_ARGUMENT[0]: ValueError,
         BAD_REQUEST[0]: ValueError,
     }

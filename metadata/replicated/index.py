@@ -11,16 +11,17 @@ logical clock (metadata/hlc.py); replicas reconcile with one rule, metadata/repl
   read. Listings merge the sorted ranges of two replicas through metadata/listing.py.
 - A write that reads first (put_object returning what it replaced, delete_object) stamps its version
   after everything it read, so it supersedes it whatever the machines' clocks say.
-- Conditional operations (create_bucket, delete_bucket, put_object with a condition, complete_upload,
-  abort_upload, update_part; create_user, delete_user and the leases' operations) take a per-key lock
-  on a majority first: each replica grants a key to one holder at a time (for a lease) and only with a
-  timestamp above everything it has promised or holds. A holder of two grants reads the key from them,
-  checks its condition, and commits: the commit carries all the operation's writes and each granting
-  replica applies them atomically with the release, and only if it still holds the grant. Two racing
-  holders cannot both have two of three grants; a 1-1-1 split releases everything and retries after a
-  jittered backoff. See docs/consistency.md.
-- update_part (a repair's new placement for a part) rewrites a version without superseding it, so that
-  an overwrite or delete racing it, which takes no lock, still wins: the argument is in its docstring.
+- Conditional operations (create_bucket, delete_bucket, set_bucket_tags, put_object and delete_object with
+  a condition, complete_upload, abort_upload, update_part, set_object_tags; create_user, delete_user and the
+  leases' operations) take a per-key lock on a majority first: each replica grants a key to one holder at a
+  time (for a lease) and only with a timestamp above everything it has promised or holds. A holder of two
+  grants reads the key from them, checks its condition, and commits: the commit carries all the operation's
+  writes and each granting replica applies them atomically with the release, and only if it still holds the
+  grant. Two racing holders cannot both have two of three grants; a 1-1-1 split releases everything and
+  retries after a jittered backoff. See docs/consistency.md.
+- update_part (a repair's new placement for a part), set_object_tags, set_retention and set_legal_hold rewrite
+  a version without superseding it, so that an overwrite or delete racing it, which takes no lock, still wins:
+  the argument is in update_part's docstring.
 
 The plumbing (quorums, scans, the lock) is metadata/replicated/quorum.py; membership, node states, the
 repair queue, users and leases are metadata/replicated/admin.py.
@@ -29,9 +30,9 @@ repair queue, users and leases are metadata/replicated/admin.py.
 from __future__ import annotations
 
 import asyncio
-import struct
+from collections.abc import Callable
 
-from metadata import keys, listing
+from metadata import keys, listing, object_lock
 from metadata.index import (
     BucketAlreadyExists,
     BucketNotEmpty,
@@ -42,13 +43,23 @@ from metadata.index import (
     PartPage,
     UploadPage,
     check_condition,
+    check_delete_condition,
 )
-from metadata.records import BucketRecord, Condition, ObjectManifest, PartRecord, UploadRecord, decode, encode
+from metadata.records import (
+    BucketRecord,
+    Condition,
+    ObjectManifest,
+    PartRecord,
+    UploadRecord,
+    decode,
+    encode,
+)
 from metadata.replica.merge import Entry
 from metadata.replica.protocol import Write
-from metadata.replicated.admin import ReplicatedAdmin
+from metadata.replicated.manifests import decode_manifest, manifest, revised
 from metadata.replicated.merged_scan import Decoding, Merged, SyncCursor
 from metadata.replicated.quorum import SCAN_BATCH, tomb
+from metadata.replicated.versions import ReplicatedVersions
 
 
 def _okey(bucket: str, key: str) -> bytes:
@@ -60,37 +71,13 @@ def _upload_key(rec: UploadRecord) -> bytes:
     return keys.composite(rec.bucket, rec.key) + b"\x00" + keys.sortable(rec.initiated) + rec.upload_id.encode()
 
 
-# A manifest update_part rewrote is stored as _REVISED, its revision number (u32) and the encoded manifest.
-# No encoded record starts with 0xff (msgpack maps start with 0x8X, 0xde or 0xdf, inline manifests with 0xc1),
-# so at one timestamp a revision's bytes rank above the original's and above every earlier revision's.
-_REVISED = b"\xff"
-_REVISION = struct.Struct(">I")
-_REVISED_HEAD = len(_REVISED) + _REVISION.size
-
-
-def _revision(value: bytes) -> int:
-    return _REVISION.unpack_from(value, len(_REVISED))[0] if value.startswith(_REVISED) else 0
-
-
-def _decode_manifest(value: bytes, with_inline: bool = True) -> ObjectManifest:
-    return decode(ObjectManifest, value[_REVISED_HEAD:] if value.startswith(_REVISED) else value, with_inline)
-
-
-def _manifest(e: Entry | None) -> ObjectManifest | None:
-    return None if e is None or e.tombstone else _decode_manifest(e.value)
-
-
-class ReplicatedIndex(ReplicatedAdmin):
+class ReplicatedIndex(ReplicatedVersions, object_lock.LockRewrites):
     """The Index over `replicas` (three: any two of them are a quorum)."""
 
     # -- buckets
 
-    async def _bucket(self, name: str) -> BucketRecord | None:
-        (e,) = await self._read("buckets", [name.encode()])
-        return None if e is None or e.tombstone else decode(BucketRecord, e.value)
-
     async def _require_bucket(self, name: str) -> None:
-        if await self._bucket(name) is None:
+        if await self.get_bucket(name) is None:
             raise NoSuchBucket(name)
 
     async def create_bucket(self, rec: BucketRecord) -> None:
@@ -101,23 +88,22 @@ class ReplicatedIndex(ReplicatedAdmin):
             ns = keys.namespace(rec.name)
             stale = [k for k, _ in await self._live("objects", ns)]
             stale_uploads = [k for k, _ in await self._live("upload_keys", ns)]
+            stale_versions = [k for k, _ in await self._live("versions", ns)]
             ts2 = self._hlc.now()
             writes = [Write("buckets", rec.name.encode(), Entry(ts, False, encode(rec)))]
             writes += [Write("objects", k, tomb(ts2)) for k in stale]
             writes += [Write("upload_keys", k, tomb(ts2)) for k in stale_uploads]
+            writes += [Write("versions", k, tomb(ts2)) for k in stale_versions]
             return writes, None
 
         await self._locked("buckets", rec.name.encode(), decide)
-
-    async def get_bucket(self, name: str) -> BucketRecord | None:
-        return await self._bucket(name)
 
     async def delete_bucket(self, name: str) -> list[PartRecord]:
         async def decide(current: Entry | None, ts: int) -> tuple[list[Write], list[PartRecord]]:
             if current is None or current.tombstone:
                 raise NoSuchBucket(name)
             ns = keys.namespace(name)
-            if await self._live("objects", ns, limit=1):
+            if await self._live("objects", ns, limit=1) or await self._live("versions", ns, limit=1):
                 raise BucketNotEmpty(name)
             writes = [Write("buckets", name.encode(), tomb(ts))]
             parts: list[PartRecord] = []
@@ -133,20 +119,37 @@ class ReplicatedIndex(ReplicatedAdmin):
     async def list_buckets(self) -> list[BucketRecord]:
         return [decode(BucketRecord, v) for _, v in await self._live("buckets", b"")]
 
+    async def set_bucket_tags(self, name: str, tags: dict[str, str]) -> None:
+        async def decide(current: Entry | None, ts: int) -> tuple[list[Write], None]:
+            if current is None or current.tombstone:
+                raise NoSuchBucket(name)
+            rec = decode(BucketRecord, current.value)
+            rec.tags = dict(tags)
+            return [Write("buckets", name.encode(), Entry(ts, False, encode(rec)))], None
+
+        await self._locked("buckets", name.encode(), decide)
+
     # -- objects
 
     async def put_object(self, man: ObjectManifest, cond: Condition | None = None) -> ObjectManifest | None:
         k = _okey(man.bucket, man.key)
+        known: BucketRecord | None = None  # read just now, before the lock: not read again under it
         if cond is None or (cond.if_match is None and not cond.if_none_match_star):
-            bucket, current = await self._read_many([("buckets", man.bucket.encode()), ("objects", k)])
-            if bucket is None or bucket.tombstone:
+            bucket_e, current = await self._read_many([("buckets", man.bucket.encode()), ("objects", k)])
+            if bucket_e is None or bucket_e.tombstone:
                 raise NoSuchBucket(man.bucket)
-            await self._write([Write("objects", k, Entry(self._hlc.now(), False, encode(man)))])
-            return _manifest(current)
+            known = decode(BucketRecord, bucket_e.value)
+            if not known.versioning:
+                await self._write([Write("objects", k, Entry(self._hlc.now(), False, encode(man)))])
+                return manifest(current)
 
         async def decide(current: Entry | None, ts: int) -> tuple[list[Write], ObjectManifest | None]:
-            await self._require_bucket(man.bucket)
-            previous = _manifest(current)
+            bucket = known or await self.get_bucket(man.bucket)
+            if bucket is None:
+                raise NoSuchBucket(man.bucket)
+            if bucket.versioning:
+                return await self._versioned_put(man, cond, current, ts)
+            previous = manifest(current)
             check_condition(cond, previous)
             return [Write("objects", k, Entry(ts, False, encode(man)))], previous
 
@@ -154,17 +157,35 @@ class ReplicatedIndex(ReplicatedAdmin):
 
     async def get_object(self, bucket: str, key: str) -> ObjectManifest | None:
         (e,) = await self._read("objects", [_okey(bucket, key)])
-        return _manifest(e)
+        return manifest(e)
 
-    async def delete_object(self, bucket: str, key: str) -> ObjectManifest | None:
+    async def delete_object(self, bucket: str, key: str, cond: Condition | None = None) -> ObjectManifest | None:
         k = _okey(bucket, key)
-        bucket_e, current = await self._read_many([("buckets", bucket.encode()), ("objects", k)])
-        if bucket_e is None or bucket_e.tombstone:
-            raise NoSuchBucket(bucket)
-        previous = _manifest(current)
-        if previous is not None:
-            await self._write([Write("objects", k, tomb(self._hlc.now()))])
-        return previous
+        if cond is None or (cond.if_match is None and not cond.if_none_match_star):
+            bucket_e, current = await self._read_many([("buckets", bucket.encode()), ("objects", k)])
+            if bucket_e is None or bucket_e.tombstone:
+                raise NoSuchBucket(bucket)
+            previous = manifest(current)
+            if previous is not None:
+                await self._write([Write("objects", k, tomb(self._hlc.now()))])
+            return previous
+
+        async def decide(current: Entry | None, ts: int) -> tuple[list[Write], ObjectManifest | None]:
+            await self._require_bucket(bucket)
+            previous = manifest(current)
+            check_delete_condition(cond, previous)
+            return ([Write("objects", k, tomb(ts))] if previous is not None else []), previous
+
+        return await self._locked("objects", k, decide)
+
+    async def set_object_tags(self, bucket: str, key: str, version_id: str, tags: dict[str, str]) -> bool:
+        """Tags are rewritten in place, as update_part rewrites a part (see there): never above a newer write."""
+
+        def retag(man: ObjectManifest) -> bool:
+            man.tags = dict(tags)
+            return True
+
+        return await self._rewrite(bucket, key, version_id, retag)
 
     async def update_part(self, bucket: str, key: str, version_id: str, part: PartRecord) -> bool:
         """Rewrite the current version with `part` in place, under the key's lock, never superseding anything.
@@ -174,7 +195,7 @@ class ReplicatedIndex(ReplicatedAdmin):
         our lock's timestamp could then outrank an overwrite or delete and bring the old version back.
         So the rewrite keeps the timestamp h of the version it rewrites and differs only in its bytes,
         which merge ranks above that version's and above its earlier rewrites' (equal timestamps are
-        ordered by value; see _REVISED). On every replica, in any order of arrival, it then beats exactly
+        ordered by value; see manifests.py). On every replica, in any order of arrival, it then beats exactly
         the version it rewrites and loses to every write stamped after h: any write that read that
         version (its clock has seen h) and any concurrent one that beat it. A delete stamped h wins the
         tie too (tombstones first). Conditional writes are ordered with this one by the lock. Left over:
@@ -182,17 +203,30 @@ class ReplicatedIndex(ReplicatedAdmin):
         version and on fewer than two replicas when we read, loses to the rewrite although it beat the
         version: stamp ties are already broken arbitrarily (docs/consistency.md).
         """
+
+        def repair(man: ObjectManifest) -> bool:
+            at = [i for i, p in enumerate(man.parts) if p.number == part.number]
+            if not at or man.parts[at[0]].data_id != part.data_id:
+                return False
+            man.parts[at[0]] = part
+            return True
+
+        return await self._rewrite(bucket, key, version_id, repair)
+
+    async def _rewrite(self, bucket: str, key: str, version_id: str, change: Callable[[ObjectManifest], bool]) -> bool:
+        """Apply `change` to version `version_id` of the object, if it is still current, as a revision of that
+        version (same timestamp; see update_part); False, changing nothing, if it is not or change says no."""
         k = _okey(bucket, key)
 
         async def decide(current: Entry | None, ts: int) -> tuple[list[Write], bool]:
-            man = _manifest(current)
+            man = manifest(current)
             if current is None or man is None or man.version_id != version_id:
-                return [], False  # overwritten or deleted since the repair read it: the newer write stands
-            at = [i for i, p in enumerate(man.parts) if p.number == part.number]
-            if not at or man.parts[at[0]].data_id != part.data_id or await self._bucket(bucket) is None:
+                # A noncurrent version; or overwritten or deleted since it was read: the newer write stands.
+                writes = await self._rewrite_noncurrent(bucket, key, version_id, change, ts)
+                return writes, bool(writes)
+            if not change(man) or await self.get_bucket(bucket) is None:
                 return [], False
-            man.parts[at[0]] = part
-            value = _REVISED + _REVISION.pack(_revision(current.value) + 1) + encode(man)
+            value = revised(current, man)
             return [Write("objects", k, Entry(current.hlc, False, value))], True
 
         return await self._locked("objects", k, decide)
@@ -209,7 +243,7 @@ class ReplicatedIndex(ReplicatedAdmin):
             return await asyncio.to_thread(
                 listing.list_objects,
                 cursor,
-                lambda v: _decode_manifest(v, with_inline=False),  # listings never carry object bytes
+                lambda v: decode_manifest(v, with_inline=False),  # listings never carry object bytes
                 prefix,
                 start_after,
                 delimiter,
@@ -322,13 +356,18 @@ class ReplicatedIndex(ReplicatedAdmin):
             rec = await self._require_upload(upload_id)
             if (man.bucket, man.key) != (rec.bucket, rec.key):
                 raise ValueError(f"upload {upload_id} is for {rec.bucket}/{rec.key}, not {man.bucket}/{man.key}")
-            await self._require_bucket(man.bucket)
-            previous = _manifest(current)
-            check_condition(cond, previous)
+            bucket = await self.get_bucket(man.bucket)
+            if bucket is None:
+                raise NoSuchBucket(man.bucket)
+            if bucket.versioning:
+                writes, previous = await self._versioned_put(man, cond, current, ts)
+            else:
+                previous = manifest(current)
+                check_condition(cond, previous)
+                writes = [Write("objects", k, Entry(ts, False, encode(man)))]
             drops, parts = await self._drop_upload_writes(rec)
             used = {p.data_id for p in man.parts}
-            writes = [Write("objects", k, Entry(ts, False, encode(man))), *drops]
-            return writes, Completed(previous, [p for p in parts if p.data_id not in used])
+            return [*writes, *drops], Completed(previous, [p for p in parts if p.data_id not in used])
 
         return await self._locked("objects", k, decide)
 
@@ -340,7 +379,7 @@ class ReplicatedIndex(ReplicatedAdmin):
         async def decide(current: Entry | None, ts: int) -> tuple[list[Write], list[PartRecord]]:
             await self._require_upload(upload_id)
             writes, parts = await self._drop_upload_writes(rec)
-            live = _manifest(current)
+            live = manifest(current)
             used = {p.data_id for p in live.parts} if live else set()
             return writes, [p for p in parts if p.data_id not in used]
 
