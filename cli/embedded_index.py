@@ -125,8 +125,7 @@ async def open_index(copies: Copies, heal: bool, alone: bool) -> EmbeddedIndex:
     except IndexUnavailable as exc:
         await index.close()
         raise StartupError(str(exc)) from None
-    if heal:
-        index.heal()
+    index.start(heal)
     return index
 
 

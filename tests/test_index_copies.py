@@ -3,6 +3,7 @@ the processes around it are in tests/test_embedded_index.py."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -78,7 +79,7 @@ async def test_wiped_copies_are_rebuilt_while_serving(tmp_path: Path) -> None:
     try:
         assert index.ready == 3
         assert await index.get_object(name, "k0123") == mans[123]  # served by the three left
-        index.heal()
+        index.start(heal=True)
         await until(lambda: index.ready == N)
         for i in (0, 2):  # each rebuilt copy alone holds everything
             store = index.copies[i].store
@@ -140,10 +141,29 @@ async def test_a_copy_damaged_while_serving_is_replaced_and_rebuilt(tmp_path: Pa
         index.copies[2]._down(lmdb.CorruptedError("mdb_cursor_get: MDB_CORRUPTED: Located page was wrong type"))
         assert index.ready == N - 1
         assert await index.get_object(name, "k7") == mans[7]  # served by the others
-        index.heal()
+        index.start(heal=True)
         await until(lambda: index.ready == N)
         assert _set_aside(tmp_path, "c2")
         store = index.copies[2].store
         assert store is not None and await store.count("objects") == len(mans)
+    finally:
+        await index.close()
+
+
+async def test_a_copy_whose_drive_is_wiped_while_serving_is_rebuilt(tmp_path: Path) -> None:
+    """The file is gone but still open: what the copy takes would vanish at the next start."""
+    index = EmbeddedIndex((await _open(tmp_path, new=True)).copies, renew=True)
+    try:
+        name = await new_bucket(index)
+        mans = [make_manifest(name, f"k{i}") for i in range(50)]
+        for m in mans:
+            await index.put_object(m)
+        shutil.rmtree(tmp_path / "c1")
+        index.start(heal=True)
+        await until(lambda: index.copies[1].damaged is not None or not index.copies[1].ready)
+        await until(lambda: index.ready == N)
+        store = index.copies[1].store
+        assert store is not None and await store.count("objects") == len(mans)
+        assert await asyncio.to_thread((tmp_path / "c1" / "data.mdb").exists)
     finally:
         await index.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 # copy against each other copy, and copies that are all written together rarely differ (read repair fixes
 # what a read meets).
 HEAL_INTERVAL = 3600.0
+WATCH_INTERVAL = 5.0  # seconds between checks that each copy's file is still on its drive
 # What a copy's store raises when its drive or its file fails: count the copy out, never fail the request.
 _FAILURES = (lmdb.Error, OSError, IndexFull, RuntimeError)
 # What says the file itself is damaged (LMDB keeps no checksums: these are the structural checks it makes).
@@ -55,6 +57,22 @@ class DriveCopy:
         self.store = store
         self.why = why  # why there is no store (or why it was switched off)
         self.damaged: ReplicaStore | None = None  # the store switched off as damaged, until it is replaced
+        self.inode = _inode(path) if store is not None else None  # of data.mdb as opened
+
+    def gone(self) -> bool:
+        """Whether the file this copy writes to was deleted or replaced under it (its drive wiped while
+        serving): what it takes would vanish at the next start, so it must not count for a quorum."""
+        if self.store is None:
+            return False
+        try:
+            return _inode(self.path) != self.inode
+        except OSError:
+            return True
+
+    def switch_off(self, why: str) -> None:
+        if self.store is not None:
+            log.error("index copy %s %s: switched off until it is rebuilt", self.name, why)
+            self.damaged, self.store, self.why = self.store, None, why
 
     @property
     def ready(self) -> bool:
@@ -66,10 +84,9 @@ class DriveCopy:
         return self.store
 
     def _down(self, exc: BaseException) -> ReplicaDown:
-        if isinstance(exc, _DAMAGE) and self.store is not None:
-            # Switched off; set aside and rebuilt by the healing worker (EmbeddedIndex) or the next start.
-            log.error("index copy %s is damaged (%s): switched off until it is rebuilt", self.name, exc)
-            self.damaged, self.store, self.why = self.store, None, f"damaged: {exc}"
+        if isinstance(exc, _DAMAGE):
+            # Set aside and rebuilt by the healing worker (EmbeddedIndex) or the next start.
+            self.switch_off(f"is damaged: {exc}")
         return ReplicaDown(f"{self.name}: {exc}")
 
     async def get(self, table: str, key_list: list[bytes]) -> list[Entry | None]:
@@ -154,6 +171,10 @@ class DriveCopy:
             raise self._down(exc) from None
 
 
+def _inode(path: Path) -> int:
+    return os.stat(path / "data.mdb").st_ino
+
+
 def _set_aside(path: Path, why: str) -> str:
     aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
     path.rename(aside)
@@ -201,12 +222,14 @@ class EmbeddedIndex(ReplicatedIndex):
         super().__init__(list(copies))
         self.copies = list(copies)
         self._renew = renew
+        self._heal = False
+        self._last_heal = time.monotonic()  # copies all ready at start: the first reconciliation in an hour
         self._entropy = {i: self._anti_entropy(i) for i, c in enumerate(copies) if c.store is not None}
         self.worker = Periodic(
             "index-copies",
             self._heal_round,
-            lambda: REBUILD_RETRY if self._to_rebuild() else HEAL_INTERVAL,
-            at_once=self._to_rebuild(),
+            lambda: REBUILD_RETRY if self._to_rebuild() else WATCH_INTERVAL,
+            at_once=True,
             what="index copies' anti-entropy round",
             counters=self.counters,
         )
@@ -227,8 +250,10 @@ class EmbeddedIndex(ReplicatedIndex):
         if old is not None:
             await old.close()
         try:
-            _set_aside(copy.path, copy.why)
+            if copy.path.exists():
+                _set_aside(copy.path, copy.why)
             copy.store = await asyncio.to_thread(ReplicaStore.open, copy.path)
+            copy.inode = _inode(copy.path)
         except (lmdb.Error, OSError) as exc:
             copy.why = f"damaged, and cannot be rebuilt: {exc}"
             log.error("index copy %s: %s", copy.name, copy.why)
@@ -321,6 +346,16 @@ class EmbeddedIndex(ReplicatedIndex):
         await done
 
     async def _heal_round(self) -> None:
+        """Switch off copies whose file is gone; then, in the process that heals, replace damaged and gone
+        copies and run anti-entropy: at once while a copy is to be rebuilt, else every HEAL_INTERVAL."""
+        for copy in self.copies:
+            if copy.gone():
+                copy.switch_off("lost its file (its drive was wiped or replaced while serving)")
+        if not self._heal:
+            return
+        if not self._to_rebuild() and time.monotonic() - self._last_heal < HEAL_INTERVAL:
+            return
+        self._last_heal = time.monotonic()
         for i, copy in enumerate(self.copies):
             if copy.damaged is not None and self._renew:
                 await self._replace(i)
@@ -337,8 +372,10 @@ class EmbeddedIndex(ReplicatedIndex):
             if not was and copy.store.initialized:
                 log.info("index copy %s rebuilt: %d of %d copies ready", copy.name, self.ready, len(self.copies))
 
-    def heal(self) -> None:
-        """Start rebuilding fresh copies (and reconciling all of them now and then) in the background."""
+    def start(self, heal: bool) -> None:
+        """Watch the copies' files; heal (one process only): rebuild fresh, damaged and lost copies, and
+        reconcile all of them now and then, in the background."""
+        self._heal = heal
         self.worker.start()
 
     async def mark_all_initialized(self, copies: Sequence[DriveCopy] | None = None) -> None:
