@@ -15,6 +15,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from metadata.index import IndexUnavailable
 from metadata.local.store import LocalIndex
 from metadata.replicated.migrate import migrate
 from metadata.replicated.on_drives import EmbeddedIndex, copy_count, open_copies
-from storage_node.drive_format import SYSTEM_DIR, AssembledSet, read_format
+from storage_node.drive_format import SYSTEM_DIR, AssembledSet, SetRefused, read_format
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ CREDENTIALS, ORIGIN = "credentials.json", "origin.json"
 @dataclass(frozen=True)
 class Copies:
     dirs: list[Path | None]  # each copy's directory; None where its drive is missing
+    members: list[str]  # the drive id each copy belongs on
+    deployment: str
     legacy: Path | None  # the system directory of a single-copy index of before, if one may be there
     new: bool  # a new deployment: nothing on the drives predates this start
 
@@ -59,7 +62,7 @@ def plan(found: AssembledSet, m: int, legacy: Path | None) -> Copies:
             by_id[fmt.id] = p
     members = found.format.set[: copy_count(m, len(found.format.set))]
     dirs = [by_id[d] / SYSTEM_DIR / COPY_DIR if d in by_id else None for d in members]
-    return Copies(dirs, legacy, found.new)
+    return Copies(dirs, members, found.format.deployment, legacy, found.new)
 
 
 def prepare(copies: Copies) -> None:
@@ -119,7 +122,8 @@ def _set_legacy_aside(legacy: Path) -> None:
 async def open_index(copies: Copies, heal: bool, alone: bool) -> EmbeddedIndex:
     """The index over the copies prepare() checked; heal: run the rebuilding worker here (one process only);
     alone: no other process has the copies open (no `--workers`), so a damaged one may be replaced while serving."""
-    index = EmbeddedIndex(await open_copies(copies.dirs, verify=False), renew=alone)
+    renew = partial(_member, copies) if alone else None
+    index = EmbeddedIndex(await open_copies(copies.dirs, verify=False), renew=renew)
     try:
         index.require_quorum()
     except IndexUnavailable as exc:
@@ -127,6 +131,18 @@ async def open_index(copies: Copies, heal: bool, alone: bool) -> EmbeddedIndex:
         raise StartupError(str(exc)) from None
     index.start(heal)
     return index
+
+
+def _member(copies: Copies, copy_dir: Path) -> bool:
+    """Whether the drive of a copy's directory is (again) the member it belongs on: never write a copy on a
+    foreign or not yet adopted drive."""
+    drive = copy_dir.parent.parent
+    try:
+        fmt = read_format(drive)
+    except SetRefused:
+        return False
+    member = copies.members[copies.dirs.index(copy_dir)]
+    return fmt is not None and fmt.deployment == copies.deployment and fmt.id == member
 
 
 # -- the credentials and the origin record, beside every copy

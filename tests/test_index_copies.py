@@ -131,7 +131,7 @@ async def test_a_damaged_copy_is_set_aside_at_open(tmp_path: Path) -> None:
 
 
 async def test_a_copy_damaged_while_serving_is_replaced_and_rebuilt(tmp_path: Path) -> None:
-    index = EmbeddedIndex((await _open(tmp_path, new=True)).copies, renew=True)
+    index = EmbeddedIndex((await _open(tmp_path, new=True)).copies, renew=lambda _: True)
     try:
         name = await new_bucket(index)
         mans = [make_manifest(name, f"k{i}") for i in range(50)]
@@ -152,7 +152,7 @@ async def test_a_copy_damaged_while_serving_is_replaced_and_rebuilt(tmp_path: Pa
 
 async def test_a_copy_whose_drive_is_wiped_while_serving_is_rebuilt(tmp_path: Path) -> None:
     """The file is gone but still open: what the copy takes would vanish at the next start."""
-    index = EmbeddedIndex((await _open(tmp_path, new=True)).copies, renew=True)
+    index = EmbeddedIndex((await _open(tmp_path, new=True)).copies, renew=lambda _: True)
     try:
         name = await new_bucket(index)
         mans = [make_manifest(name, f"k{i}") for i in range(50)]

@@ -16,7 +16,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -216,9 +216,10 @@ async def open_copies(paths: Sequence[Path | None], verify: bool) -> list[DriveC
 class EmbeddedIndex(ReplicatedIndex):
     """The Index over copies on the drives, with the worker that rebuilds and reconciles them (heal())."""
 
-    def __init__(self, copies: Sequence[DriveCopy], renew: bool = False) -> None:
-        """renew: a copy found damaged while serving is set aside and rebuilt here, now (only when no other
-        process has the copies open: theirs would go on writing to the file set aside)."""
+    def __init__(self, copies: Sequence[DriveCopy], renew: Callable[[Path], bool] | None = None) -> None:
+        """renew: a copy found damaged or gone while serving is set aside and rebuilt here, once renew(its
+        directory) says its drive is a member of the set again (an adopted drive, not a foreign one). None:
+        only at the next start (other processes have the copies open and would go on writing to the old file)."""
         super().__init__(list(copies))
         self.copies = list(copies)
         self._renew = renew
@@ -241,7 +242,7 @@ class EmbeddedIndex(ReplicatedIndex):
 
     def _to_rebuild(self) -> bool:
         fresh = any(c.store is not None and not c.store.initialized for c in self.copies)
-        return fresh or (self._renew and any(c.damaged is not None for c in self.copies))
+        return fresh or (self._renew is not None and any(c.damaged is not None for c in self.copies))
 
     async def _replace(self, i: int) -> None:
         """Close a copy switched off as damaged, set its directory aside and start it afresh (rebuilding)."""
@@ -357,7 +358,7 @@ class EmbeddedIndex(ReplicatedIndex):
             return
         self._last_heal = time.monotonic()
         for i, copy in enumerate(self.copies):
-            if copy.damaged is not None and self._renew:
+            if copy.damaged is not None and self._renew is not None and self._renew(copy.path):
                 await self._replace(i)
             ae = self._entropy.get(i)
             if copy.store is None or ae is None:  # missing, or switched off
