@@ -31,6 +31,7 @@ from gateway import siblings
 from gateway.admin import api as admin_api
 from gateway.context import Gateway
 from gateway.handlers import buckets as bucket_api
+from gateway.handlers import deletes as delete_api
 from gateway.handlers import listing as listing_api
 from gateway.handlers import multipart as multipart_api
 from gateway.handlers import object_lock as lock_api
@@ -115,7 +116,7 @@ def _route(req: S3Request) -> Handler:
         if method == "DELETE":
             return bucket_api.delete_bucket
         if method == "POST" and "delete" in q:
-            return object_api.delete_objects
+            return delete_api.delete_objects
         raise S3Error("NotImplemented" if method == "POST" else "MethodNotAllowed")
     unsupported = _OBJECT_UNSUPPORTED.intersection(q)
     if unsupported:
@@ -138,7 +139,7 @@ def _route(req: S3Request) -> Handler:
     if method == "HEAD":
         return object_api.head_object
     if method == "DELETE":
-        return multipart_api.abort_upload if "uploadId" in q else object_api.delete_object
+        return multipart_api.abort_upload if "uploadId" in q else delete_api.delete_object
     if method == "POST":
         if "uploads" in q:
             return multipart_api.create_upload

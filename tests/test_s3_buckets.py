@@ -117,6 +117,16 @@ def test_delete_non_empty(s3: Any, bucket: str) -> None:
     expect_error(s3.head_bucket, "404", 404, Bucket=bucket)
 
 
+def test_delete_with_an_upload_in_progress(s3: Any, bucket: str) -> None:
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="big")["UploadId"]
+    s3.upload_part(Bucket=bucket, Key="big", UploadId=upload, PartNumber=1, Body=b"p" * 100)
+    expect_error(s3.delete_bucket, "BucketNotEmpty", 409, Bucket=bucket)
+    assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket=bucket)["Uploads"]] == [upload]
+    s3.abort_multipart_upload(Bucket=bucket, Key="big", UploadId=upload)
+    s3.delete_bucket(Bucket=bucket)
+    expect_error(s3.head_bucket, "404", 404, Bucket=bucket)
+
+
 def test_delete_missing_bucket(s3: Any) -> None:
     expect_error(s3.delete_bucket, "NoSuchBucket", 404, Bucket=unique("missing"))
 

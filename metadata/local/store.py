@@ -191,15 +191,11 @@ class LocalIndex(object_lock.LockRewrites):
             cur = txn.cursor(self._db["objects"])
             if (cur.set_range(ns) and cur.key().startswith(ns)) or versions.any_in(txn, self._db, name):
                 raise BucketNotEmpty(name)
-            uploads = []
-            cur = txn.cursor(self._db["uploads_by_key"])
-            ok = cur.set_range(ns)
-            while ok and cur.key().startswith(ns):
-                uploads.append(self._upload_of_dup(txn, cur.value()))
-                ok = cur.next()
-            parts = [p for rec in uploads for p in self._drop_upload(txn, rec)]
+            uploads = txn.cursor(self._db["uploads_by_key"])
+            if uploads.set_range(ns) and uploads.key().startswith(ns):  # uploads in progress: abort them first
+                raise BucketNotEmpty(name)
             txn.delete(name.encode(), db=self._db["buckets"])
-            return parts
+            return []
 
         return await self._run(True, tx)
 

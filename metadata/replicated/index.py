@@ -103,16 +103,10 @@ class ReplicatedIndex(ReplicatedVersions, object_lock.LockRewrites):
             if current is None or current.tombstone:
                 raise NoSuchBucket(name)
             ns = keys.namespace(name)
-            if await self._live("objects", ns, limit=1) or await self._live("versions", ns, limit=1):
-                raise BucketNotEmpty(name)
-            writes = [Write("buckets", name.encode(), tomb(ts))]
-            parts: list[PartRecord] = []
-            for k, v in await self._live("upload_keys", ns):
-                up = decode(UploadRecord, v)
-                ups, up_parts = await self._drop_upload_writes(up, k)
-                writes += ups
-                parts += up_parts
-            return writes, parts
+            for table in ("objects", "versions", "upload_keys"):  # uploads in progress: abort them first
+                if await self._live(table, ns, limit=1):
+                    raise BucketNotEmpty(name)
+            return [Write("buckets", name.encode(), tomb(ts))], []
 
         return await self._locked("buckets", name.encode(), decide)
 
