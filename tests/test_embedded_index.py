@@ -18,6 +18,7 @@ import boto3
 import pytest
 
 from tests.server_process import assert_one_line_error, run_server
+from tests.test_drive_adoption import _wipe
 from tests.test_drive_identity import Store
 
 COPIES = 5  # 4+2 over six drives: 2m+1 copies on the first five members, quorum 3
@@ -134,6 +135,31 @@ def test_drives_replaced_twice_lose_nothing(filled: tuple[Store, dict[str, bytes
             assert time.monotonic() < deadline, "no background scan"
             time.sleep(0.2)
         store.stop()
+    store.start()
+    store.read_back(objects)
+    _check_user(store, user)
+
+
+def test_two_drives_wiped_while_serving_then_two_others_lost(
+    filled: tuple[Store, dict[str, bytes], dict[str, str]],
+) -> None:
+    """rm -rf of two drives' contents while the server runs: adopted, their copies made again and rebuilt, the
+    data repaired; then two other drives go and everything is still there."""
+    store, objects, user = filled
+    store.start()
+    for d in store.drives[:2]:
+        _wipe(d)
+    deadline = time.monotonic() + DEADLINE
+    while not all((_copy(d) / "data.mdb").exists() for d in store.drives[:2]):
+        assert time.monotonic() < deadline, "the wiped drives' copies were not made again"
+        time.sleep(0.2)
+    _wait_all_copies_ready(store)
+    res = _admin(store, "repair", "--wait")
+    assert res.returncode == 0, res.stdout + res.stderr
+    store.read_back(objects)
+    store.stop()
+    for d in store.drives[2:4]:
+        _replace_with_empty(d)
     store.start()
     store.read_back(objects)
     _check_user(store, user)
