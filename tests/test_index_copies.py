@@ -7,11 +7,12 @@ import asyncio
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import lmdb
 import pytest
 
-from metadata.index import IndexUnavailable
+from metadata.index import IndexFull, IndexUnavailable
 from metadata.replica.anti_entropy import AntiEntropy
 from metadata.replicated.on_drives import DriveCopy, EmbeddedIndex, copy_count, open_copies
 from tests.index_contract import IndexContract, make_manifest, new_bucket
@@ -158,12 +159,37 @@ async def test_a_copy_whose_drive_is_wiped_while_serving_is_rebuilt(tmp_path: Pa
         mans = [make_manifest(name, f"k{i}") for i in range(50)]
         for m in mans:
             await index.put_object(m)
+        old = index.copies[1].store
         shutil.rmtree(tmp_path / "c1")
         index.start(heal=True)
-        await until(lambda: index.copies[1].damaged is not None or not index.copies[1].ready)
-        await until(lambda: index.ready == N)
+        await until(lambda: index.copies[1].store not in (old, None) and index.ready == N)  # made again, rebuilt
         store = index.copies[1].store
         assert store is not None and await store.count("objects") == len(mans)
         assert await asyncio.to_thread((tmp_path / "c1" / "data.mdb").exists)
     finally:
         await index.close()
+
+
+async def test_copies_out_of_room_answer_index_full(embedded: EmbeddedIndex) -> None:
+    """Full disks under a quorum of copies: IndexFull (503 SlowDown to the client), not unavailable."""
+    name = await new_bucket(embedded)
+    real = [c.store for c in embedded.copies]
+
+    class Full:  # a store whose disk is full: it reads, but takes no write
+        def __init__(self, store: Any) -> None:
+            self.get_many = store.get_many
+            self.initialized = True
+
+        def submit_put(self, writes: object) -> asyncio.Future[int]:
+            fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            fut.set_exception(IndexFull("no room for the write: No space left on device"))
+            return fut
+
+    try:
+        for c in embedded.copies[:3]:
+            c.store = Full(c.store)
+        with pytest.raises(IndexFull):
+            await embedded.put_object(make_manifest(name, "k"))
+    finally:
+        for c, s in zip(embedded.copies, real, strict=True):
+            c.store = s

@@ -26,7 +26,7 @@ from cluster.workers import Periodic
 from metadata.index import IndexFull, IndexUnavailable
 from metadata.replica.anti_entropy import REBUILD_RETRY, AntiEntropy
 from metadata.replica.merge import Entry, merge_all
-from metadata.replica.protocol import Prepared, ReplicaDown, Write
+from metadata.replica.protocol import Prepared, ReplicaDown, ReplicaFull, Write
 from metadata.replica.store import ReplicaStore
 from metadata.replicated.index import ReplicatedIndex
 
@@ -84,6 +84,8 @@ class DriveCopy:
         return self.store
 
     def _down(self, exc: BaseException) -> ReplicaDown:
+        if isinstance(exc, IndexFull):  # its disk is full: counted out, and said so if no quorum (503 SlowDown)
+            return ReplicaFull(f"{self.name}: {exc}")
         if isinstance(exc, _DAMAGE):
             # Set aside and rebuilt by the healing worker (EmbeddedIndex) or the next start.
             self.switch_off(f"is damaged: {exc}")
@@ -313,6 +315,7 @@ class EmbeddedIndex(ReplicatedIndex):
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         tally = {"ok": 0, "down": 0}
         errors: list[str] = []
+        failures: list[BaseException] = []
         n = len(self.copies)
 
         def settled(i: int, fut: asyncio.Future[int]) -> None:
@@ -328,14 +331,15 @@ class EmbeddedIndex(ReplicatedIndex):
                 self._note(i, exc)
                 tally["down"] += 1
                 errors.append(str(exc))
+                failures.append(exc)
             if done.done():
                 return
             if tally["ok"] >= self.quorum:
                 done.set_result(None)
             elif tally["down"] > n - self.quorum:
-                done.set_exception(
-                    IndexUnavailable(f"only {tally['ok']} of {n} index copies took the write: {'; '.join(errors)}")
-                )
+                # A disk with room again takes writes: then the client is to back off (IndexFull).
+                kind = IndexFull if any(isinstance(e, ReplicaFull) for e in failures) else IndexUnavailable
+                done.set_exception(kind(f"only {tally['ok']} of {n} index copies took the write: {'; '.join(errors)}"))
 
         for i, c in enumerate(self.copies):
             try:
