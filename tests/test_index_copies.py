@@ -13,6 +13,7 @@ import lmdb
 import pytest
 
 from metadata.index import IndexFull, IndexUnavailable
+from metadata.records import ObjectManifest
 from metadata.replica.anti_entropy import AntiEntropy
 from metadata.replicated.on_drives import DriveCopy, EmbeddedIndex, copy_count, open_copies
 from tests.index_contract import IndexContract, make_manifest, new_bucket
@@ -131,13 +132,19 @@ async def test_a_damaged_copy_is_set_aside_at_open(tmp_path: Path) -> None:
         await index.close()
 
 
+async def _renewing_with_objects(base: Path) -> tuple[EmbeddedIndex, str, list[ObjectManifest]]:
+    """Five new copies that replace a lost one while serving, holding fifty objects."""
+    index = EmbeddedIndex((await _open(base, new=True)).copies, renew=lambda _: True)
+    name = await new_bucket(index)
+    mans = [make_manifest(name, f"k{i}") for i in range(50)]
+    for m in mans:
+        await index.put_object(m)
+    return index, name, mans
+
+
 async def test_a_copy_damaged_while_serving_is_replaced_and_rebuilt(tmp_path: Path) -> None:
-    index = EmbeddedIndex((await _open(tmp_path, new=True)).copies, renew=lambda _: True)
+    index, name, mans = await _renewing_with_objects(tmp_path)
     try:
-        name = await new_bucket(index)
-        mans = [make_manifest(name, f"k{i}") for i in range(50)]
-        for m in mans:
-            await index.put_object(m)
         # What a read through a damaged page raises (lmdb's own error), met by a request:
         index.copies[2]._down(lmdb.CorruptedError("mdb_cursor_get: MDB_CORRUPTED: Located page was wrong type"))
         assert index.ready == N - 1
@@ -153,12 +160,8 @@ async def test_a_copy_damaged_while_serving_is_replaced_and_rebuilt(tmp_path: Pa
 
 async def test_a_copy_whose_drive_is_wiped_while_serving_is_rebuilt(tmp_path: Path) -> None:
     """The file is gone but still open: what the copy takes would vanish at the next start."""
-    index = EmbeddedIndex((await _open(tmp_path, new=True)).copies, renew=lambda _: True)
+    index, _, mans = await _renewing_with_objects(tmp_path)
     try:
-        name = await new_bucket(index)
-        mans = [make_manifest(name, f"k{i}") for i in range(50)]
-        for m in mans:
-            await index.put_object(m)
         old = index.copies[1].store
         shutil.rmtree(tmp_path / "c1")
         index.start(heal=True)
