@@ -216,7 +216,8 @@ def test_a_node_drive_wiped_while_running_is_adopted_and_refilled(cluster: DevCl
     drive_id = json.loads((first / "drive.json").read_text())["id"]
     _wipe(first)  # the first drive: it also keeps the node's id
 
-    _until("the wiped drive adopted", lambda: (first / "drive.json").exists())
+    # Adoption writes the drive's record, then the node's id beside it.
+    _until("the wiped drive adopted", lambda: (first / "drive.json").exists() and (first / "node.json").exists())
     assert json.loads((first / "drive.json").read_text())["id"] == drive_id
     assert json.loads((first / "node.json").read_text())["id"] == nid  # written back: a restart keeps the node
     _until("the gateway to see the adoption", lambda: _drive_states(cluster.endpoint(), **creds)[str(first)]["adopted"])

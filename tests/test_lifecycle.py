@@ -68,8 +68,11 @@ def test_run_command_reports_what_it_did(server: ServerProcess, s3: Any, bucket:
 
 
 def test_a_pass_resumes_from_its_cursor_after_a_restart(tmp_path: Path) -> None:
-    # A long day: after the restart only the first pass (from the stored cursor) runs within the test.
-    srv = start_server(tmp_path / "server", extra=("--lifecycle-day", "4", "--scrub-interval", "0"))
+    # A long day: after the restart only the first pass (from the stored cursor) runs within the test. One index
+    # in a directory of its own (--index), so that the test can open it while the server is stopped.
+    system = tmp_path / "system"
+    flags = ("--lifecycle-day", "4", "--scrub-interval", "0", "--index", str(system))
+    srv = start_server(tmp_path / "server", extra=flags)
     try:
         s3 = srv.client()
         name = unique("lcr")
@@ -81,7 +84,7 @@ def test_a_pass_resumes_from_its_cursor_after_a_restart(tmp_path: Path) -> None:
         srv.stop()
 
     async def interrupted() -> None:  # as if a pass had done k00..k09 when the gateway stopped
-        index = LocalIndex.open(srv.system / "index")
+        index = LocalIndex.open(system / "index")
         try:
             await index.set_lifecycle_cursor(name, "k09")
         finally:
@@ -89,7 +92,7 @@ def test_a_pass_resumes_from_its_cursor_after_a_restart(tmp_path: Path) -> None:
 
     asyncio.run(interrupted())
     age(4)
-    again = start_server(tmp_path / "server", extra=("--lifecycle-day", "4", "--scrub-interval", "0"))
+    again = start_server(tmp_path / "server", extra=flags)
     try:
         s3 = again.client()
         wait = [f"k{i:02d}" for i in range(10)]
