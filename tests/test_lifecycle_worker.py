@@ -60,6 +60,9 @@ async def test_a_key_across_pages_is_handled_whole_and_the_cursor_kept(tmp_path:
             await worker._tick()
         rec = await index.get_bucket("b")
         assert rec is not None and rec.lifecycle_cursor == "" and worker.stats.passes == 1
+        assert await index.acquire_lease("lifecycle", "gw-b", 1.0) is False  # the pass over, it keeps the lease
+        await worker.close()  # gives it up: another gateway may go on at once
+        assert await index.acquire_lease("lifecycle", "gw-b", 1.0) is True
         gone = BucketRecord("gone", "AKIA", time.time())  # a bucket deleted during its pass: done, not an error
         assert await worker._batch(gone, [lc.Rule("x", True, days=1)], "k") == ("", True)
         assert worker.stats.noncurrent == 9  # the one noncurrent version of c, d and e is among the newest two: kept

@@ -97,9 +97,13 @@ class Lifecycle:
             if self._pending and await self._step(self._pending[0]):
                 self._pending.pop(0)
             if not self._pending:
-                self._pending, self._next_pass = None, time.monotonic() + min(self.day, 3600.0)
+                between = min(self.day, 3600.0)
+                self._pending, self._next_pass = None, time.monotonic() + between
                 self.stats.passes += 1
                 self.stats.last_pass = time.time()
+                # Held until the next pass is due, so that no other gateway starts one in between (one that
+                # stops gives it up; one that dies leaves the next pass to the others on time).
+                await self.index.acquire_lease(LEASE, self.holder, between + LEASE_TTL)
 
     async def _step(self, name: str) -> bool:
         """One batch of bucket `name` from its stored cursor; True when the bucket's pass is over."""
