@@ -31,6 +31,7 @@ BATCH = 500  # versions looked at per tick
 RATE = 5000.0  # versions removed per second at most
 YIELD_MOST = 1.0  # seconds a batch waits for busy clients at most
 CONCURRENCY = 16  # keys worked on at once
+BUSY_CONCURRENCY = 2  # ... while clients are still busy after the wait
 TICK = 0.01  # seconds between batches while a pass is under way
 
 
@@ -139,7 +140,7 @@ class Lifecycle:
 
     async def _batch(self, rec: BucketRecord, rules: list[lc.Rule], cursor: str) -> tuple[str, bool]:
         """Apply the rules to the keys after `cursor` (whole keys, a batch of versions); (new cursor, done)."""
-        await yield_to(self.busy, YIELD_MOST)
+        calm = await yield_to(self.busy, YIELD_MOST)
         try:
             page = await self.index.list_versions(rec.name, key_marker=cursor, max_keys=self.batch)
         except NoSuchBucket:  # deleted meanwhile: nothing left to do there
@@ -154,7 +155,7 @@ class Lifecycle:
             whole = more.truncated and len(same) == len(more.versions)
             marker = more.next_version_id_marker if whole else ""
         # Keys side by side: each removal is an index commit, and concurrent ones share a group commit.
-        room = asyncio.Semaphore(CONCURRENCY)
+        room = asyncio.Semaphore(CONCURRENCY if calm else BUSY_CONCURRENCY)
 
         async def apply(group: list[VersionEntry]) -> None:
             async with room:
