@@ -12,6 +12,7 @@ import pytest
 from metadata.index import BucketAlreadyExists, IndexUnavailable, PreconditionFailed
 from metadata.records import BucketRecord, Condition
 from metadata.replicated.index import ReplicatedIndex
+from tests.accounting_contract import AccountingContract
 from tests.index_contract import IndexContract, make_manifest, make_upload, new_bucket, new_bucket_name
 from tests.replicas import Replicas
 from tests.version_contract import VersionContract
@@ -25,7 +26,7 @@ async def replicas(tmp_path: Path) -> AsyncIterator[Replicas]:
     await rs.close()
 
 
-class TestReplicatedIndex(IndexContract, VersionContract):
+class TestReplicatedIndex(IndexContract, VersionContract, AccountingContract):
     @pytest.fixture
     async def index(self, replicas: Replicas) -> ReplicatedIndex:
         return replicas.index()

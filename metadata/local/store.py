@@ -8,6 +8,7 @@ Named databases:
     parts           upload_id + b"\\x00" + number (4 bytes, big-endian) -> PartRecord
     nodes, node_states, drive_owners   see metadata/local/membership.py
     repairs, users, leases   see metadata/local/admin_tables.py
+    usage, notify_targets, events   see metadata/local/accounting.py (quotas and event notifications)
     versions        see metadata/local/versions.py (noncurrent versions and delete markers)
 
 Every method is one LMDB transaction run by metadata/lmdb_env.py: off the event loop (LMDB calls
@@ -35,14 +36,16 @@ from metadata.index import (
     VersionPage,
     check_condition,
 )
+from metadata.local import accounting, membership, versions
 from metadata.local import admin_tables as admin
-from metadata.local import membership, versions
+from metadata.local.accounting import LocalAccounting, account, forget_bucket
 from metadata.records import (
     NODE_STATES,
     NULL_VERSION,
     VERSIONING_STATES,
     BucketRecord,
     Condition,
+    EventRecord,
     NodeRecord,
     ObjectManifest,
     PartRecord,
@@ -57,7 +60,7 @@ T = TypeVar("T")
 V = TypeVar("V")
 
 _TABLES = ("buckets", "objects", "uploads", "uploads_by_key", "parts", "nodes", "node_states", "drive_owners")
-_DBS = (*_TABLES, *admin.DBS, *versions.DBS)
+_DBS = (*_TABLES, *admin.DBS, *versions.DBS, *accounting.DBS)
 _DUPSORT = ("uploads_by_key",)
 
 
@@ -88,7 +91,7 @@ class _BucketCursor(Generic[V]):
 READER_THREADS = 4
 
 
-class LocalIndex:
+class LocalIndex(LocalAccounting):
     """The Index on an LMDB environment in a directory. Create it with LocalIndex.open()."""
 
     def __init__(self, env: lmdb_env.LmdbEnv) -> None:
@@ -192,6 +195,7 @@ class LocalIndex:
                 ok = cur.next()
             parts = [p for rec in uploads for p in self._drop_upload(txn, rec)]
             txn.delete(name.encode(), db=self._db["buckets"])
+            forget_bucket(txn, self._db, name)
             return parts
 
         return await self._run(True, tx)
@@ -215,14 +219,12 @@ class LocalIndex:
 
     # -- objects
 
-    async def put_object(self, man: ObjectManifest, cond: Condition | None = None) -> ObjectManifest | None:
+    async def put_object(
+        self, man: ObjectManifest, cond: Condition | None = None, events: Sequence[EventRecord] = ()
+    ) -> ObjectManifest | None:
         def tx(txn: lmdb.Transaction) -> ObjectManifest | None:
-            if self._require_bucket(txn, man.bucket).versioning:
-                return versions.put(txn, self._db, man, cond)
-            k = keys.encode(keys.composite(man.bucket, man.key))
-            previous = self._get(txn, "objects", k, ObjectManifest)
-            check_condition(cond, previous)
-            txn.put(k, encode(man), db=self._db["objects"])
+            previous = self._put(txn, man, cond)
+            account(txn, self._db, man.bucket, man, previous, events)
             return previous
 
         return await self._run(True, tx)
@@ -238,12 +240,17 @@ class LocalIndex:
     async def latest_version(self, bucket: str, key: str) -> ObjectManifest | None:
         return await self._run(False, versions.latest, self._db, bucket, key)
 
-    async def delete_version(self, bucket: str, key: str, version_id: str) -> ObjectManifest | None:
+    async def delete_version(
+        self, bucket: str, key: str, version_id: str, events: Sequence[EventRecord] = ()
+    ) -> ObjectManifest | None:
         s3_id = "" if version_id == NULL_VERSION else version_id
 
         def tx(txn: lmdb.Transaction) -> ObjectManifest | None:
             self._require_bucket(txn, bucket)
-            return versions.delete(txn, self._db, bucket, key, s3_id)
+            freed = versions.delete(txn, self._db, bucket, key, s3_id)
+            if freed is not None:
+                account(txn, self._db, bucket, None, freed, events)
+            return freed
 
         return await self._run(True, tx)
 
@@ -272,13 +279,14 @@ class LocalIndex:
 
         return await self._run(False, tx)
 
-    async def delete_object(self, bucket: str, key: str) -> ObjectManifest | None:
+    async def delete_object(self, bucket: str, key: str, events: Sequence[EventRecord] = ()) -> ObjectManifest | None:
         def tx(txn: lmdb.Transaction) -> ObjectManifest | None:
             self._require_bucket(txn, bucket)
             k = keys.encode(keys.composite(bucket, key))
             previous = self._get(txn, "objects", k, ObjectManifest)
             if previous is not None:
                 txn.delete(k, db=self._db["objects"])
+                account(txn, self._db, bucket, None, previous, events)
             return previous
 
         return await self._run(True, tx)
@@ -366,18 +374,25 @@ class LocalIndex:
 
         return await self._run(False, tx)
 
-    async def complete_upload(self, upload_id: str, man: ObjectManifest, cond: Condition | None = None) -> Completed:
+    def _put(self, txn: lmdb.Transaction, man: ObjectManifest, cond: Condition | None) -> ObjectManifest | None:
+        """put_object's writes to the objects and versions tables; what they freed."""
+        if self._require_bucket(txn, man.bucket).versioning:
+            return versions.put(txn, self._db, man, cond)
+        k = keys.encode(keys.composite(man.bucket, man.key))
+        previous = self._get(txn, "objects", k, ObjectManifest)
+        check_condition(cond, previous)
+        txn.put(k, encode(man), db=self._db["objects"])
+        return previous
+
+    async def complete_upload(
+        self, upload_id: str, man: ObjectManifest, cond: Condition | None = None, events: Sequence[EventRecord] = ()
+    ) -> Completed:
         def tx(txn: lmdb.Transaction) -> Completed:
             rec = self._require_upload(txn, upload_id)
             if (man.bucket, man.key) != (rec.bucket, rec.key):
                 raise ValueError(f"upload {upload_id} is for {rec.bucket}/{rec.key}, not {man.bucket}/{man.key}")
-            if self._require_bucket(txn, man.bucket).versioning:
-                previous = versions.put(txn, self._db, man, cond)
-            else:
-                k = keys.encode(keys.composite(man.bucket, man.key))
-                previous = self._get(txn, "objects", k, ObjectManifest)
-                check_condition(cond, previous)
-                txn.put(k, encode(man), db=self._db["objects"])
+            previous = self._put(txn, man, cond)
+            account(txn, self._db, man.bucket, man, previous, events)
             used = {p.data_id for p in man.parts}
             unused = [p for p in self._drop_upload(txn, rec) if p.data_id not in used]
             return Completed(previous, unused)

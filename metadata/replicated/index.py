@@ -29,6 +29,7 @@ repair queue, users and leases are metadata/replicated/admin.py.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from metadata import keys, listing
 from metadata.index import (
@@ -42,9 +43,19 @@ from metadata.index import (
     UploadPage,
     check_condition,
 )
-from metadata.records import BucketRecord, Condition, ObjectManifest, PartRecord, UploadRecord, decode, encode
+from metadata.records import (
+    BucketRecord,
+    Condition,
+    EventRecord,
+    ObjectManifest,
+    PartRecord,
+    UploadRecord,
+    decode,
+    encode,
+)
 from metadata.replica.merge import Entry
 from metadata.replica.protocol import Write
+from metadata.replicated.accounting import ReplicatedAccounting, event_writes
 from metadata.replicated.manifests import decode_manifest, manifest, revised
 from metadata.replicated.merged_scan import Decoding, Merged, SyncCursor
 from metadata.replicated.quorum import SCAN_BATCH, tomb
@@ -60,7 +71,7 @@ def _upload_key(rec: UploadRecord) -> bytes:
     return keys.composite(rec.bucket, rec.key) + b"\x00" + keys.sortable(rec.initiated) + rec.upload_id.encode()
 
 
-class ReplicatedIndex(ReplicatedVersions):
+class ReplicatedIndex(ReplicatedVersions, ReplicatedAccounting):
     """The Index over `replicas` (three: any two of them are a quorum)."""
 
     # -- buckets
@@ -110,7 +121,9 @@ class ReplicatedIndex(ReplicatedVersions):
 
     # -- objects
 
-    async def put_object(self, man: ObjectManifest, cond: Condition | None = None) -> ObjectManifest | None:
+    async def put_object(
+        self, man: ObjectManifest, cond: Condition | None = None, events: Sequence[EventRecord] = ()
+    ) -> ObjectManifest | None:
         k = _okey(man.bucket, man.key)
         known: BucketRecord | None = None  # read just now, before the lock: not read again under it
         if cond is None or (cond.if_match is None and not cond.if_none_match_star):
@@ -119,7 +132,8 @@ class ReplicatedIndex(ReplicatedVersions):
                 raise NoSuchBucket(man.bucket)
             known = decode(BucketRecord, bucket_e.value)
             if not known.versioning:
-                await self._write([Write("objects", k, Entry(self._hlc.now(), False, encode(man)))])
+                ts = self._hlc.now()
+                await self._write([Write("objects", k, Entry(ts, False, encode(man))), *event_writes(events, ts)])
                 return manifest(current)
 
         async def decide(current: Entry | None, ts: int) -> tuple[list[Write], ObjectManifest | None]:
@@ -127,10 +141,11 @@ class ReplicatedIndex(ReplicatedVersions):
             if bucket is None:
                 raise NoSuchBucket(man.bucket)
             if bucket.versioning:
-                return await self._versioned_put(man, cond, current, ts)
+                writes, freed = await self._versioned_put(man, cond, current, ts)
+                return [*writes, *event_writes(events, ts)], freed
             previous = manifest(current)
             check_condition(cond, previous)
-            return [Write("objects", k, Entry(ts, False, encode(man)))], previous
+            return [Write("objects", k, Entry(ts, False, encode(man))), *event_writes(events, ts)], previous
 
         return await self._locked("objects", k, decide)
 
@@ -138,14 +153,15 @@ class ReplicatedIndex(ReplicatedVersions):
         (e,) = await self._read("objects", [_okey(bucket, key)])
         return manifest(e)
 
-    async def delete_object(self, bucket: str, key: str) -> ObjectManifest | None:
+    async def delete_object(self, bucket: str, key: str, events: Sequence[EventRecord] = ()) -> ObjectManifest | None:
         k = _okey(bucket, key)
         bucket_e, current = await self._read_many([("buckets", bucket.encode()), ("objects", k)])
         if bucket_e is None or bucket_e.tombstone:
             raise NoSuchBucket(bucket)
         previous = manifest(current)
         if previous is not None:
-            await self._write([Write("objects", k, tomb(self._hlc.now()))])
+            ts = self._hlc.now()
+            await self._write([Write("objects", k, tomb(ts)), *event_writes(events, ts)])
         return previous
 
     async def update_part(self, bucket: str, key: str, version_id: str, part: PartRecord) -> bool:
@@ -299,7 +315,9 @@ class ReplicatedIndex(ReplicatedVersions):
 
         return await self._scan("upload_keys", ns, use, batch=min(SCAN_BATCH, max(max_uploads, 0) + 1))
 
-    async def complete_upload(self, upload_id: str, man: ObjectManifest, cond: Condition | None = None) -> Completed:
+    async def complete_upload(
+        self, upload_id: str, man: ObjectManifest, cond: Condition | None = None, events: Sequence[EventRecord] = ()
+    ) -> Completed:
         k = _okey(man.bucket, man.key)
 
         async def decide(current: Entry | None, ts: int) -> tuple[list[Write], Completed]:
@@ -317,7 +335,8 @@ class ReplicatedIndex(ReplicatedVersions):
                 writes = [Write("objects", k, Entry(ts, False, encode(man)))]
             drops, parts = await self._drop_upload_writes(rec)
             used = {p.data_id for p in man.parts}
-            return [*writes, *drops], Completed(previous, [p for p in parts if p.data_id not in used])
+            done = Completed(previous, [p for p in parts if p.data_id not in used])
+            return [*writes, *drops, *event_writes(events, ts)], done
 
         return await self._locked("objects", k, decide)
 

@@ -10,6 +10,7 @@ as for current objects; read repair and anti-entropy cover the versions table li
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from metadata import keys, listing, versioning
 from metadata.index import NoSuchBucket, VersionPage, check_condition
@@ -18,6 +19,7 @@ from metadata.records import (
     VERSIONING_STATES,
     BucketRecord,
     Condition,
+    EventRecord,
     ObjectManifest,
     PartRecord,
     decode,
@@ -25,6 +27,7 @@ from metadata.records import (
 )
 from metadata.replica.merge import Entry
 from metadata.replica.protocol import Write
+from metadata.replicated.accounting import event_writes
 from metadata.replicated.admin import ReplicatedAdmin
 from metadata.replicated.manifests import decode_manifest, manifest
 from metadata.replicated.merged_scan import Merged, SyncCursor
@@ -114,7 +117,9 @@ class ReplicatedVersions(ReplicatedAdmin):
         newest = await self._key_versions(bucket, key, limit=1)
         return newest[0] if newest else None
 
-    async def delete_version(self, bucket: str, key: str, version_id: str) -> ObjectManifest | None:
+    async def delete_version(
+        self, bucket: str, key: str, version_id: str, events: Sequence[EventRecord] = ()
+    ) -> ObjectManifest | None:
         async def decide(current: Entry | None, ts: int) -> tuple[list[Write], ObjectManifest | None]:
             if await self.get_bucket(bucket) is None:
                 raise NoSuchBucket(bucket)
@@ -123,7 +128,7 @@ class ReplicatedVersions(ReplicatedAdmin):
             if target is None:
                 return [], None
             plan = versioning.plan_delete_version(target, live, await self._key_versions(bucket, key, limit=2))
-            return plan_writes(bucket, key, plan, live, ts), plan.freed
+            return [*plan_writes(bucket, key, plan, live, ts), *event_writes(events, ts)], plan.freed
 
         return await self._locked("objects", keys.composite(bucket, key), decide)
 
