@@ -31,6 +31,7 @@ from gateway.context import Gateway
 from gateway.handlers import buckets as bucket_api
 from gateway.handlers import listing as listing_api
 from gateway.handlers import multipart as multipart_api
+from gateway.handlers import notifications as notify_api
 from gateway.handlers import objects as object_api
 from gateway.handlers import versions as version_api
 from gateway.metrics import MaintenanceCollector, merge
@@ -49,7 +50,7 @@ Handler = Callable[[Gateway, S3Request], Awaitable[web.StreamResponse]]
 # Subresources S3 has and we do not: answered 501 rather than misread as a plain request.
 _BUCKET_UNSUPPORTED = frozenset(
     "accelerate acl analytics cors encryption intelligent-tiering inventory lifecycle logging metrics "
-    "notification object-lock ownershipControls policy policyStatus publicAccessBlock replication "
+    "object-lock ownershipControls policy policyStatus publicAccessBlock replication "
     "requestPayment tagging website".split()
 )
 _OBJECT_UNSUPPORTED = frozenset("acl attributes legal-hold restore retention select tagging torrent".split())
@@ -80,6 +81,8 @@ def _route(req: S3Request) -> Handler:
             raise S3Error("NotImplemented", f"Bucket {sorted(unsupported)[0]} is not implemented.")
         if "versioning" in q or "versions" in q:  # never a plain bucket request (a DELETE must not delete it)
             return _versioning_route(method, q)
+        if "notification" in q:
+            return notify_api.route(method)
         if method == "GET":
             if "location" in q:
                 return bucket_api.bucket_location

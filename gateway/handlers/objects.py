@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
 
 from gateway.context import Gateway
-from gateway.handlers import versions
+from gateway.handlers import quota, versions
 from gateway.handlers.buckets import check_access, owned_bucket, read_small_body, xml_response
+from gateway.handlers.notifications import events_for
 from gateway.objects.layer import StorageUnavailable
 from gateway.objects.pipelines import ReadError
 from gateway.s3 import checksums
@@ -32,7 +33,7 @@ from gateway.s3.request import (
 )
 from gateway.s3.xml import child_text, document, http_date, iso8601, parse
 from metadata.index import NoSuchBucket, PreconditionFailed
-from metadata.records import Condition, ObjectManifest, PartRecord, is_version_id, s3_version
+from metadata.records import Condition, EventRecord, ObjectManifest, PartRecord, is_version_id, s3_version
 
 MAX_PUT_SIZE = 5 << 30  # a single PUT (and a part) is at most 5 GiB, as in S3
 MAX_DELETE_KEYS = 1000
@@ -121,9 +122,9 @@ def single_part_manifest(
     )
 
 
-async def commit(gw: Gateway, man: ObjectManifest, cond: Condition | None) -> None:
+async def commit(gw: Gateway, man: ObjectManifest, cond: Condition | None, events: Sequence[EventRecord] = ()) -> None:
     try:
-        previous = await gw.index.put_object(man, cond)
+        previous = await gw.index.put_object(man, cond, events)
     except PreconditionFailed:
         gw.layer.discard(man.parts)
         raise S3Error("PreconditionFailed") from None
@@ -144,9 +145,12 @@ async def put_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     check_put_condition(cond, await gw.index.get_object(req.bucket, req.key) if cond else None)
     meta, headers, kind = user_metadata(req.headers), standard_headers(req.headers), content_type(req.headers)
     body = await open_body(req, MAX_PUT_SIZE)
+    await quota.check_put(gw, bucket, req.key, body.declared)
     part = await store_body(gw, req, body, 0)
+    if body.declared is None:  # a size the headers did not declare: checked now, before the commit
+        await quota.check_stored(gw, bucket, req.key, part)
     man = versions.stamp(single_part_manifest(req, part, kind, headers, meta), bucket)
-    await commit(gw, man, cond)
+    await commit(gw, man, cond, events_for(bucket, "ObjectCreated:Put", man.key, man, req.access_key))
     h = {"ETag": f'"{man.etag}"', **checksum_response_headers(man.checksums), **versions.version_header(man, bucket)}
     return web.Response(status=200, headers=h)
 
@@ -389,6 +393,7 @@ async def copy_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
         kind, headers, meta = content_type(req.headers), standard_headers(req.headers), user_metadata(req.headers)
     else:
         kind, headers, meta = src.content_type, dict(src.headers), dict(src.user_meta)
+    await quota.check_put(gw, bucket, req.key, src.size)
     algo = req.headers.get("x-amz-checksum-algorithm")
     algos = [checksums.normalize_algorithm(algo)] if algo else list(src.checksums)
     body = stream_source(gw.layer.stream(src, 0, src.size - 1) if src.size else None, algos)
@@ -397,7 +402,7 @@ async def copy_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     now = time.time()
     part.last_modified = now
     man = versions.stamp(single_part_manifest(req, part, kind, headers, meta), bucket)
-    await commit(gw, man, cond)
+    await commit(gw, man, cond, events_for(bucket, "ObjectCreated:Copy", man.key, man, req.access_key))
     items: list[tuple[str, Any]] = [("LastModified", iso8601(now)), ("ETag", f'"{man.etag}"')]
     items += [(f"Checksum{a}", v) for a, v in man.checksums.items()]
     resp = xml_response(document("CopyObjectResult", items))
