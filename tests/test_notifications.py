@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.s3_helpers import data, expect_error, unique
 from tests.server_process import ServerProcess, start_server
@@ -48,6 +50,12 @@ def worker_counters(srv: ServerProcess) -> dict[str, Any]:
     return next(w["counters"] for w in workers if w["name"] == "notify")
 
 
+def scraped(srv: ServerProcess, name: str) -> float:
+    with urllib.request.urlopen(srv.endpoint + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    return sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples if s.name == name)
+
+
 def test_events_matching_the_rules_are_delivered(server: ServerProcess, s3: Any, receiver: Receiver) -> None:
     target, bucket = unique("t"), unique()
     s3.create_bucket(Bucket=bucket)
@@ -81,6 +89,7 @@ def test_events_matching_the_rules_are_delivered(server: ServerProcess, s3: Any,
     mp = next(r for r in receiver.got() if r["eventName"] == "ObjectCreated:CompleteMultipartUpload")
     assert mp["s3"]["object"]["size"] == MiB
     assert worker_counters(server)["delivered"] >= 4
+    assert scraped(server, "tessera_events_delivered_total") >= 4
 
 
 def test_versioned_deletes_report_markers_and_versions(server: ServerProcess, s3: Any, receiver: Receiver) -> None:
