@@ -52,17 +52,20 @@ async def small_rates(endpoint: str, creds: Credentials, duration: float, rounds
 
 
 def big_rates(endpoint: str, size: int, rounds: int) -> dict[str, float]:
-    """Median MB/s of one-at-a-time PUTs and GETs of `size` bytes in each bucket, taking turns."""
+    """Median MB/s of one-at-a-time PUTs and GETs of `size` bytes in each bucket, taking turns. Each PUT is a
+    new key: an overwrite in the unversioned bucket would delete the old data while the next request runs."""
     s3 = s3_client(endpoint)
     body = os.urandom(size)
     samples: dict[str, list[float]] = {}
-    for _ in range(rounds):
+    for i in range(rounds):
         for bucket in (PLAIN, VERSIONED):
             t = time.perf_counter()
-            s3.put_object(Bucket=bucket, Key="big", Body=body)
+            s3.put_object(Bucket=bucket, Key=f"big-{i}", Body=body)
             samples.setdefault(f"{bucket}_put_big_mb_s", []).append(size / (time.perf_counter() - t) / 1e6)
+    for i in range(rounds):
+        for bucket in (PLAIN, VERSIONED):
             t = time.perf_counter()
-            n = sum(len(c) for c in s3.get_object(Bucket=bucket, Key="big")["Body"].iter_chunks(MiB))
+            n = sum(len(c) for c in s3.get_object(Bucket=bucket, Key=f"big-{i}")["Body"].iter_chunks(MiB))
             assert n == size
             samples.setdefault(f"{bucket}_get_big_mb_s", []).append(size / (time.perf_counter() - t) / 1e6)
     return {name: statistics.median(values) for name, values in samples.items()}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from cli.addresses import StartupError
+from cli.addresses import StartupError, parse_listen
 from cli.launch import launch, stop
 from cli.tls import make_local_pki
 from cluster.client import CA_ENV
@@ -51,6 +51,7 @@ class DevCluster:
     node_args: list[str] = field(default_factory=list)  # extra arguments for every `tessera node`
     gateway_args: list[str] = field(default_factory=list)  # extra arguments for every `tessera gateway`
     tls: bool = False  # metadata services and nodes serve HTTPS with certificates of a CA made in data/tls
+    listen: str = "127.0.0.1:0"  # the first gateway's HOST:PORT; gateway i listens on PORT+i-1 (0: any free ports)
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     services: dict[str, Service] = field(default_factory=dict)
 
@@ -83,9 +84,11 @@ class DevCluster:
                 args += ["--zone", f"zone{i % ZONES + 1}", *self.node_args]
                 nodes.append(Service(f"node{i + 1}", args, d / "log"))
             self._start_together(nodes)
+            host, port = parse_listen(self.listen)
             for i in range(self.gateways):
                 d = self.data / f"gateway{i + 1}"
-                args = ["gateway", "--listen", "127.0.0.1:0", "--meta", meta, "--ec", self.ec, *self.gateway_args]
+                at = f"{host}:{port + i if port else 0}"
+                args = ["gateway", "--listen", at, "--meta", meta, "--ec", self.ec, *self.gateway_args]
                 self._start(Service(f"gateway{i + 1}", args, d / "log", banner_end="export "))
         except BaseException:
             self.stop()
@@ -142,6 +145,17 @@ class DevCluster:
                     pass
                 stop(svc.proc)  # type: ignore[arg-type]
 
+    def reap(self) -> list[tuple[Service, int, int]]:
+        """The services that have exited since they were started, with their exit codes (negative: the
+        signal) and pids; each reaped (no zombie left) and forgotten, so it is reported once."""
+        dead = []
+        for svc in self.services.values():
+            if svc.proc is not None and (code := svc.proc.poll()) is not None:  # type: ignore[attr-defined]
+                dead.append((svc, svc.pid, code))
+        for svc, _, _ in dead:
+            svc.proc = None
+        return dead
+
     def endpoint(self, gateway: int = 1) -> str:
         return self.services[f"gateway{gateway}"].endpoint
 
@@ -166,7 +180,13 @@ def _free_ports(n: int) -> list[int]:
 @click.option("--data", default="tessera-dev", show_default=True, help="Directory for every service's data.")
 @click.option("--ec", default="4+2", show_default=True, help="Erasure code K+M.")
 @click.option("--tls", is_flag=True, help="HTTPS between the services, with a CA and certificate made in DATA/tls.")
-def dev(nodes: int, metas: int, gateways: int, data: str, ec: str, tls: bool) -> None:
+@click.option(
+    "--listen",
+    default="127.0.0.1:9000",
+    show_default=True,
+    help="HOST:PORT of the first gateway; gateway N listens on PORT+N-1 (PORT 0: free ports).",
+)
+def dev(nodes: int, metas: int, gateways: int, data: str, ec: str, tls: bool, listen: str) -> None:
     """Run a whole cluster on this machine; Ctrl-C stops it."""
     if metas not in (1, 3):
         click.echo("tessera dev: error: --meta must be 3 (a replica set) or 1 (a single, unreplicated index)", err=True)
@@ -174,13 +194,19 @@ def dev(nodes: int, metas: int, gateways: int, data: str, ec: str, tls: bool) ->
     if nodes < 1 or gateways < 1:
         click.echo("tessera dev: error: --nodes and --gateways must be at least 1", err=True)
         sys.exit(2)
+    # Set, not inherited: a shell that starts us in the background with `&` leaves SIGINT ignored.
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
-    cluster = DevCluster(Path(data), nodes=nodes, metas=metas, gateways=gateways, ec=ec, tls=tls)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # wakes the pause below when a service dies
+    cluster = DevCluster(Path(data), nodes=nodes, metas=metas, gateways=gateways, ec=ec, tls=tls, listen=listen)
     try:
         cluster.start()
         _announce(cluster)
         while True:
             signal.pause()
+            for svc, pid, code in cluster.reap():
+                how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+                click.echo(f"tessera dev: {svc.name} (pid {pid}) {how}; see {svc.log}", err=True)
     except KeyboardInterrupt:
         pass
     except (StartupError, CredentialsError, RuntimeError, OSError) as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cli.admin import admin
+from cli.config import config_group, configurable
 from cli.dev import dev
 from cli.gateway import gateway
 from cli.meta import meta
@@ -18,12 +19,10 @@ def main() -> None:
     """Tessera: an S3-compatible, erasure-coded object store."""
 
 
-main.add_command(server)
-main.add_command(meta)
-main.add_command(node)
-main.add_command(gateway)
-main.add_command(dev)
+for service in (server, meta, node, gateway, dev):
+    main.add_command(configurable(service))
 main.add_command(admin)
+main.add_command(config_group)
 
 if __name__ == "__main__":
     main()

@@ -25,6 +25,8 @@ from cluster.service import (
     make_service_app,
     request_key,
 )
+from cluster.service.access_log import AccessLog
+from cluster.version import SERVER
 from gateway import siblings
 from gateway.admin import api as admin_api
 from gateway.context import Gateway
@@ -33,8 +35,10 @@ from gateway.handlers import listing as listing_api
 from gateway.handlers import multipart as multipart_api
 from gateway.handlers import notifications as notify_api
 from gateway.handlers import objects as object_api
+from gateway.handlers import tagging as tagging_api
 from gateway.handlers import versions as version_api
-from gateway.metrics import MaintenanceCollector, merge
+from gateway.handlers.attributes import get_object_attributes
+from gateway.metrics import MaintenanceCollector, by_worker
 from gateway.s3 import sigv2, sigv4
 from gateway.s3.errors import S3Error
 from gateway.s3.request import S3Request, split_path
@@ -51,9 +55,21 @@ Handler = Callable[[Gateway, S3Request], Awaitable[web.StreamResponse]]
 _BUCKET_UNSUPPORTED = frozenset(
     "accelerate acl analytics cors encryption intelligent-tiering inventory lifecycle logging metrics "
     "object-lock ownershipControls policy policyStatus publicAccessBlock replication "
-    "requestPayment tagging website".split()
+    "requestPayment website".split()
 )
-_OBJECT_UNSUPPORTED = frozenset("acl attributes legal-hold restore retention select tagging torrent".split())
+_OBJECT_UNSUPPORTED = frozenset("acl legal-hold restore retention select torrent".split())
+_BUCKET_TAGGING: dict[str, Handler] = {
+    "GET": tagging_api.get_bucket_tagging,
+    "PUT": tagging_api.put_bucket_tagging,
+    "DELETE": tagging_api.delete_bucket_tagging,
+}
+_OBJECT_TAGGING: dict[str, Handler] = {
+    "GET": tagging_api.get_object_tagging,
+    "PUT": tagging_api.put_object_tagging,
+    "DELETE": tagging_api.delete_object_tagging,
+}
+_VERSIONING: dict[str, Handler] = {"GET": version_api.get_bucket_versioning, "PUT": version_api.put_bucket_versioning}
+_NOTIFICATION: dict[str, Handler] = {"GET": notify_api.get_notification, "PUT": notify_api.put_notification}
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
 # Request ids: unique per process start and cheap (uuid4 per request cost 5% of a small GET's CPU).
 _RID_PREFIX = os.urandom(3).hex().upper()
@@ -79,10 +95,14 @@ def _route(req: S3Request) -> Handler:
         unsupported = _BUCKET_UNSUPPORTED.intersection(q)
         if unsupported:
             raise S3Error("NotImplemented", f"Bucket {sorted(unsupported)[0]} is not implemented.")
-        if "versioning" in q or "versions" in q:  # never a plain bucket request (a DELETE must not delete it)
-            return _versioning_route(method, q)
+        if "tagging" in q:
+            return _subresource(_BUCKET_TAGGING, method)
+        if "versioning" in q:  # never a plain bucket request: a DELETE must not delete the bucket
+            return _subresource(_VERSIONING, method)
+        if "versions" in q:
+            return _subresource({"GET": version_api.list_object_versions}, method)
         if "notification" in q:
-            return notify_api.route(method)
+            return _subresource(_NOTIFICATION, method)
         if method == "GET":
             if "location" in q:
                 return bucket_api.bucket_location
@@ -101,6 +121,10 @@ def _route(req: S3Request) -> Handler:
     unsupported = _OBJECT_UNSUPPORTED.intersection(q)
     if unsupported:
         raise S3Error("NotImplemented", f"Object {sorted(unsupported)[0]} is not implemented.")
+    if "tagging" in q:
+        return _subresource(_OBJECT_TAGGING, method)
+    if "attributes" in q:
+        return _subresource({"GET": get_object_attributes}, method)
     copy = "x-amz-copy-source" in req.headers
     if method == "PUT":
         if "uploadId" in q:
@@ -121,14 +145,11 @@ def _route(req: S3Request) -> Handler:
     raise S3Error("MethodNotAllowed")
 
 
-def _versioning_route(method: str, q: Any) -> Handler:
-    if "versioning" in q and method == "GET":
-        return version_api.get_bucket_versioning
-    if "versioning" in q and method == "PUT":
-        return version_api.put_bucket_versioning
-    if "versions" in q and "versioning" not in q and method == "GET":
-        return version_api.list_object_versions
-    raise S3Error("MethodNotAllowed")
+def _subresource(handlers: dict[str, Handler], method: str) -> Handler:
+    handler = handlers.get(method)
+    if handler is None:
+        raise S3Error("MethodNotAllowed")
+    return handler
 
 
 def _host_bucket(host: str, domains: tuple[str, ...]) -> str | None:
@@ -223,7 +244,7 @@ async def _probe(request: web.Request, probe: str) -> web.StreamResponse:
     body = svc.metrics.render()
     gw = request.app[GATEWAY_KEY]
     if gw.siblings is not None and not siblings.is_internal(request):
-        body = merge([body, *await gw.siblings.metrics()])
+        body = by_worker({gw.siblings.number: body, **await gw.siblings.metrics()})
     return exposition(body)
 
 
@@ -366,7 +387,7 @@ async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
     rid = request.get(REQUEST_ID, "")
     response.headers["x-amz-request-id"] = rid
     response.headers["x-amz-id-2"] = rid
-    response.headers["Server"] = "Tessera"
+    response.headers["Server"] = SERVER
 
 
 def _readiness(gw: Gateway) -> ReadyCheck:
@@ -379,13 +400,17 @@ def _readiness(gw: Gateway) -> ReadyCheck:
     return check
 
 
+async def _flush_access_log(app: web.Application) -> None:
+    app[SERVICE].flush_access_log()
+
+
 def make_app(gw: Gateway) -> web.Application:
     app = make_service_app(
         namespace="tessera_s3",
         duration_name="tessera_s3_request_seconds",
         log=log,
-        access_log=access_log,
-        level=logging.DEBUG,  # TESSERA_LOG_LEVEL=debug shows every request; 5xx are warnings
+        access_log=access_log,  # 5xx also as warnings here
+        access_writer=AccessLog.from_env(),  # one JSON line per request (TESSERA_ACCESS_LOG)
         errors=_ERRORS,
         authenticate=_authenticate,
         ready=_readiness(gw),
@@ -402,6 +427,7 @@ def make_app(gw: Gateway) -> web.Application:
         await gw.users.close()
 
     app.cleanup_ctx.append(users_refresh)
+    app.on_cleanup.append(_flush_access_log)
     # (?s): keys may hold CR, LF
     app[SERVICE].route("*", "/{tail:(?s:.*)}", _dispatch, operation="unrouted", expect_handler=_no_early_continue)
     return app

@@ -1,5 +1,5 @@
 """The gateway's own Prometheus metrics: repair, GC and event delivery (its S3 requests are counted by the
-service skeleton, cluster/service, under tessera_s3_*); and several worker processes' expositions summed."""
+service skeleton, cluster/service, under tessera_s3_*); and several worker processes' expositions side by side."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ class MaintenanceCollector:
         yield CounterMetricFamily("tessera_events_dropped", "Events dropped (backlog bound, target gone)", ev.dropped)
 
 
-class _Merged:
+class _Labelled:
     def __init__(self, families: list[Metric]) -> None:
         self._families = families
 
@@ -44,28 +44,19 @@ class _Merged:
         yield from self._families
 
 
-def merge(texts: list[bytes]) -> bytes:
-    """Several processes' expositions of the same metrics as one: values summed (counts, sums and
-    histogram buckets add up across processes), creation times the earliest."""
+def by_worker(texts: dict[int, bytes]) -> bytes:
+    """Several worker processes' expositions as one, each sample labelled with its worker's number.
+
+    Not summed: a worker that restarts (its counters from zero) or misses a scrape would make a sum
+    drop, which Prometheus takes for a counter reset. `sum without (worker) (...)` adds them up."""
     families: dict[str, Metric] = {}
-    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
-    for text in texts:
+    for number, text in sorted(texts.items()):
         for fam in text_string_to_metric_families(text.decode()):
-            if fam.name not in families:
-                families[fam.name] = Metric(fam.name, fam.documentation, fam.type, fam.unit)
-                values[fam.name] = {}
-            into = values[fam.name]
+            into = families.get(fam.name)
+            if into is None:
+                into = families[fam.name] = Metric(fam.name, fam.documentation, fam.type, fam.unit)
             for sample in fam.samples:
-                key = (sample.name, tuple(sorted(sample.labels.items())))
-                if key not in into:
-                    into[key] = sample.value
-                elif sample.name.endswith("_created"):
-                    into[key] = min(into[key], sample.value)
-                else:
-                    into[key] += sample.value
-    for name, fam in families.items():
-        for (sample_name, labels), value in values[name].items():
-            fam.add_sample(sample_name, dict(labels), value)
+                into.add_sample(sample.name, {**sample.labels, "worker": str(number)}, sample.value)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Merged(list(families.values())))
+    registry.register(_Labelled(list(families.values())))
     return generate_latest(registry)

@@ -98,10 +98,11 @@ class Siblings:
             log.warning("admin request not forwarded to worker %d: %r", PRIMARY, exc)
             return unreachable()
 
-    async def metrics(self) -> list[bytes]:
-        """The other workers' own /metrics (a worker that does not answer now is left out)."""
+    async def metrics(self) -> dict[int, bytes]:
+        """The other workers' own /metrics by worker number (a worker that does not answer now is left out)."""
         others = [n for n in range(self.count) if n != self.number]
-        return [text for text in await asyncio.gather(*(self._metrics_of(n) for n in others)) if text is not None]
+        texts = await asyncio.gather(*(self._metrics_of(n) for n in others))
+        return {n: text for n, text in zip(others, texts, strict=True) if text is not None}
 
     async def _metrics_of(self, number: int) -> bytes | None:
         try:

@@ -153,6 +153,10 @@ class Index(Protocol):
         """All buckets, sorted by name."""
         ...
 
+    async def set_bucket_tags(self, name: str, tags: dict[str, str]) -> None:
+        """Replace the bucket's tags (an empty dict removes them). Raises NoSuchBucket."""
+        ...
+
     # -- objects
     async def put_object(
         self, man: ObjectManifest, cond: Condition | None = None, events: Sequence[EventRecord] = ()
@@ -204,9 +208,20 @@ class Index(Protocol):
         versions again). Versions and common prefixes count towards max_keys. Raises NoSuchBucket."""
         ...
 
-    async def delete_object(self, bucket: str, key: str, events: Sequence[EventRecord] = ()) -> ObjectManifest | None:
-        """Remove the object; return it (None if there was none; `events` are queued only if there was one).
-        Raises NoSuchBucket."""
+    async def delete_object(
+        self, bucket: str, key: str, cond: Condition | None = None, events: Sequence[EventRecord] = ()
+    ) -> ObjectManifest | None:
+        """Remove the object; return it (None if there was none: nothing changes). Raises NoSuchBucket, and
+        PreconditionFailed when there is an object and it does not meet cond (checked atomically with the delete).
+        `events` are queued, in the same transaction, only if there was an object.
+        """
+        ...
+
+    async def set_object_tags(self, bucket: str, key: str, version_id: str, tags: dict[str, str]) -> bool:
+        """Replace the tags of the version with internal id `version_id` (current or not), only if (bucket,
+        key) still has it (otherwise change nothing and return False). The object's data and everything else of its
+        manifest stay as they are; like update_part, it never wins over a concurrent overwrite or delete.
+        """
         ...
 
     async def list_objects(
@@ -393,3 +408,9 @@ def check_condition(cond: Condition | None, current: ObjectManifest | None) -> N
             raise PreconditionFailed("no current object to match")
         if cond.if_match != "*" and cond.if_match != current.etag:
             raise PreconditionFailed(f"etag is {current.etag}")
+
+
+def check_delete_condition(cond: Condition | None, current: ObjectManifest | None) -> None:
+    """A delete's condition: only an object that is there can fail it (a missing one is simply not deleted)."""
+    if current is not None:
+        check_condition(cond, current)

@@ -21,6 +21,7 @@ class BucketRecord:
     owner: str  # access key of the creating user
     created: float  # seconds since the epoch
     region: str = "us-east-1"
+    tags: dict[str, str] = field(default_factory=dict)  # bucket tagging (at most 50)
     versioning: str = ""  # VERSIONING_STATES: "" never configured, then "Enabled" or "Suspended"
     quota_size: int = 0  # bytes the bucket may hold (every version counts); 0: no quota (docs/quotas.md)
     quota_objects: int = 0  # objects (versions) it may hold; 0: no quota
@@ -63,6 +64,7 @@ class ObjectManifest:
     user_meta: dict[str, str] = field(default_factory=dict)  # x-amz-meta-* (lowercased name without prefix)
     checksums: dict[str, str] = field(default_factory=dict)  # algorithm -> base64 (S3 full-object or composite)
     checksum_type: str = ""  # "FULL_OBJECT" | "COMPOSITE" | ""
+    tags: dict[str, str] = field(default_factory=dict)  # object tagging (at most 10); left out when empty
     # Versioning (docs/versioning.md). version_id above is internal (unique per write, what repair checks);
     # s3_version_id is what S3 clients see: new_version_id() for a write while versioning is Enabled, ""
     # for the null version (written while it was never enabled or is Suspended).
@@ -106,6 +108,7 @@ class UploadRecord:
     user_meta: dict[str, str] = field(default_factory=dict)
     checksum_algorithm: str = ""  # as given at create (e.g. "CRC32"), "" if none
     checksum_type: str = ""  # "COMPOSITE" | "FULL_OBJECT" | ""
+    tags: dict[str, str] = field(default_factory=dict)  # x-amz-tagging at create, given to the completed object
 
 
 @dataclass(slots=True)
@@ -262,10 +265,15 @@ def _field_set(cls: type) -> frozenset[str]:
     return frozenset(_field_names(cls))
 
 
+# Fields left out of the encoding while empty: most records never have them, and a record without the
+# field decodes to its default (so records written before the field existed read the same).
+OMIT_EMPTY = frozenset({"tags", "versioning", "s3_version_id", "delete_marker"})
+
+
 def _as_map(rec: Any) -> dict[str, Any]:
     """What dataclasses.asdict gives for a record, for the nesting records have (_NESTED), without
     its deep copy of every value: that was a tenth of a small PUT's CPU."""
-    d = {name: getattr(rec, name) for name in _field_names(type(rec))}
+    d = {name: v for name in _field_names(type(rec)) if (v := getattr(rec, name)) or name not in OMIT_EMPTY}
     for name in _nested_types(type(rec)):
         d[name] = [_as_map(x) for x in d[name]]
     return d

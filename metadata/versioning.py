@@ -7,7 +7,7 @@ table under keys.version_composite, newest first. A key with a current version h
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from metadata import keys
@@ -62,18 +62,28 @@ def plan_put(new: ObjectManifest, current: ObjectManifest | None, null_noncurren
     return plan
 
 
-def with_part(versions: Iterable[ObjectManifest], version_id: str, part: PartRecord) -> ObjectManifest | None:
-    """update_part on a noncurrent version: the version with internal id `version_id` among `versions`, with
-    `part` in place of its part of the same number and data id; None if it has no such part (or is gone)."""
+def rewritten(
+    versions: Iterable[ObjectManifest], version_id: str, change: Callable[[ObjectManifest], bool]
+) -> ObjectManifest | None:
+    """A rewrite in place (a repaired part, new tags) of a noncurrent version: the version with internal id
+    `version_id` among `versions` once `change` has changed it; None if it is gone or change says no."""
     for man in versions:
-        if man.version_id != version_id:
-            continue
+        if man.version_id == version_id:
+            return man if change(man) else None
+    return None
+
+
+def with_part(part: PartRecord) -> Callable[[ObjectManifest], bool]:
+    """update_part's change: `part` in place of the version's part of the same number and data id."""
+
+    def change(man: ObjectManifest) -> bool:
         for i, p in enumerate(man.parts):
             if p.number == part.number and p.data_id == part.data_id:
                 man.parts[i] = part
-                return man
-        return None
-    return None
+                return True
+        return False
+
+    return change
 
 
 def order(man: ObjectManifest) -> bytes:

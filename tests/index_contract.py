@@ -46,6 +46,7 @@ from metadata.records import (
     UploadRecord,
     UserRecord,
 )
+from tests.index_contract_tags import TagsContract
 
 # -- records
 
@@ -279,7 +280,7 @@ SHARED_SUITE = [HealthCheck.function_scoped_fixture, HealthCheck.differing_execu
 LONG_HEAD = "L" * 455  # with a 10-character bucket name the composite key passes 470 bytes around here
 
 
-class IndexContract:
+class IndexContract(TagsContract):
     # ---- buckets
 
     async def test_create_and_get_bucket(self, index: Index) -> None:

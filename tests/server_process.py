@@ -81,17 +81,21 @@ class ServerProcess:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def requests_answered(self, operation: str, status: str) -> float:
-        """tessera_s3_requests_total{operation, status} in one scrape of /metrics."""
+        """tessera_s3_requests_total{operation, status} in one scrape of /metrics, added up over workers."""
+        return sum(self.requests_by_worker(operation, status).values())
+
+    def requests_by_worker(self, operation: str, status: str) -> dict[str, float]:
+        """tessera_s3_requests_total{operation, status} in one scrape, by its worker label ("" when none)."""
         with urllib.request.urlopen(self.endpoint + "/metrics", timeout=10, context=self.ssl_context()) as resp:
             text = resp.read().decode()
+        found: dict[str, float] = {}
         for fam in text_string_to_metric_families(text):
             for sample in fam.samples:
-                if sample.name == "tessera_s3_requests_total" and sample.labels == {
-                    "operation": operation,
-                    "status": status,
-                }:
-                    return sample.value
-        return 0.0
+                labels = dict(sample.labels)
+                worker = labels.pop("worker", "")
+                if sample.name == "tessera_s3_requests_total" and labels == {"operation": operation, "status": status}:
+                    found[worker] = sample.value
+        return found
 
 
 def start_server(

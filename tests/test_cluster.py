@@ -16,12 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from cli.dev import DevCluster
-from cli.launch import launch, stop
 from tests.s3_helpers import dev_client
 
 MiB = 1 << 20
@@ -154,36 +152,3 @@ def test_every_service_reports_health_and_metrics(cluster: DevCluster) -> None:
             assert b"# TYPE" in text, svc.name
             if svc.name.startswith("gateway"):  # repair and GC tallies beside the S3 ones
                 assert b"tessera_repaired_bytes_total" in text and b"tessera_gc_bytes_total" in text
-
-
-def test_tessera_dev_command_serves_and_stops(tmp_path: Path) -> None:
-    """The command users run: three metadata replicas, six nodes, a gateway; SIGTERM stops them all."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
-    run = launch(["dev", "--nodes", "6", "--data", str(tmp_path / "dev")], env, tmp_path / "dev.log")
-    try:
-        pids = [int(line.rsplit("pid ", 1)[1].rstrip(")")) for line in run.banner.splitlines() if "(pid " in line]
-        assert len(pids) == 9  # meta1-3 and node1-6 (the gateway is the Endpoint line)
-        creds = dict(kv.split("=", 1) for kv in run.banner.split("export ", 1)[1].split())
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=run.endpoint,
-            aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
-            region_name="us-east-1",
-        )
-        s3.create_bucket(Bucket="devcmd")
-        data = os.urandom(3 * MiB)
-        s3.put_object(Bucket="devcmd", Key="k", Body=data)
-        assert s3.get_object(Bucket="devcmd", Key="k")["Body"].read() == data
-    finally:
-        stop(run.proc)
-    for pid in pids:  # every service it started is gone with it
-        wait_until(lambda pid=pid: not _alive(pid), 30, f"pid {pid} to exit")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"

@@ -465,3 +465,12 @@ async def test_reads_ride_out_a_restarting_service(service: Service) -> None:
     finally:
         await idx.close()
         await runner.cleanup()
+
+
+def test_empty_tags_stay_off_the_wire() -> None:
+    """A service from before tags (strict about fields) still takes records that have none."""
+    man = make_manifest("b", "k")
+    assert "tags" not in protocol.dump(man) and "tags" not in protocol.dump(make_upload("b", "k"))
+    man.tags = {"a": "b"}
+    assert protocol.dump(man)["tags"] == {"a": "b"}
+    assert protocol.load(type(man), protocol.dump(man)) == man

@@ -67,8 +67,9 @@ def test_list_buckets_bad_arguments(server: ServerProcess, query: str) -> None:
 
 
 def test_recreate_is_already_owned(s3: Any, bucket: str) -> None:
-    resp = expect_error(s3.create_bucket, "BucketAlreadyOwnedByYou", 409, Bucket=bucket)
-    assert resp["Error"]["BucketName"] == bucket
+    # In us-east-1 (this server's region) S3 answers the owner's repeated creation with success.
+    assert s3.create_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]].count(bucket) == 1
 
 
 @pytest.mark.parametrize(
@@ -175,12 +176,8 @@ def test_create_bucket_malformed_configuration(server: ServerProcess) -> None:
         lambda s3, b: s3.get_bucket_policy(Bucket=b),
         lambda s3, b: s3.get_bucket_cors(Bucket=b),
         lambda s3, b: s3.get_bucket_lifecycle_configuration(Bucket=b),
-        lambda s3, b: s3.get_bucket_tagging(Bucket=b),
         lambda s3, b: s3.get_bucket_acl(Bucket=b),
-        lambda s3, b: s3.get_object_tagging(Bucket=b, Key="obj"),
-        lambda s3, b: s3.put_object_tagging(Bucket=b, Key="obj", Tagging={"TagSet": [{"Key": "a", "Value": "b"}]}),
         lambda s3, b: s3.get_object_acl(Bucket=b, Key="obj"),
-        lambda s3, b: s3.get_object_attributes(Bucket=b, Key="obj", ObjectAttributes=["ETag"]),
     ],
 )
 def test_unsupported_subresources(s3: Any, bucket: str, call: Any) -> None:

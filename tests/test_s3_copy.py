@@ -131,13 +131,12 @@ UNSUPPORTED_WRITES: list[dict[str, Any]] = [
     {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": "k" * 32},
     {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": datetime(2040, 1, 1, tzinfo=UTC)},
     {"ObjectLockLegalHoldStatus": "ON"},
-    {"Tagging": "project=x"},
 ]
 
 
 @pytest.mark.parametrize("extra", UNSUPPORTED_WRITES)
 def test_unsupported_write_features_refused(s3: Any, bucket: str, extra: dict[str, Any]) -> None:
-    """Encryption, object lock and tags are not implemented: refused, never acknowledged and dropped."""
+    """Encryption and object lock are not implemented: refused, never acknowledged and dropped."""
     s3.put_object(Bucket=bucket, Key="src", Body=b"source")
     expect_error(s3.put_object, "NotImplemented", 501, Bucket=bucket, Key="k", Body=b"x", **extra)
     expect_error(s3.copy_object, "NotImplemented", 501, Bucket=bucket, Key="k", CopySource=f"{bucket}/src", **extra)

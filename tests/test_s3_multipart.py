@@ -258,7 +258,7 @@ def test_upload_part_copy_with_range(s3: Any, bucket: str) -> None:
     assert s3.get_object(Bucket=bucket, Key="copied")["Body"].read() == source
 
 
-@pytest.mark.parametrize("rng", ["bytes=0-100", "bytes=5-", "bytes=-5", "bytes=9-3", "items=0-1", "bytes=0-1,3-4"])
+@pytest.mark.parametrize("rng", ["bytes=5-", "bytes=-5", "bytes=9-3", "items=0-1", "bytes=0-1,3-4"])
 def test_upload_part_copy_bad_range(s3: Any, bucket: str, rng: str) -> None:
     s3.put_object(Bucket=bucket, Key="src", Body=b"0123456789")
     upload_id = s3.create_multipart_upload(Bucket=bucket, Key="dst")["UploadId"]

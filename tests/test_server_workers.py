@@ -150,7 +150,9 @@ def test_admin_jobs_answer_on_every_worker(srv: ServerProcess) -> None:
     assert "repair done" in res.stdout
 
 
-def test_metrics_add_up_every_worker(srv: ServerProcess) -> None:
+def test_metrics_show_every_worker_by_its_label(srv: ServerProcess) -> None:
+    """Each worker's counters under worker="N", the same whichever worker answers the scrape (a sum would
+    drop when one worker restarts or misses a scrape: Prometheus would read a counter reset)."""
     s3 = closing_client(srv)
     bucket = f"m-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=bucket)
@@ -159,6 +161,9 @@ def test_metrics_add_up_every_worker(srv: ServerProcess) -> None:
     assert len(seen) == 2, seen
     counts = {srv.requests_answered("put_object", "200") for _ in range(10)}  # scrapes land on either worker
     assert counts == {before + 30}
+    scrapes = [srv.requests_by_worker("put_object", "200") for _ in range(10)]
+    assert all(s.keys() == {"0", "1"} for s in scrapes), scrapes
+    assert len({tuple(sorted(s.items())) for s in scrapes}) == 1, scrapes
 
 
 def test_a_dead_worker_is_replaced_and_stop_ends_them_all(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from tests.versioning_cases import (  # noqa: F401  (collected here)
     test_delete_objects_with_versions,
     test_list_object_versions_pages_prefixes_and_encoding,
     test_null_version,
+    test_tags_and_attributes_of_each_version,
     test_versioning_configuration,
     test_versions_put_get_head_delete,
 )

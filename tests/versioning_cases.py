@@ -192,13 +192,15 @@ def test_list_object_versions_pages_prefixes_and_encoding(s3: Any, bucket: str) 
 
 
 def test_bucket_with_versions_is_not_empty_until_purged(s3: Any, bucket: str) -> None:
-    """What `rclone purge` and s3fs's rm(recursive=True) do: list every version, delete them by id in batches."""
+    """What `rclone purge` does (rclone is not on PyPI; its requests, emulated): read the versioning status, list
+    every version, delete them by id in batches, delete the bucket."""
     enable(s3, bucket)
     for i in range(5):
         s3.put_object(Bucket=bucket, Key=f"d/{i}", Body=b"x")
         s3.put_object(Bucket=bucket, Key=f"d/{i}", Body=b"y")
         s3.delete_object(Bucket=bucket, Key=f"d/{i}")
     expect_error(s3.delete_bucket, "BucketNotEmpty", 409, Bucket=bucket)
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
     for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, PaginationConfig={"PageSize": 4}):
         victims = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in page.get("Versions", [])]
         victims += [{"Key": d["Key"], "VersionId": d["VersionId"]} for d in page.get("DeleteMarkers", [])]
@@ -207,3 +209,17 @@ def test_bucket_with_versions_is_not_empty_until_purged(s3: Any, bucket: str) ->
     assert all_versions(s3, bucket) == []
     s3.delete_bucket(Bucket=bucket)
     expect_error(s3.head_bucket, "404", 404, Bucket=bucket)
+
+
+def test_tags_and_attributes_of_each_version(s3: Any, bucket: str) -> None:
+    enable(s3, bucket)
+    v1 = s3.put_object(Bucket=bucket, Key="k", Body=b"one", Tagging="gen=1")["VersionId"]
+    v2 = s3.put_object(Bucket=bucket, Key="k", Body=b"second", Tagging="gen=2")["VersionId"]
+    s3.put_object_tagging(Bucket=bucket, Key="k", VersionId=v1, Tagging={"TagSet": [{"Key": "gen", "Value": "old"}]})
+    tags = s3.get_object_tagging(Bucket=bucket, Key="k", VersionId=v1)["TagSet"]
+    assert tags == [{"Key": "gen", "Value": "old"}]
+    assert s3.get_object_tagging(Bucket=bucket, Key="k")["TagSet"] == [{"Key": "gen", "Value": "2"}]
+    attrs = s3.get_object_attributes(Bucket=bucket, Key="k", VersionId=v1, ObjectAttributes=["ObjectSize"])
+    assert attrs["ObjectSize"] == 3
+    assert s3.get_object(Bucket=bucket, Key="k", VersionId=v1)["Body"].read() == b"one"  # data untouched
+    assert s3.head_object(Bucket=bucket, Key="k")["VersionId"] == v2

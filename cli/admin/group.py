@@ -15,6 +15,7 @@ from rich.console import Console
 
 from cli import event_loop
 from cli.admin.formatting import Doc
+from cli.admin.profile import Identity, ProfileError, identity
 from gateway.admin.client import AdminClient, AdminError
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:9000"
@@ -24,8 +25,9 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class _Target:
-    endpoint: str
+    endpoint: str | None  # None: the profile's endpoint_url, else DEFAULT_ENDPOINT
     ca_bundle: str | None
+    profile: str | None
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -33,22 +35,30 @@ def fail(message: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
-def _credentials() -> tuple[str, str]:
-    ak, sk = os.environ.get("AWS_ACCESS_KEY_ID", ""), os.environ.get("AWS_SECRET_ACCESS_KEY", "")
-    if not ak or not sk:
-        fail("no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to the gateway's root credentials")
-    return ak, sk
+def _identity(profile: str | None) -> Identity:
+    try:
+        found = identity(profile)
+    except ProfileError as exc:
+        fail(str(exc))
+    if not found.access_key or not found.secret_key:
+        fail(
+            "no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to the gateway's root credentials, "
+            "or name a profile of ~/.aws/credentials with --profile or AWS_PROFILE"
+        )
+    return found
 
 
 def run(ctx: click.Context, call: Callable[[AdminClient], Awaitable[T]]) -> T:
     """Run one admin conversation; every failure becomes one line on stderr and exit 1."""
     target = ctx.find_object(_Target)
     assert target is not None
-    ak, sk = _credentials()
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    who = _identity(target.profile)
+    endpoint = target.endpoint or who.endpoint or DEFAULT_ENDPOINT
 
     async def conversation() -> T:
-        async with AdminClient(target.endpoint, ak, sk, region, ca_bundle=target.ca_bundle) as client:
+        async with AdminClient(
+            endpoint, who.access_key, who.secret_key, who.region, ca_bundle=target.ca_bundle
+        ) as client:
             return await call(client)
 
     try:
@@ -88,9 +98,8 @@ def show(doc: Doc, as_json: bool, render: Callable[[Console, Doc], None]) -> Non
     "--endpoint-url",
     "endpoint",
     envvar="AWS_ENDPOINT_URL",
-    default=DEFAULT_ENDPOINT,
-    show_default=True,
-    help="The gateway's URL (else AWS_ENDPOINT_URL).",
+    default=None,
+    help=f"The gateway's URL (else AWS_ENDPOINT_URL, else the profile's endpoint_url, else {DEFAULT_ENDPOINT}).",
 )
 @click.option(
     "--ca-bundle",
@@ -99,7 +108,13 @@ def show(doc: Doc, as_json: bool, render: Callable[[Console, Doc], None]) -> Non
     metavar="FILE",
     help="PEM file of the CAs to check an https gateway's certificate against (else AWS_CA_BUNDLE).",
 )
+@click.option(
+    "--profile",
+    default=None,
+    help="A profile of ~/.aws/credentials and ~/.aws/config to sign with (else AWS_PROFILE), as aws-cli.",
+)
 @click.pass_context
-def admin(ctx: click.Context, endpoint: str, ca_bundle: str | None) -> None:
-    """Operate a cluster through a gateway (root credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)."""
-    ctx.obj = _Target(endpoint, ca_bundle or None)
+def admin(ctx: click.Context, endpoint: str | None, ca_bundle: str | None, profile: str | None) -> None:
+    """Operate a cluster through a gateway with its root credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY,
+    or a profile of ~/.aws/credentials as aws-cli finds them)."""
+    ctx.obj = _Target(endpoint or None, ca_bundle or None, profile or None)

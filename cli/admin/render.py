@@ -24,7 +24,9 @@ from cli.admin.formatting import (
 def render_status(console: Console, doc: Doc, now: float | None = None) -> None:
     console.print(
         Text.assemble(
-            ("EC ", "bold"),
+            ("Tessera ", "bold"),
+            str(doc.get("version", "?")),
+            ("   EC ", "bold"),
             str(doc.get("ec", "?")),
             ("   node grace ", "bold"),
             human_duration(doc.get("node_grace", 0)),

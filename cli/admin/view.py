@@ -24,7 +24,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 def inspect(ctx: click.Context, target: str, version_id: str | None, as_json: bool) -> None:
     """An object's EC scheme, segments, where each fragment lives, and its health (its current version,
     or the one --version-id names)."""
-    bucket, _, key = target.partition("/")
+    bucket, _, key = target.removeprefix("s3://").partition("/")  # as aws-cli writes it, or BUCKET/KEY
     if not bucket or not key:
         raise click.BadParameter("expected BUCKET/KEY", param_hint="BUCKET/KEY")
     show(run(ctx, lambda c: c.inspect(bucket, key, version_id)), as_json, render_inspect)

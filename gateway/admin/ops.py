@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from cluster.version import VERSION
 from gateway.admin.errors import AdminError
 from gateway.admin.http import json_ok
 from gateway.care.maintenance import Maintenance
@@ -102,6 +103,7 @@ async def status(gw: Gateway, request: web.Request, params: dict[str, str]) -> w
         meta = [{"address": "local", "ok": True, "error": ""}]
     st = m.repairer.stats
     doc = {
+        "version": VERSION,
         "ec": str(gw.layer.scheme),
         "node_grace": m.settings.node_grace,
         "gc_grace": m.settings.gc_grace,

@@ -112,8 +112,11 @@ async def create_bucket(gw: Gateway, req: S3Request) -> web.StreamResponse:
     try:
         await gw.index.create_bucket(BucketRecord(req.bucket, req.access_key, time.time(), region))
     except BucketAlreadyExists as exc:
-        code = "BucketAlreadyOwnedByYou" if exc.owner == req.access_key else "BucketAlreadyExists"
-        raise S3Error(code, BucketName=req.bucket) from None
+        if exc.owner != req.access_key:
+            raise S3Error("BucketAlreadyExists", BucketName=req.bucket) from None
+        if region != "us-east-1":
+            raise S3Error("BucketAlreadyOwnedByYou", BucketName=req.bucket) from None
+        # us-east-1 answers a repeated creation by the owner with success (a legacy S3 keeps), changing nothing.
     return web.Response(status=200, headers={"Location": "/" + req.bucket})
 
 

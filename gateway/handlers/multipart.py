@@ -28,7 +28,7 @@ from gateway.objects.layer import new_id
 from gateway.s3 import checksums
 from gateway.s3.body import open_body, stream_source
 from gateway.s3.errors import S3Error
-from gateway.s3.numbers import decimal, position
+from gateway.s3.numbers import MAX_VALUE, decimal, position
 from gateway.s3.request import (
     MAX_PARTS,
     S3Request,
@@ -39,9 +39,10 @@ from gateway.s3.request import (
     standard_headers,
     user_metadata,
 )
+from gateway.s3.tags import header_tags
 from gateway.s3.xml import child_text, document, iso8601, parse
 from metadata.index import NoSuchBucket, NoSuchUpload, PreconditionFailed
-from metadata.records import ObjectManifest, PartRecord, UploadRecord
+from metadata.records import BucketRecord, ObjectManifest, PartRecord, UploadRecord
 
 MIN_PART_SIZE = 5 << 20
 
@@ -102,6 +103,7 @@ async def create_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
         user_meta=user_metadata(req.headers),
         checksum_algorithm=algo,
         checksum_type=kind,
+        tags=header_tags(req.headers),
     )
     try:
         await gw.index.create_upload(rec)
@@ -144,7 +146,8 @@ _COPY_RANGE_RE = re.compile(r"bytes=([0-9]+)-([0-9]+)")  # ASCII digits only
 def _copy_range(raw: str, size: int) -> tuple[int, int]:
     """x-amz-copy-source-range: only bytes=first-last, and inside the source (no suffix or open ranges)."""
     m = _COPY_RANGE_RE.fullmatch(raw.strip())
-    if m is None or position(m.group(1)) > position(m.group(2)):
+    # A number past any position (more digits than a size has) is malformed, not merely out of range.
+    if m is None or position(m.group(1)) > position(m.group(2)) or position(m.group(2)) > MAX_VALUE:
         raise S3Error(
             "InvalidArgument",
             "The x-amz-copy-source-range value must be of the form bytes=first-last "
@@ -154,12 +157,7 @@ def _copy_range(raw: str, size: int) -> tuple[int, int]:
         )
     start, end = position(m.group(1)), position(m.group(2))
     if end >= size:
-        raise S3Error(
-            "InvalidArgument",
-            f"Range specified is not valid for source object of size: {size}",
-            ArgumentName="x-amz-copy-source-range",
-            ArgumentValue=raw,
-        )
+        raise S3Error("InvalidRange", f"The requested range is not satisfiable (source object size: {size})", 416)
     return start, end
 
 
@@ -260,8 +258,41 @@ def _check_declared(req: S3Request, upload: UploadRecord, sums: dict[str, str], 
             )
 
 
+def _completed_document(man: ObjectManifest, bucket: BucketRecord | None = None) -> web.Response:
+    items: list[tuple[str, Any]] = [
+        ("Location", f"/{man.bucket}/{man.key}"),
+        ("Bucket", man.bucket),
+        ("Key", man.key),
+        ("ETag", f'"{man.etag}"'),
+    ]
+    items += [(f"Checksum{a}", v) for a, v in man.checksums.items()]
+    if man.checksums:
+        items.append(("ChecksumType", man.checksum_type))
+    resp = xml_response(document("CompleteMultipartUploadResult", items))
+    resp.headers.update(versions.version_header(man, bucket))
+    return resp
+
+
+async def _completed_before(gw: Gateway, req: S3Request) -> web.Response | None:
+    """The answer to a repeated CompleteMultipartUpload that already succeeded: S3 answers it again, 200 with
+    the same ETag. The completed object carries its upload id (as its version id) while it is current."""
+    upload_id = req.query.get("uploadId", "")
+    man = await gw.index.get_object(req.bucket, req.key) if upload_id else None
+    if man is None or man.version_id != upload_id or not man.etag.endswith(f"-{len(man.parts)}"):
+        return None
+    if man.owner != req.access_key and not gw.is_root(req.access_key):
+        raise S3Error("AccessDenied")
+    return _completed_document(man)
+
+
 async def complete_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
-    upload = await _upload(gw, req)
+    try:
+        upload = await _upload(gw, req)
+    except S3Error as err:
+        if err.code != "NoSuchUpload" or (done := await _completed_before(gw, req)) is None:
+            raise
+        await read_small_body(req)  # the request's body is read (and checked) as for a first completion
+        return done
     wanted = _wanted_parts(await read_small_body(req))
     cond = put_condition(req)
     check_put_condition(cond, await gw.index.get_object(req.bucket, req.key) if cond else None)
@@ -293,6 +324,7 @@ async def complete_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
         user_meta=upload.user_meta,
         checksums=sums,
         checksum_type=upload.checksum_type if sums else "",
+        tags=upload.tags,
     )
     bucket = await gw.bucket(upload.bucket)
     versions.stamp(man, bucket)
@@ -301,6 +333,8 @@ async def complete_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
     try:
         done = await gw.index.complete_upload(upload.upload_id, man, cond, events)
     except NoSuchUpload:
+        if (again := await _completed_before(gw, req)) is not None:  # a retry of this completion raced it
+            return again
         raise S3Error("NoSuchUpload", UploadId=upload.upload_id) from None
     except PreconditionFailed:
         raise S3Error("PreconditionFailed") from None
@@ -308,18 +342,7 @@ async def complete_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
     gw.layer.discard(done.unused)
     if done.previous is not None:
         gw.layer.discard(done.previous.parts)
-    items: list[tuple[str, Any]] = [
-        ("Location", f"/{man.bucket}/{man.key}"),
-        ("Bucket", man.bucket),
-        ("Key", man.key),
-        ("ETag", f'"{man.etag}"'),
-    ]
-    items += [(f"Checksum{a}", v) for a, v in sums.items()]
-    if sums:
-        items.append(("ChecksumType", man.checksum_type))
-    resp = xml_response(document("CompleteMultipartUploadResult", items))
-    resp.headers.update(versions.version_header(man, bucket))
-    return resp
+    return _completed_document(man, bucket)
 
 
 async def abort_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:

@@ -166,11 +166,3 @@ async def put_notification(gw: Gateway, req: S3Request) -> web.StreamResponse:
     except NoSuchBucket:
         raise S3Error("NoSuchBucket", BucketName=req.bucket) from None
     return web.Response(status=200)
-
-
-def route(method: str) -> Any:
-    if method == "GET":
-        return get_notification
-    if method == "PUT":
-        return put_notification
-    raise S3Error("MethodNotAllowed")

@@ -31,13 +31,13 @@ from gateway.s3.request import (
     standard_headers,
     user_metadata,
 )
+from gateway.s3.tags import header_tags
 from gateway.s3.xml import child_text, document, http_date, iso8601, parse
-from metadata.index import NoSuchBucket, PreconditionFailed
-from metadata.records import Condition, EventRecord, ObjectManifest, PartRecord, is_version_id, s3_version
+from metadata.index import NoSuchBucket, PreconditionFailed, check_condition
+from metadata.records import BucketRecord, Condition, EventRecord, ObjectManifest, PartRecord, is_version_id, s3_version
 
 MAX_PUT_SIZE = 5 << 30  # a single PUT (and a part) is at most 5 GiB, as in S3
 MAX_DELETE_KEYS = 1000
-_NO_VERSION = "The specified version does not exist."
 _MARKER_SOURCE = "The source of a copy request may not specifically refer to a delete marker by version id."
 _RESPONSE_OVERRIDES = {
     "response-content-type": "Content-Type",
@@ -67,8 +67,9 @@ def check_put_condition(cond: Condition | None, current: ObjectManifest | None) 
         raise S3Error("PreconditionFailed", Condition="If-None-Match")
     if cond.if_match is not None:
         if current is None:
-            raise S3Error("NoSuchKey")
-        if current.etag != cond.if_match:
+            # If-Match: * asks only that there be an object; a named ETag on a missing key is S3's 404.
+            raise S3Error("PreconditionFailed", Condition="If-Match") if cond.if_match == "*" else S3Error("NoSuchKey")
+        if cond.if_match not in ("*", current.etag):
             raise S3Error("PreconditionFailed", Condition="If-Match")
 
 
@@ -144,19 +145,25 @@ async def put_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     cond = put_condition(req)
     check_put_condition(cond, await gw.index.get_object(req.bucket, req.key) if cond else None)
     meta, headers, kind = user_metadata(req.headers), standard_headers(req.headers), content_type(req.headers)
+    tags = header_tags(req.headers)
     body = await open_body(req, MAX_PUT_SIZE)
     await quota.check_put(gw, bucket, req.key, body.declared)
     part = await store_body(gw, req, body, 0)
     if body.declared is None:  # a size the headers did not declare: checked now, before the commit
         await quota.check_stored(gw, bucket, req.key, part)
     man = versions.stamp(single_part_manifest(req, part, kind, headers, meta), bucket)
+    man.tags = tags
     await commit(gw, man, cond, events_for(bucket, "ObjectCreated:Put", man.key, man, req.access_key))
     h = {"ETag": f'"{man.etag}"', **checksum_response_headers(man.checksums), **versions.version_header(man, bucket)}
     return web.Response(status=200, headers=h)
 
 
-async def current_object(gw: Gateway, req: S3Request) -> ObjectManifest:
-    """The object a GET or HEAD reads: the current version, or the version ?versionId= names."""
+async def resolve_version(gw: Gateway, req: S3Request) -> ObjectManifest:
+    """The object version a request names (?versionId=), once the requester may use its bucket.
+
+    The one place that maps a versionId to a manifest (GET, HEAD, tagging, attributes): see
+    versions.read_version (delete markers, the null version, ids of the wrong form).
+    """
     return await versions.read_version(gw, req, await owned_bucket(gw, req))
 
 
@@ -171,6 +178,8 @@ def object_headers(man: ObjectManifest, req: S3Request) -> dict[str, str]:
     }
     if len(man.parts) > 1 or (man.parts and man.parts[0].number > 0):
         h["x-amz-mp-parts-count"] = str(len(man.parts))
+    if man.tags:
+        h["x-amz-tagging-count"] = str(len(man.tags))
     if man.s3_version_id or "versionId" in req.query:
         h["x-amz-version-id"] = s3_version(man)
     for param, header in _RESPONSE_OVERRIDES.items():
@@ -232,7 +241,7 @@ def _answer_head(req: S3Request, man: ObjectManifest) -> tuple[int, int, int, di
 
 
 async def head_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
-    man = await current_object(gw, req)
+    man = await resolve_version(gw, req)
     if (not_modified := _not_modified(req, man)) is not None:
         return not_modified
     status, start, end, h = _answer_head(req, man)
@@ -243,7 +252,7 @@ async def head_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
 
 
 async def get_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
-    man = await current_object(gw, req)
+    man = await resolve_version(gw, req)
     if (not_modified := _not_modified(req, man)) is not None:
         return not_modified
     status, start, end, h = _answer_head(req, man)
@@ -278,19 +287,69 @@ async def _first_piece(stream: AsyncIterator[bytes]) -> bytes:
         raise S3Error("ServiceUnavailable", f"Not enough fragments are readable: {exc}", 503) from None
 
 
+def _etag_condition(value: str | None) -> Condition | None:
+    """If-Match of a delete (header, or a DeleteObjects entry's ETag): an ETag, quoted or not, or "*"."""
+    return None if value is None else Condition(if_match=value.strip().strip('"'))
+
+
+async def _delete(
+    gw: Gateway, bucket: BucketRecord, key: str, cond: Condition | None, version: str | None, owner: str
+) -> tuple[S3Error | None, dict[str, str]]:
+    """Delete one key (or one version of it): the S3 error it fails with, if any, and the answer's headers.
+
+    Without versioning the condition is checked atomically with the delete. With it (a delete marker, or
+    a version removed for good), it is checked against the current version (or the one named) just before."""
+    if version is None and not bucket.versioning:
+        try:
+            removed = events_for(bucket, "ObjectRemoved:Delete", key, principal=owner)
+            old = await gw.index.delete_object(bucket.name, key, cond, removed)
+        except PreconditionFailed:
+            return S3Error("PreconditionFailed", Condition="If-Match"), {}
+        except NoSuchBucket:
+            raise S3Error("NoSuchBucket", BucketName=bucket.name) from None
+        if old is not None:
+            gw.layer.discard(old.parts)
+        elif cond is not None:
+            return S3Error("NoSuchKey", Key=key), {}  # a conditional delete of nothing: S3's 404, even for "*"
+        return None, {}
+    if cond is not None:
+        index = gw.index
+        target = await (
+            index.get_object(bucket.name, key) if version is None else index.get_version(bucket.name, key, version)
+        )
+        if target is None or target.delete_marker:
+            return S3Error("NoSuchKey", Key=key), {}
+        try:
+            check_condition(cond, target)
+        except PreconditionFailed:
+            return S3Error("PreconditionFailed", Condition="If-Match"), {}
+    _, headers = await versions.delete_key(gw, bucket, key, version, owner)
+    return None, headers
+
+
+# Conditions S3 has for directory buckets only: refused rather than accepted and not checked.
+_UNCHECKED_DELETE_CONDITIONS = ("x-amz-if-match-last-modified-time", "x-amz-if-match-size")
+
+
 async def delete_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     bucket = await owned_bucket(gw, req)
+    for name in _UNCHECKED_DELETE_CONDITIONS:
+        if name in req.headers:
+            raise S3Error("NotImplemented", f"The {name} header is not implemented.")
+    cond = _etag_condition(req.headers.get("If-Match"))
     version = versions.version_param(req)
-    _, headers = await versions.delete_key(gw, bucket, req.key, version, req.access_key) if req.key else (None, {})
+    err, headers = await _delete(gw, bucket, req.key, cond, version, req.access_key) if req.key else (None, {})
+    if err is not None:
+        raise err
     return web.Response(status=204, headers=headers)
 
 
 _XML_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}  # xs:boolean's lexical forms
 
 
-def _delete_request(raw: bytes) -> tuple[list[tuple[str, str | None]], bool]:
-    """The keys (with their VersionId, if any) and the Quiet flag of a DeleteObjects body, all of it validated
-    before anything is deleted."""
+def _delete_request(raw: bytes) -> tuple[list[tuple[str, str | None, str | None]], bool]:
+    """The keys (each with its ETag condition and VersionId, if any) and the Quiet flag of a DeleteObjects
+    body, all of it validated before anything is deleted."""
     doc = parse(raw, "Delete")
     quiet = _XML_BOOLEANS.get((child_text(doc, "Quiet") or "false").strip().lower())
     if quiet is None:
@@ -298,32 +357,36 @@ def _delete_request(raw: bytes) -> tuple[list[tuple[str, str | None]], bool]:
     objects = doc.findall("Object")
     if not objects or len(objects) > MAX_DELETE_KEYS:
         raise S3Error("MalformedXML")
-    keys = [(child_text(obj, "Key"), child_text(obj, "VersionId")) for obj in objects]
-    if any(key is None for key, _ in keys):
+    if any(obj.find("LastModifiedTime") is not None or obj.find("Size") is not None for obj in objects):
+        raise S3Error("NotImplemented", "Deletes conditional on LastModifiedTime or Size are not implemented.")
+    entries = [(child_text(obj, "Key"), child_text(obj, "ETag"), child_text(obj, "VersionId")) for obj in objects]
+    if any(key is None for key, _, _ in entries):
         raise S3Error("MalformedXML")
-    return [(key, version) for key, version in keys if key is not None], quiet
+    return [(key, etag, version) for key, etag, version in entries if key is not None], quiet
 
 
 async def delete_objects(gw: Gateway, req: S3Request) -> web.StreamResponse:
     bucket = await owned_bucket(gw, req)
     if "Content-MD5" not in req.headers and not checksums.checksum_headers(req.headers.keys()):
         raise S3Error("InvalidRequest", "Missing required header for this request: Content-MD5 OR x-amz-checksum-*")
-    keys, quiet = _delete_request(await read_small_body(req, body_checksums=True))
+    entries, quiet = _delete_request(await read_small_body(req, body_checksums=True))
     results: list[tuple[str, Any]] = []
-    for key, version in keys:
+    for key, etag, version in entries:
         if len(key.encode()) > MAX_KEY_BYTES:
             results.append(("Error", [("Key", key), ("Code", "KeyTooLongError"), ("Message", "Your key is too long")]))
             continue
         if version is not None and not is_version_id(version):
+            err: S3Error | None = S3Error("NoSuchVersion")
+            headers: dict[str, str] = {}
+        else:
+            err, headers = await _delete(gw, bucket, key, _etag_condition(etag), version, req.access_key)
+        if err is not None:
             results.append(
-                ("Error", [("Key", key), ("VersionId", version), ("Code", "NoSuchVersion"), ("Message", _NO_VERSION)])
+                ("Error", [("Key", key), ("VersionId", version), ("Code", err.code), ("Message", err.message)])
             )
-            continue
-        _, headers = await versions.delete_key(gw, bucket, key, version, req.access_key)
-        if not quiet:
-            marker = headers.get("x-amz-delete-marker") == "true"
+        elif not quiet:
             done: list[tuple[str, Any]] = [("Key", key), ("VersionId", version)]
-            if marker:
+            if headers.get("x-amz-delete-marker") == "true":
                 done += [("DeleteMarker", True), ("DeleteMarkerVersionId", headers["x-amz-version-id"])]
             results.append(("Deleted", done))
     return xml_response(document("DeleteResult", results))
@@ -366,10 +429,7 @@ async def copy_source(gw: Gateway, req: S3Request) -> ObjectManifest:
         if man is None:
             raise S3Error("NoSuchVersion", Key=key, VersionId=version)
         if man.delete_marker:
-            raise S3Error(
-                "InvalidRequest",
-                "The source of a copy request may not specifically refer to a delete marker by version id.",
-            )
+            raise S3Error("InvalidRequest", _MARKER_SOURCE)
     check_conditions(req.headers, man.etag, man.last_modified, prefix="x-amz-copy-source-")
     return man
 
@@ -387,6 +447,10 @@ async def copy_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
             "This copy request is illegal because it is trying to copy an object to itself without changing the "
             "object's metadata, storage class, website redirect location or encryption attributes.",
         )
+    tagging = req.headers.get("x-amz-tagging-directive", "COPY").upper()
+    if tagging not in ("COPY", "REPLACE"):
+        raise S3Error("InvalidArgument", "Unknown tagging directive.", ArgumentName="x-amz-tagging-directive")
+    tags = header_tags(req.headers) if tagging == "REPLACE" else dict(src.tags)
     cond = put_condition(req)
     check_put_condition(cond, await gw.index.get_object(req.bucket, req.key) if cond else None)
     if directive == "REPLACE":
@@ -402,6 +466,7 @@ async def copy_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     now = time.time()
     part.last_modified = now
     man = versions.stamp(single_part_manifest(req, part, kind, headers, meta), bucket)
+    man.tags = tags
     await commit(gw, man, cond, events_for(bucket, "ObjectCreated:Copy", man.key, man, req.access_key))
     items: list[tuple[str, Any]] = [("LastModified", iso8601(now)), ("ETag", f'"{man.etag}"')]
     items += [(f"Checksum{a}", v) for a, v in man.checksums.items()]

@@ -134,7 +134,7 @@ async def delete_key(
             headers["x-amz-delete-marker"] = "true"
         return old, headers
     if not bucket.versioning:
-        old = await gw.index.delete_object(bucket.name, key, removed)
+        old = await gw.index.delete_object(bucket.name, key, events=removed)
         if old is not None:
             gw.layer.discard(old.parts)
         return old, {}

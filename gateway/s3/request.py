@@ -164,15 +164,15 @@ def standard_headers(headers: CIMultiDictProxy[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for name in STANDARD_HEADERS:
         value = headers.get(name)
-        if name == "Content-Encoding" and value is not None:
-            # aws-chunked describes the transfer, not the object
+        if name == "Content-Encoding" and value is not None and "aws-chunked" in value:
+            # aws-chunked describes the transfer, not the object; any other value is kept exactly as sent
             value = ",".join(v.strip() for v in value.split(",") if v.strip() and v.strip() != "aws-chunked")
         if value:
             out[name] = _kept(name, value)
     return out
 
 
-# Write headers asking for what we do not have (encryption, object lock, tags): refused, as MinIO does
+# Write headers asking for what we do not have (encryption, object lock): refused, as MinIO does
 # without a KMS, rather than acknowledged and silently dropped.
 _UNSUPPORTED_WRITE_HEADERS = (
     "x-amz-server-side-encryption",
@@ -181,7 +181,6 @@ _UNSUPPORTED_WRITE_HEADERS = (
     "x-amz-object-lock-mode",
     "x-amz-object-lock-retain-until-date",
     "x-amz-object-lock-legal-hold",
-    "x-amz-tagging",
 )
 
 

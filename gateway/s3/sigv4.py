@@ -243,6 +243,8 @@ def _verify_presigned(
     if not _INT_RE.fullmatch(expires_text):
         raise _query_error("X-Amz-Expires should be a number")
     expires = int(expires_text)
+    if expires < 0:  # S3 judges a URL that expired before it was signed as expired, not as malformed
+        raise S3Error("AccessDenied", "X-Amz-Expires must be non-negative")
     if expires < 1:
         raise _query_error("X-Amz-Expires must be non-negative")
     if expires > MAX_PRESIGNED_EXPIRES:

@@ -23,7 +23,7 @@ from typing import Any, Generic, TypeVar
 
 import lmdb
 
-from metadata import keys, listing, lmdb_env
+from metadata import keys, listing, lmdb_env, versioning
 from metadata.index import (
     BucketAlreadyExists,
     BucketNotEmpty,
@@ -35,6 +35,7 @@ from metadata.index import (
     UploadPage,
     VersionPage,
     check_condition,
+    check_delete_condition,
 )
 from metadata.local import accounting, membership, versions
 from metadata.local import admin_tables as admin
@@ -217,6 +218,16 @@ class LocalIndex(LocalAccounting):
 
         return await self._run(False, tx)
 
+    async def set_bucket_tags(self, name: str, tags: dict[str, str]) -> None:
+        def tx(txn: lmdb.Transaction) -> None:
+            rec = self._get(txn, "buckets", name.encode(), BucketRecord)
+            if rec is None:
+                raise NoSuchBucket(name)
+            rec.tags = dict(tags)
+            txn.put(name.encode(), encode(rec), db=self._db["buckets"])
+
+        await self._run(True, tx)
+
     # -- objects
 
     async def put_object(
@@ -279,17 +290,27 @@ class LocalIndex(LocalAccounting):
 
         return await self._run(False, tx)
 
-    async def delete_object(self, bucket: str, key: str, events: Sequence[EventRecord] = ()) -> ObjectManifest | None:
+    async def delete_object(
+        self, bucket: str, key: str, cond: Condition | None = None, events: Sequence[EventRecord] = ()
+    ) -> ObjectManifest | None:
         def tx(txn: lmdb.Transaction) -> ObjectManifest | None:
             self._require_bucket(txn, bucket)
             k = keys.encode(keys.composite(bucket, key))
             previous = self._get(txn, "objects", k, ObjectManifest)
+            check_delete_condition(cond, previous)
             if previous is not None:
                 txn.delete(k, db=self._db["objects"])
                 account(txn, self._db, bucket, None, previous, events)
             return previous
 
         return await self._run(True, tx)
+
+    async def set_object_tags(self, bucket: str, key: str, version_id: str, tags: dict[str, str]) -> bool:
+        def retag(man: ObjectManifest) -> bool:
+            man.tags = dict(tags)
+            return True
+
+        return await self._rewrite(bucket, key, version_id, retag)
 
     async def list_objects(
         self, bucket: str, prefix: str = "", start_after: str = "", delimiter: str = "", max_keys: int = 1000
@@ -424,21 +445,23 @@ class LocalIndex(LocalAccounting):
     # -- repair
 
     async def update_part(self, bucket: str, key: str, version_id: str, part: PartRecord) -> bool:
+        return await self._rewrite(bucket, key, version_id, versioning.with_part(part))
+
+    async def _rewrite(self, bucket: str, key: str, version_id: str, change: Callable[[ObjectManifest], bool]) -> bool:
+        """Apply `change` to the version with internal id `version_id` in place (update_part, set_object_tags);
+        False, changing nothing, if there is no such version any more or change says no."""
+
         def tx(txn: lmdb.Transaction) -> bool:
             # No bucket check: an object exists only in a bucket that does (delete_bucket needs it empty).
             k = keys.encode(keys.composite(bucket, key))
             man = self._get(txn, "objects", k, ObjectManifest)
             if man is None or man.version_id != version_id:
-                # A noncurrent version; or overwritten or deleted since the repair read it: the newer write stands.
-                return versions.update_part(txn, self._db, bucket, key, version_id, part)
-            for i, current in enumerate(man.parts):
-                if current.number == part.number:
-                    if current.data_id != part.data_id:
-                        return False
-                    man.parts[i] = part
-                    txn.put(k, encode(man), db=self._db["objects"])
-                    return True
-            return False
+                # A noncurrent version; or overwritten or deleted since it was read: the newer write stands.
+                return versions.rewrite(txn, self._db, bucket, key, version_id, change)
+            if not change(man):
+                return False
+            txn.put(k, encode(man), db=self._db["objects"])
+            return True
 
         return await self._run(True, tx)
 

@@ -129,6 +129,9 @@ class RemoteIndex:
     async def list_buckets(self) -> list[BucketRecord]:
         return await self._call("list_buckets")
 
+    async def set_bucket_tags(self, name: str, tags: dict[str, str]) -> None:
+        await self._call("set_bucket_tags", name=name, tags=tags)
+
     # -- objects
 
     async def put_object(
@@ -169,8 +172,13 @@ class RemoteIndex:
             max_keys=max_keys,
         )
 
-    async def delete_object(self, bucket: str, key: str, events: Sequence[EventRecord] = ()) -> ObjectManifest | None:
-        return await self._call("delete_object", bucket=bucket, key=key, events=list(events))
+    async def delete_object(
+        self, bucket: str, key: str, cond: Condition | None = None, events: Sequence[EventRecord] = ()
+    ) -> ObjectManifest | None:
+        return await self._call("delete_object", bucket=bucket, key=key, cond=cond, events=list(events))
+
+    async def set_object_tags(self, bucket: str, key: str, version_id: str, tags: dict[str, str]) -> bool:
+        return await self._call("set_object_tags", bucket=bucket, key=key, version_id=version_id, tags=tags)
 
     async def list_objects(
         self, bucket: str, prefix: str = "", start_after: str = "", delimiter: str = "", max_keys: int = 1000

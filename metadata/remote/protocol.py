@@ -49,6 +49,7 @@ from metadata.index import (
     PreconditionFailed,
     UserExists,
 )
+from metadata.records import OMIT_EMPTY
 
 PREFIX = "/v1/"
 MSGPACK = "application/msgpack"
@@ -110,7 +111,13 @@ OPERATIONS: dict[str, Operation] = _operations()
 
 def dump(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: dump(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        # Empty fields that records leave out (OMIT_EMPTY) are left out here too, so that a service from
+        # before such a field still takes records that do not use it.
+        return {
+            f.name: dump(v)
+            for f in dataclasses.fields(value)
+            if (v := getattr(value, f.name)) or f.name not in OMIT_EMPTY
+        }
     if isinstance(value, list | tuple):
         return [dump(v) for v in value]
     if isinstance(value, dict):

@@ -11,16 +11,17 @@ logical clock (metadata/hlc.py); replicas reconcile with one rule, metadata/repl
   read. Listings merge the sorted ranges of two replicas through metadata/listing.py.
 - A write that reads first (put_object returning what it replaced, delete_object) stamps its version
   after everything it read, so it supersedes it whatever the machines' clocks say.
-- Conditional operations (create_bucket, delete_bucket, put_object with a condition, complete_upload,
-  abort_upload, update_part; create_user, delete_user and the leases' operations) take a per-key lock
-  on a majority first: each replica grants a key to one holder at a time (for a lease) and only with a
-  timestamp above everything it has promised or holds. A holder of two grants reads the key from them,
-  checks its condition, and commits: the commit carries all the operation's writes and each granting
-  replica applies them atomically with the release, and only if it still holds the grant. Two racing
-  holders cannot both have two of three grants; a 1-1-1 split releases everything and retries after a
-  jittered backoff. See docs/consistency.md.
-- update_part (a repair's new placement for a part) rewrites a version without superseding it, so that
-  an overwrite or delete racing it, which takes no lock, still wins: the argument is in its docstring.
+- Conditional operations (create_bucket, delete_bucket, set_bucket_tags, put_object and delete_object with
+  a condition, complete_upload, abort_upload, update_part, set_object_tags; create_user, delete_user and the
+  leases' operations) take a per-key lock on a majority first: each replica grants a key to one holder at a
+  time (for a lease) and only with a timestamp above everything it has promised or holds. A holder of two
+  grants reads the key from them, checks its condition, and commits: the commit carries all the operation's
+  writes and each granting replica applies them atomically with the release, and only if it still holds the
+  grant. Two racing holders cannot both have two of three grants; a 1-1-1 split releases everything and
+  retries after a jittered backoff. See docs/consistency.md.
+- update_part (a repair's new placement for a part) and set_object_tags rewrite a version without superseding
+  it, so that an overwrite or delete racing it, which takes no lock, still wins: the argument is in
+  update_part's docstring.
 
 The plumbing (quorums, scans, the lock) is metadata/replicated/quorum.py; membership, node states, the
 repair queue, users and leases are metadata/replicated/admin.py.
@@ -29,7 +30,7 @@ repair queue, users and leases are metadata/replicated/admin.py.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from metadata import keys, listing
 from metadata.index import (
@@ -42,6 +43,7 @@ from metadata.index import (
     PartPage,
     UploadPage,
     check_condition,
+    check_delete_condition,
 )
 from metadata.records import (
     BucketRecord,
@@ -119,6 +121,16 @@ class ReplicatedIndex(ReplicatedVersions, ReplicatedAccounting):
     async def list_buckets(self) -> list[BucketRecord]:
         return [decode(BucketRecord, v) for _, v in await self._live("buckets", b"")]
 
+    async def set_bucket_tags(self, name: str, tags: dict[str, str]) -> None:
+        async def decide(current: Entry | None, ts: int) -> tuple[list[Write], None]:
+            if current is None or current.tombstone:
+                raise NoSuchBucket(name)
+            rec = decode(BucketRecord, current.value)
+            rec.tags = dict(tags)
+            return [Write("buckets", name.encode(), Entry(ts, False, encode(rec)))], None
+
+        await self._locked("buckets", name.encode(), decide)
+
     # -- objects
 
     async def put_object(
@@ -153,16 +165,37 @@ class ReplicatedIndex(ReplicatedVersions, ReplicatedAccounting):
         (e,) = await self._read("objects", [_okey(bucket, key)])
         return manifest(e)
 
-    async def delete_object(self, bucket: str, key: str, events: Sequence[EventRecord] = ()) -> ObjectManifest | None:
+    async def delete_object(
+        self, bucket: str, key: str, cond: Condition | None = None, events: Sequence[EventRecord] = ()
+    ) -> ObjectManifest | None:
         k = _okey(bucket, key)
-        bucket_e, current = await self._read_many([("buckets", bucket.encode()), ("objects", k)])
-        if bucket_e is None or bucket_e.tombstone:
-            raise NoSuchBucket(bucket)
-        previous = manifest(current)
-        if previous is not None:
-            ts = self._hlc.now()
-            await self._write([Write("objects", k, tomb(ts)), *event_writes(events, ts)])
-        return previous
+        if cond is None or (cond.if_match is None and not cond.if_none_match_star):
+            bucket_e, current = await self._read_many([("buckets", bucket.encode()), ("objects", k)])
+            if bucket_e is None or bucket_e.tombstone:
+                raise NoSuchBucket(bucket)
+            previous = manifest(current)
+            if previous is not None:
+                ts = self._hlc.now()
+                await self._write([Write("objects", k, tomb(ts)), *event_writes(events, ts)])
+            return previous
+
+        async def decide(current: Entry | None, ts: int) -> tuple[list[Write], ObjectManifest | None]:
+            await self._require_bucket(bucket)
+            previous = manifest(current)
+            check_delete_condition(cond, previous)
+            gone = [Write("objects", k, tomb(ts)), *event_writes(events, ts)]
+            return (gone if previous is not None else []), previous
+
+        return await self._locked("objects", k, decide)
+
+    async def set_object_tags(self, bucket: str, key: str, version_id: str, tags: dict[str, str]) -> bool:
+        """Tags are rewritten in place, as update_part rewrites a part (see there): never above a newer write."""
+
+        def retag(man: ObjectManifest) -> bool:
+            man.tags = dict(tags)
+            return True
+
+        return await self._rewrite(bucket, key, version_id, retag)
 
     async def update_part(self, bucket: str, key: str, version_id: str, part: PartRecord) -> bool:
         """Rewrite the current version with `part` in place, under the key's lock, never superseding anything.
@@ -180,18 +213,29 @@ class ReplicatedIndex(ReplicatedVersions, ReplicatedAccounting):
         version and on fewer than two replicas when we read, loses to the rewrite although it beat the
         version: stamp ties are already broken arbitrarily (docs/consistency.md).
         """
+
+        def repair(man: ObjectManifest) -> bool:
+            at = [i for i, p in enumerate(man.parts) if p.number == part.number]
+            if not at or man.parts[at[0]].data_id != part.data_id:
+                return False
+            man.parts[at[0]] = part
+            return True
+
+        return await self._rewrite(bucket, key, version_id, repair)
+
+    async def _rewrite(self, bucket: str, key: str, version_id: str, change: Callable[[ObjectManifest], bool]) -> bool:
+        """Apply `change` to version `version_id` of the object, if it is still current, as a revision of that
+        version (same timestamp; see update_part); False, changing nothing, if it is not or change says no."""
         k = _okey(bucket, key)
 
         async def decide(current: Entry | None, ts: int) -> tuple[list[Write], bool]:
             man = manifest(current)
             if current is None or man is None or man.version_id != version_id:
-                # A noncurrent version; or overwritten or deleted since the repair read it: the newer write stands.
-                writes = await self._fix_noncurrent(bucket, key, version_id, part, ts)
+                # A noncurrent version; or overwritten or deleted since it was read: the newer write stands.
+                writes = await self._rewrite_noncurrent(bucket, key, version_id, change, ts)
                 return writes, bool(writes)
-            at = [i for i, p in enumerate(man.parts) if p.number == part.number]
-            if not at or man.parts[at[0]].data_id != part.data_id or await self.get_bucket(bucket) is None:
+            if not change(man) or await self.get_bucket(bucket) is None:
                 return [], False
-            man.parts[at[0]] = part
             value = revised(current, man)
             return [Write("objects", k, Entry(current.hlc, False, value))], True
 

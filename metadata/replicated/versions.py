@@ -10,7 +10,7 @@ as for current objects; read repair and anti-entropy cover the versions table li
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from metadata import keys, listing, versioning
 from metadata.index import NoSuchBucket, VersionPage, check_condition
@@ -21,7 +21,6 @@ from metadata.records import (
     Condition,
     EventRecord,
     ObjectManifest,
-    PartRecord,
     decode,
     encode,
 )
@@ -132,12 +131,15 @@ class ReplicatedVersions(ReplicatedAdmin):
 
         return await self._locked("objects", keys.composite(bucket, key), decide)
 
-    async def _fix_noncurrent(self, bucket: str, key: str, version_id: str, part: PartRecord, ts: int) -> list[Write]:
-        """update_part's writes for a noncurrent version, under the key's lock ([] if it has no such part)."""
-        man = versioning.with_part(await self._key_versions(bucket, key), version_id, part)
-        return (
-            [] if man is None else [Write("versions", versioning.version_composite(man), Entry(ts, False, encode(man)))]
-        )
+    async def _rewrite_noncurrent(
+        self, bucket: str, key: str, version_id: str, change: Callable[[ObjectManifest], bool], ts: int
+    ) -> list[Write]:
+        """The writes of a rewrite in place of a noncurrent version, under the key's lock ([] if there is none:
+        every write to a key of a versioned bucket holds that lock, so this one may take a new timestamp)."""
+        man = versioning.rewritten(await self._key_versions(bucket, key), version_id, change)
+        if man is None:
+            return []
+        return [Write("versions", versioning.version_composite(man), Entry(ts, False, encode(man)))]
 
     async def list_versions(
         self,

@@ -1,0 +1,47 @@
+"""Install the Debian packages some tests need, where this machine allows it (root with apt-get).
+
+    python -m tests.system_deps      # part of the README's test command
+
+libfaketime: the skewed-clock gateway test (tests/test_faults.py). Without root or apt-get nothing is
+installed and those tests skip, saying why; this command never fails the run on that account.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+
+# Debian package -> a file that shows it is installed.
+PACKAGES = {"libfaketime": "/usr/lib/*/faketime/libfaketime.so.1"}
+
+
+def missing() -> list[str]:
+    return [pkg for pkg, probe in PACKAGES.items() if not glob.glob(probe)]
+
+
+def _apt(*args: str) -> bool:
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    return subprocess.run(["apt-get", *args], env=env, check=False).returncode == 0
+
+
+def main() -> int:
+    needed = missing()
+    if not needed:
+        return 0
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        print(f"tests.system_deps: not installing {' '.join(needed)} (needs root and apt-get); their tests skip")
+        return 0
+    install = ("install", "-y", "-q", "--no-install-recommends", *needed)
+    if not _apt(*install):  # a fresh image has no package lists yet
+        _apt("update", "-q")
+        _apt(*install)
+    if still := missing():
+        print(f"tests.system_deps: could not install {' '.join(still)}; their tests skip")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
