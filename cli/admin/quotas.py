@@ -10,6 +10,7 @@ from rich.console import Console
 from cli.admin.formatting import Doc, human_bytes
 from cli.admin.group import admin, run, show
 from cli.admin.users import user
+from gateway.admin.client import AdminClient
 
 _SIZE_RE = re.compile(r"([0-9]+)\s*([KMGTP]?)(i?B?)", re.IGNORECASE)
 _POWERS = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5}
@@ -53,11 +54,23 @@ def _quota_options(fn: click.decorators.FC) -> click.decorators.FC:
     return click.option("--max-size", callback=_size, default=None, help="Bytes at most: 10GiB, 500MB, 4096 ...")(fn)
 
 
-def _check(max_size: int | None, max_objects: int | None, clear: bool) -> None:
+def _set_quota(
+    ctx: click.Context, kind: str, name: str, max_size: int | None, max_objects: int | None, clear: bool
+) -> None:
+    """Set or clear the quota of a bucket or a user (kind), and say what it is now."""
     if clear and (max_size is not None or max_objects is not None):
         raise click.UsageError("--clear takes no --max-size or --max-objects")
     if not clear and max_size is None and max_objects is None:
         raise click.UsageError("give --max-size, --max-objects or --clear")
+    if kind == "bucket":
+        clear_call, set_call = AdminClient.clear_bucket_quota, AdminClient.set_bucket_quota
+    else:
+        clear_call, set_call = AdminClient.clear_user_quota, AdminClient.set_user_quota
+    if clear:
+        doc = run(ctx, lambda c: clear_call(c, name))
+    else:
+        doc = run(ctx, lambda c: set_call(c, name, max_size, max_objects))
+    click.echo(f"{kind} {name}: quota {_limits_text(doc.get('quota', {}))}")
 
 
 @admin.group()
@@ -71,12 +84,7 @@ def bucket() -> None:
 @click.pass_context
 def bucket_quota(ctx: click.Context, name: str, max_size: int | None, max_objects: int | None, clear: bool) -> None:
     """Set or clear a bucket's quota: writes that would pass it are refused (403 QuotaExceeded)."""
-    _check(max_size, max_objects, clear)
-    if clear:
-        doc = run(ctx, lambda c: c.clear_bucket_quota(name))
-    else:
-        doc = run(ctx, lambda c: c.set_bucket_quota(name, max_size, max_objects))
-    click.echo(f"bucket {name}: quota {_limits_text(doc.get('quota', {}))}")
+    _set_quota(ctx, "bucket", name, max_size, max_objects, clear)
 
 
 @bucket.command("info")
@@ -94,12 +102,7 @@ def bucket_info(ctx: click.Context, name: str, as_json: bool) -> None:
 @click.pass_context
 def user_quota(ctx: click.Context, name: str, max_size: int | None, max_objects: int | None, clear: bool) -> None:
     """Set or clear a user's quota, over all the buckets they own together."""
-    _check(max_size, max_objects, clear)
-    if clear:
-        doc = run(ctx, lambda c: c.clear_user_quota(name))
-    else:
-        doc = run(ctx, lambda c: c.set_user_quota(name, max_size, max_objects))
-    click.echo(f"user {name}: quota {_limits_text(doc.get('quota', {}))}")
+    _set_quota(ctx, "user", name, max_size, max_objects, clear)
 
 
 @user.command("info")
