@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.s3_helpers import data, expect_error, unique
+from tests.s3_helpers import data, expect_error, signed_request, unique
 from tests.server_process import ServerProcess, start_server
 from tests.test_admin_embedded import admin
 from tests.webhook_receiver import Receiver
 
 MiB = 1 << 20
+BAD_ARG = "InvalidArgument"
 
 
 @pytest.fixture
@@ -73,13 +74,15 @@ def test_events_matching_the_rules_are_delivered(server: ServerProcess, s3: Any,
     parts = {"Parts": [{"PartNumber": 1, "ETag": etag}]}
     s3.complete_multipart_upload(Bucket=bucket, Key="logs/mp.txt", UploadId=up, MultipartUpload=parts)
     s3.delete_object(Bucket=bucket, Key="logs/copy.txt")
+    s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "logs/mp.txt"}, {"Key": "logs/none.txt"}]})
     want = {
         ("ObjectCreated:Put", "logs/a+b.txt"),  # keys are URL-encoded, as S3 sends them
         ("ObjectCreated:Copy", "logs/copy.txt"),
         ("ObjectCreated:CompleteMultipartUpload", "logs/mp.txt"),
         ("ObjectRemoved:Delete", "logs/copy.txt"),
+        ("ObjectRemoved:Delete", "logs/mp.txt"),  # DeleteObjects; logs/none.txt did not exist: no event
     }
-    receiver.wait_for("four events", lambda: receiver.keys() >= want)
+    receiver.wait_for("five events", lambda: receiver.keys() >= want)
     assert receiver.keys() == want and receiver.refused == 0
     first = next(r for r in receiver.got() if r["eventName"] == "ObjectCreated:Put")
     assert first["eventSource"] == "tessera:s3" and first["eventVersion"] == "2.1"
@@ -88,8 +91,8 @@ def test_events_matching_the_rules_are_delivered(server: ServerProcess, s3: Any,
     assert first["s3"]["object"]["sequencer"]
     mp = next(r for r in receiver.got() if r["eventName"] == "ObjectCreated:CompleteMultipartUpload")
     assert mp["s3"]["object"]["size"] == MiB
-    assert worker_counters(server)["delivered"] >= 4
-    assert scraped(server, "tessera_events_delivered_total") >= 4
+    assert worker_counters(server)["delivered"] >= 5
+    assert scraped(server, "tessera_events_delivered_total") >= 5
 
 
 def test_versioned_deletes_report_markers_and_versions(server: ServerProcess, s3: Any, receiver: Receiver) -> None:
@@ -133,6 +136,34 @@ def test_bad_configurations_are_refused_and_change_nothing(
     config = {"QueueConfigurations": [rule]}
     expect_error(s3.put_bucket_notification_configuration, code, 400, Bucket=bucket, NotificationConfiguration=config)
     assert "QueueConfigurations" not in s3.get_bucket_notification_configuration(Bucket=bucket)
+
+
+@pytest.mark.parametrize(
+    "method, body, status, code",
+    [
+        ("PUT", b"<NotificationConfiguration><oops", 400, "MalformedXML"),
+        ("PUT", b"<Other/>", 400, "MalformedXML"),
+        (
+            "PUT",
+            b"<NotificationConfiguration><TopicConfiguration/></NotificationConfiguration>",
+            400,
+            "InvalidArgument",
+        ),
+        (
+            "PUT",
+            b"<NotificationConfiguration><QueueConfiguration/></NotificationConfiguration>",
+            400,
+            "InvalidArgument",
+        ),
+        ("DELETE", b"", 405, "MethodNotAllowed"),
+    ],
+)
+def test_raw_bad_requests_answer_s3_errors(
+    server: ServerProcess, s3: Any, bucket: str, method: str, body: bytes, status: int, code: str
+) -> None:
+    resp = signed_request(server, method, f"/{bucket}?notification", body=body)
+    assert (resp.status, resp.error()["Code"]) == (status, code)
+    assert s3.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPStatusCode"] == 200  # a DELETE deleted nothing
 
 
 def test_minio_arn_form_and_clearing(server: ServerProcess, s3: Any, receiver: Receiver) -> None:
