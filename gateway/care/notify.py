@@ -125,9 +125,8 @@ class Notifier:
         return False
 
     async def _pass(self) -> None:
-        if not await self._leased():
-            return
-        while await self.deliver_some():
+        # The lease is renewed between batches, so a long pass never outlives it.
+        while await self._leased() and await self.deliver_some():
             pass
 
     async def deliver_some(self) -> bool:
