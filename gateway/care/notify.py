@@ -27,6 +27,7 @@ from metadata.records import EventRecord, NotifyTarget
 log = logging.getLogger(__name__)
 
 LEASE = "notify"
+DROP_STEP = 10_000  # events dropped per step when the backlog is over its bound (the pass goes on)
 
 
 @dataclass(slots=True)
@@ -136,7 +137,7 @@ class Notifier:
         if len(events) >= s.batch:
             self.stats.backlog = await self.index.event_backlog()
             if self.stats.backlog > s.max_backlog:
-                excess = await self.index.list_events(limit=self.stats.backlog - s.max_backlog)
+                excess = await self.index.list_events(limit=min(self.stats.backlog - s.max_backlog, DROP_STEP))
                 await self.index.update_events([e.seq for e in excess], [])
                 self.stats.dropped += len(excess)
                 log.warning("notify: backlog over %d: dropped the %d oldest events", s.max_backlog, len(excess))
