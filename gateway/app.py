@@ -35,6 +35,7 @@ from gateway.handlers import listing as listing_api
 from gateway.handlers import multipart as multipart_api
 from gateway.handlers import notifications as notify_api
 from gateway.handlers import objects as object_api
+from gateway.handlers import quota as quota_api
 from gateway.handlers import tagging as tagging_api
 from gateway.handlers import versions as version_api
 from gateway.handlers.attributes import get_object_attributes
@@ -312,6 +313,7 @@ async def _request_id(
     finally:
         gw.inflight -= 1
         gw.body_bytes -= body
+        quota_api.release(gw, request)
 
 
 # Errors aiohttp raises itself (a body over client_max_size, say), as the S3 codes closest to them.

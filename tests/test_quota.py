@@ -5,9 +5,11 @@ across overwrites, deletes, multipart uploads and versions (docs/quotas.md)."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.s3_helpers import data, expect_error, unique
 from tests.server_process import ServerProcess
@@ -131,3 +133,23 @@ def test_bad_quota_commands_fail_cleanly(server: ServerProcess, args: tuple[str,
     res = admin(server, *args)
     assert res.returncode != 0 and fragment in res.stderr, res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_concurrent_writes_never_pass_the_quota_together(server: ServerProcess, s3: Any, bucket: str) -> None:
+    ok(server, "bucket", "quota", bucket, "--max-size", "10000")
+
+    def put(i: int) -> bool:
+        try:
+            s3.put_object(Bucket=bucket, Key=f"k{i}", Body=data(1000, seed=i))
+            return True
+        except ClientError as exc:
+            assert exc.response["Error"]["Code"] == "QuotaExceeded"
+            return False
+
+    with ThreadPoolExecutor(10) as pool:
+        stored = sum(pool.map(put, range(20)))
+    assert 0 < stored <= 10 and usage(server, bucket) == (1000 * stored, stored)  # each admitted write reserved
+    for i in range(20, 40):  # one at a time, the bucket fills up exactly
+        if not put(i):
+            break
+    assert usage(server, bucket) == (10000, 10)

@@ -131,7 +131,7 @@ async def upload_part(gw: Gateway, req: S3Request) -> web.StreamResponse:
     upload = await _upload(gw, req)
     body = await open_body(req, MAX_PUT_SIZE)
     # A part is no object yet: its bytes count against the quota, here and again at Complete.
-    await quota.check(gw, await gw.bucket(upload.bucket), body.declared or 0, objects=0)
+    await quota.check(gw, req.http, await gw.bucket(upload.bucket), body.declared or 0, objects=0)
     if upload.checksum_algorithm and upload.checksum_algorithm not in body.algorithms:
         # The client did not send the upload's checksum; compute it so Complete can combine it.
         body.add_checksum(upload.checksum_algorithm)
@@ -169,7 +169,7 @@ async def upload_part_copy(gw: Gateway, req: S3Request) -> web.StreamResponse:
     start, end = _copy_range(raw_range, src.size) if raw_range is not None else (0, src.size - 1)
     if end - start + 1 > MAX_PUT_SIZE:
         raise S3Error("EntityTooLarge")
-    await quota.check(gw, await gw.bucket(upload.bucket), end - start + 1, objects=0)
+    await quota.check(gw, req.http, await gw.bucket(upload.bucket), end - start + 1, objects=0)
     algos = [upload.checksum_algorithm] if upload.checksum_algorithm else []
     body = stream_source(gw.layer.stream(src, start, end) if end >= start else None, algos)
     part, _ = await write_part(gw, body, number)
@@ -328,7 +328,7 @@ async def complete_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
     )
     bucket = await gw.bucket(upload.bucket)
     versions.stamp(man, bucket)
-    await quota.check_put(gw, bucket, man.key, man.size)
+    await quota.check_put(gw, req.http, bucket, man.key, man.size)
     events = events_for(bucket, "ObjectCreated:CompleteMultipartUpload", man.key, man, req.access_key)
     try:
         done = await gw.index.complete_upload(upload.upload_id, man, cond, events)

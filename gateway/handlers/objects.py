@@ -147,10 +147,10 @@ async def put_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     meta, headers, kind = user_metadata(req.headers), standard_headers(req.headers), content_type(req.headers)
     tags = header_tags(req.headers)
     body = await open_body(req, MAX_PUT_SIZE)
-    await quota.check_put(gw, bucket, req.key, body.declared)
+    await quota.check_put(gw, req.http, bucket, req.key, body.declared)
     part = await store_body(gw, req, body, 0)
     if body.declared is None:  # a size the headers did not declare: checked now, before the commit
-        await quota.check_stored(gw, bucket, req.key, part)
+        await quota.check_stored(gw, req.http, bucket, req.key, part)
     man = versions.stamp(single_part_manifest(req, part, kind, headers, meta), bucket)
     man.tags = tags
     await commit(gw, man, cond, events_for(bucket, "ObjectCreated:Put", man.key, man, req.access_key))
@@ -457,7 +457,7 @@ async def copy_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
         kind, headers, meta = content_type(req.headers), standard_headers(req.headers), user_metadata(req.headers)
     else:
         kind, headers, meta = src.content_type, dict(src.headers), dict(src.user_meta)
-    await quota.check_put(gw, bucket, req.key, src.size)
+    await quota.check_put(gw, req.http, bucket, req.key, src.size)
     algo = req.headers.get("x-amz-checksum-algorithm")
     algos = [checksums.normalize_algorithm(algo)] if algo else list(src.checksums)
     body = stream_source(gw.layer.stream(src, 0, src.size - 1) if src.size else None, algos)
