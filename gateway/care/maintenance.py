@@ -105,7 +105,7 @@ class Maintenance:
             "scan", self._scan, s.scan_interval, what="background scan", counters=lambda: asdict(self.gc)
         )
         self.watcher = Periodic("node-watch", self._watch_nodes, WATCH_EVERY, what="scan for gone nodes")
-        self.notifier = Notifier(self.index, self.holder)
+        self.notifier = Notifier(self.index, self.holder, busy=self.busy)
 
     @property
     def workers(self) -> list[Worker]:

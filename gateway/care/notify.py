@@ -14,19 +14,21 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote_plus
 
 import aiohttp
 
-from cluster.workers import Periodic
+from cluster.workers import Periodic, yield_to
 from metadata.index import Index
 from metadata.records import EventRecord, NotifyTarget
 
 log = logging.getLogger(__name__)
 
 LEASE = "notify"
+YIELD_MOST = 1.0  # seconds a batch waits for client traffic to calm down, at most
 DROP_STEP = 10_000  # events dropped per step when the backlog is over its bound (the pass goes on)
 
 
@@ -81,6 +83,7 @@ class Notifier:
     index: Index
     holder: str
     settings: NotifySettings = field(default_factory=NotifySettings)
+    busy: Callable[[], bool] = lambda: False  # client traffic goes first (a bounded wait per batch)
     stats: NotifyStats = field(default_factory=NotifyStats)
     worker: Periodic = field(init=False)
     _paused: dict[str, tuple[int, float]] = field(default_factory=dict)  # target -> (failures, until)
@@ -127,8 +130,10 @@ class Notifier:
 
     async def _pass(self) -> None:
         # The lease is renewed between batches, so a long pass never outlives it.
-        while await self._leased() and await self.deliver_some():
-            pass
+        while await self._leased():
+            await yield_to(self.busy, YIELD_MOST)  # then deliver anyway: events must not starve either
+            if not await self.deliver_some():
+                break
 
     async def deliver_some(self) -> bool:
         """One batch of the queue; True if a full batch was read and something changed (look again at once)."""
