@@ -9,6 +9,7 @@ from gateway.accounts.quota import owner as owner_of
 from gateway.accounts.quota import owner_usage
 from gateway.context import Gateway
 from gateway.s3.errors import S3Error
+from metadata.index import NoSuchBucket
 from metadata.records import BucketRecord, ObjectManifest, PartRecord, Usage, UserRecord
 
 # What admitted writes of this process will add once stored, by (index, scope): scope is "b:" + bucket or
@@ -87,7 +88,10 @@ async def check(
         size, objects = size - replacing.size, objects - 1
     # Both usages are read before anything is compared, and nothing is awaited from the comparison to the
     # reservation: a concurrent request of this process sees this one's share.
-    held = await gw.index.bucket_usage(bucket.name) if own else Usage()
+    try:
+        held = await gw.index.bucket_usage(bucket.name) if own else Usage()
+    except NoSuchBucket:  # deleted since the request read it
+        raise S3Error("NoSuchBucket", BucketName=bucket.name) from None
     owned = await owner_usage(gw.index, bucket.owner) if owner is not None else Usage()
     scopes = []
     if own:
