@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from metadata.index import Index
+from metadata.index import Index, NoSuchBucket
 from metadata.records import Usage, UserRecord
 
 USER_CACHE_SECONDS = 2.0  # how long users' quotas are reused before they are read again
@@ -31,7 +31,10 @@ async def owner_usage(index: Index, access_key: str) -> Usage:
     total = Usage()
     for rec in await index.list_buckets():
         if rec.owner == access_key:
-            u = await index.bucket_usage(rec.name)
+            try:
+                u = await index.bucket_usage(rec.name)
+            except NoSuchBucket:  # deleted since listed: it holds nothing
+                continue
             total.bytes += u.bytes
             total.objects += u.objects
     return total
