@@ -2,8 +2,9 @@
 
     python -m tests.system_deps      # part of the README's test command
 
-libfaketime: the skewed-clock gateway test (tests/test_faults.py). Without root or apt-get nothing is
-installed and those tests skip, saying why; this command never fails the run on that account.
+libfaketime: the skewed-clock gateway test (tests/test_faults.py); rclone: the rclone client tests
+(tests/test_rclone.py). Without root or apt-get nothing is installed and those tests skip, saying why;
+this command never fails the run on that account.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ import subprocess
 import sys
 
 # Debian package -> a file that shows it is installed.
-PACKAGES = {"libfaketime": "/usr/lib/*/faketime/libfaketime.so.1"}
+PACKAGES = {
+    "libfaketime": "/usr/lib/*/faketime/libfaketime.so.1",
+    "rclone": "/usr/bin/rclone",
+}
 
 
 def missing() -> list[str]:

@@ -61,15 +61,16 @@ class AccessLog:
         error: str = "",
         rid: str = "",
     ) -> None:
+        # The separators json.dumps uses: the lines read as the logging module's did.
         text = (
-            f'{{"time":{time.time():.3f},"method":{_q(method)},"path":{_q(path)},"operation":{_q(operation)},'
-            f'"status":{status},"duration_ms":{seconds * 1000:.3f},"bytes_in":{received},"bytes_out":{sent},'
-            f'"peer":{_q(peer or "")}'
+            f'{{"time": {time.time():.3f}, "method": {_q(method)}, "path": {_q(path)}, "operation": {_q(operation)}, '
+            f'"status": {status}, "duration_ms": {seconds * 1000:.3f}, "bytes_in": {received}, "bytes_out": {sent}, '
+            f'"peer": {_q(peer or "")}'
         )
         if error:
-            text += f',"error":{_q(error)}'
+            text += f', "error": {_q(error)}'
         if rid:
-            text += f',"rid":{_q(rid)}'
+            text += f', "rid": {_q(rid)}'
         self._add((text + "}\n").encode())
 
     def _add(self, data: bytes) -> None:
