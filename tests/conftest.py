@@ -14,6 +14,7 @@ pytest.register_assert_rewrite(
     "tests.drive_contract", "tests.index_contract", "tests.version_contract", "tests.versioning_cases"
 )
 pytest.register_assert_rewrite("tests.aws_chunked_helpers", "tests.sigv4_helpers")  # so are these helpers
+pytest.register_assert_rewrite("tests.accounting_contract", "tests.webhook_receiver")  # quotas and notifications
 
 # The storage-node fixtures the test_remote_drive* modules share (node, remote, node_process).
 pytest_plugins = ["tests.remote_drive_helpers"]
