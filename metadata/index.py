@@ -16,6 +16,7 @@ from metadata.records import (
     BucketRecord,
     Condition,
     EventRecord,
+    LockGuard,
     NodeRecord,
     NotifyTarget,
     ObjectManifest,
@@ -51,6 +52,10 @@ class NoSuchUpload(MetadataError):
 
 class PreconditionFailed(MetadataError):
     pass
+
+
+class ObjectLocked(MetadataError):
+    """Object lock forbids the change: a version under retention or legal hold (metadata/object_lock.py)."""
 
 
 class DriveClaimed(MetadataError):
@@ -138,7 +143,14 @@ class Index(Protocol):
 
     async def set_versioning(self, name: str, status: str) -> None:
         """Set a bucket's versioning to "Enabled" or "Suspended" (records.VERSIONING_STATES); once set it
-        is never "" again. Raises NoSuchBucket, ValueError for another status."""
+        is never "" again. Raises NoSuchBucket, ValueError for another status, or "Suspended" while the bucket
+        has object lock."""
+        ...
+
+    async def set_bucket_lock(self, name: str, mode: str = "", days: int = 0, years: int = 0) -> None:
+        """Turn object lock on for good (docs/object-lock.md) and set the default retention of new versions:
+        a records.LOCK_MODES mode with days or years (not both), or none (mode ""). Raises NoSuchBucket,
+        ValueError for another rule or while the bucket's versioning is not "Enabled"."""
         ...
 
     async def delete_bucket(self, name: str) -> list[PartRecord]:
@@ -151,6 +163,13 @@ class Index(Protocol):
 
     async def list_buckets(self) -> list[BucketRecord]:
         """All buckets, sorted by name."""
+        ...
+
+    async def update_bucket(self, name: str, changes: dict[str, str | None]) -> BucketRecord:
+        """Set bucket configuration fields atomically (field -> value; None resets it to its default) and
+        return the record as stored. One operation for every bucket configuration (policy, ACL, ...).
+
+        Raises NoSuchBucket, ValueError for a field that is not a configuration (name, owner, ...)."""
         ...
 
     async def set_bucket_tags(self, name: str, tags: dict[str, str]) -> None:
@@ -187,11 +206,30 @@ class Index(Protocol):
         ...
 
     async def delete_version(
-        self, bucket: str, key: str, version_id: str, events: Sequence[EventRecord] = ()
+        self,
+        bucket: str,
+        key: str,
+        version_id: str,
+        guard: LockGuard | None = None,
+        events: Sequence[EventRecord] = (),
     ) -> ObjectManifest | None:
         """Remove one version or delete marker for good and return it (None if there was none). When it
         was the newest, the next newest becomes the latest (current, unless it is a delete marker).
+        With a guard, a version its object lock protects is kept: raises ObjectLocked (object_lock.check_delete).
         `events` are queued only if something was removed. Raises NoSuchBucket."""
+        ...
+
+    async def set_retention(
+        self, bucket: str, key: str, version_id: str, mode: str, until: float, guard: LockGuard
+    ) -> bool:
+        """Set the retention of the version with internal id `version_id` (current or not) in place, as
+        set_object_tags rewrites tags (mode "" and until 0 take it off); False, changing nothing, if there is no
+        such version or it is a delete marker. Raises ObjectLocked when its retention forbids the change
+        (object_lock.retention_change), ValueError for a bad mode."""
+        ...
+
+    async def set_legal_hold(self, bucket: str, key: str, version_id: str, on: bool) -> bool:
+        """Turn the legal hold of the version with internal id `version_id` on or off in place, as set_retention."""
         ...
 
     async def list_versions(
@@ -222,6 +260,15 @@ class Index(Protocol):
         key) still has it (otherwise change nothing and return False). The object's data and everything else of its
         manifest stay as they are; like update_part, it never wins over a concurrent overwrite or delete.
         """
+        ...
+
+    async def update_object(
+        self, bucket: str, key: str, version_id: str, changes: dict[str, str | None]
+    ) -> ObjectManifest | None:
+        """Set changeable fields (records.OBJECT_CHANGEABLE: the ACL) of version `version_id` (the internal id,
+        as set_object_tags) in place; return it as stored, or None if there is no such version any more.
+        Like update_part, it never wins over a concurrent overwrite or delete. Raises ValueError for any
+        other field."""
         ...
 
     async def list_objects(
@@ -333,6 +380,11 @@ class Index(Protocol):
 
     async def list_users(self) -> list[UserRecord]:
         """All users, sorted by name."""
+        ...
+
+    async def update_user(self, name: str, changes: dict[str, str | None]) -> UserRecord | None:
+        """Set a user's changeable fields (policy) as update_bucket does; None if there is no such user.
+        Raises ValueError for a field that cannot change (name, keys)."""
         ...
 
     async def delete_user(self, name: str) -> UserRecord | None:

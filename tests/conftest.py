@@ -11,7 +11,11 @@ from tests.server_process import ServerProcess, start_server
 
 # The contract suites are imported by test modules; rewrite their asserts too, for useful failure messages.
 pytest.register_assert_rewrite(
-    "tests.drive_contract", "tests.index_contract", "tests.version_contract", "tests.versioning_cases"
+    "tests.drive_contract",
+    "tests.index_contract",
+    "tests.version_contract",
+    "tests.versioning_cases",
+    "tests.lock_contract",
 )
 pytest.register_assert_rewrite("tests.aws_chunked_helpers", "tests.sigv4_helpers")  # so are these helpers
 pytest.register_assert_rewrite("tests.accounting_contract", "tests.webhook_receiver")  # quotas and notifications

@@ -315,6 +315,48 @@ class IndexContract(TagsContract):
         assert name not in [b.name for b in await index.list_buckets()]
         await index.create_bucket(BucketRecord(name=name, owner="AKIANEW", created=2.0))  # name is free again
 
+    async def test_update_bucket_sets_and_resets_configuration(self, index: Index) -> None:
+        name = await new_bucket(index)
+        before = await index.get_bucket(name)
+        assert before is not None and before.policy is None
+        rec = await index.update_bucket(name, {"policy": '{"Statement": []}', "acl": "public-read"})
+        assert (rec.policy, rec.acl, rec.owner, rec.created) == (
+            '{"Statement": []}',
+            "public-read",
+            before.owner,
+            before.created,
+        )
+        assert await index.get_bucket(name) == rec
+        rec = await index.update_bucket(name, {"policy": None})  # None: back to the default, the rest kept
+        assert (rec.policy, rec.acl) == (None, "public-read")
+        assert await index.get_bucket(name) == rec
+
+    async def test_update_bucket_refuses_fixed_fields_and_missing_buckets(self, index: Index) -> None:
+        name = await new_bucket(index)
+        before = await index.get_bucket(name)
+        for field in ("owner", "name", "no_such_field"):
+            with pytest.raises(ValueError):
+                await index.update_bucket(name, {field: "x"})
+        assert await index.get_bucket(name) == before
+        with pytest.raises(NoSuchBucket):
+            await index.update_bucket(new_bucket_name(), {"acl": "private"})
+
+    async def test_update_object_changes_the_acl_of_that_version_only(self, index: Index) -> None:
+        name = await new_bucket(index)
+        man = make_manifest(name, "k")
+        await index.put_object(man)
+        updated = await index.update_object(name, "k", man.version_id, {"acl": "public-read"})
+        assert updated is not None and updated.acl == "public-read" and updated.parts == man.parts
+        assert await index.get_object(name, "k") == updated
+        assert await index.update_object(name, "k", new_id(), {"acl": "private"}) is None  # another version
+        assert await index.update_object(name, "gone", man.version_id, {"acl": "private"}) is None
+        with pytest.raises(ValueError):
+            await index.update_object(name, "k", man.version_id, {"etag": "forged"})
+        newer = make_manifest(name, "k")
+        await index.put_object(newer)  # an overwrite after the update wins, with its own (default) ACL
+        got = await index.get_object(name, "k")
+        assert got is not None and (got.version_id, got.acl) == (newer.version_id, "")
+
     async def test_delete_missing_bucket(self, index: Index) -> None:
         with pytest.raises(NoSuchBucket):
             await index.delete_bucket(new_bucket_name())
@@ -337,21 +379,20 @@ class IndexContract(TagsContract):
         with pytest.raises(BucketNotEmpty):
             await index.delete_bucket(name)
 
-    async def test_delete_bucket_drops_uploads_and_returns_their_parts(self, index: Index) -> None:
+    async def test_delete_bucket_with_uploads_in_progress_is_refused(self, index: Index) -> None:
         name = await new_bucket(index)
         u1, u2 = make_upload(name, "a"), make_upload(name, "b" * 1000)
         await index.create_upload(u1)
         await index.create_upload(u2)
-        parts = [make_part(1), make_part(2)]
-        await index.put_part(u1.upload_id, parts[0])
-        await index.put_part(u2.upload_id, parts[1])
-        returned = await index.delete_bucket(name)
-        assert sorted(p.data_id for p in returned) == sorted(p.data_id for p in parts)
-        assert await index.get_upload(u1.upload_id) is None
-        with pytest.raises(NoSuchUpload):
-            await index.list_parts(u2.upload_id)
-        await index.create_bucket(BucketRecord(name=name, owner="o", created=3.0))
-        assert (await index.list_uploads(name)).uploads == []
+        await index.put_part(u1.upload_id, make_part(1))
+        with pytest.raises(BucketNotEmpty):
+            await index.delete_bucket(name)
+        assert await index.get_upload(u1.upload_id) == u1  # nothing was dropped
+        await index.abort_upload(u1.upload_id)
+        with pytest.raises(BucketNotEmpty):
+            await index.delete_bucket(name)
+        await index.abort_upload(u2.upload_id)
+        assert await index.delete_bucket(name) == []
 
     async def test_buckets_sharing_a_name_prefix_are_separate(self, index: Index) -> None:
         tag = new_id()[:8]
@@ -364,7 +405,7 @@ class IndexContract(TagsContract):
         assert (await index.list_objects(short)).objects == []
         assert (await index.list_uploads(short)).uploads == []
         assert await index.get_object(short, "a") is None
-        assert await index.delete_bucket(short) == []
+        assert await index.delete_bucket(short) == []  # the longer name's upload is not this bucket's
         assert await index.get_upload(up.upload_id) == up
         assert [m.key for m in (await index.list_objects(longer)).objects] == ["a", "x" * 1000]
 
@@ -1212,6 +1253,18 @@ class IndexContract(TagsContract):
         won = await asyncio.gather(*(create(u) for u in users))
         assert sum(won) == 1
         assert [u for u in await index.list_users() if u.name == name] == [users[won.index(True)]]
+
+    async def test_update_user_policy(self, index: Index) -> None:
+        user = make_user(f"{new_id()[:8]}-pol")
+        await index.create_user(user)
+        rec = await index.update_user(user.name, {"policy": '{"Statement": []}'})
+        assert rec is not None and rec.policy == '{"Statement": []}' and rec.secret_key == user.secret_key
+        assert [u for u in await index.list_users() if u.name == user.name] == [rec]
+        with pytest.raises(ValueError):
+            await index.update_user(user.name, {"secret_key": "stolen"})
+        assert await index.update_user(f"{new_id()[:8]}-none", {"policy": ""}) is None
+        cleared = await index.update_user(user.name, {"policy": None})
+        assert cleared is not None and cleared.policy == ""
 
     async def test_delete_user(self, index: Index) -> None:
         tag = new_id()[:8]

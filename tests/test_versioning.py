@@ -16,6 +16,7 @@ import pytest
 
 from tests.s3_helpers import MiB, data, expect_error, signed_request, unique
 from tests.server_process import ACCESS_KEY, SECRET_KEY, ServerProcess, start_server
+from tests.system_deps import S3FS
 from tests.test_admin_embedded import admin, fragment_files, wait_for
 from tests.versioning_cases import (  # noqa: F401  (collected here)
     enable,
@@ -80,7 +81,7 @@ def test_gc_keeps_every_version_and_repair_heals_noncurrent_ones(gc_srv: ServerP
 
 # s3fs pins a botocore other than the one installed here, so it lives in a directory of its own
 # (pip install --target "$TESSERA_S3FS_PATH" s3fs) and runs in a subprocess that has it on its path.
-S3FS_PATH = os.environ.get("TESSERA_S3FS_PATH", "/tmp/tessera-s3fs")
+S3FS_PATH = os.environ.get("TESSERA_S3FS_PATH", str(S3FS))  # where `python -m tests.system_deps` puts it
 _S3FS_RM = """
 import sys, s3fs
 endpoint, key, secret, bucket = sys.argv[1:]

@@ -101,6 +101,8 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", "users"): admin_users.list_users,
     ("POST", "users"): admin_users.add_user,
     ("DELETE", "users/{name}"): admin_users.remove_user,
+    ("PUT", "users/{name}/policy"): admin_users.set_policy,
+    ("GET", "users/{name}/policy"): admin_users.show_policy,
     ("GET", "users/{name}"): admin_quotas.user_info,
     ("PUT", "users/{name}/quota"): admin_quotas.set_user_quota,
     ("DELETE", "users/{name}/quota"): admin_quotas.clear_user_quota,

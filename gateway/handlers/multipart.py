@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.context import Gateway
-from gateway.handlers import quota, versions
+from gateway.handlers import object_lock, quota, versions
 from gateway.handlers.buckets import owned_bucket, owner_items, read_small_body, xml_response
 from gateway.handlers.listing import encoder, url_encoding
 from gateway.handlers.notifications import events_for
@@ -29,6 +29,7 @@ from gateway.s3 import checksums
 from gateway.s3.body import open_body, stream_source
 from gateway.s3.errors import S3Error
 from gateway.s3.numbers import MAX_VALUE, decimal, position
+from gateway.s3.object_lock import LockRequest
 from gateway.s3.request import (
     MAX_PARTS,
     S3Request,
@@ -68,10 +69,11 @@ def _part_number(req: S3Request) -> int:
 
 
 async def create_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
-    await owned_bucket(gw, req)
+    bucket = await owned_bucket(gw, req)
     if not req.key:
         raise S3Error("InvalidRequest", "A key is required.")
     refuse_unsupported(req.headers)
+    locking = object_lock.new_version_lock(bucket, req)
     algo = req.headers.get("x-amz-checksum-algorithm", "")
     kind = req.headers.get("x-amz-checksum-type", "").upper()
     if algo:
@@ -98,12 +100,16 @@ async def create_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
         upload_id=new_id(),
         initiated=time.time(),
         owner=req.access_key,
+        acl=req.headers.get("x-amz-acl", ""),  # checked by handlers/actions.py
         content_type=content_type(req.headers),
         headers=standard_headers(req.headers),
         user_meta=user_metadata(req.headers),
         checksum_algorithm=algo,
         checksum_type=kind,
         tags=header_tags(req.headers),
+        lock_mode=locking.mode,
+        lock_until=locking.until,
+        legal_hold=locking.legal_hold,
     )
     try:
         await gw.index.create_upload(rec)
@@ -318,6 +324,7 @@ async def complete_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
         etag=f"{hashlib.md5(md5s).hexdigest()}-{len(chosen)}",
         last_modified=time.time(),
         owner=req.access_key,
+        acl=upload.acl,
         parts=chosen,
         content_type=upload.content_type,
         headers=upload.headers,
@@ -328,6 +335,8 @@ async def complete_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
     )
     bucket = await gw.bucket(upload.bucket)
     versions.stamp(man, bucket)
+    asked = LockRequest(upload.lock_mode, upload.lock_until, upload.legal_hold)  # as CreateMultipartUpload asked
+    object_lock.stamp_lock(man, asked, bucket)
     await quota.check_put(gw, req.http, bucket, man.key, man.size)
     events = events_for(bucket, "ObjectCreated:CompleteMultipartUpload", man.key, man, req.access_key)
     try:

@@ -1,4 +1,4 @@
-"""Object operations: put, get, head, delete, delete-many, copy."""
+"""Object operations: put, get, head, copy (deletes: gateway/handlers/deletes.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from aiohttp import web
 
 from cluster.service import exchange
 from gateway.context import Gateway
-from gateway.handlers import quota, versions
-from gateway.handlers.buckets import check_access, owned_bucket, read_small_body, xml_response
+from gateway.handlers import object_lock, quota, versions
+from gateway.handlers.buckets import owned_bucket, xml_response
 from gateway.handlers.notifications import events_for
 from gateway.objects.layer import StorageUnavailable
 from gateway.objects.pipelines import ReadError
@@ -21,7 +21,6 @@ from gateway.s3 import checksums
 from gateway.s3.body import Body, StreamBody, open_body, stream_source
 from gateway.s3.errors import S3Error
 from gateway.s3.request import (
-    MAX_KEY_BYTES,
     S3Request,
     check_conditions,
     content_md5,
@@ -34,14 +33,19 @@ from gateway.s3.request import (
     user_metadata,
 )
 from gateway.s3.tags import header_tags
-from gateway.s3.xml import child_text, document, http_date, iso8601, parse
-from metadata.index import NoSuchBucket, PreconditionFailed, check_condition
-from metadata.records import BucketRecord, Condition, EventRecord, ObjectManifest, PartRecord, is_version_id, s3_version
+from gateway.s3.xml import document, http_date, iso8601
+from metadata.index import NoSuchBucket, PreconditionFailed
+from metadata.records import (
+    Condition,
+    EventRecord,
+    ObjectManifest,
+    PartRecord,
+    s3_version,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_PUT_SIZE = 5 << 30  # a single PUT (and a part) is at most 5 GiB, as in S3
-MAX_DELETE_KEYS = 1000
 _MARKER_SOURCE = "The source of a copy request may not specifically refer to a delete marker by version id."
 _RESPONSE_OVERRIDES = {
     "response-content-type": "Content-Type",
@@ -118,6 +122,7 @@ def single_part_manifest(
         etag=part.etag,
         last_modified=part.last_modified,
         owner=req.access_key,
+        acl=req.headers.get("x-amz-acl", ""),  # checked by handlers/actions.py
         parts=[part],
         content_type=kind,
         headers=headers,
@@ -147,6 +152,7 @@ async def put_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
         raise S3Error("InvalidRequest", "A key is required.")
     refuse_unsupported(req.headers)
     cond = put_condition(req)
+    locking = object_lock.new_version_lock(bucket, req, integrity=True)
     check_put_condition(cond, await gw.index.get_object(req.bucket, req.key) if cond else None)
     meta, headers, kind = user_metadata(req.headers), standard_headers(req.headers), content_type(req.headers)
     tags = header_tags(req.headers)
@@ -157,6 +163,7 @@ async def put_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
         await quota.check_stored(gw, req.http, bucket, req.key, part)
     man = versions.stamp(single_part_manifest(req, part, kind, headers, meta), bucket)
     man.tags = tags
+    object_lock.stamp_lock(man, locking, bucket)
     await commit(gw, man, cond, events_for(bucket, "ObjectCreated:Put", man.key, man, req.access_key))
     h = {"ETag": f'"{man.etag}"', **checksum_response_headers(man.checksums), **versions.version_header(man, bucket)}
     return web.Response(status=200, headers=h)
@@ -186,6 +193,7 @@ def object_headers(man: ObjectManifest, req: S3Request) -> dict[str, str]:
         h["x-amz-tagging-count"] = str(len(man.tags))
     if man.s3_version_id or "versionId" in req.query:
         h["x-amz-version-id"] = s3_version(man)
+    h.update(object_lock.lock_response_headers(man))
     for param, header in _RESPONSE_OVERRIDES.items():
         if param in req.query:
             value = req.query[param]
@@ -301,111 +309,6 @@ async def _first_piece(stream: AsyncIterator[bytes]) -> bytes:
         raise S3Error("ServiceUnavailable", f"Not enough fragments are readable: {exc}", 503) from None
 
 
-def _etag_condition(value: str | None) -> Condition | None:
-    """If-Match of a delete (header, or a DeleteObjects entry's ETag): an ETag, quoted or not, or "*"."""
-    return None if value is None else Condition(if_match=value.strip().strip('"'))
-
-
-async def _delete(
-    gw: Gateway, bucket: BucketRecord, key: str, cond: Condition | None, version: str | None, owner: str
-) -> tuple[S3Error | None, dict[str, str]]:
-    """Delete one key (or one version of it): the S3 error it fails with, if any, and the answer's headers.
-
-    Without versioning the condition is checked atomically with the delete. With it (a delete marker, or
-    a version removed for good), it is checked against the current version (or the one named) just before."""
-    if version is None and not bucket.versioning:
-        try:
-            removed = events_for(bucket, "ObjectRemoved:Delete", key, principal=owner)
-            old = await gw.index.delete_object(bucket.name, key, cond, removed)
-        except PreconditionFailed:
-            return S3Error("PreconditionFailed", Condition="If-Match"), {}
-        except NoSuchBucket:
-            raise S3Error("NoSuchBucket", BucketName=bucket.name) from None
-        if old is not None:
-            gw.layer.discard(old.parts)
-        elif cond is not None:
-            return S3Error("NoSuchKey", Key=key), {}  # a conditional delete of nothing: S3's 404, even for "*"
-        return None, {}
-    if cond is not None:
-        index = gw.index
-        target = await (
-            index.get_object(bucket.name, key) if version is None else index.get_version(bucket.name, key, version)
-        )
-        if target is None or target.delete_marker:
-            return S3Error("NoSuchKey", Key=key), {}
-        try:
-            check_condition(cond, target)
-        except PreconditionFailed:
-            return S3Error("PreconditionFailed", Condition="If-Match"), {}
-    _, headers = await versions.delete_key(gw, bucket, key, version, owner)
-    return None, headers
-
-
-# Conditions S3 has for directory buckets only: refused rather than accepted and not checked.
-_UNCHECKED_DELETE_CONDITIONS = ("x-amz-if-match-last-modified-time", "x-amz-if-match-size")
-
-
-async def delete_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
-    bucket = await owned_bucket(gw, req)
-    for name in _UNCHECKED_DELETE_CONDITIONS:
-        if name in req.headers:
-            raise S3Error("NotImplemented", f"The {name} header is not implemented.")
-    cond = _etag_condition(req.headers.get("If-Match"))
-    version = versions.version_param(req)
-    err, headers = await _delete(gw, bucket, req.key, cond, version, req.access_key) if req.key else (None, {})
-    if err is not None:
-        raise err
-    return web.Response(status=204, headers=headers)
-
-
-_XML_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}  # xs:boolean's lexical forms
-
-
-def _delete_request(raw: bytes) -> tuple[list[tuple[str, str | None, str | None]], bool]:
-    """The keys (each with its ETag condition and VersionId, if any) and the Quiet flag of a DeleteObjects
-    body, all of it validated before anything is deleted."""
-    doc = parse(raw, "Delete")
-    quiet = _XML_BOOLEANS.get((child_text(doc, "Quiet") or "false").strip().lower())
-    if quiet is None:
-        raise S3Error("MalformedXML")
-    objects = doc.findall("Object")
-    if not objects or len(objects) > MAX_DELETE_KEYS:
-        raise S3Error("MalformedXML")
-    if any(obj.find("LastModifiedTime") is not None or obj.find("Size") is not None for obj in objects):
-        raise S3Error("NotImplemented", "Deletes conditional on LastModifiedTime or Size are not implemented.")
-    entries = [(child_text(obj, "Key"), child_text(obj, "ETag"), child_text(obj, "VersionId")) for obj in objects]
-    if any(key is None for key, _, _ in entries):
-        raise S3Error("MalformedXML")
-    return [(key, etag, version) for key, etag, version in entries if key is not None], quiet
-
-
-async def delete_objects(gw: Gateway, req: S3Request) -> web.StreamResponse:
-    bucket = await owned_bucket(gw, req)
-    if "Content-MD5" not in req.headers and not checksums.checksum_headers(req.headers.keys()):
-        raise S3Error("InvalidRequest", "Missing required header for this request: Content-MD5 OR x-amz-checksum-*")
-    entries, quiet = _delete_request(await read_small_body(req, body_checksums=True))
-    results: list[tuple[str, Any]] = []
-    for key, etag, version in entries:
-        if len(key.encode()) > MAX_KEY_BYTES:
-            results.append(("Error", [("Key", key), ("Code", "KeyTooLongError"), ("Message", "Your key is too long")]))
-            continue
-        if version is not None and not is_version_id(version):
-            err: S3Error | None = S3Error("NoSuchVersion")
-            headers: dict[str, str] = {}
-        else:
-            err, headers = await _delete(gw, bucket, key, _etag_condition(etag), version, req.access_key)
-        if err is not None:
-            results.append(
-                ("Error", [("Key", key), ("VersionId", version), ("Code", err.code), ("Message", err.message)])
-            )
-        elif not quiet:
-            done: list[tuple[str, Any]] = [("Key", key), ("VersionId", version)]
-            if headers.get("x-amz-delete-marker") == "true":
-                done += [("DeleteMarker", True), ("DeleteMarkerVersionId", headers["x-amz-version-id"])]
-            results.append(("Deleted", done))
-    return xml_response(document("DeleteResult", results))
-
-
 def copy_source_version(value: str) -> str | None:
     """The versionId an x-amz-copy-source names, if any (checked)."""
     _, sep, query = value.partition("?")
@@ -433,7 +336,7 @@ async def copy_source(gw: Gateway, req: S3Request) -> ObjectManifest:
     raw = req.headers["x-amz-copy-source"]
     bucket, key = parse_copy_source(raw)
     version = copy_source_version(raw)
-    check_access(gw, req.access_key, await gw.bucket(bucket))
+    await gw.bucket(bucket)  # judged before the handler ran (handlers/actions.py): a GetObject of its own
     if version is None:
         man = await gw.index.get_object(bucket, key)
         if man is None:
@@ -466,6 +369,7 @@ async def copy_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
         raise S3Error("InvalidArgument", "Unknown tagging directive.", ArgumentName="x-amz-tagging-directive")
     tags = header_tags(req.headers) if tagging == "REPLACE" else dict(src.tags)
     cond = put_condition(req)
+    locking = object_lock.new_version_lock(bucket, req)
     check_put_condition(cond, await gw.index.get_object(req.bucket, req.key) if cond else None)
     if directive == "REPLACE":
         kind, headers, meta = content_type(req.headers), standard_headers(req.headers), user_metadata(req.headers)
@@ -481,6 +385,7 @@ async def copy_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     part.last_modified = now
     man = versions.stamp(single_part_manifest(req, part, kind, headers, meta), bucket)
     man.tags = tags
+    object_lock.stamp_lock(man, locking, bucket)
     await commit(gw, man, cond, events_for(bucket, "ObjectCreated:Copy", man.key, man, req.access_key))
     items: list[tuple[str, Any]] = [("LastModified", iso8601(now)), ("ETag", f'"{man.etag}"')]
     items += [(f"Checksum{a}", v) for a, v in man.checksums.items()]

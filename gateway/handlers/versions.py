@@ -22,10 +22,15 @@ from metadata.records import (
     NULL_VERSION,
     VERSIONING_STATES,
     BucketRecord,
+    LockGuard,
     ObjectManifest,
     is_version_id,
     new_version_id,
     s3_version,
+)
+
+_LOCKED_VERSIONING = (
+    "An Object Lock configuration is present on this bucket, so the versioning state cannot be changed."
 )
 
 # -- the bucket's configuration
@@ -38,7 +43,7 @@ async def get_bucket_versioning(gw: Gateway, req: S3Request) -> web.StreamRespon
 
 
 async def put_bucket_versioning(gw: Gateway, req: S3Request) -> web.StreamResponse:
-    await owned_bucket(gw, req)
+    bucket = await owned_bucket(gw, req)
     doc = parse(await read_small_body(req, body_checksums=True), "VersioningConfiguration")
     status, mfa = child_text(doc, "Status"), child_text(doc, "MfaDelete")
     if mfa is not None and mfa not in ("Enabled", "Disabled"):
@@ -51,9 +56,13 @@ async def put_bucket_versioning(gw: Gateway, req: S3Request) -> web.StreamRespon
             "The Versioning element must be specified" if status is None else "Invalid versioning status",
         )
     try:
+        if bucket.object_lock and status != "Enabled":
+            raise ValueError("object lock keeps versioning Enabled")
         await gw.index.set_versioning(req.bucket, status)
     except NoSuchBucket:
         raise S3Error("NoSuchBucket", BucketName=req.bucket) from None
+    except ValueError:  # the index's answer too, when object lock was enabled meanwhile
+        raise S3Error("InvalidBucketState", _LOCKED_VERSIONING, 409) from None
     return web.Response(status=200)
 
 
@@ -118,15 +127,16 @@ async def read_version(gw: Gateway, req: S3Request, bucket: BucketRecord) -> Obj
 
 
 async def delete_key(
-    gw: Gateway, bucket: BucketRecord, key: str, version: str | None, owner: str
+    gw: Gateway, bucket: BucketRecord, key: str, version: str | None, owner: str, guard: LockGuard | None = None
 ) -> tuple[ObjectManifest | None, dict[str, str]]:
     """DeleteObject of `key` (one version, with `version`): what was removed or added, and the answer's
-    headers. Without a version in a bucket with versioning configured, a delete marker becomes the latest."""
+    headers. Without a version in a bucket with versioning configured, a delete marker becomes the latest.
+    A version its object lock protects (judged by `guard`) is kept: the index raises ObjectLocked."""
     removed = events_for(bucket, "ObjectRemoved:Delete", key, principal=owner)
     if version is not None:
         for ev in removed:
             ev.version_id = "" if version == NULL_VERSION else version
-        old = await gw.index.delete_version(bucket.name, key, version, removed)
+        old = await gw.index.delete_version(bucket.name, key, version, guard=guard, events=removed)
         if old is not None:
             gw.layer.discard(old.parts)
         headers = {"x-amz-version-id": version}

@@ -23,7 +23,7 @@ from typing import Any, Generic, TypeVar
 
 import lmdb
 
-from metadata import keys, listing, lmdb_env, versioning
+from metadata import keys, listing, lmdb_env, object_lock, versioning
 from metadata.index import (
     BucketAlreadyExists,
     BucketNotEmpty,
@@ -37,9 +37,11 @@ from metadata.index import (
     check_condition,
     check_delete_condition,
 )
-from metadata.local import accounting, membership, versions
+from metadata.local import accounting, membership, updates, versions
 from metadata.local import admin_tables as admin
+from metadata.local import object_lock as lock
 from metadata.local.accounting import LocalAccounting, account, forget_bucket
+from metadata.object_acl import AclRewrites
 from metadata.records import (
     NODE_STATES,
     NULL_VERSION,
@@ -47,12 +49,11 @@ from metadata.records import (
     BucketRecord,
     Condition,
     EventRecord,
+    LockGuard,
     NodeRecord,
     ObjectManifest,
     PartRecord,
-    RepairEntry,
     UploadRecord,
-    UserRecord,
     decode,
     encode,
 )
@@ -63,6 +64,10 @@ V = TypeVar("V")
 _TABLES = ("buckets", "objects", "uploads", "uploads_by_key", "parts", "nodes", "node_states", "drive_owners")
 _DBS = (*_TABLES, *admin.DBS, *versions.DBS, *accounting.DBS)
 _DUPSORT = ("uploads_by_key",)
+
+
+def _s3_id(version_id: str) -> str:
+    return "" if version_id == NULL_VERSION else version_id
 
 
 def _upload_dup(rec: UploadRecord) -> bytes:
@@ -92,7 +97,7 @@ class _BucketCursor(Generic[V]):
 READER_THREADS = 4
 
 
-class LocalIndex(LocalAccounting):
+class LocalIndex(LocalAccounting, admin.AdminTables, object_lock.LockRewrites, AclRewrites):
     """The Index on an LMDB environment in a directory. Create it with LocalIndex.open()."""
 
     def __init__(self, env: lmdb_env.LmdbEnv) -> None:
@@ -188,18 +193,17 @@ class LocalIndex(LocalAccounting):
             cur = txn.cursor(self._db["objects"])
             if (cur.set_range(ns) and cur.key().startswith(ns)) or versions.any_in(txn, self._db, name):
                 raise BucketNotEmpty(name)
-            uploads = []
-            cur = txn.cursor(self._db["uploads_by_key"])
-            ok = cur.set_range(ns)
-            while ok and cur.key().startswith(ns):
-                uploads.append(self._upload_of_dup(txn, cur.value()))
-                ok = cur.next()
-            parts = [p for rec in uploads for p in self._drop_upload(txn, rec)]
+            uploads = txn.cursor(self._db["uploads_by_key"])
+            if uploads.set_range(ns) and uploads.key().startswith(ns):  # uploads in progress: abort them first
+                raise BucketNotEmpty(name)
             txn.delete(name.encode(), db=self._db["buckets"])
             forget_bucket(txn, self._db, name)
-            return parts
+            return []
 
         return await self._run(True, tx)
+
+    async def update_bucket(self, name: str, changes: dict[str, str | None]) -> BucketRecord:
+        return await self._run(True, updates.update_bucket, self._db, name, changes)
 
     async def set_versioning(self, name: str, status: str) -> None:
         if status not in VERSIONING_STATES:
@@ -207,10 +211,15 @@ class LocalIndex(LocalAccounting):
 
         def tx(txn: lmdb.Transaction) -> None:
             rec = self._require_bucket(txn, name)
+            if rec.object_lock and status != "Enabled":
+                raise ValueError("a bucket with object lock keeps versioning Enabled")
             rec.versioning = status
             txn.put(name.encode(), encode(rec), db=self._db["buckets"])
 
         await self._run(True, tx)
+
+    async def set_bucket_lock(self, name: str, mode: str = "", days: int = 0, years: int = 0) -> None:
+        await self._run(True, lock.set_bucket_lock, self._db, name, mode, days, years)
 
     async def list_buckets(self) -> list[BucketRecord]:
         def tx(txn: lmdb.Transaction) -> list[BucketRecord]:
@@ -245,20 +254,22 @@ class LocalIndex(LocalAccounting):
         return self._lmdb.read_here(self._get, "objects", k, ObjectManifest)
 
     async def get_version(self, bucket: str, key: str, version_id: str) -> ObjectManifest | None:
-        s3_id = "" if version_id == NULL_VERSION else version_id
-        return await self._run(False, versions.get, self._db, bucket, key, s3_id)
+        return await self._run(False, versions.get, self._db, bucket, key, _s3_id(version_id))
 
     async def latest_version(self, bucket: str, key: str) -> ObjectManifest | None:
         return await self._run(False, versions.latest, self._db, bucket, key)
 
     async def delete_version(
-        self, bucket: str, key: str, version_id: str, events: Sequence[EventRecord] = ()
+        self,
+        bucket: str,
+        key: str,
+        version_id: str,
+        guard: LockGuard | None = None,
+        events: Sequence[EventRecord] = (),
     ) -> ObjectManifest | None:
-        s3_id = "" if version_id == NULL_VERSION else version_id
-
         def tx(txn: lmdb.Transaction) -> ObjectManifest | None:
             self._require_bucket(txn, bucket)
-            freed = versions.delete(txn, self._db, bucket, key, s3_id)
+            freed = versions.delete(txn, self._db, bucket, key, _s3_id(version_id), guard)
             if freed is not None:
                 account(txn, self._db, bucket, None, freed, events)
             return freed
@@ -464,34 +475,3 @@ class LocalIndex(LocalAccounting):
             return True
 
         return await self._run(True, tx)
-
-    async def queue_repairs(self, entries: Sequence[RepairEntry]) -> None:
-        await self._run(True, admin.queue_repairs, self._db, list(entries))
-
-    async def list_repairs(self, after: RepairEntry | None = None, limit: int = 1000) -> list[RepairEntry]:
-        return await self._run(False, admin.list_repairs, self._db, after, limit)
-
-    async def remove_repairs(self, entries: Sequence[RepairEntry]) -> None:
-        await self._run(True, admin.remove_repairs, self._db, list(entries))
-
-    async def repair_backlog(self) -> int:
-        return self._lmdb.read_here(admin.repair_backlog, self._db)
-
-    # -- users
-
-    async def create_user(self, rec: UserRecord) -> None:
-        await self._run(True, admin.create_user, self._db, rec)
-
-    async def list_users(self) -> list[UserRecord]:
-        return await self._run(False, admin.list_users, self._db)
-
-    async def delete_user(self, name: str) -> UserRecord | None:
-        return await self._run(True, admin.delete_user, self._db, name)
-
-    # -- leases
-
-    async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
-        return await self._run(True, admin.acquire_lease, self._db, name, holder, ttl)
-
-    async def release_lease(self, name: str, holder: str) -> bool:
-        return await self._run(True, admin.release_lease, self._db, name, holder)

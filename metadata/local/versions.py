@@ -14,9 +14,9 @@ from typing import Any
 
 import lmdb
 
-from metadata import keys, versioning
+from metadata import keys, object_lock, versioning
 from metadata.index import check_condition
-from metadata.records import Condition, ObjectManifest, decode, encode
+from metadata.records import Condition, LockGuard, ObjectManifest, decode, encode
 
 DBS = ("versions",)
 
@@ -101,10 +101,13 @@ def latest(txn: lmdb.Transaction, dbs: Dbs, bucket: str, key: str) -> ObjectMani
     return current if current is not None else next(key_versions(txn, dbs, bucket, key), None)
 
 
-def delete(txn: lmdb.Transaction, dbs: Dbs, bucket: str, key: str, s3_version_id: str) -> ObjectManifest | None:
+def delete(
+    txn: lmdb.Transaction, dbs: Dbs, bucket: str, key: str, s3_version_id: str, guard: LockGuard | None
+) -> ObjectManifest | None:
     target = get(txn, dbs, bucket, key, s3_version_id)
     if target is None:
         return None
+    object_lock.check_delete(target, guard)
     current = _get(txn, dbs["objects"], _current_key(bucket, key))
     newest = []
     for v in key_versions(txn, dbs, bucket, key):

@@ -44,6 +44,7 @@ from metadata.records import (
     BucketRecord,
     Condition,
     EventRecord,
+    LockGuard,
     NodeRecord,
     NotifyTarget,
     ObjectManifest,
@@ -120,8 +121,19 @@ class RemoteIndex:
     async def get_bucket(self, name: str) -> BucketRecord | None:
         return await self._call("get_bucket", name=name)
 
+    async def update_object(
+        self, bucket: str, key: str, version_id: str, changes: dict[str, str | None]
+    ) -> ObjectManifest | None:
+        return await self._call("update_object", bucket=bucket, key=key, version_id=version_id, changes=changes)
+
+    async def update_bucket(self, name: str, changes: dict[str, str | None]) -> BucketRecord:
+        return await self._call("update_bucket", name=name, changes=changes)
+
     async def set_versioning(self, name: str, status: str) -> None:
         await self._call("set_versioning", name=name, status=status)
+
+    async def set_bucket_lock(self, name: str, mode: str = "", days: int = 0, years: int = 0) -> None:
+        await self._call("set_bucket_lock", name=name, mode=mode, days=days, years=years)
 
     async def delete_bucket(self, name: str) -> list[PartRecord]:
         return await self._call("delete_bucket", name=name)
@@ -149,9 +161,26 @@ class RemoteIndex:
         return await self._call("latest_version", bucket=bucket, key=key)
 
     async def delete_version(
-        self, bucket: str, key: str, version_id: str, events: Sequence[EventRecord] = ()
+        self,
+        bucket: str,
+        key: str,
+        version_id: str,
+        guard: LockGuard | None = None,
+        events: Sequence[EventRecord] = (),
     ) -> ObjectManifest | None:
-        return await self._call("delete_version", bucket=bucket, key=key, version_id=version_id, events=list(events))
+        # Without a guard the argument stays off the wire: a service older than object lock still takes it.
+        extra: dict[str, object] = {} if guard is None else {"guard": guard}
+        args = {"bucket": bucket, "key": key, "version_id": version_id}
+        return await self._call("delete_version", **args, events=list(events), **extra)
+
+    async def set_retention(
+        self, bucket: str, key: str, version_id: str, mode: str, until: float, guard: LockGuard
+    ) -> bool:
+        args = {"bucket": bucket, "key": key, "version_id": version_id, "mode": mode, "until": until}
+        return await self._call("set_retention", **args, guard=guard)
+
+    async def set_legal_hold(self, bucket: str, key: str, version_id: str, on: bool) -> bool:
+        return await self._call("set_legal_hold", bucket=bucket, key=key, version_id=version_id, on=on)
 
     async def list_versions(
         self,
@@ -271,6 +300,9 @@ class RemoteIndex:
 
     async def list_users(self) -> list[UserRecord]:
         return await self._call("list_users")
+
+    async def update_user(self, name: str, changes: dict[str, str | None]) -> UserRecord | None:
+        return await self._call("update_user", name=name, changes=changes)
 
     async def delete_user(self, name: str) -> UserRecord | None:
         return await self._call("delete_user", name=name)

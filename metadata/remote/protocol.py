@@ -16,7 +16,7 @@ newer service, are dropped), as records.decode does.
 
 Error kinds (status): BucketAlreadyExists (409, with owner), BucketNotEmpty (409), DriveClaimed (409,
 with drive_id and node_id), UserExists (409), NoSuchBucket (404), NoSuchUpload (404), NoSuchNode (404),
-PreconditionFailed (412), IndexFull (507: no room on the index's disk; nothing was written),
+PreconditionFailed (412), ObjectLocked (403), IndexFull (507: no room on the index's disk; nothing was written),
 InvalidArgument (400: the index refused a value, ValueError), BadRequest (400: the body does not fit),
 Forbidden (403: signature), NotFound (404: no such operation), MethodNotAllowed (405), TooLarge (413),
 InternalError (500).
@@ -47,6 +47,7 @@ from metadata.index import (
     NoSuchBucket,
     NoSuchNode,
     NoSuchUpload,
+    ObjectLocked,
     PreconditionFailed,
     UserExists,
 )
@@ -253,6 +254,7 @@ _INDEX_ERRORS: dict[type[Exception], tuple[str, int]] = {
     NoSuchUpload: ("NoSuchUpload", 404),
     NoSuchNode: ("NoSuchNode", 404),
     PreconditionFailed: ("PreconditionFailed", 412),
+    ObjectLocked: ("ObjectLocked", 403),
     # 507 Insufficient Storage (RFC 4918), on the internal wire only: the gateway answers it as SlowDown.
     IndexFull: ("IndexFull", 507),
 }
@@ -308,6 +310,7 @@ def error_from(status: int, doc: Any) -> Exception:
         "NoSuchNode": NoSuchNode,
         "UserExists": UserExists,
         "PreconditionFailed": PreconditionFailed,
+        "ObjectLocked": ObjectLocked,
         "IndexFull": IndexFull,
         INVALID_ARGUMENT[0]: ValueError,
         BAD_REQUEST[0]: ValueError,

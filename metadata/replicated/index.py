@@ -19,9 +19,9 @@ logical clock (metadata/hlc.py); replicas reconcile with one rule, metadata/repl
   writes and each granting replica applies them atomically with the release, and only if it still holds the
   grant. Two racing holders cannot both have two of three grants; a 1-1-1 split releases everything and
   retries after a jittered backoff. See docs/consistency.md.
-- update_part (a repair's new placement for a part) and set_object_tags rewrite a version without superseding
-  it, so that an overwrite or delete racing it, which takes no lock, still wins: the argument is in
-  update_part's docstring.
+- update_part (a repair's new placement for a part), set_object_tags, set_retention and set_legal_hold rewrite
+  a version without superseding it, so that an overwrite or delete racing it, which takes no lock, still wins:
+  the argument is in update_part's docstring.
 
 The plumbing (quorums, scans, the lock) is metadata/replicated/quorum.py; membership, node states, the
 repair queue, users and leases are metadata/replicated/admin.py.
@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
-from metadata import keys, listing
+from metadata import keys, listing, object_lock
 from metadata.index import (
     BucketAlreadyExists,
     BucketNotEmpty,
@@ -45,13 +45,16 @@ from metadata.index import (
     check_condition,
     check_delete_condition,
 )
+from metadata.object_acl import AclRewrites
 from metadata.records import (
+    BUCKET_CHANGEABLE,
     BucketRecord,
     Condition,
     EventRecord,
     ObjectManifest,
     PartRecord,
     UploadRecord,
+    apply_changes,
     decode,
     encode,
 )
@@ -73,7 +76,7 @@ def _upload_key(rec: UploadRecord) -> bytes:
     return keys.composite(rec.bucket, rec.key) + b"\x00" + keys.sortable(rec.initiated) + rec.upload_id.encode()
 
 
-class ReplicatedIndex(ReplicatedVersions, ReplicatedAccounting):
+class ReplicatedIndex(ReplicatedVersions, ReplicatedAccounting, object_lock.LockRewrites, AclRewrites):
     """The Index over `replicas` (three: any two of them are a quorum)."""
 
     # -- buckets
@@ -105,21 +108,24 @@ class ReplicatedIndex(ReplicatedVersions, ReplicatedAccounting):
             if current is None or current.tombstone:
                 raise NoSuchBucket(name)
             ns = keys.namespace(name)
-            if await self._live("objects", ns, limit=1) or await self._live("versions", ns, limit=1):
-                raise BucketNotEmpty(name)
-            writes = [Write("buckets", name.encode(), tomb(ts))]
-            parts: list[PartRecord] = []
-            for k, v in await self._live("upload_keys", ns):
-                up = decode(UploadRecord, v)
-                ups, up_parts = await self._drop_upload_writes(up, k)
-                writes += ups
-                parts += up_parts
-            return writes, parts
+            for table in ("objects", "versions", "upload_keys"):  # uploads in progress: abort them first
+                if await self._live(table, ns, limit=1):
+                    raise BucketNotEmpty(name)
+            return [Write("buckets", name.encode(), tomb(ts))], []
 
         return await self._locked("buckets", name.encode(), decide)
 
     async def list_buckets(self) -> list[BucketRecord]:
         return [decode(BucketRecord, v) for _, v in await self._live("buckets", b"")]
+
+    async def update_bucket(self, name: str, changes: dict[str, str | None]) -> BucketRecord:
+        async def decide(current: Entry | None, ts: int) -> tuple[list[Write], BucketRecord]:
+            if current is None or current.tombstone:
+                raise NoSuchBucket(name)
+            rec = apply_changes(decode(BucketRecord, current.value), changes, BUCKET_CHANGEABLE)
+            return [Write("buckets", name.encode(), Entry(ts, False, encode(rec)))], rec
+
+        return await self._locked("buckets", name.encode(), decide)
 
     async def set_bucket_tags(self, name: str, tags: dict[str, str]) -> None:
         async def decide(current: Entry | None, ts: int) -> tuple[list[Write], None]:

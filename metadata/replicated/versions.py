@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
-from metadata import keys, listing, versioning
+from metadata import keys, listing, object_lock, versioning
 from metadata.index import NoSuchBucket, VersionPage, check_condition
 from metadata.records import (
     NULL_VERSION,
@@ -20,6 +20,7 @@ from metadata.records import (
     BucketRecord,
     Condition,
     EventRecord,
+    LockGuard,
     ObjectManifest,
     decode,
     encode,
@@ -58,7 +59,23 @@ class ReplicatedVersions(ReplicatedAdmin):
             if current is None or current.tombstone:
                 raise NoSuchBucket(name)
             rec = decode(BucketRecord, current.value)
+            if rec.object_lock and status != "Enabled":
+                raise ValueError("a bucket with object lock keeps versioning Enabled")
             rec.versioning = status
+            return [Write("buckets", name.encode(), Entry(ts, False, encode(rec)))], None
+
+        await self._locked("buckets", name.encode(), decide)
+
+    async def set_bucket_lock(self, name: str, mode: str = "", days: int = 0, years: int = 0) -> None:
+        object_lock.check_rule(mode, days, years)
+
+        async def decide(current: Entry | None, ts: int) -> tuple[list[Write], None]:
+            if current is None or current.tombstone:
+                raise NoSuchBucket(name)
+            rec = decode(BucketRecord, current.value)
+            if rec.versioning != "Enabled":
+                raise ValueError("object lock needs versioning Enabled")
+            rec.object_lock, rec.lock_mode, rec.lock_days, rec.lock_years = True, mode, days, years
             return [Write("buckets", name.encode(), Entry(ts, False, encode(rec)))], None
 
         await self._locked("buckets", name.encode(), decide)
@@ -117,7 +134,12 @@ class ReplicatedVersions(ReplicatedAdmin):
         return newest[0] if newest else None
 
     async def delete_version(
-        self, bucket: str, key: str, version_id: str, events: Sequence[EventRecord] = ()
+        self,
+        bucket: str,
+        key: str,
+        version_id: str,
+        guard: LockGuard | None = None,
+        events: Sequence[EventRecord] = (),
     ) -> ObjectManifest | None:
         async def decide(current: Entry | None, ts: int) -> tuple[list[Write], ObjectManifest | None]:
             if await self.get_bucket(bucket) is None:
@@ -126,6 +148,7 @@ class ReplicatedVersions(ReplicatedAdmin):
             target = await self._find_version(bucket, key, _s3_id(version_id), live)
             if target is None:
                 return [], None
+            object_lock.check_delete(target, guard)
             plan = versioning.plan_delete_version(target, live, await self._key_versions(bucket, key, limit=2))
             return [*plan_writes(bucket, key, plan, live, ts), *event_writes(events, ts)], plan.freed
 
