@@ -226,9 +226,9 @@ class UserRecord:
     access_key: str
     secret_key: str
     created: float
+    policy: str = ""  # the user's IAM policy, JSON ("" : readwrite on their own buckets)
     quota_size: int = 0  # bytes all the user's buckets may hold together; 0: no quota (docs/quotas.md)
     quota_objects: int = 0
-    policy: str = ""  # the user's IAM policy, JSON ("" : readwrite on their own buckets)
 
 
 @dataclass(slots=True)
@@ -349,6 +349,7 @@ OMIT_EMPTY = frozenset(
     {"tags", "versioning", "s3_version_id", "delete_marker"}
     | {"object_lock", "lock_mode", "lock_days", "lock_years", "lock_until", "legal_hold"}
     | {"policy", "acl", "public_access_block", "ownership"}
+    | {"quota_size", "quota_objects", "notifications"}
 )
 
 

@@ -1,4 +1,4 @@
-"""LocalIndex's housekeeping tables: the repair queue, users and leases (metadata/local/store.py runs these).
+"""LocalIndex's housekeeping tables: the repair queue, users and leases (their Index operations: AdminTables).
 
 Named databases:
     repairs   keys.repair_key(surviving, data_id, part, index) -> RepairEntry   (LMDB order is repair order)

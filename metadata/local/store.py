@@ -7,7 +7,7 @@ Named databases:
     uploads_by_key  keys.encode(bucket, key) -> sortable(initiated) + upload_id   (DUPSORT: listing order)
     parts           upload_id + b"\\x00" + number (4 bytes, big-endian) -> PartRecord
     nodes, node_states, drive_owners   see metadata/local/membership.py
-    repairs, users, leases   see metadata/local/admin_tables.py
+    repairs, users, leases   see metadata/local/admin_tables.py (their operations too)
     usage, notify_targets, events   see metadata/local/accounting.py (quotas and event notifications)
     versions        see metadata/local/versions.py (noncurrent versions and delete markers)
 
