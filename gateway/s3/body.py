@@ -59,6 +59,11 @@ class Body:
         self.received = 0
 
     @property
+    def declared(self) -> int | None:
+        """The body's size as the headers declare it (decoded, for aws-chunked); None if they do not."""
+        return self._declared
+
+    @property
     def algorithms(self) -> set[str]:
         found = {h.algorithm for h in self.hashers}
         if self._chunked is not None and self._chunked.checksum_algorithm:
