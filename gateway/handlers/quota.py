@@ -16,6 +16,12 @@ from metadata.records import BucketRecord, ObjectManifest, PartRecord, Usage, Us
 # "u:" + owner. A check counts them beside the index's usage, so concurrent writes through one gateway cannot
 # together pass a quota; each request's share is released when its answer is ready (release()).
 _pending: dict[tuple[int, str], Usage] = {}
+# Shares released while a check was reading the usage may be missing from what it read (a read of several
+# index copies is no snapshot of one moment): a check adds those released since it began. Kept while a check
+# that began before them is still reading.
+_released: list[tuple[int, tuple[int, str], int, int]] = []  # (sequence, (index, scope), bytes, objects)
+_sequence = [0]
+_reading: dict[int, int] = {}  # checks in progress: the sequence each began at -> how many
 _RESERVED = "tessera.quota.reserved"
 
 
@@ -45,6 +51,30 @@ def release(gw: Gateway, http: web.Request) -> None:
             held.objects -= objects
             if not held.bytes and not held.objects:
                 del _pending[key]
+            if _reading:
+                _sequence[0] += 1
+                _released.append((_sequence[0], key, size, objects))
+
+
+def _begin_read() -> int:
+    start = _sequence[0]
+    _reading[start] = _reading.get(start, 0) + 1
+    return start
+
+
+def _end_read(start: int) -> None:
+    _reading[start] -= 1
+    if not _reading[start]:
+        del _reading[start]
+    oldest = min(_reading, default=_sequence[0])
+    while _released and _released[0][0] <= oldest:
+        _released.pop(0)
+
+
+def _released_since(gw: Gateway, scope: str, start: int, usage: Usage) -> Usage:
+    key = (id(gw.index), scope)
+    extra = [(b, o) for seq, k, b, o in _released if seq > start and k == key]
+    return Usage(usage.bytes + sum(b for b, _ in extra), usage.objects + sum(o for _, o in extra))
 
 
 def _past(usage: Usage, size: int, objects: int, max_size: int, max_objects: int) -> tuple[str, str, str] | None:
@@ -88,11 +118,18 @@ async def check(
         size, objects = size - replacing.size, objects - 1
     # Both usages are read before anything is compared, and nothing is awaited from the comparison to the
     # reservation: a concurrent request of this process sees this one's share.
+    start = _begin_read()
     try:
-        held = await gw.index.bucket_usage(bucket.name) if own else Usage()
-    except NoSuchBucket:  # deleted since the request read it
-        raise S3Error("NoSuchBucket", BucketName=bucket.name) from None
-    owned = await owner_usage(gw.index, bucket.owner) if owner is not None else Usage()
+        try:
+            held = await gw.index.bucket_usage(bucket.name) if own else Usage()
+            owned = await owner_usage(gw.index, bucket.owner) if owner is not None else Usage()
+        except NoSuchBucket:  # deleted since the request read it
+            raise S3Error("NoSuchBucket", BucketName=bucket.name) from None
+        # Writes answered while we read may be missing from what was read: count them (at worst twice: safe).
+        held = _released_since(gw, "b:" + bucket.name, start, held)
+        owned = _released_since(gw, "u:" + bucket.owner, start, owned)
+    finally:
+        _end_read(start)
     scopes = []
     if own:
         scopes.append("b:" + bucket.name)
