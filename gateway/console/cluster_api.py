@@ -1,0 +1,82 @@
+"""The console's cluster and user endpoints: admin API requests signed as the signed-in user (so only the
+root gets answers, exactly as with `tessera admin`), and the in-memory metrics history."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from cluster.service import ErrorAnswer
+from gateway.console.context import console, required, signed_in, user
+from gateway.console.upstream import admin_path
+from gateway.s3.signer import encode_segment
+
+
+async def _admin(request: web.Request, method: str, rel: str, query: list[tuple[str, str]] | None = None) -> Any:
+    _, _, body = await console(request).upstream.call(user(request), method, admin_path(rel), query or [])
+    return json.loads(body) if body else {}
+
+
+def _answer(doc: Any, status: int = 200) -> web.Response:
+    return web.json_response(doc, status=status)
+
+
+async def whoami(request: web.Request) -> web.StreamResponse:
+    session = signed_in(request)
+    return _answer(
+        {"access_key": session.access_key, "root": session.root, "csrf": session.csrf, "expires": session.expires}
+    )
+
+
+async def status(request: web.Request) -> web.StreamResponse:
+    return _answer(await _admin(request, "GET", "status"))
+
+
+async def inspect(request: web.Request) -> web.StreamResponse:
+    bucket, key = required(request, "bucket", 255), required(request, "key")
+    return _answer(await _admin(request, "GET", "inspect", [("bucket", bucket), ("key", key)]))
+
+
+async def start_repair(request: web.Request) -> web.StreamResponse:
+    return _answer(await _admin(request, "POST", "repair"), 202)
+
+
+async def start_scrub(request: web.Request) -> web.StreamResponse:
+    return _answer(await _admin(request, "POST", "scrub"), 202)
+
+
+async def drain(request: web.Request) -> web.StreamResponse:
+    node = request.match_info["node"]
+    return _answer(await _admin(request, "POST", f"nodes/{encode_segment(node)}/drain"), 202)
+
+
+async def job(request: web.Request) -> web.StreamResponse:
+    return _answer(await _admin(request, "GET", f"jobs/{encode_segment(request.match_info['job'])}"))
+
+
+async def list_users(request: web.Request) -> web.StreamResponse:
+    return _answer(await _admin(request, "GET", "users"))
+
+
+async def add_user(request: web.Request) -> web.StreamResponse:
+    try:
+        doc = await request.json()
+    except ValueError:
+        raise ErrorAnswer(400, "MalformedJSON", "the body is not JSON") from None
+    name = doc.get("name") if isinstance(doc, dict) else None
+    if not isinstance(name, str) or not name:
+        raise ErrorAnswer(400, "InvalidArgument", "give the user a name")
+    return _answer(await _admin(request, "POST", "users", [("name", name)]), 201)
+
+
+async def remove_user(request: web.Request) -> web.StreamResponse:
+    return _answer(await _admin(request, "DELETE", f"users/{encode_segment(request.match_info['name'])}"))
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    """The charts' points. Only the root sees them: they describe every user's traffic."""
+    if not signed_in(request).root:
+        raise ErrorAnswer(403, "AccessDenied", "Access Denied")
+    return _answer(console(request).history.doc())
