@@ -18,7 +18,7 @@ from gateway.accounts.users import UserDirectory
 
 DEFAULT_TTL = 12 * 3600.0  # seconds a session lasts after sign-in, however busy
 MAX_SESSIONS = 10_000  # past this, the oldest sessions are dropped first
-ATTEMPT_BURST = 5  # sign-in attempts from one address at once ...
+ATTEMPT_BURST = 5  # failed sign-ins from one address in a row ...
 ATTEMPTS_PER_SECOND = 0.2  # ... and then one every five seconds
 _ADDRESSES_KEPT = 4096
 
@@ -54,25 +54,33 @@ class Sessions:
         self._sessions: dict[str, Session] = {}
         self._buckets: dict[str, tuple[float, float]] = {}  # address -> (tokens, when)
 
-    def _take_attempt(self, address: str) -> None:
+    def _tokens(self, address: str) -> float:
         now = time.monotonic()
         tokens, then = self._buckets.get(address, (float(ATTEMPT_BURST), now))
-        tokens = min(float(ATTEMPT_BURST), tokens + (now - then) * ATTEMPTS_PER_SECOND)
+        return min(float(ATTEMPT_BURST), tokens + (now - then) * ATTEMPTS_PER_SECOND)
+
+    def _check_attempts(self, address: str) -> None:
+        tokens = self._tokens(address)
         if tokens < 1:
             raise TooManyAttempts((1 - tokens) / ATTEMPTS_PER_SECOND)
+
+    def _failed(self, address: str) -> None:
+        tokens = self._tokens(address)
         if len(self._buckets) >= _ADDRESSES_KEPT and address not in self._buckets:
             self._buckets.pop(next(iter(self._buckets)))
-        self._buckets[address] = (tokens - 1, now)
+        self._buckets[address] = (tokens - 1, time.monotonic())
 
     async def sign_in(self, access_key: str, secret_key: str, address: str) -> Session:
-        """A new session, or SignInRefused (wrong key or secret: one answer for both) / TooManyAttempts."""
-        self._take_attempt(address)
+        """A new session, or SignInRefused (wrong key or secret: one answer for both) / TooManyAttempts.
+        Failed attempts are what is rate-limited, per address: guessing is slow, signing in is not."""
+        self._check_attempts(address)
         if access_key and len(access_key) <= 128 and not self.users.known(access_key):
             await self.users.ensure(access_key)  # a user added through another gateway a moment ago
         known = self.users.secret(access_key) if access_key else None
         # Compared even when the key is unknown, so that the answer takes as long either way.
         expected = _digest(known if known is not None else secrets.token_hex(20))
         if not hmac.compare_digest(expected, _digest(secret_key)) or known is None:
+            self._failed(address)
             raise SignInRefused("the access key or the secret key is wrong")
         while len(self._sessions) >= MAX_SESSIONS:
             self._sessions.pop(next(iter(self._sessions)))

@@ -1,0 +1,222 @@
+"""The console's HTTP API against a real `tessera server`: sign-in and its cookie, CSRF, session expiry and
+sign-out, root-only pages refused to a user, hostile input, and files only from the package."""
+
+from __future__ import annotations
+
+import hashlib
+import http.cookiejar
+import os
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import pytest
+
+from tests.console_helpers import ConsoleClient, start_console_server, wait_for
+from tests.s3_helpers import unique
+from tests.server_process import ACCESS_KEY, SECRET_KEY, ServerProcess
+
+MiB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, str]]:
+    srv, url = start_console_server(tmp_path_factory.mktemp("console-api"))
+    yield srv, url
+    srv.stop()
+
+
+@pytest.fixture
+def root(served: tuple[ServerProcess, str]) -> ConsoleClient:
+    c = ConsoleClient(served[1])
+    assert c.sign_in().status == 200
+    return c
+
+
+def _user(root: ConsoleClient, served: tuple[ServerProcess, str]) -> ConsoleClient:
+    made = root.call("POST", "/api/users", {"name": unique()})
+    assert made.status == 201, made.body
+    doc = made.json()
+    c = ConsoleClient(served[1])
+    assert c.sign_in(doc["access_key"], doc["secret_key"]).status == 200
+    return c
+
+
+def test_sign_in_sets_a_strict_httponly_cookie_and_the_page_a_strict_csp(served: tuple[ServerProcess, str]) -> None:
+    c = ConsoleClient(served[1])
+    r = c.sign_in()
+    assert r.status == 200 and r.json()["root"] is True
+    cookie = r.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+    assert "Secure" not in cookie  # plain http: a Secure cookie would never come back
+    assert SECRET_KEY.encode() not in r.body  # the secret goes no further than the sign-in request
+    page = c.call("GET", "/")
+    assert page.status == 200 and b'type="module"' in page.body
+    csp = page.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert b"<script>" not in page.body and b" style=" not in page.body  # nothing inline for the CSP to refuse
+
+
+def test_bad_sign_in_is_refused_alike_for_a_wrong_secret_and_an_unknown_key(served: tuple[ServerProcess, str]) -> None:
+    wrong = ConsoleClient(served[1]).sign_in(ACCESS_KEY, "not-the-secret")
+    unknown = ConsoleClient(served[1]).sign_in("NOSUCHKEY0000000000", "whatever")
+    assert wrong.status == unknown.status == 403
+    assert wrong.json() == unknown.json() and wrong.json()["error"] == "SignInRefused"
+    assert "Set-Cookie" not in wrong.headers
+    empty = ConsoleClient(served[1]).call("POST", "/api/session", {"access_key": "", "secret_key": ""})
+    assert empty.status == 400
+    assert (
+        ConsoleClient(served[1]).call("POST", "/api/session", b"{not json", {"Content-Type": "application/json"}).status
+        == 400
+    )
+
+
+def test_failed_sign_ins_are_rate_limited_and_good_ones_are_not(tmp_path: Path) -> None:
+    srv, url = start_console_server(tmp_path / "srv")
+    try:
+        answers = [ConsoleClient(url).sign_in("AKIDWRONG0000000000", "x").status for _ in range(7)]
+        assert answers[:5] == [403] * 5 and answers[5:] == [429, 429]
+        assert ConsoleClient(url).sign_in().status == 429  # even the right secret waits: the guesser may have it
+    finally:
+        srv.stop()
+
+
+def test_changes_need_the_csrf_token_and_the_own_origin(root: ConsoleClient, served: tuple[ServerProcess, str]) -> None:
+    srv = served[0]
+    name = unique()
+    no_token = root.call("POST", "/api/buckets", {"name": name}, {"X-CSRF-Token": ""})
+    wrong = root.call("POST", "/api/buckets", {"name": name}, {"X-CSRF-Token": "x" * 32})
+    foreign = root.call("POST", "/api/buckets", {"name": name}, {"Origin": "http://evil.example"})
+    assert no_token.status == wrong.status == foreign.status == 403
+    assert no_token.json()["error"] == "InvalidCSRFToken"
+    names = [b["Name"] for b in srv.client().list_buckets()["Buckets"]]
+    assert name not in names  # nothing changed
+    ok = root.call("POST", "/api/buckets", {"name": name}, {"Origin": served[1]})
+    assert ok.status == 201
+    assert name in [b["Name"] for b in srv.client().list_buckets()["Buckets"]]
+    # Sign-in itself only from a JSON body (a cross-site form cannot send one) and the own origin.
+    form = ConsoleClient(served[1]).call(
+        "POST", "/api/session", b"access_key=a&secret_key=b", {"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert form.status == 403
+
+
+def test_without_a_session_every_api_route_answers_401(served: tuple[ServerProcess, str]) -> None:
+    anon = ConsoleClient(served[1])
+    for method, path in [("GET", "/api/buckets"), ("GET", "/api/cluster"), ("DELETE", "/api/buckets/x")]:
+        r = anon.call(method, path)
+        assert r.status == 401 and r.json()["error"] == "SignInRequired", path
+    forged = ConsoleClient(served[1])
+    forged.jar.set_cookie(_cookie("tessera_console", "forged-session-id", served[1]))
+    assert forged.call("GET", "/api/buckets").status == 401
+
+
+def _cookie(name: str, value: str, base: str) -> Any:
+    host = urlsplit(base).hostname
+    return http.cookiejar.Cookie(
+        0, name, value, None, False, host, False, False, "/", True, False, None, False, None, None, {}
+    )
+
+
+def test_a_session_expires_and_sign_out_ends_it(tmp_path: Path) -> None:
+    srv, url = start_console_server(tmp_path / "srv", ("--console-session", "2"))
+    try:
+        c = ConsoleClient(url)
+        assert c.sign_in().status == 200
+        assert c.call("GET", "/api/buckets").status == 200
+        wait_for(lambda: c.call("GET", "/api/buckets").status == 401, 10, "the session to expire")
+        c2 = ConsoleClient(url)
+        assert c2.sign_in().status == 200
+        assert c2.call("DELETE", "/api/session").status == 200
+        assert c2.call("GET", "/api/buckets").status == 401
+    finally:
+        srv.stop()
+
+
+def test_a_user_sees_only_their_buckets_and_no_root_pages(
+    root: ConsoleClient, served: tuple[ServerProcess, str]
+) -> None:
+    root_bucket = unique()
+    assert root.call("POST", "/api/buckets", {"name": root_bucket}).status == 201
+    user = _user(root, served)
+    mine = unique()
+    assert user.call("POST", "/api/buckets", {"name": mine}).status == 201
+    names = [b["name"] for b in user.call("GET", "/api/buckets").json()["buckets"]]
+    assert names == [mine]
+    assert root_bucket in [b["name"] for b in root.call("GET", "/api/buckets").json()["buckets"]]
+    for path in ("/api/cluster", "/api/users", "/api/metrics", f"/api/inspect?bucket={mine}&key=k"):
+        r = user.call("GET", path)
+        assert r.status == 403 and r.json()["error"] == "AccessDenied", path
+    assert user.call("POST", "/api/cluster/repair").status == 403
+    assert user.call("GET", f"/api/buckets/{root_bucket}/objects").status == 403
+
+
+def test_removing_a_user_ends_their_sessions(root: ConsoleClient, served: tuple[ServerProcess, str]) -> None:
+    made = root.call("POST", "/api/users", {"name": unique()}).json()
+    user = ConsoleClient(served[1])
+    assert user.sign_in(made["access_key"], made["secret_key"]).status == 200
+    assert user.call("GET", "/api/buckets").status == 200
+    assert root.call("DELETE", f"/api/users/{made['name']}").status == 200
+    assert user.call("GET", "/api/buckets").status == 401
+
+
+def test_upload_in_parts_download_and_share_stream_the_bytes(
+    root: ConsoleClient, served: tuple[ServerProcess, str]
+) -> None:
+    bucket = unique()
+    assert root.call("POST", "/api/buckets", {"name": bucket}).status == 201
+    data = os.urandom(12 * MiB + 5)
+    key = "dir/sub dir/ünïcode+file.bin"
+    q = f"key={_q(key)}"
+    upload = root.call("POST", f"/api/buckets/{bucket}/uploads?{q}").json()["upload_id"]
+    parts = []
+    for n, start in enumerate(range(0, len(data), 8 * MiB), 1):
+        r = root.call("PUT", f"/api/buckets/{bucket}/uploads/{upload}?{q}&part={n}", data[start : start + 8 * MiB])
+        assert r.status == 200, r.body
+        parts.append({"part": n, "etag": r.json()["etag"]})
+    done = root.call("POST", f"/api/buckets/{bucket}/uploads/{upload}?{q}", {"parts": parts})
+    assert done.status == 201 and done.json()["etag"].endswith("-2")
+    got = root.call("GET", f"/api/buckets/{bucket}/download?{q}")
+    assert got.status == 200 and hashlib.sha256(got.body).digest() == hashlib.sha256(data).digest()
+    assert "attachment" in got.headers["Content-Disposition"]
+    listing = root.call("GET", f"/api/buckets/{bucket}/objects?prefix=dir/").json()
+    assert listing["folders"] == ["dir/sub dir/"] and listing["objects"] == []
+    link = root.call("POST", f"/api/buckets/{bucket}/share?{q}&expires=300").json()["url"]
+    assert link.startswith(served[0].endpoint + "/")
+    with urllib.request.urlopen(link, timeout=30) as resp:
+        assert resp.read() == data
+    details = root.call("GET", f"/api/buckets/{bucket}/object?{q}").json()
+    assert details["size"] == len(data) and details["key"] == key
+    fragments = root.call("GET", f"/api/inspect?bucket={bucket}&{q}").json()
+    assert fragments["health"] == "healthy" and len(fragments["parts"][0]["fragments"]) == 6
+
+
+def _q(text: str) -> str:
+    return quote(text, safe="")
+
+
+@pytest.mark.parametrize(
+    "method,path,status",
+    [
+        ("PUT", "/api/buckets/{b}/uploads/x?key=k&part=abc", 400),
+        ("PUT", "/api/buckets/{b}/uploads/x?key=k&part=10001", 400),
+        ("PUT", "/api/buckets/{b}/uploads/x?key=k&part=%EF%BC%91", 400),  # a full-width digit
+        ("POST", "/api/buckets/{b}/share?key=k&expires=99999999999", 400),
+        ("POST", "/api/buckets/{b}/share?key=k&expires=-1", 400),
+        ("GET", "/api/buckets/{b}/download", 400),
+        ("GET", "/api/buckets/{b}/download?key=nothing-here", 404),
+        ("POST", "/api/buckets/{b}/uploads/x?key=k", 400),
+        ("GET", "/static/../sessions.py", 404),
+        ("GET", "/static/%2e%2e/app.py", 404),
+        ("GET", "/static/js/nothing.js", 404),
+    ],
+)
+def test_hostile_input_gets_a_clear_error(root: ConsoleClient, method: str, path: str, status: int) -> None:
+    bucket = unique()
+    assert root.call("POST", "/api/buckets", {"name": bucket}).status == 201
+    body = b"{}" if method != "GET" else None
+    r = root.call(method, path.format(b=bucket), body, {"Content-Type": "application/json"} if body else None)
+    assert r.status == status, r.body
+    assert r.json().get("error") and b"Traceback" not in r.body
