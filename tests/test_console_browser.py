@@ -1,0 +1,131 @@
+"""The console in a real headless Chromium against a real `tessera server`: sign in (and a bad sign-in), create
+a bucket, upload a 30 MiB file and a folder, browse, download and compare bytes, share a link and fetch it,
+delete; a user sees only their buckets and no root pages."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.console_helpers import Browser, ConsoleClient, browser, start_console_server, wait_for
+from tests.s3_helpers import unique
+from tests.server_process import ACCESS_KEY, SECRET_KEY, ServerProcess
+
+__all__ = ["browser"]  # the fixture
+MiB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, str]]:
+    srv, url = start_console_server(tmp_path_factory.mktemp("console-browser"))
+    yield srv, url
+    srv.stop()
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_bad_sign_in_shows_an_error(browser: Browser, served: tuple[ServerProcess, str]) -> None:
+    browser.sign_in(served[1], ACCESS_KEY, "not-the-secret")
+    browser.text("#signin-error", "wrong")
+    browser.page("bad-sign-in")
+    assert browser.driver.find_element("css selector", "#top").get_attribute("hidden") is not None
+
+
+def test_bucket_upload_browse_download_share_delete(
+    browser: Browser, served: tuple[ServerProcess, str], tmp_path: Path
+) -> None:
+    srv, url = served
+    browser.sign_in(url, ACCESS_KEY, SECRET_KEY)
+    browser.find("#create-bucket")
+    browser.page("buckets")
+    bucket = unique()
+    browser.find("#new-bucket").send_keys(bucket)
+    browser.find("#create-bucket button").click()
+    browser.find(f"[data-bucket='{bucket}'] a").click()
+    browser.find("#drop-zone")
+    browser.page("empty-bucket")
+
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(30 * MiB))
+    browser.find("#upload-files").send_keys(str(big))
+    browser.text(".upload[data-key='big.bin']", "done", timeout=120)
+    folder = tmp_path / "photos"
+    (folder / "2024").mkdir(parents=True)
+    (folder / "a.txt").write_bytes(b"first file\n")
+    (folder / "2024" / "b.jpg").write_bytes(os.urandom(200_000))
+    browser.find("#upload-folder").send_keys(str(folder))
+    browser.text(".upload[data-key='photos/2024/b.jpg']", "done", timeout=60)
+    browser.text(".upload[data-key='photos/a.txt']", "done", timeout=60)
+    browser.page("uploaded")
+    s3 = srv.client()
+    assert s3.head_object(Bucket=bucket, Key="big.bin")["ContentLength"] == 30 * MiB
+    assert s3.get_object(Bucket=bucket, Key="photos/a.txt")["Body"].read() == b"first file\n"
+
+    # Browse into the folders, then download and compare bytes.
+    browser.find("[data-prefix='photos/'] a").click()
+    browser.find("[data-prefix='photos/2024/'] a").click()
+    browser.find("[data-key='photos/2024/b.jpg'] a.button").click()
+    got = wait_for(lambda: _downloaded(browser, "b.jpg"), 30, "the download of b.jpg")
+    assert _sha(got) == _sha(folder / "2024" / "b.jpg")
+    browser.page("folder")
+    browser.driver.get(f"{url}#/b/{bucket}/")
+    browser.find("[data-key='big.bin'] a:not(.button)").click()
+    browser.text("#object-size", f"{30 * MiB} bytes")
+    browser.text("#object-health", "healthy")
+    browser.find("#download").click()
+    got = wait_for(lambda: _downloaded(browser, "big.bin"), 60, "the download of big.bin")
+    assert _sha(got) == _sha(big)
+
+    # Share a link, and fetch it without any credentials.
+    browser.find("#share button[type=submit]").click()
+    link = wait_for(lambda: browser.find("#share-link").get_attribute("value"), 20, "a share link")
+    browser.page("object")
+    with urllib.request.urlopen(link, timeout=60) as resp:
+        assert hashlib.sha256(resp.read()).hexdigest() == _sha(big)
+
+    # Delete the objects, then the bucket.
+    browser.find("#delete-object").click()
+    browser.accept_confirm()
+    browser.find("#objects")
+    wait_for(lambda: not browser.driver.find_elements("css selector", "[data-key='big.bin']"), 20, "big.bin gone")
+    for key in ("photos/a.txt", "photos/2024/b.jpg"):
+        s3.delete_object(Bucket=bucket, Key=key)
+    browser.driver.get(f"{url}#/buckets")
+    browser.find(f"[data-bucket='{bucket}'] button").click()
+    browser.accept_confirm()
+    wait_for(lambda: not browser.driver.find_elements("css selector", f"[data-bucket='{bucket}']"), 20, "bucket gone")
+    assert bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
+def _downloaded(browser: Browser, name: str) -> Path | None:
+    path = browser.downloads / name
+    partial = [p for p in browser.downloads.iterdir() if p.suffix == ".crdownload"]
+    return path if path.exists() and not partial else None
+
+
+def test_a_user_sees_only_their_buckets_and_no_root_pages(browser: Browser, served: tuple[ServerProcess, str]) -> None:
+    srv, url = served
+    root = ConsoleClient(url)
+    assert root.sign_in().status == 200
+    theirs = unique()
+    assert root.call("POST", "/api/buckets", {"name": theirs}).status == 201
+    made = root.call("POST", "/api/users", {"name": unique()}).json()
+    mine = unique()
+    srv.client(made["access_key"], made["secret_key"]).create_bucket(Bucket=mine)
+    browser.sign_in(url, made["access_key"], made["secret_key"])
+    browser.find(f"[data-bucket='{mine}']")
+    browser.page("user-buckets")
+    assert not browser.driver.find_elements("css selector", f"[data-bucket='{theirs}']")
+    nav = browser.driver.find_element("css selector", "[data-nav=cluster]")
+    assert not nav.is_displayed()
+    browser.driver.get(f"{url}#/cluster")  # typed by hand: the bucket list, not the cluster
+    browser.find(f"[data-bucket='{mine}']")
+    browser.driver.get(f"{url}#/b/{theirs}/")
+    browser.text("#listing", "AccessDenied")
