@@ -2,7 +2,8 @@
 
     python -m tests.system_deps      # part of the README's test command
 
-libfaketime: the skewed-clock gateway test (tests/test_faults.py). Without root or apt-get nothing is
+libfaketime: the skewed-clock gateway test (tests/test_faults.py). chromium and chromium-driver: the console's
+browser tests (tests/test_console_*.py). Without root or apt-get nothing is
 installed and those tests skip, saying why; this command never fails the run on that account.
 """
 
@@ -15,7 +16,11 @@ import subprocess
 import sys
 
 # Debian package -> a file that shows it is installed.
-PACKAGES = {"libfaketime": "/usr/lib/*/faketime/libfaketime.so.1"}
+PACKAGES = {
+    "libfaketime": "/usr/lib/*/faketime/libfaketime.so.1",
+    "chromium": "/usr/bin/chromium",  # the console tests' browser (tests/test_console_*.py) ...
+    "chromium-driver": "/usr/bin/chromedriver",  # ... driven through Selenium
+}
 
 
 def missing() -> list[str]:
