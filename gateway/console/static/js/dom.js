@@ -31,10 +31,12 @@ export function bytes(n) {
   return `${i ? n.toFixed(n < 10 ? 2 : 1) : n} ${units[i]}`;
 }
 
+const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });  // made once: slow
+
 export function when(value) {
   if (!value) return "–";
   const d = typeof value === "number" ? new Date(value * 1000) : new Date(value);
-  return isNaN(d) ? String(value) : d.toLocaleString();
+  return isNaN(d) ? String(value) : dateFormat.format(d);
 }
 
 let toastTimer = 0;
