@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import click
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 
 from cli.addresses import StartupError, parse_listen, url
 from cli.service_run import start_site
 from cluster.service import SERVICE
 from cluster.service.connection import Timeouts
 from gateway.console.app import make_console_app
-from gateway.console.history import History, read_totals
+from gateway.console.history import History, Totals, totals_of
 from gateway.console.sessions import DEFAULT_TTL
 from gateway.console.upstream import Upstream
 from gateway.context import Gateway
@@ -75,7 +77,7 @@ async def start_console(
     machine still starts."""
     scheme = "https" if tls else "http"
     upstream = Upstream(url(_WILDCARD.get(s3_host, s3_host), s3_port, scheme), gw.region)
-    history = History(lambda: read_totals(s3_app[SERVICE].registry))
+    history = History(_totals(gw, s3_app))
     app = make_console_app(
         gw.users, upstream, history, s3_port=s3_port, s3_scheme=scheme, secure=tls is not None, ttl=spec.ttl
     )
@@ -87,3 +89,18 @@ async def start_console(
         log.warning("console not started: %s (give --console HOST:PORT, or --console off)", exc)
         return None
     return runner, url(spec.host, bound, scheme)
+
+
+def _totals(gw: Gateway, s3_app: web.Application) -> Callable[[], Awaitable[Totals]]:
+    """The S3 front's counters now: this process's, plus its sibling workers' when it has any."""
+    registry = s3_app[SERVICE].registry
+
+    async def read() -> Totals:
+        now = time.time()
+        totals = totals_of(registry.collect(), now)
+        if gw.siblings is not None:
+            for text in (await gw.siblings.metrics()).values():
+                totals = totals.plus(totals_of(text_string_to_metric_families(text.decode()), now))
+        return totals
+
+    return read

@@ -220,3 +220,30 @@ def test_hostile_input_gets_a_clear_error(root: ConsoleClient, method: str, path
     r = root.call(method, path.format(b=bucket), body, {"Content-Type": "application/json"} if body else None)
     assert r.status == status, r.body
     assert r.json().get("error") and b"Traceback" not in r.body
+
+
+def test_workers_serve_one_console_whose_charts_count_every_worker(tmp_path: Path) -> None:
+    srv, url = start_console_server(tmp_path / "srv", ("--workers", "2"))
+    try:
+        assert srv.banner.count("Console:") == 1
+        c = ConsoleClient(url)
+        assert c.sign_in().status == 200
+        for _ in range(10):  # new connections, spread over both workers by the kernel
+            s3 = srv.client()
+            for _ in range(4):
+                s3.list_buckets()
+        by_worker = srv.requests_by_worker("list_buckets", "200")
+        assert sum(by_worker.values()) == 40
+
+        def counted() -> float:
+            """Requests in the charts: each point is a rate over the ~5 s before it."""
+            doc = c.call("GET", "/api/metrics").json()
+            return sum(p["rps"] * doc["interval"] for p in doc["points"])
+
+        # Every request of both workers shows in the charts (the console's own too), not only the primary's.
+        try:
+            wait_for(lambda: counted() >= 39, 30, "the requests in the charts")  # 39: the spans are not exactly 5 s
+        except AssertionError:
+            raise AssertionError(f"by worker {by_worker}; charts: {c.call('GET', '/api/metrics').body!r}") from None
+    finally:
+        srv.stop()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,12 +29,28 @@ class Totals:
     sent: float = 0.0
     buckets: dict[float, float] = field(default_factory=dict)  # latency upper bound -> cumulative count
 
+    def plus(self, other: Totals) -> Totals:
+        """Two processes' counters together (the workers of `tessera server --workers N`)."""
+        buckets = dict(self.buckets)
+        for le, count in other.buckets.items():
+            buckets[le] = buckets.get(le, 0.0) + count
+        return Totals(
+            self.at,
+            self.requests + other.requests,
+            self.client_errors + other.client_errors,
+            self.server_errors + other.server_errors,
+            self.received + other.received,
+            self.sent + other.sent,
+            buckets,
+        )
 
-def read_totals(registry: Any, now: float | None = None) -> Totals:
-    """The S3 front's counters, summed over operations, from its prometheus registry."""
+
+def totals_of(families: Iterable[Any], now: float | None = None) -> Totals:
+    """The S3 front's counters, summed over operations, from prometheus metric families (a registry's
+    collect(), or a parsed /metrics text)."""
     requests = client = server = received = sent = 0.0
     buckets: dict[float, float] = {}
-    for family in registry.collect():
+    for family in families:
         for s in family.samples:
             op = s.labels.get("operation", "")
             if op in _QUIET:
@@ -94,7 +110,7 @@ def point(before: Totals, after: Totals) -> dict[str, Any]:
 
 
 class History:
-    def __init__(self, read: Callable[[], Totals], interval: float = INTERVAL, keep: float = KEEP) -> None:
+    def __init__(self, read: Callable[[], Awaitable[Totals]], interval: float = INTERVAL, keep: float = KEEP) -> None:
         self._read = read
         self.interval = interval
         self._points: deque[dict[str, Any]] = deque(maxlen=max(2, int(keep / interval)))
@@ -102,7 +118,7 @@ class History:
         self.worker = Periodic("console metrics", self.sample, interval, at_once=True, what="console metrics")
 
     async def sample(self) -> None:
-        now = self._read()
+        now = await self._read()
         if self._last is not None:
             self._points.append(point(self._last, now))
         self._last = now
