@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.cookiejar
 import json
 import shutil
+import ssl
 import tempfile
 import time
 import urllib.error
@@ -51,9 +52,13 @@ class ConsoleClient:
     base: str
     csrf: str = ""
     jar: http.cookiejar.CookieJar = field(default_factory=http.cookiejar.CookieJar)
+    context: ssl.SSLContext | None = None  # an https console's CA
 
     def __post_init__(self) -> None:
-        self._open = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar)).open
+        handlers: list[Any] = [urllib.request.HTTPCookieProcessor(self.jar)]
+        if self.context is not None:
+            handlers.append(urllib.request.HTTPSHandler(context=self.context))
+        self._open = urllib.request.build_opener(*handlers).open
 
     def call(
         self, method: str, path: str, body: bytes | dict[str, Any] | None = None, headers: dict[str, str] | None = None

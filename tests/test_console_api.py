@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import http.cookiejar
 import os
+import ssl
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
+from cli.tls import make_local_pki
 from tests.console_helpers import ConsoleClient, start_console_server, wait_for
 from tests.s3_helpers import unique
 from tests.server_process import ACCESS_KEY, SECRET_KEY, ServerProcess
@@ -245,5 +247,34 @@ def test_workers_serve_one_console_whose_charts_count_every_worker(tmp_path: Pat
             wait_for(lambda: counted() >= 39, 30, "the requests in the charts")  # 39: the spans are not exactly 5 s
         except AssertionError:
             raise AssertionError(f"by worker {by_worker}; charts: {c.call('GET', '/api/metrics').body!r}") from None
+    finally:
+        srv.stop()
+
+
+def test_an_aborted_upload_leaves_nothing_behind(root: ConsoleClient, served: tuple[ServerProcess, str]) -> None:
+    bucket = unique()
+    assert root.call("POST", "/api/buckets", {"name": bucket}).status == 201
+    upload = root.call("POST", f"/api/buckets/{bucket}/uploads?key=cancelled").json()["upload_id"]
+    assert (
+        root.call("PUT", f"/api/buckets/{bucket}/uploads/{upload}?key=cancelled&part=1", os.urandom(MiB)).status == 200
+    )
+    assert root.call("DELETE", f"/api/buckets/{bucket}/uploads/{upload}?key=cancelled").status == 200
+    assert served[0].client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert root.call("GET", f"/api/buckets/{bucket}/objects").json()["objects"] == []
+
+
+def test_over_https_the_cookie_is_secure_and_the_console_reaches_its_own_https_listener(tmp_path: Path) -> None:
+    ca, cert, key = make_local_pki(tmp_path / "tls")
+    srv, url = start_console_server(tmp_path / "srv", ("--tls-cert", str(cert), "--tls-key", str(key)))
+    try:
+        assert url.startswith("https://")
+        c = ConsoleClient(url, context=ssl.create_default_context(cafile=str(ca)))
+        r = c.sign_in()
+        assert r.status == 200 and "Secure" in r.headers["Set-Cookie"]
+        assert c.call("POST", "/api/buckets", {"name": "tls-bucket"}).status == 201
+        assert c.call("PUT", "/api/buckets/tls-bucket/object?key=k", b"over tls").status == 201
+        assert c.call("GET", "/api/buckets/tls-bucket/download?key=k").body == b"over tls"
+        link = c.call("POST", "/api/buckets/tls-bucket/share?key=k").json()["url"]
+        assert link.startswith(srv.endpoint + "/")
     finally:
         srv.stop()
