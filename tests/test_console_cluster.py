@@ -59,7 +59,9 @@ def test_a_killed_node_shows_down_and_its_repair_progress_appears(
     wait_for(lambda: browser.driver.find_elements("css selector", "#charts svg"), 30, "a chart drawn")
     browser.page("cluster")
     if shot := os.environ.get("TESSERA_CONSOLE_SCREENSHOT"):
+        browser.driver.set_window_size(1280, 1500)  # the whole page, nodes included
         browser.driver.save_screenshot(shot)
+        browser.driver.set_window_size(1280, 900)
 
     c.kill("node2")
     # Live: the page refreshes itself; nothing is clicked or reloaded.

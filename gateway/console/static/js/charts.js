@@ -3,9 +3,10 @@ import { bytes, h, svg } from "./dom.js";
 
 const W = 560, H = 160, PAD = { l: 56, r: 8, t: 8, b: 22 };
 
-function ticks(max) {
+// Round steps for an axis up to max: 1, 2, 5 x a power of `base` (1024 for bytes, so 512 KiB, not 488.3 KiB).
+function ticks(max, base = 10) {
   if (!(max > 0)) return [0, 1];
-  const step = 10 ** Math.floor(Math.log10(max));
+  const step = base === 10 ? 10 ** Math.floor(Math.log10(max)) : 1024 ** Math.floor(Math.log(max) / Math.log(1024));
   const nice = [1, 2, 5, 10].map((m) => m * step).find((s) => max / s <= 5) || step * 10;
   const out = [];
   for (let v = 0; v <= max + nice * 0.001; v += nice) out.push(v);
@@ -13,8 +14,8 @@ function ticks(max) {
   return out;
 }
 
-// series: [{name, key, cls}], fmt: value formatter.
-export function lineChart(title, points, series, fmt) {
+// series: [{name, key, cls}], fmt: value formatter, base: of the axis' round numbers.
+export function lineChart(title, points, series, fmt, base = 10) {
   const fig = h("figure", { class: "chart", "data-chart": title });
   fig.append(h("figcaption", {}, title, " ", ...series.map((s) => h("span", { class: `key ${s.cls}` }, s.name))));
   if (points.length < 2) {
@@ -23,7 +24,7 @@ export function lineChart(title, points, series, fmt) {
   }
   const t0 = points[0].t, t1 = points[points.length - 1].t;
   const values = points.flatMap((p) => series.map((s) => p[s.key])).filter((v) => v !== null && v !== undefined);
-  const ys = ticks(Math.max(0, ...values));
+  const ys = ticks(Math.max(0, ...values), base);
   const ymax = ys[ys.length - 1] || 1;
   const x = (t) => PAD.l + ((t - t0) / Math.max(t1 - t0, 1)) * (W - PAD.l - PAD.r);
   const y = (v) => H - PAD.b - (v / ymax) * (H - PAD.t - PAD.b);
@@ -32,8 +33,8 @@ export function lineChart(title, points, series, fmt) {
     chart.append(svg("line", { x1: PAD.l, x2: W - PAD.r, y1: y(v), y2: y(v), class: "grid" }));
     chart.append(svg("text", { x: PAD.l - 4, y: y(v) + 4, class: "axis", "text-anchor": "end" }, fmt(v)));
   }
-  const minutes = Math.round((t1 - t0) / 60);
-  chart.append(svg("text", { x: PAD.l, y: H - 4, class: "axis" }, minutes ? `${minutes} min ago` : "just now"));
+  const span = Math.round(t1 - t0);
+  chart.append(svg("text", { x: PAD.l, y: H - 4, class: "axis" }, span >= 120 ? `${Math.round(span / 60)} min ago` : `${span} s ago`));
   chart.append(svg("text", { x: W - PAD.r, y: H - 4, class: "axis", "text-anchor": "end" }, "now"));
   for (const s of series) {
     let d = "";
@@ -58,7 +59,7 @@ export function charts(points) {
   return [
     lineChart("Requests per second", points, [{ name: "requests/s", key: "rps", cls: "s1" }], rate),
     lineChart("Throughput", points, [
-      { name: "in", key: "in_bps", cls: "s1" }, { name: "out", key: "out_bps", cls: "s2" }], (v) => `${bytes(v)}/s`),
+      { name: "in", key: "in_bps", cls: "s1" }, { name: "out", key: "out_bps", cls: "s2" }], (v) => `${bytes(v)}/s`, 1024),
     lineChart("Latency", points, [
       { name: "p50", key: "p50", cls: "s1" }, { name: "p90", key: "p90", cls: "s2" },
       { name: "p99", key: "p99", cls: "s3" }], secs),
