@@ -102,7 +102,7 @@ export async function browserView(main, bucket, prefix) {
     if (doc.next && tokens.length === page + 1) tokens.push(doc.next);
     const rows = [
       ...doc.folders.map((f) => h("tr", { class: "folder", "data-prefix": f },
-        h("td", {}, h("a", { href: `#/b/${enc(bucket)}/${enc(f)}` }, `📁 ${f.slice(prefix.length)}`)),
+        h("td", {}, h("a", { href: `#/b/${enc(bucket)}/${enc(f)}`, class: "folder" }, f.slice(prefix.length))),
         h("td", {}, ""), h("td", {}, ""), h("td", {}, ""))),
       ...doc.objects.map((o) => h("tr", { "data-key": o.key },
         h("td", {}, h("a", { href: `#/o/${enc(bucket)}/${enc(o.key)}` }, o.key.slice(prefix.length))),

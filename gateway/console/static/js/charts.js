@@ -1,13 +1,13 @@
 // Line charts drawn as SVG from the gateway's own metrics history (no library, no network).
 import { bytes, h, svg } from "./dom.js";
 
-const W = 560, H = 160, PAD = { l: 56, r: 8, t: 8, b: 22 };
+const W = 560, H = 160, PAD = { l: 68, r: 8, t: 8, b: 22 };
 
 // Round steps for an axis up to max: 1, 2, 5 x a power of `base` (1024 for bytes, so 512 KiB, not 488.3 KiB).
 function ticks(max, base = 10) {
   if (!(max > 0)) return [0, 1];
   const step = base === 10 ? 10 ** Math.floor(Math.log10(max)) : 1024 ** Math.floor(Math.log(max) / Math.log(1024));
-  const nice = [1, 2, 5, 10].map((m) => m * step).find((s) => max / s <= 5) || step * 10;
+  const nice = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000].map((m) => m * step).find((s) => max / s <= 5);
   const out = [];
   for (let v = 0; v <= max + nice * 0.001; v += nice) out.push(v);
   if (out[out.length - 1] < max) out.push(out[out.length - 1] + nice);
