@@ -13,8 +13,9 @@ from tests.server_process import ServerProcess, start_server
 pytest.register_assert_rewrite("tests.drive_contract", "tests.index_contract")
 pytest.register_assert_rewrite("tests.aws_chunked_helpers", "tests.sigv4_helpers")  # so are these helpers
 
-# The storage-node fixtures the test_remote_drive* modules share (node, remote, node_process).
-pytest_plugins = ["tests.remote_drive_helpers"]
+# The storage-node fixtures the test_remote_drive* modules share (node, remote, node_process); the console
+# tests' (served, browser).
+pytest_plugins = ["tests.remote_drive_helpers", "tests.console_helpers"]
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,14 @@ from tests.server_process import ACCESS_KEY, SECRET_KEY, ServerProcess, start_se
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, str]]:
+    """A `tessera server` with its console, shared by one test module: (server, console URL)."""
+    srv, url = start_console_server(tmp_path_factory.mktemp("console"))
+    yield srv, url
+    srv.stop()
 
 
 def console_url(banner: str) -> str:

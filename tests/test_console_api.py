@@ -8,7 +8,6 @@ import http.cookiejar
 import os
 import ssl
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -21,13 +20,6 @@ from tests.s3_helpers import unique
 from tests.server_process import ACCESS_KEY, SECRET_KEY, ServerProcess
 
 MiB = 1 << 20
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, str]]:
-    srv, url = start_console_server(tmp_path_factory.mktemp("console-api"))
-    yield srv, url
-    srv.stop()
 
 
 @pytest.fixture

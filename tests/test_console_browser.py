@@ -7,24 +7,13 @@ from __future__ import annotations
 import hashlib
 import os
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.console_helpers import Browser, ConsoleClient, browser, start_console_server, wait_for
+from tests.console_helpers import Browser, ConsoleClient, wait_for
 from tests.s3_helpers import unique
 from tests.server_process import ACCESS_KEY, SECRET_KEY, ServerProcess
 
-__all__ = ["browser"]  # the fixture
 MiB = 1 << 20
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, str]]:
-    srv, url = start_console_server(tmp_path_factory.mktemp("console-browser"))
-    yield srv, url
-    srv.stop()
 
 
 def _sha(path: Path) -> str:

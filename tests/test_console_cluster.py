@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 
 from cli.dev import DevCluster
-from tests.console_helpers import Browser, browser, skip_without_chromium, wait_for
+from tests.console_helpers import Browser, skip_without_chromium, wait_for
 from tests.s3_helpers import dev_client
 
-__all__ = ["browser"]  # the fixture
 MiB = 1 << 20
 NODES = 7  # one more than EC 4+2 is wide: a lost node's fragments have somewhere to go
 

@@ -78,18 +78,12 @@ class Upstream:
         return self.session().request(method, url, headers=signed, data=data, allow_redirects=False)
 
     async def call(
-        self,
-        user: tuple[str, str],
-        method: str,
-        path: str,
-        query: Sequence[tuple[str, str]] = (),
-        headers: dict[str, str] | None = None,
-        data: Any = None,
+        self, user: tuple[str, str], method: str, path: str, *args: Any, **kw: Any
     ) -> tuple[int, Any, bytes]:
-        """A request whose answer is small: (status, headers, body); an S3 or admin error is raised as the
-        console's ErrorAnswer with the same status and code."""
+        """request() for an answer that is small: (status, headers, body); an S3 or admin error is raised as
+        the console's ErrorAnswer with the same status and code."""
         try:
-            async with self.request(user, method, path, query, headers, data) as resp:
+            async with self.request(user, method, path, *args, **kw) as resp:
                 body = await resp.read()
                 if resp.status >= 300:
                     raise error_answer(resp.status, body)
