@@ -270,3 +270,14 @@ def test_over_https_the_cookie_is_secure_and_the_console_reaches_its_own_https_l
         assert link.startswith(srv.endpoint + "/")
     finally:
         srv.stop()
+
+
+def test_object_details_show_metadata_and_checksums(root: ConsoleClient, served: tuple[ServerProcess, str]) -> None:
+    bucket = unique()
+    assert root.call("POST", "/api/buckets", {"name": bucket}).status == 201
+    served[0].client().put_object(
+        Bucket=bucket, Key="k", Body=b"checked", Metadata={"owner": "ada"}, ChecksumAlgorithm="SHA256"
+    )
+    doc = root.call("GET", f"/api/buckets/{bucket}/object?key=k").json()
+    assert doc["metadata"] == {"owner": "ada"}
+    assert doc["checksums"]["sha256"]  # HEAD with x-amz-checksum-mode, signed like any x-amz-* header

@@ -92,7 +92,8 @@ async def object_details(request: web.Request) -> web.StreamResponse:
     """HEAD of the object (size, ETag, type, metadata, checksums); its fragments come from inspect()."""
     bucket, key = _bucket(request), required(request, "key")
     up = console(request).upstream
-    async with up.request(user(request), "HEAD", object_path(bucket, key)) as resp:
+    checksums = {"x-amz-checksum-mode": "ENABLED"}
+    async with up.request(user(request), "HEAD", object_path(bucket, key), headers=checksums) as resp:
         if resp.status >= 300:
             raise error_answer(resp.status, b"")
         h = resp.headers

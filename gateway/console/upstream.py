@@ -17,10 +17,18 @@ import aiohttp
 from yarl import URL
 
 from cluster.service import ErrorAnswer
-from gateway.s3.canonical import ALGORITHM, SERVICE, TERMINATOR, canonical_query, derive_signing_key, sign
+from gateway.s3.canonical import (
+    ALGORITHM,
+    SERVICE,
+    TERMINATOR,
+    canonical_query,
+    canonical_request,
+    derive_signing_key,
+    sign,
+)
 from gateway.s3.canonical import string_to_sign as _string_to_sign
 from gateway.s3.payload import UNSIGNED_PAYLOAD
-from gateway.s3.signer import Signer, encode_path, encode_query, encode_segment
+from gateway.s3.signer import encode_path, encode_query, encode_segment
 
 ADMIN_PATH = "/_tessera/admin/v1/"
 TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=120.0)
@@ -70,12 +78,34 @@ class Upstream:
         data: Any = None,
     ) -> Any:
         """An aiohttp request context for an encoded path and decoded query pairs, signed as user
-        (access key, secret). Extra headers go unsigned: never x-amz-* ones."""
-        signer = Signer(user[0], user[1], self.region, self.netloc)
+        (access key, secret). x-amz-* headers among `headers` are signed; the others are sent unsigned."""
         qs = encode_query(query)
         url = URL(self.endpoint + path + ("?" + qs if qs else ""), encoded=True)
-        signed = signer.headers(method, path, query, headers)
-        return self.session().request(method, url, headers=signed, data=data, allow_redirects=False)
+        return self.session().request(
+            method, url, headers=self._sign(user, method, path, query, headers or {}), data=data, allow_redirects=False
+        )
+
+    def _sign(
+        self, user: tuple[str, str], method: str, path: str, query: Sequence[tuple[str, str]], headers: dict[str, str]
+    ) -> dict[str, str]:
+        amz_date, scope, key = self._clock(user[1])
+        signed = {k.lower(): v for k, v in headers.items() if k.lower().startswith("x-amz-")}
+        signed |= {"host": self.netloc, "x-amz-content-sha256": UNSIGNED_PAYLOAD, "x-amz-date": amz_date}
+        names = sorted(signed)
+        canonical = canonical_request(method, path, canonical_query(query), signed, names, UNSIGNED_PAYLOAD)
+        signature = sign(key, _string_to_sign(amz_date, scope, canonical))
+        out = {k: v for k, v in headers.items() if not k.lower().startswith("x-amz-")} | signed
+        out["Authorization"] = (
+            f"{ALGORITHM} Credential={user[0]}/{scope}, SignedHeaders={';'.join(names)}, Signature={signature}"
+        )
+        out["Host"] = out.pop("host")
+        return out
+
+    def _clock(self, secret: str) -> tuple[str, str, bytes]:
+        """amz-date, scope and signing key for now (the key derivation is cached by day)."""
+        amz_date = datetime.fromtimestamp(int(time.time()), UTC).strftime("%Y%m%dT%H%M%SZ")
+        scope = f"{amz_date[:8]}/{self.region}/{SERVICE}/{TERMINATOR}"
+        return amz_date, scope, derive_signing_key(secret, amz_date[:8], self.region)
 
     async def call(
         self, user: tuple[str, str], method: str, path: str, *args: Any, **kw: Any
@@ -94,9 +124,7 @@ class Upstream:
 
     def presign(self, user: tuple[str, str], netloc: str, scheme: str, path: str, expires: int) -> str:
         """A presigned GET URL of an encoded object path, for a browser elsewhere to fetch at scheme://netloc."""
-        now = datetime.fromtimestamp(int(time.time()), UTC)
-        amz_date = now.strftime("%Y%m%dT%H%M%SZ")
-        scope = f"{amz_date[:8]}/{self.region}/{SERVICE}/{TERMINATOR}"
+        amz_date, scope, key = self._clock(user[1])
         query = [
             ("X-Amz-Algorithm", ALGORITHM),
             ("X-Amz-Credential", f"{user[0]}/{scope}"),
@@ -105,7 +133,6 @@ class Upstream:
             ("X-Amz-SignedHeaders", "host"),
         ]
         canonical = f"GET\n{path}\n{canonical_query(query)}\nhost:{netloc}\n\nhost\n{UNSIGNED_PAYLOAD}"
-        key = derive_signing_key(user[1], amz_date[:8], self.region)
         signature = sign(key, _string_to_sign(amz_date, scope, canonical))
         return f"{scheme}://{netloc}{path}?{encode_query([*query, ('X-Amz-Signature', signature)])}"
 
