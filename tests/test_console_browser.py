@@ -118,3 +118,38 @@ def test_a_user_sees_only_their_buckets_and_no_root_pages(browser: Browser, serv
     browser.find(f"[data-bucket='{mine}']")
     browser.driver.get(f"{url}#/b/{theirs}/")
     browser.text("#listing", "AccessDenied")
+
+
+def test_files_dropped_on_the_page_upload_and_a_cancelled_upload_leaves_nothing(
+    browser: Browser, served: tuple[ServerProcess, str], tmp_path: Path
+) -> None:
+    srv, url = served
+    s3 = srv.client()
+    bucket = unique()
+    s3.create_bucket(Bucket=bucket)
+    browser.sign_in(url, ACCESS_KEY, SECRET_KEY)
+    browser.find("#create-bucket")
+    browser.driver.get(f"{url}#/b/{bucket}/docs/")
+    browser.find("#drop-zone")
+    # A drop as the browser makes it (a DataTransfer of files), dispatched on the drop zone.
+    browser.driver.execute_script(
+        """const dt = new DataTransfer();
+        dt.items.add(new File(["dropped one"], "one.txt", {type: "text/plain"}));
+        dt.items.add(new File(["dropped two"], "two.txt", {type: "text/plain"}));
+        document.getElementById("drop-zone").dispatchEvent(
+            new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));"""
+    )
+    browser.text(".upload[data-key='docs/two.txt']", "done")
+    assert s3.get_object(Bucket=bucket, Key="docs/one.txt")["Body"].read() == b"dropped one"
+    browser.find("#objects [data-key='docs/two.txt']")
+    browser.page("dropped")
+
+    big = tmp_path / "cancelled.bin"
+    big.write_bytes(os.urandom(80 * MiB))
+    browser.find("#upload-files").send_keys(str(big))
+    browser.find(".upload[data-key='docs/cancelled.bin'] button").click()
+    browser.text(".upload[data-key='docs/cancelled.bin']", "cancelled")
+    browser.page("cancelled")
+    wait_for(lambda: not s3.list_multipart_uploads(Bucket=bucket).get("Uploads"), 20, "the upload aborted")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert keys == ["docs/one.txt", "docs/two.txt"]

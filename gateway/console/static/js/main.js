@@ -54,7 +54,7 @@ async function route() {
     a.toggleAttribute("aria-current", a.dataset.nav === page || (a.dataset.nav === "buckets" && "bo".includes(page)));
   }
   try {
-    if (page === "b") await browserView(main, arg[0], arg[1] || "");
+    if (page === "b") await browserView(main, arg[0], arg.slice(1).join("/"));  // "docs%2F" or typed "docs/"
     else if (page === "o") await objectView(main, arg[0], arg.slice(1).join("/"));
     else if (page === "cluster" && session.root) await clusterView(main, alive);
     else if (page === "users" && session.root) await usersView(main);
