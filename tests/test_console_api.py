@@ -281,3 +281,21 @@ def test_object_details_show_metadata_and_checksums(root: ConsoleClient, served:
     doc = root.call("GET", f"/api/buckets/{bucket}/object?key=k").json()
     assert doc["metadata"] == {"owner": "ada"}
     assert doc["checksums"]["sha256"]  # HEAD with x-amz-checksum-mode, signed like any x-amz-* header
+
+
+def test_tags_of_a_bucket_and_an_object_are_read_and_replaced(
+    root: ConsoleClient, served: tuple[ServerProcess, str]
+) -> None:
+    bucket = unique()
+    assert root.call("POST", "/api/buckets", {"name": bucket}).status == 201
+    assert root.call("PUT", f"/api/buckets/{bucket}/object?key=k", b"x").status == 201
+    assert root.call("GET", f"/api/buckets/{bucket}/tags").json() == {"tags": {}}
+    assert root.call("PUT", f"/api/buckets/{bucket}/tags", {"tags": {"team": "ops"}}).status == 200
+    assert root.call("PUT", f"/api/buckets/{bucket}/tags?key=k", {"tags": {"a": "1", "b": ""}}).status == 200
+    s3 = served[0].client()
+    assert s3.get_bucket_tagging(Bucket=bucket)["TagSet"] == [{"Key": "team", "Value": "ops"}]
+    assert root.call("GET", f"/api/buckets/{bucket}/tags?key=k").json() == {"tags": {"a": "1", "b": ""}}
+    bad = root.call("PUT", f"/api/buckets/{bucket}/tags?key=k", {"tags": {f"t{i}": "" for i in range(11)}})
+    assert bad.status == 400 and bad.json()["error"] == "BadRequest", bad.body  # S3: at most 10 on an object
+    assert root.call("PUT", f"/api/buckets/{bucket}/tags", {"tags": {}}).status == 200
+    assert root.call("GET", f"/api/buckets/{bucket}/tags").json() == {"tags": {}}

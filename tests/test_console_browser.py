@@ -79,6 +79,12 @@ def test_bucket_upload_browse_download_share_delete(
     with urllib.request.urlopen(link, timeout=60) as resp:
         assert hashlib.sha256(resp.read()).hexdigest() == _sha(big)
 
+    # Tag it.
+    browser.find("#object-tags").send_keys("project=apollo\nstage=raw")
+    browser.find("#object-tags-form button").click()
+    want = [{"Key": "project", "Value": "apollo"}, {"Key": "stage", "Value": "raw"}]
+    wait_for(lambda: s3.get_object_tagging(Bucket=bucket, Key="big.bin")["TagSet"] == want, 20, "the tags saved")
+
     # Delete the objects, then the bucket.
     browser.find("#delete-object").click()
     browser.accept_confirm()

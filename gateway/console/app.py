@@ -13,8 +13,8 @@ from aiohttp import web
 
 from cluster.service import SERVICE, Endpoint, ErrorAnswer, Errors, Failure, make_service_app
 from gateway.accounts.users import UserDirectory
-from gateway.console import cluster_api, objects_api
-from gateway.console.context import CONSOLE, SESSION, Console
+from gateway.console import cluster_api, objects_api, tags_api
+from gateway.console.context import CONSOLE, SESSION, Console, read_json
 from gateway.console.history import History
 from gateway.console.sessions import DEFAULT_TTL, Sessions, SignInRefused, TooManyAttempts
 from gateway.console.upstream import Upstream
@@ -73,11 +73,8 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     c = request.app[CONSOLE]
     if not _same_origin(request) or request.content_type != "application/json":
         raise ErrorAnswer(403, "InvalidCSRFToken", "sign in from the console's own page")
-    try:
-        doc = await request.json()
-    except ValueError:
-        raise ErrorAnswer(400, "MalformedJSON", "the body is not JSON") from None
-    access_key, secret_key = (doc.get("access_key"), doc.get("secret_key")) if isinstance(doc, dict) else ("", "")
+    doc = await read_json(request)
+    access_key, secret_key = doc.get("access_key"), doc.get("secret_key")
     if not isinstance(access_key, str) or not isinstance(secret_key, str) or not access_key or not secret_key:
         raise ErrorAnswer(400, "InvalidArgument", "give an access key and a secret key")
     try:
@@ -206,6 +203,8 @@ def _routes(app: web.Application) -> web.Application:
         ("PUT", "/api/buckets/{bucket}/uploads/{upload}", o.upload_part),
         ("POST", "/api/buckets/{bucket}/uploads/{upload}", o.complete_upload),
         ("DELETE", "/api/buckets/{bucket}/uploads/{upload}", o.abort_upload),
+        ("GET", "/api/buckets/{bucket}/tags", tags_api.get_tags),
+        ("PUT", "/api/buckets/{bucket}/tags", tags_api.put_tags),
         ("GET", "/api/cluster", k.status),
         ("GET", "/api/inspect", k.inspect),
         ("POST", "/api/cluster/repair", k.start_repair),

@@ -9,14 +9,17 @@ from typing import Any
 from aiohttp import web
 
 from cluster.service import ErrorAnswer
-from gateway.console.context import console, required, signed_in, user
+from gateway.console.context import console, read_json, required, signed_in, user
 from gateway.console.upstream import admin_path
 from gateway.s3.signer import encode_segment
 
 
 async def _admin(request: web.Request, method: str, rel: str, query: list[tuple[str, str]] | None = None) -> Any:
     _, _, body = await console(request).upstream.call(user(request), method, admin_path(rel), query or [])
-    return json.loads(body) if body else {}
+    try:
+        return json.loads(body) if body else {}
+    except ValueError:
+        raise ErrorAnswer(502, "InvalidResponse", "the admin API answered with malformed JSON") from None
 
 
 def _answer(doc: Any, status: int = 200) -> web.Response:
@@ -61,11 +64,7 @@ async def list_users(request: web.Request) -> web.StreamResponse:
 
 
 async def add_user(request: web.Request) -> web.StreamResponse:
-    try:
-        doc = await request.json()
-    except ValueError:
-        raise ErrorAnswer(400, "MalformedJSON", "the body is not JSON") from None
-    name = doc.get("name") if isinstance(doc, dict) else None
+    name = (await read_json(request)).get("name")
     if not isinstance(name, str) or not name:
         raise ErrorAnswer(400, "InvalidArgument", "give the user a name")
     return _answer(await _admin(request, "POST", "users", [("name", name)]), 201)

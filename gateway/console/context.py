@@ -48,3 +48,15 @@ def required(request: web.Request, name: str, limit: int = 1024) -> str:
     if len(value.encode("utf-8", "surrogateescape")) > limit:
         raise ErrorAnswer(400, "InvalidArgument", f"{name} is longer than {limit} bytes")
     return value
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > 1 << 20:
+        raise ErrorAnswer(413, "EntityTooLarge", "a JSON body is at most 1 MiB")
+    try:
+        doc = await request.json()
+    except ValueError:
+        raise ErrorAnswer(400, "MalformedJSON", "the body is not JSON") from None
+    if not isinstance(doc, dict):
+        raise ErrorAnswer(400, "MalformedJSON", "the body is not a JSON object")
+    return doc

@@ -11,7 +11,7 @@ import aiohttp
 from aiohttp import web
 
 from cluster.service import ErrorAnswer
-from gateway.console.context import console, required, user
+from gateway.console.context import console, read_json, required, user
 from gateway.console.upstream import body_chunks, error_answer, object_path, parse_xml
 from gateway.s3.numbers import decimal
 
@@ -42,7 +42,7 @@ async def list_buckets(request: web.Request) -> web.StreamResponse:
 
 
 async def create_bucket(request: web.Request) -> web.StreamResponse:
-    doc = await _json(request)
+    doc = await read_json(request)
     name = doc.get("name")
     if not isinstance(name, str) or not name:
         raise ErrorAnswer(400, "InvalidBucketName", "give the bucket a name")
@@ -192,7 +192,7 @@ async def upload_part(request: web.Request) -> web.StreamResponse:
 
 async def complete_upload(request: web.Request) -> web.StreamResponse:
     bucket, key, upload = _bucket(request), required(request, "key"), request.match_info["upload"]
-    doc = await _json(request)
+    doc = await read_json(request)
     parts = doc.get("parts")
     if not isinstance(parts, list) or not parts or len(parts) > 10_000:
         raise ErrorAnswer(400, "InvalidArgument", "give the parts: [{part, etag}, ...]")
@@ -233,15 +233,3 @@ async def share(request: web.Request) -> web.StreamResponse:
     netloc = f"[{host}]:{c.s3_port}" if ":" in host else f"{host}:{c.s3_port}"
     url = c.upstream.presign(who, netloc, c.s3_scheme, object_path(bucket, key), expires)
     return web.json_response({"url": url, "expires": expires})
-
-
-async def _json(request: web.Request) -> dict[str, Any]:
-    if request.content_length is not None and request.content_length > 1 << 20:
-        raise ErrorAnswer(413, "EntityTooLarge", "a JSON body is at most 1 MiB")
-    try:
-        doc = await request.json()
-    except ValueError:
-        raise ErrorAnswer(400, "MalformedJSON", "the body is not JSON") from None
-    if not isinstance(doc, dict):
-        raise ErrorAnswer(400, "MalformedJSON", "the body is not a JSON object")
-    return doc

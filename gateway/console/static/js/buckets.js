@@ -1,6 +1,7 @@
 // The bucket list and the object browser (folders by "/", a page at a time, uploads by picking or dropping).
 import { api, bucketPath } from "./api.js";
 import { bar, bytes, clear, h, table, toast, when } from "./dom.js";
+import { tagsEditor } from "./tags.js";
 import { droppedFiles, pickedFiles, uploadFile } from "./upload.js";
 
 const enc = encodeURIComponent;
@@ -131,7 +132,9 @@ export async function browserView(main, bucket, prefix) {
     } catch (err) { toast(`${err.code}: ${err.message}`, "error"); }
   }
 
+  const settings = prefix ? null : h("details", { class: "settings" }, h("summary", {}, "Bucket tags"),
+    tagsEditor(bucket));
   clear(main, h("nav", { class: "crumbs", "aria-label": "Breadcrumb" }, crumbs),
-    h("h1", {}, prefix ? prefix : bucket), drop, uploads, listing, pager);
+    h("h1", {}, prefix ? prefix : bucket), settings, drop, uploads, listing, pager);
   await show();
 }

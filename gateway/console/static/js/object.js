@@ -1,6 +1,7 @@
 // One object: what S3 says of it, where its fragments live (for the root), download, share link, delete.
 import { api, bucketPath, session } from "./api.js";
 import { bytes, clear, h, table, toast, when } from "./dom.js";
+import { tagsEditor } from "./tags.js";
 
 const enc = encodeURIComponent;
 
@@ -52,7 +53,8 @@ export async function objectView(main, bucket, key) {
       } catch (err) { toast(`${err.code}: ${err.message}`, "error"); }
     } }, "Delete"));
   const fragments = h("section", { id: "fragments" }, h("h2", {}, "Fragments"));
-  clear(main, head, h("h1", { class: "key" }, key), actions, facts, h("h2", {}, "Share"), share, fragments);
+  clear(main, head, h("h1", { class: "key" }, key), actions, facts, h("h2", {}, "Share"), share,
+    h("h2", {}, "Tags"), tagsEditor(bucket, key), fragments);
   if (!session.root) {
     fragments.append(h("p", { class: "muted" }, "Where fragments live is shown to the root user only."));
     return;
