@@ -24,7 +24,8 @@ from cluster.auth import ClusterAuthError, secret_from_env
 from cluster.workers import Finished, Periodic
 from metadata.index import DriveClaimed, Index
 from metadata.records import DriveRecord, NodeRecord, RepairEntry
-from storage_node.drive import FragmentId
+from storage_node.drive import OFFLINE, FragmentId
+from storage_node.drive_watch import DriveWatch
 from storage_node.local_drive import LocalDrive
 from storage_node.scrubber import Scrubber
 from storage_node.service import make_node_app
@@ -35,27 +36,46 @@ FIRST_REGISTRATION = 15.0  # seconds to reach the metadata service before servin
 QUEUE_TIMEOUT = 30.0  # seconds to queue a scrubbed fragment's repair before giving up on it for this pass
 
 
-def node_id(data: Path) -> str:
-    """The node's id, made once and kept in its first data directory."""
-    path = data / "node.json"
-    try:
-        return str(json.loads(path.read_text())["id"])
-    except FileNotFoundError:
-        pass
-    except (ValueError, KeyError, TypeError) as exc:
-        raise StartupError(f"{path} is damaged ({exc})") from None
-    nid = uuid.uuid4().hex[:16]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"id": nid}))
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def node_id(data: list[Path], known: str = "") -> str:
+    """The node's id, made once and kept in every data directory: the node is found whatever the order of
+    its --data directories, and with one of them replaced by an empty directory. `known`: the running
+    node's id, written back into a directory that lost it (a drive adopted after a wipe)."""
+    found: dict[str, Path] = {}
+    for d in data:
+        path = d / "node.json"
+        try:
+            found.setdefault(str(json.loads(path.read_text())["id"]), path)
+        except FileNotFoundError:
+            pass
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StartupError(f"{path} is damaged ({exc})") from None
+    if len(found) > 1 and not known:
+        raise StartupError(f"the data directories belong to different nodes: {', '.join(map(str, found.values()))}")
+    nid = known or next(iter(found), None) or uuid.uuid4().hex[:16]
+    for d in data:
+        path = d / "node.json"
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"id": nid}))
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
     return nid
 
 
 def describe(nid: str, address: str, zone: str, drives: list[LocalDrive], started: float) -> NodeRecord:
-    records = [DriveRecord.measure(d.drive_id, d.root) for d in drives]
-    return NodeRecord(nid, address, zone, records, started, 0.0)
+    return NodeRecord(nid, address, zone, [_drive_record(d) for d in drives], started, 0.0)
+
+
+def _drive_record(d: LocalDrive) -> DriveRecord:
+    """The drive with its space and its state as the drive watch last saw it."""
+    try:
+        record = DriveRecord.measure(d.drive_id, d.root)
+    except OSError:  # the directory is gone: the drive is offline, with no space to report
+        record = DriveRecord(d.drive_id, 0, 0, str(d.root))
+    record.state = f"offline: {d.health.detail}" if d.health.state == OFFLINE else ""
+    record.adopted = d.health.adopted
+    return record
 
 
 def heartbeat(index: Index, make_record: Callable[[], NodeRecord], first: asyncio.Future[None]) -> Periodic:
@@ -112,7 +132,12 @@ async def run_node(
     tls: ServerTls | None = None,
 ) -> None:
     drives = await open_local_drives(data)
-    nid = await asyncio.to_thread(node_id, data[0])
+    nid = await asyncio.to_thread(node_id, data)
+
+    def adopted(drive: LocalDrive) -> None:
+        node_id(data, nid)  # the node's id is kept in every directory: written back after the wipe
+
+    watch = DriveWatch(drives, on_adopt=adopted)
     index = index_client(meta, secret)
     scrubber = Scrubber(drives, scrub_reporter(index), rate=scrub_rate, interval=scrub_interval)
     app = make_node_app(drives, secret, scrubber=scrubber)
@@ -124,10 +149,12 @@ async def run_node(
     first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     beat = heartbeat(index, lambda: describe(nid, address, zone, drives, started), first)
     beat.start()
+    watch.start()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.shield(first), FIRST_REGISTRATION)
     if first.done() and first.exception():
         await beat.stop()
+        await watch.stop()
         await runner.cleanup()
         await scrubber.close()
         await index.close()
@@ -141,6 +168,7 @@ async def run_node(
 
     async def cleanup() -> None:
         await beat.stop()
+        await watch.stop()
         await runner.cleanup()  # no more requests: no on-demand pass can start after this
         await scrubber.close()
         await index.close()

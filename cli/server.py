@@ -35,6 +35,7 @@ from gateway.objects.layer import ObjectLayer
 from gateway.siblings import PRIMARY, Siblings, socket_path
 from metadata.local.store import LocalIndex
 from storage_node.drive_format import SYSTEM_DIR, SetRefused, assemble
+from storage_node.drive_watch import DriveWatch
 from storage_node.protocol import ScrubStatus
 from storage_node.scrubber import Scrubber
 
@@ -162,7 +163,8 @@ async def serve(cfg: ServerConfig, worker: Worker | None = None) -> None:
     limits = cfg.door.limits(cfg.scheme.segment_size)
     gw = Gateway(index=index, layer=layer, users=users, domains=cfg.domains, limits=limits)
     scrub = LocalScrub(scrubber) if primary else None
-    others = [users.refresher, scrubber.worker]
+    watch = DriveWatch(drives, adopt=primary)  # an empty drive in a member's place is adopted (by one process)
+    others = [users.refresher, scrubber.worker, watch.worker]
     gw.maintenance = Maintenance(index, layer, cfg.care, scrub=scrub, busy=gw.busy, others=others)
     if worker is not None:
         gw.siblings = Siblings(worker.run_dir, worker.number, worker.count)
@@ -179,6 +181,7 @@ async def serve(cfg: ServerConfig, worker: Worker | None = None) -> None:
         internal = socket_path(worker.run_dir, worker.number)
         internal.unlink(missing_ok=True)  # left by this worker's previous life
         await web.UnixSite(runner, str(internal)).start()
+    watch.start()
     if primary:
         await gw.maintenance.start()
         scrubber.open()
@@ -193,6 +196,7 @@ async def serve(cfg: ServerConfig, worker: Worker | None = None) -> None:
         if console:
             await console[0].cleanup()
         await runner.cleanup()
+        await watch.stop()
         await gw.maintenance.close()  # type: ignore[union-attr]
         await scrubber.close()
         if gw.siblings is not None:

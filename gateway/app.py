@@ -25,6 +25,7 @@ from cluster.service import (
     make_service_app,
     request_key,
 )
+from cluster.service.access_log import AccessLog
 from cluster.version import SERVER
 from gateway import siblings
 from gateway.admin import api as admin_api
@@ -389,13 +390,17 @@ def _readiness(gw: Gateway) -> ReadyCheck:
     return check
 
 
+async def _flush_access_log(app: web.Application) -> None:
+    app[SERVICE].flush_access_log()
+
+
 def make_app(gw: Gateway) -> web.Application:
     app = make_service_app(
         namespace="tessera_s3",
         duration_name="tessera_s3_request_seconds",
         log=log,
-        access_log=access_log,
-        level=logging.DEBUG,  # TESSERA_LOG_LEVEL=debug shows every request; 5xx are warnings
+        access_log=access_log,  # 5xx also as warnings here
+        access_writer=AccessLog.from_env(),  # one JSON line per request (TESSERA_ACCESS_LOG)
         errors=_ERRORS,
         authenticate=_authenticate,
         ready=_readiness(gw),
@@ -412,6 +417,7 @@ def make_app(gw: Gateway) -> web.Application:
         await gw.users.close()
 
     app.cleanup_ctx.append(users_refresh)
+    app.on_cleanup.append(_flush_access_log)
     # (?s): keys may hold CR, LF
     app[SERVICE].route("*", "/{tail:(?s:.*)}", _dispatch, operation="unrouted", expect_handler=_no_early_continue)
     return app

@@ -95,6 +95,8 @@ class DriveRecord:
     path: str = ""  # the drive's directory on its node ("" from nodes older than this field)
     # The filesystem holding it, "host:st_dev": drives sharing one are counted once in capacity and free.
     filesystem: str = ""
+    state: str = ""  # "offline: why" when its node cannot use it ("" when it can, or from older nodes)
+    adopted: float = 0.0  # epoch seconds it was last found empty and formatted back in by its node (0: never)
 
     @classmethod
     def measure(cls, drive_id: str, root: str | os.PathLike[str]) -> DriveRecord:

@@ -51,6 +51,18 @@ class FragmentInfo:
     mtime: float  # seconds since the epoch, when the fragment became durable
 
 
+OK, OFFLINE = "ok", "offline"
+
+
+@dataclass(slots=True)
+class DriveHealth:
+    """What the last check of a local drive found (storage_node/drive_watch.py keeps it current)."""
+
+    state: str = OK  # OK | OFFLINE: an offline drive takes no fragments and serves none
+    detail: str = ""  # why it is offline, in one line
+    adopted: float = 0.0  # epoch seconds it was last adopted (found empty and formatted in), 0 if never
+
+
 class DriveError(Exception):
     """Base of the errors a drive raises."""
 

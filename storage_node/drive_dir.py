@@ -15,12 +15,14 @@ import re
 import shutil
 import uuid
 from pathlib import Path
+from typing import Any
 
 from storage_node.drive import DriveUnavailable, FragmentId
 
 _DRIVE_ID_RE = re.compile(r"[0-9a-f]{32}")
 
 
+IDENTITY = "drive.json"
 FRAGMENTS = "fragments"
 TMP = "tmp"
 LOCK_FILE = "tessera.lock"
@@ -76,19 +78,12 @@ def _prepare(root: Path, clear_tmp: bool) -> str:
 
 
 def _load_or_create_id(root: Path) -> str:
-    path = root / "drive.json"
+    path = root / IDENTITY
     try:
         text = path.read_text()
     except FileNotFoundError:
         drive_id = uuid.uuid4().hex
-        tmp = root / TMP / f"drive.json.{uuid.uuid4().hex}"
-        with open(tmp, "w") as f:
-            json.dump({"id": drive_id}, f)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-        fsync_dir(root)
+        write_identity(root, {"id": drive_id})
         return drive_id
     # Never replace an identity we cannot read: the cluster knows the drive by it.
     try:
@@ -100,11 +95,33 @@ def _load_or_create_id(root: Path) -> str:
     return drive_id
 
 
-def lock_drive(root: Path) -> None:
+def write_identity(root: Path, record: dict[str, Any]) -> None:
+    """Replace drive.json atomically and durably (temporary file in tmp/, fsync, rename)."""
+    (root / TMP).mkdir(parents=True, exist_ok=True)
+    tmp = root / TMP / f"{IDENTITY}.{uuid.uuid4().hex}"
+    with open(tmp, "w") as f:
+        json.dump(record, f)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, root / IDENTITY)
+    fsync_dir(root)
+
+
+def read_identity(root: Path) -> dict[str, Any]:
+    """The drive's drive.json as it stands (raises OSError, ValueError): what adoption writes back."""
+    raw = json.loads((root / IDENTITY).read_text())
+    if not isinstance(raw, dict):
+        raise ValueError("drive.json is not an object")
+    return raw
+
+
+def lock_drive(root: Path, again: bool = False) -> None:
     """Hold the drive for this process (and its forked workers) until it exits; the lock file names the PID.
+    again: the lock file was deleted with the drive's contents (a wipe): take a new one, or fail.
     Raises DriveUnavailable naming the process that holds it."""
     key = root.resolve()
-    if key in _held:
+    if key in _held and (not again or _same_file(_held[key], root / LOCK_FILE)):
         return
     root.mkdir(parents=True, exist_ok=True)
     fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -116,4 +133,16 @@ def lock_drive(root: Path) -> None:
         raise DriveUnavailable(f"drive {root} is in use by process {holder}") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    old = _held.get(key)
     _held[key] = fd
+    if old is not None:
+        os.close(old)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)

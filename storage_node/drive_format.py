@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from storage_node.drive import DriveUnavailable
-from storage_node.drive_dir import FRAGMENTS, TMP, fsync_dir, lock_drive
+from storage_node.drive_dir import FRAGMENTS, IDENTITY, lock_drive, write_identity
 
-FORMAT_FILE = "drive.json"
+FORMAT_FILE = IDENTITY
 SYSTEM_DIR = ".tessera-system"
 
 
@@ -55,15 +55,7 @@ def read_format(root: Path) -> DriveFormat | None:
 
 def write_format(root: Path, fmt: DriveFormat) -> None:
     """Replace the record atomically and durably (temporary file, fsync, rename)."""
-    (root / TMP).mkdir(parents=True, exist_ok=True)
-    tmp = root / TMP / f"{FORMAT_FILE}.{uuid.uuid4().hex}"
-    with open(tmp, "w") as f:
-        json.dump(asdict(fmt), f)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, root / FORMAT_FILE)
-    fsync_dir(root)
+    write_identity(root, asdict(fmt))
 
 
 def holds_data(root: Path) -> bool:

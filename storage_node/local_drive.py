@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -15,15 +16,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from storage_node.drive import (
+    OFFLINE,
     CorruptFragment,
     DriveError,
+    DriveHealth,
     DriveUnavailable,
     FragmentId,
     FragmentInfo,
     FragmentNotFound,
     InvalidFragmentStream,
 )
-from storage_node.drive_dir import FRAGMENTS, TMP, fsync_dir, prepare_drive, shard_name
+from storage_node.drive_adopt import Verdict, check_drive, was_mounted
+from storage_node.drive_dir import FRAGMENTS, TMP, fsync_dir, prepare_drive, read_identity, shard_name
 from storage_node.fragment_file import OpenFragment, TempFile
 from storage_node.fragment_format import CRC_SIZE, MAX_CHUNK_SIZE, Layout
 
@@ -35,18 +39,32 @@ WRITE_BATCH_BYTES = 1 << 20
 READ_BATCH_BYTES = 1 << 20
 VERIFY_BATCH_BYTES = 4 << 20
 LIST_BATCH_FILES = 256
+CHECK_TIMEOUT = 10.0  # seconds a drive check may take before the drive counts as offline (a hung disk)
 
 
 class LocalDrive:
     """A Drive over a local directory. Create with `await LocalDrive.open(root)`."""
 
-    def __init__(self, root: Path, drive_id: str, executor: ThreadPoolExecutor) -> None:
+    def __init__(
+        self,
+        root: Path,
+        drive_id: str,
+        executor: ThreadPoolExecutor,
+        identity: dict[str, Any] | None = None,
+        mounted: bool = False,
+    ) -> None:
         self.root = root
         self.drive_id = drive_id
         self._fragments = root / FRAGMENTS
         self._tmp = root / TMP
         self._executor = executor
         self._closed = False
+        # What adoption writes back into an empty directory in this drive's place (drive.json as opened),
+        # and whether the directory was a mount point then.
+        self._identity = identity if identity is not None else {"id": drive_id}
+        self._mounted = mounted
+        self.health = DriveHealth()
+        self.on_trouble: Callable[[], None] | None = None  # an I/O error or a vanished layout: check me soon
 
     @classmethod
     async def open(cls, root: Path | str, *, io_threads: int = 8, keep_tmp: bool = False) -> LocalDrive:
@@ -59,11 +77,13 @@ class LocalDrive:
         root = Path(root)
         executor = ThreadPoolExecutor(io_threads, thread_name_prefix=f"drive-{root.name}")
         try:
-            drive_id = await asyncio.get_running_loop().run_in_executor(executor, prepare_drive, root, not keep_tmp)
+            drive_id, identity, mounted = await asyncio.get_running_loop().run_in_executor(
+                executor, _prepare, root, not keep_tmp
+            )
         except BaseException:
             executor.shutdown(wait=False)
             raise
-        return cls(root, drive_id, executor)
+        return cls(root, drive_id, executor, identity, mounted)
 
     async def close(self) -> None:
         """Stop accepting work and wait for in-flight I/O (and its file closes) to finish."""
@@ -76,6 +96,20 @@ class LocalDrive:
 
     def fragment_path(self, fid: FragmentId) -> Path:
         return self._fragments / shard_name(fid) / fid.name
+
+    async def check(self, adopt: bool) -> Verdict:
+        """Look at the drive now and update `health`; an empty directory in its place is adopted (when
+        `adopt`). A check that takes longer than CHECK_TIMEOUT (a hung disk) finds it offline."""
+        try:
+            async with asyncio.timeout(CHECK_TIMEOUT):
+                verdict = await self._run(check_drive, self.root, self._identity, self._mounted, adopt)
+        except TimeoutError:
+            verdict = Verdict(OFFLINE, f"{self.root}: no answer within {CHECK_TIMEOUT:.0f} s")
+        except DriveUnavailable as exc:  # closed, or its pool refused the work
+            verdict = Verdict(OFFLINE, str(exc))
+        adopted = time.time() if verdict.adopted else self.health.adopted
+        self.health = DriveHealth(verdict.state, verdict.detail if verdict.state == OFFLINE else "", adopted)
+        return verdict
 
     # -- the Drive seam -------------------------------------------------------------------------
 
@@ -202,7 +236,12 @@ class LocalDrive:
         try:
             return await fut
         except OSError as e:
+            self._trouble()
             raise DriveUnavailable(f"drive {self.root}: {e.strerror or e}") from e
+
+    def _trouble(self) -> None:
+        if self.on_trouble is not None:
+            self.on_trouble()
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await self._wait(self._submit(fn, *args))
@@ -230,6 +269,7 @@ class LocalDrive:
         # A fragments directory that is gone means an unmounted or wiped drive, not a missing fragment.
         if self._fragments.is_dir():
             return FragmentNotFound(fid.name)
+        self._trouble()  # runs on the pool: the watch only notes it (its wake is thread-safe)
         return DriveUnavailable(f"drive {self.root}: fragments directory is missing")
 
     # The methods below run on the pool.
@@ -266,6 +306,7 @@ class LocalDrive:
         try:
             entries = list(os.scandir(self._fragments))
         except FileNotFoundError:
+            self._trouble()
             raise DriveUnavailable(f"drive {self.root}: fragments directory is missing") from None
         return [e.name for e in entries if len(e.name) == 2 and e.is_dir(follow_symlinks=False)]
 
@@ -296,3 +337,13 @@ class LocalDrive:
                     continue
                 infos.append(FragmentInfo(fid, 0, 0, 0, mtime))
         return infos
+
+
+def _prepare(root: Path, clear_tmp: bool) -> tuple[str, dict[str, Any], bool]:
+    """prepare_drive, then what adoption needs to know of the drive as it is now."""
+    drive_id = prepare_drive(root, clear_tmp)
+    try:
+        identity = read_identity(root)
+    except (OSError, ValueError) as exc:
+        raise DriveUnavailable(f"cannot use {root} as a drive: {exc}") from None
+    return drive_id, identity, was_mounted(root)

@@ -8,7 +8,8 @@ URLs (every /v1 request carries a cluster signature, cluster/auth.py):
     GET    /v1/drives/{drive}/fragments/{name}/stat         a fragment record
     POST   /v1/drives/{drive}/fragments/{name}/verify       {"bad": [chunk, ...]}
     GET    /v1/drives/{drive}/fragments                     NDJSON: fragment records, then {"end": true, "count": n}
-    GET    /v1/drives                                       {"drives": [{"id", "path", "capacity", "free"}]}
+    GET    /v1/drives                                       {"drives": [{"id", "path", "capacity", "free",
+                                                                 "state", "detail", "adopted"}]}
     POST   /v1/scrub                                        start a scrub pass unless one runs: a scrub status
     GET    /v1/scrub                                        a scrub status
 

@@ -31,7 +31,7 @@ from cluster.service import (
     make_service_app,
 )
 from storage_node import protocol
-from storage_node.drive import FragmentId, FragmentInfo
+from storage_node.drive import OFFLINE, FragmentId, FragmentInfo
 from storage_node.local_drive import LocalDrive
 from storage_node.protocol import FrameEncoder, FrameReader, WireError
 from storage_node.scrubber import Scrubber
@@ -333,7 +333,7 @@ async def _no_such_endpoint(request: web.Request) -> web.StreamResponse:
 
 
 def _statvfs(drive: LocalDrive) -> dict[str, Any]:
-    report: dict[str, Any] = {"id": drive.drive_id, "path": str(drive.root), "capacity": None, "free": None}
+    report = _drive_report(drive)
     try:
         st = os.statvfs(drive.root)
     except OSError as e:
@@ -344,13 +344,27 @@ def _statvfs(drive: LocalDrive) -> dict[str, Any]:
     return report
 
 
+def _drive_report(drive: LocalDrive) -> dict[str, Any]:
+    """A drive's identity and its state as the node's drive watch last saw it (adopted: epoch s, 0 never)."""
+    h = drive.health
+    return dict(
+        id=drive.drive_id,
+        path=str(drive.root),
+        capacity=None,
+        free=None,
+        state=h.state,
+        detail=h.detail,
+        adopted=h.adopted,
+    )
+
+
 async def _drives(request: web.Request) -> web.StreamResponse:
     drives = request.app[NODE_KEY].drives.values()
     reports = await asyncio.gather(*(_bounded(asyncio.to_thread(_statvfs, d)) for d in drives), return_exceptions=True)
     out = []
     for drive, report in zip(drives, reports, strict=True):
         if isinstance(report, BaseException):  # a hung disk: report it without blocking the answer
-            report = {"id": drive.drive_id, "path": str(drive.root), "capacity": None, "free": None}
+            report = _drive_report(drive)
             report["error"] = "statvfs timed out"
         out.append(report)
     return _json({"drives": out})
@@ -377,7 +391,8 @@ async def _bounded(aw: Awaitable[Any]) -> Any:
 
 
 async def _ready(node: _Node) -> tuple[bool, dict[str, Any]]:
-    """Deep: every drive's fragments directory is there (a wiped or unmounted disk is not)."""
+    """Deep: every drive's fragments directory is there (a wiped or unmounted disk is not), and no drive is
+    offline (storage_node/drive_watch.py)."""
     drives = list(node.drives.values())
     checks = [_bounded(asyncio.to_thread(os.path.isdir, d.root / "fragments")) for d in drives]
     results = await asyncio.gather(*checks, return_exceptions=True)
@@ -385,6 +400,8 @@ async def _ready(node: _Node) -> tuple[bool, dict[str, Any]]:
     for drive, ok in zip(drives, results, strict=True):
         if isinstance(ok, BaseException):
             problems[drive.drive_id] = f"{drive.root}: no answer within {READY_TIMEOUT} s"
+        elif drive.health.state == OFFLINE:
+            problems[drive.drive_id] = drive.health.detail
         elif not ok:
             problems[drive.drive_id] = f"{drive.root}: fragments directory is missing"
     if problems:

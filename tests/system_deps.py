@@ -2,9 +2,10 @@
 
     python -m tests.system_deps      # part of the README's test command
 
-libfaketime: the skewed-clock gateway test (tests/test_faults.py). chromium and chromium-driver: the console's
-browser tests (tests/test_console_*.py). Without root or apt-get nothing is
-installed and those tests skip, saying why; this command never fails the run on that account.
+libfaketime: the skewed-clock gateway test (tests/test_faults.py); rclone: the rclone client tests
+(tests/test_rclone.py); chromium and chromium-driver: the console's browser tests (tests/test_console_*.py).
+Without root or apt-get nothing is installed and those tests skip, saying why; this command never fails the
+run on that account.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 # Debian package -> a file that shows it is installed.
 PACKAGES = {
     "libfaketime": "/usr/lib/*/faketime/libfaketime.so.1",
+    "rclone": "/usr/bin/rclone",
     "chromium": "/usr/bin/chromium",  # the console tests' browser (tests/test_console_*.py) ...
     "chromium-driver": "/usr/bin/chromedriver",  # ... driven through Selenium
 }

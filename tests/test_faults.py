@@ -17,7 +17,6 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import pytest
-from botocore.exceptions import ClientError
 
 from cli.admin.formatting import human_bytes
 from cli.dev import DevCluster, Service
@@ -27,6 +26,7 @@ from gateway.objects.membership import LIVENESS_GRACE, REFRESH_EVERY
 from tests.s3_helpers import dev_client
 from tests.server_process import ServerProcess, start_server
 from tests.test_admin_embedded import admin, fill, fragment_files, inspect, read_back
+from tests.test_fault_answers import fill_up, put_until_refused
 
 MiB = 1 << 20
 
@@ -127,22 +127,8 @@ def test_a_full_index_answers_slowdown_and_recovers_when_space_is_freed(tmp_path
     try:
         s3 = srv.client(retries={"total_max_attempts": 1})  # each SlowDown seen, not retried away
         s3.create_bucket(Bucket="full")
-        fs = os.statvfs(small_index)
-        filler = small_index / "filler"
-        filler.write_bytes(b"\0" * max(0, fs.f_bavail * fs.f_frsize - 256 * 1024))  # leave a little room
-        stored: dict[str, bytes] = {}
-        refused = None
-        for i in range(200):
-            body = os.urandom(60_000)  # inline: the index is all it touches
-            try:
-                s3.put_object(Bucket="full", Key=f"k{i}", Body=body)
-                stored[f"k{i}"] = body
-            except ClientError as exc:
-                refused = exc.response
-                break
-        assert refused is not None, "the index never filled up"
-        assert refused["ResponseMetadata"]["HTTPStatusCode"] == 503, refused
-        assert refused["Error"]["Code"] == "SlowDown", refused
+        filler = fill_up(small_index)
+        stored, _ = put_until_refused(s3, "full")
         log = srv.log_text()
         assert "Traceback" not in log and "InternalError" not in log, log[-3000:]
         assert log.count("index full") == 1, log[-3000:]  # one line for the one refused PUT

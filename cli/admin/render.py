@@ -122,8 +122,15 @@ def render_status(console: Console, doc: Doc, now: float | None = None) -> None:
 
 
 def _drive_paths(drives: list[Doc]) -> Text:
-    """One line per drive: its path, or its id when the node did not say where it is."""
-    return Text("\n".join(str(d.get("path") or d.get("id", "")) for d in drives) or "-")
+    """One line per drive: its path, or its id when the node did not say where it is, and its state
+    when the gateway says it ("ok", "adopted, rebuilding", "offline: why")."""
+    out = Text()
+    for i, d in enumerate(drives):
+        out.append(("\n" if i else "") + str(d.get("path") or d.get("id", "")))
+        state = d.get("state")
+        if state:
+            out.append(f"  {state}", "green" if state == "ok" else "yellow" if state.startswith("adopted") else "red")
+    return out if drives else Text("-")
 
 
 def workers_table(workers: list[Doc], now: float | None = None) -> Table:

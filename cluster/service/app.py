@@ -21,6 +21,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_urldispatcher import AbstractRoute
 
 from cluster import auth
+from cluster.service.access_log import AccessLog
 from cluster.service.errors import Errors, Failure
 from cluster.service.metrics import CONTENT_TYPE, RequestMetrics
 
@@ -89,8 +90,12 @@ class Service:
         access_log: logging.Logger | None = None,
         level: int = logging.INFO,
         duration_name: str | None = None,
+        access_writer: AccessLog | None = None,
     ) -> None:
+        """access_writer: where a request's access line goes, in place of the access_log logger (which
+        then gets only the 5xx ones, as warnings)."""
         self.app = app
+        self._writer = access_writer
         self.errors = errors
         self.in_flight = 0
         self.metrics = RequestMetrics(namespace, lambda: self.in_flight, duration_name)
@@ -100,6 +105,10 @@ class Service:
         self._authenticate = authenticate
         self._ready = ready
         self._endpoints: dict[AbstractRoute, Endpoint] = {}
+
+    def flush_access_log(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
 
     @property
     def registry(self) -> Any:
@@ -214,6 +223,15 @@ class Service:
         received = ex.bytes_in or request.content_length or 0
         sent = ex.bytes_out or _body_length(response)
         self.metrics.observe(ex.operation, status, seconds, received, sent, ex.error)
+        if self._writer is not None:
+            if self._writer.wants(status, ex.quiet):
+                rid = request.get(REQUEST_ID) or ""
+                path = request.rel_url.raw_path  # as sent; never the query, which may carry a presigned signature
+                self._writer.line(
+                    request.method, path, ex.operation, status, seconds, received, sent, request.remote, ex.error, rid
+                )
+            if status < 500:
+                return
         level = logging.DEBUG if ex.quiet and status < 400 else self._level
         if status >= 500:
             level = max(level, logging.WARNING)

@@ -20,9 +20,11 @@ from gateway.admin.http import json_ok
 from gateway.care.maintenance import Maintenance
 from gateway.care.part_health import OK, check_part
 from gateway.context import Gateway
+from gateway.objects.drive_set import health_of
 from gateway.objects.erasure import Scheme
 from metadata.index import NoSuchNode
 from metadata.records import DriveRecord, NodeRecord
+from storage_node.drive import OFFLINE, Drive
 
 PROBE_TIMEOUT = 2.0
 
@@ -42,8 +44,23 @@ def _space(drives: Iterable[DriveRecord]) -> tuple[int, int]:
     return sum(d.capacity for d in seen.values()), sum(d.free for d in seen.values())
 
 
+def _drive_doc(d: DriveRecord, rebuilding: set[str]) -> dict[str, Any]:
+    """A drive: where it is, its space, and its state: "ok", "adopted, rebuilding" (found empty and formatted
+    back in; repair is filling it) or "offline: why"."""
+    state = d.state or ("adopted, rebuilding" if d.drive_id in rebuilding else "ok")
+    doc = {"id": d.drive_id, "path": d.path, "capacity": d.capacity, "free": d.free, "state": state}
+    return doc | {"adopted": d.adopted}
+
+
 def _node_doc(
-    node_id: str, address: str, zone: str, state: str, live: bool, last_seen: float, drives: list[DriveRecord]
+    node_id: str,
+    address: str,
+    zone: str,
+    state: str,
+    live: bool,
+    last_seen: float,
+    drives: list[DriveRecord],
+    rebuilding: set[str],
 ) -> dict[str, Any]:
     capacity, free = _space(drives)
     return {
@@ -55,30 +72,41 @@ def _node_doc(
         "last_seen": last_seen,
         "capacity": capacity,
         "free": free,
-        "drives": [{"id": d.drive_id, "path": d.path, "capacity": d.capacity, "free": d.free} for d in drives],
+        "drives": [_drive_doc(d, rebuilding) for d in drives],
     }
 
 
-def _node_docs(gw: Gateway) -> tuple[list[dict[str, Any]], list[DriveRecord]]:
+def _node_docs(gw: Gateway, rebuilding: set[str]) -> tuple[list[dict[str, Any]], list[DriveRecord]]:
     """Every node's document, and every drive (for the totals)."""
     drives = gw.layer.drives
     nodes: list[NodeRecord] | None = getattr(drives, "nodes", None)
     if nodes is not None:
         live = {s.node_id for s in drives.all_slots() if s.live}
         docs = [
-            _node_doc(n.node_id, n.address, n.zone, n.state, n.node_id in live, n.last_seen, n.drives) for n in nodes
+            _node_doc(n.node_id, n.address, n.zone, n.state, n.node_id in live, n.last_seen, n.drives, rebuilding)
+            for n in nodes
         ]
         return docs, [d for n in nodes for d in n.drives]
     # The embedded server: each local drive stands as a node of its own.
     docs, every = [], []
+    known = getattr(drives, "known", drives.drive)  # offline drives too
     for slot in drives.all_slots():
-        records = []
-        for drive_id in slot.drive_ids:
-            root = getattr(drives.drive(drive_id), "root", None)
-            records.append(DriveRecord.measure(drive_id, root) if root is not None else DriveRecord(drive_id, 0, 0))
-        docs.append(_node_doc(slot.node_id, "local", slot.zone, "active", True, time.time(), records))
+        records = [_local_record(known(drive_id), drive_id) for drive_id in slot.drive_ids]
+        docs.append(_node_doc(slot.node_id, "local", slot.zone, "active", True, time.time(), records, rebuilding))
         every += records
     return docs, every
+
+
+def _local_record(drive: Drive | None, drive_id: str) -> DriveRecord:
+    root, health = getattr(drive, "root", None), health_of(drive)
+    state = f"offline: {health.detail}" if health is not None and health.state == OFFLINE else ""
+    adopted = health.adopted if health is not None else 0.0
+    try:
+        record = DriveRecord.measure(drive_id, root) if root is not None else DriveRecord(drive_id, 0, 0)
+    except OSError:  # the directory is gone: no space to report
+        record = DriveRecord(drive_id, 0, 0, str(root))
+    record.state, record.adopted = state, adopted
+    return record
 
 
 async def _probe(session: aiohttp.ClientSession, address: str) -> dict[str, Any]:
@@ -93,7 +121,7 @@ async def _probe(session: aiohttp.ClientSession, address: str) -> dict[str, Any]
 
 async def status(gw: Gateway, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
     m = _maintenance(gw)
-    node_docs, every_drive = _node_docs(gw)
+    node_docs, every_drive = _node_docs(gw, await m.rebuilding())
     capacity, free = _space(every_drive)
     if gw.meta_addresses:
         timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT)

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 from cluster.workers import Periodic, Worker
+from gateway.care.adoptions import Adoptions
 from gateway.care.jobs import Job, JobBoard
 from gateway.care.part_health import find_corrupt
 from gateway.care.repairer import BUSY, FAILED, REPAIRED, Outcome, Repairer, group_entries
@@ -86,6 +87,7 @@ class Maintenance:
     scanner: Periodic = field(init=False)  # scans (redundancy, garbage) every scan_interval
     watcher: Periodic = field(init=False)  # rebuilds what nodes gone past the grace held
     _gone: set[str] = field(default_factory=set)  # nodes already handled as gone for good
+    adoptions: Adoptions = field(default_factory=Adoptions)  # drives adopted while running, until refilled
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -131,7 +133,11 @@ class Maintenance:
             await self.scan_and_collect("scan")
 
     async def _watch_nodes(self) -> None:
-        """A node silent for longer than the grace: its fragments are rebuilt on the others."""
+        """A drive adopted since the last look is scanned for (repair fills it). A node silent for longer
+        than the grace: its fragments are rebuilt on the others."""
+        if self.adoptions.notice(self.drives.adopted()):
+            log.info("drive(s) adopted: scanning for the fragments that belong on them")
+            await self.scan_and_collect("adopted")
         silent = self.drives.silent_for()
         self._gone &= set(silent)  # a node that came back may go away again later
         newly = {n for n, t in silent.items() if t > self.settings.node_grace} - self._gone
@@ -153,6 +159,8 @@ class Maintenance:
             if job is not None:
                 job.message = f"scanned {parts} parts"
 
+        self.adoptions.notice(self.drives.adopted())  # this scan looks for what they lack
+        started = time.time()
         result = await scan(
             self.index,
             self.drives,
@@ -167,6 +175,7 @@ class Maintenance:
         if result.degraded:
             await self.index.queue_repairs(result.degraded)
             self.repairer.wake()
+        self.adoptions.scanned(started)
         await self._collect(result)
         log.info(
             "scan (%s): %d parts in %.1f s, %d fragments to rebuild, %d orphans collected",
@@ -177,6 +186,14 @@ class Maintenance:
             len(result.orphans),
         )
         return result
+
+    async def rebuilding(self) -> set[str]:
+        """Drives adopted while running that repair has not refilled yet (for status)."""
+        adopted = self.adoptions.unsettled(self.drives.adopted())
+        if not adopted:
+            return set()
+        queued = {e.drive_id for e in await self._queued(lambda e: e.drive_id in adopted)}
+        return self.adoptions.rebuilding(adopted, queued)
 
     async def _collect(self, result: ScanResult) -> None:
         await self._remove(result.orphans)

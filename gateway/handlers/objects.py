@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -9,6 +10,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from cluster.service import exchange
 from gateway.context import Gateway
 from gateway.handlers.buckets import check_access, owned_bucket, read_small_body, xml_response
 from gateway.objects.layer import StorageUnavailable
@@ -33,6 +35,8 @@ from gateway.s3.tags import header_tags
 from gateway.s3.xml import child_text, document, http_date, iso8601, parse
 from metadata.index import NoSuchBucket, PreconditionFailed
 from metadata.records import Condition, ObjectManifest, PartRecord
+
+log = logging.getLogger(__name__)
 
 MAX_PUT_SIZE = 5 << 30  # a single PUT (and a part) is at most 5 GiB, as in S3
 MAX_DELETE_KEYS = 1000
@@ -266,16 +270,26 @@ async def get_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     await resp.prepare(req.http)
     if first:
         await resp.write(first)
+        sent = len(first)
         try:
             async for piece in stream:
                 await resp.write(piece)
-        except ReadError:
-            # Headers are gone: the only honest signal left is to cut the connection short.
-            if req.http.transport is not None:
-                req.http.transport.close()
-            raise
+                sent += len(piece)
+        except ReadError as exc:
+            _cut_short(req, sent, exc)
+            return resp
     await resp.write_eof()
     return resp
+
+
+def _cut_short(req: S3Request, sent: int, exc: ReadError) -> None:
+    """The object became unreadable after its headers went out: the only honest signal left to the
+    client is a connection closed short of Content-Length. Not a bug of ours (no traceback) and not an
+    answer we could still give (no 500): the access log keeps the status sent, with the error named."""
+    log.warning("GET %s cut short after %d bytes: %s", req.http.rel_url.raw_path, sent, exc)
+    exchange(req.http).error = "ReadCutShort"
+    if req.http.transport is not None:
+        req.http.transport.close()
 
 
 async def _first_piece(stream: AsyncIterator[bytes]) -> bytes:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from gateway.objects.placement import NodeSlot
-from storage_node.drive import Drive
+from storage_node.drive import OFFLINE, Drive, DriveHealth
 
 
 class DriveSet(Protocol):
@@ -30,19 +30,33 @@ class DriveSet(Protocol):
         """The drive to talk to, or None when it is unknown or its node is believed down."""
         ...
 
+    def adopted(self) -> dict[str, float]:
+        """Drives found empty and formatted back into the set while running: drive id -> when (epoch s)."""
+        ...
+
+
+def health_of(drive: Drive | None) -> DriveHealth | None:
+    """A local drive's health as its drive watch last saw it (None for drives that have none)."""
+    health = getattr(drive, "health", None)
+    return health if isinstance(health, DriveHealth) else None
+
 
 class LocalDrives:
-    """The embedded server's drives: each one a node of its own, always there."""
+    """The embedded server's drives: each one a node of its own. One its drive watch finds offline
+    (wiped and not yet adopted, missing, foreign) is down: it takes no fragments and serves none."""
 
     def __init__(self, drives: Sequence[Drive]) -> None:
         self._drives = {d.drive_id: d for d in drives}
-        self._slots = [NodeSlot(d.drive_id, "", (d.drive_id,)) for d in drives]
+
+    def _up(self, drive: Drive) -> bool:
+        health = health_of(drive)
+        return health is None or health.state != OFFLINE
 
     def slots(self) -> list[NodeSlot]:
-        return self._slots
+        return [NodeSlot(i, "", (i,), self._up(d)) for i, d in self._drives.items()]
 
     def all_slots(self) -> list[NodeSlot]:
-        return self._slots
+        return self.slots()
 
     def leaving(self) -> frozenset[str]:
         return frozenset()
@@ -51,4 +65,12 @@ class LocalDrives:
         return {}
 
     def drive(self, drive_id: str) -> Drive | None:
+        drive = self._drives.get(drive_id)
+        return drive if drive is not None and self._up(drive) else None
+
+    def known(self, drive_id: str) -> Drive | None:
+        """The drive, offline or not: to say where it is and what state it is in."""
         return self._drives.get(drive_id)
+
+    def adopted(self) -> dict[str, float]:
+        return {i: h.adopted for i, d in self._drives.items() if (h := health_of(d)) is not None and h.adopted}

@@ -11,6 +11,7 @@ A node first seen counts as heard from then, so one already dead is seen down a 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import aiohttp
 
@@ -64,16 +65,19 @@ class ClusterDrives:
             heard[node.node_id] = before if before is not None and before[0] == beat else (beat, now)
         self._heard = heard
         silence = {n.node_id: now - heard[n.node_id][1] for n in nodes}
-        every, live = [], {}
+        every, usable, live = [], [], {}
         for node in nodes:
             alive = silence[node.node_id] <= self._grace
             every.append(NodeSlot(node.node_id, node.zone, tuple(d.drive_id for d in node.drives), alive))
+            # A drive its node reports offline (wiped and not yet adopted, missing) takes and serves nothing.
+            up = tuple(d.drive_id for d in node.drives if not d.state)
+            usable.append(NodeSlot(node.node_id, node.zone, up, alive) if up else replace(every[-1], live=False))
             if alive:
-                live.update({d.drive_id: self._remote(node, d.drive_id) for d in node.drives})
+                live.update({d: self._remote(node, d) for d in up})
         state = {n.node_id: n.state for n in nodes}
         self._all, self._live, self.nodes = every, live, nodes
         # Draining and retired nodes take no new fragments; their drives still serve reads.
-        self._slots = [s for s in every if state[s.node_id] == "active"]
+        self._slots = [s for s in usable if state[s.node_id] == "active"]
         self._leaving = frozenset(n for n, st in state.items() if st == "draining")
         self._silent = {n: t for n, t in silence.items() if t > self._grace}
         self._refreshed = now
@@ -99,6 +103,9 @@ class ClusterDrives:
 
     def drive(self, drive_id: str) -> Drive | None:
         return self._live.get(drive_id)
+
+    def adopted(self) -> dict[str, float]:
+        return {d.drive_id: d.adopted for n in self.nodes for d in n.drives if d.adopted}
 
     def live_nodes(self) -> int:
         return sum(s.live for s in self._slots)

@@ -1,8 +1,11 @@
 """The streaming erasure-coded pipelines: a body into fragments on drives, and back.
 
 Memory per request stays at a few segments: the writer holds one segment being cut, its
-k+m fragments, and at most QUEUE_DEPTH fragments queued per drive; the reader holds a
+k+m fragments, and at most feeds.QUEUE_DEPTH fragments queued per drive; the reader holds a
 few chunks per fragment it reads (_Cursor.AHEAD).
+
+A write is acknowledged once write_quorum (k+1) fragments are durable and the other drives have had
+a bounded grace; the rule, and what it means for a slow or paused drive, is in gateway/objects/feeds.py.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.objects.erasure import Scheme
+from gateway.objects.feeds import FragmentFeed as FragmentFeed
+from gateway.objects.feeds import Stripe, unwinding
 from metadata.records import PartRecord
 from storage_node.drive import Drive, DriveError, FragmentId
 
 log = logging.getLogger(__name__)
 
-QUEUE_DEPTH = 2  # fragments buffered per drive: enough to keep every drive busy
 ENCODE_DEPTH = 2  # segments being encoded while the event loop reads the body and feeds the drives
 # Encoding releases the GIL (rs_isal); order is kept by awaiting the results in turn.
 _ENCODERS = ThreadPoolExecutor(2, thread_name_prefix="encode")
@@ -121,54 +125,6 @@ class _OrderedHashing:
                 raise r
 
 
-class FragmentFeed:
-    """Queue of fragments for one drive, and the task that streams them into drive.put."""
-
-    def __init__(self, drive: Drive, fid: FragmentId) -> None:
-        self.queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(QUEUE_DEPTH)
-        self.task = asyncio.ensure_future(drive.put(fid, self._chunks()))
-
-    async def _chunks(self) -> AsyncIterator[bytes]:
-        while True:
-            item = await self.queue.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def feed_nowait(self, item: bytes | bytearray) -> bool:
-        """Queue an item if there is room now (or drop it, the drive having failed); False if full."""
-        if self.task.done():
-            return True
-        if self.queue.full():
-            return False
-        self.queue.put_nowait(item)
-        return True
-
-    async def feed(self, item: bytes | bytearray | BaseException | None) -> bool:
-        """Queue an item unless the drive has already failed; never blocks on a dead drive."""
-        if self.task.done():
-            return False
-        if not self.queue.full():
-            self.queue.put_nowait(item)
-            return True
-        put = asyncio.ensure_future(self.queue.put(item))
-        await asyncio.wait({put, self.task}, return_when=asyncio.FIRST_COMPLETED)
-        if put.done():
-            return True
-        put.cancel()
-        return False
-
-
-async def _feed_all(feeds: Sequence[FragmentFeed | None], fragments: Sequence[bytes | bytearray]) -> None:
-    """Fragment i to feed i; only the feeds that are full make this wait (no task per fragment)."""
-    pairs = zip(feeds, fragments, strict=True)
-    waits = [f.feed(frag) for f, frag in pairs if f is not None and not f.feed_nowait(frag)]
-    if waits:
-        await asyncio.gather(*waits)
-
-
 class _Abort(Exception):
     """Makes a drive drop its temporary file when the body fails mid-stream."""
 
@@ -184,14 +140,22 @@ async def write_part(
     """Stream a body into k+m fragments, fragment i onto targets[i], concurrently.
 
     A None target (a node known to be down) misses its fragment from the start. MD5 and the
-    given hashers see every byte (on a thread of their own: see _OrderedHashing). Raises
+    given hashers see every byte (on a thread of their own: see _OrderedHashing). A drive still
+    behind once k+1 have done a step, after the grace, misses its fragment (feeds.py). Raises
     WriteQuorumError if fewer than k+1 fragments became durable, after removing the ones that
     did; re-raises the source's error after aborting every write.
     """
     md5 = hashlib.md5()
     hashing = _OrderedHashing([md5, *hashers])
-    feeds = [FragmentFeed(d, FragmentId(data_id, part_number, i)) if d else None for i, d in enumerate(targets)]
-    live = [f for f in feeds if f is not None]
+    stripe = Stripe(
+        [
+            FragmentFeed(d, FragmentId(data_id, part_number, i))
+            if d is not None and not unwinding(d.drive_id)
+            else None
+            for i, d in enumerate(targets)
+        ],
+        write_quorum(scheme),
+    )
     size = 0
     loop = asyncio.get_running_loop()
     encoding: deque[asyncio.Future[list[bytes] | list[bytearray]]] = deque()
@@ -202,41 +166,22 @@ async def write_part(
                 await hashing.add(seg)
                 encoding.append(loop.run_in_executor(_ENCODERS, scheme.encode, seg))
                 if len(encoding) >= ENCODE_DEPTH:
-                    await _feed_all(feeds, await encoding.popleft())
+                    await stripe.feed(await encoding.popleft())
             while encoding:
-                await _feed_all(feeds, await encoding.popleft())
+                await stripe.feed(await encoding.popleft())
         finally:
             await asyncio.gather(*encoding, return_exceptions=True)  # none left running on failure
             await hashing.finish()
     except BaseException as exc:
-        for f in live:
-            if not f.task.done():
-                f.queue = _drain_and_put(f.queue, _Abort())
-        await asyncio.gather(*(f.task for f in live), return_exceptions=True)
+        await stripe.abort(_Abort())
         raise exc
-    await asyncio.gather(*(f.feed(None) for f in live))
-    results = await asyncio.gather(*(f.task if f else _absent() for f in feeds), return_exceptions=True)
-    missed = [i for i, r in enumerate(results) if isinstance(r, BaseException)]
-    for i in missed:
-        log.warning("fragment %s.%d.%d missed its write: %r", data_id, part_number, i, results[i])
+    missed = await stripe.finish()
+    for i, why in missed.items():
+        log.warning("fragment %s.%d.%d missed its write: %r", data_id, part_number, i, why)
     if len(targets) - len(missed) < write_quorum(scheme):
         await delete_fragments(targets, data_id, part_number)
         raise WriteQuorumError(f"only {len(targets) - len(missed)} of {len(targets)} fragments written")
-    return WrittenPart(size, md5.digest(), missed)
-
-
-async def _absent() -> None:
-    raise DriveError("node down at write time")
-
-
-def _drain_and_put(
-    q: asyncio.Queue[bytes | BaseException | None], item: BaseException
-) -> asyncio.Queue[bytes | BaseException | None]:
-    # Queued fragments no longer matter: make room so the abort reaches the drive at once.
-    while not q.empty():
-        q.get_nowait()
-    q.put_nowait(item)
-    return q
+    return WrittenPart(size, md5.digest(), list(missed))
 
 
 async def delete_fragments(drives: Sequence[Drive | None], data_id: str, part_number: int) -> None:

@@ -16,7 +16,7 @@ newer service, are dropped), as records.decode does.
 
 Error kinds (status): BucketAlreadyExists (409, with owner), BucketNotEmpty (409), DriveClaimed (409,
 with drive_id and node_id), UserExists (409), NoSuchBucket (404), NoSuchUpload (404), NoSuchNode (404),
-PreconditionFailed (412),
+PreconditionFailed (412), IndexFull (507: no room on the index's disk; nothing was written),
 InvalidArgument (400: the index refused a value, ValueError), BadRequest (400: the body does not fit),
 Forbidden (403: signature), NotFound (404: no such operation), MethodNotAllowed (405), TooLarge (413),
 InternalError (500).
@@ -41,6 +41,7 @@ from metadata.index import (
     BucketNotEmpty,
     DriveClaimed,
     Index,
+    IndexFull,
     IndexUnavailable,
     MetadataError,
     NoSuchBucket,
@@ -251,6 +252,8 @@ _INDEX_ERRORS: dict[type[Exception], tuple[str, int]] = {
     NoSuchUpload: ("NoSuchUpload", 404),
     NoSuchNode: ("NoSuchNode", 404),
     PreconditionFailed: ("PreconditionFailed", 412),
+    # 507 Insufficient Storage (RFC 4918), on the internal wire only: the gateway answers it as SlowDown.
+    IndexFull: ("IndexFull", 507),
 }
 INVALID_ARGUMENT = ("InvalidArgument", 400)  # the index refused an argument (ValueError)
 BAD_REQUEST = ("BadRequest", 400)  # the body does not fit the protocol
@@ -304,6 +307,7 @@ def error_from(status: int, doc: Any) -> Exception:
         "NoSuchNode": NoSuchNode,
         "UserExists": UserExists,
         "PreconditionFailed": PreconditionFailed,
+        "IndexFull": IndexFull,
         INVALID_ARGUMENT[0]: ValueError,
         BAD_REQUEST[0]: ValueError,
     }

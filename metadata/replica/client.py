@@ -35,6 +35,8 @@ class ReplicaClient:
     def _refused(self, answer: ErrorAnswer) -> Exception:
         if answer.status == 400:
             return ValueError(answer.message)
+        if answer.status == 507:
+            return rp.ReplicaFull(f"{self.name} has no room: {answer.message}")
         return rp.ReplicaDown(f"{self.name} answered {answer.status}: {answer.message}")
 
     async def _call(self, op: str, budget: float | None = None, **args: Any) -> dict[str, Any]:

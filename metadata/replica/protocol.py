@@ -24,6 +24,10 @@ class ReplicaDown(Exception):
     """The replica did not answer (refused, timed out, rebuilding, or failed): count it out of the quorum."""
 
 
+class ReplicaFull(ReplicaDown):
+    """The replica has no room for the write (its disk is full): counted out, and said so if no quorum."""
+
+
 class NotInitialized(ReplicaDown):
     """This replica is rebuilding from its peers and cannot vouch for what it holds yet."""
 

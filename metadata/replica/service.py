@@ -10,6 +10,7 @@ import msgpack
 from aiohttp import web
 
 from cluster.service import ErrorAnswer, Handler, Service
+from metadata.index import IndexFull
 from metadata.replica import protocol as rp
 from metadata.replica.protocol import NotInitialized
 from metadata.replica.store import ReplicaStore
@@ -59,6 +60,8 @@ def _operation(store: ReplicaStore, op: str) -> Handler:
             result = await _dispatch(store, op, args)
         except NotInitialized as exc:
             raise ErrorAnswer(503, "NotInitialized", str(exc)) from None
+        except IndexFull as exc:  # 507 Insufficient Storage: the coordinator counts this replica out
+            raise ErrorAnswer(507, "IndexFull", str(exc)) from None
         except (ValueError, KeyError, TypeError) as exc:
             raise ErrorAnswer(400, "BadRequest", f"{type(exc).__name__}: {exc}") from None
         return web.Response(body=msgpack.packb(result, use_bin_type=True), content_type="application/msgpack")

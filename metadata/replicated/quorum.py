@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from metadata.hlc import HLC
-from metadata.index import IndexUnavailable
+from metadata.index import IndexFull, IndexUnavailable
 from metadata.replica.merge import Entry, merge_all
-from metadata.replica.protocol import Replica, ReplicaDown, Write
+from metadata.replica.protocol import Replica, ReplicaDown, ReplicaFull, Write
 from metadata.replicated.merged_scan import Merged, Stream
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,7 @@ class Coordinator:
         pending = set(tasks)
         answers: list[tuple[int, T]] = []
         down: list[str] = []
+        full = False
         try:
             while pending and len(answers) < need:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -96,14 +97,17 @@ class Coordinator:
                     exc = t.exception()
                     if exc is None:
                         answers.append((tasks[t], t.result()))
-                    elif isinstance(exc, ReplicaDown):
+                    elif isinstance(exc, ReplicaDown | IndexFull):  # IndexFull: this process's own store
                         self._note(tasks[t], exc)
                         down.append(str(exc))
+                        full = full or isinstance(exc, ReplicaFull | IndexFull)
                     else:
                         raise exc
         finally:
             for t in pending:
                 self._spawn(t)
+        if len(answers) < need and full:  # a disk with room again takes writes: the client is to back off
+            raise IndexFull(f"only {len(answers)} of 3 metadata replicas took the write: {'; '.join(down)}")
         if len(answers) < need:
             raise IndexUnavailable(f"only {len(answers)} of 3 metadata replicas answered: {'; '.join(down)}")
         return answers, [(tasks[t], t) for t in pending]
@@ -194,7 +198,7 @@ class Coordinator:
             answers = await self._prepare(table, key, txn, ts)
             granted = [i for i, a in enumerate(answers) if not isinstance(a, BaseException) and a.granted]
             for i, a in enumerate(answers):
-                if isinstance(a, ReplicaDown):
+                if isinstance(a, ReplicaDown | IndexFull):
                     self._note(i, a)
                 elif isinstance(a, BaseException):
                     await self._release(table, key, txn, granted)
@@ -214,7 +218,9 @@ class Coordinator:
                 await self._commit(table, key, txn, granted, writes)
                 return result
             await self._release(table, key, txn, granted)
-            if sum(1 for a in answers if isinstance(a, ReplicaDown)) >= 2:
+            if sum(1 for a in answers if isinstance(a, ReplicaDown | IndexFull)) >= 2:
+                if any(isinstance(a, ReplicaFull | IndexFull) for a in answers):
+                    raise IndexFull("fewer than two metadata replicas had room for the lock")
                 raise IndexUnavailable("fewer than two metadata replicas answered")
             await asyncio.sleep(random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)))
         raise IndexUnavailable(f"could not lock {table} record {key[:60]!r}: too much contention")
@@ -259,7 +265,7 @@ class Coordinator:
         tasks = [asyncio.ensure_future(one(i)) for i in range(3)]
         ok = 0
         for fut in asyncio.as_completed(tasks):
-            with contextlib.suppress(ReplicaDown):
+            with contextlib.suppress(ReplicaDown, IndexFull):
                 if await fut:
                     ok += 1
             if ok >= QUORUM:
