@@ -159,3 +159,23 @@ def test_files_dropped_on_the_page_upload_and_a_cancelled_upload_leaves_nothing(
     wait_for(lambda: not s3.list_multipart_uploads(Bucket=bucket).get("Uploads"), 20, "the upload aborted")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
     assert keys == ["docs/one.txt", "docs/two.txt"]
+
+
+def test_the_root_adds_a_user_who_can_sign_in_and_removes_them(
+    browser: Browser, served: tuple[ServerProcess, str]
+) -> None:
+    _, url = served
+    browser.sign_in(url, ACCESS_KEY, SECRET_KEY)
+    browser.find("[data-nav=users]").click()
+    name = unique()
+    browser.find("#new-user").send_keys(name)
+    browser.find("#add-user button").click()
+    access = browser.find("#new-access-key").text
+    secret = browser.find("#new-secret-key").text
+    browser.find(f"[data-user='{name}']")
+    browser.page("users")
+    assert ConsoleClient(url).sign_in(access, secret).status == 200
+    browser.find(f"[data-user='{name}'] button").click()
+    browser.accept_confirm()
+    wait_for(lambda: not browser.driver.find_elements("css selector", f"[data-user='{name}']"), 20, "the user gone")
+    assert ConsoleClient(url).sign_in(access, secret).status == 403
