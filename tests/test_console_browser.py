@@ -150,6 +150,13 @@ def test_files_dropped_on_the_page_upload_and_a_cancelled_upload_leaves_nothing(
     browser.find("#objects [data-key='docs/two.txt']")
     browser.page("dropped")
 
+    # An object's metadata and checksums, each drawn as text.
+    s3.put_object(Bucket=bucket, Key="docs/meta", Body=b"m", Metadata={"owner": "ada"}, ChecksumAlgorithm="SHA256")
+    browser.driver.get(f"{url}#/o/{bucket}/docs/meta")
+    facts = browser.text("#object-facts", "x-amz-meta-owner")
+    assert "Checksum sha256" in facts and "[object" not in facts
+    browser.driver.get(f"{url}#/b/{bucket}/docs/")
+
     big = tmp_path / "cancelled.bin"
     big.write_bytes(os.urandom(80 * MiB))
     browser.find("#upload-files").send_keys(str(big))
@@ -158,7 +165,7 @@ def test_files_dropped_on_the_page_upload_and_a_cancelled_upload_leaves_nothing(
     browser.page("cancelled")
     wait_for(lambda: not s3.list_multipart_uploads(Bucket=bucket).get("Uploads"), 20, "the upload aborted")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
-    assert keys == ["docs/one.txt", "docs/two.txt"]
+    assert keys == ["docs/meta", "docs/one.txt", "docs/two.txt"]
 
 
 def test_the_root_adds_a_user_who_can_sign_in_and_removes_them(

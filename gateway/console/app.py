@@ -13,7 +13,7 @@ from aiohttp import web
 
 from cluster.service import SERVICE, Endpoint, ErrorAnswer, Errors, Failure, make_service_app
 from gateway.accounts.users import UserDirectory
-from gateway.console import cluster_api, objects_api, tags_api
+from gateway.console import cluster_api, objects_api, tags_api, versions_api
 from gateway.console.context import CONSOLE, SESSION, Console, read_json
 from gateway.console.history import History
 from gateway.console.sessions import DEFAULT_TTL, Sessions, SignInRefused, TooManyAttempts
@@ -205,6 +205,9 @@ def _routes(app: web.Application) -> web.Application:
         ("DELETE", "/api/buckets/{bucket}/uploads/{upload}", o.abort_upload),
         ("GET", "/api/buckets/{bucket}/tags", tags_api.get_tags),
         ("PUT", "/api/buckets/{bucket}/tags", tags_api.put_tags),
+        ("GET", "/api/buckets/{bucket}/versioning", versions_api.get_versioning),
+        ("PUT", "/api/buckets/{bucket}/versioning", versions_api.put_versioning),
+        ("GET", "/api/buckets/{bucket}/versions", versions_api.list_versions),
         ("GET", "/api/cluster", k.status),
         ("GET", "/api/inspect", k.inspect),
         ("POST", "/api/cluster/repair", k.start_repair),

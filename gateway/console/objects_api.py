@@ -120,7 +120,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     bucket, key = _bucket(request), required(request, "key")
     up = console(request).upstream
     try:
-        async with up.request(user(request), "GET", object_path(bucket, key)) as resp:
+        async with up.request(user(request), "GET", object_path(bucket, key), _version(request)) as resp:
             if resp.status >= 300:
                 raise error_answer(resp.status, await resp.content.read(65536))
             out = web.StreamResponse(headers={k: resp.headers[k] for k in _KEPT_HEADERS if k in resp.headers})
@@ -135,9 +135,16 @@ async def download(request: web.Request) -> web.StreamResponse:
         raise ErrorAnswer(502, "Unreachable", f"the S3 endpoint did not answer: {exc}") from None
 
 
+def _version(request: web.Request) -> list[tuple[str, str]]:
+    """?version=ID: that version of the object (where the bucket keeps versions), else the current one."""
+    version = request.query.get("version", "")
+    return [("versionId", required(request, "version", 1024))] if version else []
+
+
 async def delete_object(request: web.Request) -> web.StreamResponse:
+    """The object (a delete marker in a versioned bucket), or with ?version= that version for good."""
     bucket, key = _bucket(request), required(request, "key")
-    await console(request).upstream.call(user(request), "DELETE", object_path(bucket, key))
+    await console(request).upstream.call(user(request), "DELETE", object_path(bucket, key), _version(request))
     return web.json_response({})
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import xml.etree.ElementTree as ET
 
 from aiohttp import web
 
 from cluster.service import ErrorAnswer
 from gateway.console.context import console, read_json, user
-from gateway.console.upstream import object_path, parse_xml
+from gateway.console.upstream import content_md5, object_path, parse_xml
 
 MAX_TAGS = 50  # a bucket's limit; S3 refuses more than 10 on an object with its own error
 
@@ -51,6 +49,5 @@ async def put_tags(request: web.Request) -> web.StreamResponse:
         ET.SubElement(tag, "Key").text = key
         ET.SubElement(tag, "Value").text = value
     body = ET.tostring(root, encoding="utf-8")
-    md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
-    await c.upstream.call(who, "PUT", target, [("tagging", "")], headers={"Content-MD5": md5}, data=body)
+    await c.upstream.call(who, "PUT", target, [("tagging", "")], headers={"Content-MD5": content_md5(body)}, data=body)
     return web.json_response({"tags": tags})

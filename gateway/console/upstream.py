@@ -5,6 +5,8 @@ console can never do more than the user could with aws-cli. Bodies stream throug
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import ssl
 import time
@@ -177,6 +179,11 @@ def error_answer(status: int, body: bytes) -> ErrorAnswer:
     except ET.ParseError:
         pass
     return ErrorAnswer(status, f"HTTP{status}", text[:200] or "no error document")
+
+
+def content_md5(body: bytes) -> str:
+    """The Content-MD5 header of a body: S3 wants it on its small configuration PUTs."""
+    return base64.b64encode(hashlib.md5(body).digest()).decode()
 
 
 def admin_path(rel: str) -> str:

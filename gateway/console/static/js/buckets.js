@@ -3,6 +3,7 @@ import { api, bucketPath } from "./api.js";
 import { bar, bytes, clear, h, table, toast, when } from "./dom.js";
 import { tagsEditor } from "./tags.js";
 import { droppedFiles, pickedFiles, uploadFile } from "./upload.js";
+import { versioningControl } from "./versions.js";
 
 const enc = encodeURIComponent;
 
@@ -132,8 +133,8 @@ export async function browserView(main, bucket, prefix) {
     } catch (err) { toast(`${err.code}: ${err.message}`, "error"); }
   }
 
-  const settings = prefix ? null : h("details", { class: "settings" }, h("summary", {}, "Bucket tags"),
-    tagsEditor(bucket));
+  const settings = prefix ? null : h("details", { class: "settings", id: "bucket-settings" },
+    h("summary", {}, "Bucket settings"), versioningControl(bucket), h("p", { class: "muted" }, "Tags"), tagsEditor(bucket));
   clear(main, h("nav", { class: "crumbs", "aria-label": "Breadcrumb" }, crumbs),
     h("h1", {}, prefix ? prefix : bucket), settings, drop, uploads, listing, pager);
   await show();

@@ -2,6 +2,7 @@
 import { api, bucketPath, session } from "./api.js";
 import { bytes, clear, h, table, toast, when } from "./dom.js";
 import { tagsEditor } from "./tags.js";
+import { versionsSection } from "./versions.js";
 
 const enc = encodeURIComponent;
 
@@ -54,7 +55,7 @@ export async function objectView(main, bucket, key) {
     } }, "Delete"));
   const fragments = h("section", { id: "fragments" }, h("h2", {}, "Fragments"));
   clear(main, head, h("h1", { class: "key" }, key), actions, facts, h("h2", {}, "Share"), share,
-    h("h2", {}, "Tags"), tagsEditor(bucket, key), fragments);
+    h("h2", {}, "Tags"), tagsEditor(bucket, key), versionsSection(bucket, key), fragments);
   if (!session.root) {
     fragments.append(h("p", { class: "muted" }, "Where fragments live is shown to the root user only."));
     return;

@@ -1,0 +1,74 @@
+"""Bucket versioning and an object's versions, through S3's own requests. A gateway without versioning
+answers them 501 NotImplemented: the console then says versioning is not available and shows no versions."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from typing import Any
+
+from aiohttp import web
+
+from cluster.service import ErrorAnswer
+from gateway.console.context import console, read_json, required, user
+from gateway.console.upstream import content_md5, object_path, parse_xml
+from gateway.s3.numbers import decimal
+
+_STATES = ("Enabled", "Suspended")
+
+
+def _unavailable(err: ErrorAnswer) -> bool:
+    return err.failure.status == 501
+
+
+async def get_versioning(request: web.Request) -> web.StreamResponse:
+    path = object_path(request.match_info["bucket"])
+    try:
+        _, _, body = await console(request).upstream.call(user(request), "GET", path, [("versioning", "")])
+    except ErrorAnswer as err:
+        if _unavailable(err):
+            return web.json_response({"available": False, "status": ""})
+        raise
+    return web.json_response({"available": True, "status": parse_xml(body).findtext("Status") or ""})
+
+
+async def put_versioning(request: web.Request) -> web.StreamResponse:
+    status = (await read_json(request)).get("status")
+    if status not in _STATES:
+        raise ErrorAnswer(400, "InvalidArgument", "status is Enabled or Suspended")
+    root = ET.Element("VersioningConfiguration", xmlns="http://s3.amazonaws.com/doc/2006-03-01/")
+    ET.SubElement(root, "Status").text = status
+    body = ET.tostring(root, encoding="utf-8")
+    headers = {"Content-MD5": content_md5(body)}
+    path = object_path(request.match_info["bucket"])
+    await console(request).upstream.call(user(request), "PUT", path, [("versioning", "")], headers=headers, data=body)
+    return web.json_response({"available": True, "status": status})
+
+
+def _version_doc(el: ET.Element, marker: bool) -> dict[str, Any]:
+    return {
+        "version_id": el.findtext("VersionId") or "",
+        "latest": el.findtext("IsLatest") == "true",
+        "modified": el.findtext("LastModified") or "",
+        "size": decimal(el.findtext("Size")) or 0,
+        "etag": (el.findtext("ETag") or "").strip('"'),
+        "delete_marker": marker,
+    }
+
+
+async def list_versions(request: web.Request) -> web.StreamResponse:
+    """The versions and delete markers of one key, newest first (the first 1000)."""
+    bucket, key = request.match_info["bucket"], required(request, "key")
+    query = [("versions", ""), ("prefix", key), ("max-keys", "1000")]
+    try:
+        _, _, body = await console(request).upstream.call(user(request), "GET", object_path(bucket), query)
+    except ErrorAnswer as err:
+        if _unavailable(err):
+            return web.json_response({"available": False, "versions": []})
+        raise
+    root = parse_xml(body)
+    versions = [
+        _version_doc(el, el.tag == "DeleteMarker")
+        for el in root
+        if el.tag in ("Version", "DeleteMarker") and el.findtext("Key") == key
+    ]
+    return web.json_response({"available": True, "versions": versions})
