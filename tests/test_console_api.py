@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import http.cookiejar
+import json
 import os
 import ssl
 import urllib.request
@@ -321,3 +322,36 @@ def test_versioning_where_the_server_has_it_and_a_clear_answer_where_not(
     assert root.call("GET", f"/api/buckets/{bucket}/download?key=k&version={old}").body == b"one"
     assert root.call("DELETE", f"/api/buckets/{bucket}/object?key=k&version={old}").status == 200
     assert len(root.call("GET", f"/api/buckets/{bucket}/versions?key=k").json()["versions"]) == 1
+
+
+def test_user_and_bucket_policies_where_the_server_has_them(
+    root: ConsoleClient, served: tuple[ServerProcess, str]
+) -> None:
+    srv = served[0]
+    bucket = unique()
+    assert root.call("POST", "/api/buckets", {"name": bucket}).status == 201
+    assert root.call("PUT", f"/api/buckets/{bucket}/object?key=public", b"for all").status == 201
+    made = root.call("POST", "/api/users", {"name": unique()}).json()
+    malformed = root.call("PUT", f"/api/buckets/{bucket}/policy", {"document": "{not json"})
+    assert malformed.status == 400 and malformed.json()["error"] == "MalformedPolicy"
+    user_policy = root.call("GET", f"/api/users/{made['name']}/policy").json()
+    bucket_policy = root.call("GET", f"/api/buckets/{bucket}/policy").json()
+    if not user_policy["available"]:
+        assert bucket_policy == {"available": False, "document": ""}
+        pytest.skip("this build has no policies: the console says so")
+    assert root.call("PUT", f"/api/users/{made['name']}/policy", {"policy": "readonly"}).json()["policy"] == "readonly"
+    user = ConsoleClient(served[1])
+    assert user.sign_in(made["access_key"], made["secret_key"]).status == 200
+    assert user.call("POST", "/api/buckets", {"name": unique()}).status == 403  # read-only now
+    public = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}
+        ],
+    }
+    assert root.call("PUT", f"/api/buckets/{bucket}/policy", {"document": json.dumps(public)}).status == 200
+    assert json.loads(root.call("GET", f"/api/buckets/{bucket}/policy").json()["document"]) == public
+    with urllib.request.urlopen(f"{srv.endpoint}/{bucket}/public", timeout=30) as resp:  # anonymous
+        assert resp.read() == b"for all"
+    assert root.call("PUT", f"/api/buckets/{bucket}/policy", {"document": ""}).status == 200
+    assert root.call("GET", f"/api/buckets/{bucket}/policy").json() == {"available": True, "document": ""}

@@ -182,7 +182,18 @@ def test_the_root_adds_a_user_who_can_sign_in_and_removes_them(
     browser.find(f"[data-user='{name}']")
     browser.page("users")
     assert ConsoleClient(url).sign_in(access, secret).status == 200
-    browser.find(f"[data-user='{name}'] button").click()
+    # Its policy, where the server has user policies.
+    browser.find(f"[data-user='{name}'] button:not(.danger)").click()
+    if "not available" not in browser.text("#user-policy", "olic"):
+        from selenium.webdriver.support.ui import Select
+
+        Select(browser.find("#user-policy-choice")).select_by_value("readonly")
+        browser.find("#user-policy-form button[type=submit]").click()
+        root = ConsoleClient(url)
+        assert root.sign_in().status == 200
+        policy = lambda: root.call("GET", f"/api/users/{name}/policy").json().get("policy")  # noqa: E731
+        wait_for(lambda: policy() == "readonly", 20, "the policy saved")
+    browser.find(f"[data-user='{name}'] button.danger").click()
     browser.accept_confirm()
     wait_for(lambda: not browser.driver.find_elements("css selector", f"[data-user='{name}']"), 20, "the user gone")
     assert ConsoleClient(url).sign_in(access, secret).status == 403

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from cluster.service import SERVICE, Endpoint, ErrorAnswer, Errors, Failure, make_service_app
 from gateway.accounts.users import UserDirectory
-from gateway.console import cluster_api, objects_api, tags_api, versions_api
+from gateway.console import cluster_api, objects_api, policies_api, tags_api, versions_api
 from gateway.console.context import CONSOLE, SESSION, Console, read_json
 from gateway.console.history import History
 from gateway.console.sessions import DEFAULT_TTL, Sessions, SignInRefused, TooManyAttempts
@@ -208,6 +208,8 @@ def _routes(app: web.Application) -> web.Application:
         ("GET", "/api/buckets/{bucket}/versioning", versions_api.get_versioning),
         ("PUT", "/api/buckets/{bucket}/versioning", versions_api.put_versioning),
         ("GET", "/api/buckets/{bucket}/versions", versions_api.list_versions),
+        ("GET", "/api/buckets/{bucket}/policy", policies_api.get_bucket_policy),
+        ("PUT", "/api/buckets/{bucket}/policy", policies_api.put_bucket_policy),
         ("GET", "/api/cluster", k.status),
         ("GET", "/api/inspect", k.inspect),
         ("POST", "/api/cluster/repair", k.start_repair),
@@ -218,6 +220,8 @@ def _routes(app: web.Application) -> web.Application:
         ("GET", "/api/users", k.list_users),
         ("POST", "/api/users", k.add_user),
         ("DELETE", "/api/users/{name}", k.remove_user),
+        ("GET", "/api/users/{name}/policy", policies_api.get_user_policy),
+        ("PUT", "/api/users/{name}/policy", policies_api.put_user_policy),
     ]
     for method, path, handler in routes:
         svc.route(method, path, handler, operation="console_" + handler.__name__)

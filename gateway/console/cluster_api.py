@@ -14,8 +14,12 @@ from gateway.console.upstream import admin_path
 from gateway.s3.signer import encode_segment
 
 
-async def _admin(request: web.Request, method: str, rel: str, query: list[tuple[str, str]] | None = None) -> Any:
-    _, _, body = await console(request).upstream.call(user(request), method, admin_path(rel), query or [])
+async def admin_call(
+    request: web.Request, method: str, rel: str, query: list[tuple[str, str]] | None = None, data: bytes | None = None
+) -> Any:
+    """An admin API request as the signed-in user; its JSON answer."""
+    path = admin_path(rel)
+    _, _, body = await console(request).upstream.call(user(request), method, path, query or [], data=data)
     try:
         return json.loads(body) if body else {}
     except ValueError:
@@ -34,44 +38,44 @@ async def whoami(request: web.Request) -> web.StreamResponse:
 
 
 async def status(request: web.Request) -> web.StreamResponse:
-    return _answer(await _admin(request, "GET", "status"))
+    return _answer(await admin_call(request, "GET", "status"))
 
 
 async def inspect(request: web.Request) -> web.StreamResponse:
     bucket, key = required(request, "bucket", 255), required(request, "key")
-    return _answer(await _admin(request, "GET", "inspect", [("bucket", bucket), ("key", key)]))
+    return _answer(await admin_call(request, "GET", "inspect", [("bucket", bucket), ("key", key)]))
 
 
 async def start_repair(request: web.Request) -> web.StreamResponse:
-    return _answer(await _admin(request, "POST", "repair"), 202)
+    return _answer(await admin_call(request, "POST", "repair"), 202)
 
 
 async def start_scrub(request: web.Request) -> web.StreamResponse:
-    return _answer(await _admin(request, "POST", "scrub"), 202)
+    return _answer(await admin_call(request, "POST", "scrub"), 202)
 
 
 async def drain(request: web.Request) -> web.StreamResponse:
     node = request.match_info["node"]
-    return _answer(await _admin(request, "POST", f"nodes/{encode_segment(node)}/drain"), 202)
+    return _answer(await admin_call(request, "POST", f"nodes/{encode_segment(node)}/drain"), 202)
 
 
 async def job(request: web.Request) -> web.StreamResponse:
-    return _answer(await _admin(request, "GET", f"jobs/{encode_segment(request.match_info['job'])}"))
+    return _answer(await admin_call(request, "GET", f"jobs/{encode_segment(request.match_info['job'])}"))
 
 
 async def list_users(request: web.Request) -> web.StreamResponse:
-    return _answer(await _admin(request, "GET", "users"))
+    return _answer(await admin_call(request, "GET", "users"))
 
 
 async def add_user(request: web.Request) -> web.StreamResponse:
     name = (await read_json(request)).get("name")
     if not isinstance(name, str) or not name:
         raise ErrorAnswer(400, "InvalidArgument", "give the user a name")
-    return _answer(await _admin(request, "POST", "users", [("name", name)]), 201)
+    return _answer(await admin_call(request, "POST", "users", [("name", name)]), 201)
 
 
 async def remove_user(request: web.Request) -> web.StreamResponse:
-    return _answer(await _admin(request, "DELETE", f"users/{encode_segment(request.match_info['name'])}"))
+    return _answer(await admin_call(request, "DELETE", f"users/{encode_segment(request.match_info['name'])}"))
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:

@@ -1,6 +1,7 @@
 // The bucket list and the object browser (folders by "/", a page at a time, uploads by picking or dropping).
 import { api, bucketPath } from "./api.js";
 import { bar, bytes, clear, h, table, toast, when } from "./dom.js";
+import { bucketPolicyEditor } from "./policies.js";
 import { tagsEditor } from "./tags.js";
 import { droppedFiles, pickedFiles, uploadFile } from "./upload.js";
 import { versioningControl } from "./versions.js";
@@ -134,7 +135,8 @@ export async function browserView(main, bucket, prefix) {
   }
 
   const settings = prefix ? null : h("details", { class: "settings", id: "bucket-settings" },
-    h("summary", {}, "Bucket settings"), versioningControl(bucket), h("p", { class: "muted" }, "Tags"), tagsEditor(bucket));
+    h("summary", {}, "Bucket settings"), versioningControl(bucket), h("p", { class: "muted" }, "Tags"), tagsEditor(bucket),
+    bucketPolicyEditor(bucket));
   clear(main, h("nav", { class: "crumbs", "aria-label": "Breadcrumb" }, crumbs),
     h("h1", {}, prefix ? prefix : bucket), settings, drop, uploads, listing, pager);
   await show();

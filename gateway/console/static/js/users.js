@@ -1,12 +1,14 @@
 // Users (root only): list, add (the secret is shown once), remove.
 import { api } from "./api.js";
 import { clear, h, table, toast, when } from "./dom.js";
+import { userPolicyPanel } from "./policies.js";
 
 export async function usersView(main) {
   const name = h("input", { id: "new-user", required: true, autocomplete: "off", "aria-label": "New user name",
     placeholder: "user name" });
   const created = h("div", { id: "created-user", "aria-live": "polite" });
   const list = h("div", { id: "user-list" });
+  const panel = h("div", { id: "user-policy" });
   const form = h("form", { class: "inline", id: "add-user" }, name, h("button", { type: "submit" }, "Add user"));
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -24,13 +26,15 @@ export async function usersView(main) {
     const { users } = await api("GET", "/api/users");
     clear(list, users.length ? table(["Name", "Access key", "Created", ""], users.map((u) => h("tr", { "data-user": u.name },
       h("td", {}, u.name), h("td", { class: "mono" }, u.access_key), h("td", {}, when(u.created)),
-      h("td", {}, h("button", { type: "button", class: "danger", "aria-label": `Remove user ${u.name}`,
+      h("td", { class: "actions" }, h("button", { type: "button", "aria-label": `Policy of ${u.name}`,
+        onclick: () => userPolicyPanel(panel, u.name) }, "Policy"),
+      h("button", { type: "button", class: "danger", "aria-label": `Remove user ${u.name}`,
         onclick: async () => {
           if (!confirm(`Remove the user ${u.name}? Their access key stops working at once.`)) return;
           try { await api("DELETE", `/api/users/${encodeURIComponent(u.name)}`); await fill(); }
           catch (err) { toast(`${err.code}: ${err.message}`, "error"); }
         } }, "Remove"))))) : h("p", { class: "muted" }, "No users besides the root."));
   }
-  clear(main, h("h1", {}, "Users"), form, created, list);
+  clear(main, h("h1", {}, "Users"), form, created, list, panel);
   await fill();
 }
