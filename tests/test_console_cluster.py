@@ -57,10 +57,6 @@ def test_a_killed_node_shows_down_and_its_repair_progress_appears(
     browser.text("#summary", f"{NODES} up")
     wait_for(lambda: browser.driver.find_elements("css selector", "#charts svg"), 30, "a chart drawn")
     browser.page("cluster")
-    if shot := os.environ.get("TESSERA_CONSOLE_SCREENSHOT"):
-        browser.driver.set_window_size(1280, 1500)  # the whole page, nodes included
-        browser.driver.save_screenshot(shot)
-        browser.driver.set_window_size(1280, 900)
 
     c.kill("node2")
     # Live: the page refreshes itself; nothing is clicked or reloaded.
@@ -70,6 +66,10 @@ def test_a_killed_node_shows_down_and_its_repair_progress_appears(
     # Past the node grace the gateway rebuilds the node's fragments elsewhere, and the page shows it.
     wait_for(lambda: _repaired_parts(browser) > 0, 90, "repaired parts on the cluster page")
     browser.page("cluster-node-down")
+    if shot := os.environ.get("TESSERA_CONSOLE_SCREENSHOT"):
+        browser.driver.set_window_size(1280, 1500)  # the whole page, nodes included
+        browser.driver.save_screenshot(shot)
+        browser.driver.set_window_size(1280, 900)
     browser.find("#start-repair").click()
     browser.find("#job-table tr[data-kind=repair]")
     browser.text("#job-table tr[data-kind=repair] .phase", "done", timeout=60)
