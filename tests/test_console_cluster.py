@@ -74,3 +74,5 @@ def test_a_killed_node_shows_down_and_its_repair_progress_appears(
     browser.find("#job-table tr[data-kind=repair]")
     browser.text("#job-table tr[data-kind=repair] .phase", "done", timeout=60)
     browser.page("cluster-repair-job")
+    browser.find("#start-scrub").click()  # every live node verifies every chunk
+    browser.text("#job-table tr[data-kind=scrub] .phase", "done", timeout=60)
