@@ -1,8 +1,9 @@
 // Uploads: a small file in one PUT, a large one in parts of PART bytes (S3 multipart through the console's
 // backend), with progress and cancel. Folders keep their relative paths under the current prefix.
-import { api, bucketPath, send } from "./api.js";
+import { ApiError, api, bucketPath, send } from "./api.js";
 
 export const PART = 8 * 1024 * 1024;
+const CONCURRENT = 3;  // parts in flight at once
 
 export async function uploadFile(bucket, key, file, onProgress, signal) {
   const base = bucketPath(bucket);
@@ -12,19 +13,34 @@ export async function uploadFile(bucket, key, file, onProgress, signal) {
   }
   const { upload_id: id } = await api("POST", `${base}/uploads`, { query: { key, type: file.type } });
   const path = `${base}/uploads/${encodeURIComponent(id)}`;
-  try {
-    const parts = [];
-    let done = 0;
-    for (let n = 1, start = 0; start < file.size; n++, start += PART) {
-      const blob = file.slice(start, start + PART);
-      const r = await send("PUT", path, { key, part: n }, blob, (loaded) => onProgress(done + loaded), signal);
-      done += blob.size;
-      parts.push({ part: n, etag: r.etag });
+  const count = Math.ceil(file.size / PART);
+  const etags = new Array(count);
+  const sent = new Array(count).fill(0);
+  const inner = new AbortController();  // one part failing stops the others
+  const stop = () => inner.abort();
+  if (signal) signal.addEventListener("abort", stop, { once: true });
+  let next = 0;
+  async function worker() {
+    while (next < count) {
+      const i = next++;
+      const blob = file.slice(i * PART, (i + 1) * PART);
+      const progress = (loaded) => { sent[i] = loaded; onProgress(sent.reduce((a, b) => a + b, 0)); };
+      const r = await send("PUT", path, { key, part: i + 1 }, blob, progress, inner.signal);
+      progress(blob.size);
+      etags[i] = r.etag;
     }
-    await api("POST", path, { query: { key }, json: { parts } });
+  }
+  try {
+    await Promise.all(Array.from({ length: Math.min(CONCURRENT, count) }, () => worker().catch((err) => {
+      stop();
+      throw err;
+    })));
+    await api("POST", path, { query: { key }, json: { parts: etags.map((etag, i) => ({ part: i + 1, etag })) } });
   } catch (err) {
     api("DELETE", path, { query: { key } }).catch(() => {});  // leave no upload behind
-    throw err;
+    throw signal && signal.aborted ? new ApiError(0, "Cancelled", "cancelled") : err;
+  } finally {
+    if (signal) signal.removeEventListener("abort", stop);
   }
 }
 
