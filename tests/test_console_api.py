@@ -355,3 +355,15 @@ def test_user_and_bucket_policies_where_the_server_has_them(
         assert resp.read() == b"for all"
     assert root.call("PUT", f"/api/buckets/{bucket}/policy", {"document": ""}).status == 200
     assert root.call("GET", f"/api/buckets/{bucket}/policy").json() == {"available": True, "document": ""}
+
+
+def test_many_objects_are_deleted_in_one_request(root: ConsoleClient, served: tuple[ServerProcess, str]) -> None:
+    bucket = unique()
+    assert root.call("POST", "/api/buckets", {"name": bucket}).status == 201
+    for key in ("a", "b", "dir/c"):
+        assert root.call("PUT", f"/api/buckets/{bucket}/object?key={key}", b"x").status == 201
+    r = root.call("POST", f"/api/buckets/{bucket}/delete", {"keys": ["a", "dir/c"]})
+    assert r.status == 200 and sorted(r.json()["deleted"]) == ["a", "dir/c"] and r.json()["errors"] == []
+    assert [o["Key"] for o in served[0].client().list_objects_v2(Bucket=bucket)["Contents"]] == ["b"]
+    assert root.call("POST", f"/api/buckets/{bucket}/delete", {"keys": []}).status == 400
+    assert root.call("POST", f"/api/buckets/{bucket}/delete", {"keys": ["k"] * 1001}).status == 400

@@ -167,6 +167,15 @@ def test_files_dropped_on_the_page_upload_and_a_cancelled_upload_leaves_nothing(
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
     assert keys == ["docs/meta", "docs/one.txt", "docs/two.txt"]
 
+    # Pick two and delete them at once.
+    browser.find("#objects [data-key='docs/one.txt'] input.pick").click()
+    browser.find("#objects [data-key='docs/two.txt'] input.pick").click()
+    browser.text("#delete-selected", "Delete 2 selected")
+    browser.find("#delete-selected").click()
+    browser.accept_confirm()
+    wait_for(lambda: len(browser.driver.find_elements("css selector", "#objects [data-key]")) == 1, 20, "two gone")
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["docs/meta"]
+
 
 def test_the_root_adds_a_user_who_can_sign_in_and_removes_them(
     browser: Browser, served: tuple[ServerProcess, str]

@@ -198,6 +198,7 @@ def _routes(app: web.Application) -> web.Application:
         ("PUT", "/api/buckets/{bucket}/object", o.put_object),
         ("DELETE", "/api/buckets/{bucket}/object", o.delete_object),
         ("GET", "/api/buckets/{bucket}/download", o.download),
+        ("POST", "/api/buckets/{bucket}/delete", o.delete_many),
         ("POST", "/api/buckets/{bucket}/share", o.share),
         ("POST", "/api/buckets/{bucket}/uploads", o.create_upload),
         ("PUT", "/api/buckets/{bucket}/uploads/{upload}", o.upload_part),

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from cluster.service import ErrorAnswer
 from gateway.console.context import console, read_json, required, user
-from gateway.console.upstream import body_chunks, error_answer, object_path, parse_xml
+from gateway.console.upstream import body_chunks, content_md5, error_answer, object_path, parse_xml
 from gateway.s3.numbers import decimal
 
 PAGE = 200  # keys per page of the object browser
@@ -146,6 +146,25 @@ async def delete_object(request: web.Request) -> web.StreamResponse:
     bucket, key = _bucket(request), required(request, "key")
     await console(request).upstream.call(user(request), "DELETE", object_path(bucket, key), _version(request))
     return web.json_response({})
+
+
+async def delete_many(request: web.Request) -> web.StreamResponse:
+    """{"keys": [...]}: one DeleteObjects request (at most 1000 keys, as S3 takes); what was deleted and what not."""
+    keys = (await read_json(request)).get("keys")
+    if not isinstance(keys, list) or not 1 <= len(keys) <= 1000 or not all(isinstance(k, str) and k for k in keys):
+        raise ErrorAnswer(400, "InvalidArgument", "give 1 to 1000 keys")
+    root = ET.Element("Delete")
+    for key in keys:
+        ET.SubElement(ET.SubElement(root, "Object"), "Key").text = key
+    body = ET.tostring(root, encoding="utf-8")
+    path, query = object_path(_bucket(request)), [("delete", "")]
+    headers = {"Content-MD5": content_md5(body), "Content-Type": "application/xml"}
+    _, _, answer = await console(request).upstream.call(user(request), "POST", path, query, headers=headers, data=body)
+    result = parse_xml(answer)
+    errors = [
+        {"key": _text(e, "Key"), "code": _text(e, "Code"), "message": _text(e, "Message")} for e in result.iter("Error")
+    ]
+    return web.json_response({"deleted": [_text(d, "Key") for d in result.iter("Deleted")], "errors": errors})
 
 
 def _length(request: web.Request) -> dict[str, str]:

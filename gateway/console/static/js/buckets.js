@@ -108,7 +108,9 @@ export async function browserView(main, bucket, prefix) {
         h("td", {}, h("a", { href: `#/b/${enc(bucket)}/${enc(f)}`, class: "folder" }, f.slice(prefix.length))),
         h("td", {}, ""), h("td", {}, ""), h("td", {}, ""))),
       ...doc.objects.map((o) => h("tr", { "data-key": o.key },
-        h("td", {}, h("a", { href: `#/o/${enc(bucket)}/${enc(o.key)}` }, o.key.slice(prefix.length))),
+        h("td", {}, h("input", { type: "checkbox", class: "pick", value: o.key, "aria-label": `Select ${o.key}`,
+          onchange: picked }), " ",
+          h("a", { href: `#/o/${enc(bucket)}/${enc(o.key)}` }, o.key.slice(prefix.length))),
         h("td", { class: "num" }, bytes(o.size)),
         h("td", {}, when(o.modified)),
         h("td", { class: "actions" },
@@ -119,10 +121,28 @@ export async function browserView(main, bucket, prefix) {
     ];
     clear(listing, rows.length ? table(["Name", "Size", "Modified", ""], rows, { id: "objects" })
       : h("p", { class: "muted", id: "empty" }, "Nothing here yet."));
-    clear(pager,
+    picked();
+    clear(pager, deleteSelected,
       h("button", { type: "button", disabled: page === 0, onclick: () => { page--; show(); } }, "Previous page"),
       h("span", { class: "muted" }, `Page ${page + 1}`),
       h("button", { type: "button", id: "next-page", disabled: !doc.next, onclick: () => { page++; show(); } }, "Next page"));
+  }
+
+  const deleteSelected = h("button", { type: "button", class: "danger", id: "delete-selected", disabled: true,
+    onclick: async () => {
+      const keys = [...listing.querySelectorAll("input.pick:checked")].map((c) => c.value);
+      if (!keys.length || !confirm(`Delete ${keys.length} object${keys.length > 1 ? "s" : ""}?`)) return;
+      try {
+        const r = await api("POST", `${bucketPath(bucket)}/delete`, { json: { keys } });
+        if (r.errors.length) toast(`${r.errors.length} not deleted: ${r.errors[0].code} ${r.errors[0].key}`, "error");
+        else toast(`${r.deleted.length} deleted`);
+      } catch (err) { toast(`${err.code}: ${err.message}`, "error"); }
+      await show();
+    } }, "Delete selected");
+  function picked() {
+    const n = listing.querySelectorAll("input.pick:checked").length;
+    deleteSelected.disabled = n === 0;
+    deleteSelected.textContent = n ? `Delete ${n} selected` : "Delete selected";
   }
 
   async function removeObject(key) {
