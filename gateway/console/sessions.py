@@ -82,6 +82,9 @@ class Sessions:
         if not hmac.compare_digest(expected, _digest(secret_key)) or known is None:
             self._failed(address)
             raise SignInRefused("the access key or the secret key is wrong")
+        now = time.time()
+        for sid in [sid for sid, s in self._sessions.items() if s.expires <= now]:  # sign-ins are rare: a sweep
+            del self._sessions[sid]
         while len(self._sessions) >= MAX_SESSIONS:
             self._sessions.pop(next(iter(self._sessions)))
         session = Session(
@@ -89,7 +92,7 @@ class Sessions:
             access_key=access_key,
             root=self.users.is_root(access_key),
             csrf=secrets.token_urlsafe(24),
-            expires=time.time() + self.ttl,
+            expires=now + self.ttl,
             secret_digest=expected,
         )
         self._sessions[session.sid] = session
