@@ -206,3 +206,38 @@ def test_the_root_adds_a_user_who_can_sign_in_and_removes_them(
     browser.accept_confirm()
     wait_for(lambda: not browser.driver.find_elements("css selector", f"[data-user='{name}']"), 20, "the user gone")
     assert ConsoleClient(url).sign_in(access, secret).status == 403
+
+
+def test_the_keyboard_reaches_every_control_and_signs_in(browser: Browser, served: tuple[ServerProcess, str]) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    _, url = served
+    browser.driver.get(url)
+    browser.find("#access-key")  # focused on load
+    active = browser.driver.switch_to.active_element
+    active.send_keys(ACCESS_KEY, Keys.TAB)
+    browser.driver.switch_to.active_element.send_keys(SECRET_KEY, Keys.ENTER)
+    browser.find("#create-bucket")
+    # Tab from the top of the page: every stop is something visible.
+    body = browser.driver.find_element("css selector", "body")
+    body.click()
+    stops = []
+    for _ in range(12):
+        browser.driver.switch_to.active_element.send_keys(Keys.TAB)
+        el = browser.driver.switch_to.active_element
+        stops.append((el.tag_name, el.text or el.get_attribute("aria-label") or el.get_attribute("id")))
+        assert el.is_displayed(), f"an invisible tab stop: {stops[-1]}"
+    assert ("a", "Buckets") in stops and ("button", "Sign out") in stops and ("button", "Create bucket") in stops
+    # And on a bucket's page, past the hidden file pickers.
+    bucket = unique()
+    served[0].client().create_bucket(Bucket=bucket)
+    browser.driver.get(f"{url}#/b/{bucket}/")
+    browser.find("#drop-zone")
+    browser.driver.find_element("css selector", "body").click()
+    seen = []
+    for _ in range(14):
+        browser.driver.switch_to.active_element.send_keys(Keys.TAB)
+        el = browser.driver.switch_to.active_element
+        seen.append(el.text or el.get_attribute("id"))
+        assert el.is_displayed(), f"an invisible tab stop after {seen}"
+    assert "Upload files" in seen and "Upload a folder" in seen

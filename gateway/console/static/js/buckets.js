@@ -52,8 +52,10 @@ export async function browserView(main, bucket, prefix) {
     acc += `${part}/`;
     crumbs.push(" / ", h("a", { href: `#/b/${enc(bucket)}/${enc(acc)}` }, part));
   }
-  const fileInput = h("input", { type: "file", id: "upload-files", multiple: true, class: "visually-hidden" });
-  const dirInput = h("input", { type: "file", id: "upload-folder", webkitdirectory: true, class: "visually-hidden" });
+  // Hidden pickers, opened by the buttons: out of the tab order, so that Tab meets only what can be seen.
+  const hidden = { class: "visually-hidden", tabindex: -1, "aria-hidden": "true" };
+  const fileInput = h("input", { type: "file", id: "upload-files", multiple: true, ...hidden });
+  const dirInput = h("input", { type: "file", id: "upload-folder", webkitdirectory: true, ...hidden });
   fileInput.addEventListener("change", () => start(pickedFiles(fileInput)).finally(() => { fileInput.value = ""; }));
   dirInput.addEventListener("change", () => start(pickedFiles(dirInput)).finally(() => { dirInput.value = ""; }));
   const drop = h("div", { class: "drop", id: "drop-zone" },
