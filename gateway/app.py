@@ -31,10 +31,13 @@ from gateway import siblings
 from gateway.admin import api as admin_api
 from gateway.context import Gateway
 from gateway.handlers import buckets as bucket_api
+from gateway.handlers import deletes as delete_api
 from gateway.handlers import listing as listing_api
 from gateway.handlers import multipart as multipart_api
+from gateway.handlers import object_lock as lock_api
 from gateway.handlers import objects as object_api
 from gateway.handlers import tagging as tagging_api
+from gateway.handlers import versions as version_api
 from gateway.handlers.attributes import get_object_attributes
 from gateway.metrics import MaintenanceCollector, by_worker
 from gateway.s3 import sigv2, sigv4
@@ -52,10 +55,10 @@ Handler = Callable[[Gateway, S3Request], Awaitable[web.StreamResponse]]
 # Subresources S3 has and we do not: answered 501 rather than misread as a plain request.
 _BUCKET_UNSUPPORTED = frozenset(
     "accelerate acl analytics cors encryption intelligent-tiering inventory lifecycle logging metrics "
-    "notification object-lock ownershipControls policy policyStatus publicAccessBlock replication "
-    "requestPayment versioning versions website".split()
+    "notification ownershipControls policy policyStatus publicAccessBlock replication "
+    "requestPayment website".split()
 )
-_OBJECT_UNSUPPORTED = frozenset("acl legal-hold restore retention select torrent".split())
+_OBJECT_UNSUPPORTED = frozenset("acl restore select torrent".split())
 _BUCKET_TAGGING: dict[str, Handler] = {
     "GET": tagging_api.get_bucket_tagging,
     "PUT": tagging_api.put_bucket_tagging,
@@ -66,6 +69,7 @@ _OBJECT_TAGGING: dict[str, Handler] = {
     "PUT": tagging_api.put_object_tagging,
     "DELETE": tagging_api.delete_object_tagging,
 }
+_VERSIONING: dict[str, Handler] = {"GET": version_api.get_bucket_versioning, "PUT": version_api.put_bucket_versioning}
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
 # Request ids: unique per process start and cheap (uuid4 per request cost 5% of a small GET's CPU).
 _RID_PREFIX = os.urandom(3).hex().upper()
@@ -93,6 +97,12 @@ def _route(req: S3Request) -> Handler:
             raise S3Error("NotImplemented", f"Bucket {sorted(unsupported)[0]} is not implemented.")
         if "tagging" in q:
             return _subresource(_BUCKET_TAGGING, method)
+        if "versioning" in q:  # never a plain bucket request: a DELETE must not delete the bucket
+            return _subresource(_VERSIONING, method)
+        if "versions" in q:
+            return _subresource({"GET": version_api.list_object_versions}, method)
+        if "object-lock" in q:
+            return _subresource(lock_api.CONFIGURATION, method)
         if method == "GET":
             if "location" in q:
                 return bucket_api.bucket_location
@@ -106,7 +116,7 @@ def _route(req: S3Request) -> Handler:
         if method == "DELETE":
             return bucket_api.delete_bucket
         if method == "POST" and "delete" in q:
-            return object_api.delete_objects
+            return delete_api.delete_objects
         raise S3Error("NotImplemented" if method == "POST" else "MethodNotAllowed")
     unsupported = _OBJECT_UNSUPPORTED.intersection(q)
     if unsupported:
@@ -115,6 +125,10 @@ def _route(req: S3Request) -> Handler:
         return _subresource(_OBJECT_TAGGING, method)
     if "attributes" in q:
         return _subresource({"GET": get_object_attributes}, method)
+    if "retention" in q:
+        return _subresource(lock_api.RETENTION, method)
+    if "legal-hold" in q:
+        return _subresource(lock_api.LEGAL_HOLD, method)
     copy = "x-amz-copy-source" in req.headers
     if method == "PUT":
         if "uploadId" in q:
@@ -125,7 +139,7 @@ def _route(req: S3Request) -> Handler:
     if method == "HEAD":
         return object_api.head_object
     if method == "DELETE":
-        return multipart_api.abort_upload if "uploadId" in q else object_api.delete_object
+        return multipart_api.abort_upload if "uploadId" in q else delete_api.delete_object
     if method == "POST":
         if "uploads" in q:
             return multipart_api.create_upload
@@ -367,7 +381,7 @@ def _error_response(request: web.Request, err: S3Error, rid: str) -> web.Respons
     if err.status == 304:
         return web.Response(status=304)
     body = b"" if request.method == "HEAD" else error_document(err, request.path, rid)
-    response = web.Response(status=err.status, body=body, content_type="application/xml")
+    response = web.Response(status=err.status, body=body, content_type="application/xml", headers=err.headers)
     if err.code == "SlowDown":
         response.headers["Retry-After"] = "1"
     return response

@@ -15,6 +15,7 @@ from typing import Protocol
 from metadata.records import (
     BucketRecord,
     Condition,
+    LockGuard,
     NodeRecord,
     ObjectManifest,
     PartRecord,
@@ -48,6 +49,10 @@ class NoSuchUpload(MetadataError):
 
 class PreconditionFailed(MetadataError):
     pass
+
+
+class ObjectLocked(MetadataError):
+    """Object lock forbids the change: a version under retention or legal hold (metadata/object_lock.py)."""
 
 
 class DriveClaimed(MetadataError):
@@ -105,8 +110,23 @@ class PartPage:
 
 
 @dataclass(slots=True)
+class VersionEntry:
+    manifest: ObjectManifest  # a version or a delete marker (manifest.delete_marker)
+    latest: bool  # the key's newest version (S3's IsLatest)
+
+
+@dataclass(slots=True)
+class VersionPage:
+    versions: list[VersionEntry] = field(default_factory=list)  # by key, then newest first
+    prefixes: list[str] = field(default_factory=list)
+    truncated: bool = False
+    next_key_marker: str = ""  # the last key or common prefix returned, when truncated
+    next_version_id_marker: str = ""  # the last version's S3 id ("null" too), when the last was a version
+
+
+@dataclass(slots=True)
 class Completed:
-    previous: ObjectManifest | None  # the object the completion replaced
+    previous: ObjectManifest | None  # the version the completion replaced, whose data is unreferenced now
     unused: list[PartRecord]  # uploaded parts the completed object does not use
 
 
@@ -118,8 +138,20 @@ class Index(Protocol):
 
     async def get_bucket(self, name: str) -> BucketRecord | None: ...
 
+    async def set_versioning(self, name: str, status: str) -> None:
+        """Set a bucket's versioning to "Enabled" or "Suspended" (records.VERSIONING_STATES); once set it
+        is never "" again. Raises NoSuchBucket, ValueError for another status, or "Suspended" while the bucket
+        has object lock."""
+        ...
+
+    async def set_bucket_lock(self, name: str, mode: str = "", days: int = 0, years: int = 0) -> None:
+        """Turn object lock on for good (docs/object-lock.md) and set the default retention of new versions:
+        a records.LOCK_MODES mode with days or years (not both), or none (mode ""). Raises NoSuchBucket,
+        ValueError for another rule or while the bucket's versioning is not "Enabled"."""
+        ...
+
     async def delete_bucket(self, name: str) -> list[PartRecord]:
-        """Raises NoSuchBucket, or BucketNotEmpty while it holds any object.
+        """Raises NoSuchBucket, or BucketNotEmpty while it holds any object, version or delete marker.
 
         Multipart uploads in progress do not block deletion (as in S3): they are dropped with
         the bucket, and the parts they had are returned so their fragments can be collected.
@@ -136,13 +168,65 @@ class Index(Protocol):
 
     # -- objects
     async def put_object(self, man: ObjectManifest, cond: Condition | None = None) -> ObjectManifest | None:
-        """Make `man` the current object at (man.bucket, man.key); return the one it replaced.
+        """Make `man` the latest version at (man.bucket, man.key); return the version whose data is no
+        longer referenced (None if none).
 
+        In a bucket whose versioning was never configured, the current object is replaced and returned.
+        Otherwise (docs/versioning.md) the current version is kept as a noncurrent one, unless `man` and it
+        are both the null version (s3_version_id ""): then it is replaced and returned; a null `man`
+        replaces (and returns) a noncurrent null version too. A delete marker (man.delete_marker) becomes
+        the latest version and leaves no current object.
         Raises NoSuchBucket, PreconditionFailed (cond not met against the current object).
         """
         ...
 
-    async def get_object(self, bucket: str, key: str) -> ObjectManifest | None: ...
+    async def get_object(self, bucket: str, key: str) -> ObjectManifest | None:
+        """The current version (never a delete marker), None if there is none."""
+        ...
+
+    async def get_version(self, bucket: str, key: str, version_id: str) -> ObjectManifest | None:
+        """The version (or delete marker) with S3 version id `version_id` ("null": the null version)."""
+        ...
+
+    async def latest_version(self, bucket: str, key: str) -> ObjectManifest | None:
+        """The key's newest version, a delete marker included: what answers a GET that found no current one."""
+        ...
+
+    async def delete_version(
+        self, bucket: str, key: str, version_id: str, guard: LockGuard | None = None
+    ) -> ObjectManifest | None:
+        """Remove one version or delete marker for good and return it (None if there was none). When it
+        was the newest, the next newest becomes the latest (current, unless it is a delete marker).
+        With a guard, a version its object lock protects is kept: raises ObjectLocked (object_lock.check_delete).
+        Raises NoSuchBucket."""
+        ...
+
+    async def set_retention(
+        self, bucket: str, key: str, version_id: str, mode: str, until: float, guard: LockGuard
+    ) -> bool:
+        """Set the retention of the version with internal id `version_id` (current or not) in place, as
+        set_object_tags rewrites tags (mode "" and until 0 take it off); False, changing nothing, if there is no
+        such version or it is a delete marker. Raises ObjectLocked when its retention forbids the change
+        (object_lock.retention_change), ValueError for a bad mode."""
+        ...
+
+    async def set_legal_hold(self, bucket: str, key: str, version_id: str, on: bool) -> bool:
+        """Turn the legal hold of the version with internal id `version_id` on or off in place, as set_retention."""
+        ...
+
+    async def list_versions(
+        self,
+        bucket: str,
+        prefix: str = "",
+        key_marker: str = "",
+        version_id_marker: str = "",
+        delimiter: str = "",
+        max_keys: int = 1000,
+    ) -> VersionPage:
+        """Every version and delete marker by key (UTF-8 byte order), newest first, after the markers as S3
+        defines them (version_id_marker: after that version of key_marker; unknown: all of key_marker's
+        versions again). Versions and common prefixes count towards max_keys. Raises NoSuchBucket."""
+        ...
 
     async def delete_object(self, bucket: str, key: str, cond: Condition | None = None) -> ObjectManifest | None:
         """Remove the object; return it (None if there was none: nothing changes). Raises NoSuchBucket, and
@@ -151,8 +235,8 @@ class Index(Protocol):
         ...
 
     async def set_object_tags(self, bucket: str, key: str, version_id: str, tags: dict[str, str]) -> bool:
-        """Replace the tags of the current object, only if (bucket, key) is still version `version_id`
-        (otherwise change nothing and return False). The object's data and everything else of its
+        """Replace the tags of the version with internal id `version_id` (current or not), only if (bucket,
+        key) still has it (otherwise change nothing and return False). The object's data and everything else of its
         manifest stay as they are; like update_part, it never wins over a concurrent overwrite or delete.
         """
         ...
@@ -197,7 +281,7 @@ class Index(Protocol):
         ...
 
     async def complete_upload(self, upload_id: str, man: ObjectManifest, cond: Condition | None = None) -> Completed:
-        """Atomically: check cond, make man current, drop the upload and all its part records.
+        """Atomically: check cond, make man the latest version (as put_object), drop the upload and its parts.
 
         Raises NoSuchUpload, NoSuchBucket, PreconditionFailed.
         """
@@ -232,10 +316,11 @@ class Index(Protocol):
 
     # -- repair (objects below full redundancy)
     async def update_part(self, bucket: str, key: str, version_id: str, part: PartRecord) -> bool:
-        """Replace a repaired part's record (new placement, fewer missed fragments) in the current object.
+        """Replace a repaired part's record (new placement, fewer missed fragments) in a version of the key.
 
-        Only if (bucket, key) is still version `version_id` and its part `part.number` still has
-        `part.data_id`; otherwise (overwritten, deleted, bucket gone) change nothing and return False.
+        Only if (bucket, key) still has the version with internal id `version_id` (current or not) and its
+        part `part.number` still has `part.data_id`; otherwise (overwritten, deleted, bucket gone) change
+        nothing and return False.
         An overwrite or delete concurrent with this call must win: it never resurrects an old version.
         """
         ...

@@ -139,3 +139,30 @@ def part_key(upload_id: str, number: int) -> bytes:
 def repair_key(surviving: int, data_id: str, part: int, index: int) -> bytes:
     """A repair queue entry's position: fewest surviving first, then one part's entries together."""
     return bytes([max(0, min(surviving, 255))]) + data_id.encode() + struct.pack(">IH", part, index + 1)
+
+
+# -- versions: noncurrent versions and delete markers, keyed composite + b"\x00" + suffix.
+# S3 keys hold no NUL, so a key's versions sort right after the key itself and before any longer key,
+# newest first (the suffix starts with the inverted microsecond of the version).
+_NEWEST_FIRST = 0xFFFF_FFFF_FFFF_FFFF
+
+
+def version_suffix(s3_version_id: str, last_modified: float) -> bytes:
+    """A version's place among its key's versions: a version id's own time, or (the null version, whose id
+    says nothing) its last-modified time; then the id ("null")."""
+    micros = int(s3_version_id[:16], 16) if s3_version_id else int(last_modified * 1_000_000)
+    return (_NEWEST_FIRST - max(0, min(micros, _NEWEST_FIRST))).to_bytes(8, "big") + (s3_version_id or "null").encode()
+
+
+def versions_of(bucket: str, key: str) -> bytes:
+    """The bytes every versions-table composite of (bucket, key) starts with."""
+    return composite(bucket, key) + b"\x00"
+
+
+def version_composite(bucket: str, key: str, s3_version_id: str, last_modified: float) -> bytes:
+    return versions_of(bucket, key) + version_suffix(s3_version_id, last_modified)
+
+
+def s3_key_of_version(rest: bytes) -> bytes:
+    """The S3 key (UTF-8) of a versions-table composite with its bucket's namespace cut off."""
+    return rest.split(b"\x00", 1)[0]

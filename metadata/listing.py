@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
-from metadata.index import ObjectPage, UploadPage
-from metadata.records import ObjectManifest, UploadRecord
+from metadata.index import ObjectPage, UploadPage, VersionEntry, VersionPage
+from metadata.records import ObjectManifest, UploadRecord, s3_version
 
 V = TypeVar("V")
 V_co = TypeVar("V_co", covariant=True)
@@ -156,6 +156,82 @@ def list_uploads(
         page.next_key_marker = _marker_key(w.last).decode()
         if isinstance(w.last, tuple):
             page.next_upload_id_marker = w.last[1].upload_id
+    return page
+
+
+@dataclass(slots=True)
+class Version(Generic[V]):
+    """One entry of TwoTables: a version's value, and whether it is its key's newest."""
+
+    value: V
+    latest: bool
+
+
+class TwoTables(Generic[V]):
+    """A Cursor over one bucket's objects table (current versions, raw key = S3 key) and versions table
+    (raw key = S3 key + NUL + suffix, metadata/versioning.py) together, by S3 key then newest first.
+
+    Both cursors yield raw keys with the bucket's namespace cut off. Seeks land on a key's first entry,
+    so the entry after a seek is its key's newest."""
+
+    def __init__(self, current: Cursor[V], versions: Cursor[V]) -> None:
+        self._cursors = (current, versions)
+        self._heads: list[tuple[bytes, V] | None] = [None, None]
+        self._last = b""
+        self._fresh = True  # nothing returned since the last seek
+
+    def seek(self, key: bytes, inclusive: bool = False) -> None:
+        self._cursors[0].seek(key, inclusive)
+        # Past a key means past its versions too: they sort after it, before key + b"\x01".
+        self._cursors[1].seek(key if inclusive else key + b"\x01", True)
+        self._heads = [self._cursors[0].next(), self._cursors[1].next()]
+        self._fresh = True
+
+    def next(self) -> tuple[bytes, Version[V]] | None:
+        cur, ver = self._heads
+        if cur is None and ver is None:
+            return None
+        if ver is None or (cur is not None and cur[0] <= ver[0]):
+            assert cur is not None
+            raw, value, i = cur[0], cur[1], 0
+        else:
+            raw, value, i = ver[0], ver[1], 1
+        self._heads[i] = self._cursors[i].next()
+        key = raw.split(b"\x00", 1)[0]
+        latest = self._fresh or key != self._last
+        self._last, self._fresh = key, False
+        return key, Version(value, latest)
+
+
+def list_versions(
+    cursor: TwoTables[V],
+    decode: Callable[[V], ObjectManifest],
+    prefix: str = "",
+    key_marker: str = "",
+    version_id_marker: str = "",
+    delimiter: str = "",
+    max_keys: int = 1000,
+) -> VersionPage:
+    """Index.list_versions over `cursor`; only the versions returned (and key_marker's) are decoded."""
+    if max_keys <= 0:
+        return VersionPage()
+    p, d, km = prefix.encode(), delimiter.encode(), key_marker.encode()
+    first: list[tuple[bytes, Version[V]]] = []
+    if km and version_id_marker and km.startswith(p) and _rollup(km, p, d) != km:
+        cursor.seek(km, inclusive=True)
+        seen: list[tuple[bytes, Version[V]]] = []
+        while (entry := cursor.next()) is not None and entry[0] == km:
+            seen.append(entry)
+        ids = [s3_version(decode(v.value)) for _, v in seen]
+        # A marker gone since (deleted): its place is unknown, so all of key_marker's versions come again.
+        first = seen[ids.index(version_id_marker) + 1 :] if version_id_marker in ids else seen
+    _start(cursor, p, km, d)
+    w = _walk(_Stream(cursor, first), p, d, max_keys)
+    page = VersionPage([VersionEntry(decode(v.value), v.latest) for _, v in w.entries], w.prefixes, w.truncated)
+    if w.truncated:
+        page.next_key_marker = _marker_key(w.last).decode()
+        if isinstance(w.last, tuple):
+            page.next_version_id_marker = s3_version(page.versions[-1].manifest)
     return page
 
 

@@ -22,6 +22,16 @@ class BucketRecord:
     created: float  # seconds since the epoch
     region: str = "us-east-1"
     tags: dict[str, str] = field(default_factory=dict)  # bucket tagging (at most 50)
+    versioning: str = ""  # VERSIONING_STATES: "" never configured, then "Enabled" or "Suspended"
+    # Object lock (docs/object-lock.md): once enabled never off, and versioning stays "Enabled". The default
+    # retention new versions get: a LOCK_MODES mode and a period of days or years (one of them, else none).
+    object_lock: bool = False
+    lock_mode: str = ""
+    lock_days: int = 0
+    lock_years: int = 0
+
+
+VERSIONING_STATES = ("Enabled", "Suspended")
 
 
 @dataclass(slots=True)
@@ -58,6 +68,37 @@ class ObjectManifest:
     checksums: dict[str, str] = field(default_factory=dict)  # algorithm -> base64 (S3 full-object or composite)
     checksum_type: str = ""  # "FULL_OBJECT" | "COMPOSITE" | ""
     tags: dict[str, str] = field(default_factory=dict)  # object tagging (at most 10); left out when empty
+    # Versioning (docs/versioning.md). version_id above is internal (unique per write, what repair checks);
+    # s3_version_id is what S3 clients see: new_version_id() for a write while versioning is Enabled, ""
+    # for the null version (written while it was never enabled or is Suspended).
+    s3_version_id: str = ""
+    delete_marker: bool = False  # a delete marker: no parts, no data
+    # Object lock (docs/object-lock.md), per version: a LOCK_MODES mode ("" none) and the time (seconds since
+    # the epoch) its retention ends; its legal hold: "ON" holds until turned "OFF" ("" never set).
+    lock_mode: str = ""
+    lock_until: float = 0.0
+    legal_hold: str = ""
+
+
+NULL_VERSION = "null"
+
+
+def new_version_id(now: float) -> str:
+    """A version id S3 clients see: the microsecond it was made (16 hex) and 64 random bits (16 hex).
+    The time orders a key's versions newest first in the index without reading them (keys.version_suffix)."""
+    return f"{int(now * 1_000_000):016x}{os.urandom(8).hex()}"
+
+
+def is_version_id(text: str) -> bool:
+    """Whether `text` has the form of a version id this store hands out (or is "null")."""
+    if text == NULL_VERSION:
+        return True
+    return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
+
+
+def s3_version(man: ObjectManifest) -> str:
+    """The version id S3 clients see for `man`: "null" for the null version."""
+    return man.s3_version_id or NULL_VERSION
 
 
 @dataclass(slots=True)
@@ -75,6 +116,26 @@ class UploadRecord:
     checksum_algorithm: str = ""  # as given at create (e.g. "CRC32"), "" if none
     checksum_type: str = ""  # "COMPOSITE" | "FULL_OBJECT" | ""
     tags: dict[str, str] = field(default_factory=dict)  # x-amz-tagging at create, given to the completed object
+    lock_mode: str = ""  # object lock asked for at create, given to the completed version (ObjectManifest's)
+    lock_until: float = 0.0
+    legal_hold: str = ""
+
+
+LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
+
+
+@dataclass(slots=True)
+class LockGuard:
+    """Who asks to remove or weaken a version's object lock, and when: the index refuses (ObjectLocked) what
+    the lock forbids at `now` (seconds since the epoch, the gateway's clock)."""
+
+    now: float
+    bypass_governance: bool = False  # x-amz-bypass-governance-retention, from someone allowed to bypass
+
+
+def retained(man: ObjectManifest, now: float) -> bool:
+    """Whether `man`'s retention still holds at `now`."""
+    return bool(man.lock_mode) and man.lock_until > now
 
 
 @dataclass(slots=True)
@@ -191,7 +252,10 @@ def _field_set(cls: type) -> frozenset[str]:
 
 # Fields left out of the encoding while empty: most records never have them, and a record without the
 # field decodes to its default (so records written before the field existed read the same).
-OMIT_EMPTY = frozenset({"tags"})
+OMIT_EMPTY = frozenset(
+    {"tags", "versioning", "s3_version_id", "delete_marker"}
+    | {"object_lock", "lock_mode", "lock_days", "lock_years", "lock_until", "legal_hold"}
+)
 
 
 def _as_map(rec: Any) -> dict[str, Any]:

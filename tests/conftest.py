@@ -10,7 +10,13 @@ from tests.s3_helpers import chunked_client, unique
 from tests.server_process import ServerProcess, start_server
 
 # The contract suites are imported by test modules; rewrite their asserts too, for useful failure messages.
-pytest.register_assert_rewrite("tests.drive_contract", "tests.index_contract")
+pytest.register_assert_rewrite(
+    "tests.drive_contract",
+    "tests.index_contract",
+    "tests.version_contract",
+    "tests.versioning_cases",
+    "tests.lock_contract",
+)
 pytest.register_assert_rewrite("tests.aws_chunked_helpers", "tests.sigv4_helpers")  # so are these helpers
 
 # The storage-node fixtures the test_remote_drive* modules share (node, remote, node_process); the console

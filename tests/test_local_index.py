@@ -29,11 +29,13 @@ from tests.index_contract import (
     make_user,
     new_bucket,
 )
+from tests.lock_contract import LockContract
+from tests.version_contract import VersionContract
 
 MAP_SIZE = 1 << 30
 
 
-class TestLocalIndex(IndexContract):
+class TestLocalIndex(IndexContract, VersionContract, LockContract):
     @pytest.fixture
     async def index(self, tmp_path: Path) -> AsyncIterator[LocalIndex]:
         idx = LocalIndex.open(tmp_path / "index", map_size=MAP_SIZE)

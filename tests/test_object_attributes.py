@@ -101,5 +101,8 @@ def test_missing_objects(s3: Any, bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="v", Body=b"x")
     assert attributes(s3, bucket, "v", ["ObjectSize"], VersionId="null")["ObjectSize"] == 1
     expect_error(
-        s3.get_object_attributes, "NoSuchVersion", 404, Bucket=bucket, Key="v", VersionId="abc", ObjectAttributes=ALL
+        s3.get_object_attributes, "NoSuchVersion", 404, Bucket=bucket, Key="v", VersionId="0" * 32, ObjectAttributes=ALL
+    )
+    expect_error(
+        s3.get_object_attributes, "InvalidArgument", 400, Bucket=bucket, Key="v", VersionId="abc", ObjectAttributes=ALL
     )

@@ -46,7 +46,8 @@ class Cluster:
     metas: list[Launched] = field(default_factory=list)
     nodes: list[Launched] = field(default_factory=list)
     gateway: Launched | None = None
-    links: dict[str, Link] = field(default_factory=dict)
+    links: dict[str, Link] = field(default_factory=dict)  # everything to and from meta3
+    node_link: Link | None = None  # everything to node6
     secret: bytes = b""
 
     def all(self) -> list[Launched]:
@@ -65,8 +66,12 @@ class Cluster:
         )
 
 
-def _node_args(data: Path) -> list[str]:
-    return ["node", "--data", str(data), "--listen", "127.0.0.1:0"]
+def _node(data: Path, i: int, port6: int, proxy6: str, meta: str) -> list[str]:
+    """Node i's arguments; node6 (i == 5) listens on port6 and everyone reaches it through proxy6."""
+    args = ["node", "--data", str(data), "--meta", meta, "--zone", f"z{i % 3}"]
+    if i == 5:
+        return [*args, "--listen", f"127.0.0.1:{port6}", "--advertise", proxy6]
+    return [*args, "--listen", "127.0.0.1:0"]
 
 
 @pytest.fixture
@@ -77,16 +82,17 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     secret = secrets.token_urlsafe(32)
     env |= {"TESSERA_CLUSTER_SECRET": secret, "TESSERA_ACCESS_KEY": ACCESS}
     env |= {"TESSERA_SECRET_KEY": SECRET, "PYTHONUNBUFFERED": "1"}
-    ports = _free_ports(3)
+    ports = _free_ports(4)  # three metadata replicas and node6
     c = Cluster(secret=secret.encode())
     with FaultNet() as net:
+        to_node6 = c.node_link = net.link("127.0.0.1", ports[3])
         to3 = c.links["to meta3"] = net.link("127.0.0.1", ports[2])
         from3 = [net.link("127.0.0.1", p) for p in ports[:2]]
         c.links["meta3 to meta1"], c.links["meta3 to meta2"] = from3
         seen_by_others = f"127.0.0.1:{ports[0]},127.0.0.1:{ports[1]},{to3.address}"
         seen_by_3 = f"{from3[0].address},{from3[1].address},127.0.0.1:{ports[2]}"
         try:
-            for i, port in enumerate(ports):
+            for i, port in enumerate(ports[:3]):
                 peers = seen_by_3 if i == 2 else seen_by_others
                 args = ["meta", "--data", str(tmp_path / f"meta{i}"), "--listen", f"127.0.0.1:{port}"]
                 args += ["--peers", peers, "--anti-entropy-interval", "1"]
@@ -95,7 +101,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
                 futures = [
                     pool.submit(
                         launch,
-                        [*_node_args(tmp_path / f"node{i}"), "--meta", seen_by_others, "--zone", f"z{i % 3}"],
+                        _node(tmp_path / f"node{i}", i, ports[3], to_node6.address, seen_by_others),
                         env,
                         tmp_path / f"node{i}.log",
                         None,
@@ -167,3 +173,29 @@ def test_a_partitioned_metadata_replica_loses_nothing(cluster: Cluster) -> None:
         assert _timed(s3.get_object, Bucket="parted", Key=key)["Body"].read() == body
     listed = _timed(s3.list_objects_v2, Bucket="parted")
     assert sorted(o["Key"] for o in listed.get("Contents", [])) == sorted(objects)
+
+
+@pytest.mark.parametrize("fault", ["partition", "slow"])
+def test_a_partitioned_or_slow_node_holds_up_no_request(cluster: Cluster, fault: str) -> None:
+    """PUTs are acknowledged once k+1 fragments are durable (node6's is left to repair after a grace);
+    GETs ask a spare fragment when node6's is late. Every answer is right, and none waits past its bound."""
+    s3 = cluster.s3()
+    s3.create_bucket(Bucket="slow")
+    objects = {f"before/{i}": os.urandom(size) for i, size in enumerate([300 * 1024, 3 * MiB + 1])}
+    for key, body in objects.items():
+        s3.put_object(Bucket="slow", Key=key, Body=body)
+    link = cluster.node_link
+    assert link is not None
+    if fault == "partition":
+        link.partition()
+    else:
+        link.delay(0.5)  # every chunk to or from node6 half a second late
+    for i, size in enumerate([250 * 1024, 2 * MiB + 3, 5 * MiB]):
+        key, body = f"during/{i}", os.urandom(size)
+        _timed(s3.put_object, Bucket="slow", Key=key, Body=body)
+        objects[key] = body
+    for key, body in objects.items():
+        assert _timed(s3.get_object, Bucket="slow", Key=key)["Body"].read() == body
+    link.heal()
+    for key, body in objects.items():
+        assert _timed(s3.get_object, Bucket="slow", Key=key)["Body"].read() == body

@@ -6,7 +6,16 @@ import dataclasses
 
 import msgpack
 
-from metadata.records import DriveRecord, NodeRecord, ObjectManifest, PartRecord, RepairEntry, decode, encode
+from metadata.records import (
+    OMIT_EMPTY,
+    DriveRecord,
+    NodeRecord,
+    ObjectManifest,
+    PartRecord,
+    RepairEntry,
+    decode,
+    encode,
+)
 
 
 def _part(n: int, inline: bytes | None = None) -> PartRecord:
@@ -28,9 +37,13 @@ def test_records_encode_as_asdict_and_round_trip() -> None:
     tagged = _manifest([_part(1)])
     tagged.tags = {"a": "b"}
     records.append(tagged)
+    locked = _manifest([_part(1)])
+    locked.lock_mode, locked.lock_until, locked.legal_hold = "COMPLIANCE", 3.5, "ON"  # object lock's fields
+    records.append(locked)
     for rec in records:
-        # Empty tags are left out (most objects have none); a record without them decodes to none.
-        plain = {k: v for k, v in dataclasses.asdict(rec).items() if v or k != "tags"}
+        # Empty tags, versioning and object lock fields are left out (most objects have none); a record without
+        # them decodes to none.
+        plain = {k: v for k, v in dataclasses.asdict(rec).items() if v or k not in OMIT_EMPTY}
         assert encode(rec) == msgpack.packb(plain, use_bin_type=True)
         assert decode(type(rec), encode(rec)) == rec
 

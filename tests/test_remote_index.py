@@ -29,6 +29,8 @@ from metadata.remote import protocol
 from metadata.remote.client import RemoteIndex
 from metadata.remote.service import make_meta_app
 from tests.index_contract import IndexContract, make_manifest, make_node, make_part, make_upload, new_bucket
+from tests.lock_contract import LockContract
+from tests.version_contract import VersionContract
 
 SECRET = b"test-cluster-secret-0123456789"
 MAP_SIZE = 1 << 30
@@ -64,7 +66,7 @@ async def remote(service: Service) -> AsyncIterator[RemoteIndex]:
     await idx.close()
 
 
-class TestRemoteIndex(IndexContract):
+class TestRemoteIndex(IndexContract, VersionContract, LockContract):
     @pytest.fixture
     async def index(self, remote: RemoteIndex) -> RemoteIndex:
         return remote

@@ -13,7 +13,9 @@ from metadata.index import BucketAlreadyExists, IndexUnavailable, PreconditionFa
 from metadata.records import BucketRecord, Condition
 from metadata.replicated.index import ReplicatedIndex
 from tests.index_contract import IndexContract, make_manifest, make_upload, new_bucket, new_bucket_name
+from tests.lock_contract import LockContract
 from tests.replicas import Replicas
+from tests.version_contract import VersionContract
 
 
 @pytest.fixture
@@ -24,7 +26,7 @@ async def replicas(tmp_path: Path) -> AsyncIterator[Replicas]:
     await rs.close()
 
 
-class TestReplicatedIndex(IndexContract):
+class TestReplicatedIndex(IndexContract, VersionContract, LockContract):
     @pytest.fixture
     async def index(self, replicas: Replicas) -> ReplicatedIndex:
         return replicas.index()

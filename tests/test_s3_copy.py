@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -129,14 +129,12 @@ UNSUPPORTED_WRITES: list[dict[str, Any]] = [
     {"ServerSideEncryption": "AES256"},
     {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "some-key"},
     {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": "k" * 32},
-    {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": datetime(2040, 1, 1, tzinfo=UTC)},
-    {"ObjectLockLegalHoldStatus": "ON"},
 ]
 
 
 @pytest.mark.parametrize("extra", UNSUPPORTED_WRITES)
 def test_unsupported_write_features_refused(s3: Any, bucket: str, extra: dict[str, Any]) -> None:
-    """Encryption and object lock are not implemented: refused, never acknowledged and dropped."""
+    """Encryption is not implemented: refused, never acknowledged and dropped."""
     s3.put_object(Bucket=bucket, Key="src", Body=b"source")
     expect_error(s3.put_object, "NotImplemented", 501, Bucket=bucket, Key="k", Body=b"x", **extra)
     expect_error(s3.copy_object, "NotImplemented", 501, Bucket=bucket, Key="k", CopySource=f"{bucket}/src", **extra)

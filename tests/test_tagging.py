@@ -161,7 +161,8 @@ def test_tagging_of_missing_objects_and_versions(s3: Any, bucket: str) -> None:
     assert tags_of(s3, bucket, "v", VersionId="null") == {"a": "1"}
     s3.put_object_tagging(Bucket=bucket, Key="v", VersionId="null", Tagging=tag_set({"b": "2"}))
     assert tags_of(s3, bucket, "v") == {"b": "2"}
-    other = "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"
+    other = "0" * 32  # well formed, naming no version (ids of another form answer 400 InvalidArgument)
+    expect_error(s3.get_object_tagging, "InvalidArgument", 400, Bucket=bucket, Key="v", VersionId="3HL4kqtJlc.rm")
     expect_error(s3.get_object_tagging, "NoSuchVersion", 404, Bucket=bucket, Key="v", VersionId=other)
     expect_error(
         s3.put_object_tagging, "NoSuchVersion", 404, Bucket=bucket, Key="v", VersionId=other, Tagging=tag_set({})

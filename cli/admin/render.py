@@ -159,6 +159,10 @@ def render_inspect(console: Console, doc: Doc) -> None:
     head.add_column()
     head.add_row("Object", styled(f"{doc.get('bucket', '')}/{doc.get('key', '')}"))
     head.add_row("Version", styled(doc.get("version_id")))
+    if doc.get("s3_version_id") not in (None, "null"):
+        head.add_row("S3 version id", styled(doc.get("s3_version_id")))
+    if doc.get("delete_marker"):
+        head.add_row("Delete marker", "yes")
     head.add_row("Size", f"{human_bytes(doc.get('size'))} ({int(doc.get('size', 0))} bytes)")
     head.add_row("ETag", styled(doc.get("etag")))
     head.add_row("Last modified", timestamp(doc.get("last_modified")))

@@ -18,11 +18,13 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
 @admin.command()
 @click.argument("target", metavar="BUCKET/KEY")
+@click.option("--version-id", default=None, help="A version of the object (its S3 version id, or null).")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON document.")
 @click.pass_context
-def inspect(ctx: click.Context, target: str, as_json: bool) -> None:
-    """An object's EC scheme, segments, where each fragment lives, and its health."""
+def inspect(ctx: click.Context, target: str, version_id: str | None, as_json: bool) -> None:
+    """An object's EC scheme, segments, where each fragment lives, and its health (its current version,
+    or the one --version-id names)."""
     bucket, _, key = target.removeprefix("s3://").partition("/")  # as aws-cli writes it, or BUCKET/KEY
     if not bucket or not key:
         raise click.BadParameter("expected BUCKET/KEY", param_hint="BUCKET/KEY")
-    show(run(ctx, lambda c: c.inspect(bucket, key)), as_json, render_inspect)
+    show(run(ctx, lambda c: c.inspect(bucket, key, version_id)), as_json, render_inspect)

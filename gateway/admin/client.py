@@ -68,8 +68,9 @@ class AdminClient:
     async def status(self) -> dict[str, Any]:
         return await self._call("GET", "status")
 
-    async def inspect(self, bucket: str, key: str) -> dict[str, Any]:
-        return await self._call("GET", "inspect", [("bucket", bucket), ("key", key)])
+    async def inspect(self, bucket: str, key: str, version_id: str | None = None) -> dict[str, Any]:
+        version = [("versionId", version_id)] if version_id is not None else []
+        return await self._call("GET", "inspect", [("bucket", bucket), ("key", key), *version])
 
     async def start_repair(self) -> dict[str, Any]:
         """{"job": JOB}"""

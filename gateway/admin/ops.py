@@ -23,7 +23,7 @@ from gateway.context import Gateway
 from gateway.objects.drive_set import health_of
 from gateway.objects.erasure import Scheme
 from metadata.index import NoSuchNode
-from metadata.records import DriveRecord, NodeRecord
+from metadata.records import DriveRecord, NodeRecord, is_version_id, s3_version
 from storage_node.drive import OFFLINE, Drive
 
 PROBE_TIMEOUT = 2.0
@@ -165,9 +165,17 @@ async def inspect(gw: Gateway, request: web.Request, params: dict[str, str]) -> 
         raise AdminError(400, "InvalidArgument", "give ?bucket=B&key=K")
     if await gw.index.get_bucket(bucket) is None:
         raise AdminError(404, "NoSuchBucket", f"no bucket {bucket!r}")
-    man = await gw.index.get_object(bucket, key)
-    if man is None:
-        raise AdminError(404, "NoSuchKey", f"no object {key!r} in {bucket!r}")
+    version = request.query.get("versionId")
+    if version is None:
+        man = await gw.index.get_object(bucket, key)
+        if man is None:
+            raise AdminError(404, "NoSuchKey", f"no object {key!r} in {bucket!r}")
+    else:
+        if not is_version_id(version):
+            raise AdminError(400, "InvalidArgument", f"{version!r} is not a version id")
+        man = await gw.index.get_version(bucket, key, version)
+        if man is None:
+            raise AdminError(404, "NoSuchVersion", f"no version {version!r} of {key!r} in {bucket!r}")
     parts, worst = [], "healthy"
     for part in man.parts:
         scheme = Scheme(part.k, part.m, part.segment_size)
@@ -200,6 +208,8 @@ async def inspect(gw: Gateway, request: web.Request, params: dict[str, str]) -> 
             "bucket": man.bucket,
             "key": man.key,
             "version_id": man.version_id,
+            "s3_version_id": s3_version(man),
+            "delete_marker": man.delete_marker,
             "size": man.size,
             "etag": man.etag,
             "last_modified": man.last_modified,

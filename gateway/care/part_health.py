@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-from gateway.care.scanner import current_parts
+from gateway.care.scanner import stored_parts
 from gateway.objects.drive_set import DriveSet
 from metadata.index import Index
 from metadata.records import ObjectManifest, PartRecord, RepairEntry
@@ -66,7 +66,7 @@ async def find_corrupt(
     skip: Collection[tuple[str, int]] = (),
     progress: Callable[[int, int], None] | None = None,
 ) -> list[RepairEntry]:
-    """A repair entry (reason "scrub") for each corrupt fragment of the current parts not in `skip`
+    """A repair entry (reason "scrub") for each corrupt fragment of the stored parts (every version's) not in `skip`
     ((data id, part) already queued). Every fragment is verified on its own drive: each is read whole
     there but nothing crosses the network, so this costs a scrub's disk reads, bounded to a few parts
     at a time. progress(parts, bytes) is called as parts are done."""
@@ -92,7 +92,7 @@ async def find_corrupt(
 
     pending: set[asyncio.Task[None]] = set()
     try:
-        async for man, part in current_parts(index):
+        async for man, part in stored_parts(index):
             if (part.data_id, part.number) in skip:
                 continue
             pending.add(asyncio.ensure_future(one(man, part)))

@@ -21,7 +21,7 @@ from typing import Any
 from cluster.workers import Periodic, RateLimit, yield_to
 from gateway.care.part_health import CORRUPT, MISSING, OK, UNREACHABLE, check_part
 from gateway.care.rebuild import RepairError, rebuild
-from gateway.care.scanner import current_parts
+from gateway.care.scanner import key_versions, stored_parts
 from gateway.objects.drive_set import DriveSet
 from gateway.objects.pipelines import ReadError
 from metadata.index import Index, MetadataError
@@ -146,7 +146,7 @@ class Repairer:
         unknown = {part_key(g[0]): g for g in groups if not g[0].bucket}
         if not unknown:
             return
-        async for man, part in current_parts(self.index):
+        async for man, part in stored_parts(self.index):
             g = unknown.pop((part.data_id, part.number), None)
             if g is not None:
                 for e in g:
@@ -197,8 +197,7 @@ class Repairer:
 
     async def _repair(self, entries: list[RepairEntry]) -> Outcome:
         first = entries[0]
-        man = await self.index.get_object(first.bucket, first.key) if first.bucket else None
-        part = _find_part(man, first.data_id, first.part)
+        man, part = await self._holder(first.bucket, first.key, first.data_id, first.part)
         if man is None or part is None:
             return Outcome(GONE, detail="the object changed or is gone; its old data is garbage now")
         suspects = frozenset(e.index for e in entries if e.index >= 0 and e.reason in ("scrub", "read"))
@@ -225,7 +224,7 @@ class Repairer:
             fixed = await rebuild(part, self.drives, lost, leaving)
         except (RepairError, ReadError) as exc:
             # Sources can vanish mid-rebuild: an overwrite or a delete removes the old fragments at once.
-            if _find_part(await self.index.get_object(man.bucket, man.key), part.data_id, part.number) is None:
+            if (await self._holder(man.bucket, man.key, part.data_id, part.number))[1] is None:
                 return Outcome(GONE, detail="overwritten or deleted during the repair")
             self.stats.failed += 1
             self.stats.last_error = str(exc)
@@ -243,6 +242,24 @@ class Repairer:
         log.info("repaired %s/%s part %d: fragments %s", man.bucket, man.key, part.number, sorted(lost))
         await self._pace.pace(part.size)
         return Outcome(REPAIRED, size=part.size)
+
+    async def _holder(
+        self, bucket: str, key: str, data_id: str, number: int
+    ) -> tuple[ObjectManifest | None, PartRecord | None]:
+        """The version of bucket/key holding the part (current or not), if one still does."""
+        if not bucket:
+            return None, None
+        man = await self.index.get_object(bucket, key)
+        part = _find_part(man, data_id, number)
+        if part is not None:
+            return man, part
+        rec = await self.index.get_bucket(bucket)
+        if rec is not None and rec.versioning:
+            async for version in key_versions(self.index, bucket, key):
+                part = _find_part(version, data_id, number)
+                if part is not None:
+                    return version, part
+        return None, None
 
     async def _delete(self, part: PartRecord, indexes: list[int]) -> None:
         for i in indexes:

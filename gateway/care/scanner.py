@@ -21,22 +21,49 @@ from storage_node.drive import DriveError, FragmentId
 log = logging.getLogger(__name__)
 
 
-async def current_parts(index: Index) -> AsyncIterator[tuple[ObjectManifest, PartRecord]]:
-    """Every part of every current object that lives on drives (inline parts are in the manifest)."""
+async def stored_parts(index: Index) -> AsyncIterator[tuple[ObjectManifest, PartRecord]]:
+    """Every part that lives on drives (inline parts are in the manifest) of every version of every object:
+    the current ones, and in buckets whose versioning was ever configured the noncurrent ones too."""
     for bucket in await index.list_buckets():
-        after = ""
-        while True:
-            try:
-                page = await index.list_objects(bucket.name, start_after=after, max_keys=1000)
-            except NoSuchBucket:
-                break
-            for man in page.objects:
+        try:
+            versions = bucket_versions(index, bucket.name) if bucket.versioning else current_objects(index, bucket.name)
+            async for man in versions:
                 for part in man.parts:
                     if part.inline is None and part.placement:
                         yield man, part
-            if not page.truncated or not page.objects:
-                break
-            after = page.objects[-1].key
+        except NoSuchBucket:
+            continue
+
+
+async def current_objects(index: Index, bucket: str) -> AsyncIterator[ObjectManifest]:
+    after = ""
+    while True:
+        page = await index.list_objects(bucket, start_after=after, max_keys=1000)
+        for man in page.objects:
+            yield man
+        if not page.truncated or not page.objects:
+            break
+        after = page.objects[-1].key
+
+
+async def bucket_versions(index: Index, bucket: str, prefix: str = "") -> AsyncIterator[ObjectManifest]:
+    """Every version and delete marker under prefix, by key then newest first."""
+    key_marker = version_marker = ""
+    while True:
+        page = await index.list_versions(bucket, prefix, key_marker, version_marker, max_keys=1000)
+        for entry in page.versions:
+            yield entry.manifest
+        if not page.truncated or not page.versions:
+            break
+        key_marker, version_marker = page.next_key_marker, page.next_version_id_marker
+
+
+async def key_versions(index: Index, bucket: str, key: str) -> AsyncIterator[ObjectManifest]:
+    """The versions of one key (its current one first), in a bucket whose versioning was ever configured."""
+    async for man in bucket_versions(index, bucket, prefix=key):
+        if man.key != key:
+            break  # a key's versions come before every longer key that starts with it
+        yield man
 
 
 async def upload_parts(index: Index) -> AsyncIterator[tuple[str, float, PartRecord]]:
@@ -141,7 +168,7 @@ async def scan(
     only_node: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ScanResult:
-    """Walk everything once. Orphans are fragments on a listed drive that no current object or upload
+    """Walk everything once. Orphans are fragments on a listed drive that no version of an object nor upload
     part places there and that are older than gc_grace (younger ones may belong to a write or repair
     still in flight), and written after gc_not_before (an index younger than a fragment cannot prove that
     nothing references it: it may be a new index over old data). With only_node, report just the fragments
@@ -159,7 +186,7 @@ async def scan(
             referenced.add((d, FragmentId(part.data_id, part.number, i).name))
         if now - initiated > upload_expiry and upload_id not in out.expired_uploads:
             out.expired_uploads.append(upload_id)
-    async for man, part in current_parts(index):
+    async for man, part in stored_parts(index):
         out.parts += 1
         if progress:
             progress(out.parts)

@@ -106,11 +106,15 @@ def _location(body: bytes, region: str) -> str:
 
 async def create_bucket(gw: Gateway, req: S3Request) -> web.StreamResponse:
     check_bucket_name(req.bucket)
-    if req.headers.get("x-amz-bucket-object-lock-enabled", "").strip().lower() == "true":
-        raise S3Error("NotImplemented", "Object Lock is not implemented.")
+    locked = req.headers.get("x-amz-bucket-object-lock-enabled", "false").strip().lower()
+    if locked not in ("true", "false"):
+        raise S3Error("InvalidArgument", "Invalid x-amz-bucket-object-lock-enabled value", ArgumentName=locked)
     region = _location(await read_small_body(req), gw.region)
+    rec = BucketRecord(req.bucket, req.access_key, time.time(), region)
+    if locked == "true":  # object lock turns versioning on, for good (docs/object-lock.md)
+        rec.object_lock, rec.versioning = True, "Enabled"
     try:
-        await gw.index.create_bucket(BucketRecord(req.bucket, req.access_key, time.time(), region))
+        await gw.index.create_bucket(rec)
     except BucketAlreadyExists as exc:
         if exc.owner != req.access_key:
             raise S3Error("BucketAlreadyExists", BucketName=req.bucket) from None

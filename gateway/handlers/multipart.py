@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.context import Gateway
+from gateway.handlers import object_lock, versions
 from gateway.handlers.buckets import owned_bucket, owner_items, read_small_body, xml_response
 from gateway.handlers.listing import encoder, url_encoding
 from gateway.handlers.objects import (
@@ -27,6 +28,7 @@ from gateway.s3 import checksums
 from gateway.s3.body import open_body, stream_source
 from gateway.s3.errors import S3Error
 from gateway.s3.numbers import MAX_VALUE, decimal, position
+from gateway.s3.object_lock import LockRequest
 from gateway.s3.request import (
     MAX_PARTS,
     S3Request,
@@ -40,7 +42,7 @@ from gateway.s3.request import (
 from gateway.s3.tags import header_tags
 from gateway.s3.xml import child_text, document, iso8601, parse
 from metadata.index import NoSuchBucket, NoSuchUpload, PreconditionFailed
-from metadata.records import ObjectManifest, PartRecord, UploadRecord
+from metadata.records import BucketRecord, ObjectManifest, PartRecord, UploadRecord
 
 MIN_PART_SIZE = 5 << 20
 
@@ -66,10 +68,11 @@ def _part_number(req: S3Request) -> int:
 
 
 async def create_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
-    await owned_bucket(gw, req)
+    bucket = await owned_bucket(gw, req)
     if not req.key:
         raise S3Error("InvalidRequest", "A key is required.")
     refuse_unsupported(req.headers)
+    locking = object_lock.new_version_lock(bucket, req)
     algo = req.headers.get("x-amz-checksum-algorithm", "")
     kind = req.headers.get("x-amz-checksum-type", "").upper()
     if algo:
@@ -102,6 +105,9 @@ async def create_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
         checksum_algorithm=algo,
         checksum_type=kind,
         tags=header_tags(req.headers),
+        lock_mode=locking.mode,
+        lock_until=locking.until,
+        legal_hold=locking.legal_hold,
     )
     try:
         await gw.index.create_upload(rec)
@@ -253,7 +259,7 @@ def _check_declared(req: S3Request, upload: UploadRecord, sums: dict[str, str], 
             )
 
 
-def _completed_document(man: ObjectManifest) -> web.Response:
+def _completed_document(man: ObjectManifest, bucket: BucketRecord | None = None) -> web.Response:
     items: list[tuple[str, Any]] = [
         ("Location", f"/{man.bucket}/{man.key}"),
         ("Bucket", man.bucket),
@@ -263,7 +269,9 @@ def _completed_document(man: ObjectManifest) -> web.Response:
     items += [(f"Checksum{a}", v) for a, v in man.checksums.items()]
     if man.checksums:
         items.append(("ChecksumType", man.checksum_type))
-    return xml_response(document("CompleteMultipartUploadResult", items))
+    resp = xml_response(document("CompleteMultipartUploadResult", items))
+    resp.headers.update(versions.version_header(man, bucket))
+    return resp
 
 
 async def _completed_before(gw: Gateway, req: S3Request) -> web.Response | None:
@@ -319,6 +327,10 @@ async def complete_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
         checksum_type=upload.checksum_type if sums else "",
         tags=upload.tags,
     )
+    bucket = await gw.bucket(upload.bucket)
+    versions.stamp(man, bucket)
+    asked = LockRequest(upload.lock_mode, upload.lock_until, upload.legal_hold)  # as CreateMultipartUpload asked
+    object_lock.stamp_lock(man, asked, bucket)
     try:
         done = await gw.index.complete_upload(upload.upload_id, man, cond)
     except NoSuchUpload:
@@ -331,7 +343,7 @@ async def complete_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
     gw.layer.discard(done.unused)
     if done.previous is not None:
         gw.layer.discard(done.previous.parts)
-    return _completed_document(man)
+    return _completed_document(man, bucket)
 
 
 async def abort_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:

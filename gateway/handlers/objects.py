@@ -1,4 +1,4 @@
-"""Object operations: put, get, head, delete, delete-many, copy."""
+"""Object operations: put, get, head, copy (deletes: gateway/handlers/deletes.py)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from aiohttp import web
 
 from cluster.service import exchange
 from gateway.context import Gateway
-from gateway.handlers.buckets import check_access, owned_bucket, read_small_body, xml_response
+from gateway.handlers import object_lock, versions
+from gateway.handlers.buckets import check_access, owned_bucket, xml_response
 from gateway.objects.layer import StorageUnavailable
 from gateway.objects.pipelines import ReadError
 from gateway.s3 import checksums
 from gateway.s3.body import Body, StreamBody, open_body, stream_source
 from gateway.s3.errors import S3Error
 from gateway.s3.request import (
-    MAX_KEY_BYTES,
     S3Request,
     check_conditions,
     content_md5,
@@ -32,14 +32,19 @@ from gateway.s3.request import (
     user_metadata,
 )
 from gateway.s3.tags import header_tags
-from gateway.s3.xml import child_text, document, http_date, iso8601, parse
+from gateway.s3.xml import document, http_date, iso8601
 from metadata.index import NoSuchBucket, PreconditionFailed
-from metadata.records import Condition, ObjectManifest, PartRecord
+from metadata.records import (
+    Condition,
+    ObjectManifest,
+    PartRecord,
+    s3_version,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_PUT_SIZE = 5 << 30  # a single PUT (and a part) is at most 5 GiB, as in S3
-MAX_DELETE_KEYS = 1000
+_MARKER_SOURCE = "The source of a copy request may not specifically refer to a delete marker by version id."
 _RESPONSE_OVERRIDES = {
     "response-content-type": "Content-Type",
     "response-content-language": "Content-Language",
@@ -139,36 +144,32 @@ async def commit(gw: Gateway, man: ObjectManifest, cond: Condition | None) -> No
 
 
 async def put_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
-    await owned_bucket(gw, req)
+    bucket = await owned_bucket(gw, req)
     if not req.key:
         raise S3Error("InvalidRequest", "A key is required.")
     refuse_unsupported(req.headers)
     cond = put_condition(req)
+    locking = object_lock.new_version_lock(bucket, req, integrity=True)
     check_put_condition(cond, await gw.index.get_object(req.bucket, req.key) if cond else None)
     meta, headers, kind = user_metadata(req.headers), standard_headers(req.headers), content_type(req.headers)
     tags = header_tags(req.headers)
     body = await open_body(req, MAX_PUT_SIZE)
     part = await store_body(gw, req, body, 0)
-    man = single_part_manifest(req, part, kind, headers, meta)
+    man = versions.stamp(single_part_manifest(req, part, kind, headers, meta), bucket)
     man.tags = tags
+    object_lock.stamp_lock(man, locking, bucket)
     await commit(gw, man, cond)
-    return web.Response(status=200, headers={"ETag": f'"{man.etag}"', **checksum_response_headers(man.checksums)})
+    h = {"ETag": f'"{man.etag}"', **checksum_response_headers(man.checksums), **versions.version_header(man, bucket)}
+    return web.Response(status=200, headers=h)
 
 
 async def resolve_version(gw: Gateway, req: S3Request) -> ObjectManifest:
     """The object version a request names (?versionId=), once the requester may use its bucket.
 
-    The one place that maps a versionId to a manifest (GET, HEAD, tagging, attributes): without
-    versioning, absent or "null" is the current object and any other id names no version.
+    The one place that maps a versionId to a manifest (GET, HEAD, tagging, attributes): see
+    versions.read_version (delete markers, the null version, ids of the wrong form).
     """
-    await owned_bucket(gw, req)
-    version = req.query.get("versionId")
-    if version is not None and version != "null":
-        raise S3Error("NoSuchVersion", "The specified version does not exist.", 404, Key=req.key, VersionId=version)
-    man = await gw.index.get_object(req.bucket, req.key) if req.key else None
-    if man is None:
-        raise S3Error("NoSuchKey", Key=req.key)
-    return man
+    return await versions.read_version(gw, req, await owned_bucket(gw, req))
 
 
 def object_headers(man: ObjectManifest, req: S3Request) -> dict[str, str]:
@@ -184,6 +185,9 @@ def object_headers(man: ObjectManifest, req: S3Request) -> dict[str, str]:
         h["x-amz-mp-parts-count"] = str(len(man.parts))
     if man.tags:
         h["x-amz-tagging-count"] = str(len(man.tags))
+    if man.s3_version_id or "versionId" in req.query:
+        h["x-amz-version-id"] = s3_version(man)
+    h.update(object_lock.lock_response_headers(man))
     for param, header in _RESPONSE_OVERRIDES.items():
         if param in req.query:
             value = req.query[param]
@@ -299,84 +303,18 @@ async def _first_piece(stream: AsyncIterator[bytes]) -> bytes:
         raise S3Error("ServiceUnavailable", f"Not enough fragments are readable: {exc}", 503) from None
 
 
-def _etag_condition(value: str | None) -> Condition | None:
-    """If-Match of a delete (header, or a DeleteObjects entry's ETag): an ETag, quoted or not, or "*"."""
-    return None if value is None else Condition(if_match=value.strip().strip('"'))
-
-
-async def _delete(gw: Gateway, bucket: str, key: str, cond: Condition | None) -> S3Error | None:
-    """Delete one key, its condition checked atomically with the delete; the S3 error it fails with, if any."""
-    try:
-        old = await gw.index.delete_object(bucket, key, cond)
-    except PreconditionFailed:
-        return S3Error("PreconditionFailed", Condition="If-Match")
-    except NoSuchBucket:
-        raise S3Error("NoSuchBucket", BucketName=bucket) from None
-    if old is not None:
-        gw.layer.discard(old.parts)
-    elif cond is not None:
-        return S3Error("NoSuchKey", Key=key)  # a conditional delete of nothing: S3's 404, even for "*"
-    return None
-
-
-# Conditions S3 has for directory buckets only: refused rather than accepted and not checked.
-_UNCHECKED_DELETE_CONDITIONS = ("x-amz-if-match-last-modified-time", "x-amz-if-match-size")
-
-
-async def delete_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
-    await owned_bucket(gw, req)
-    for name in _UNCHECKED_DELETE_CONDITIONS:
-        if name in req.headers:
-            raise S3Error("NotImplemented", f"The {name} header is not implemented.")
-    cond = _etag_condition(req.headers.get("If-Match"))
-    if req.key and (err := await _delete(gw, req.bucket, req.key, cond)) is not None:
-        raise err
-    return web.Response(status=204)
-
-
-_XML_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}  # xs:boolean's lexical forms
-
-
-def _delete_request(raw: bytes) -> tuple[list[tuple[str, str | None]], bool]:
-    """The keys (each with its ETag condition, if any) and the Quiet flag of a DeleteObjects body, all of it
-    validated before anything is deleted."""
-    doc = parse(raw, "Delete")
-    quiet = _XML_BOOLEANS.get((child_text(doc, "Quiet") or "false").strip().lower())
-    if quiet is None:
-        raise S3Error("MalformedXML")
-    objects = doc.findall("Object")
-    if not objects or len(objects) > MAX_DELETE_KEYS:
-        raise S3Error("MalformedXML")
-    if any(obj.find("LastModifiedTime") is not None or obj.find("Size") is not None for obj in objects):
-        raise S3Error("NotImplemented", "Deletes conditional on LastModifiedTime or Size are not implemented.")
-    entries = [(child_text(obj, "Key"), child_text(obj, "ETag")) for obj in objects]
-    if any(key is None for key, _ in entries):
-        raise S3Error("MalformedXML")
-    return [(key, etag) for key, etag in entries if key is not None], quiet
-
-
-async def delete_objects(gw: Gateway, req: S3Request) -> web.StreamResponse:
-    await owned_bucket(gw, req)
-    if "Content-MD5" not in req.headers and not checksums.checksum_headers(req.headers.keys()):
-        raise S3Error("InvalidRequest", "Missing required header for this request: Content-MD5 OR x-amz-checksum-*")
-    entries, quiet = _delete_request(await read_small_body(req, body_checksums=True))
-    results: list[tuple[str, Any]] = []
-    for key, etag in entries:
-        if len(key.encode()) > MAX_KEY_BYTES:
-            results.append(("Error", [("Key", key), ("Code", "KeyTooLongError"), ("Message", "Your key is too long")]))
-            continue
-        err = await _delete(gw, req.bucket, key, _etag_condition(etag))
-        if err is not None:
-            results.append(("Error", [("Key", key), ("Code", err.code), ("Message", err.message)]))
-        elif not quiet:
-            results.append(("Deleted", [("Key", key)]))
-    return xml_response(document("DeleteResult", results))
+def copy_source_version(value: str) -> str | None:
+    """The versionId an x-amz-copy-source names, if any (checked)."""
+    _, sep, query = value.partition("?")
+    if not sep or not query.startswith("versionId="):
+        return None
+    version = unquote(query.removeprefix("versionId="))
+    versions.check_version_id(version, "x-amz-copy-source")
+    return version
 
 
 def parse_copy_source(value: str) -> tuple[str, str]:
     src = unquote(value.split("?", 1)[0])
-    if "?versionId=" in value and not value.endswith("?versionId=null"):
-        raise S3Error("NotImplemented", "Object versioning is not implemented.")
     bucket, _, key = src.lstrip("/").partition("/")
     if not bucket or not key:
         raise S3Error(
@@ -389,17 +327,26 @@ def parse_copy_source(value: str) -> tuple[str, str]:
 
 
 async def copy_source(gw: Gateway, req: S3Request) -> ObjectManifest:
-    bucket, key = parse_copy_source(req.headers["x-amz-copy-source"])
+    raw = req.headers["x-amz-copy-source"]
+    bucket, key = parse_copy_source(raw)
+    version = copy_source_version(raw)
     check_access(gw, req.access_key, await gw.bucket(bucket))
-    man = await gw.index.get_object(bucket, key)
-    if man is None:
-        raise S3Error("NoSuchKey", Key=key)
+    if version is None:
+        man = await gw.index.get_object(bucket, key)
+        if man is None:
+            raise S3Error("NoSuchKey", Key=key)
+    else:
+        man = await gw.index.get_version(bucket, key, version)
+        if man is None:
+            raise S3Error("NoSuchVersion", Key=key, VersionId=version)
+        if man.delete_marker:
+            raise S3Error("InvalidRequest", _MARKER_SOURCE)
     check_conditions(req.headers, man.etag, man.last_modified, prefix="x-amz-copy-source-")
     return man
 
 
 async def copy_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
-    await owned_bucket(gw, req)
+    bucket = await owned_bucket(gw, req)
     refuse_unsupported(req.headers)
     src = await copy_source(gw, req)
     directive = req.headers.get("x-amz-metadata-directive", "COPY").upper()
@@ -416,6 +363,7 @@ async def copy_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
         raise S3Error("InvalidArgument", "Unknown tagging directive.", ArgumentName="x-amz-tagging-directive")
     tags = header_tags(req.headers) if tagging == "REPLACE" else dict(src.tags)
     cond = put_condition(req)
+    locking = object_lock.new_version_lock(bucket, req)
     check_put_condition(cond, await gw.index.get_object(req.bucket, req.key) if cond else None)
     if directive == "REPLACE":
         kind, headers, meta = content_type(req.headers), standard_headers(req.headers), user_metadata(req.headers)
@@ -428,9 +376,13 @@ async def copy_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     part.checksums = body.computed_checksums()
     now = time.time()
     part.last_modified = now
-    man = single_part_manifest(req, part, kind, headers, meta)
+    man = versions.stamp(single_part_manifest(req, part, kind, headers, meta), bucket)
     man.tags = tags
-    await commit(gw, man, cond)
+    await commit(gw, object_lock.stamp_lock(man, locking, bucket), cond)
     items: list[tuple[str, Any]] = [("LastModified", iso8601(now)), ("ETag", f'"{man.etag}"')]
     items += [(f"Checksum{a}", v) for a, v in man.checksums.items()]
-    return xml_response(document("CopyObjectResult", items))
+    resp = xml_response(document("CopyObjectResult", items))
+    resp.headers.update(versions.version_header(man, bucket))
+    if src.s3_version_id or copy_source_version(req.headers["x-amz-copy-source"]) is not None:
+        resp.headers["x-amz-copy-source-version-id"] = s3_version(src)
+    return resp

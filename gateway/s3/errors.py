@@ -20,6 +20,10 @@ _ERRORS: dict[str, tuple[int, str]] = {
         400,
         "The location constraint is incompatible for the region specific endpoint this request was sent to.",
     ),
+    "IllegalVersioningConfigurationException": (
+        400,
+        "Indicates that the versioning configuration specified in the request is invalid.",
+    ),
     "IncompleteBody": (400, "You did not provide the number of bytes specified by the Content-Length HTTP header."),
     "InternalError": (500, "We encountered an internal error. Please try again."),
     "InvalidAccessKeyId": (403, "The AWS Access Key Id you provided does not exist in our records."),
@@ -40,6 +44,7 @@ _ERRORS: dict[str, tuple[int, str]] = {
     "NoSuchBucket": (404, "The specified bucket does not exist."),
     "NoSuchKey": (404, "The specified key does not exist."),
     "NoSuchUpload": (404, "The specified multipart upload does not exist."),
+    "NoSuchVersion": (404, "The specified version does not exist."),
     "NotImplemented": (501, "A header or query you provided implies functionality that is not implemented."),
     "NotModified": (304, "Not Modified"),
     "PreconditionFailed": (412, "At least one of the preconditions you specified did not hold."),
@@ -67,4 +72,5 @@ class S3Error(Exception):
         self.message = message or default_message
         self.status = status or default_status
         self.fields = fields
+        self.headers: dict[str, str] = {}  # response headers the error carries (x-amz-delete-marker, ...)
         super().__init__(f"{code}: {self.message}")

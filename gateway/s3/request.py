@@ -172,15 +172,12 @@ def standard_headers(headers: CIMultiDictProxy[str]) -> dict[str, str]:
     return out
 
 
-# Write headers asking for what we do not have (encryption, object lock): refused, as MinIO does
+# Write headers asking for what we do not have (encryption): refused, as MinIO does
 # without a KMS, rather than acknowledged and silently dropped.
 _UNSUPPORTED_WRITE_HEADERS = (
     "x-amz-server-side-encryption",
     "x-amz-server-side-encryption-customer-algorithm",
     "x-amz-server-side-encryption-aws-kms-key-id",
-    "x-amz-object-lock-mode",
-    "x-amz-object-lock-retain-until-date",
-    "x-amz-object-lock-legal-hold",
 )
 
 

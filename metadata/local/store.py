@@ -6,10 +6,9 @@ Named databases:
     uploads         upload_id -> UploadRecord
     uploads_by_key  keys.encode(bucket, key) -> sortable(initiated) + upload_id   (DUPSORT: listing order)
     parts           upload_id + b"\\x00" + number (4 bytes, big-endian) -> PartRecord
-    nodes           node_id -> NodeRecord   (as the node last reported it; its state is not kept here)
-    node_states     node_id -> state   (NODE_STATES, set by operators; a node without one is "active")
-    drive_owners    drive_id -> node_id   (a drive belongs to one node)
+    nodes, node_states, drive_owners   see metadata/local/membership.py
     repairs, users, leases   see metadata/local/admin_tables.py
+    versions        see metadata/local/versions.py (noncurrent versions and delete markers)
 
 Every method is one LMDB transaction run by metadata/lmdb_env.py: off the event loop (LMDB calls
 block), writes on one writer thread, group-committed, each on disk (sync on) when the method returns.
@@ -17,34 +16,36 @@ block), writes on one writer thread, group-committed, each on disk (sync on) whe
 
 from __future__ import annotations
 
-import dataclasses
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import lmdb
 
-from metadata import keys, listing, lmdb_env
+from metadata import keys, listing, lmdb_env, object_lock, versioning
 from metadata.index import (
     BucketAlreadyExists,
     BucketNotEmpty,
     Completed,
-    DriveClaimed,
     NoSuchBucket,
-    NoSuchNode,
     NoSuchUpload,
     ObjectPage,
     PartPage,
     UploadPage,
+    VersionPage,
     check_condition,
     check_delete_condition,
 )
 from metadata.local import admin_tables as admin
+from metadata.local import membership, versions
+from metadata.local import object_lock as lock
 from metadata.records import (
     NODE_STATES,
+    NULL_VERSION,
+    VERSIONING_STATES,
     BucketRecord,
     Condition,
+    LockGuard,
     NodeRecord,
     ObjectManifest,
     PartRecord,
@@ -58,8 +59,13 @@ from metadata.records import (
 T = TypeVar("T")
 V = TypeVar("V")
 
-_DBS = ("buckets", "objects", "uploads", "uploads_by_key", "parts", "nodes", "node_states", "drive_owners", *admin.DBS)
+_TABLES = ("buckets", "objects", "uploads", "uploads_by_key", "parts", "nodes", "node_states", "drive_owners")
+_DBS = (*_TABLES, *admin.DBS, *versions.DBS)
 _DUPSORT = ("uploads_by_key",)
+
+
+def _s3_id(version_id: str) -> str:
+    return "" if version_id == NULL_VERSION else version_id
 
 
 def _upload_dup(rec: UploadRecord) -> bytes:
@@ -89,7 +95,7 @@ class _BucketCursor(Generic[V]):
 READER_THREADS = 4
 
 
-class LocalIndex:
+class LocalIndex(object_lock.LockRewrites):
     """The Index on an LMDB environment in a directory. Create it with LocalIndex.open()."""
 
     def __init__(self, env: lmdb_env.LmdbEnv) -> None:
@@ -128,9 +134,11 @@ class LocalIndex:
         data = txn.get(key, db=self._db[db])
         return None if data is None else decode(cls, data)
 
-    def _require_bucket(self, txn: lmdb.Transaction, name: str) -> None:
-        if txn.get(name.encode(), db=self._db["buckets"]) is None:
+    def _require_bucket(self, txn: lmdb.Transaction, name: str) -> BucketRecord:
+        rec = self._get(txn, "buckets", name.encode(), BucketRecord)
+        if rec is None:
             raise NoSuchBucket(name)
+        return rec
 
     def _require_upload(self, txn: lmdb.Transaction, upload_id: str) -> UploadRecord:
         rec = self._get(txn, "uploads", upload_id.encode(), UploadRecord)
@@ -181,19 +189,31 @@ class LocalIndex:
             self._require_bucket(txn, name)
             ns = keys.namespace(name)
             cur = txn.cursor(self._db["objects"])
-            if cur.set_range(ns) and cur.key().startswith(ns):
+            if (cur.set_range(ns) and cur.key().startswith(ns)) or versions.any_in(txn, self._db, name):
                 raise BucketNotEmpty(name)
-            uploads = []
-            cur = txn.cursor(self._db["uploads_by_key"])
-            ok = cur.set_range(ns)
-            while ok and cur.key().startswith(ns):
-                uploads.append(self._upload_of_dup(txn, cur.value()))
-                ok = cur.next()
-            parts = [p for rec in uploads for p in self._drop_upload(txn, rec)]
+            uploads = txn.cursor(self._db["uploads_by_key"])
+            if uploads.set_range(ns) and uploads.key().startswith(ns):  # uploads in progress: abort them first
+                raise BucketNotEmpty(name)
             txn.delete(name.encode(), db=self._db["buckets"])
-            return parts
+            return []
 
         return await self._run(True, tx)
+
+    async def set_versioning(self, name: str, status: str) -> None:
+        if status not in VERSIONING_STATES:
+            raise ValueError(f"versioning must be one of {', '.join(VERSIONING_STATES)}, not {status!r}")
+
+        def tx(txn: lmdb.Transaction) -> None:
+            rec = self._require_bucket(txn, name)
+            if rec.object_lock and status != "Enabled":
+                raise ValueError("a bucket with object lock keeps versioning Enabled")
+            rec.versioning = status
+            txn.put(name.encode(), encode(rec), db=self._db["buckets"])
+
+        await self._run(True, tx)
+
+    async def set_bucket_lock(self, name: str, mode: str = "", days: int = 0, years: int = 0) -> None:
+        await self._run(True, lock.set_bucket_lock, self._db, name, mode, days, years)
 
     async def list_buckets(self) -> list[BucketRecord]:
         def tx(txn: lmdb.Transaction) -> list[BucketRecord]:
@@ -215,7 +235,8 @@ class LocalIndex:
 
     async def put_object(self, man: ObjectManifest, cond: Condition | None = None) -> ObjectManifest | None:
         def tx(txn: lmdb.Transaction) -> ObjectManifest | None:
-            self._require_bucket(txn, man.bucket)
+            if self._require_bucket(txn, man.bucket).versioning:
+                return versions.put(txn, self._db, man, cond)
             k = keys.encode(keys.composite(man.bucket, man.key))
             previous = self._get(txn, "objects", k, ObjectManifest)
             check_condition(cond, previous)
@@ -227,6 +248,46 @@ class LocalIndex:
     async def get_object(self, bucket: str, key: str) -> ObjectManifest | None:
         k = keys.encode(keys.composite(bucket, key))
         return self._lmdb.read_here(self._get, "objects", k, ObjectManifest)
+
+    async def get_version(self, bucket: str, key: str, version_id: str) -> ObjectManifest | None:
+        return await self._run(False, versions.get, self._db, bucket, key, _s3_id(version_id))
+
+    async def latest_version(self, bucket: str, key: str) -> ObjectManifest | None:
+        return await self._run(False, versions.latest, self._db, bucket, key)
+
+    async def delete_version(
+        self, bucket: str, key: str, version_id: str, guard: LockGuard | None = None
+    ) -> ObjectManifest | None:
+        def tx(txn: lmdb.Transaction) -> ObjectManifest | None:
+            self._require_bucket(txn, bucket)
+            return versions.delete(txn, self._db, bucket, key, _s3_id(version_id), guard)
+
+        return await self._run(True, tx)
+
+    async def list_versions(
+        self,
+        bucket: str,
+        prefix: str = "",
+        key_marker: str = "",
+        version_id_marker: str = "",
+        delimiter: str = "",
+        max_keys: int = 1000,
+    ) -> VersionPage:
+        def tx(txn: lmdb.Transaction) -> VersionPage:
+            self._require_bucket(txn, bucket)
+            current = _BucketCursor(txn, self._db["objects"], bucket, self._object_full_key, bytes)
+            older = _BucketCursor(txn, self._db["versions"], bucket, versions.full_key, bytes)
+            return listing.list_versions(
+                listing.TwoTables(current, older),
+                lambda v: decode(ObjectManifest, v, with_inline=False),
+                prefix,
+                key_marker,
+                version_id_marker,
+                delimiter,
+                max_keys,
+            )
+
+        return await self._run(False, tx)
 
     async def delete_object(self, bucket: str, key: str, cond: Condition | None = None) -> ObjectManifest | None:
         def tx(txn: lmdb.Transaction) -> ObjectManifest | None:
@@ -241,16 +302,11 @@ class LocalIndex:
         return await self._run(True, tx)
 
     async def set_object_tags(self, bucket: str, key: str, version_id: str, tags: dict[str, str]) -> bool:
-        def tx(txn: lmdb.Transaction) -> bool:
-            k = keys.encode(keys.composite(bucket, key))
-            man = self._get(txn, "objects", k, ObjectManifest)
-            if man is None or man.version_id != version_id:
-                return False
+        def retag(man: ObjectManifest) -> bool:
             man.tags = dict(tags)
-            txn.put(k, encode(man), db=self._db["objects"])
             return True
 
-        return await self._run(True, tx)
+        return await self._rewrite(bucket, key, version_id, retag)
 
     async def list_objects(
         self, bucket: str, prefix: str = "", start_after: str = "", delimiter: str = "", max_keys: int = 1000
@@ -340,11 +396,13 @@ class LocalIndex:
             rec = self._require_upload(txn, upload_id)
             if (man.bucket, man.key) != (rec.bucket, rec.key):
                 raise ValueError(f"upload {upload_id} is for {rec.bucket}/{rec.key}, not {man.bucket}/{man.key}")
-            self._require_bucket(txn, man.bucket)
-            k = keys.encode(keys.composite(man.bucket, man.key))
-            previous = self._get(txn, "objects", k, ObjectManifest)
-            check_condition(cond, previous)
-            txn.put(k, encode(man), db=self._db["objects"])
+            if self._require_bucket(txn, man.bucket).versioning:
+                previous = versions.put(txn, self._db, man, cond)
+            else:
+                k = keys.encode(keys.composite(man.bucket, man.key))
+                previous = self._get(txn, "objects", k, ObjectManifest)
+                check_condition(cond, previous)
+                txn.put(k, encode(man), db=self._db["objects"])
             used = {p.data_id for p in man.parts}
             unused = [p for p in self._drop_upload(txn, rec) if p.data_id not in used]
             return Completed(previous, unused)
@@ -360,84 +418,39 @@ class LocalIndex:
     # -- cluster membership
 
     async def upsert_node(self, rec: NodeRecord) -> NodeRecord:
-        def tx(txn: lmdb.Transaction) -> NodeRecord:
-            owners = self._db["drive_owners"]
-            claimed = [d.drive_id for d in rec.drives]
-            if len(set(claimed)) != len(claimed):
-                raise ValueError(f"node {rec.node_id} lists a drive twice")
-            node = rec.node_id.encode()
-            for drive_id in claimed:
-                owner = txn.get(drive_id.encode(), db=owners)
-                if owner is not None and owner != node:
-                    raise DriveClaimed(drive_id, owner.decode())
-            previous = self._get(txn, "nodes", node, NodeRecord)
-            for d in previous.drives if previous else []:
-                if d.drive_id not in claimed:
-                    txn.delete(d.drive_id.encode(), db=owners)
-            for drive_id in claimed:
-                txn.put(drive_id.encode(), node, db=owners)
-            data = encode(dataclasses.replace(rec, last_seen=time.time(), state="active"))
-            txn.put(node, data, db=self._db["nodes"])
-            return self._node(txn, data)  # a copy sharing nothing with the caller's record
-
-        return await self._run(True, tx)
-
-    def _node(self, txn: lmdb.Transaction, data: bytes) -> NodeRecord:
-        """A stored node record with its operator state, which heartbeats never carry."""
-        rec = decode(NodeRecord, data)
-        state = txn.get(rec.node_id.encode(), db=self._db["node_states"])
-        rec.state = "active" if state is None else state.decode()
-        return rec
+        return await self._run(True, membership.upsert_node, self._db, rec)
 
     async def list_nodes(self) -> list[NodeRecord]:
-        def tx(txn: lmdb.Transaction) -> list[NodeRecord]:
-            return [self._node(txn, v) for _, v in txn.cursor(self._db["nodes"])]
-
-        return await self._run(False, tx)
+        return await self._run(False, membership.list_nodes, self._db)
 
     async def remove_node(self, node_id: str) -> bool:
-        def tx(txn: lmdb.Transaction) -> bool:
-            rec = self._get(txn, "nodes", node_id.encode(), NodeRecord)
-            if rec is None:
-                return False
-            for d in rec.drives:
-                txn.delete(d.drive_id.encode(), db=self._db["drive_owners"])
-            txn.delete(node_id.encode(), db=self._db["nodes"])
-            txn.delete(node_id.encode(), db=self._db["node_states"])  # a node registering again starts active
-            return True
-
-        return await self._run(True, tx)
+        return await self._run(True, membership.remove_node, self._db, node_id)
 
     async def set_node_state(self, node_id: str, state: str) -> NodeRecord:
         if state not in NODE_STATES:
             raise ValueError(f"node state must be one of {', '.join(NODE_STATES)}, not {state!r}")
-
-        def tx(txn: lmdb.Transaction) -> NodeRecord:
-            data = txn.get(node_id.encode(), db=self._db["nodes"])
-            if data is None:
-                raise NoSuchNode(node_id)
-            txn.put(node_id.encode(), state.encode(), db=self._db["node_states"])
-            return self._node(txn, data)
-
-        return await self._run(True, tx)
+        return await self._run(True, membership.set_node_state, self._db, node_id, state)
 
     # -- repair
 
     async def update_part(self, bucket: str, key: str, version_id: str, part: PartRecord) -> bool:
+        return await self._rewrite(bucket, key, version_id, versioning.with_part(part))
+
+    async def _rewrite(self, bucket: str, key: str, version_id: str, change: Callable[[ObjectManifest], bool]) -> bool:
+        """Apply `change` to the version with internal id `version_id` in place (update_part, set_object_tags);
+        False, changing nothing, if there is no such version any more or change says no."""
+
         def tx(txn: lmdb.Transaction) -> bool:
             # No bucket check: an object exists only in a bucket that does (delete_bucket needs it empty).
             k = keys.encode(keys.composite(bucket, key))
             man = self._get(txn, "objects", k, ObjectManifest)
             if man is None or man.version_id != version_id:
-                return False  # overwritten or deleted since the repair read it: the newer write stands
-            for i, current in enumerate(man.parts):
-                if current.number == part.number:
-                    if current.data_id != part.data_id:
-                        return False
-                    man.parts[i] = part
-                    txn.put(k, encode(man), db=self._db["objects"])
-                    return True
-            return False
+                # A noncurrent version; or overwritten or deleted since it was read: the newer write stands.
+                return versions.rewrite(txn, self._db, bucket, key, version_id, change)
+            if not change(man):
+                return False
+            txn.put(k, encode(man), db=self._db["objects"])
+            return True
 
         return await self._run(True, tx)
 

@@ -16,7 +16,7 @@ newer service, are dropped), as records.decode does.
 
 Error kinds (status): BucketAlreadyExists (409, with owner), BucketNotEmpty (409), DriveClaimed (409,
 with drive_id and node_id), UserExists (409), NoSuchBucket (404), NoSuchUpload (404), NoSuchNode (404),
-PreconditionFailed (412), IndexFull (507: no room on the index's disk; nothing was written),
+PreconditionFailed (412), ObjectLocked (403), IndexFull (507: no room on the index's disk; nothing was written),
 InvalidArgument (400: the index refused a value, ValueError), BadRequest (400: the body does not fit),
 Forbidden (403: signature), NotFound (404: no such operation), MethodNotAllowed (405), TooLarge (413),
 InternalError (500).
@@ -47,6 +47,7 @@ from metadata.index import (
     NoSuchBucket,
     NoSuchNode,
     NoSuchUpload,
+    ObjectLocked,
     PreconditionFailed,
     UserExists,
 )
@@ -60,7 +61,7 @@ MAX_BODY = 64 << 20  # a manifest of 10,000 parts is a few MB
 READS = frozenset(
     (
         "get_bucket list_buckets get_object list_objects get_upload list_parts list_uploads list_nodes"
-        " list_repairs repair_backlog list_users"
+        " list_repairs repair_backlog list_users get_version latest_version list_versions"
     ).split()
 )
 
@@ -252,6 +253,7 @@ _INDEX_ERRORS: dict[type[Exception], tuple[str, int]] = {
     NoSuchUpload: ("NoSuchUpload", 404),
     NoSuchNode: ("NoSuchNode", 404),
     PreconditionFailed: ("PreconditionFailed", 412),
+    ObjectLocked: ("ObjectLocked", 403),
     # 507 Insufficient Storage (RFC 4918), on the internal wire only: the gateway answers it as SlowDown.
     IndexFull: ("IndexFull", 507),
 }
@@ -307,6 +309,7 @@ def error_from(status: int, doc: Any) -> Exception:
         "NoSuchNode": NoSuchNode,
         "UserExists": UserExists,
         "PreconditionFailed": PreconditionFailed,
+        "ObjectLocked": ObjectLocked,
         "IndexFull": IndexFull,
         INVALID_ARGUMENT[0]: ValueError,
         BAD_REQUEST[0]: ValueError,

@@ -43,6 +43,7 @@ TABLES = (
     "repairs",
     "users",
     "leases",
+    "versions",
 )
 _HEADER = struct.Struct(">QB")
 _TOMB, _FULL = 1, 2

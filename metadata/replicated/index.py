@@ -19,9 +19,9 @@ logical clock (metadata/hlc.py); replicas reconcile with one rule, metadata/repl
   writes and each granting replica applies them atomically with the release, and only if it still holds the
   grant. Two racing holders cannot both have two of three grants; a 1-1-1 split releases everything and
   retries after a jittered backoff. See docs/consistency.md.
-- update_part (a repair's new placement for a part) and set_object_tags rewrite a version without superseding
-  it, so that an overwrite or delete racing it, which takes no lock, still wins: the argument is in
-  update_part's docstring.
+- update_part (a repair's new placement for a part), set_object_tags, set_retention and set_legal_hold rewrite
+  a version without superseding it, so that an overwrite or delete racing it, which takes no lock, still wins:
+  the argument is in update_part's docstring.
 
 The plumbing (quorums, scans, the lock) is metadata/replicated/quorum.py; membership, node states, the
 repair queue, users and leases are metadata/replicated/admin.py.
@@ -30,10 +30,9 @@ repair queue, users and leases are metadata/replicated/admin.py.
 from __future__ import annotations
 
 import asyncio
-import struct
 from collections.abc import Callable
 
-from metadata import keys, listing
+from metadata import keys, listing, object_lock
 from metadata.index import (
     BucketAlreadyExists,
     BucketNotEmpty,
@@ -46,12 +45,21 @@ from metadata.index import (
     check_condition,
     check_delete_condition,
 )
-from metadata.records import BucketRecord, Condition, ObjectManifest, PartRecord, UploadRecord, decode, encode
+from metadata.records import (
+    BucketRecord,
+    Condition,
+    ObjectManifest,
+    PartRecord,
+    UploadRecord,
+    decode,
+    encode,
+)
 from metadata.replica.merge import Entry
 from metadata.replica.protocol import Write
-from metadata.replicated.admin import ReplicatedAdmin
+from metadata.replicated.manifests import decode_manifest, manifest, revised
 from metadata.replicated.merged_scan import Decoding, Merged, SyncCursor
 from metadata.replicated.quorum import SCAN_BATCH, tomb
+from metadata.replicated.versions import ReplicatedVersions
 
 
 def _okey(bucket: str, key: str) -> bytes:
@@ -63,37 +71,13 @@ def _upload_key(rec: UploadRecord) -> bytes:
     return keys.composite(rec.bucket, rec.key) + b"\x00" + keys.sortable(rec.initiated) + rec.upload_id.encode()
 
 
-# A manifest update_part rewrote is stored as _REVISED, its revision number (u32) and the encoded manifest.
-# No encoded record starts with 0xff (msgpack maps start with 0x8X, 0xde or 0xdf, inline manifests with 0xc1),
-# so at one timestamp a revision's bytes rank above the original's and above every earlier revision's.
-_REVISED = b"\xff"
-_REVISION = struct.Struct(">I")
-_REVISED_HEAD = len(_REVISED) + _REVISION.size
-
-
-def _revision(value: bytes) -> int:
-    return _REVISION.unpack_from(value, len(_REVISED))[0] if value.startswith(_REVISED) else 0
-
-
-def _decode_manifest(value: bytes, with_inline: bool = True) -> ObjectManifest:
-    return decode(ObjectManifest, value[_REVISED_HEAD:] if value.startswith(_REVISED) else value, with_inline)
-
-
-def _manifest(e: Entry | None) -> ObjectManifest | None:
-    return None if e is None or e.tombstone else _decode_manifest(e.value)
-
-
-class ReplicatedIndex(ReplicatedAdmin):
+class ReplicatedIndex(ReplicatedVersions, object_lock.LockRewrites):
     """The Index over `replicas` (three: any two of them are a quorum)."""
 
     # -- buckets
 
-    async def _bucket(self, name: str) -> BucketRecord | None:
-        (e,) = await self._read("buckets", [name.encode()])
-        return None if e is None or e.tombstone else decode(BucketRecord, e.value)
-
     async def _require_bucket(self, name: str) -> None:
-        if await self._bucket(name) is None:
+        if await self.get_bucket(name) is None:
             raise NoSuchBucket(name)
 
     async def create_bucket(self, rec: BucketRecord) -> None:
@@ -104,32 +88,25 @@ class ReplicatedIndex(ReplicatedAdmin):
             ns = keys.namespace(rec.name)
             stale = [k for k, _ in await self._live("objects", ns)]
             stale_uploads = [k for k, _ in await self._live("upload_keys", ns)]
+            stale_versions = [k for k, _ in await self._live("versions", ns)]
             ts2 = self._hlc.now()
             writes = [Write("buckets", rec.name.encode(), Entry(ts, False, encode(rec)))]
             writes += [Write("objects", k, tomb(ts2)) for k in stale]
             writes += [Write("upload_keys", k, tomb(ts2)) for k in stale_uploads]
+            writes += [Write("versions", k, tomb(ts2)) for k in stale_versions]
             return writes, None
 
         await self._locked("buckets", rec.name.encode(), decide)
-
-    async def get_bucket(self, name: str) -> BucketRecord | None:
-        return await self._bucket(name)
 
     async def delete_bucket(self, name: str) -> list[PartRecord]:
         async def decide(current: Entry | None, ts: int) -> tuple[list[Write], list[PartRecord]]:
             if current is None or current.tombstone:
                 raise NoSuchBucket(name)
             ns = keys.namespace(name)
-            if await self._live("objects", ns, limit=1):
-                raise BucketNotEmpty(name)
-            writes = [Write("buckets", name.encode(), tomb(ts))]
-            parts: list[PartRecord] = []
-            for k, v in await self._live("upload_keys", ns):
-                up = decode(UploadRecord, v)
-                ups, up_parts = await self._drop_upload_writes(up, k)
-                writes += ups
-                parts += up_parts
-            return writes, parts
+            for table in ("objects", "versions", "upload_keys"):  # uploads in progress: abort them first
+                if await self._live(table, ns, limit=1):
+                    raise BucketNotEmpty(name)
+            return [Write("buckets", name.encode(), tomb(ts))], []
 
         return await self._locked("buckets", name.encode(), decide)
 
@@ -150,16 +127,23 @@ class ReplicatedIndex(ReplicatedAdmin):
 
     async def put_object(self, man: ObjectManifest, cond: Condition | None = None) -> ObjectManifest | None:
         k = _okey(man.bucket, man.key)
+        known: BucketRecord | None = None  # read just now, before the lock: not read again under it
         if cond is None or (cond.if_match is None and not cond.if_none_match_star):
-            bucket, current = await self._read_many([("buckets", man.bucket.encode()), ("objects", k)])
-            if bucket is None or bucket.tombstone:
+            bucket_e, current = await self._read_many([("buckets", man.bucket.encode()), ("objects", k)])
+            if bucket_e is None or bucket_e.tombstone:
                 raise NoSuchBucket(man.bucket)
-            await self._write([Write("objects", k, Entry(self._hlc.now(), False, encode(man)))])
-            return _manifest(current)
+            known = decode(BucketRecord, bucket_e.value)
+            if not known.versioning:
+                await self._write([Write("objects", k, Entry(self._hlc.now(), False, encode(man)))])
+                return manifest(current)
 
         async def decide(current: Entry | None, ts: int) -> tuple[list[Write], ObjectManifest | None]:
-            await self._require_bucket(man.bucket)
-            previous = _manifest(current)
+            bucket = known or await self.get_bucket(man.bucket)
+            if bucket is None:
+                raise NoSuchBucket(man.bucket)
+            if bucket.versioning:
+                return await self._versioned_put(man, cond, current, ts)
+            previous = manifest(current)
             check_condition(cond, previous)
             return [Write("objects", k, Entry(ts, False, encode(man)))], previous
 
@@ -167,7 +151,7 @@ class ReplicatedIndex(ReplicatedAdmin):
 
     async def get_object(self, bucket: str, key: str) -> ObjectManifest | None:
         (e,) = await self._read("objects", [_okey(bucket, key)])
-        return _manifest(e)
+        return manifest(e)
 
     async def delete_object(self, bucket: str, key: str, cond: Condition | None = None) -> ObjectManifest | None:
         k = _okey(bucket, key)
@@ -175,14 +159,14 @@ class ReplicatedIndex(ReplicatedAdmin):
             bucket_e, current = await self._read_many([("buckets", bucket.encode()), ("objects", k)])
             if bucket_e is None or bucket_e.tombstone:
                 raise NoSuchBucket(bucket)
-            previous = _manifest(current)
+            previous = manifest(current)
             if previous is not None:
                 await self._write([Write("objects", k, tomb(self._hlc.now()))])
             return previous
 
         async def decide(current: Entry | None, ts: int) -> tuple[list[Write], ObjectManifest | None]:
             await self._require_bucket(bucket)
-            previous = _manifest(current)
+            previous = manifest(current)
             check_delete_condition(cond, previous)
             return ([Write("objects", k, tomb(ts))] if previous is not None else []), previous
 
@@ -205,7 +189,7 @@ class ReplicatedIndex(ReplicatedAdmin):
         our lock's timestamp could then outrank an overwrite or delete and bring the old version back.
         So the rewrite keeps the timestamp h of the version it rewrites and differs only in its bytes,
         which merge ranks above that version's and above its earlier rewrites' (equal timestamps are
-        ordered by value; see _REVISED). On every replica, in any order of arrival, it then beats exactly
+        ordered by value; see manifests.py). On every replica, in any order of arrival, it then beats exactly
         the version it rewrites and loses to every write stamped after h: any write that read that
         version (its clock has seen h) and any concurrent one that beat it. A delete stamped h wins the
         tie too (tombstones first). Conditional writes are ordered with this one by the lock. Left over:
@@ -229,12 +213,14 @@ class ReplicatedIndex(ReplicatedAdmin):
         k = _okey(bucket, key)
 
         async def decide(current: Entry | None, ts: int) -> tuple[list[Write], bool]:
-            man = _manifest(current)
+            man = manifest(current)
             if current is None or man is None or man.version_id != version_id:
-                return [], False  # overwritten or deleted since it was read: the newer write stands
-            if not change(man) or await self._bucket(bucket) is None:
+                # A noncurrent version; or overwritten or deleted since it was read: the newer write stands.
+                writes = await self._rewrite_noncurrent(bucket, key, version_id, change, ts)
+                return writes, bool(writes)
+            if not change(man) or await self.get_bucket(bucket) is None:
                 return [], False
-            value = _REVISED + _REVISION.pack(_revision(current.value) + 1) + encode(man)
+            value = revised(current, man)
             return [Write("objects", k, Entry(current.hlc, False, value))], True
 
         return await self._locked("objects", k, decide)
@@ -251,7 +237,7 @@ class ReplicatedIndex(ReplicatedAdmin):
             return await asyncio.to_thread(
                 listing.list_objects,
                 cursor,
-                lambda v: _decode_manifest(v, with_inline=False),  # listings never carry object bytes
+                lambda v: decode_manifest(v, with_inline=False),  # listings never carry object bytes
                 prefix,
                 start_after,
                 delimiter,
@@ -364,13 +350,18 @@ class ReplicatedIndex(ReplicatedAdmin):
             rec = await self._require_upload(upload_id)
             if (man.bucket, man.key) != (rec.bucket, rec.key):
                 raise ValueError(f"upload {upload_id} is for {rec.bucket}/{rec.key}, not {man.bucket}/{man.key}")
-            await self._require_bucket(man.bucket)
-            previous = _manifest(current)
-            check_condition(cond, previous)
+            bucket = await self.get_bucket(man.bucket)
+            if bucket is None:
+                raise NoSuchBucket(man.bucket)
+            if bucket.versioning:
+                writes, previous = await self._versioned_put(man, cond, current, ts)
+            else:
+                previous = manifest(current)
+                check_condition(cond, previous)
+                writes = [Write("objects", k, Entry(ts, False, encode(man)))]
             drops, parts = await self._drop_upload_writes(rec)
             used = {p.data_id for p in man.parts}
-            writes = [Write("objects", k, Entry(ts, False, encode(man))), *drops]
-            return writes, Completed(previous, [p for p in parts if p.data_id not in used])
+            return [*writes, *drops], Completed(previous, [p for p in parts if p.data_id not in used])
 
         return await self._locked("objects", k, decide)
 
@@ -382,7 +373,7 @@ class ReplicatedIndex(ReplicatedAdmin):
         async def decide(current: Entry | None, ts: int) -> tuple[list[Write], list[PartRecord]]:
             await self._require_upload(upload_id)
             writes, parts = await self._drop_upload_writes(rec)
-            live = _manifest(current)
+            live = manifest(current)
             used = {p.data_id for p in live.parts} if live else set()
             return writes, [p for p in parts if p.data_id not in used]
 

@@ -1,0 +1,33 @@
+"""How the replicated index stores manifests in its objects table: as encoded, or rewritten in place by
+update_part (a revision, which outranks the version it rewrites at the same timestamp)."""
+
+from __future__ import annotations
+
+import struct
+
+from metadata.records import ObjectManifest, decode, encode
+from metadata.replica.merge import Entry
+
+# A manifest update_part rewrote is stored as _REVISED, its revision number (u32) and the encoded manifest.
+# No encoded record starts with 0xff (msgpack maps start with 0x8X, 0xde or 0xdf, inline manifests with 0xc1),
+# so at one timestamp a revision's bytes rank above the original's and above every earlier revision's.
+_REVISED = b"\xff"
+_REVISION = struct.Struct(">I")
+_REVISED_HEAD = len(_REVISED) + _REVISION.size
+
+
+def revision(value: bytes) -> int:
+    return _REVISION.unpack_from(value, len(_REVISED))[0] if value.startswith(_REVISED) else 0
+
+
+def decode_manifest(value: bytes, with_inline: bool = True) -> ObjectManifest:
+    return decode(ObjectManifest, value[_REVISED_HEAD:] if value.startswith(_REVISED) else value, with_inline)
+
+
+def manifest(e: Entry | None) -> ObjectManifest | None:
+    return None if e is None or e.tombstone else decode_manifest(e.value)
+
+
+def revised(e: Entry, man: ObjectManifest) -> bytes:
+    """The bytes of `man` as the next revision of entry `e`."""
+    return _REVISED + _REVISION.pack(revision(e.value) + 1) + encode(man)

@@ -1,0 +1,197 @@
+"""ReplicatedIndex's versions (metadata/versioning.py): the versions table on the replicas, and the writes of
+buckets whose versioning is configured.
+
+Every write to a key of such a bucket (a version, a delete marker, a removal, a repair of a noncurrent
+version) holds the key's lock in the objects table, so the writes to its current version and to its versions
+are ordered: two racing PUTs both become versions, neither is lost. Reads are quorum reads and merged scans,
+as for current objects; read repair and anti-entropy cover the versions table like every other table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from metadata import keys, listing, object_lock, versioning
+from metadata.index import NoSuchBucket, VersionPage, check_condition
+from metadata.records import (
+    NULL_VERSION,
+    VERSIONING_STATES,
+    BucketRecord,
+    Condition,
+    LockGuard,
+    ObjectManifest,
+    decode,
+    encode,
+)
+from metadata.replica.merge import Entry
+from metadata.replica.protocol import Write
+from metadata.replicated.admin import ReplicatedAdmin
+from metadata.replicated.manifests import decode_manifest, manifest
+from metadata.replicated.merged_scan import Merged, SyncCursor
+from metadata.replicated.quorum import SCAN_BATCH, tomb
+
+KEY_BATCH = 64  # entries per fetch when reading one key's versions
+
+
+def _s3_id(version_id: str) -> str:
+    return "" if version_id == NULL_VERSION else version_id
+
+
+def plan_writes(bucket: str, key: str, plan: versioning.Plan, before: ObjectManifest | None, ts: int) -> list[Write]:
+    writes = []
+    if plan.current is not before:
+        current = Entry(ts, False, encode(plan.current)) if plan.current is not None else tomb(ts)
+        writes.append(Write("objects", keys.composite(bucket, key), current))
+    writes += [Write("versions", versioning.version_composite(m), tomb(ts)) for m in plan.drop]
+    writes += [Write("versions", versioning.version_composite(m), Entry(ts, False, encode(m))) for m in plan.keep]
+    return writes
+
+
+class ReplicatedVersions(ReplicatedAdmin):
+    async def set_versioning(self, name: str, status: str) -> None:
+        if status not in VERSIONING_STATES:
+            raise ValueError(f"versioning must be one of {', '.join(VERSIONING_STATES)}, not {status!r}")
+
+        async def decide(current: Entry | None, ts: int) -> tuple[list[Write], None]:
+            if current is None or current.tombstone:
+                raise NoSuchBucket(name)
+            rec = decode(BucketRecord, current.value)
+            if rec.object_lock and status != "Enabled":
+                raise ValueError("a bucket with object lock keeps versioning Enabled")
+            rec.versioning = status
+            return [Write("buckets", name.encode(), Entry(ts, False, encode(rec)))], None
+
+        await self._locked("buckets", name.encode(), decide)
+
+    async def set_bucket_lock(self, name: str, mode: str = "", days: int = 0, years: int = 0) -> None:
+        object_lock.check_rule(mode, days, years)
+
+        async def decide(current: Entry | None, ts: int) -> tuple[list[Write], None]:
+            if current is None or current.tombstone:
+                raise NoSuchBucket(name)
+            rec = decode(BucketRecord, current.value)
+            if rec.versioning != "Enabled":
+                raise ValueError("object lock needs versioning Enabled")
+            rec.object_lock, rec.lock_mode, rec.lock_days, rec.lock_years = True, mode, days, years
+            return [Write("buckets", name.encode(), Entry(ts, False, encode(rec)))], None
+
+        await self._locked("buckets", name.encode(), decide)
+
+    async def _key_versions(self, bucket: str, key: str, limit: int | None = None) -> list[ObjectManifest]:
+        """The key's versions-table entries, newest first (the first `limit`)."""
+        start = keys.versions_of(bucket, key)
+
+        async def use(merged: Merged) -> list[ObjectManifest]:
+            merged.seek(start, True)
+            out: list[ObjectManifest] = []
+            while (limit is None or len(out) < limit) and (item := await merged.next()) is not None:
+                if not item[0].startswith(start):
+                    break
+                if not item[1].tombstone:
+                    out.append(decode_manifest(item[1].value))
+            return out
+
+        return await self._scan("versions", keys.namespace(bucket), use, batch=KEY_BATCH)
+
+    async def _null_noncurrent(self, bucket: str, key: str) -> ObjectManifest | None:
+        return next((v for v in await self._key_versions(bucket, key) if not v.s3_version_id), None)
+
+    async def _versioned_put(
+        self, man: ObjectManifest, cond: Condition | None, current: Entry | None, ts: int
+    ) -> tuple[list[Write], ObjectManifest | None]:
+        """The writes of put_object in a bucket with versioning configured, under the key's lock; and what it frees."""
+        previous = manifest(current)
+        check_condition(cond, previous)
+        null = await self._null_noncurrent(man.bucket, man.key) if not man.s3_version_id else None
+        plan = versioning.plan_put(man, previous, null)
+        return plan_writes(man.bucket, man.key, plan, previous, ts), plan.freed
+
+    async def _find_version(
+        self, bucket: str, key: str, s3_id: str, current: ObjectManifest | None
+    ) -> ObjectManifest | None:
+        if versioning.matches(current, s3_id):
+            return current
+        where = versioning.lookup_composite(bucket, key, s3_id)
+        if where is None:
+            return await self._null_noncurrent(bucket, key)
+        (e,) = await self._read("versions", [where])
+        found = manifest(e)
+        return found if found is not None and versioning.matches(found, s3_id) and found.key == key else None
+
+    async def get_version(self, bucket: str, key: str, version_id: str) -> ObjectManifest | None:
+        (e,) = await self._read("objects", [keys.composite(bucket, key)])
+        return await self._find_version(bucket, key, _s3_id(version_id), manifest(e))
+
+    async def latest_version(self, bucket: str, key: str) -> ObjectManifest | None:
+        (e,) = await self._read("objects", [keys.composite(bucket, key)])
+        current = manifest(e)
+        if current is not None:
+            return current
+        newest = await self._key_versions(bucket, key, limit=1)
+        return newest[0] if newest else None
+
+    async def delete_version(
+        self, bucket: str, key: str, version_id: str, guard: LockGuard | None = None
+    ) -> ObjectManifest | None:
+        async def decide(current: Entry | None, ts: int) -> tuple[list[Write], ObjectManifest | None]:
+            if await self.get_bucket(bucket) is None:
+                raise NoSuchBucket(bucket)
+            live = manifest(current)
+            target = await self._find_version(bucket, key, _s3_id(version_id), live)
+            if target is None:
+                return [], None
+            object_lock.check_delete(target, guard)
+            plan = versioning.plan_delete_version(target, live, await self._key_versions(bucket, key, limit=2))
+            return plan_writes(bucket, key, plan, live, ts), plan.freed
+
+        return await self._locked("objects", keys.composite(bucket, key), decide)
+
+    async def _rewrite_noncurrent(
+        self, bucket: str, key: str, version_id: str, change: Callable[[ObjectManifest], bool], ts: int
+    ) -> list[Write]:
+        """The writes of a rewrite in place of a noncurrent version, under the key's lock ([] if there is none:
+        every write to a key of a versioned bucket holds that lock, so this one may take a new timestamp)."""
+        man = versioning.rewritten(await self._key_versions(bucket, key), version_id, change)
+        if man is None:
+            return []
+        return [Write("versions", versioning.version_composite(man), Entry(ts, False, encode(man)))]
+
+    async def list_versions(
+        self,
+        bucket: str,
+        prefix: str = "",
+        key_marker: str = "",
+        version_id_marker: str = "",
+        delimiter: str = "",
+        max_keys: int = 1000,
+    ) -> VersionPage:
+        if await self.get_bucket(bucket) is None:
+            raise NoSuchBucket(bucket)
+        ns = keys.namespace(bucket)
+        loop = asyncio.get_running_loop()
+        batch = min(SCAN_BATCH, max(max_keys, 0) + 1)
+
+        def raw(k: bytes, _v: bytes) -> bytes:
+            return k[len(ns) :]
+
+        async def use(current: Merged, older: Merged) -> VersionPage:
+            both = listing.TwoTables(SyncCursor(current, loop, ns, raw), SyncCursor(older, loop, ns, raw))
+            return await asyncio.to_thread(
+                listing.list_versions,
+                both,
+                lambda v: decode_manifest(v, with_inline=False),
+                prefix,
+                key_marker,
+                version_id_marker,
+                delimiter,
+                max_keys,
+            )
+
+        return await self._scan(
+            "objects", ns, lambda current: self._scan("versions", ns, lambda older: use(current, older), batch), batch
+        )
+
+    async def get_bucket(self, name: str) -> BucketRecord | None:
+        (e,) = await self._read("buckets", [name.encode()])
+        return None if e is None or e.tombstone else decode(BucketRecord, e.value)
