@@ -15,7 +15,9 @@ export async function objectView(main, bucket, key) {
   try {
     doc = await api("GET", `${bucketPath(bucket)}/object`, { query: { key } });
   } catch (err) {
-    clear(main, head, h("h1", { class: "key" }, key), h("p", { class: "error" }, `${err.code}: ${err.message}`));
+    // No current version (deleted in a versioned bucket, say): its older versions may still be there.
+    clear(main, head, h("h1", { class: "key" }, key), h("p", { class: "error" }, `${err.code}: ${err.message}`),
+      versionsSection(bucket, key));
     return;
   }
   const facts = h("dl", { class: "facts", id: "object-facts" },
