@@ -240,3 +240,30 @@ def test_the_keyboard_reaches_every_control_and_signs_in(browser: Browser, serve
         seen.append(el.text or el.get_attribute("id"))
         assert el.is_displayed(), f"an invisible tab stop after {seen}"
     assert "Upload files" in seen and "Upload a folder" in seen
+
+
+def test_versioning_is_enabled_from_the_bucket_settings_and_a_version_deleted(
+    browser: Browser, served: tuple[ServerProcess, str]
+) -> None:
+    srv, url = served
+    s3 = srv.client()
+    bucket = unique()
+    s3.create_bucket(Bucket=bucket)
+    browser.sign_in(url, ACCESS_KEY, SECRET_KEY)
+    browser.find("#create-bucket")
+    browser.driver.get(f"{url}#/b/{bucket}/")
+    browser.find("#bucket-settings summary").click()
+    browser.text("#versioning-status", "never enabled")
+    browser.find("#versioning-toggle").click()
+    browser.text("#versioning-status", "Enabled")
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    first = s3.put_object(Bucket=bucket, Key="doc", Body=b"first")["VersionId"]
+    s3.put_object(Bucket=bucket, Key="doc", Body=b"second")
+    browser.driver.get(f"{url}#/o/{bucket}/doc")
+    wait_for(lambda: len(browser.driver.find_elements("css selector", "#versions tr[data-version]")) == 2, 20, "2")
+    browser.page("versions")
+    browser.find(f"#versions tr[data-version='{first}'] button.danger").click()
+    browser.accept_confirm()
+    wait_for(lambda: len(browser.driver.find_elements("css selector", "#versions tr[data-version]")) == 1, 20, "1")
+    left = s3.list_object_versions(Bucket=bucket)["Versions"]
+    assert len(left) == 1 and left[0]["VersionId"] != first

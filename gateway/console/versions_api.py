@@ -1,5 +1,4 @@
-"""Bucket versioning and an object's versions, through S3's own requests. A gateway without versioning
-answers them 501 NotImplemented: the console then says versioning is not available and shows no versions."""
+"""Bucket versioning and an object's versions, through S3's own requests."""
 
 from __future__ import annotations
 
@@ -16,19 +15,10 @@ from gateway.s3.numbers import decimal
 _STATES = ("Enabled", "Suspended")
 
 
-def _unavailable(err: ErrorAnswer) -> bool:
-    return err.failure.status == 501
-
-
 async def get_versioning(request: web.Request) -> web.StreamResponse:
     path = object_path(request.match_info["bucket"])
-    try:
-        _, _, body = await console(request).upstream.call(user(request), "GET", path, [("versioning", "")])
-    except ErrorAnswer as err:
-        if _unavailable(err):
-            return web.json_response({"available": False, "status": ""})
-        raise
-    return web.json_response({"available": True, "status": parse_xml(body).findtext("Status") or ""})
+    _, _, body = await console(request).upstream.call(user(request), "GET", path, [("versioning", "")])
+    return web.json_response({"status": parse_xml(body).findtext("Status") or ""})  # "": never enabled
 
 
 async def put_versioning(request: web.Request) -> web.StreamResponse:
@@ -41,7 +31,7 @@ async def put_versioning(request: web.Request) -> web.StreamResponse:
     headers = {"Content-MD5": content_md5(body)}
     path = object_path(request.match_info["bucket"])
     await console(request).upstream.call(user(request), "PUT", path, [("versioning", "")], headers=headers, data=body)
-    return web.json_response({"available": True, "status": status})
+    return web.json_response({"status": status})
 
 
 def _version_doc(el: ET.Element, marker: bool) -> dict[str, Any]:
@@ -59,16 +49,11 @@ async def list_versions(request: web.Request) -> web.StreamResponse:
     """The versions and delete markers of one key, newest first (the first 1000)."""
     bucket, key = request.match_info["bucket"], required(request, "key")
     query = [("versions", ""), ("prefix", key), ("max-keys", "1000")]
-    try:
-        _, _, body = await console(request).upstream.call(user(request), "GET", object_path(bucket), query)
-    except ErrorAnswer as err:
-        if _unavailable(err):
-            return web.json_response({"available": False, "versions": []})
-        raise
+    _, _, body = await console(request).upstream.call(user(request), "GET", object_path(bucket), query)
     root = parse_xml(body)
     versions = [
         _version_doc(el, el.tag == "DeleteMarker")
         for el in root
         if el.tag in ("Version", "DeleteMarker") and el.findtext("Key") == key
     ]
-    return web.json_response({"available": True, "versions": versions})
+    return web.json_response({"versions": versions})

@@ -1,4 +1,4 @@
-// Bucket versioning (where the server has it) and the versions of one object.
+// Bucket versioning and the versions of one object.
 import { api, bucketPath } from "./api.js";
 import { bytes, clear, h, table, toast, when } from "./dom.js";
 
@@ -10,10 +10,6 @@ export function versioningControl(bucket) {
     let doc;
     try { doc = await api("GET", `${bucketPath(bucket)}/versioning`); }
     catch (err) { clear(box, h("span", { class: "error" }, `Versioning: ${err.code}`)); return; }
-    if (!doc.available) {
-      clear(box, h("span", { class: "muted", id: "versioning-status" }, "Versioning: not available on this server"));
-      return;
-    }
     const on = doc.status === "Enabled";
     clear(box, h("span", { id: "versioning-status" }, `Versioning: ${doc.status || "never enabled"}`),
       h("button", { type: "button", id: "versioning-toggle", onclick: async () => {
@@ -33,7 +29,7 @@ export function versionsSection(bucket, key) {
     let doc;
     try { doc = await api("GET", `${bucketPath(bucket)}/versions`, { query: { key } }); }
     catch (err) { clear(section, h("p", { class: "error" }, `${err.code}: ${err.message}`)); return; }
-    if (!doc.available || !doc.versions.length) { clear(section); return; }
+    if (!doc.versions.length) { clear(section); return; }
     clear(section, h("h2", {}, "Versions"), table(["Version", "Modified", "Size", ""], doc.versions.map((v) =>
       h("tr", { "data-version": v.version_id },
         h("td", { class: "mono" }, v.version_id, v.latest ? " (current)" : "", v.delete_marker ? " delete marker" : ""),
