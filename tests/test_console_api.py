@@ -361,3 +361,35 @@ def test_many_objects_are_deleted_in_one_request(root: ConsoleClient, served: tu
     assert [o["Key"] for o in served[0].client().list_objects_v2(Bucket=bucket)["Contents"]] == ["b"]
     assert root.call("POST", f"/api/buckets/{bucket}/delete", {"keys": []}).status == 400
     assert root.call("POST", f"/api/buckets/{bucket}/delete", {"keys": ["k"] * 1001}).status == 400
+
+
+def test_a_bucket_made_with_object_lock_and_a_version_it_keeps(
+    root: ConsoleClient, served: tuple[ServerProcess, str]
+) -> None:
+    plain, locked = unique(), unique()
+    assert root.call("POST", "/api/buckets", {"name": plain}).status == 201
+    assert root.call("POST", "/api/buckets", {"name": locked, "object_lock": True}).status == 201
+    assert root.call("GET", f"/api/buckets/{plain}/object-lock").json() == {"enabled": False}
+    assert root.call("GET", f"/api/buckets/{locked}/object-lock").json() == {
+        "enabled": True,
+        "mode": "",
+        "days": 0,
+        "years": 0,
+    }
+    assert root.call("GET", f"/api/buckets/{locked}/versioning").json() == {"status": "Enabled"}
+    until = "2099-01-01T00:00:00Z"
+    served[0].client().put_object(
+        Bucket=locked,
+        Key="kept",
+        Body=b"k",
+        ObjectLockMode="GOVERNANCE",
+        ObjectLockRetainUntilDate=until,
+        ObjectLockLegalHoldStatus="ON",
+        ChecksumAlgorithm="SHA256",
+    )
+    lock = root.call("GET", f"/api/buckets/{locked}/object?key=kept").json()["lock"]
+    assert lock["mode"] == "GOVERNANCE" and lock["retain-until-date"].startswith("2099-01-01")
+    assert lock["legal-hold"] == "ON"
+    version = root.call("GET", f"/api/buckets/{locked}/versions?key=kept").json()["versions"][0]["version_id"]
+    refused = root.call("DELETE", f"/api/buckets/{locked}/object?key=kept&version={version}")
+    assert refused.status == 403 and refused.json()["error"] == "AccessDenied"  # kept: the lock holds

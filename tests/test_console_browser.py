@@ -267,3 +267,30 @@ def test_versioning_is_enabled_from_the_bucket_settings_and_a_version_deleted(
     wait_for(lambda: len(browser.driver.find_elements("css selector", "#versions tr[data-version]")) == 1, 20, "1")
     left = s3.list_object_versions(Bucket=bucket)["Versions"]
     assert len(left) == 1 and left[0]["VersionId"] != first
+
+
+def test_a_bucket_made_with_object_lock_shows_it_and_its_objects_retention(
+    browser: Browser, served: tuple[ServerProcess, str]
+) -> None:
+    srv, url = served
+    browser.sign_in(url, ACCESS_KEY, SECRET_KEY)
+    bucket = unique()
+    browser.find("#new-bucket").send_keys(bucket)
+    browser.find("#new-bucket-lock").click()
+    browser.find("#create-bucket button").click()
+    browser.find(f"[data-bucket='{bucket}'] a").click()
+    browser.find("#bucket-settings summary").click()
+    browser.text("#object-lock", "Object lock: enabled")
+    browser.text("#versioning-status", "Enabled")
+    srv.client().put_object(
+        Bucket=bucket,
+        Key="kept",
+        Body=b"k",
+        ObjectLockMode="COMPLIANCE",
+        ObjectLockRetainUntilDate="2099-01-01T00:00:00Z",
+        ChecksumAlgorithm="SHA256",
+    )
+    browser.driver.get(f"{url}#/o/{bucket}/kept")
+    facts = browser.text("#object-facts", "Object lock mode")
+    assert "COMPLIANCE" in facts and "2099" in facts
+    browser.page("locked-object")

@@ -46,7 +46,9 @@ async def create_bucket(request: web.Request) -> web.StreamResponse:
     name = doc.get("name")
     if not isinstance(name, str) or not name:
         raise ErrorAnswer(400, "InvalidBucketName", "give the bucket a name")
-    await console(request).upstream.call(user(request), "PUT", object_path(name))
+    # Object lock can only be chosen when a bucket is made (and turns versioning on for good).
+    headers = {"x-amz-bucket-object-lock-enabled": "true"} if doc.get("object_lock") is True else None
+    await console(request).upstream.call(user(request), "PUT", object_path(name), headers=headers)
     return web.json_response({"name": name}, status=201)
 
 
@@ -106,6 +108,11 @@ async def object_details(request: web.Request) -> web.StreamResponse:
             "modified": h.get("Last-Modified", ""),
             "version_id": h.get("x-amz-version-id", ""),
             "metadata": {k[len("x-amz-meta-") :]: v for k, v in h.items() if k.lower().startswith("x-amz-meta-")},
+            "lock": {  # object lock: mode, retain-until-date, legal-hold, where set
+                k.lower()[len("x-amz-object-lock-") :]: v
+                for k, v in h.items()
+                if k.lower().startswith("x-amz-object-lock-")
+            },
             "checksums": {
                 k[len("x-amz-checksum-") :]: v
                 for k, v in h.items()

@@ -1,4 +1,4 @@
-"""Bucket versioning and an object's versions, through S3's own requests."""
+"""Bucket versioning, object lock, and an object's versions, through S3's own requests."""
 
 from __future__ import annotations
 
@@ -57,3 +57,23 @@ async def list_versions(request: web.Request) -> web.StreamResponse:
         if el.tag in ("Version", "DeleteMarker") and el.findtext("Key") == key
     ]
     return web.json_response({"versions": versions})
+
+
+async def get_object_lock(request: web.Request) -> web.StreamResponse:
+    """The bucket's object lock: {"enabled": false}, or enabled with its default retention ("mode": "" for none)."""
+    path = object_path(request.match_info["bucket"])
+    try:
+        _, _, body = await console(request).upstream.call(user(request), "GET", path, [("object-lock", "")])
+    except ErrorAnswer as err:
+        if err.failure.kind == "ObjectLockConfigurationNotFoundError":
+            return web.json_response({"enabled": False})
+        raise
+    root = parse_xml(body)
+    return web.json_response(
+        {
+            "enabled": root.findtext("ObjectLockEnabled") == "Enabled",
+            "mode": root.findtext("Rule/DefaultRetention/Mode") or "",
+            "days": decimal(root.findtext("Rule/DefaultRetention/Days")) or 0,
+            "years": decimal(root.findtext("Rule/DefaultRetention/Years")) or 0,
+        }
+    )

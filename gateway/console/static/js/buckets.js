@@ -4,19 +4,23 @@ import { bar, bytes, clear, h, table, toast, when } from "./dom.js";
 import { bucketPolicyEditor } from "./policies.js";
 import { tagsEditor } from "./tags.js";
 import { droppedFiles, pickedFiles, uploadFile } from "./upload.js";
-import { versioningControl } from "./versions.js";
+import { objectLockLine, versioningControl } from "./versions.js";
 
 const enc = encodeURIComponent;
 
 export async function bucketsView(main) {
   const name = h("input", { id: "new-bucket", name: "bucket", required: true, autocomplete: "off",
     pattern: "[a-z0-9][a-z0-9.\\-]{1,61}[a-z0-9]", "aria-label": "New bucket name", placeholder: "new-bucket-name" });
-  const form = h("form", { class: "inline", id: "create-bucket" }, name, h("button", { type: "submit" }, "Create bucket"));
+  const locked = h("input", { type: "checkbox", id: "new-bucket-lock" });
+  const form = h("form", { class: "inline", id: "create-bucket" }, name,
+    h("label", { for: "new-bucket-lock", title: "Object lock (turns versioning on for good)" }, locked, " Object lock"),
+    h("button", { type: "submit" }, "Create bucket"));
   const list = h("div", { id: "bucket-list" }, h("p", { class: "muted" }, "Loading…"));
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     try {
-      await api("POST", "/api/buckets", { json: { name: name.value.trim() } });
+      await api("POST", "/api/buckets", { json: { name: name.value.trim(), object_lock: locked.checked } });
+      locked.checked = false;
       toast(`Bucket ${name.value.trim()} created`);
       name.value = "";
       await fill();
@@ -157,7 +161,7 @@ export async function browserView(main, bucket, prefix) {
   }
 
   const settings = prefix ? null : h("details", { class: "settings", id: "bucket-settings" },
-    h("summary", {}, "Bucket settings"), versioningControl(bucket), h("p", { class: "muted" }, "Tags"), tagsEditor(bucket),
+    h("summary", {}, "Bucket settings"), versioningControl(bucket), objectLockLine(bucket), h("p", { class: "muted" }, "Tags"), tagsEditor(bucket),
     bucketPolicyEditor(bucket));
   clear(main, h("nav", { class: "crumbs", "aria-label": "Breadcrumb" }, crumbs),
     h("h1", {}, prefix ? prefix : bucket), settings, drop, uploads, listing, pager);

@@ -26,6 +26,7 @@ export async function objectView(main, bucket, key) {
     h("dt", {}, "Type"), h("dd", {}, doc.content_type || "–"),
     h("dt", {}, "Modified"), h("dd", {}, when(doc.modified)),
     doc.version_id ? [h("dt", {}, "Version"), h("dd", { class: "mono" }, doc.version_id)] : [],
+    Object.entries(doc.lock).map(([k, v]) => [h("dt", {}, `Object lock ${k}`), h("dd", {}, k.includes("date") ? when(v) : v)]),
     Object.entries(doc.checksums).map(([k, v]) => [h("dt", {}, `Checksum ${k}`), h("dd", { class: "mono" }, v)]),
     Object.entries(doc.metadata).map(([k, v]) => [h("dt", {}, `x-amz-meta-${k}`), h("dd", {}, v)]));
 

@@ -1,4 +1,4 @@
-// Bucket versioning and the versions of one object.
+// Bucket versioning and object lock, and the versions of one object.
 import { api, bucketPath } from "./api.js";
 import { bytes, clear, h, table, toast, when } from "./dom.js";
 
@@ -48,4 +48,13 @@ export function versionsSection(bucket, key) {
   }
   show();
   return section;
+}
+
+export function objectLockLine(bucket) {
+  const line = h("p", { id: "object-lock" }, "Object lock: …");
+  api("GET", `${bucketPath(bucket)}/object-lock`).then((doc) => {
+    const rule = doc.mode ? `, new versions kept ${doc.days ? `${doc.days} days` : `${doc.years} years`} (${doc.mode})` : "";
+    line.textContent = doc.enabled ? `Object lock: enabled${rule}` : "Object lock: off (chosen when a bucket is made)";
+  }).catch((err) => { line.textContent = `Object lock: ${err.code}`; });
+  return line;
 }
