@@ -82,6 +82,8 @@ def test_changes_need_the_csrf_token_and_the_own_origin(root: ConsoleClient, ser
     srv = served[0]
     name = unique()
     no_token = root.call("POST", "/api/buckets", {"name": name}, {"X-CSRF-Token": ""})
+    latin = root.call("POST", "/api/buckets", {"name": name}, {"X-CSRF-Token": "\xe9\xff"})  # not ASCII
+    assert latin.status == 403
     wrong = root.call("POST", "/api/buckets", {"name": name}, {"X-CSRF-Token": "x" * 32})
     foreign = root.call("POST", "/api/buckets", {"name": name}, {"Origin": "http://evil.example"})
     assert no_token.status == wrong.status == foreign.status == 403
@@ -190,6 +192,16 @@ def test_upload_in_parts_download_and_share_stream_the_bytes(
 
 def _q(text: str) -> str:
     return quote(text, safe="")
+
+
+def test_json_with_lone_surrogates_is_refused(root: ConsoleClient, served: tuple[ServerProcess, str]) -> None:
+    bucket = unique()
+    assert root.call("POST", "/api/buckets", {"name": bucket}).status == 201
+    hostile = b'{"name": "b-\\ud800"}'
+    for path in ("/api/buckets", f"/api/buckets/{bucket}/tags", "/api/session"):
+        method = "PUT" if path.endswith("tags") else "POST"
+        r = root.call(method, path, hostile, {"Content-Type": "application/json", "Origin": served[1]})
+        assert r.status == 400 and r.json()["error"] in ("MalformedJSON", "InvalidArgument"), (path, r.body)
 
 
 @pytest.mark.parametrize(

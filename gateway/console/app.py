@@ -65,7 +65,8 @@ async def _authenticate(request: web.Request, endpoint: Endpoint) -> None:
         raise ErrorAnswer(401, "SignInRequired", "sign in first (or again: the session ended)")
     if request.method not in _SAFE:
         token = request.headers.get(CSRF_HEADER, "")
-        if not _same_origin(request) or not hmac.compare_digest(token.encode(), found[0].csrf.encode()):
+        given = token.encode("utf-8", "surrogateescape")  # whatever bytes came: never an error of ours
+        if not _same_origin(request) or not hmac.compare_digest(given, found[0].csrf.encode()):
             raise ErrorAnswer(403, "InvalidCSRFToken", "this change did not come from the console's own page")
     request[SESSION] = found
 

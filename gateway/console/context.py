@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,4 +60,8 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         raise ErrorAnswer(400, "MalformedJSON", "the body is not JSON") from None
     if not isinstance(doc, dict):
         raise ErrorAnswer(400, "MalformedJSON", "the body is not a JSON object")
+    try:  # JSON may spell lone UTF-16 surrogates ("\ud800"), which no name, key or tag can hold
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ErrorAnswer(400, "MalformedJSON", "the body holds text that is not UTF-8") from None
     return doc
