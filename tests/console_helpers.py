@@ -12,6 +12,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,6 +161,18 @@ class Browser:
         self.find("#access-key").send_keys(access_key)
         self.find("#secret-key").send_keys(secret_key)
         self.find("#signin button[type=submit]").click()
+
+    def at_new_bucket(self, served: tuple[ServerProcess, str], prefix: str = "") -> tuple[Any, str]:
+        """Signed in as the root, on the page of a new bucket (at prefix): (a boto3 client, the bucket)."""
+        srv, url = served
+        s3 = srv.client()
+        bucket = f"b-{uuid.uuid4().hex[:12]}"
+        s3.create_bucket(Bucket=bucket)
+        self.sign_in(url, ACCESS_KEY, SECRET_KEY)
+        self.find("#create-bucket")
+        self.driver.get(f"{url}#/b/{bucket}/{prefix}")
+        self.find("#drop-zone")
+        return s3, bucket
 
     def quit(self) -> None:
         self.driver.quit()

@@ -129,14 +129,8 @@ def test_a_user_sees_only_their_buckets_and_no_root_pages(browser: Browser, serv
 def test_files_dropped_on_the_page_upload_and_a_cancelled_upload_leaves_nothing(
     browser: Browser, served: tuple[ServerProcess, str], tmp_path: Path
 ) -> None:
-    srv, url = served
-    s3 = srv.client()
-    bucket = unique()
-    s3.create_bucket(Bucket=bucket)
-    browser.sign_in(url, ACCESS_KEY, SECRET_KEY)
-    browser.find("#create-bucket")
-    browser.driver.get(f"{url}#/b/{bucket}/docs/")
-    browser.find("#drop-zone")
+    url = served[1]
+    s3, bucket = browser.at_new_bucket(served, "docs/")
     # A drop as the browser makes it (a DataTransfer of files), dispatched on the drop zone.
     browser.driver.execute_script(
         """const dt = new DataTransfer();
@@ -218,6 +212,9 @@ def test_the_keyboard_reaches_every_control_and_signs_in(browser: Browser, serve
     active.send_keys(ACCESS_KEY, Keys.TAB)
     browser.driver.switch_to.active_element.send_keys(SECRET_KEY, Keys.ENTER)
     browser.find("#create-bucket")
+    # The page is drawn when it has focused its main (route() does last): only then is the focus the test's.
+    ready = "return document.activeElement && document.activeElement.id === 'main'"
+    wait_for(lambda: browser.driver.execute_script(ready), 20, "the bucket list drawn")
     # Tab from the top of the page (its skip link): every stop is something visible.
     browser.driver.execute_script("document.querySelector('a.skip').focus()")
     stops = []
@@ -232,7 +229,7 @@ def test_the_keyboard_reaches_every_control_and_signs_in(browser: Browser, serve
     served[0].client().create_bucket(Bucket=bucket)
     browser.driver.get(f"{url}#/b/{bucket}/")
     browser.find("#drop-zone")
-    browser.driver.execute_script("document.getElementById('main').focus()")
+    wait_for(lambda: browser.driver.execute_script(ready), 20, "the bucket page drawn")
     seen = []
     for _ in range(14):
         browser.driver.switch_to.active_element.send_keys(Keys.TAB)
@@ -245,13 +242,8 @@ def test_the_keyboard_reaches_every_control_and_signs_in(browser: Browser, serve
 def test_versioning_is_enabled_from_the_bucket_settings_and_a_version_deleted(
     browser: Browser, served: tuple[ServerProcess, str]
 ) -> None:
-    srv, url = served
-    s3 = srv.client()
-    bucket = unique()
-    s3.create_bucket(Bucket=bucket)
-    browser.sign_in(url, ACCESS_KEY, SECRET_KEY)
-    browser.find("#create-bucket")
-    browser.driver.get(f"{url}#/b/{bucket}/")
+    url = served[1]
+    s3, bucket = browser.at_new_bucket(served)
     browser.find("#bucket-settings summary").click()
     browser.text("#versioning-status", "never enabled")
     browser.find("#versioning-toggle").click()

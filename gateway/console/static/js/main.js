@@ -63,7 +63,8 @@ async function route() {
     if (err instanceof ApiError && err.status === 401) return;
     clear(main, h("p", { class: "error" }, err instanceof ApiError ? `${err.code}: ${err.message}` : String(err)));
   }
-  main.focus({ preventScroll: true });
+  // Focus the new page for keyboard and screen reader users, unless they are already at work in it.
+  if (mine === generation && !main.contains(document.activeElement)) main.focus({ preventScroll: true });
 }
 
 signedOut.addEventListener("signedout", () => signInView("Your session ended: sign in again."));
