@@ -28,8 +28,10 @@ from cluster.service import (
 from cluster.service.access_log import AccessLog
 from cluster.version import SERVER
 from gateway import siblings
+from gateway.accounts.authorize import AccessDenied
 from gateway.admin import api as admin_api
 from gateway.context import Gateway
+from gateway.handlers import actions
 from gateway.handlers import buckets as bucket_api
 from gateway.handlers import deletes as delete_api
 from gateway.handlers import listing as listing_api
@@ -42,6 +44,7 @@ from gateway.handlers.attributes import get_object_attributes
 from gateway.metrics import MaintenanceCollector, by_worker
 from gateway.s3 import sigv2, sigv4
 from gateway.s3.errors import S3Error
+from gateway.s3.payload import STREAMING_PAYLOADS
 from gateway.s3.request import S3Request, split_path
 from gateway.s3.sigv4 import AuthContext
 from gateway.s3.xml import error_document
@@ -54,11 +57,10 @@ Handler = Callable[[Gateway, S3Request], Awaitable[web.StreamResponse]]
 
 # Subresources S3 has and we do not: answered 501 rather than misread as a plain request.
 _BUCKET_UNSUPPORTED = frozenset(
-    "accelerate acl analytics cors encryption intelligent-tiering inventory lifecycle logging metrics "
-    "notification ownershipControls policy policyStatus publicAccessBlock replication "
-    "requestPayment website".split()
+    "accelerate analytics cors encryption intelligent-tiering inventory lifecycle logging metrics "
+    "notification replication requestPayment website".split()
 )
-_OBJECT_UNSUPPORTED = frozenset("acl restore select torrent".split())
+_OBJECT_UNSUPPORTED = frozenset("restore select torrent".split())
 _BUCKET_TAGGING: dict[str, Handler] = {
     "GET": tagging_api.get_bucket_tagging,
     "PUT": tagging_api.put_bucket_tagging,
@@ -103,6 +105,9 @@ def _route(req: S3Request) -> Handler:
             return _subresource({"GET": version_api.list_object_versions}, method)
         if "object-lock" in q:
             return _subresource(lock_api.CONFIGURATION, method)
+        configured = actions.bucket_access_handler(method, q)
+        if configured is not None:
+            return configured
         if method == "GET":
             if "location" in q:
                 return bucket_api.bucket_location
@@ -129,6 +134,8 @@ def _route(req: S3Request) -> Handler:
         return _subresource(lock_api.RETENTION, method)
     if "legal-hold" in q:
         return _subresource(lock_api.LEGAL_HOLD, method)
+    if "acl" in q:
+        return actions.object_acl_handler(method)
     copy = "x-amz-copy-source" in req.headers
     if method == "PUT":
         if "uploadId" in q:
@@ -199,7 +206,8 @@ async def _authenticate(request: web.Request, endpoint: Endpoint) -> None:
     """The gateway's authenticator, plugged into the service skeleton: S3 signatures, not the cluster's."""
     gw = request.app[GATEWAY_KEY]
     probe = _PROBES.get(request.path) if request.method == "GET" else None
-    if probe is not None and _is_anonymous(request):
+    anonymous = _is_anonymous(request)
+    if probe is not None and anonymous:
         ex = exchange(request)
         ex.operation, ex.quiet = probe, True
         request[_VERDICT] = _Verdict(probe=probe)
@@ -218,6 +226,12 @@ async def _authenticate(request: web.Request, endpoint: Endpoint) -> None:
         exchange(request).counted = False  # accounted for by the worker that answers it
         request[_VERDICT] = _Verdict(forward=True)
         return
+    if anonymous:  # judged like any other request: allowed where a policy or ACL allows anyone
+        if request.headers.get("x-amz-content-sha256", "") in STREAMING_PAYLOADS:
+            # aws-chunked framing is decoded with the signature that seeds it; unsigned it would be stored.
+            raise S3Error("InvalidRequest", "An aws-chunked body needs a signed request.")
+        request[_VERDICT] = _Verdict(host_bucket=host_bucket)
+        return
     query = sigv4.parse_query(request.rel_url.raw_query_string)
     claimed = _claimed_access_key(request.headers.get("Authorization"), query)
     if claimed and not gw.users.known(claimed):
@@ -228,8 +242,12 @@ async def _authenticate(request: web.Request, endpoint: Endpoint) -> None:
     else:
         auth = sigv4.verify(request.method, raw_path, query, request.headers, gw.users.secret)
     request[_VERDICT] = _Verdict(auth=auth, host_bucket=host_bucket)
-    if expect is not None and request.version >= HttpVersion11:
-        # Only now that the request is admitted and its signature holds is the body asked for.
+    await _ask_for_body(request)  # only now that the request is admitted and its signature holds
+
+
+async def _ask_for_body(request: web.Request) -> None:
+    """Answer Expect: 100-continue, once the request may go on."""
+    if "Expect" in request.headers and request.version >= HttpVersion11 and not request.get(_CONTINUED):
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         request.writer.output_size = 0  # the response proper has not started
         request[_CONTINUED] = True
@@ -264,17 +282,25 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         assert gw.siblings is not None
         return await siblings.answer_users_changed(request, gw.users)
     auth = verdict.auth
-    assert auth is not None
+    access_key = auth.access_key if auth is not None else ""  # "": anonymous
     raw_path = request.rel_url.raw_path
     ex = exchange(request)
     if verdict.host_bucket is None and admin_api.is_admin_path(raw_path):
-        ex.operation, resp = await admin_api.dispatch(gw, request, auth.access_key)
+        ex.operation, resp = await admin_api.dispatch(gw, request, access_key)
         return resp
-    # Only an authenticated request learns what is wrong with its key.
-    bucket, key = split_path(raw_path, verdict.host_bucket)
-    req = S3Request(request, request[REQUEST_ID], bucket, key, auth.access_key, request.query, auth)
-    handler = _route(req)
+    # Only an authenticated request learns what is wrong with its key: an anonymous one is refused.
+    try:
+        bucket, key = split_path(raw_path, verdict.host_bucket)
+        req = S3Request(request, request[REQUEST_ID], bucket, key, access_key, request.query, auth)
+        handler = _route(req)
+    except S3Error:
+        if auth is None:
+            raise S3Error("AccessDenied") from None
+        raise
     ex.operation = handler.__name__
+    await actions.judge_request(gw, req, handler)
+    if auth is None:
+        await _ask_for_body(request)  # an anonymous request's body, once it is allowed
     return await handler(gw, req)
 
 
@@ -332,6 +358,8 @@ _HTTP_CODES = {
 def _classify(exc: BaseException) -> Failure | None:
     if isinstance(exc, S3Error):
         err = exc
+    elif isinstance(exc, AccessDenied):  # from accounts.authorize, called by a handler itself
+        err = S3Error("AccessDenied")
     elif isinstance(exc, IndexUnavailable):  # no metadata quorum now: a retryable 503, as S3 answers overload
         log.warning("index unavailable: %s", exc)
         err = S3Error("ServiceUnavailable")

@@ -162,6 +162,13 @@ class Index(Protocol):
         """All buckets, sorted by name."""
         ...
 
+    async def update_bucket(self, name: str, changes: dict[str, str | None]) -> BucketRecord:
+        """Set bucket configuration fields atomically (field -> value; None resets it to its default) and
+        return the record as stored. One operation for every bucket configuration (policy, ACL, ...).
+
+        Raises NoSuchBucket, ValueError for a field that is not a configuration (name, owner, ...)."""
+        ...
+
     async def set_bucket_tags(self, name: str, tags: dict[str, str]) -> None:
         """Replace the bucket's tags (an empty dict removes them). Raises NoSuchBucket."""
         ...
@@ -239,6 +246,15 @@ class Index(Protocol):
         key) still has it (otherwise change nothing and return False). The object's data and everything else of its
         manifest stay as they are; like update_part, it never wins over a concurrent overwrite or delete.
         """
+        ...
+
+    async def update_object(
+        self, bucket: str, key: str, version_id: str, changes: dict[str, str | None]
+    ) -> ObjectManifest | None:
+        """Set changeable fields (records.OBJECT_CHANGEABLE: the ACL) of version `version_id` (the internal id,
+        as set_object_tags) in place; return it as stored, or None if there is no such version any more.
+        Like update_part, it never wins over a concurrent overwrite or delete. Raises ValueError for any
+        other field."""
         ...
 
     async def list_objects(
@@ -348,6 +364,11 @@ class Index(Protocol):
 
     async def list_users(self) -> list[UserRecord]:
         """All users, sorted by name."""
+        ...
+
+    async def update_user(self, name: str, changes: dict[str, str | None]) -> UserRecord | None:
+        """Set a user's changeable fields (policy) as update_bucket does; None if there is no such user.
+        Raises ValueError for a field that cannot change (name, keys)."""
         ...
 
     async def delete_user(self, name: str) -> UserRecord | None:

@@ -7,6 +7,7 @@ import functools
 import os
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -21,6 +22,11 @@ class BucketRecord:
     owner: str  # access key of the creating user
     created: float  # seconds since the epoch
     region: str = "us-east-1"
+    # Bucket configurations, each a string (None: not set), changed with Index.update_bucket.
+    policy: str | None = None  # the bucket policy's JSON text, as put (gateway/accounts/policy.py)
+    acl: str | None = None  # the canned ACL (None: private)
+    public_access_block: str | None = None  # JSON {"BlockPublicAcls": bool, ...}
+    ownership: str | None = None  # ObjectOwnership (None: no controls, S3's ObjectWriter)
     tags: dict[str, str] = field(default_factory=dict)  # bucket tagging (at most 50)
     versioning: str = ""  # VERSIONING_STATES: "" never configured, then "Enabled" or "Suspended"
     # Object lock (docs/object-lock.md): once enabled never off, and versioning stays "Enabled". The default
@@ -67,6 +73,7 @@ class ObjectManifest:
     user_meta: dict[str, str] = field(default_factory=dict)  # x-amz-meta-* (lowercased name without prefix)
     checksums: dict[str, str] = field(default_factory=dict)  # algorithm -> base64 (S3 full-object or composite)
     checksum_type: str = ""  # "FULL_OBJECT" | "COMPOSITE" | ""
+    acl: str = ""  # the canned ACL the object was written with ("": private)
     tags: dict[str, str] = field(default_factory=dict)  # object tagging (at most 10); left out when empty
     # Versioning (docs/versioning.md). version_id above is internal (unique per write, what repair checks);
     # s3_version_id is what S3 clients see: new_version_id() for a write while versioning is Enabled, ""
@@ -115,6 +122,7 @@ class UploadRecord:
     user_meta: dict[str, str] = field(default_factory=dict)
     checksum_algorithm: str = ""  # as given at create (e.g. "CRC32"), "" if none
     checksum_type: str = ""  # "COMPOSITE" | "FULL_OBJECT" | ""
+    acl: str = ""  # the canned ACL the completed object gets
     tags: dict[str, str] = field(default_factory=dict)  # x-amz-tagging at create, given to the completed object
     lock_mode: str = ""  # object lock asked for at create, given to the completed version (ObjectManifest's)
     lock_until: float = 0.0
@@ -215,6 +223,7 @@ class UserRecord:
     access_key: str
     secret_key: str
     created: float
+    policy: str = ""  # the user's IAM policy, JSON ("" : readwrite on their own buckets)
 
 
 @dataclass(slots=True)
@@ -224,6 +233,43 @@ class Lease:
     name: str
     holder: str
     expires: float  # seconds since the epoch
+
+
+def apply_changes(rec: T, changes: dict[str, str | None], changeable: frozenset[str]) -> T:
+    """A copy of `rec` with `changes` applied (field -> new value, None: the field's default); the update_*
+    operations of the Index use it. Raises ValueError for a field not in `changeable`."""
+    for name, value in changes.items():
+        if name not in changeable:
+            raise ValueError(f"{type(rec).__name__} has no changeable field {name!r}")
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{name} must be a string or None")
+    values = {f.name: getattr(rec, f.name) for f in dataclasses.fields(rec)}  # type: ignore[arg-type]
+    defaults = {f.name: f.default for f in dataclasses.fields(rec)}  # type: ignore[arg-type]
+    for name, value in changes.items():
+        values[name] = defaults[name] if value is None else value
+    return type(rec)(**values)
+
+
+def object_changes(changes: dict[str, str | None]) -> tuple[Callable[[ObjectManifest], bool], list[ObjectManifest]]:
+    """For the stores' rewrites in place (Index.update_object): a change setting `changes` on a manifest
+    (ValueError for a field not in OBJECT_CHANGEABLE), and the list the changed manifest is put in."""
+    changed: list[ObjectManifest] = []
+
+    def change(man: ObjectManifest) -> bool:
+        updated = apply_changes(man, changes, OBJECT_CHANGEABLE)
+        for name in changes:
+            setattr(man, name, getattr(updated, name))
+        changed.append(man)
+        return True
+
+    return change, changed
+
+
+# What Index.update_bucket, update_user and update_object may change: access configurations. Everything
+# else of a record has its own operation (tags, versioning, object lock) or never changes.
+BUCKET_CHANGEABLE = frozenset({"policy", "acl", "public_access_block", "ownership"})
+USER_CHANGEABLE = frozenset({"policy"})
+OBJECT_CHANGEABLE = frozenset({"acl"})
 
 
 # Fields holding lists of records, which msgpack hands back as lists of dicts.
@@ -255,6 +301,7 @@ def _field_set(cls: type) -> frozenset[str]:
 OMIT_EMPTY = frozenset(
     {"tags", "versioning", "s3_version_id", "delete_marker"}
     | {"object_lock", "lock_mode", "lock_days", "lock_years", "lock_until", "legal_hold"}
+    | {"policy", "acl", "public_access_block", "ownership"}
 )
 
 

@@ -315,6 +315,48 @@ class IndexContract(TagsContract):
         assert name not in [b.name for b in await index.list_buckets()]
         await index.create_bucket(BucketRecord(name=name, owner="AKIANEW", created=2.0))  # name is free again
 
+    async def test_update_bucket_sets_and_resets_configuration(self, index: Index) -> None:
+        name = await new_bucket(index)
+        before = await index.get_bucket(name)
+        assert before is not None and before.policy is None
+        rec = await index.update_bucket(name, {"policy": '{"Statement": []}', "acl": "public-read"})
+        assert (rec.policy, rec.acl, rec.owner, rec.created) == (
+            '{"Statement": []}',
+            "public-read",
+            before.owner,
+            before.created,
+        )
+        assert await index.get_bucket(name) == rec
+        rec = await index.update_bucket(name, {"policy": None})  # None: back to the default, the rest kept
+        assert (rec.policy, rec.acl) == (None, "public-read")
+        assert await index.get_bucket(name) == rec
+
+    async def test_update_bucket_refuses_fixed_fields_and_missing_buckets(self, index: Index) -> None:
+        name = await new_bucket(index)
+        before = await index.get_bucket(name)
+        for field in ("owner", "name", "no_such_field"):
+            with pytest.raises(ValueError):
+                await index.update_bucket(name, {field: "x"})
+        assert await index.get_bucket(name) == before
+        with pytest.raises(NoSuchBucket):
+            await index.update_bucket(new_bucket_name(), {"acl": "private"})
+
+    async def test_update_object_changes_the_acl_of_that_version_only(self, index: Index) -> None:
+        name = await new_bucket(index)
+        man = make_manifest(name, "k")
+        await index.put_object(man)
+        updated = await index.update_object(name, "k", man.version_id, {"acl": "public-read"})
+        assert updated is not None and updated.acl == "public-read" and updated.parts == man.parts
+        assert await index.get_object(name, "k") == updated
+        assert await index.update_object(name, "k", new_id(), {"acl": "private"}) is None  # another version
+        assert await index.update_object(name, "gone", man.version_id, {"acl": "private"}) is None
+        with pytest.raises(ValueError):
+            await index.update_object(name, "k", man.version_id, {"etag": "forged"})
+        newer = make_manifest(name, "k")
+        await index.put_object(newer)  # an overwrite after the update wins, with its own (default) ACL
+        got = await index.get_object(name, "k")
+        assert got is not None and (got.version_id, got.acl) == (newer.version_id, "")
+
     async def test_delete_missing_bucket(self, index: Index) -> None:
         with pytest.raises(NoSuchBucket):
             await index.delete_bucket(new_bucket_name())
@@ -1211,6 +1253,18 @@ class IndexContract(TagsContract):
         won = await asyncio.gather(*(create(u) for u in users))
         assert sum(won) == 1
         assert [u for u in await index.list_users() if u.name == name] == [users[won.index(True)]]
+
+    async def test_update_user_policy(self, index: Index) -> None:
+        user = make_user(f"{new_id()[:8]}-pol")
+        await index.create_user(user)
+        rec = await index.update_user(user.name, {"policy": '{"Statement": []}'})
+        assert rec is not None and rec.policy == '{"Statement": []}' and rec.secret_key == user.secret_key
+        assert [u for u in await index.list_users() if u.name == user.name] == [rec]
+        with pytest.raises(ValueError):
+            await index.update_user(user.name, {"secret_key": "stolen"})
+        assert await index.update_user(f"{new_id()[:8]}-none", {"policy": ""}) is None
+        cleared = await index.update_user(user.name, {"policy": None})
+        assert cleared is not None and cleared.policy == ""
 
     async def test_delete_user(self, index: Index) -> None:
         tag = new_id()[:8]

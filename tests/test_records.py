@@ -41,8 +41,8 @@ def test_records_encode_as_asdict_and_round_trip() -> None:
     locked.lock_mode, locked.lock_until, locked.legal_hold = "COMPLIANCE", 3.5, "ON"  # object lock's fields
     records.append(locked)
     for rec in records:
-        # Empty tags, versioning and object lock fields are left out (most objects have none); a record without
-        # them decodes to none.
+        # Empty tags, versioning, object lock and access fields are left out (most objects have none); a record
+        # without them decodes to none.
         plain = {k: v for k, v in dataclasses.asdict(rec).items() if v or k not in OMIT_EMPTY}
         assert encode(rec) == msgpack.packb(plain, use_bin_type=True)
         assert decode(type(rec), encode(rec)) == rec

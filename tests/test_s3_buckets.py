@@ -176,12 +176,8 @@ def test_create_bucket_malformed_configuration(server: ServerProcess) -> None:
 @pytest.mark.parametrize(
     "call",
     [
-        lambda s3, b: s3.put_bucket_policy(Bucket=b, Policy='{"Version": "2012-10-17", "Statement": []}'),
-        lambda s3, b: s3.get_bucket_policy(Bucket=b),
         lambda s3, b: s3.get_bucket_cors(Bucket=b),
         lambda s3, b: s3.get_bucket_lifecycle_configuration(Bucket=b),
-        lambda s3, b: s3.get_bucket_acl(Bucket=b),
-        lambda s3, b: s3.get_object_acl(Bucket=b, Key="obj"),
     ],
 )
 def test_unsupported_subresources(s3: Any, bucket: str, call: Any) -> None:

@@ -112,7 +112,7 @@ def test_user_gets_own_buckets_root_sees_all(server: ServerProcess, s3: Any) -> 
     s3.put_object(Bucket=root_bucket, Key="secret.txt", Body=b"root only")
 
     user = add_user(server.endpoint, "alice-" + uuid.uuid4().hex[:8])
-    assert set(user) == {"name", "access_key", "secret_key", "created"}
+    assert set(user) == {"name", "access_key", "secret_key", "created", "policy"}
     assert user["access_key"] != ACCESS_KEY and len(user["secret_key"]) >= 20
     assert abs(user["created"] - time.time()) < 60
     alice = user_client(server.endpoint, user)
@@ -147,7 +147,8 @@ def test_users_listed_without_secrets(server: ServerProcess) -> None:
     ours = {u["name"]: u for u in users if tag in u["name"]}
     assert set(ours) == {u["name"] for u in made}
     for u in made:
-        assert ours[u["name"]] == {"name": u["name"], "access_key": u["access_key"], "created": u["created"]}
+        expected = {"name": u["name"], "access_key": u["access_key"], "created": u["created"], "policy": "readwrite"}
+        assert ours[u["name"]] == expected
         assert u["secret_key"].encode() not in answer.body
     assert b"secret" not in answer.body
 

@@ -209,8 +209,10 @@ def render_users(console: Console, doc: Doc) -> None:
     table.add_column("Name")
     table.add_column("Access key")
     table.add_column("Created")
+    table.add_column("Policy")
     for u in doc.get("users", []):
-        table.add_row(styled(u.get("name")), styled(u.get("access_key")), timestamp(u.get("created")))
+        row = (styled(u.get("name")), styled(u.get("access_key")), timestamp(u.get("created")))
+        table.add_row(*row, styled(u.get("policy", "readwrite")))
     console.print(table)
 
 

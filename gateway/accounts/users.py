@@ -9,6 +9,8 @@ import re
 import time
 
 from cluster.workers import Periodic
+from gateway.accounts import policy as policies
+from gateway.accounts.authorize import ANONYMOUS, Principal
 from gateway.accounts.credentials import Credentials, generate
 from metadata.index import Index, IndexUnavailable
 from metadata.records import UserRecord
@@ -40,6 +42,9 @@ class UserDirectory:
         self._index = index
         self._root = root
         self._secrets: dict[str, str] = {}  # user access key -> secret key
+        self._profiles: dict[str, tuple[str, str]] = {}  # user access key -> (name, policy JSON or "")
+        # Policies set here, as _changes: a reload that read the index before must not bring the old one back.
+        self._policy_changes: dict[str, tuple[float, tuple[str, str]]] = {}
         # Adds and removes made here, by access key: (monotonic time, secret or None when removed). A reload
         # that started before one of them read the index before it, so must not undo it.
         self._changes: dict[str, tuple[float, str | None]] = {}
@@ -57,6 +62,15 @@ class UserDirectory:
 
     def is_root(self, access_key: str) -> bool:
         return bool(access_key) and access_key == self._root.access_key
+
+    def principal(self, access_key: str) -> Principal:
+        """Who a request signed with access_key ("" when unsigned) is, with their policy."""
+        if not access_key:
+            return ANONYMOUS
+        if access_key == self._root.access_key:
+            return Principal(access_key, "root", root=True)
+        name, text = self._profiles.get(access_key, ("", ""))
+        return Principal(access_key, name, policy=policies.cached(text) if text else None)
 
     def known(self, access_key: str) -> bool:
         return access_key == self._root.access_key or access_key in self._secrets
@@ -86,6 +100,7 @@ class UserDirectory:
     def forget(self, access_key: str) -> None:
         """Drop a user removed by another worker of this server (the root cannot be forgotten)."""
         self._secrets.pop(access_key, None)
+        self._profiles.pop(access_key, None)
         self._remember(access_key, None)
 
     def _take_reload_token(self) -> bool:
@@ -107,22 +122,37 @@ class UserDirectory:
         await self.refresher.stop()
 
     # -- administration
-    async def add(self, name: str) -> UserRecord:
-        """Create a user with new credentials. Raises InvalidUserName, metadata.index.UserExists."""
+    async def add(self, name: str, policy: str = "") -> UserRecord:
+        """Create a user with new credentials and `policy` (checked: policy.parse). Raises InvalidUserName,
+        PolicyError, metadata.index.UserExists."""
         check_name(name, self._root.access_key)
+        if policy:
+            policies.parse(policy)
         creds = generate()
         while self.known(creds.access_key):  # astronomically unlikely, but a clash would merge two identities
             creds = generate()
-        rec = UserRecord(name=name, access_key=creds.access_key, secret_key=creds.secret_key, created=time.time())
+        rec = UserRecord(name, creds.access_key, creds.secret_key, time.time(), policy)
         await self._index.create_user(rec)
         self._secrets[rec.access_key] = rec.secret_key
+        self._profiles[rec.access_key] = (rec.name, rec.policy)
         self._remember(rec.access_key, rec.secret_key)
+        return rec
+
+    async def set_policy(self, name: str, policy: str) -> UserRecord | None:
+        """Replace a user's policy ("" : the default); None if there is no such user. Raises PolicyError."""
+        if policy:
+            policies.parse(policy)
+        rec = await self._index.update_user(name, {"policy": policy})
+        if rec is not None:
+            self._profiles[rec.access_key] = (rec.name, rec.policy)
+            self._policy_changes[rec.access_key] = (time.monotonic(), (rec.name, rec.policy))
         return rec
 
     async def remove(self, name: str) -> UserRecord | None:
         rec = await self._index.delete_user(name)
         if rec is not None:
             self._secrets.pop(rec.access_key, None)
+            self._profiles.pop(rec.access_key, None)
             self._remember(rec.access_key, None)
         return rec
 
@@ -161,7 +191,15 @@ class UserDirectory:
                 else:
                     secrets[key] = secret
         secrets.pop(self._root.access_key, None)  # the root's secret comes from its own configuration only
-        self._secrets = secrets
+        profiles = {u.access_key: (u.name, u.policy) for u in users if u.access_key in secrets}
+        for key in secrets.keys() - profiles.keys():  # added here since the reload began: keep what we know
+            profiles[key] = self._profiles.get(key, ("", ""))
+        for key, (when, profile) in list(self._policy_changes.items()):
+            if when < now - _CHANGE_MEMORY:
+                del self._policy_changes[key]
+            elif when >= started and key in profiles:
+                profiles[key] = profile
+        self._secrets, self._profiles = secrets, profiles
 
     def _remember(self, access_key: str, secret: str | None) -> None:
         self._changes[access_key] = (time.monotonic(), secret)

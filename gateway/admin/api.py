@@ -99,4 +99,6 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", "users"): admin_users.list_users,
     ("POST", "users"): admin_users.add_user,
     ("DELETE", "users/{name}"): admin_users.remove_user,
+    ("PUT", "users/{name}/policy"): admin_users.set_policy,
+    ("GET", "users/{name}/policy"): admin_users.show_policy,
 }

@@ -91,9 +91,19 @@ class AdminClient:
     async def list_users(self) -> dict[str, Any]:
         return await self._call("GET", "users")
 
-    async def add_user(self, name: str) -> dict[str, Any]:
-        """{"name", "access_key", "secret_key", "created"}: the only time the secret is shown."""
-        return await self._call("POST", "users", [("name", name)])
+    async def add_user(self, name: str, policy: str = "", document: bytes = b"") -> dict[str, Any]:
+        """{"name", "access_key", "secret_key", "created", "policy"}: the only time the secret is shown.
+        policy: a built-in policy's name; document: a policy's JSON (docs/access.md)."""
+        query = [("name", name)] + ([("policy", policy)] if policy else [])
+        return await self._call("POST", "users", query, document)
+
+    async def set_policy(self, name: str, policy: str = "", document: bytes = b"") -> dict[str, Any]:
+        """{"name", "policy", "document"}: a built-in policy by name, or a JSON document."""
+        query = [("policy", policy)] if policy else []
+        return await self._call("PUT", f"users/{encode_segment(name)}/policy", query, document)
+
+    async def show_policy(self, name: str) -> dict[str, Any]:
+        return await self._call("GET", f"users/{encode_segment(name)}/policy")
 
     async def remove_user(self, name: str) -> dict[str, Any]:
         return await self._call("DELETE", f"users/{encode_segment(name)}")
@@ -109,14 +119,17 @@ class AdminClient:
             )
         return self._session
 
-    async def _call(self, method: str, rel_path: str, query: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+    async def _call(
+        self, method: str, rel_path: str, query: Sequence[tuple[str, str]] = (), body: bytes = b""
+    ) -> dict[str, Any]:
         path = BASE_PATH + rel_path  # already encoded: the segments we interpolate went through encode_segment
         qs = encode_query(query)
         # encoded=True: yarl must send exactly the bytes we signed.
         url = URL(self.endpoint + path + ("?" + qs if qs else ""), encoded=True)
         headers = self._signer.headers(method, path, query)
         try:
-            async with self._open().request(method, url, headers=headers) as resp:
+            # The body (a policy document) goes unsigned (UNSIGNED-PAYLOAD), as the headers say.
+            async with self._open().request(method, url, headers=headers, data=body or None) as resp:
                 status, body = resp.status, await resp.read()
         except TimeoutError:  # asyncio's and aiohttp's timeouts are TimeoutError since 3.11
             raise AdminError(

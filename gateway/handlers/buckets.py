@@ -1,4 +1,4 @@
-"""Bucket operations: list, create, delete, head, location."""
+"""Bucket operations: list, create, delete, head, location (who may do what: access.py, bucket_access.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import time
 
 from aiohttp import web
 
+from gateway.accounts.authorize import OWNERSHIP
 from gateway.context import Gateway
+from gateway.handlers import access
 from gateway.s3.body import check_small_body
 from gateway.s3.errors import S3Error
 from gateway.s3.request import (
@@ -53,19 +55,16 @@ def _max_buckets(req: S3Request) -> int:
 
 
 async def _visible_buckets(gw: Gateway, req: S3Request) -> list[BucketRecord]:
-    """The caller's buckets (every bucket for the root) after the continuation token, filtered by prefix and
-    bucket-region."""
+    """The buckets the caller may list (their own; every bucket for the root; others' where a policy lets
+    them list it) after the continuation token, filtered by prefix and bucket-region."""
     token = req.query.get("continuation-token")
     after = decode_token(token) if token is not None else ""
     prefix, region = req.query.get("prefix", ""), req.query.get("bucket-region")
-    everyone = gw.is_root(req.access_key)
+    may = access.listable(gw, req)
     return [
         b
         for b in await gw.index.list_buckets()
-        if (everyone or b.owner == req.access_key)
-        and b.name > after
-        and b.name.startswith(prefix)
-        and (region is None or b.region == region)
+        if may(b) and b.name > after and b.name.startswith(prefix) and (region is None or b.region == region)
     ]
 
 
@@ -109,8 +108,14 @@ async def create_bucket(gw: Gateway, req: S3Request) -> web.StreamResponse:
     locked = req.headers.get("x-amz-bucket-object-lock-enabled", "false").strip().lower()
     if locked not in ("true", "false"):
         raise S3Error("InvalidArgument", "Invalid x-amz-bucket-object-lock-enabled value", ArgumentName=locked)
+    acl = access.requested_acl(req)
+    ownership = req.headers.get("x-amz-object-ownership", "BucketOwnerEnforced")  # S3's default since 2023
+    if ownership not in OWNERSHIP:
+        raise S3Error("InvalidArgument", "Invalid x-amz-object-ownership header", ArgumentName="x-amz-object-ownership")
+    if ownership == "BucketOwnerEnforced" and acl not in (None, *access.ENFORCED_ACLS):
+        raise access.acl_with_enforced()
     region = _location(await read_small_body(req), gw.region)
-    rec = BucketRecord(req.bucket, req.access_key, time.time(), region)
+    rec = BucketRecord(req.bucket, req.access_key, time.time(), region, acl=acl, ownership=ownership)
     if locked == "true":  # object lock turns versioning on, for good (docs/object-lock.md)
         rec.object_lock, rec.versioning = True, "Enabled"
     try:
@@ -149,12 +154,7 @@ async def bucket_location(gw: Gateway, req: S3Request) -> web.StreamResponse:
 
 
 async def owned_bucket(gw: Gateway, req: S3Request) -> BucketRecord:
-    rec = await gw.bucket(req.bucket)
-    check_access(gw, req.access_key, rec)
-    return rec
-
-
-def check_access(gw: Gateway, access_key: str, rec: BucketRecord) -> None:
-    """A user may use the buckets they own; the root may use every bucket (as MinIO's root does)."""
-    if rec.owner != access_key and not gw.is_root(access_key):
-        raise S3Error("AccessDenied")
+    """The request's bucket: the record the judging step read (gateway/handlers/access.py), which has
+    already decided that the requester may do this operation on it."""
+    rec = access.judged_bucket(req)
+    return rec if rec is not None and rec.name == req.bucket else await gw.bucket(req.bucket)

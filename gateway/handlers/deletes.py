@@ -8,6 +8,7 @@ from aiohttp import web
 
 from gateway.context import Gateway
 from gateway.handlers import object_lock, versions
+from gateway.handlers.access import may_key
 from gateway.handlers.buckets import owned_bucket, read_small_body, xml_response
 from gateway.s3 import checksums
 from gateway.s3.errors import S3Error
@@ -118,9 +119,12 @@ async def delete_objects(gw: Gateway, req: S3Request) -> web.StreamResponse:
         if len(key.encode()) > MAX_KEY_BYTES:
             results.append(("Error", [("Key", key), ("Code", "KeyTooLongError"), ("Message", "Your key is too long")]))
             continue
-        if version is not None and not is_version_id(version):
-            err: S3Error | None = S3Error("NoSuchVersion")
+        action = "s3:DeleteObject" if version is None else "s3:DeleteObjectVersion"
+        if not await may_key(gw, req, action, key):
+            err: S3Error | None = S3Error("AccessDenied")
             headers: dict[str, str] = {}
+        elif version is not None and not is_version_id(version):
+            err, headers = S3Error("NoSuchVersion"), {}
         else:
             err, headers = await _delete(gw, bucket, key, _etag_condition(etag), version, req.access_key, guard)
         if err is not None:

@@ -99,6 +99,7 @@ async def create_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
         upload_id=new_id(),
         initiated=time.time(),
         owner=req.access_key,
+        acl=req.headers.get("x-amz-acl", ""),  # checked by handlers/actions.py
         content_type=content_type(req.headers),
         headers=standard_headers(req.headers),
         user_meta=user_metadata(req.headers),
@@ -319,6 +320,7 @@ async def complete_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
         etag=f"{hashlib.md5(md5s).hexdigest()}-{len(chosen)}",
         last_modified=time.time(),
         owner=req.access_key,
+        acl=upload.acl,
         parts=chosen,
         content_type=upload.content_type,
         headers=upload.headers,

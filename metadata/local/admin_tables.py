@@ -22,7 +22,7 @@ import lmdb
 
 from metadata import keys
 from metadata.index import UserExists
-from metadata.records import Lease, RepairEntry, UserRecord, decode, encode
+from metadata.records import USER_CHANGEABLE, Lease, RepairEntry, UserRecord, apply_changes, decode, encode
 
 DBS = ("repairs", "users", "leases")
 
@@ -82,6 +82,15 @@ def create_user(txn: lmdb.Transaction, dbs: Dbs, rec: UserRecord) -> None:
 def list_users(txn: lmdb.Transaction, dbs: Dbs) -> list[UserRecord]:
     # UTF-8 byte order is code point order: LMDB's order is sorted(names).
     return [decode(UserRecord, v) for _, v in txn.cursor(dbs["users"])]
+
+
+def update_user(txn: lmdb.Transaction, dbs: Dbs, name: str, changes: dict[str, str | None]) -> UserRecord | None:
+    data = txn.get(name.encode(), db=dbs["users"])
+    if data is None:
+        return None
+    rec = apply_changes(decode(UserRecord, data), changes, USER_CHANGEABLE)
+    txn.put(name.encode(), encode(rec), db=dbs["users"])
+    return rec
 
 
 def delete_user(txn: lmdb.Transaction, dbs: Dbs, name: str) -> UserRecord | None:

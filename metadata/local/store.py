@@ -37,8 +37,9 @@ from metadata.index import (
     check_delete_condition,
 )
 from metadata.local import admin_tables as admin
-from metadata.local import membership, versions
+from metadata.local import membership, updates, versions
 from metadata.local import object_lock as lock
+from metadata.object_acl import AclRewrites
 from metadata.records import (
     NODE_STATES,
     NULL_VERSION,
@@ -95,7 +96,7 @@ class _BucketCursor(Generic[V]):
 READER_THREADS = 4
 
 
-class LocalIndex(object_lock.LockRewrites):
+class LocalIndex(object_lock.LockRewrites, AclRewrites):
     """The Index on an LMDB environment in a directory. Create it with LocalIndex.open()."""
 
     def __init__(self, env: lmdb_env.LmdbEnv) -> None:
@@ -198,6 +199,9 @@ class LocalIndex(object_lock.LockRewrites):
             return []
 
         return await self._run(True, tx)
+
+    async def update_bucket(self, name: str, changes: dict[str, str | None]) -> BucketRecord:
+        return await self._run(True, updates.update_bucket, self._db, name, changes)
 
     async def set_versioning(self, name: str, status: str) -> None:
         if status not in VERSIONING_STATES:
@@ -473,6 +477,9 @@ class LocalIndex(object_lock.LockRewrites):
 
     async def list_users(self) -> list[UserRecord]:
         return await self._run(False, admin.list_users, self._db)
+
+    async def update_user(self, name: str, changes: dict[str, str | None]) -> UserRecord | None:
+        return await self._run(True, admin.update_user, self._db, name, changes)
 
     async def delete_user(self, name: str) -> UserRecord | None:
         return await self._run(True, admin.delete_user, self._db, name)

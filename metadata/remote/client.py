@@ -118,6 +118,14 @@ class RemoteIndex:
     async def get_bucket(self, name: str) -> BucketRecord | None:
         return await self._call("get_bucket", name=name)
 
+    async def update_object(
+        self, bucket: str, key: str, version_id: str, changes: dict[str, str | None]
+    ) -> ObjectManifest | None:
+        return await self._call("update_object", bucket=bucket, key=key, version_id=version_id, changes=changes)
+
+    async def update_bucket(self, name: str, changes: dict[str, str | None]) -> BucketRecord:
+        return await self._call("update_bucket", name=name, changes=changes)
+
     async def set_versioning(self, name: str, status: str) -> None:
         await self._call("set_versioning", name=name, status=status)
 
@@ -277,6 +285,9 @@ class RemoteIndex:
 
     async def list_users(self) -> list[UserRecord]:
         return await self._call("list_users")
+
+    async def update_user(self, name: str, changes: dict[str, str | None]) -> UserRecord | None:
+        return await self._call("update_user", name=name, changes=changes)
 
     async def delete_user(self, name: str) -> UserRecord | None:
         return await self._call("delete_user", name=name)

@@ -23,7 +23,17 @@ from collections.abc import Sequence
 
 from metadata import keys
 from metadata.index import DriveClaimed, NoSuchNode, UserExists
-from metadata.records import NODE_STATES, Lease, NodeRecord, RepairEntry, UserRecord, decode, encode
+from metadata.records import (
+    NODE_STATES,
+    USER_CHANGEABLE,
+    Lease,
+    NodeRecord,
+    RepairEntry,
+    UserRecord,
+    apply_changes,
+    decode,
+    encode,
+)
 from metadata.replica.merge import Entry
 from metadata.replica.protocol import Write
 from metadata.replicated.merged_scan import Merged
@@ -157,6 +167,15 @@ class ReplicatedAdmin(Coordinator):
 
     async def list_users(self) -> list[UserRecord]:
         return [decode(UserRecord, v) for _, v in await self._live("users", b"")]
+
+    async def update_user(self, name: str, changes: dict[str, str | None]) -> UserRecord | None:
+        async def decide(current: Entry | None, ts: int) -> tuple[list[Write], UserRecord | None]:
+            if current is None or current.tombstone:
+                return [], None
+            rec = apply_changes(decode(UserRecord, current.value), changes, USER_CHANGEABLE)
+            return [Write("users", name.encode(), Entry(ts, False, encode(rec)))], rec
+
+        return await self._locked("users", name.encode(), decide)
 
     async def delete_user(self, name: str) -> UserRecord | None:
         # Locked too, so a delete that read one user cannot tombstone another created under the name since.

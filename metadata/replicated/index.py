@@ -45,12 +45,15 @@ from metadata.index import (
     check_condition,
     check_delete_condition,
 )
+from metadata.object_acl import AclRewrites
 from metadata.records import (
+    BUCKET_CHANGEABLE,
     BucketRecord,
     Condition,
     ObjectManifest,
     PartRecord,
     UploadRecord,
+    apply_changes,
     decode,
     encode,
 )
@@ -71,7 +74,7 @@ def _upload_key(rec: UploadRecord) -> bytes:
     return keys.composite(rec.bucket, rec.key) + b"\x00" + keys.sortable(rec.initiated) + rec.upload_id.encode()
 
 
-class ReplicatedIndex(ReplicatedVersions, object_lock.LockRewrites):
+class ReplicatedIndex(ReplicatedVersions, object_lock.LockRewrites, AclRewrites):
     """The Index over `replicas` (three: any two of them are a quorum)."""
 
     # -- buckets
@@ -112,6 +115,15 @@ class ReplicatedIndex(ReplicatedVersions, object_lock.LockRewrites):
 
     async def list_buckets(self) -> list[BucketRecord]:
         return [decode(BucketRecord, v) for _, v in await self._live("buckets", b"")]
+
+    async def update_bucket(self, name: str, changes: dict[str, str | None]) -> BucketRecord:
+        async def decide(current: Entry | None, ts: int) -> tuple[list[Write], BucketRecord]:
+            if current is None or current.tombstone:
+                raise NoSuchBucket(name)
+            rec = apply_changes(decode(BucketRecord, current.value), changes, BUCKET_CHANGEABLE)
+            return [Write("buckets", name.encode(), Entry(ts, False, encode(rec)))], rec
+
+        return await self._locked("buckets", name.encode(), decide)
 
     async def set_bucket_tags(self, name: str, tags: dict[str, str]) -> None:
         async def decide(current: Entry | None, ts: int) -> tuple[list[Write], None]:
