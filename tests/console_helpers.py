@@ -34,6 +34,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerPro
     srv.stop()
 
 
+def public_read(bucket: str) -> dict[str, Any]:
+    """A bucket policy that lets anyone read the bucket's objects."""
+    statement = {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*"}
+    return {"Version": "2012-10-17", "Statement": [statement]}
+
+
 def console_url(banner: str) -> str:
     return next(ln.split(None, 1)[1].strip() for ln in banner.splitlines() if ln.startswith("Console:"))
 

@@ -1,6 +1,5 @@
 """Who may do what: a user's policy (through the admin API, for the root) and a bucket's policy (through S3's
-?policy). A gateway without policies answers 404 (no such admin endpoint) or 501: the console then says
-policies are not available."""
+?policy)."""
 
 from __future__ import annotations
 
@@ -31,13 +30,7 @@ def _document(doc: dict[str, object]) -> bytes:
 
 async def get_user_policy(request: web.Request) -> web.StreamResponse:
     rel = f"users/{encode_segment(request.match_info['name'])}/policy"
-    try:
-        doc = await admin_call(request, "GET", rel)
-    except ErrorAnswer as err:
-        if err.failure.kind == "NotFound":  # no such admin endpoint: this gateway has no user policies
-            return web.json_response({"available": False})
-        raise
-    return web.json_response({"available": True, **doc})
+    return web.json_response(await admin_call(request, "GET", rel))
 
 
 async def put_user_policy(request: web.Request) -> web.StreamResponse:
@@ -55,12 +48,10 @@ async def get_bucket_policy(request: web.Request) -> web.StreamResponse:
     try:
         _, _, body = await console(request).upstream.call(user(request), "GET", path, [("policy", "")])
     except ErrorAnswer as err:
-        if err.failure.status == 501:
-            return web.json_response({"available": False, "document": ""})
         if err.failure.kind == "NoSuchBucketPolicy":
-            return web.json_response({"available": True, "document": ""})
+            return web.json_response({"document": ""})
         raise
-    return web.json_response({"available": True, "document": body.decode("utf-8", "replace")})
+    return web.json_response({"document": body.decode("utf-8", "replace")})
 
 
 async def put_bucket_policy(request: web.Request) -> web.StreamResponse:
@@ -69,7 +60,7 @@ async def put_bucket_policy(request: web.Request) -> web.StreamResponse:
     c, who, path = console(request), user(request), object_path(request.match_info["bucket"])
     if doc.get("document") in ("", None):
         await c.upstream.call(who, "DELETE", path, [("policy", "")])
-        return web.json_response({"available": True, "document": ""})
+        return web.json_response({"document": ""})
     body = _document(doc)
     await c.upstream.call(who, "PUT", path, [("policy", "")], headers={"Content-Type": "application/json"}, data=body)
-    return web.json_response({"available": True, "document": body.decode()})
+    return web.json_response({"document": body.decode()})

@@ -1,4 +1,4 @@
-// Policies: a user's (built-in name or JSON document) and a bucket's (JSON document), where the server has them.
+// Policies: a user's (built-in name or JSON document) and a bucket's (JSON document).
 import { api, bucketPath } from "./api.js";
 import { clear, h, toast } from "./dom.js";
 
@@ -12,7 +12,6 @@ export function bucketPolicyEditor(bucket) {
     let doc;
     try { doc = await api("GET", `${bucketPath(bucket)}/policy`); }
     catch (err) { clear(box, h("span", { class: "error" }, `Policy: ${err.code}`)); return; }
-    if (!doc.available) { clear(box, h("span", { class: "muted" }, "Bucket policies: not available on this server")); return; }
     const area = docArea("bucket-policy-text", "Bucket policy (JSON; empty: none)", doc.document);
     const form = h("form", { class: "inline", id: "bucket-policy-form" }, area, h("button", { type: "submit" }, "Save policy"));
     form.addEventListener("submit", async (e) => {
@@ -32,7 +31,6 @@ export async function userPolicyPanel(panel, name) {
   let doc;
   try { doc = await api("GET", `/api/users/${encodeURIComponent(name)}/policy`); }
   catch (err) { clear(panel, h("p", { class: "error" }, `${err.code}: ${err.message}`)); return; }
-  if (!doc.available) { clear(panel, h("p", { class: "muted" }, "User policies: not available on this server")); return; }
   const current = doc.policy || "custom";
   const choice = h("select", { id: "user-policy-choice", "aria-label": `Policy of ${name}` },
     ["readwrite", "readonly", "custom"].map((p) => h("option", { value: p, selected: p === current }, p)));
