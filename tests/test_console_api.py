@@ -398,3 +398,6 @@ def test_a_bucket_made_with_object_lock_and_a_version_it_keeps(
     version = root.call("GET", f"/api/buckets/{locked}/versions?key=kept").json()["versions"][0]["version_id"]
     refused = root.call("DELETE", f"/api/buckets/{locked}/object?key=kept&version={version}")
     assert refused.status == 403 and refused.json()["error"] == "AccessDenied"  # kept: the lock holds
+    assert root.call("PUT", f"/api/buckets/{locked}/legal-hold?key=kept", {"status": "OFF"}).json() == {"status": "OFF"}
+    assert root.call("GET", f"/api/buckets/{locked}/object?key=kept").json()["lock"]["legal-hold"] == "OFF"
+    assert root.call("PUT", f"/api/buckets/{locked}/legal-hold?key=kept", {"status": "maybe"}).status == 400

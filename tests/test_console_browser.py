@@ -298,4 +298,7 @@ def test_a_bucket_made_with_object_lock_shows_it_and_its_objects_retention(
     browser.driver.get(f"{url}#/o/{bucket}/kept")
     facts = browser.text("#object-facts", "Object lock mode")
     assert "COMPLIANCE" in facts and "2099" in facts
+    browser.find("#legal-hold-toggle").click()  # place a legal hold, then see it
+    browser.text("#legal-hold", "Legal hold: on")
+    assert srv.client().get_object_legal_hold(Bucket=bucket, Key="kept")["LegalHold"]["Status"] == "ON"
     browser.page("locked-object")

@@ -212,6 +212,7 @@ def _routes(app: web.Application) -> web.Application:
         ("PUT", "/api/buckets/{bucket}/versioning", versions_api.put_versioning),
         ("GET", "/api/buckets/{bucket}/versions", versions_api.list_versions),
         ("GET", "/api/buckets/{bucket}/object-lock", versions_api.get_object_lock),
+        ("PUT", "/api/buckets/{bucket}/legal-hold", versions_api.put_legal_hold),
         ("GET", "/api/buckets/{bucket}/policy", policies_api.get_bucket_policy),
         ("PUT", "/api/buckets/{bucket}/policy", policies_api.put_bucket_policy),
         ("GET", "/api/cluster", k.status),

@@ -13,6 +13,7 @@ from gateway.console.upstream import content_md5, object_path, parse_xml
 from gateway.s3.numbers import decimal
 
 _STATES = ("Enabled", "Suspended")
+S3_XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/"
 
 
 async def get_versioning(request: web.Request) -> web.StreamResponse:
@@ -25,7 +26,7 @@ async def put_versioning(request: web.Request) -> web.StreamResponse:
     status = (await read_json(request)).get("status")
     if status not in _STATES:
         raise ErrorAnswer(400, "InvalidArgument", "status is Enabled or Suspended")
-    root = ET.Element("VersioningConfiguration", xmlns="http://s3.amazonaws.com/doc/2006-03-01/")
+    root = ET.Element("VersioningConfiguration", xmlns=S3_XMLNS)
     ET.SubElement(root, "Status").text = status
     body = ET.tostring(root, encoding="utf-8")
     headers = {"Content-MD5": content_md5(body)}
@@ -77,3 +78,22 @@ async def get_object_lock(request: web.Request) -> web.StreamResponse:
             "years": decimal(root.findtext("Rule/DefaultRetention/Years")) or 0,
         }
     )
+
+
+async def put_legal_hold(request: web.Request) -> web.StreamResponse:
+    """{"status": "ON"|"OFF"}: place or release the legal hold of the object (or of ?version=)."""
+    bucket, key = request.match_info["bucket"], required(request, "key")
+    status = (await read_json(request)).get("status")
+    if status not in ("ON", "OFF"):
+        raise ErrorAnswer(400, "InvalidArgument", "status is ON or OFF")
+    root = ET.Element("LegalHold", xmlns=S3_XMLNS)
+    ET.SubElement(root, "Status").text = status
+    body = ET.tostring(root, encoding="utf-8")
+    query = [("legal-hold", "")]
+    if version := request.query.get("version", ""):
+        query.append(("versionId", version))
+    headers = {"Content-MD5": content_md5(body)}
+    await console(request).upstream.call(
+        user(request), "PUT", object_path(bucket, key), query, headers=headers, data=body
+    )
+    return web.json_response({"status": status})

@@ -56,8 +56,20 @@ export async function objectView(main, bucket, key) {
         location.hash = `#/b/${enc(bucket)}/${enc(folder)}`;
       } catch (err) { toast(`${err.code}: ${err.message}`, "error"); }
     } }, "Delete"));
+  const hold = h("div", { class: "inline", id: "legal-hold" });
+  api("GET", `${bucketPath(bucket)}/object-lock`).then((lock) => {
+    if (!lock.enabled) return;  // a legal hold needs a bucket made with object lock
+    const on = doc.lock["legal-hold"] === "ON";
+    clear(hold, h("span", {}, `Legal hold: ${on ? "on" : "off"}`),
+      h("button", { type: "button", id: "legal-hold-toggle", onclick: async () => {
+        try {
+          await api("PUT", `${bucketPath(bucket)}/legal-hold`, { query: { key }, json: { status: on ? "OFF" : "ON" } });
+          await objectView(main, bucket, key);
+        } catch (err) { toast(`${err.code}: ${err.message}`, "error"); }
+      } }, on ? "Release" : "Place legal hold"));
+  }).catch(() => {});
   const fragments = h("section", { id: "fragments" }, h("h2", {}, "Fragments"));
-  clear(main, head, h("h1", { class: "key" }, key), actions, facts, h("h2", {}, "Share"), share,
+  clear(main, head, h("h1", { class: "key" }, key), actions, facts, hold, h("h2", {}, "Share"), share,
     h("h2", {}, "Tags"), tagsEditor(bucket, key), versionsSection(bucket, key), fragments);
   if (!session.root) {
     fragments.append(h("p", { class: "muted" }, "Where fragments live is shown to the root user only."));
