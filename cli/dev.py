@@ -7,6 +7,7 @@ import secrets
 import signal
 import socket
 import sys
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,7 @@ class DevCluster:
     listen: str = "127.0.0.1:0"  # the first gateway's HOST:PORT; gateway i listens on PORT+i-1 (0: any free ports)
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     services: dict[str, Service] = field(default_factory=dict)
+    _tls_args: list[str] = field(default_factory=list)
 
     def start(self) -> None:
         self.data.mkdir(parents=True, exist_ok=True)
@@ -76,14 +78,9 @@ class DevCluster:
                 if peers:
                     args += ["--peers", peers, "--anti-entropy-interval", str(self.anti_entropy_interval)]
                 self._start(Service(f"meta{i + 1}", args, d / "log"))
-            meta = ",".join(s.endpoint for s in self.services.values() if s.name.startswith("meta"))
-            nodes = []
-            for i in range(self.nodes):
-                d = self.data / f"node{i + 1}"
-                args = ["node", "--data", str(d / "drive1"), "--listen", "127.0.0.1:0", "--meta", meta, *tls_args]
-                args += ["--zone", f"zone{i % ZONES + 1}", *self.node_args]
-                nodes.append(Service(f"node{i + 1}", args, d / "log"))
-            self._start_together(nodes)
+            self._tls_args = tls_args
+            self._start_together([self._node(i + 1) for i in range(self.nodes)])
+            meta = self._meta()
             host, port = parse_listen(self.listen)
             for i in range(self.gateways):
                 d = self.data / f"gateway{i + 1}"
@@ -93,6 +90,23 @@ class DevCluster:
         except BaseException:
             self.stop()
             raise
+
+    def _meta(self) -> str:
+        return ",".join(s.endpoint for s in self.services.values() if s.name.startswith("meta"))
+
+    def _node(self, n: int, extra: Sequence[str] = ()) -> Service:
+        """Storage node number n (from 1), in zone n modulo ZONES, its drive in data/nodeN/drive1."""
+        d = self.data / f"node{n}"
+        args = ["node", "--data", str(d / "drive1"), "--listen", "127.0.0.1:0", "--meta", self._meta()]
+        args += [*self._tls_args, "--zone", f"zone{(n - 1) % ZONES + 1}", *self.node_args, *extra]
+        return Service(f"node{n}", args, d / "log")
+
+    def add_node(self, extra: Sequence[str] = ()) -> Service:
+        """Start one more storage node into the running cluster (it registers itself); its service."""
+        n = 1 + max((int(s.name[4:]) for s in self.services.values() if s.name.startswith("node")), default=0)
+        svc = self._node(n, extra)
+        self._start(svc)
+        return svc
 
     def _cluster_secret(self) -> str:
         path = self.data / "cluster-secret"

@@ -48,7 +48,7 @@ async def run_gateway(
 ) -> None:
     door = door or FrontDoor()
     index = index_client(meta, secret)
-    drives = ClusterDrives(index, secret)
+    drives = ClusterDrives(index, secret, reserve=care.min_free)
     try:
         await asyncio.wait_for(drives.start(), MEMBERSHIP_WAIT)
     except Exception as exc:

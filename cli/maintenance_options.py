@@ -54,6 +54,14 @@ def maintenance_options(f: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="Parts repaired at once.",
         ),
+        click.option(
+            "--min-free",
+            type=click.FloatRange(min=0),
+            default=1000.0,
+            show_default=True,
+            help="MB a drive keeps free: below it the drive is full and takes no new fragments "
+            "(a PUT that cannot place k+1 fragments gets 503).",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -67,6 +75,7 @@ def settings(
     repair_rate: float,
     repair_concurrency: int,
     auto_repair: bool,
+    min_free: float,
 ) -> Settings:
     return Settings(
         auto_repair=auto_repair,
@@ -75,6 +84,7 @@ def settings(
         scan_interval=scan_interval,
         repair_rate=repair_rate * 1e6,
         repair_concurrency=repair_concurrency,
+        min_free=int(min_free * 1e6),
     )
 
 

@@ -17,6 +17,7 @@ from aiohttp import web
 from cli import event_loop
 from cli.addresses import StartupError, parse_listen, url
 from cli.console import ConsoleSpec, console_options, console_spec, start_console
+from cli.embedded_index import Copies, has_copies, open_index, plan, prepare, system_files
 from cli.maintenance_options import maintenance_options, scrub_options, settings
 from cli.malloc_tuning import tune_malloc
 from cli.node import scrub_reporter
@@ -33,8 +34,10 @@ from gateway.objects.drive_set import LocalDrives
 from gateway.objects.erasure import Scheme, SchemeError
 from gateway.objects.layer import ObjectLayer
 from gateway.siblings import PRIMARY, Siblings, socket_path
+from metadata.index import Index
 from metadata.local.store import LocalIndex
-from storage_node.drive_format import SYSTEM_DIR, SetRefused, assemble
+from metadata.replicated.on_drives import EmbeddedIndex
+from storage_node.drive_format import FORMAT_FILE, SYSTEM_DIR, SetRefused, assemble, read_format
 from storage_node.drive_watch import DriveWatch
 from storage_node.protocol import ScrubStatus
 from storage_node.scrubber import Scrubber
@@ -45,28 +48,34 @@ DEFAULT_DRIVES = 6
 
 def layout(
     drives: tuple[str, ...], scheme: Scheme, index: str | None, ec_given: bool
-) -> tuple[list[Path], Path, Scheme]:
-    """The drive directories in set order, the system directory (index and credentials), and the EC scheme
-    the drives were formatted with, recognised by their format records (storage_node/drive_format.py)."""
+) -> tuple[list[Path], Path, Scheme, Copies | None]:
+    """The drive directories in set order, the system directory (index and credentials), the EC scheme
+    the drives were formatted with, recognised by their format records (storage_node/drive_format.py),
+    and where the index's copies are on the drives (None with --index: one copy in that directory)."""
     if drives:
         paths = [Path(d) for d in drives]
         if len(set(p.resolve() for p in paths)) != len(paths):
             raise StartupError("the same drive is given twice")
     else:
         paths = [DEFAULT_DATA / f"drive{i + 1}" for i in range(max(DEFAULT_DRIVES, scheme.width))]
-    external = index is not None or not drives
+    # No drive is special once the index has copies on several (cli/embedded_index.py), nor in a new set.
+    # Drives formatted before copies keep the checks on the one drive holding the index until it is moved.
+    external = (
+        index is not None or not drives or has_copies(paths) or not any((p / FORMAT_FILE).exists() for p in paths)
+    )
     try:
         found = assemble(paths, str(scheme), ec_given, external)
     except SetRefused as exc:
         raise StartupError(str(exc)) from None
+    formatted = Scheme.parse(found.format.ec, scheme.segment_size)
     if index:
         system = Path(index)
-    elif found.system is not None:
-        system = found.system / SYSTEM_DIR
-    else:
-        system = DEFAULT_DATA / "system"
-    _check_origin(system, found.format.deployment, found.new)
-    return found.paths, system, Scheme.parse(found.format.ec, scheme.segment_size)
+        _check_origin(system, found.format.deployment, found.new)
+        return found.paths, system, formatted, None
+    # A single-copy index of before: in the drive the format records name, or the default layout's directory.
+    legacy = found.system / SYSTEM_DIR if found.system is not None else None if drives else DEFAULT_DATA / "system"
+    copies = plan(found, formatted.m, legacy)
+    return found.paths, copies.systems[0], formatted, copies
 
 
 ORIGIN = "origin.json"  # in the system directory: {"deployment": ..., "created": epoch seconds of the index}
@@ -91,6 +100,12 @@ def _check_origin(system: Path, deployment: str, new_drives: bool) -> None:
         raise StartupError(f"cannot read {path}: {exc}") from None
     if origin.get("deployment") != deployment:
         raise StartupError(f"the index in {system} is of deployment {origin.get('deployment')}, not {deployment}")
+
+
+def _deployment(drive: Path) -> str:
+    fmt = read_format(drive)
+    assert fmt is not None  # assemble() formatted every drive of the set
+    return fmt.deployment
 
 
 def index_created(system: Path) -> float:
@@ -137,6 +152,7 @@ class ServerConfig:
     tls: ServerTls | None = None  # HTTPS, its certificate reloaded on SIGHUP
     door: FrontDoor = field(default_factory=FrontDoor)  # timeouts and in-flight caps
     console: ConsoleSpec | None = None  # the web console, served by the primary worker
+    copies: Copies | None = None  # the index's copies on the drives; None: one LocalIndex in system (--index)
 
     @property
     def index(self) -> Path:
@@ -150,14 +166,18 @@ def _index_error(cfg: ServerConfig, exc: Exception) -> StartupError:
 async def serve(cfg: ServerConfig, worker: Worker | None = None) -> None:
     """Serve until SIGINT/SIGTERM: the whole server, or one of its `--workers` processes."""
     drives = await open_local_drives(cfg.paths, keep_tmp=worker is not None)
-    try:
-        index = LocalIndex.open(cfg.index)
-    except Exception as exc:  # lmdb raises its own error types for a bad or locked environment
-        raise _index_error(cfg, exc) from None
-
-    layer = ObjectLayer(LocalDrives(drives), cfg.scheme)
-    # Background repair, scans, scrubbing and admin jobs run in one process; the others only queue damage.
+    # Background repair, scans, scrubbing, admin jobs and rebuilding index copies run in one process.
     primary = worker is None or worker.number == PRIMARY
+    index: Index
+    if cfg.copies is not None:
+        index = await open_index(cfg.copies, heal=primary, alone=worker is None)
+    else:
+        try:
+            index = LocalIndex.open(cfg.index)
+        except Exception as exc:  # lmdb raises its own error types for a bad or locked environment
+            raise _index_error(cfg, exc) from None
+
+    layer = ObjectLayer(LocalDrives(drives, reserve=cfg.care.min_free), cfg.scheme)
     scrubber = Scrubber(drives, scrub_reporter(index), rate=cfg.scrub_rate, interval=cfg.scrub_interval)
     users = UserDirectory(index, cfg.creds)
     limits = cfg.door.limits(cfg.scheme.segment_size)
@@ -165,6 +185,8 @@ async def serve(cfg: ServerConfig, worker: Worker | None = None) -> None:
     scrub = LocalScrub(scrubber) if primary else None
     watch = DriveWatch(drives, adopt=primary)  # an empty drive in a member's place is adopted (by one process)
     others = [users.refresher, scrubber.worker, watch.worker]
+    if isinstance(index, EmbeddedIndex) and primary:
+        others.append(index.worker)  # the copies' rebuilding shows in `admin status`
     gw.maintenance = Maintenance(index, layer, cfg.care, scrub=scrub, busy=gw.busy, others=others)
     if worker is not None:
         gw.siblings = Siblings(worker.run_dir, worker.number, worker.count)
@@ -212,7 +234,8 @@ def serve_workers(cfg: ServerConfig, count: int) -> int:
     on one port; returns the exit status."""
     prepare_local_drives(cfg.paths)
     try:
-        LocalIndex.prepare(cfg.index)
+        if cfg.copies is None:
+            LocalIndex.prepare(cfg.index)
     except Exception as exc:  # as in serve()
         raise _index_error(cfg, exc) from None
     # This process reloads too, quietly (each worker logs its own): a restarted worker is forked with its context.
@@ -278,8 +301,12 @@ def server(
         host, port = parse_listen(listen)
         tls = server_tls(tls_cert, tls_key)
         ec_given = click.get_current_context().get_parameter_source("ec") != click.core.ParameterSource.DEFAULT
-        paths, system, scheme = layout(drives, Scheme.parse(ec), index, ec_given)
-        creds = system_credentials(system)
+        paths, system, scheme, copies = layout(drives, Scheme.parse(ec), index, ec_given)
+        if copies is not None:
+            prepare(copies)  # checks every copy, migrates an index of before; refuses without a quorum
+            creds, created = system_files(copies, _deployment(paths[0]))
+        else:
+            creds, created = system_credentials(system), index_created(system)
         cfg = ServerConfig(
             creds,
             paths,
@@ -288,12 +315,13 @@ def server(
             host,
             port,
             tuple(domains),
-            replace(settings(**care), gc_not_before=index_created(system)),
+            replace(settings(**care), gc_not_before=created),
             scrub_rate * 1e6,
             scrub_interval,
             tls,
             front_door,
             console_spec(console, console_session, port),
+            copies,
         )
         if workers > 1:
             sys.exit(serve_workers(cfg, workers))

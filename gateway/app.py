@@ -33,11 +33,13 @@ from gateway.admin import api as admin_api
 from gateway.context import Gateway
 from gateway.handlers import actions
 from gateway.handlers import buckets as bucket_api
+from gateway.handlers import cors as cors_api
 from gateway.handlers import deletes as delete_api
 from gateway.handlers import listing as listing_api
 from gateway.handlers import multipart as multipart_api
 from gateway.handlers import object_lock as lock_api
 from gateway.handlers import objects as object_api
+from gateway.handlers import post_object as post_api
 from gateway.handlers import tagging as tagging_api
 from gateway.handlers import versions as version_api
 from gateway.handlers.attributes import get_object_attributes
@@ -57,7 +59,7 @@ Handler = Callable[[Gateway, S3Request], Awaitable[web.StreamResponse]]
 
 # Subresources S3 has and we do not: answered 501 rather than misread as a plain request.
 _BUCKET_UNSUPPORTED = frozenset(
-    "accelerate analytics cors encryption intelligent-tiering inventory lifecycle logging metrics "
+    "accelerate analytics encryption intelligent-tiering inventory lifecycle logging metrics "
     "notification replication requestPayment website".split()
 )
 _OBJECT_UNSUPPORTED = frozenset("restore select torrent".split())
@@ -108,6 +110,8 @@ def _route(req: S3Request) -> Handler:
         configured = actions.bucket_access_handler(method, q)
         if configured is not None:
             return configured
+        if "cors" in q:
+            return _subresource(cors_api.CONFIGURATION, method)
         if method == "GET":
             if "location" in q:
                 return bucket_api.bucket_location
@@ -152,7 +156,7 @@ def _route(req: S3Request) -> Handler:
             return multipart_api.create_upload
         if "uploadId" in q:
             return multipart_api.complete_upload
-        raise S3Error("NotImplemented", "POST object uploads are not implemented.")
+        raise S3Error("NotImplemented", "This POST is not implemented: form uploads (POST object) go to the bucket.")
     raise S3Error("MethodNotAllowed")
 
 
@@ -161,6 +165,10 @@ def _subresource(handlers: dict[str, Handler], method: str) -> Handler:
     if handler is None:
         raise S3Error("MethodNotAllowed")
     return handler
+
+
+# Requests that reach their handler unsigned, which judges them (ACTIONS has "" for them).
+_UNSIGNED: dict[str, Handler] = {"preflight": cors_api.preflight, "form": post_api.post_object}
 
 
 def _host_bucket(host: str, domains: tuple[str, ...]) -> str | None:
@@ -195,6 +203,7 @@ class _Verdict:
     forward: bool = False  # an admin request the primary worker answers (and authenticates)
     users_changed: bool = False  # a sibling worker's notice that users were added or removed
     auth: AuthContext | None = None  # who signed it (SigV4, or a presigned V2 URL)
+    unsigned: str = ""  # "preflight" (CORS OPTIONS) or "form" (POST object): judged by their handlers
     host_bucket: str | None = None  # the bucket a virtual-hosted-style Host names
 
 
@@ -225,6 +234,12 @@ async def _authenticate(request: web.Request, endpoint: Endpoint) -> None:
     if sib is not None and not sib.runs_admin and host_bucket is None and admin_api.is_admin_path(raw_path):
         exchange(request).counted = False  # accounted for by the worker that answers it
         request[_VERDICT] = _Verdict(forward=True)
+        return
+    form = request.method == "POST" and request.content_type == "multipart/form-data" and anonymous  # POST object
+    if form or request.method == "OPTIONS":
+        # Before the anonymous path: a preflight is judged by the bucket's CORS rules, a form by the signed
+        # policy it carries (or, unsigned, by a bucket policy allowing anyone s3:PutObject), in their handlers.
+        request[_VERDICT] = _Verdict(host_bucket=host_bucket, unsigned="form" if form else "preflight")
         return
     if anonymous:  # judged like any other request: allowed where a policy or ACL allows anyone
         if request.headers.get("x-amz-content-sha256", "") in STREAMING_PAYLOADS:
@@ -285,14 +300,14 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     access_key = auth.access_key if auth is not None else ""  # "": anonymous
     raw_path = request.rel_url.raw_path
     ex = exchange(request)
-    if verdict.host_bucket is None and admin_api.is_admin_path(raw_path):
+    if verdict.host_bucket is None and not verdict.unsigned and admin_api.is_admin_path(raw_path):
         ex.operation, resp = await admin_api.dispatch(gw, request, access_key)
         return resp
     # Only an authenticated request learns what is wrong with its key: an anonymous one is refused.
     try:
         bucket, key = split_path(raw_path, verdict.host_bucket)
         req = S3Request(request, request[REQUEST_ID], bucket, key, access_key, request.query, auth)
-        handler = _route(req)
+        handler = _UNSIGNED[verdict.unsigned] if verdict.unsigned else _route(req)
     except S3Error:
         if auth is None:
             raise S3Error("AccessDenied") from None
@@ -422,6 +437,22 @@ async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
     response.headers["Server"] = SERVER
 
 
+async def _cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Access-Control-* headers on an answer to an origin the bucket's CORS rules allow, errors included."""
+    if "Origin" not in request.headers or request.method == "OPTIONS" or response.status == 503:
+        return
+    verdict: _Verdict | None = request.get(_VERDICT)
+    if verdict is not None and (verdict.probe or verdict.forward or verdict.users_changed):
+        return
+    gw = request.app[GATEWAY_KEY]
+    try:
+        host_bucket = verdict.host_bucket if verdict is not None else _host_bucket(request.host, gw.domains)
+        bucket, _ = split_path(request.rel_url.raw_path, host_bucket)
+    except S3Error:
+        return
+    await cors_api.add_headers(gw, bucket, request, response)
+
+
 def _readiness(gw: Gateway) -> ReadyCheck:
     async def check() -> tuple[bool, dict[str, Any]]:
         problem = await gw.readiness() if gw.readiness else None
@@ -452,6 +483,7 @@ def make_app(gw: Gateway) -> web.Application:
     app[GATEWAY_KEY] = gw
     app[SERVICE].registry.register(MaintenanceCollector(lambda: gw.maintenance))
     app.on_response_prepare.append(_stamp)
+    app.on_response_prepare.append(_cors_headers)
 
     async def users_refresh(app: web.Application) -> AsyncIterator[None]:
         await gw.users.start()

@@ -164,6 +164,10 @@ class LmdbEnv:
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """fn(txn, *args) as one atomic write, durable when this returns; an exception rolls it back."""
+        return await self.submit(fn, *args)
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """write() without its coroutine: the future is done once the write is durable (or failed)."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
         with self._lock:
@@ -173,7 +177,7 @@ class LmdbEnv:
                 self._flushing = True
                 # Under the lock, so close() cannot queue the environment's close before this flush.
                 self._writer.submit(self._flush)
-        return await fut
+        return fut
 
     def _flush(self) -> None:
         """On the writer thread: commit batches until nothing is queued."""

@@ -27,6 +27,7 @@ class BucketRecord:
     acl: str | None = None  # the canned ACL (None: private)
     public_access_block: str | None = None  # JSON {"BlockPublicAcls": bool, ...}
     ownership: str | None = None  # ObjectOwnership (None: no controls, S3's ObjectWriter)
+    cors: str | None = None  # the CORS rules as canonical JSON (gateway/s3/cors.py); None: no rules
     tags: dict[str, str] = field(default_factory=dict)  # bucket tagging (at most 50)
     versioning: str = ""  # VERSIONING_STATES: "" never configured, then "Enabled" or "Suspended"
     # Object lock (docs/object-lock.md): once enabled never off, and versioning stays "Enabled". The default
@@ -265,9 +266,9 @@ def object_changes(changes: dict[str, str | None]) -> tuple[Callable[[ObjectMani
     return change, changed
 
 
-# What Index.update_bucket, update_user and update_object may change: access configurations. Everything
-# else of a record has its own operation (tags, versioning, object lock) or never changes.
-BUCKET_CHANGEABLE = frozenset({"policy", "acl", "public_access_block", "ownership"})
+# What Index.update_bucket, update_user and update_object may change: access configurations and CORS rules.
+# Everything else of a record has its own operation (tags, versioning, object lock) or never changes.
+BUCKET_CHANGEABLE = frozenset({"policy", "acl", "public_access_block", "ownership", "cors"})
 USER_CHANGEABLE = frozenset({"policy"})
 OBJECT_CHANGEABLE = frozenset({"acl"})
 

@@ -50,7 +50,7 @@ def test_generated_credentials_are_kept_and_reprinted(tmp_path: Path) -> None:
         banners.append([ln for ln in run.banner.splitlines() if ln.startswith("export AWS_ACCESS_KEY_ID=")])
     assert banners[0] and banners[0] == banners[1]
     assert all((tmp_path / "tessera-data" / f"drive{i}" / "fragments").is_dir() for i in range(1, 7))
-    creds = tmp_path / "tessera-data" / "system" / "credentials.json"
+    creds = tmp_path / "tessera-data" / "drive1" / ".tessera-system" / "credentials.json"  # and beside each copy
     assert creds.stat().st_mode & 0o077 == 0  # readable by the owner only
     assert "Traceback" not in (tmp_path / "log").read_text()
 
@@ -61,4 +61,4 @@ def test_environment_credentials_win(tmp_path: Path) -> None:
     stop(run.proc)
     assert "AWS_ACCESS_KEY_ID=ENVKEY  AWS_SECRET_ACCESS_KEY=env-secret-123" in run.banner
     assert run.proc.returncode == 0  # SIGTERM is a clean stop
-    assert not (tmp_path / "tessera-data" / "system" / "credentials.json").exists()
+    assert not list((tmp_path / "tessera-data").glob("**/credentials.json"))

@@ -176,8 +176,8 @@ def test_create_bucket_malformed_configuration(server: ServerProcess) -> None:
 @pytest.mark.parametrize(
     "call",
     [
-        lambda s3, b: s3.get_bucket_cors(Bucket=b),
         lambda s3, b: s3.get_bucket_lifecycle_configuration(Bucket=b),
+        lambda s3, b: s3.get_bucket_website(Bucket=b),
     ],
 )
 def test_unsupported_subresources(s3: Any, bucket: str, call: Any) -> None:
@@ -192,7 +192,7 @@ def test_unsupported_subresources(s3: Any, bucket: str, call: Any) -> None:
 
 
 def test_unsupported_subresource_raw_xml(server: ServerProcess, s3: Any, bucket: str) -> None:
-    resp = signed_request(server, "GET", f"/{bucket}?cors")
+    resp = signed_request(server, "GET", f"/{bucket}?lifecycle")
     assert resp.status == 501
     err = resp.error()
     assert err["Code"] == "NotImplemented"

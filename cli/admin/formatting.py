@@ -31,7 +31,7 @@ STATE_STYLE = {
     "running": "green",
     "stopped": "dim",
 }
-BYTES_VERB = {"repair": "rebuilt", "drain": "moved", "scrub": "verified"}
+BYTES_VERB = {"repair": "rebuilt", "drain": "moved", "scrub": "verified", "rebalance": "moved"}
 
 
 def human_bytes(n: float | None) -> str:

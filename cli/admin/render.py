@@ -21,6 +21,11 @@ from cli.admin.formatting import (
 )
 
 
+def node_live(n: Doc, now: float | None = None) -> Text:
+    """ "yes", or when the node was last heard from."""
+    return styled("yes", "ok") if n.get("live") else styled(f"no (seen {ago(n.get('last_seen'), now)})", "missing")
+
+
 def render_status(console: Console, doc: Doc, now: float | None = None) -> None:
     console.print(
         Text.assemble(
@@ -42,8 +47,7 @@ def render_status(console: Console, doc: Doc, now: float | None = None) -> None:
     table.add_column("Capacity", justify="right")
     table.add_column("Free", justify="right")
     for n in nodes:
-        live = n.get("live", False)
-        live_text = styled("yes", "ok") if live else styled(f"no (seen {ago(n.get('last_seen'), now)})", "missing")
+        live_text = node_live(n, now)
         table.add_row(
             styled(n.get("id")),
             styled(n.get("address")),

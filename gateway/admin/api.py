@@ -2,8 +2,8 @@
 
 Add an endpoint: write `async def handler(gw, request, params) -> web.StreamResponse` (params holds the
 {placeholders} of its path pattern, percent-decoded) and add it to ROUTES at the bottom of this module.
-Handlers live by meaning (ops: the data; users: users) and raise errors.AdminError for the API's own
-JSON errors.
+Handlers live by meaning (ops: the data; nodes: membership and rebalance; users: users) and raise
+errors.AdminError for the API's own JSON errors.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from gateway.admin import nodes as admin_nodes
 from gateway.admin import ops as admin_ops
 from gateway.admin import users as admin_users
 from gateway.admin.errors import AdminError
@@ -95,6 +96,9 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("POST", "repair"): admin_ops.start_repair,
     ("POST", "scrub"): admin_ops.start_scrub,
     ("POST", "nodes/{node}/drain"): admin_ops.drain,
+    ("GET", "nodes"): admin_nodes.list_nodes,
+    ("DELETE", "nodes/{node}"): admin_nodes.remove_node,
+    ("POST", "rebalance"): admin_nodes.rebalance,
     ("GET", "jobs/{id}"): admin_ops.job,
     ("GET", "users"): admin_users.list_users,
     ("POST", "users"): admin_users.add_user,

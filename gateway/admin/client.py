@@ -84,6 +84,18 @@ class AdminClient:
         """{"job": JOB}"""
         return await self._call("POST", f"nodes/{encode_segment(node)}/drain")
 
+    async def list_nodes(self) -> dict[str, Any]:
+        """{"nodes": [NODE]}"""
+        return await self._call("GET", "nodes")
+
+    async def remove_node(self, node: str) -> dict[str, Any]:
+        """{"removed": NODE}"""
+        return await self._call("DELETE", f"nodes/{encode_segment(node)}")
+
+    async def rebalance(self) -> dict[str, Any]:
+        """{"job": JOB}"""
+        return await self._call("POST", "rebalance")
+
     async def job(self, job_id: str) -> dict[str, Any]:
         """{"job": JOB}"""
         return await self._call("GET", f"jobs/{encode_segment(job_id)}")

@@ -29,7 +29,7 @@ from storage_node.drive import OFFLINE, Drive
 PROBE_TIMEOUT = 2.0
 
 
-def _maintenance(gw: Gateway) -> Maintenance:
+def maintenance(gw: Gateway) -> Maintenance:
     if gw.maintenance is None:
         raise AdminError(503, "ServiceUnavailable", "this gateway runs no repairer")
     return gw.maintenance
@@ -76,7 +76,7 @@ def _node_doc(
     }
 
 
-def _node_docs(gw: Gateway, rebuilding: set[str]) -> tuple[list[dict[str, Any]], list[DriveRecord]]:
+def node_docs(gw: Gateway, rebuilding: set[str]) -> tuple[list[dict[str, Any]], list[DriveRecord]]:
     """Every node's document, and every drive (for the totals)."""
     drives = gw.layer.drives
     nodes: list[NodeRecord] | None = getattr(drives, "nodes", None)
@@ -120,8 +120,8 @@ async def _probe(session: aiohttp.ClientSession, address: str) -> dict[str, Any]
 
 
 async def status(gw: Gateway, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
-    m = _maintenance(gw)
-    node_docs, every_drive = _node_docs(gw, await m.rebuilding())
+    m = maintenance(gw)
+    nodes, every_drive = node_docs(gw, await m.rebuilding())
     capacity, free = _space(every_drive)
     if gw.meta_addresses:
         timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT)
@@ -135,7 +135,7 @@ async def status(gw: Gateway, request: web.Request, params: dict[str, str]) -> w
         "ec": str(gw.layer.scheme),
         "node_grace": m.settings.node_grace,
         "gc_grace": m.settings.gc_grace,
-        "nodes": node_docs,
+        "nodes": nodes,
         "capacity": capacity,  # each filesystem once, however many drives or nodes share it
         "free": free,
         "metadata": meta,
@@ -220,18 +220,18 @@ async def inspect(gw: Gateway, request: web.Request, params: dict[str, str]) -> 
 
 
 async def start_repair(gw: Gateway, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
-    return json_ok({"job": _maintenance(gw).repair_job().doc()}, status=202)
+    return json_ok({"job": maintenance(gw).repair_job().doc()}, status=202)
 
 
 async def start_scrub(gw: Gateway, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
-    m = _maintenance(gw)
+    m = maintenance(gw)
     if m.scrub is None:
         raise AdminError(503, "ServiceUnavailable", "no scrubbers are reachable from this gateway")
     return json_ok({"job": m.scrub_job().doc()}, status=202)
 
 
 async def drain(gw: Gateway, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
-    m = _maintenance(gw)
+    m = maintenance(gw)
     node_id = params["node"]
     if getattr(gw.layer.drives, "nodes", None) is None:
         raise AdminError(
@@ -258,7 +258,7 @@ async def drain(gw: Gateway, request: web.Request, params: dict[str, str]) -> we
 
 
 async def job(gw: Gateway, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
-    found = _maintenance(gw).jobs.get(params["id"])
+    found = maintenance(gw).jobs.get(params["id"])
     if found is None:
         raise AdminError(404, "NoSuchJob", f"no job {params['id']!r} on this gateway")
     return json_ok({"job": found.doc()})

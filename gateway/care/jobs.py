@@ -1,4 +1,4 @@
-"""Long-running admin operations (repair, scrub, drain) as jobs an operator can poll."""
+"""Long-running admin operations (repair, scrub, drain, rebalance) as jobs an operator can poll."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ KEEP = 20  # finished jobs remembered per gateway
 
 @dataclass(slots=True)
 class Job:
-    kind: str  # "repair" | "scrub" | "drain"
+    kind: str  # "repair" | "scrub" | "drain" | "rebalance"
     target: str = ""  # the node, for a drain
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     phase: str = "starting"

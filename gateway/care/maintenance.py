@@ -1,5 +1,5 @@
 """The gateway's background care of the data: the repairer, periodic scans, garbage collection, and the
-admin jobs (repair, scrub, drain) that drive them on demand."""
+admin jobs (repair, scrub, drain, rebalance) that drive them on demand."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from cluster.workers import Periodic, Worker
 from gateway.care.adoptions import Adoptions
 from gateway.care.jobs import Job, JobBoard
 from gateway.care.part_health import find_corrupt
+from gateway.care.rebalance import Rebalancer
 from gateway.care.repairer import BUSY, FAILED, REPAIRED, Outcome, Repairer, group_entries
 from gateway.care.scanner import ScanResult, scan
 from gateway.objects.drive_set import DriveSet
@@ -61,6 +62,7 @@ class Settings:
     repair_concurrency: int = 2
     repair_rate: float = 200e6  # bytes/s
     auto_repair: bool = True  # off: damage is queued, but only admin jobs repair it
+    min_free: int = 0  # bytes a drive keeps free; below it placement counts it full (gateway/objects/placement.py)
 
 
 @dataclass(slots=True)
@@ -119,6 +121,18 @@ class Maintenance:
         if self.settings.auto_repair:
             self.repairer.worker.start()
             self.watcher.start()
+        await self._resume_rebalance()
+
+    async def _resume_rebalance(self) -> None:
+        """A rebalance that a stopped gateway left unfinished goes on here (one gateway takes it)."""
+        if getattr(self.drives, "nodes", None) is None:
+            return  # the embedded server: nothing to rebalance
+        try:
+            if await self._rebalancer().unfinished():
+                log.info("a rebalance was left unfinished: resuming it")
+                self.rebalance_job(resumed=True)
+        except Exception as exc:  # the index unreachable at start: the operator can run it again
+            log.warning("could not look for an unfinished rebalance: %r", exc)
 
     async def close(self) -> None:
         await asyncio.gather(self.scanner.stop(), self.repairer.worker.stop(), self.watcher.stop())
@@ -278,6 +292,19 @@ class Maintenance:
             job.message = f"node {node_id} drained and retired: {job.completed} part(s) moved"
 
         return self.jobs.start(Job("drain", target=node_id), work)
+
+    def _rebalancer(self, resumed: bool = False) -> Rebalancer:
+        s = self.settings
+        return Rebalancer(
+            self.index, self.drives, self.holder, s.repair_rate, s.repair_concurrency, busy=self.busy, resumed=resumed
+        )
+
+    def rebalance_job(self, resumed: bool = False) -> Job:
+        """Start a rebalance, or return the one this gateway runs already."""
+        running = next((j for j in self.jobs.recent() if j.kind == "rebalance" and j.finished is None), None)
+        if running is not None:
+            return running
+        return self.jobs.start(Job("rebalance"), self._rebalancer(resumed).run)
 
     async def _refresh_membership(self) -> None:
         refresh = getattr(self.drives, "refresh", None)  # a cluster's drives; the embedded server has no nodes

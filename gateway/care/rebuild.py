@@ -35,13 +35,19 @@ def repair_targets(
     moving = []
     for i in sorted(lost):
         slot = node_of.get(part.placement[i])
-        if slot is not None and slot.live and slot.node_id not in leaving and slot.node_id not in holding:
+        if (
+            slot is not None
+            and slot.live
+            and not slot.full
+            and slot.node_id not in leaving
+            and slot.node_id not in holding
+        ):
             targets[i] = part.placement[i]
             holding.add(slot.node_id)
         else:
             moving.append(i)
     if moving:
-        free = [s for s in slots if s.live and s.node_id not in holding and s.node_id not in leaving]
+        free = [s for s in slots if s.live and not s.full and s.node_id not in holding and s.node_id not in leaving]
         zones = [node_of[part.placement[i]].zone for i in keep if part.placement[i] in node_of]
         zones += [node_of[d].zone for d in targets.values()]
         try:

@@ -13,11 +13,13 @@ from gateway.handlers import access
 from gateway.handlers import attributes as attributes_api
 from gateway.handlers import bucket_access as access_api
 from gateway.handlers import buckets as bucket_api
+from gateway.handlers import cors as cors_api
 from gateway.handlers import deletes as delete_api
 from gateway.handlers import listing as listing_api
 from gateway.handlers import multipart as multipart_api
 from gateway.handlers import object_lock as lock_api
 from gateway.handlers import objects as object_api
+from gateway.handlers import post_object as post_api
 from gateway.handlers import tagging as tagging_api
 from gateway.handlers import versions as version_api
 from gateway.s3.errors import S3Error
@@ -44,8 +46,8 @@ _BUCKET_ACCESS: dict[tuple[str, str], Handler] = {
 
 # The S3 action (IAM policy reference) each operation is judged as, before its handler runs. An operation
 # missing here is left to the bucket's owner and the root (access.judge): add new operations here. "" marks
-# an operation that judges itself, once its bucket is known to exist (each key of a DeleteObjects; a form
-# POST or a CORS preflight would too), with accounts.authorize.authorize or access.may_key.
+# an operation that judges itself, once its bucket is known to exist (each key of a DeleteObjects, a form
+# POST's signer, a CORS preflight by the bucket's rules), with accounts.authorize.authorize or access.may_key.
 ACTIONS: dict[Handler, str] = {
     bucket_api.list_buckets: "s3:ListAllMyBuckets",
     bucket_api.create_bucket: "s3:CreateBucket",
@@ -96,6 +98,11 @@ ACTIONS: dict[Handler, str] = {
     lock_api.put_retention: "s3:PutObjectRetention",
     lock_api.get_legal_hold: "s3:GetObjectLegalHold",
     lock_api.put_legal_hold: "s3:PutObjectLegalHold",
+    cors_api.put_bucket_cors: "s3:PutBucketCORS",
+    cors_api.get_bucket_cors: "s3:GetBucketCORS",
+    cors_api.delete_bucket_cors: "s3:PutBucketCORS",  # as AWS: DeleteBucketCors is judged as PutBucketCORS
+    cors_api.preflight: "",  # anonymous, allowed or refused by the bucket's CORS rules
+    post_api.post_object: "",  # s3:PutObject for the form's signer (or anyone), judged once the key is known
 }
 # With ?versionId, an object operation is judged as its Version action, as S3 does.
 _VERSIONED = {

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Protocol
 
-from gateway.objects.placement import NodeSlot
+from gateway.objects.placement import NodeSlot, is_full
 from storage_node.drive import OFFLINE, Drive, DriveHealth
 
 
@@ -45,15 +46,26 @@ class LocalDrives:
     """The embedded server's drives: each one a node of its own. One its drive watch finds offline
     (wiped and not yet adopted, missing, foreign) is down: it takes no fragments and serves none."""
 
-    def __init__(self, drives: Sequence[Drive]) -> None:
+    def __init__(self, drives: Sequence[Drive], reserve: int = 0) -> None:
         self._drives = {d.drive_id: d for d in drives}
+        self._reserve = reserve  # bytes each drive keeps free (placement.is_full)
 
     def _up(self, drive: Drive) -> bool:
         health = health_of(drive)
         return health is None or health.state != OFFLINE
 
+    def _full(self, drive: Drive) -> bool:
+        root = getattr(drive, "root", None)
+        if not self._reserve or root is None:
+            return False
+        try:
+            st = os.statvfs(root)
+        except OSError:
+            return False  # gone: the drive watch takes it offline
+        return is_full(st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize, self._reserve)
+
     def slots(self) -> list[NodeSlot]:
-        return [NodeSlot(i, "", (i,), self._up(d)) for i, d in self._drives.items()]
+        return [NodeSlot(i, "", (i,), self._up(d), full=self._full(d)) for i, d in self._drives.items()]
 
     def all_slots(self) -> list[NodeSlot]:
         return self.slots()

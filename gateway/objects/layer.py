@@ -27,7 +27,7 @@ from gateway.objects.pipelines import (
     write_part,
     write_quorum,
 )
-from gateway.objects.placement import place
+from gateway.objects.placement import full_drives, place
 from metadata.records import ObjectManifest, PartRecord, RepairEntry
 from storage_node.drive import CorruptFragment, FragmentId, FragmentNotFound
 
@@ -123,9 +123,11 @@ class ObjectLayer:
             placement = place(data_id, self.drives.slots(), self.scheme.width)
         except ValueError as exc:
             raise StorageUnavailable(f"Not enough storage nodes: {exc}") from None
-        targets = [self.drives.drive(d) for d in placement]
+        full = full_drives(self.drives.slots())  # no room: their fragments miss the write
+        targets = [None if d in full else self.drives.drive(d) for d in placement]
         if sum(t is not None for t in targets) < write_quorum(self.scheme):
-            raise StorageUnavailable("Too few storage nodes are up to store data safely.")
+            why = "have free space" if full else "are up"
+            raise StorageUnavailable(f"Too few storage nodes {why} to store data safely.")
         try:
             written = await write_part(_Prefixed(head, source), targets, self.scheme, data_id, number, hashers)
         except WriteQuorumError as exc:

@@ -16,7 +16,7 @@ from dataclasses import replace
 import aiohttp
 
 from cluster.workers import Periodic
-from gateway.objects.placement import NodeSlot
+from gateway.objects.placement import NodeSlot, is_full
 from metadata.index import Index
 from metadata.records import NodeRecord
 from storage_node.client import RemoteDrive
@@ -27,8 +27,9 @@ LIVENESS_GRACE = 6.0  # seconds without a heartbeat before a node counts as down
 
 
 class ClusterDrives:
-    def __init__(self, index: Index, secret: bytes, grace: float = LIVENESS_GRACE) -> None:
+    def __init__(self, index: Index, secret: bytes, grace: float = LIVENESS_GRACE, reserve: int = 0) -> None:
         self._index = index
+        self.reserve = reserve  # bytes a drive keeps free: below it, it takes no new fragments
         self._secret = secret
         self._grace = grace
         self._session: aiohttp.ClientSession | None = None
@@ -71,7 +72,16 @@ class ClusterDrives:
             every.append(NodeSlot(node.node_id, node.zone, tuple(d.drive_id for d in node.drives), alive))
             # A drive its node reports offline (wiped and not yet adopted, missing) takes and serves nothing.
             up = tuple(d.drive_id for d in node.drives if not d.state)
-            usable.append(NodeSlot(node.node_id, node.zone, up, alive) if up else replace(every[-1], live=False))
+            # Placement gets the drives with room; a node whose every drive is full is placed last, as full.
+            room = tuple(
+                d.drive_id for d in node.drives if not d.state and not is_full(d.capacity, d.free, self.reserve)
+            )
+            if room:
+                usable.append(NodeSlot(node.node_id, node.zone, room, alive))
+            else:
+                usable.append(
+                    NodeSlot(node.node_id, node.zone, up, alive, full=True) if up else replace(every[-1], live=False)
+                )
             if alive:
                 live.update({d: self._remote(node, d) for d in up})
         state = {n.node_id: n.state for n in nodes}

@@ -1,8 +1,13 @@
-"""Where an object version's fragments go: distinct nodes, zones spread evenly, live nodes first.
+"""Where an object version's fragments go: distinct nodes, zones spread evenly, live nodes with free space first.
 
 Rendezvous (highest random weight) hashing on the data version: every gateway computes the same
 placement from the same membership with no shared state, versions spread evenly, and few
 fragments move when nodes come or go.
+
+Capacity: a drive whose free space is below the reserve (`--min-free`, docs/operations.md) is full and
+takes no new fragments. A node whose every drive is full is placed like a dead one, after all the others,
+and its fragment is not written (it misses its write): a PUT goes on while k+1 fragments find room and is
+refused (503) when they do not.
 """
 
 from __future__ import annotations
@@ -21,6 +26,17 @@ class NodeSlot:
     zone: str
     drive_ids: tuple[str, ...]
     live: bool = True
+    full: bool = False  # every drive below the free-space reserve: takes no new fragments
+
+
+def is_full(capacity: int, free: int, reserve: int) -> bool:
+    """A drive with less than `reserve` bytes free is full (capacity 0: a node that does not say; never full)."""
+    return capacity > 0 and free < reserve
+
+
+def full_drives(nodes: Sequence[NodeSlot]) -> frozenset[str]:
+    """The drives placement may name but nothing may be written to (their node is full)."""
+    return frozenset(d for n in nodes if n.full for d in n.drive_ids)
 
 
 def _weight(data_id: str, name: str) -> bytes:
@@ -30,8 +46,8 @@ def _weight(data_id: str, name: str) -> bytes:
 def place(data_id: str, nodes: Sequence[NodeSlot], width: int, zones_taken: Sequence[str] = ()) -> list[str]:
     """Drive ids for fragments 0..width-1, each on a different node.
 
-    Live nodes are taken before dead ones (a fragment sent to a dead node just misses its
-    write); among them, each pick goes to the zone holding the fewest fragments so far, and
+    Live nodes with room are taken before dead or full ones (a fragment sent to those just misses
+    its write); among them, each pick goes to the zone holding the fewest fragments so far, and
     within that to the node with the highest weight. Within a node the drive is chosen by weight.
     `zones_taken` are the zones of fragments already placed elsewhere (a repair adds to those).
     """
@@ -39,8 +55,8 @@ def place(data_id: str, nodes: Sequence[NodeSlot], width: int, zones_taken: Sequ
     if len(usable) < width:
         raise ValueError(f"need {width} nodes with drives, have {len(usable)}")
     ranked = sorted(usable, key=lambda n: _weight(data_id, n.node_id), reverse=True)
-    live_pool = [n for n in ranked if n.live]
-    dead_pool = [n for n in ranked if not n.live]
+    live_pool = [n for n in ranked if n.live and not n.full]
+    dead_pool = [n for n in ranked if not n.live or n.full]
     chosen: list[NodeSlot] = []
     per_zone: Counter[str] = Counter(zones_taken)
     for pool in (live_pool, dead_pool):

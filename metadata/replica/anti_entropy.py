@@ -5,12 +5,13 @@ order) and sends each run's first key and digest; this replica digests the same 
 own table. Only ranges whose digests differ are pulled, entry by entry, and merged (merge.merge
 keeps whichever version is newer, so pulling what is already known changes nothing). In sync, a
 round costs one ordered read of each table on both sides and a few kilobytes on the wire. Every
-replica pulls from both peers, so all three converge; push is not needed.
+replica pulls from every peer, so all converge; push is not needed.
 
 A replica whose store is fresh (first start, or its directory was wiped) is not initialized: it
-refuses reads and prepares (a coordinator uses the other two) until it has pulled everything from
-both peers, so a wiped replica never answers "absent" for a record only one peer still holds. A
-brand-new cluster, where no replica is initialized, initializes once all three see each other.
+refuses reads and prepares (a coordinator uses the others) until it has pulled everything from
+enough initialized peers to meet every quorum (of N replicas with a majority quorum Q: N-Q+1 of them;
+both peers of three), so a wiped replica never answers "absent" for a record only one peer still
+holds. A brand-new cluster, where no replica is initialized, initializes once all see each other.
 
 Tombstones older than the grace period are dropped, but only once both peers hold that tombstone (or
 something newer, or have dropped it themselves): no replica can then hand the deleted record back.
@@ -93,6 +94,9 @@ class AntiEntropy:
         self._chunk = chunk
         self._m = _metrics(registry)
         self._m.initialized.set(1 if store.initialized else 0)
+        # Initialized peers that together meet every majority quorum of the len(peers)+1 replicas.
+        replicas = len(peers) + 1
+        self._vouching = replicas - (replicas // 2 + 1) + 1
         self.rounds = 0
         # A round at once, then every interval; quickly again while not initialized.
         self.worker = Periodic(
@@ -115,12 +119,12 @@ class AntiEntropy:
                 await closer()
 
     async def round(self) -> int:
-        """One pass over both peers (and tombstone collection); returns the records pulled."""
+        """One pass over every peer (and tombstone collection); returns the records pulled."""
         started = time.monotonic()
         statuses = await asyncio.gather(*(p.status() for p in self._peers), return_exceptions=True)
         reachable = [(p, s) for p, s in zip(self._peers, statuses, strict=True) if isinstance(s, bool)]
         pulled = differing = 0
-        synced = 0
+        synced = vouched = 0
         for peer, peer_initialized in reachable:
             if not peer_initialized and self._store.initialized:
                 continue  # it is rebuilding: it pulls from us, we have nothing to learn from it
@@ -130,8 +134,10 @@ class AntiEntropy:
                 log.info("anti-entropy: %s unreachable: %s", peer.name, exc)
                 continue
             pulled, differing, synced = pulled + n, differing + d, synced + 1
-        if not self._store.initialized and synced == len(self._peers):
-            # Both peers' contents (initialized or, in a brand-new cluster, not) are merged in here.
+            vouched += peer_initialized
+        if not self._store.initialized and (synced == len(self._peers) or vouched >= self._vouching):
+            # Every peer's contents (initialized or, in a brand-new cluster, not) are merged in here, or
+            # those of enough initialized peers to hold every acknowledged write.
             await self._store.mark_initialized()
             self._m.initialized.set(1)
             log.info("anti-entropy: replica initialized (%d records pulled from its peers)", pulled)

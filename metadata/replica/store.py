@@ -16,6 +16,8 @@ reads and prepares until anti-entropy has copied what its peers hold (metadata/r
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import struct
 import time
@@ -49,6 +51,7 @@ _HEADER = struct.Struct(">QB")
 _TOMB, _FULL = 1, 2
 _INITIALIZED = b"initialized"
 READERS = 2
+HERE_MAX = 8  # reads of up to this many keys run on the event loop (see _lookup)
 
 
 def pack_entry(full: bytes, e: Entry) -> tuple[bytes, bytes]:
@@ -111,9 +114,25 @@ class ReplicaStore:
         self.initialized = True
 
     async def status(self) -> bool:
+        if not self.initialized:
+            with contextlib.suppress(NotInitialized):
+                self._require_initialized()  # looks again: another process may have finished the rebuild
         return self.initialized
 
+    def verify(self) -> None:
+        """Read every key of every table (blocking): LMDB's structural checks find a damaged page on the way."""
+
+        def tx(txn: lmdb.Transaction) -> None:
+            for name in (*TABLES, "meta"):
+                for _ in txn.cursor(self._db[name]).iternext(values=False):
+                    pass
+
+        self._lmdb.read_here(tx)
+
     def _require_initialized(self) -> None:
+        if not self.initialized:
+            # Another process on the same store (`tessera server --workers`) may have finished the rebuild.
+            self.initialized = self._lmdb.read_here(lambda txn: txn.get(_INITIALIZED, db=self._db["meta"])) is not None
         if not self.initialized:
             raise NotInitialized("this replica is rebuilding from its peers")
 
@@ -139,7 +158,11 @@ class ReplicaStore:
         def tx(txn: lmdb.Transaction) -> list[Entry | None]:
             return [self._read(txn, table, k) for k in key_list]
 
-        return await self._lmdb.read(tx)
+        return await self._lookup(tx, len(key_list))
+
+    async def _lookup(self, tx: Any, n: int) -> list[Entry | None]:
+        # A few keys are read right here: microseconds in LMDB's map, less than the hop to a reader thread.
+        return self._lmdb.read_here(tx) if n <= HERE_MAX else await self._lmdb.read(tx)
 
     async def get_many(self, reads: list[tuple[str, bytes]]) -> list[Entry | None]:
         """The entries of (table, key) pairs, read in one transaction."""
@@ -148,7 +171,7 @@ class ReplicaStore:
         def tx(txn: lmdb.Transaction) -> list[Entry | None]:
             return [self._read(txn, table, k) for table, k in reads]
 
-        return await self._lmdb.read(tx)
+        return await self._lookup(tx, len(reads))
 
     async def put(self, writes: list[Write]) -> int:
         """Merge the entries in, synced before returning; return how many changed something.
@@ -157,6 +180,10 @@ class ReplicaStore:
         share the next one, so a replica's write rate is not one fsync per write.
         """
         return await self._lmdb.write(self._apply, writes)
+
+    def submit_put(self, writes: list[Write]) -> asyncio.Future[int]:
+        """put() as a future, for a caller in this process writing to many stores at once without a task each."""
+        return self._lmdb.submit(self._apply, writes)
 
     async def scan(
         self, table: str, start: bytes, inclusive: bool, scope: bytes, limit: int

@@ -1,12 +1,14 @@
 """The coordinator's plumbing under ReplicatedIndex (metadata/replicated/index.py, where the design is told):
-quorum reads with read repair, quorum writes, merged scans of two replicas, and the per-key majority lock
-of conditional operations.
+quorum reads with read repair, quorum writes, merged scans of a quorum of replicas, and the per-key majority
+lock of conditional operations. N replicas, quorum a majority (N//2+1): three in a cluster, up to 2m+1 copies on
+the drives of the embedded server (metadata/replicated/on_drives.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
 import time
@@ -23,7 +25,6 @@ from metadata.replicated.merged_scan import Merged, Stream
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-QUORUM = 2
 LEASE = 10.0  # seconds a prepare grant lasts: a coordinator that dies holding it blocks the key this long
 LOCK_ATTEMPTS = 12
 BACKOFF_BASE, BACKOFF_CAP = 0.02, 1.0
@@ -36,12 +37,15 @@ def tomb(ts: int) -> Entry:
 
 
 class Coordinator:
-    """Quorum access to `replicas` (three: any two of them are a quorum)."""
+    """Quorum access to `replicas` (N of them: any majority, N//2+1, is a quorum; three in a cluster)."""
 
     def __init__(self, replicas: list[Replica], *, lease: float = LEASE, closers: list[Any] | None = None) -> None:
-        if len(replicas) != 3:
-            raise ValueError("the replicated index needs exactly three replicas")
+        if not replicas:
+            raise ValueError("the replicated index needs at least one replica")
         self._replicas = replicas
+        self.quorum = len(replicas) // 2 + 1
+        # Every quorum-sized subset, for scans: any one of them meets every acknowledged write.
+        self._subsets = list(itertools.combinations(range(len(replicas)), self.quorum))
         self._lease = lease
         self._hlc = HLC()
         self._failed_at: dict[int, float] = {}  # replica index -> when it last failed: asked last for scans
@@ -78,13 +82,14 @@ class Coordinator:
         log.debug("replica %s: %r", self._replicas[i].name, exc)
 
     async def _gather(
-        self, fn: Callable[[Replica], Awaitable[T]], need: int = QUORUM
+        self, fn: Callable[[Replica], Awaitable[T]], need: int = 0
     ) -> tuple[list[tuple[int, T]], list[tuple[int, asyncio.Task[T]]]]:
         """Call fn on every replica at once; return once `need` answered (and the calls still running).
 
-        The calls still running carry on (a write reaches the third replica); errors other than a
-        replica being down (a refused argument) are raised at once.
+        The calls still running carry on (a write reaches the other replicas); errors other than a
+        replica being down (a refused argument) are raised at once. need 0: a quorum.
         """
+        need = need or self.quorum
         tasks = {asyncio.ensure_future(fn(r)): i for i, r in enumerate(self._replicas)}
         pending = set(tasks)
         answers: list[tuple[int, T]] = []
@@ -107,16 +112,16 @@ class Coordinator:
             for t in pending:
                 self._spawn(t)
         if len(answers) < need and full:  # a disk with room again takes writes: the client is to back off
-            raise IndexFull(f"only {len(answers)} of 3 metadata replicas took the write: {'; '.join(down)}")
+            raise IndexFull(f"only {len(answers)} of {len(tasks)} metadata replicas took the write: {'; '.join(down)}")
         if len(answers) < need:
-            raise IndexUnavailable(f"only {len(answers)} of 3 metadata replicas answered: {'; '.join(down)}")
+            raise IndexUnavailable(f"only {len(answers)} of {len(tasks)} metadata replicas answered: {'; '.join(down)}")
         return answers, [(tasks[t], t) for t in pending]
 
     async def _read(self, table: str, key_list: list[bytes]) -> list[Entry | None]:
         return await self._read_many([(table, k) for k in key_list])
 
     async def _read_many(self, reads: list[tuple[str, bytes]]) -> list[Entry | None]:
-        """The newest version of each (table, key) among the first two replicas to answer (one request each)."""
+        """The newest version of each (table, key) among the first quorum of replicas to answer (one request each)."""
         answers, rest = await self._gather(lambda r: r.get_many(reads))
         merged = [merge_all([a[j] for _, a in answers]) for j in range(len(reads))]
         for e in merged:
@@ -145,16 +150,18 @@ class Coordinator:
         if writes:
             await self._gather(lambda r: r.put(writes))
 
-    def _pairs(self) -> list[list[int]]:
-        order = sorted(range(3), key=lambda i: self._failed_at.get(i, 0.0))
-        return [[order[0], order[1]], [order[0], order[2]], [order[1], order[2]]]
+    def _quorums(self) -> list[tuple[int, ...]]:
+        """Quorum-sized subsets, those of the replicas that failed least recently first."""
+        order = sorted(range(len(self._replicas)), key=lambda i: self._failed_at.get(i, 0.0))
+        rank = {i: r for r, i in enumerate(order)}
+        return sorted(self._subsets, key=lambda s: sorted(rank[i] for i in s))
 
     async def _scan(
         self, table: str, scope: bytes, use: Callable[[Merged], Awaitable[T]], batch: int = SCAN_BATCH
     ) -> T:
-        """Run `use` over a merged scan of two replicas, falling back to another pair if one fails."""
+        """Run `use` over a merged scan of a quorum of replicas, falling back to another subset if one fails."""
         errors = []
-        for pair in self._pairs():
+        for pair in self._quorums():
             merged = Merged([Stream(self._replicas[i], table, scope, batch) for i in pair])
             try:
                 result = await use(merged)
@@ -165,7 +172,7 @@ class Coordinator:
                 continue
             self._repair_scan(table, merged)
             return result
-        raise IndexUnavailable(f"no two metadata replicas could be listed: {'; '.join(errors)}")
+        raise IndexUnavailable(f"no {self.quorum} metadata replicas could be listed: {'; '.join(errors)}")
 
     def _repair_scan(self, table: str, merged: Merged) -> None:
         by_replica: dict[int, list[Write]] = {}
@@ -190,7 +197,7 @@ class Coordinator:
 
         decide returns the writes (the locked key's own one usually stamped with the timestamp given) and
         the result; if it raises or returns no writes, nothing is written. Raises IndexUnavailable if the
-        lock cannot be had or the commit is not confirmed by two replicas (then it may or may not have happened).
+        lock cannot be had or the commit is not confirmed by a quorum (then it may or may not have happened).
         """
         for attempt in range(LOCK_ATTEMPTS):
             txn = uuid.uuid4().hex
@@ -205,7 +212,7 @@ class Coordinator:
                     raise a
                 else:
                     self._hlc.observe(a.promised)
-            if len(granted) >= QUORUM:
+            if len(granted) >= self.quorum:
                 current = merge_all([a.entry for a in answers if not isinstance(a, BaseException)])
                 try:
                     writes, result = await decide(current, ts)
@@ -218,15 +225,15 @@ class Coordinator:
                 await self._commit(table, key, txn, granted, writes)
                 return result
             await self._release(table, key, txn, granted)
-            if sum(1 for a in answers if isinstance(a, ReplicaDown | IndexFull)) >= 2:
+            if sum(1 for a in answers if isinstance(a, ReplicaDown | IndexFull)) > len(self._replicas) - self.quorum:
                 if any(isinstance(a, ReplicaFull | IndexFull) for a in answers):
-                    raise IndexFull("fewer than two metadata replicas had room for the lock")
-                raise IndexUnavailable("fewer than two metadata replicas answered")
+                    raise IndexFull(f"fewer than {self.quorum} metadata replicas had room for the lock")
+                raise IndexUnavailable(f"fewer than {self.quorum} metadata replicas answered")
             await asyncio.sleep(random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)))
         raise IndexUnavailable(f"could not lock {table} record {key[:60]!r}: too much contention")
 
     async def _prepare(self, table: str, key: bytes, txn: str, ts: int) -> list[Any]:
-        """Ask all three for the key; stop waiting once two granted (a paused replica must not stall us).
+        """Ask every replica for the key; stop waiting once a quorum granted (a paused replica must not stall us).
 
         Answers not waited for count as ReplicaDown here; if such a late answer is a grant, it is released.
         """
@@ -234,7 +241,7 @@ class Coordinator:
         pending = set(tasks)
         while pending:
             done = [t for t in tasks if t.done()]
-            if sum(1 for t in done if t.exception() is None and t.result().granted) >= QUORUM:
+            if sum(1 for t in done if t.exception() is None and t.result().granted) >= self.quorum:
                 break
             _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
         answers: list[Any] = []
@@ -262,16 +269,16 @@ class Coordinator:
             await self._replicas[i].put(writes)  # not a voter: an ordinary write, for durability
             return False
 
-        tasks = [asyncio.ensure_future(one(i)) for i in range(3)]
+        tasks = [asyncio.ensure_future(one(i)) for i in range(len(self._replicas))]
         ok = 0
         for fut in asyncio.as_completed(tasks):
             with contextlib.suppress(ReplicaDown, IndexFull):
                 if await fut:
                     ok += 1
-            if ok >= QUORUM:
+            if ok >= self.quorum:
                 break
         for t in tasks:
             if not t.done():
                 self._spawn(t)
-        if ok < QUORUM:
+        if ok < self.quorum:
             raise IndexUnavailable("the metadata replicas did not confirm the commit: it may or may not have happened")

@@ -1,0 +1,395 @@
+"""The embedded server's index: a ReplicatedIndex over copies of the index kept on the drives themselves.
+
+`tessera server` keeps min(2m+1, drives) copies, each a ReplicaStore (metadata/replica/store.py) in a
+directory on a different drive, called in-process (no msgpack, no HTTP: the store's methods are the
+replica protocol's). Writes go to every copy and are acknowledged by a majority, reads merge a
+majority, so any m copies may be lost, wiped or damaged with every acknowledged write still on a
+quorum. A copy that is fresh (an adopted empty drive, a wiped directory) or that was set aside as
+damaged comes back not initialized: it takes writes at once and answers reads once anti-entropy
+(metadata/replica/anti_entropy.py) has pulled from enough initialized copies, while the server serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import lmdb
+
+from cluster.workers import Periodic
+from metadata.index import IndexFull, IndexUnavailable
+from metadata.replica.anti_entropy import REBUILD_RETRY, AntiEntropy
+from metadata.replica.merge import Entry, merge_all
+from metadata.replica.protocol import Prepared, ReplicaDown, ReplicaFull, Write
+from metadata.replica.store import ReplicaStore
+from metadata.replicated.index import ReplicatedIndex
+
+log = logging.getLogger(__name__)
+
+# Seconds between anti-entropy rounds once every copy is initialized: each round digests every table of every
+# copy against each other copy, and copies that are all written together rarely differ (read repair fixes
+# what a read meets).
+HEAL_INTERVAL = 3600.0
+WATCH_INTERVAL = 5.0  # seconds between checks that each copy's file is still on its drive
+# What a copy's store raises when its drive or its file fails: count the copy out, never fail the request.
+_FAILURES = (lmdb.Error, OSError, IndexFull, RuntimeError)
+# What says the file itself is damaged (LMDB keeps no checksums: these are the structural checks it makes).
+_DAMAGE = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError, lmdb.VersionMismatchError)
+
+
+def copy_count(m: int, drives: int) -> int:
+    """How many copies: a majority of them survives any m drives lost (2m+1), at most one per drive."""
+    return max(1, min(2 * m + 1, drives))
+
+
+class DriveCopy:
+    """One copy, as a Replica: its store's failures are ReplicaDown, so a failing drive is counted out."""
+
+    def __init__(self, path: Path, store: ReplicaStore | None, why: str = "") -> None:
+        self.name = str(path)
+        self.path = path
+        self.store = store
+        self.why = why  # why there is no store (or why it was switched off)
+        self.damaged: ReplicaStore | None = None  # the store switched off as damaged, until it is replaced
+        self.inode = _inode(path) if store is not None else None  # of data.mdb as opened
+
+    def gone(self) -> bool:
+        """Whether the file this copy writes to was deleted or replaced under it (its drive wiped while
+        serving): what it takes would vanish at the next start, so it must not count for a quorum."""
+        if self.store is None:
+            return False
+        try:
+            return _inode(self.path) != self.inode
+        except OSError:
+            return True
+
+    def switch_off(self, why: str) -> None:
+        if self.store is not None:
+            log.error("index copy %s %s: switched off until it is rebuilt", self.name, why)
+            self.damaged, self.store, self.why = self.store, None, why
+
+    @property
+    def ready(self) -> bool:
+        return self.store is not None and self.store.initialized
+
+    def _live(self) -> ReplicaStore:
+        if self.store is None:
+            raise ReplicaDown(f"{self.name}: {self.why}")
+        return self.store
+
+    def _down(self, exc: BaseException) -> ReplicaDown:
+        if isinstance(exc, IndexFull):  # its disk is full: counted out, and said so if no quorum (503 SlowDown)
+            return ReplicaFull(f"{self.name}: {exc}")
+        if isinstance(exc, _DAMAGE):
+            # Set aside and rebuilt by the healing worker (EmbeddedIndex) or the next start.
+            self.switch_off(f"is damaged: {exc}")
+        return ReplicaDown(f"{self.name}: {exc}")
+
+    async def get(self, table: str, key_list: list[bytes]) -> list[Entry | None]:
+        try:
+            return await self._live().get(table, key_list)
+        except _FAILURES as exc:
+            raise self._down(exc) from None
+
+    async def get_many(self, reads: list[tuple[str, bytes]]) -> list[Entry | None]:
+        try:
+            return await self._live().get_many(reads)
+        except _FAILURES as exc:
+            raise self._down(exc) from None
+
+    async def put(self, writes: list[Write]) -> int:
+        try:
+            return await self._live().put(writes)
+        except _FAILURES as exc:
+            raise self._down(exc) from None
+
+    def submit_put(self, writes: list[Write]) -> asyncio.Future[int]:
+        """put() as a future (EmbeddedIndex._write); its failures are mapped by failure()."""
+        try:
+            return self._live().submit_put(writes)
+        except _FAILURES as exc:
+            raise self._down(exc) from None
+
+    def failure(self, exc: BaseException) -> BaseException:
+        """What a failed call's exception counts as: ReplicaDown for the drive's failures, else itself."""
+        return self._down(exc) if isinstance(exc, _FAILURES) else exc
+
+    async def scan(
+        self, table: str, start: bytes, inclusive: bool, scope: bytes, limit: int
+    ) -> tuple[list[tuple[bytes, Entry]], bool]:
+        try:
+            return await self._live().scan(table, start, inclusive, scope, limit)
+        except _FAILURES as exc:
+            raise self._down(exc) from None
+
+    async def prepare(self, table: str, key: bytes, txn_id: str, ts: int, lease: float) -> Prepared:
+        try:
+            return await self._live().prepare(table, key, txn_id, ts, lease)
+        except _FAILURES as exc:
+            raise self._down(exc) from None
+
+    async def commit(self, table: str, key: bytes, txn_id: str, writes: list[Write]) -> bool:
+        try:
+            return await self._live().commit(table, key, txn_id, writes)
+        except _FAILURES as exc:
+            raise self._down(exc) from None
+
+    async def release(self, table: str, key: bytes, txn_id: str) -> None:
+        try:
+            await self._live().release(table, key, txn_id)
+        except _FAILURES as exc:
+            raise self._down(exc) from None
+
+    async def chunk_digests(self, table: str, chunk: int) -> list[tuple[bytes, bytes]]:
+        try:
+            return await self._live().chunk_digests(table, chunk)
+        except _FAILURES as exc:
+            raise self._down(exc) from None
+
+    async def range_digests(self, table: str, starts: list[bytes]) -> list[bytes]:
+        try:
+            return await self._live().range_digests(table, starts)
+        except _FAILURES as exc:
+            raise self._down(exc) from None
+
+    async def pull(
+        self, table: str, start: bytes, end: bytes | None, limit: int
+    ) -> tuple[list[tuple[bytes, Entry]], bytes | None]:
+        try:
+            return await self._live().pull(table, start, end, limit)
+        except _FAILURES as exc:
+            raise self._down(exc) from None
+
+    async def status(self) -> bool:
+        try:
+            return await self._live().status()
+        except _FAILURES as exc:
+            raise self._down(exc) from None
+
+
+def _inode(path: Path) -> int:
+    return os.stat(path / "data.mdb").st_ino
+
+
+def _set_aside(path: Path, why: str) -> str:
+    aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+    path.rename(aside)
+    log.warning("index copy %s is damaged (%s): set aside as %s, rebuilding it from the others", path, why, aside)
+    return str(aside)
+
+
+async def open_copy(path: Path | None, verify: bool) -> DriveCopy:
+    """Open the copy in `path` (None: its drive is missing), creating it empty if absent. verify (at start,
+    once for all processes): walk it first, and set a damaged one aside to start it afresh (not initialized)."""
+    if path is None:
+        return DriveCopy(Path("(missing drive)"), None, "its drive is missing")
+    for attempt in range(2):
+        store = None
+        try:
+            store = await asyncio.to_thread(ReplicaStore.open, path)
+            if verify:
+                await asyncio.to_thread(store.verify)
+            return DriveCopy(path, store)
+        except _DAMAGE as exc:
+            if store is not None:
+                await store.close()
+            if attempt == 0 and verify:
+                try:
+                    _set_aside(path, str(exc))
+                    continue
+                except OSError as err:
+                    return DriveCopy(path, None, f"damaged, and cannot be set aside: {err}")
+            return DriveCopy(path, None, f"damaged: {exc}")
+        except (lmdb.Error, OSError) as exc:
+            return DriveCopy(path, None, f"cannot open: {exc}")
+    raise AssertionError("unreachable")
+
+
+async def open_copies(paths: Sequence[Path | None], verify: bool) -> list[DriveCopy]:
+    return list(await asyncio.gather(*(open_copy(p, verify) for p in paths)))
+
+
+class EmbeddedIndex(ReplicatedIndex):
+    """The Index over copies on the drives, with the worker that rebuilds and reconciles them (heal())."""
+
+    def __init__(self, copies: Sequence[DriveCopy], renew: Callable[[Path], bool] | None = None) -> None:
+        """renew: a copy found damaged or gone while serving is set aside and rebuilt here, once renew(its
+        directory) says its drive is a member of the set again (an adopted drive, not a foreign one). None:
+        only at the next start (other processes have the copies open and would go on writing to the old file)."""
+        super().__init__(list(copies))
+        self.copies = list(copies)
+        self._renew = renew
+        self._heal = False
+        self._last_heal = time.monotonic()  # copies all ready at start: the first reconciliation in an hour
+        self._entropy = {i: self._anti_entropy(i) for i, c in enumerate(copies) if c.store is not None}
+        self.worker = Periodic(
+            "index-copies",
+            self._heal_round,
+            lambda: REBUILD_RETRY if self._to_rebuild() else WATCH_INTERVAL,
+            at_once=True,
+            what="index copies' anti-entropy round",
+            counters=self.counters,
+        )
+
+    def _anti_entropy(self, i: int) -> AntiEntropy:
+        store = self.copies[i].store
+        assert store is not None
+        return AntiEntropy(store, [p for p in self.copies if p is not self.copies[i]])
+
+    def _to_rebuild(self) -> bool:
+        fresh = any(c.store is not None and not c.store.initialized for c in self.copies)
+        return fresh or (self._renew is not None and any(c.damaged is not None for c in self.copies))
+
+    async def _replace(self, i: int) -> None:
+        """Close a copy switched off as damaged, set its directory aside and start it afresh (rebuilding)."""
+        copy = self.copies[i]
+        old, copy.damaged = copy.damaged, None
+        if old is not None:
+            await old.close()
+        try:
+            if copy.path.exists():
+                _set_aside(copy.path, copy.why)
+            copy.store = await asyncio.to_thread(ReplicaStore.open, copy.path)
+            copy.inode = _inode(copy.path)
+        except (lmdb.Error, OSError) as exc:
+            copy.why = f"damaged, and cannot be rebuilt: {exc}"
+            log.error("index copy %s: %s", copy.name, copy.why)
+            return
+        copy.why = ""
+        self._entropy[i] = self._anti_entropy(i)
+
+    @property
+    def ready(self) -> int:
+        return sum(c.ready for c in self.copies)
+
+    def counters(self) -> dict[str, Any]:
+        rebuilding = [c.name for c in self.copies if c.store is not None and not c.store.initialized]
+        return {"copies": len(self.copies), "quorum": self.quorum, "ready": self.ready, "rebuilding": rebuilding}
+
+    def require_quorum(self) -> None:
+        if self.ready < self.quorum:
+            raise IndexUnavailable(
+                f"only {self.ready} of {len(self.copies)} copies of the index are readable ({self.quorum} needed)"
+            )
+
+    # -- the quorum plumbing, without a task per copy: the stores are in this process
+
+    async def _read_many(self, reads: list[tuple[str, bytes]]) -> list[Entry | None]:
+        """Read a quorum of copies one after the other (a few keys are read on the event loop: microseconds
+        each), those that failed least recently first; the copies that answered stale are repaired behind."""
+        answers: list[tuple[int, list[Entry | None]]] = []
+        down = []
+        for i in sorted(range(len(self.copies)), key=lambda i: self._failed_at.get(i, 0.0)):
+            try:
+                answers.append((i, await self.copies[i].get_many(reads)))
+            except ReplicaDown as exc:
+                self._note(i, exc)
+                down.append(str(exc))
+                continue
+            if len(answers) == self.quorum:
+                break
+        if len(answers) < self.quorum:
+            n = len(self.copies)
+            raise IndexUnavailable(f"only {len(answers)} of {n} index copies answered: {'; '.join(down)}")
+        merged = [merge_all([a[j] for _, a in answers]) for j in range(len(reads))]
+        for e in merged:
+            if e is not None:
+                self._hlc.observe(e.hlc)
+        for i, got in answers:
+            fix = [Write(t, k, m) for (t, k), m, g in zip(reads, merged, got, strict=True) if m is not None and g != m]
+            if fix:
+                log.info("read repair: %d record(s) on %s", len(fix), self.copies[i].name)
+                self._spawn(self.copies[i].put(fix))
+        return merged
+
+    async def _write(self, writes: list[Write]) -> None:
+        """Submit the writes to every copy's writer at once; return when a quorum has them durable."""
+        if not writes:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        tally = {"ok": 0, "down": 0}
+        errors: list[str] = []
+        failures: list[BaseException] = []
+        n = len(self.copies)
+
+        def settled(i: int, fut: asyncio.Future[int]) -> None:
+            exc = None if fut.cancelled() else fut.exception()
+            if exc is None:
+                tally["ok"] += 1
+            else:
+                exc = self.copies[i].failure(exc)
+                if not isinstance(exc, ReplicaDown):
+                    if not done.done():
+                        done.set_exception(exc)  # a refused argument: the same on every copy
+                    return
+                self._note(i, exc)
+                tally["down"] += 1
+                errors.append(str(exc))
+                failures.append(exc)
+            if done.done():
+                return
+            if tally["ok"] >= self.quorum:
+                done.set_result(None)
+            elif tally["down"] > n - self.quorum:
+                # A disk with room again takes writes: then the client is to back off (IndexFull).
+                kind = IndexFull if any(isinstance(e, ReplicaFull) for e in failures) else IndexUnavailable
+                done.set_exception(kind(f"only {tally['ok']} of {n} index copies took the write: {'; '.join(errors)}"))
+
+        for i, c in enumerate(self.copies):
+            try:
+                fut = c.submit_put(writes)
+            except ReplicaDown as exc:
+                fut = asyncio.get_running_loop().create_future()
+                fut.set_exception(exc)
+            fut.add_done_callback(functools.partial(settled, i))
+        await done
+
+    async def _heal_round(self) -> None:
+        """Switch off copies whose file is gone; then, in the process that heals, replace damaged and gone
+        copies and run anti-entropy: at once while a copy is to be rebuilt, else every HEAL_INTERVAL."""
+        for copy in self.copies:
+            if copy.gone():
+                copy.switch_off("lost its file (its drive was wiped or replaced while serving)")
+        if not self._heal:
+            return
+        if not self._to_rebuild() and time.monotonic() - self._last_heal < HEAL_INTERVAL:
+            return
+        self._last_heal = time.monotonic()
+        for i, copy in enumerate(self.copies):
+            if copy.damaged is not None and self._renew is not None and self._renew(copy.path):
+                await self._replace(i)
+            ae = self._entropy.get(i)
+            if copy.store is None or ae is None:  # missing, or switched off
+                continue
+            was = copy.store.initialized
+            try:
+                await ae.round()
+            except _FAILURES as exc:  # this copy's own store failed: the others go on
+                copy._down(exc)
+                log.warning("index copy %s: anti-entropy failed: %s", copy.name, exc)
+                continue
+            if not was and copy.store.initialized:
+                log.info("index copy %s rebuilt: %d of %d copies ready", copy.name, self.ready, len(self.copies))
+
+    def start(self, heal: bool) -> None:
+        """Watch the copies' files; heal (one process only): rebuild fresh, damaged and lost copies, and
+        reconcile all of them now and then, in the background."""
+        self._heal = heal
+        self.worker.start()
+
+    async def mark_all_initialized(self, copies: Sequence[DriveCopy] | None = None) -> None:
+        for c in copies if copies is not None else self.copies:
+            if c.store is not None:
+                await c.store.mark_initialized()
+
+    async def close(self) -> None:
+        await self.worker.stop()
+        await super().close()
+        stores = [s for c in self.copies for s in (c.store, c.damaged) if s is not None]
+        await asyncio.gather(*(s.close() for s in stores), return_exceptions=True)

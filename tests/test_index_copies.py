@@ -1,0 +1,198 @@
+"""EmbeddedIndex in this process over five copies (the Index contract, then copies lost, wiped and rebuilt);
+the processes around it are in tests/test_embedded_index.py."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import lmdb
+import pytest
+
+from metadata.index import IndexFull, IndexUnavailable
+from metadata.records import ObjectManifest
+from metadata.replica.anti_entropy import AntiEntropy
+from metadata.replicated.on_drives import DriveCopy, EmbeddedIndex, copy_count, open_copies
+from tests.index_contract import IndexContract, make_manifest, new_bucket
+from tests.test_replicated_index import until
+
+N = 5
+
+
+async def _open(base: Path, new: bool = False, verify: bool = False) -> EmbeddedIndex:
+    index = EmbeddedIndex(await open_copies([base / f"c{i}" for i in range(N)], verify=verify))
+    if new:
+        await index.mark_all_initialized()
+    return index
+
+
+@pytest.fixture
+async def embedded(tmp_path: Path) -> AsyncIterator[EmbeddedIndex]:
+    index = await _open(tmp_path, new=True)
+    yield index
+    await index.close()
+
+
+class TestEmbeddedIndex(IndexContract):
+    @pytest.fixture
+    async def index(self, embedded: EmbeddedIndex) -> EmbeddedIndex:
+        return embedded
+
+
+def test_copy_count() -> None:
+    assert [copy_count(m, 6) for m in (0, 1, 2, 3)] == [1, 3, 5, 6]
+    assert copy_count(2, 4) == 4
+
+
+async def test_any_two_copies_down_change_nothing_three_stop_it(embedded: EmbeddedIndex) -> None:
+    name = await new_bucket(embedded)
+    man = make_manifest(name, "k")
+    await embedded.put_object(man)
+    stores = [c.store for c in embedded.copies]
+    for down in ((0, 1), (3, 4), (0, 4)):
+        for i, c in enumerate(embedded.copies):
+            c.store, c.why = (None, "taken out") if i in down else (stores[i], "")
+        assert await embedded.get_object(name, "k") == man
+        await embedded.put_object(make_manifest(name, f"k{down}"))
+        assert [m.key for m in (await embedded.list_objects(name)).objects][:1] == ["k"]
+    for i, c in enumerate(embedded.copies):
+        c.store, c.why = (None, "taken out") if i < 3 else (stores[i], "")
+    with pytest.raises(IndexUnavailable):
+        await embedded.get_object(name, "k")
+    with pytest.raises(IndexUnavailable):
+        await embedded.put_object(make_manifest(name, "late"))
+    for i, c in enumerate(embedded.copies):
+        c.store = stores[i]
+
+
+async def test_wiped_copies_are_rebuilt_while_serving(tmp_path: Path) -> None:
+    index = await _open(tmp_path, new=True)
+    name = await new_bucket(index)
+    mans = [make_manifest(name, f"k{i:04}") for i in range(300)]
+    for m in mans:
+        await index.put_object(m)
+    await index.close()
+    for i in (0, 2):
+        shutil.rmtree(tmp_path / f"c{i}")
+    index = await _open(tmp_path)
+    try:
+        assert index.ready == 3
+        assert await index.get_object(name, "k0123") == mans[123]  # served by the three left
+        index.start(heal=True)
+        await until(lambda: index.ready == N)
+        for i in (0, 2):  # each rebuilt copy alone holds everything
+            store = index.copies[i].store
+            assert store is not None
+            assert await store.count("objects") == len(mans)
+    finally:
+        await index.close()
+
+
+async def test_a_fresh_copy_waits_for_enough_initialized_peers(tmp_path: Path) -> None:
+    """Of five copies, a fresh one needs three initialized peers: two could both lack an acknowledged write."""
+    index = await _open(tmp_path, new=True)
+    await index.close()
+    shutil.rmtree(tmp_path / "c0")
+    index = await _open(tmp_path)
+    try:
+        copies = index.copies
+        fresh = copies[0].store
+        assert fresh is not None and not fresh.initialized
+        peers = [copies[1], copies[2], DriveCopy(tmp_path / "x", None, "gone"), DriveCopy(tmp_path / "y", None, "gone")]
+        await AntiEntropy(fresh, peers).round()
+        assert not fresh.initialized
+        await AntiEntropy(fresh, [copies[1], copies[2], copies[3], DriveCopy(tmp_path / "y", None, "gone")]).round()
+        assert fresh.initialized
+    finally:
+        await index.close()
+
+
+def _overwrite_header(path: Path) -> None:
+    with open(path, "r+b") as f:  # both LMDB meta pages
+        f.write(b"\0" * 16384)
+
+
+def _set_aside(base: Path, name: str) -> list[Path]:
+    return list(base.glob(f"{name}.damaged-*"))
+
+
+async def test_a_damaged_copy_is_set_aside_at_open(tmp_path: Path) -> None:
+    index = await _open(tmp_path, new=True)
+    await new_bucket(index)
+    await index.close()
+    _overwrite_header(tmp_path / "c3" / "data.mdb")
+    index = await _open(tmp_path, verify=True)
+    try:
+        assert index.ready == 4 and not index.copies[3].ready and index.copies[3].store is not None
+        assert _set_aside(tmp_path, "c3")
+    finally:
+        await index.close()
+
+
+async def _renewing_with_objects(base: Path) -> tuple[EmbeddedIndex, str, list[ObjectManifest]]:
+    """Five new copies that replace a lost one while serving, holding fifty objects."""
+    index = EmbeddedIndex((await _open(base, new=True)).copies, renew=lambda _: True)
+    name = await new_bucket(index)
+    mans = [make_manifest(name, f"k{i}") for i in range(50)]
+    for m in mans:
+        await index.put_object(m)
+    return index, name, mans
+
+
+async def test_a_copy_damaged_while_serving_is_replaced_and_rebuilt(tmp_path: Path) -> None:
+    index, name, mans = await _renewing_with_objects(tmp_path)
+    try:
+        # What a read through a damaged page raises (lmdb's own error), met by a request:
+        index.copies[2]._down(lmdb.CorruptedError("mdb_cursor_get: MDB_CORRUPTED: Located page was wrong type"))
+        assert index.ready == N - 1
+        assert await index.get_object(name, "k7") == mans[7]  # served by the others
+        index.start(heal=True)
+        await until(lambda: index.ready == N)
+        assert _set_aside(tmp_path, "c2")
+        store = index.copies[2].store
+        assert store is not None and await store.count("objects") == len(mans)
+    finally:
+        await index.close()
+
+
+async def test_a_copy_whose_drive_is_wiped_while_serving_is_rebuilt(tmp_path: Path) -> None:
+    """The file is gone but still open: what the copy takes would vanish at the next start."""
+    index, _, mans = await _renewing_with_objects(tmp_path)
+    try:
+        old = index.copies[1].store
+        shutil.rmtree(tmp_path / "c1")
+        index.start(heal=True)
+        await until(lambda: index.copies[1].store not in (old, None) and index.ready == N)  # made again, rebuilt
+        store = index.copies[1].store
+        assert store is not None and await store.count("objects") == len(mans)
+        assert await asyncio.to_thread((tmp_path / "c1" / "data.mdb").exists)
+    finally:
+        await index.close()
+
+
+async def test_copies_out_of_room_answer_index_full(embedded: EmbeddedIndex) -> None:
+    """Full disks under a quorum of copies: IndexFull (503 SlowDown to the client), not unavailable."""
+    name = await new_bucket(embedded)
+    real = [c.store for c in embedded.copies]
+
+    class Full:  # a store whose disk is full: it reads, but takes no write
+        def __init__(self, store: Any) -> None:
+            self.get_many = store.get_many
+            self.initialized = True
+
+        def submit_put(self, writes: object) -> asyncio.Future[int]:
+            fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            fut.set_exception(IndexFull("no room for the write: No space left on device"))
+            return fut
+
+    try:
+        for c in embedded.copies[:3]:
+            c.store = Full(c.store)
+        with pytest.raises(IndexFull):
+            await embedded.put_object(make_manifest(name, "k"))
+    finally:
+        for c, s in zip(embedded.copies, real, strict=True):
+            c.store = s
