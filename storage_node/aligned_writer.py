@@ -10,6 +10,7 @@ Where O_DIRECT is refused (tmpfs, some filesystems), the same calls write throug
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import mmap
@@ -19,6 +20,7 @@ from collections.abc import Iterable
 
 ALIGN = 4096  # a multiple of every logical block size O_DIRECT asks alignment to
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
+_BIG_COPY = 16 << 10  # pieces this large are copied by ctypes.memmove, which releases the GIL meanwhile
 _POOL_MAX = 32  # idle staging buffers kept for reuse (about 1 MiB each)
 _pool: list[mmap.mmap] = []
 _pool_lock = threading.Lock()
@@ -93,8 +95,15 @@ class AlignedWriter:
         view = memoryview(self._buf)
         try:
             pos = self._fill
+            base = _address(view) if any(len(p) >= _BIG_COPY for p in pieces) else 0
             for p in pieces:
-                view[pos : pos + len(p)] = p
+                # A memoryview slice assignment holds the GIL for the whole copy, against the
+                # event loop; a ctypes call releases it.
+                source = _address(p) if base and len(p) >= _BIG_COPY else 0
+                if source:
+                    ctypes.memmove(base + pos, source, len(p))
+                else:
+                    view[pos : pos + len(p)] = p
                 pos += len(p)
             self._fill = pos
         finally:
@@ -176,6 +185,20 @@ class AlignedWriter:
 
 
 _IOV_MAX = os.sysconf("SC_IOV_MAX")
+
+
+def _address(buf: bytes | bytearray | memoryview | mmap.mmap) -> int:
+    """Address of a buffer's first byte (valid while the caller holds the buffer); 0 when ctypes
+    cannot give one without a copy (a read-only or non-contiguous view: copied under the GIL)."""
+    if isinstance(buf, bytes):
+        return ctypes.cast(ctypes.c_char_p(buf), ctypes.c_void_p).value or 0
+    view = memoryview(buf)
+    if view.readonly or not view.contiguous:
+        return 0
+    c = ctypes.c_char.from_buffer(view)
+    address = ctypes.addressof(c)
+    del c
+    return address
 
 
 def _pwrite_exact(fd: int, view: memoryview, offset: int) -> None:

@@ -27,7 +27,9 @@ def test_aligned_writer_writes_exactly_the_pieces(tmp_path: Path, direct: bool) 
         want = bytearray(22)
         writer.append([bytes(22)])
         for _ in range(rng.randint(0, 5)):
-            pieces = [rng.randbytes(rng.randint(1, 300_000)) for _ in range(rng.randint(1, 4))]
+            # bytes, bytearrays (rs_isal's fragments) and read-only views, large and small
+            kinds = [bytes, bytearray, lambda b: memoryview(b)[1:]]
+            pieces = [rng.choice(kinds)(rng.randbytes(rng.randint(2, 300_000))) for _ in range(rng.randint(1, 4))]
             writer.append(pieces)
             want += b"".join(pieces)
         assert writer.offset == len(want)
