@@ -137,14 +137,9 @@ class LargeObjects:
                     f.write(os.urandom(64 * MiB))
         aws = shutil.which("aws")
         cmd = [aws] if aws else [sys.executable, "-m", "awscli"]
-        env = {
-            **os.environ,
-            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_CONFIG_FILE": "/dev/null",
-            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-        }
+        env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
+        # No profile or config of the user's: the defaults are what is measured.
+        env.update(AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
         url = f"s3://{self.bucket}/awscli/{r}/1gib.bin"
 
         def copy() -> dict[str, Any]:
