@@ -21,7 +21,10 @@ from collections.abc import Iterable
 ALIGN = 4096  # a multiple of every logical block size O_DIRECT asks alignment to
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 _BIG_COPY = 16 << 10  # pieces this large are copied by ctypes.memmove, which releases the GIL meanwhile
-_POOL_MAX = 32  # idle staging buffers kept for reuse (about 1 MiB each)
+# Bytes staged per file: a batch larger than this goes out in several writes, so a PUT holds six of
+# these rather than a copy of each drive's whole batch.
+STAGE = 256 << 10
+_POOL_MAX = 32  # idle staging buffers kept for reuse
 _pool: list[mmap.mmap] = []
 _pool_lock = threading.Lock()
 
@@ -30,13 +33,12 @@ def _round_up(n: int) -> int:
     return -(-n // ALIGN) * ALIGN
 
 
-def _take(size: int) -> mmap.mmap:
-    """A page-aligned buffer of at least `size` bytes (anonymous mmaps are page-aligned)."""
+def _take() -> mmap.mmap:
+    """A page-aligned staging buffer (anonymous mmaps are page-aligned)."""
     with _pool_lock:
-        for i, buf in enumerate(_pool):
-            if len(buf) >= size:
-                return _pool.pop(i)
-    return mmap.mmap(-1, _round_up(max(size, ALIGN)))
+        if _pool:
+            return _pool.pop()
+    return mmap.mmap(-1, STAGE)
 
 
 def _give(buf: mmap.mmap) -> None:
@@ -72,6 +74,7 @@ class AlignedWriter:
         self._fd = fd
         self.direct = direct
         self._buf: mmap.mmap | None = None
+        self._buf_address = 0
         self._fill = 0  # bytes staged in _buf
         self._base = 0  # file offset of _buf[0] (a multiple of ALIGN)
         self._head: bytearray | None = None  # the first block, once written, for patch_head
@@ -88,28 +91,40 @@ class AlignedWriter:
             start = self._base
             self._base = _pwrite_all(self._fd, pieces, start)
             return start, self._base
-        need = self._fill + sum(len(p) for p in pieces)
-        if self._buf is None or len(self._buf) < need:
-            self._grow(need)
-        assert self._buf is not None
-        view = memoryview(self._buf)
-        try:
-            pos = self._fill
-            base = _address(view) if any(len(p) >= _BIG_COPY for p in pieces) else 0
-            for p in pieces:
-                # A memoryview slice assignment holds the GIL for the whole copy, against the
-                # event loop; a ctypes call releases it.
-                source = _address(p) if base and len(p) >= _BIG_COPY else 0
-                if source:
-                    ctypes.memmove(base + pos, source, len(p))
-                else:
-                    view[pos : pos + len(p)] = p
-                pos += len(p)
-            self._fill = pos
-        finally:
-            view.release()
+        if self._buf is None:
+            self._buf = _take()
+            self._buf_address = _address(self._buf)
+        for i, piece in enumerate(pieces):
+            staged = self._stage(piece)
+            if not self.direct:  # O_DIRECT refused at a write: the rest through the page cache
+                start = self._base
+                self._base = _pwrite_all(self._fd, [memoryview(piece)[staged:], *pieces[i + 1 :]], start)
+                return start, self._base
         self._flush_blocks(self._fill // ALIGN * ALIGN)
         return 0, 0
+
+    def _stage(self, piece: bytes | memoryview) -> int:
+        """Copy a piece in, writing the buffer out each time it fills; returns the bytes taken
+        (all of them, unless O_DIRECT was refused on the way)."""
+        assert self._buf is not None
+        n = len(piece)
+        # A slice assignment holds the GIL for the whole copy, against the event loop; ctypes releases it.
+        source = _address(piece) if n >= _BIG_COPY else 0
+        view = memoryview(piece)
+        taken = 0
+        while taken < n:
+            take = min(len(self._buf) - self._fill, n - taken)
+            if source:
+                ctypes.memmove(self._buf_address + self._fill, source + taken, take)
+            else:
+                self._buf[self._fill : self._fill + take] = view[taken : taken + take]
+            self._fill += take
+            taken += take
+            if self._fill == len(self._buf):
+                self._flush_blocks(self._fill)
+                if not self.direct:
+                    return taken
+        return taken
 
     def patch_head(self, data: bytes) -> None:
         """Overwrite the file's first len(data) bytes (less than a block) with data."""
@@ -142,13 +157,7 @@ class AlignedWriter:
         if self._buf is not None:
             _give(self._buf)
             self._buf = None
-
-    def _grow(self, need: int) -> None:
-        new = _take(need)
-        if self._buf is not None:
-            new[: self._fill] = self._buf[: self._fill]
-            self.release()
-        self._buf = new
+            self._buf_address = 0
 
     def _flush_blocks(self, n: int) -> None:
         """Write the first n (aligned) staged bytes; keep the rest at the buffer's start."""
