@@ -7,6 +7,8 @@ Measures this machine's limits (bench.limits), starts `tessera server` on tempor
 concurrency 1, 4 KiB PUT and GET at concurrency 32, and the GETs degraded, with m fragments of every
 object unavailable (embedded server: m drives' fragment files moved away, and back for the next healthy
 run; cluster: m storage nodes killed after the healthy runs). Every GET is verified against the bytes put.
+Then (bench/client_scenarios.py; --no-large skips them) the server's CPU per MiB of 64 MiB PUTs and GETs,
+boto3's 64 MiB put_object and aws-cli's `aws s3 cp` of a 1 GiB file, each beside the MD5 rate.
 
 Each run is paired with its ceiling measured just before it (MD5 rate, an empty aiohttp handler's request
 rate, the bench client against a trivial server; the healthy GET for a degraded one), and the ratio reported
@@ -33,6 +35,7 @@ from typing import Any
 
 from bench.__main__ import run_bench
 from bench.client import Credentials, S3Client
+from bench.client_scenarios import FIGURE_KEYS, LargeObjects
 from bench.limits import TRIVIAL_CREDS, hashing, measure, trivial_server
 from bench.report import summarize
 from bench.workload import Spec, Workload
@@ -40,6 +43,7 @@ from cli import event_loop
 
 MiB = 1 << 20
 ACCESS_KEY, SECRET_KEY = "BENCHSCENARIOKEY0001", "bench-scenario-secret-0123456789"
+UNITS = {"mb_s": "MB/s", "objects_s": "obj/s", "cpu_ms_per_mib": "ms/MiB"}
 STASH = "fragments-unavailable"  # beside a drive's fragments/: where the degraded runs hide them
 
 
@@ -159,7 +163,7 @@ class Figure:
     """One scenario's runs, each with the ceilings measured just before it."""
 
     label: str
-    key: str  # "mb_s" or "objects_s"
+    key: str  # "mb_s", "objects_s" or "cpu_ms_per_mib" (server CPU)
     summaries: list[dict[str, Any]] = field(default_factory=list)
     ceilings: list[dict[str, float]] = field(default_factory=list)
 
@@ -182,8 +186,11 @@ Ceilings = dict[str, Callable[[], Awaitable[float]]]
 
 
 class Scenarios:
-    def __init__(self, dep: Deployment, trivial: str, runs: int, duration: float, profile: Path | None) -> None:
+    def __init__(
+        self, dep: Deployment, trivial: str, runs: int, duration: float, profile: Path | None, large: bool = True
+    ) -> None:
         self.dep, self.trivial, self.runs, self.duration, self.profile = dep, trivial, runs, duration, profile
+        self.large = large  # issue 21's figures (client_scenarios.py)
         self.figures: dict[str, Figure] = {}
 
     async def _trivial(self, spec: Spec) -> float:
@@ -220,7 +227,7 @@ class Scenarios:
         fig.summaries.append(s)
         fig.ceilings.append(measured)
         ratios = "  ".join(f"{s[key] / v:.3f} x {n}" for n, v in measured.items())
-        print(f"  {label} run {r + 1}: {s[key]:,.1f} {'MB/s' if key == 'mb_s' else 'obj/s'}  {ratios}", file=sys.stderr)
+        print(f"  {label} run {r + 1}: {s[key]:,.2f} {UNITS[key]}  {ratios}", file=sys.stderr)
 
     async def run(self) -> dict[str, Figure]:
         dep = self.dep
@@ -269,6 +276,8 @@ class Scenarios:
                 dep.degrade()
                 for r in range(self.runs):
                     await self._degraded(r, get64, get4k, get_run)
+            elif self.large:  # with every fragment in place
+                await LargeObjects(self, client, bucket).run()
         return self.figures
 
     async def _degraded(self, r: int, get64: Workload, get4k: Workload, get_run: Callable[..., Any]) -> None:
@@ -293,9 +302,12 @@ class Target:
     ceiling_label: str
     want_ratio: float = 0.0  # 0: informative only
     want_value: float | None = None
+    want_at_most: float | None = None  # a cost: the figure itself must stay at or below this
 
     @property
     def met(self) -> bool | None:
+        if self.want_at_most is not None:
+            return self.fig.value <= self.want_at_most
         if not self.want_ratio:
             return None
         ok = self.fig.ratio(self.ceiling_name) >= self.want_ratio
@@ -303,8 +315,14 @@ class Target:
 
 
 def targets(f: dict[str, Figure]) -> list[Target]:
+    large = [
+        Target("64 MiB PUT x2 server CPU", f["put_64mib_cpu"], "md5_ms_per_mib", "MD5 ms/MiB", want_at_most=4.0),
+        Target("64 MiB GET x2 server CPU", f["get_64mib_cpu"], "md5_ms_per_mib", "MD5 ms/MiB"),
+        Target("boto3 64 MiB PUT", f["put_64mib_boto3"], "md5_mb_s", "MD5 single core", 0.45),
+        Target("aws s3 cp 1 GiB", f["awscli_cp_1gib"], "md5_mb_s", "MD5 single core", 0.6),
+    ]
     return [
-        Target("64 MiB PUT", f["put_64mib"], "md5_mb_s", "MD5 single core", 0.5),
+        Target("64 MiB PUT", f["put_64mib"], "md5_mb_s", "MD5 single core", 0.6),
         Target("64 MiB GET", f["get_64mib"], "md5_mb_s", "MD5 single core", 1.0),
         Target("4 KiB PUT x32", f["put_4kib"], "empty_handler_rps", "empty aiohttp handler", 0.5, 1500),
         Target("4 KiB GET x32", f["get_4kib"], "empty_handler_rps", "empty aiohttp handler", 0.5, 2500),
@@ -314,6 +332,7 @@ def targets(f: dict[str, Figure]) -> list[Target]:
         # says the client is not what limits the figure.
         Target("4 KiB PUT x32", f["put_4kib"], "trivial_put_4kib_rps", "client vs trivial server"),
         Target("4 KiB GET x32", f["get_4kib"], "trivial_get_4kib_rps", "client vs trivial server"),
+        *(large if "put_64mib_cpu" in f else []),
     ]
 
 
@@ -326,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=1, help="`tessera server --workers N` (embedded server only)")
     ap.add_argument("--profile", type=Path, help="write py-spy collapsed stacks of the server per scenario here")
     ap.add_argument("--quick", action="store_true", help="shorter limit measurements")
+    ap.add_argument("--no-large", action="store_true", help="skip the CPU per MiB, boto3 and aws-cli figures")
     ap.add_argument("--json", action="store_true", help="print only the JSON line")
     args = ap.parse_args(argv)
     workers = f", {args.workers} workers" if args.workers > 1 else ""
@@ -337,7 +357,9 @@ def main(argv: list[str] | None = None) -> int:
         dep = cluster(Path(tmp), args.m) if args.cluster else embedded(Path(tmp), args.m, args.workers)
         with dep.stack:
             print(f"Tessera at {dep.endpoint} ({kind})", file=sys.stderr, flush=True)
-            figures = event_loop.run(Scenarios(dep, trivial, args.runs, args.duration, args.profile).run())
+            figures = event_loop.run(
+                Scenarios(dep, trivial, args.runs, args.duration, args.profile, not args.no_large).run()
+            )
             peak_rss = {name: rss for name, pid in dep.pids.items() if (rss := _peak_rss(pid)) is not None}
     tgts = targets(figures)
     if not args.json:
@@ -346,9 +368,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'figure':<24} {'value':>10}        {'ceiling':<24} {'ceiling':>10}  {'ratio':>6}  target")
         for t in tgts:
             fig = t.fig
-            unit = "MB/s" if fig.key == "mb_s" else "obj/s"
+            unit = UNITS[fig.key]
             want = ""
-            if t.want_ratio:
+            if t.want_at_most is not None:
+                want = f"<= {t.want_at_most:g} {unit}" + ("  met" if t.met else "  NOT met")
+            elif t.want_ratio:
                 want = f">= {t.want_ratio:g}x" + (f" and {t.want_value:,.0f}" if t.want_value else "")
                 want += "  met" if t.met else "  NOT met"
             print(
@@ -368,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         "workers": 1 if args.cluster else args.workers,
         "figures": {
             k: {
-                **{x: v.median_summary()[x] for x in ("mb_s", "objects_s", "p50_ms", "p99_ms", "client_cpu_share")},
+                **{x: v.median_summary().get(x) for x in (*FIGURE_KEYS, "cpu_ms_per_mib")},
                 "runs": [s[v.key] for s in v.summaries],
                 "ceilings": v.ceilings,
             }

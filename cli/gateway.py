@@ -12,6 +12,7 @@ import click
 
 from cli import event_loop
 from cli.addresses import StartupError, index_client, meta_urls, parse_listen, url
+from cli.console import ConsoleSpec, console_options, console_spec, start_console
 from cli.maintenance_options import maintenance_options, settings
 from cli.malloc_tuning import tune_malloc
 from cli.s3_options import FrontDoor, front_door_options, s3_endpoint_options
@@ -43,6 +44,7 @@ async def run_gateway(
     care: Settings,
     tls: ServerTls | None = None,
     door: FrontDoor | None = None,
+    console_at: ConsoleSpec | None = None,
 ) -> None:
     door = door or FrontDoor()
     index = index_client(meta, secret)
@@ -71,17 +73,22 @@ async def run_gateway(
     )
     others = [users.refresher, drives.refresher]
     gw.maintenance = Maintenance(index, layer, care, scrub=NodeScrubs(drives, secret), busy=gw.busy, others=others)
-    runner, bound = await start_site(
-        make_app(gw), host, port, ssl_context=tls.context if tls else None, timeouts=door.timeouts
-    )
+    app = make_app(gw)
+    context = tls.context if tls else None
+    runner, bound = await start_site(app, host, port, ssl_context=context, timeouts=door.timeouts)
+    console = await start_console(console_at, gw, app, host, bound, context) if console_at else None
     reload_on_sighup(tls)
     await gw.maintenance.start()
     click.echo(f"Tessera gateway: EC {scheme}, {drives.live_nodes()} storage node(s) up")
     click.echo(f"Endpoint:  {url(host, bound, url_scheme(tls))}")
+    if console:
+        click.echo(f"Console:   {console[1]}")
     click.echo(f"export AWS_ACCESS_KEY_ID={creds.access_key}  AWS_SECRET_ACCESS_KEY={creds.secret_key}")
     sys.stdout.flush()
 
     async def cleanup() -> None:
+        if console:
+            await console[0].cleanup()
         await runner.cleanup()
         await gw.maintenance.close()  # type: ignore[union-attr]
         await layer.drain()
@@ -97,6 +104,7 @@ async def run_gateway(
 @front_door_options
 @cluster_ca_option
 @maintenance_options
+@console_options("off")
 def gateway(
     listen: str,
     meta: str,
@@ -106,6 +114,8 @@ def gateway(
     tls_key: str | None,
     front_door: FrontDoor,
     cluster_ca: str | None,
+    console: str,
+    console_session: float,
     **care: Any,
 ) -> None:
     """Serve S3 over the cluster (root credentials from TESSERA_ACCESS_KEY / TESSERA_SECRET_KEY)."""
@@ -123,8 +133,9 @@ def gateway(
         use_cluster_ca(cluster_ca)
         with contextlib.suppress(KeyboardInterrupt):
             care_settings = settings(**care)
+            at = console_spec(console, console_session, port)
             event_loop.run(
-                run_gateway(creds, host, port, urls, scheme, tuple(domains), secret, care_settings, tls, front_door)
+                run_gateway(creds, host, port, urls, scheme, tuple(domains), secret, care_settings, tls, front_door, at)
             )
     except (StartupError, SchemeError, ClusterAuthError, CredentialsError) as exc:
         click.echo(f"tessera gateway: error: {exc}", err=True)

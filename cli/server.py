@@ -16,6 +16,7 @@ from aiohttp import web
 
 from cli import event_loop
 from cli.addresses import StartupError, parse_listen, url
+from cli.console import ConsoleSpec, console_options, console_spec, start_console
 from cli.embedded_index import Copies, has_copies, open_index, plan, prepare, system_files
 from cli.maintenance_options import maintenance_options, scrub_options, settings
 from cli.malloc_tuning import tune_malloc
@@ -150,6 +151,7 @@ class ServerConfig:
     scrub_interval: float
     tls: ServerTls | None = None  # HTTPS, its certificate reloaded on SIGHUP
     door: FrontDoor = field(default_factory=FrontDoor)  # timeouts and in-flight caps
+    console: ConsoleSpec | None = None  # the web console, served by the primary worker
     copies: Copies | None = None  # the index's copies on the drives; None: one LocalIndex in system (--index)
 
     @property
@@ -189,9 +191,13 @@ async def serve(cfg: ServerConfig, worker: Worker | None = None) -> None:
     if worker is not None:
         gw.siblings = Siblings(worker.run_dir, worker.number, worker.count)
     tls = cfg.tls.context if cfg.tls else None
+    app = make_app(gw)
     runner, bound = await start_site(
-        make_app(gw), cfg.host, cfg.port, reuse_port=worker is not None, ssl_context=tls, timeouts=cfg.door.timeouts
+        app, cfg.host, cfg.port, reuse_port=worker is not None, ssl_context=tls, timeouts=cfg.door.timeouts
     )
+    console = None
+    if cfg.console is not None and primary:
+        console = await start_console(cfg.console, gw, app, cfg.host, bound, tls)
     reload_on_sighup(cfg.tls, catch_up=worker is not None)
     if worker is not None:
         internal = socket_path(worker.run_dir, worker.number)
@@ -202,11 +208,15 @@ async def serve(cfg: ServerConfig, worker: Worker | None = None) -> None:
         await gw.maintenance.start()
         scrubber.open()
     if worker is None:
-        _announce(cfg, bound)
+        _announce(cfg, bound, console=console[1] if console else "")
     else:
+        if console:
+            click.echo(f"Console:   {console[1]}")
         worker.ready()
 
     async def cleanup() -> None:
+        if console:
+            await console[0].cleanup()
         await runner.cleanup()
         await watch.stop()
         await gw.maintenance.close()  # type: ignore[union-attr]
@@ -243,10 +253,12 @@ def _worker(cfg: ServerConfig, worker: Worker) -> int:
     return 0
 
 
-def _announce(cfg: ServerConfig, port: int, workers: int = 1) -> None:
+def _announce(cfg: ServerConfig, port: int, workers: int = 1, console: str = "") -> None:
     processes = f", {workers} worker processes" if workers > 1 else ""
     click.echo(f"Tessera: EC {cfg.scheme} over {len(cfg.paths)} drives{processes}")
     click.echo(f"Endpoint:  {url(cfg.host, port, url_scheme(cfg.tls))}")
+    if console:
+        click.echo(f"Console:   {console}")
     click.echo(f"export AWS_ACCESS_KEY_ID={cfg.creds.access_key}  AWS_SECRET_ACCESS_KEY={cfg.creds.secret_key}")
     sys.stdout.flush()
 
@@ -258,6 +270,7 @@ def _announce(cfg: ServerConfig, port: int, workers: int = 1) -> None:
 @front_door_options
 @maintenance_options
 @scrub_options
+@console_options("127.0.0.1:9001")
 @click.option(
     "--workers",
     type=click.IntRange(1, 64),
@@ -277,6 +290,8 @@ def server(
     tls_cert: str | None,
     tls_key: str | None,
     front_door: FrontDoor,
+    console: str,
+    console_session: float,
     **care: Any,
 ) -> None:
     """Run an erasure-coded S3 endpoint on local DRIVE directories (six under ./tessera-data by default)."""
@@ -305,6 +320,7 @@ def server(
             scrub_interval,
             tls,
             front_door,
+            console_spec(console, console_session, port),
             copies,
         )
         if workers > 1:

@@ -38,9 +38,11 @@ from gateway.handlers import deletes as delete_api
 from gateway.handlers import lifecycle as lifecycle_api
 from gateway.handlers import listing as listing_api
 from gateway.handlers import multipart as multipart_api
+from gateway.handlers import notifications as notify_api
 from gateway.handlers import object_lock as lock_api
 from gateway.handlers import objects as object_api
 from gateway.handlers import post_object as post_api
+from gateway.handlers import quota as quota_api
 from gateway.handlers import tagging as tagging_api
 from gateway.handlers import versions as version_api
 from gateway.handlers.attributes import get_object_attributes
@@ -61,7 +63,7 @@ Handler = Callable[[Gateway, S3Request], Awaitable[web.StreamResponse]]
 # Subresources S3 has and we do not: answered 501 rather than misread as a plain request.
 _BUCKET_UNSUPPORTED = frozenset(
     "accelerate analytics encryption intelligent-tiering inventory logging metrics "
-    "notification replication requestPayment website".split()
+    "replication requestPayment website".split()
 )
 _OBJECT_UNSUPPORTED = frozenset("restore select torrent".split())
 _BUCKET_TAGGING: dict[str, Handler] = {
@@ -75,6 +77,7 @@ _OBJECT_TAGGING: dict[str, Handler] = {
     "DELETE": tagging_api.delete_object_tagging,
 }
 _VERSIONING: dict[str, Handler] = {"GET": version_api.get_bucket_versioning, "PUT": version_api.put_bucket_versioning}
+_NOTIFICATION: dict[str, Handler] = {"GET": notify_api.get_notification, "PUT": notify_api.put_notification}
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
 # Request ids: unique per process start and cheap (uuid4 per request cost 5% of a small GET's CPU).
 _RID_PREFIX = os.urandom(3).hex().upper()
@@ -106,6 +109,8 @@ def _route(req: S3Request) -> Handler:
             return _subresource(_VERSIONING, method)
         if "versions" in q:
             return _subresource({"GET": version_api.list_object_versions}, method)
+        if "notification" in q:
+            return _subresource(_NOTIFICATION, method)
         if "object-lock" in q:
             return _subresource(lock_api.CONFIGURATION, method)
         if "lifecycle" in q:
@@ -251,7 +256,7 @@ async def _authenticate(request: web.Request, endpoint: Endpoint) -> None:
         request[_VERDICT] = _Verdict(host_bucket=host_bucket)
         return
     query = sigv4.parse_query(request.rel_url.raw_query_string)
-    claimed = _claimed_access_key(request.headers.get("Authorization"), query)
+    claimed = sigv4.claimed_access_key(request.headers.get("Authorization"), query)
     if claimed and not gw.users.known(claimed):
         await gw.users.ensure(claimed)  # a user created through another gateway a moment ago
     if sigv2.is_presigned_v2(query):
@@ -322,27 +327,6 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     return await handler(gw, req)
 
 
-_MAX_ACCESS_KEY = 128  # longer claims are not worth an index read: verify() rejects them anyway
-
-
-def _claimed_access_key(authorization: str | None, query: list[tuple[str, str]]) -> str:
-    """The access key a request says it is signed with, or "" (verify() judges the claim and its form)."""
-    claimed = ""
-    if authorization is not None:
-        _, found, rest = authorization.partition("Credential=")
-        if found:
-            claimed = rest.split("/", 1)[0].strip()
-    else:
-        for name, value in query:
-            if name == "X-Amz-Credential":
-                claimed = value.split("/", 1)[0]
-                break
-            if name == "AWSAccessKeyId":
-                claimed = value
-                break
-    return claimed if len(claimed) <= _MAX_ACCESS_KEY and "," not in claimed else ""
-
-
 @web.middleware
 async def _request_id(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -360,6 +344,7 @@ async def _request_id(
     finally:
         gw.inflight -= 1
         gw.body_bytes -= body
+        quota_api.release(gw, request)
 
 
 # Errors aiohttp raises itself (a body over client_max_size, say), as the S3 codes closest to them.

@@ -1,5 +1,5 @@
-"""The gateway's own Prometheus metrics: repair and GC (its S3 requests are counted by the service
-skeleton, cluster/service, under tessera_s3_*); and several worker processes' expositions side by side."""
+"""The gateway's own Prometheus metrics: repair, GC and event delivery (its S3 requests are counted by the
+service skeleton, cluster/service, under tessera_s3_*); and several worker processes' expositions side by side."""
 
 from __future__ import annotations
 
@@ -30,6 +30,10 @@ class MaintenanceCollector:
         yield CounterMetricFamily("tessera_repair_failures", "Repairs that could not be done then", st.failed)
         yield CounterMetricFamily("tessera_gc_fragments", "Unreferenced fragments removed", m.gc.removed_fragments)
         yield CounterMetricFamily("tessera_gc_bytes", "Bytes freed by removing fragments", m.gc.freed_bytes)
+        ev = m.notifier.stats
+        yield CounterMetricFamily("tessera_events_delivered", "Event deliveries a webhook accepted", ev.delivered)
+        yield CounterMetricFamily("tessera_events_retried", "Event deliveries that failed, to be retried", ev.retried)
+        yield CounterMetricFamily("tessera_events_dropped", "Events dropped (backlog bound, target gone)", ev.dropped)
 
 
 class _Labelled:

@@ -15,12 +15,15 @@ from typing import Protocol
 from metadata.records import (
     BucketRecord,
     Condition,
+    EventRecord,
     LockGuard,
     NodeRecord,
+    NotifyTarget,
     ObjectManifest,
     PartRecord,
     RepairEntry,
     UploadRecord,
+    Usage,
     UserRecord,
 )
 
@@ -184,7 +187,9 @@ class Index(Protocol):
         ...
 
     # -- objects
-    async def put_object(self, man: ObjectManifest, cond: Condition | None = None) -> ObjectManifest | None:
+    async def put_object(
+        self, man: ObjectManifest, cond: Condition | None = None, events: Sequence[EventRecord] = ()
+    ) -> ObjectManifest | None:
         """Make `man` the latest version at (man.bucket, man.key); return the version whose data is no
         longer referenced (None if none).
 
@@ -194,6 +199,7 @@ class Index(Protocol):
         replaces (and returns) a noncurrent null version too. A delete marker (man.delete_marker) becomes
         the latest version and leaves no current object.
         Raises NoSuchBucket, PreconditionFailed (cond not met against the current object).
+        The bucket's usage changes with it, and `events` join the event queue, in the same transaction.
         """
         ...
 
@@ -210,12 +216,17 @@ class Index(Protocol):
         ...
 
     async def delete_version(
-        self, bucket: str, key: str, version_id: str, guard: LockGuard | None = None
+        self,
+        bucket: str,
+        key: str,
+        version_id: str,
+        guard: LockGuard | None = None,
+        events: Sequence[EventRecord] = (),
     ) -> ObjectManifest | None:
         """Remove one version or delete marker for good and return it (None if there was none). When it
         was the newest, the next newest becomes the latest (current, unless it is a delete marker).
         With a guard, a version its object lock protects is kept: raises ObjectLocked (object_lock.check_delete).
-        Raises NoSuchBucket."""
+        `events` are queued only if something was removed. Raises NoSuchBucket."""
         ...
 
     async def set_retention(
@@ -245,9 +256,12 @@ class Index(Protocol):
         versions again). Versions and common prefixes count towards max_keys. Raises NoSuchBucket."""
         ...
 
-    async def delete_object(self, bucket: str, key: str, cond: Condition | None = None) -> ObjectManifest | None:
+    async def delete_object(
+        self, bucket: str, key: str, cond: Condition | None = None, events: Sequence[EventRecord] = ()
+    ) -> ObjectManifest | None:
         """Remove the object; return it (None if there was none: nothing changes). Raises NoSuchBucket, and
         PreconditionFailed when there is an object and it does not meet cond (checked atomically with the delete).
+        `events` are queued, in the same transaction, only if there was an object.
         """
         ...
 
@@ -306,7 +320,9 @@ class Index(Protocol):
         """Uploads sorted by (key, initiated, upload_id), after the markers as S3 defines them. Raises NoSuchBucket."""
         ...
 
-    async def complete_upload(self, upload_id: str, man: ObjectManifest, cond: Condition | None = None) -> Completed:
+    async def complete_upload(
+        self, upload_id: str, man: ObjectManifest, cond: Condition | None = None, events: Sequence[EventRecord] = ()
+    ) -> Completed:
         """Atomically: check cond, make man the latest version (as put_object), drop the upload and its parts.
 
         Raises NoSuchUpload, NoSuchBucket, PreconditionFailed.
@@ -394,6 +410,50 @@ class Index(Protocol):
 
     async def release_lease(self, name: str, holder: str) -> bool:
         """Give up lease `name` if `holder` holds it (True); otherwise change nothing (False)."""
+        ...
+
+    # -- quotas and usage (docs/quotas.md)
+    async def set_bucket_quota(self, name: str, max_size: int, max_objects: int) -> None:
+        """Set (0: clear) a bucket's quota. Raises NoSuchBucket, ValueError for a negative value."""
+        ...
+
+    async def set_user_quota(self, name: str, max_size: int, max_objects: int) -> UserRecord | None:
+        """Set (0: clear) a user's quota over all their buckets; the record, None if there is no such user.
+        Raises ValueError for a negative value."""
+        ...
+
+    async def bucket_usage(self, name: str) -> Usage:
+        """Bytes and objects the bucket holds now, every version counted (delete markers not). Raises NoSuchBucket."""
+        ...
+
+    # -- event notifications (docs/notifications.md)
+    async def set_notifications(self, name: str, config: str) -> None:
+        """Store a bucket's notification configuration (JSON, "" for none). Raises NoSuchBucket."""
+        ...
+
+    async def put_notify_target(self, rec: NotifyTarget) -> None:
+        """Register or replace a webhook target."""
+        ...
+
+    async def list_notify_targets(self) -> list[NotifyTarget]:
+        """All targets, sorted by name."""
+        ...
+
+    async def remove_notify_target(self, name: str) -> bool:
+        """Forget a target; False if there was none."""
+        ...
+
+    async def list_events(self, limit: int = 1000) -> list[EventRecord]:
+        """The oldest queued events, in queue order (seq)."""
+        ...
+
+    async def update_events(self, done: Sequence[str], retry: Sequence[EventRecord]) -> None:
+        """Drop the events whose seq is in `done`; store `retry` (same seq: fewer targets, more attempts) in place,
+        unless they were dropped meanwhile."""
+        ...
+
+    async def event_backlog(self) -> int:
+        """How many events are queued."""
         ...
 
     async def close(self) -> None: ...

@@ -30,6 +30,9 @@ class BucketRecord:
     cors: str | None = None  # the CORS rules as canonical JSON (gateway/s3/cors.py); None: no rules
     tags: dict[str, str] = field(default_factory=dict)  # bucket tagging (at most 50)
     versioning: str = ""  # VERSIONING_STATES: "" never configured, then "Enabled" or "Suspended"
+    quota_size: int = 0  # bytes the bucket may hold (every version counts); 0: no quota (docs/quotas.md)
+    quota_objects: int = 0  # objects (versions) it may hold; 0: no quota
+    notifications: str = ""  # the notification configuration as JSON (gateway/handlers/notifications.py)
     # Object lock (docs/object-lock.md): once enabled never off, and versioning stays "Enabled". The default
     # retention new versions get: a LOCK_MODES mode and a period of days or years (one of them, else none).
     object_lock: bool = False
@@ -229,6 +232,8 @@ class UserRecord:
     secret_key: str
     created: float
     policy: str = ""  # the user's IAM policy, JSON ("" : readwrite on their own buckets)
+    quota_size: int = 0  # bytes all the user's buckets may hold together; 0: no quota (docs/quotas.md)
+    quota_objects: int = 0
 
 
 @dataclass(slots=True)
@@ -238,6 +243,48 @@ class Lease:
     name: str
     holder: str
     expires: float  # seconds since the epoch
+
+
+@dataclass(slots=True)
+class Usage:
+    """What a bucket holds: every version counts, delete markers do not (docs/quotas.md)."""
+
+    bytes: int = 0
+    objects: int = 0
+
+
+def usage_of(man: ObjectManifest | None) -> Usage:
+    """What one stored version adds to its bucket's usage."""
+    if man is None or man.delete_marker:
+        return Usage()
+    return Usage(man.size, 1)
+
+
+@dataclass(slots=True)
+class NotifyTarget:
+    """A webhook the operator registered; buckets' notification rules name it (docs/notifications.md)."""
+
+    name: str
+    url: str
+    auth_token: str = ""  # sent as "Authorization: Bearer <token>" when set
+    created: float = 0.0
+
+
+@dataclass(slots=True)
+class EventRecord:
+    """One event waiting in the index's queue for delivery to its targets, written with the write it reports."""
+
+    seq: str  # queue position: 16 hex of microseconds, then 16 random hex (also the S3 sequencer)
+    name: str  # e.g. "ObjectCreated:Put" (S3's eventName without the "s3:")
+    bucket: str
+    key: str
+    targets: list[str]  # NotifyTarget names still to deliver to
+    size: int = 0
+    etag: str = ""
+    version_id: str = ""  # S3 version id ("" unversioned)
+    time: float = 0.0
+    principal: str = ""  # the requester's access key
+    attempts: int = 0
 
 
 def apply_changes(rec: T, changes: dict[str, str | None], changeable: frozenset[str]) -> T:
@@ -307,6 +354,7 @@ OMIT_EMPTY = frozenset(
     {"tags", "versioning", "s3_version_id", "delete_marker", "lifecycle", "lifecycle_cursor"}
     | {"object_lock", "lock_mode", "lock_days", "lock_years", "lock_until", "legal_hold"}
     | {"policy", "acl", "public_access_block", "ownership"}
+    | {"quota_size", "quota_objects", "notifications"}
 )
 
 

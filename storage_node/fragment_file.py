@@ -4,12 +4,12 @@ name and committed durably (TempFile), or opened and read with every chunk verif
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 import threading
 from pathlib import Path
 
+from storage_node.aligned_writer import AlignedWriter, open_for_write
 from storage_node.drive import CorruptFragment, DriveUnavailable, FragmentId, FragmentInfo
 from storage_node.drive_dir import fsync_dir
 from storage_node.fragment_format import (
@@ -24,7 +24,6 @@ from storage_node.fragment_format import (
 
 # Linux's DONTNEED advice starts writeback of dirty pages in the range and drops only clean ones.
 _START_WRITEBACK = getattr(os, "POSIX_FADV_DONTNEED", None) if sys.platform == "linux" else None
-_IOV_MAX = os.sysconf("SC_IOV_MAX")
 
 
 class OpenFragment:
@@ -101,8 +100,9 @@ class TempFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()  # abort() must wait for a write running on another thread
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        self._offset = HEADER_SIZE  # the header is written last, once the size is known
+        self._fd, direct = open_for_write(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC)
+        self._out = AlignedWriter(self._fd, direct)
+        self._out.append([bytes(HEADER_SIZE)])  # the header is written last, once the size is known
 
     def write(self, payloads: list[bytes]) -> None:
         with self._lock:
@@ -113,9 +113,10 @@ class TempFile:
         fragment survives a crash. Returns its mtime."""
         with self._lock:
             self._write(payloads)
-            if self._offset != layout.file_size:
-                raise AssertionError(f"wrote {self._offset} bytes, layout says {layout.file_size}")
-            os.pwrite(self._fd, encode_header(layout), 0)
+            if self._out.offset != layout.file_size:
+                raise AssertionError(f"wrote {self._out.offset} bytes, layout says {layout.file_size}")
+            self._out.patch_head(encode_header(layout))
+            self._out.finish()
             os.fsync(self._fd)
             mtime = os.fstat(self._fd).st_mtime
             os.close(self._fd)
@@ -139,6 +140,7 @@ class TempFile:
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
+            self._out.release()
             try:
                 os.unlink(self.path)
             except FileNotFoundError:
@@ -150,28 +152,8 @@ class TempFile:
         buffers: list[bytes | memoryview] = []
         for payload in payloads:
             buffers += (payload, chunk_crc(payload))
-        start = self._offset
-        self._offset = _pwrite_all(self._fd, buffers, start)
-        if _START_WRITEBACK is not None:
-            # Start writing these pages out now (pages still dirty stay cached), so the fsync at
-            # commit has little left to wait for instead of the whole fragment.
-            os.posix_fadvise(self._fd, start, self._offset - start, _START_WRITEBACK)
-
-
-def _pwrite_all(fd: int, buffers: list[bytes | memoryview], offset: int) -> int:
-    """Write buffers at offset with as few syscalls as the iovec limit allows; returns the end offset."""
-    views = [memoryview(b) for b in buffers]
-    i = 0
-    while i < len(views):
-        n = os.pwritev(fd, views[i : i + _IOV_MAX], offset)
-        if n == 0:
-            raise OSError(errno.EIO, "pwritev wrote nothing")
-        offset += n
-        while n:  # skip what was written; a partial write leaves the tail of one buffer
-            if n >= len(views[i]):
-                n -= len(views[i])
-                i += 1
-            else:
-                views[i] = views[i][n:]
-                n = 0
-    return offset
+        start, end = self._out.append(buffers)
+        if _START_WRITEBACK is not None and end > start:
+            # Through the page cache (no O_DIRECT here): start writing these pages out now (pages
+            # still dirty stay cached), so the fsync at commit has little left to wait for.
+            os.posix_fadvise(self._fd, start, end - start, _START_WRITEBACK)

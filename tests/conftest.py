@@ -18,9 +18,11 @@ pytest.register_assert_rewrite(
     "tests.lock_contract",
 )
 pytest.register_assert_rewrite("tests.aws_chunked_helpers", "tests.sigv4_helpers")  # so are these helpers
+pytest.register_assert_rewrite("tests.accounting_contract", "tests.webhook_receiver")  # quotas and notifications
 
-# The storage-node fixtures the test_remote_drive* modules share (node, remote, node_process).
-pytest_plugins = ["tests.remote_drive_helpers"]
+# The storage-node fixtures the test_remote_drive* modules share (node, remote, node_process); the console
+# tests' (served, browser).
+pytest_plugins = ["tests.remote_drive_helpers", "tests.console_helpers"]
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,7 @@ class ServerProcess:
     log: Path
     env: dict[str, str] = field(default_factory=dict)
     ca_bundle: str | None = None  # an https server's CA, which every client here is told to trust
+    banner: str = ""  # what it printed at start
 
     @property
     def pid(self) -> int:
@@ -108,7 +109,7 @@ def start_server(
     args = ["server", *map(str, paths), "--listen", "127.0.0.1:0", "--ec", ec, *extra]
     run = launch(args, env, base / "server.log")
     return ServerProcess(
-        run.proc, run.endpoint, paths, paths[0] / ".tessera-system", base / "server.log", env, ca_bundle
+        run.proc, run.endpoint, paths, paths[0] / ".tessera-system", base / "server.log", env, ca_bundle, run.banner
     )
 
 

@@ -4,9 +4,10 @@ with apt-get), and s3fs in a directory of its own (its aiobotocore pins a botoco
     python -m tests.system_deps      # part of the README's test command
 
 libfaketime: the skewed-clock gateway test (tests/test_faults.py); rclone: the rclone client tests
-(tests/test_rclone.py); s3fs (from PyPI, into .test-deps/s3fs): tests/test_versioning.py runs it in a
-subprocess. Without root or apt-get no package is installed and those tests skip, saying why; this
-command never fails the run on that account.
+(tests/test_rclone.py); chromium and chromium-driver: the console's browser tests (tests/test_console_*.py);
+s3fs (from PyPI, into .test-deps/s3fs): tests/test_versioning.py runs it in a subprocess. Without root or
+apt-get no package is installed and those tests skip, saying why; this command never fails the run on that
+account.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pathlib import Path
 PACKAGES = {
     "libfaketime": "/usr/lib/*/faketime/libfaketime.so.1",
     "rclone": "/usr/bin/rclone",
+    "chromium": "/usr/bin/chromium",  # the console tests' browser (tests/test_console_*.py) ...
+    "chromium-driver": "/usr/bin/chromedriver",  # ... driven through Selenium
 }
 
 

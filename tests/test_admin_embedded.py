@@ -175,7 +175,17 @@ def test_status_lists_the_servers_workers(srv: ServerProcess) -> None:
         return {w["name"]: w for w in json.loads(res.stdout)["workers"]}
 
     first = workers()
-    assert set(first) == {"repair", "scan", "node-watch", "lifecycle", "users", "scrub", "drive-watch", "index-copies"}
+    assert set(first) == {
+        "repair",
+        "scan",
+        "node-watch",
+        "notify",
+        "lifecycle",
+        "users",
+        "scrub",
+        "drive-watch",
+        "index-copies",
+    }
     assert first["scan"]["state"] == "idle" and first["scan"]["runs"] == 0  # --scan-interval 3600: not yet
     assert first["scrub"]["state"] == "idle" and first["scrub"]["runs"] == 0  # --scrub-interval 0: when asked
     wait_for("the repairer's first look at its queue", lambda: workers()["repair"]["runs"] >= 1)

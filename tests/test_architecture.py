@@ -59,6 +59,7 @@ ROOMS: dict[str, frozenset[str]] = {
     "gateway.admin": frozenset(
         {"gateway.s3", "gateway.accounts", "gateway.objects", "gateway.care", "gateway.context"}
     ),
+    "gateway.console": frozenset({"gateway.s3", "gateway.accounts"}),
     "gateway.app": frozenset(
         {
             "gateway.s3",

@@ -19,6 +19,7 @@ from metadata.index import Index, PreconditionFailed
 from metadata.keys import sortable
 from metadata.local.store import LocalIndex
 from metadata.records import BucketRecord, Condition, DriveRecord, NodeRecord, ObjectManifest, PartRecord, UploadRecord
+from tests.accounting_contract import AccountingContract
 from tests.index_contract import (
     IndexContract,
     make_manifest,
@@ -35,7 +36,7 @@ from tests.version_contract import VersionContract
 MAP_SIZE = 1 << 30
 
 
-class TestLocalIndex(IndexContract, VersionContract, LockContract):
+class TestLocalIndex(IndexContract, VersionContract, AccountingContract, LockContract):
     @pytest.fixture
     async def index(self, tmp_path: Path) -> AsyncIterator[LocalIndex]:
         idx = LocalIndex.open(tmp_path / "index", map_size=MAP_SIZE)

@@ -343,3 +343,18 @@ def test_a_version_is_read_with_get_object_version(alice: User, bob: User) -> No
     alice.s3.put_bucket_policy(Bucket=bucket, Policy=policy(grant, versions))
     assert bob.s3.get_object(Bucket=bucket, Key="k", VersionId=version)["Body"].read() == b"v1"
     expect_error(lambda: bob.s3.list_object_versions(Bucket=bucket), "AccessDenied", 403)
+
+
+def test_notification_configuration_is_judged_as_its_s3_actions(alice: User, bob: User) -> None:
+    bucket = unique("notified")
+    alice.s3.create_bucket(Bucket=bucket)
+    expect_error(lambda: bob.s3.get_bucket_notification_configuration(Bucket=bucket), "AccessDenied", 403)
+    grant = statement("Allow", {"AWS": user_arn(bob.name)}, "s3:GetBucketNotification", f"{ARN}{bucket}")
+    alice.s3.put_bucket_policy(Bucket=bucket, Policy=policy(grant))
+    assert "QueueConfigurations" not in bob.s3.get_bucket_notification_configuration(Bucket=bucket)
+    empty: dict[str, Any] = {}
+    put = bob.s3.put_bucket_notification_configuration
+    expect_error(lambda: put(Bucket=bucket, NotificationConfiguration=empty), "AccessDenied", 403)
+    writes = statement("Allow", {"AWS": user_arn(bob.name)}, "s3:PutBucketNotification", f"{ARN}{bucket}")
+    alice.s3.put_bucket_policy(Bucket=bucket, Policy=policy(grant, writes))
+    put(Bucket=bucket, NotificationConfiguration=empty)

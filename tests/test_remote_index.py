@@ -28,6 +28,7 @@ from metadata.records import BucketRecord
 from metadata.remote import protocol
 from metadata.remote.client import RemoteIndex
 from metadata.remote.service import make_meta_app
+from tests.accounting_contract import AccountingContract
 from tests.index_contract import IndexContract, make_manifest, make_node, make_part, make_upload, new_bucket
 from tests.lock_contract import LockContract
 from tests.version_contract import VersionContract
@@ -66,7 +67,7 @@ async def remote(service: Service) -> AsyncIterator[RemoteIndex]:
     await idx.close()
 
 
-class TestRemoteIndex(IndexContract, VersionContract, LockContract):
+class TestRemoteIndex(IndexContract, VersionContract, AccountingContract, LockContract):
     @pytest.fixture
     async def index(self, remote: RemoteIndex) -> RemoteIndex:
         return remote

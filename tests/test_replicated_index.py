@@ -12,6 +12,7 @@ import pytest
 from metadata.index import BucketAlreadyExists, IndexUnavailable, PreconditionFailed
 from metadata.records import BucketRecord, Condition
 from metadata.replicated.index import ReplicatedIndex
+from tests.accounting_contract import AccountingContract
 from tests.index_contract import IndexContract, make_manifest, make_upload, new_bucket, new_bucket_name
 from tests.lock_contract import LockContract
 from tests.replicas import Replicas
@@ -26,7 +27,7 @@ async def replicas(tmp_path: Path) -> AsyncIterator[Replicas]:
     await rs.close()
 
 
-class TestReplicatedIndex(IndexContract, VersionContract, LockContract):
+class TestReplicatedIndex(IndexContract, VersionContract, AccountingContract, LockContract):
     @pytest.fixture
     async def index(self, replicas: Replicas) -> ReplicatedIndex:
         return replicas.index()

@@ -188,8 +188,9 @@ def test_unknown_endpoint_and_method(server: ServerProcess) -> None:
     answer = admin(server.endpoint, "PUT", "users")
     assert answer.status == 405 and answer.json()["code"] == "MethodNotAllowed"
     assert set(answer.headers["Allow"].split(", ")) == {"GET", "POST"}
-    answer = admin(server.endpoint, "GET", "users/someone")
+    answer = admin(server.endpoint, "POST", "users/someone")  # GET is user info (docs/quotas.md), DELETE removes
     assert answer.status == 405 and answer.json()["code"] == "MethodNotAllowed"
+    assert set(answer.headers["Allow"].split(", ")) == {"GET", "DELETE"}
 
 
 def test_removed_user_stops_working(server: ServerProcess, s3: Any) -> None:

@@ -44,7 +44,7 @@ KNOWN_ACTIONS = frozenset(
         "PutBucketCORS PutBucketOwnershipControls PutBucketPolicy PutBucketPublicAccessBlock PutBucketTagging "
         "PutBucketVersioning PutBucketObjectLockConfiguration PutLifecycleConfiguration PutObject PutObjectAcl "
         "PutObjectTagging PutObjectVersionAcl PutObjectVersionTagging PutObjectRetention PutObjectLegalHold "
-        "BypassGovernanceRetention RestoreObject"
+        "BypassGovernanceRetention RestoreObject GetBucketNotification PutBucketNotification"
     ).split()
 )
 

@@ -2,8 +2,8 @@
 
 Add an endpoint: write `async def handler(gw, request, params) -> web.StreamResponse` (params holds the
 {placeholders} of its path pattern, percent-decoded) and add it to ROUTES at the bottom of this module.
-Handlers live by meaning (ops: the data; nodes: membership and rebalance; users: users) and raise
-errors.AdminError for the API's own JSON errors.
+Handlers live by meaning (ops: the data; nodes: membership and rebalance; users: users; quotas: quotas
+and usage; notify: webhook targets) and raise errors.AdminError for the API's own JSON errors.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from gateway.admin import nodes as admin_nodes
+from gateway.admin import notify as admin_notify
 from gateway.admin import ops as admin_ops
+from gateway.admin import quotas as admin_quotas
 from gateway.admin import users as admin_users
 from gateway.admin.errors import AdminError
 from gateway.admin.http import json_error
@@ -106,4 +108,13 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("DELETE", "users/{name}"): admin_users.remove_user,
     ("PUT", "users/{name}/policy"): admin_users.set_policy,
     ("GET", "users/{name}/policy"): admin_users.show_policy,
+    ("GET", "users/{name}"): admin_quotas.user_info,
+    ("PUT", "users/{name}/quota"): admin_quotas.set_user_quota,
+    ("DELETE", "users/{name}/quota"): admin_quotas.clear_user_quota,
+    ("GET", "buckets/{bucket}"): admin_quotas.bucket_info,
+    ("PUT", "buckets/{bucket}/quota"): admin_quotas.set_bucket_quota,
+    ("DELETE", "buckets/{bucket}/quota"): admin_quotas.clear_bucket_quota,
+    ("GET", "notify"): admin_notify.list_targets,
+    ("POST", "notify"): admin_notify.add_target,
+    ("DELETE", "notify/{name}"): admin_notify.remove_target,
 }

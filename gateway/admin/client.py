@@ -124,6 +124,35 @@ class AdminClient:
     async def remove_user(self, name: str) -> dict[str, Any]:
         return await self._call("DELETE", f"users/{encode_segment(name)}")
 
+    async def bucket_info(self, bucket: str) -> dict[str, Any]:
+        return await self._call("GET", f"buckets/{encode_segment(bucket)}")
+
+    async def set_bucket_quota(self, bucket: str, max_size: int | None, max_objects: int | None) -> dict[str, Any]:
+        """Set the quota (None leaves that limit out: none); clear_bucket_quota() removes it."""
+        return await self._call("PUT", f"buckets/{encode_segment(bucket)}/quota", _limits(max_size, max_objects))
+
+    async def clear_bucket_quota(self, bucket: str) -> dict[str, Any]:
+        return await self._call("DELETE", f"buckets/{encode_segment(bucket)}/quota")
+
+    async def user_info(self, name: str) -> dict[str, Any]:
+        return await self._call("GET", f"users/{encode_segment(name)}")
+
+    async def set_user_quota(self, name: str, max_size: int | None, max_objects: int | None) -> dict[str, Any]:
+        return await self._call("PUT", f"users/{encode_segment(name)}/quota", _limits(max_size, max_objects))
+
+    async def clear_user_quota(self, name: str) -> dict[str, Any]:
+        return await self._call("DELETE", f"users/{encode_segment(name)}/quota")
+
+    async def list_notify_targets(self) -> dict[str, Any]:
+        return await self._call("GET", "notify")
+
+    async def add_notify_target(self, name: str, webhook: str, auth_token: str = "") -> dict[str, Any]:
+        query = [("name", name), ("webhook", webhook)] + ([("auth-token", auth_token)] if auth_token else [])
+        return await self._call("POST", "notify", query)
+
+    async def remove_notify_target(self, name: str) -> dict[str, Any]:
+        return await self._call("DELETE", f"notify/{encode_segment(name)}")
+
     # -- plumbing --------------------------------------------------------------------------------
 
     def _open(self) -> aiohttp.ClientSession:
@@ -166,6 +195,11 @@ class AdminClient:
                 status, "InvalidResponse", f"expected a JSON object from {self.endpoint}, got {_snippet(body)!r}"
             )
         return doc
+
+
+def _limits(max_size: int | None, max_objects: int | None) -> list[tuple[str, str]]:
+    pairs = (("max-size", max_size), ("max-objects", max_objects))
+    return [(name, str(value)) for name, value in pairs if value is not None]
 
 
 def error_from_response(status: int, body: bytes) -> AdminError:

@@ -1,5 +1,5 @@
 """The gateway's background care of the data: the repairer, periodic scans, garbage collection, and the
-admin jobs (repair, scrub, drain, rebalance) that drive them on demand."""
+admin jobs (repair, scrub, drain, rebalance) that drive them on demand; beside them, event notification delivery."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from cluster.workers import Periodic, Worker
 from gateway.care.adoptions import Adoptions
 from gateway.care.jobs import Job, JobBoard
 from gateway.care.lifecycle import Lifecycle
+from gateway.care.notify import Notifier
 from gateway.care.part_health import find_corrupt
 from gateway.care.rebalance import Rebalancer
 from gateway.care.repairer import BUSY, FAILED, REPAIRED, Outcome, Repairer, group_entries
@@ -91,6 +92,7 @@ class Maintenance:
     scanner: Periodic = field(init=False)  # scans (redundancy, garbage) every scan_interval
     watcher: Periodic = field(init=False)  # rebuilds what nodes gone past the grace held
     lifecycle: Lifecycle = field(init=False)  # applies buckets' lifecycle rules
+    notifier: Notifier = field(init=False)  # delivers the event queue to webhooks (one gateway at a time)
     _gone: set[str] = field(default_factory=set)  # nodes already handled as gone for good
     adoptions: Adoptions = field(default_factory=Adoptions)  # drives adopted while running, until refilled
 
@@ -110,11 +112,19 @@ class Maintenance:
             "scan", self._scan, s.scan_interval, what="background scan", counters=lambda: asdict(self.gc)
         )
         self.watcher = Periodic("node-watch", self._watch_nodes, WATCH_EVERY, what="scan for gone nodes")
+        self.notifier = Notifier(self.index, self.holder, busy=self.busy)
         self.lifecycle = Lifecycle(self.index, self.layer, self.holder, self.jobs, s.lifecycle_day, self.busy)
 
     @property
     def workers(self) -> list[Worker]:
-        return [self.repairer.worker, self.scanner, self.watcher, self.lifecycle.worker, *self.others]
+        return [
+            self.repairer.worker,
+            self.scanner,
+            self.watcher,
+            self.notifier.worker,
+            self.lifecycle.worker,
+            *self.others,
+        ]
 
     @property
     def drives(self) -> DriveSet:
@@ -123,6 +133,7 @@ class Maintenance:
     async def start(self) -> None:
         self.scanner.start()
         self.lifecycle.worker.start()
+        self.notifier.worker.start()
         if self.settings.auto_repair:
             self.repairer.worker.start()
             self.watcher.start()
@@ -145,6 +156,7 @@ class Maintenance:
         )
         await self.jobs.close()
         await self.repairer.close()
+        await self.notifier.close()
 
     # -- background --------------------------------------------------------------------------------
 

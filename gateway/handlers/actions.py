@@ -18,6 +18,7 @@ from gateway.handlers import deletes as delete_api
 from gateway.handlers import lifecycle as lifecycle_api
 from gateway.handlers import listing as listing_api
 from gateway.handlers import multipart as multipart_api
+from gateway.handlers import notifications as notify_api
 from gateway.handlers import object_lock as lock_api
 from gateway.handlers import objects as object_api
 from gateway.handlers import post_object as post_api
@@ -107,6 +108,8 @@ ACTIONS: dict[Handler, str] = {
     cors_api.delete_bucket_cors: "s3:PutBucketCORS",  # as AWS: DeleteBucketCors is judged as PutBucketCORS
     cors_api.preflight: "",  # anonymous, allowed or refused by the bucket's CORS rules
     post_api.post_object: "",  # s3:PutObject for the form's signer (or anyone), judged once the key is known
+    notify_api.get_notification: "s3:GetBucketNotification",
+    notify_api.put_notification: "s3:PutBucketNotification",
 }
 # With ?versionId, an object operation is judged as its Version action, as S3 does.
 _VERSIONED = {

@@ -10,6 +10,7 @@ from gateway.context import Gateway
 from gateway.handlers import object_lock, versions
 from gateway.handlers.access import may_key
 from gateway.handlers.buckets import owned_bucket, read_small_body, xml_response
+from gateway.handlers.notifications import events_for
 from gateway.s3 import checksums
 from gateway.s3.errors import S3Error
 from gateway.s3.object_lock import LOCKED
@@ -41,7 +42,8 @@ async def _delete(
     a version removed for good), it is checked against the current version (or the one named) just before."""
     if version is None and not bucket.versioning:
         try:
-            old = await gw.index.delete_object(bucket.name, key, cond)
+            removed = events_for(bucket, "ObjectRemoved:Delete", key, principal=owner)
+            old = await gw.index.delete_object(bucket.name, key, cond, removed)
         except PreconditionFailed:
             return S3Error("PreconditionFailed", Condition="If-Match"), {}
         except NoSuchBucket:

@@ -11,9 +11,10 @@ from typing import Any
 from aiohttp import web
 
 from gateway.context import Gateway
-from gateway.handlers import object_lock, versions
+from gateway.handlers import object_lock, quota, versions
 from gateway.handlers.buckets import owned_bucket, owner_items, read_small_body, xml_response
 from gateway.handlers.listing import encoder, url_encoding
+from gateway.handlers.notifications import events_for
 from gateway.handlers.objects import (
     MAX_PUT_SIZE,
     check_put_condition,
@@ -135,6 +136,8 @@ async def upload_part(gw: Gateway, req: S3Request) -> web.StreamResponse:
     number = _part_number(req)
     upload = await _upload(gw, req)
     body = await open_body(req, MAX_PUT_SIZE)
+    # A part is no object yet: its bytes count against the quota, here and again at Complete.
+    await quota.check(gw, req.http, await gw.bucket(upload.bucket), body.declared or 0, objects=0)
     if upload.checksum_algorithm and upload.checksum_algorithm not in body.algorithms:
         # The client did not send the upload's checksum; compute it so Complete can combine it.
         body.add_checksum(upload.checksum_algorithm)
@@ -172,6 +175,7 @@ async def upload_part_copy(gw: Gateway, req: S3Request) -> web.StreamResponse:
     start, end = _copy_range(raw_range, src.size) if raw_range is not None else (0, src.size - 1)
     if end - start + 1 > MAX_PUT_SIZE:
         raise S3Error("EntityTooLarge")
+    await quota.check(gw, req.http, await gw.bucket(upload.bucket), end - start + 1, objects=0)
     algos = [upload.checksum_algorithm] if upload.checksum_algorithm else []
     body = stream_source(gw.layer.stream(src, start, end) if end >= start else None, algos)
     part, _ = await write_part(gw, body, number)
@@ -333,8 +337,10 @@ async def complete_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
     versions.stamp(man, bucket)
     asked = LockRequest(upload.lock_mode, upload.lock_until, upload.legal_hold)  # as CreateMultipartUpload asked
     object_lock.stamp_lock(man, asked, bucket)
+    await quota.check_put(gw, req.http, bucket, man.key, man.size)
+    events = events_for(bucket, "ObjectCreated:CompleteMultipartUpload", man.key, man, req.access_key)
     try:
-        done = await gw.index.complete_upload(upload.upload_id, man, cond)
+        done = await gw.index.complete_upload(upload.upload_id, man, cond, events)
     except NoSuchUpload:
         if (again := await _completed_before(gw, req)) is not None:  # a retry of this completion raced it
             return again

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from urllib.parse import unquote
 
@@ -12,8 +12,9 @@ from aiohttp import web
 
 from cluster.service import exchange
 from gateway.context import Gateway
-from gateway.handlers import lifecycle, object_lock, versions
+from gateway.handlers import lifecycle, object_lock, quota, versions
 from gateway.handlers.buckets import owned_bucket, xml_response
+from gateway.handlers.notifications import events_for
 from gateway.objects.layer import StorageUnavailable
 from gateway.objects.pipelines import ReadError
 from gateway.s3 import checksums
@@ -36,6 +37,7 @@ from gateway.s3.xml import document, http_date, iso8601
 from metadata.index import NoSuchBucket, PreconditionFailed
 from metadata.records import (
     Condition,
+    EventRecord,
     ObjectManifest,
     PartRecord,
     s3_version,
@@ -130,9 +132,9 @@ def single_part_manifest(
     )
 
 
-async def commit(gw: Gateway, man: ObjectManifest, cond: Condition | None) -> None:
+async def commit(gw: Gateway, man: ObjectManifest, cond: Condition | None, events: Sequence[EventRecord] = ()) -> None:
     try:
-        previous = await gw.index.put_object(man, cond)
+        previous = await gw.index.put_object(man, cond, events)
     except PreconditionFailed:
         gw.layer.discard(man.parts)
         raise S3Error("PreconditionFailed") from None
@@ -155,11 +157,14 @@ async def put_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     meta, headers, kind = user_metadata(req.headers), standard_headers(req.headers), content_type(req.headers)
     tags = header_tags(req.headers)
     body = await open_body(req, MAX_PUT_SIZE)
+    await quota.check_put(gw, req.http, bucket, req.key, body.declared)
     part = await store_body(gw, req, body, 0)
+    if body.declared is None:  # a size the headers did not declare: checked now, before the commit
+        await quota.check_stored(gw, req.http, bucket, req.key, part)
     man = versions.stamp(single_part_manifest(req, part, kind, headers, meta), bucket)
     man.tags = tags
     object_lock.stamp_lock(man, locking, bucket)
-    await commit(gw, man, cond)
+    await commit(gw, man, cond, events_for(bucket, "ObjectCreated:Put", man.key, man, req.access_key))
     h = {"ETag": f'"{man.etag}"', **checksum_response_headers(man.checksums), **versions.version_header(man, bucket)}
     h.update(lifecycle.expiration_headers(gw, bucket, man))
     return web.Response(status=200, headers=h)
@@ -375,6 +380,7 @@ async def copy_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
         kind, headers, meta = content_type(req.headers), standard_headers(req.headers), user_metadata(req.headers)
     else:
         kind, headers, meta = src.content_type, dict(src.headers), dict(src.user_meta)
+    await quota.check_put(gw, req.http, bucket, req.key, src.size)
     algo = req.headers.get("x-amz-checksum-algorithm")
     algos = [checksums.normalize_algorithm(algo)] if algo else list(src.checksums)
     body = stream_source(gw.layer.stream(src, 0, src.size - 1) if src.size else None, algos)
@@ -384,7 +390,8 @@ async def copy_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     part.last_modified = now
     man = versions.stamp(single_part_manifest(req, part, kind, headers, meta), bucket)
     man.tags = tags
-    await commit(gw, object_lock.stamp_lock(man, locking, bucket), cond)
+    object_lock.stamp_lock(man, locking, bucket)
+    await commit(gw, man, cond, events_for(bucket, "ObjectCreated:Copy", man.key, man, req.access_key))
     items: list[tuple[str, Any]] = [("LastModified", iso8601(now)), ("ETag", f'"{man.etag}"')]
     items += [(f"Checksum{a}", v) for a, v in man.checksums.items()]
     resp = xml_response(document("CopyObjectResult", items))

@@ -12,12 +12,14 @@ from aiohttp import web
 from gateway.context import Gateway
 from gateway.handlers.buckets import owned_bucket, owner_items, read_small_body, xml_response
 from gateway.handlers.listing import MAX_KEYS, encoder, url_encoding
+from gateway.handlers.notifications import events_for
 from gateway.objects.layer import new_id
 from gateway.s3.errors import S3Error
 from gateway.s3.request import S3Request, int_param
 from gateway.s3.xml import child_text, document, http_date, iso8601, parse
 from metadata.index import NoSuchBucket
 from metadata.records import (
+    NULL_VERSION,
     VERSIONING_STATES,
     BucketRecord,
     LockGuard,
@@ -130,8 +132,11 @@ async def delete_key(
     """DeleteObject of `key` (one version, with `version`): what was removed or added, and the answer's
     headers. Without a version in a bucket with versioning configured, a delete marker becomes the latest.
     A version its object lock protects (judged by `guard`) is kept: the index raises ObjectLocked."""
+    removed = events_for(bucket, "ObjectRemoved:Delete", key, principal=owner)
     if version is not None:
-        old = await gw.index.delete_version(bucket.name, key, version, guard)
+        for ev in removed:
+            ev.version_id = "" if version == NULL_VERSION else version
+        old = await gw.index.delete_version(bucket.name, key, version, guard=guard, events=removed)
         if old is not None:
             gw.layer.discard(old.parts)
         headers = {"x-amz-version-id": version}
@@ -139,13 +144,16 @@ async def delete_key(
             headers["x-amz-delete-marker"] = "true"
         return old, headers
     if not bucket.versioning:
-        old = await gw.index.delete_object(bucket.name, key)
+        old = await gw.index.delete_object(bucket.name, key, events=removed)
         if old is not None:
             gw.layer.discard(old.parts)
         return old, {}
     now = time.time()
     marker = ObjectManifest(bucket.name, key, new_id(), 0, "", now, owner, [], delete_marker=True)
-    freed = await gw.index.put_object(stamp(marker, bucket))
+    stamp(marker, bucket)
+    freed = await gw.index.put_object(
+        marker, events=events_for(bucket, "ObjectRemoved:DeleteMarkerCreated", key, marker, owner)
+    )
     if freed is not None:
         gw.layer.discard(freed.parts)
     return marker, _marker_headers(marker)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections import deque
 from collections.abc import AsyncIterator, Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
 from aiohttp import web
@@ -37,6 +39,63 @@ async def _next_piece(content: aiohttp.StreamReader) -> bytes:
             return data
 
 
+class _ShaBehind:
+    """Feeds a signed payload's SHA-256 off the event loop, in order, up to DEPTH batches behind.
+
+    SHA-256 costs about as much CPU per byte as MD5; done inline in read() it held the event loop for
+    it, so a boto3 or aws-cli PUT (which sign the payload over http) read its body at the pace of one
+    core shared with everything else. hashlib releases the GIL, so a thread of the request's own does
+    it beside the loop. Pieces are immutable bytes, held (not copied) until hashed. A body smaller than
+    one batch never starts the thread.
+    """
+
+    BATCH = 1 << 20
+    DEPTH = 2
+
+    def __init__(self, verifier: PayloadHashVerifier) -> None:
+        self._verifier = verifier
+        self._batch: list[bytes] = []
+        self._batch_bytes = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: deque[asyncio.Future[None]] = deque()
+
+    def _hash(self, pieces: list[bytes]) -> None:
+        for piece in pieces:
+            self._verifier.update(piece)
+
+    async def add(self, piece: bytes) -> None:
+        self._batch.append(piece)
+        self._batch_bytes += len(piece)
+        if self._batch_bytes < self.BATCH:
+            return
+        if len(self._pending) >= self.DEPTH:
+            await self._pending.popleft()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="sha256")
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        self._pending.append(asyncio.get_running_loop().run_in_executor(self._pool, self._hash, batch))
+
+    async def verify(self) -> None:
+        """Once every piece has been added: wait for the thread, hash the rest, compare."""
+        await self.close()
+        self._hash(self._batch)
+        self._batch = []
+        self._verifier.verify()
+
+    async def close(self) -> None:
+        """Wait for what is running (also on failure: no thread outlives the request)."""
+        try:
+            results = await asyncio.gather(*self._pending, return_exceptions=True)
+        finally:
+            self._pending.clear()
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
+                self._pool = None
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+
+
 class Body:
     """A client's request body (plain or aws-chunked) as a BodySource."""
 
@@ -53,10 +112,15 @@ class Body:
         self._declared = declared
         self._limit = limit
         self._chunked = chunked
-        self._sha256 = sha256
+        self._sha256 = _ShaBehind(sha256) if sha256 is not None else None
         self._expected = expected  # algorithm -> base64 the client announced in a header
         self.hashers = [checksums.Checksum(a) for a in expected]
         self.received = 0
+
+    @property
+    def declared(self) -> int | None:
+        """The body's size as the headers declare it (decoded, for aws-chunked); None if they do not."""
+        return self._declared
 
     @property
     def algorithms(self) -> set[str]:
@@ -70,21 +134,26 @@ class Body:
 
     async def read(self) -> bytes:
         try:
-            piece = await (self._chunked.read() if self._chunked else _next_piece(self._http.content))
-        except _DISCONNECTS:
-            raise S3Error("IncompleteBody") from None
-        if piece:
-            self.received += len(piece)
-            if self.received > self._limit:
-                raise S3Error("EntityTooLarge", MaxSizeAllowed=str(self._limit))
+            try:
+                piece = await (self._chunked.read() if self._chunked else _next_piece(self._http.content))
+            except _DISCONNECTS:
+                raise S3Error("IncompleteBody") from None
+            if piece:
+                self.received += len(piece)
+                if self.received > self._limit:
+                    raise S3Error("EntityTooLarge", MaxSizeAllowed=str(self._limit))
+                if self._sha256 is not None:
+                    await self._sha256.add(piece)
+                return piece
+            if self._declared is not None and self.received != self._declared:
+                raise S3Error("IncompleteBody")
             if self._sha256 is not None:
-                self._sha256.update(piece)
-            return piece
-        if self._declared is not None and self.received != self._declared:
-            raise S3Error("IncompleteBody")
-        if self._sha256 is not None:
-            self._sha256.verify()
-        return b""
+                await self._sha256.verify()
+            return b""
+        except BaseException:
+            if self._sha256 is not None:
+                await self._sha256.close()
+            raise
 
     def verified_checksums(self) -> dict[str, str]:
         """Checksums of the whole body (announced ones verified): algorithm -> base64. BadDigest on mismatch."""

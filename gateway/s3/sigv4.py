@@ -428,3 +428,24 @@ def _parse_amz_date(value: str) -> datetime:
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_MAX_ACCESS_KEY = 128  # longer claims are not worth an index read: verify() rejects them anyway
+
+
+def claimed_access_key(authorization: str | None, query: list[tuple[str, str]]) -> str:
+    """The access key a request says it is signed with, or "" (verify() judges the claim and its form)."""
+    claimed = ""
+    if authorization is not None:
+        _, found, rest = authorization.partition("Credential=")
+        if found:
+            claimed = rest.split("/", 1)[0].strip()
+    else:
+        for name, value in query:
+            if name == "X-Amz-Credential":
+                claimed = value.split("/", 1)[0]
+                break
+            if name == "AWSAccessKeyId":
+                claimed = value
+                break
+    return claimed if len(claimed) <= _MAX_ACCESS_KEY and "," not in claimed else ""

@@ -1,4 +1,4 @@
-"""LocalIndex's housekeeping tables: the repair queue, users and leases (metadata/local/store.py runs these).
+"""LocalIndex's housekeeping tables: the repair queue, users and leases (their Index operations: AdminTables).
 
 Named databases:
     repairs   keys.repair_key(surviving, data_id, part, index) -> RepairEntry   (LMDB order is repair order)
@@ -15,12 +15,12 @@ from __future__ import annotations
 import math
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import lmdb
 
-from metadata import keys
+from metadata import keys, lmdb_env
 from metadata.index import UserExists
 from metadata.records import USER_CHANGEABLE, Lease, RepairEntry, UserRecord, apply_changes, decode, encode
 
@@ -124,3 +124,46 @@ def release_lease(txn: lmdb.Transaction, dbs: Dbs, name: str, holder: str) -> bo
         return False
     txn.delete(name.encode(), db=dbs["leases"])
     return True
+
+
+class AdminTables:
+    """The Index's repair queue, user and lease operations for LocalIndex (mixed into it), each one of the
+    transaction bodies above."""
+
+    _db: Dbs
+    _run: Callable[..., Any]
+    _lmdb: lmdb_env.LmdbEnv
+
+    async def queue_repairs(self, entries: Sequence[RepairEntry]) -> None:
+        await self._run(True, queue_repairs, self._db, list(entries))
+
+    async def list_repairs(self, after: RepairEntry | None = None, limit: int = 1000) -> list[RepairEntry]:
+        return await self._run(False, list_repairs, self._db, after, limit)
+
+    async def remove_repairs(self, entries: Sequence[RepairEntry]) -> None:
+        await self._run(True, remove_repairs, self._db, list(entries))
+
+    async def repair_backlog(self) -> int:
+        return self._lmdb.read_here(repair_backlog, self._db)
+
+    # -- users
+
+    async def create_user(self, rec: UserRecord) -> None:
+        await self._run(True, create_user, self._db, rec)
+
+    async def list_users(self) -> list[UserRecord]:
+        return await self._run(False, list_users, self._db)
+
+    async def update_user(self, name: str, changes: dict[str, str | None]) -> UserRecord | None:
+        return await self._run(True, update_user, self._db, name, changes)
+
+    async def delete_user(self, name: str) -> UserRecord | None:
+        return await self._run(True, delete_user, self._db, name)
+
+    # -- leases
+
+    async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        return await self._run(True, acquire_lease, self._db, name, holder, ttl)
+
+    async def release_lease(self, name: str, holder: str) -> bool:
+        return await self._run(True, release_lease, self._db, name, holder)

@@ -7,7 +7,8 @@ Named databases:
     uploads_by_key  keys.encode(bucket, key) -> sortable(initiated) + upload_id   (DUPSORT: listing order)
     parts           upload_id + b"\\x00" + number (4 bytes, big-endian) -> PartRecord
     nodes, node_states, drive_owners   see metadata/local/membership.py
-    repairs, users, leases   see metadata/local/admin_tables.py
+    repairs, users, leases   see metadata/local/admin_tables.py (their operations too)
+    usage, notify_targets, events   see metadata/local/accounting.py (quotas and event notifications)
     versions        see metadata/local/versions.py (noncurrent versions and delete markers)
 
 Every method is one LMDB transaction run by metadata/lmdb_env.py: off the event loop (LMDB calls
@@ -36,9 +37,10 @@ from metadata.index import (
     check_condition,
     check_delete_condition,
 )
+from metadata.local import accounting, membership, updates, versions
 from metadata.local import admin_tables as admin
-from metadata.local import membership, updates, versions
 from metadata.local import object_lock as lock
+from metadata.local.accounting import LocalAccounting, account, forget_bucket
 from metadata.object_acl import AclRewrites
 from metadata.records import (
     NODE_STATES,
@@ -46,13 +48,12 @@ from metadata.records import (
     VERSIONING_STATES,
     BucketRecord,
     Condition,
+    EventRecord,
     LockGuard,
     NodeRecord,
     ObjectManifest,
     PartRecord,
-    RepairEntry,
     UploadRecord,
-    UserRecord,
     decode,
     encode,
 )
@@ -61,7 +62,7 @@ T = TypeVar("T")
 V = TypeVar("V")
 
 _TABLES = ("buckets", "objects", "uploads", "uploads_by_key", "parts", "nodes", "node_states", "drive_owners")
-_DBS = (*_TABLES, *admin.DBS, *versions.DBS)
+_DBS = (*_TABLES, *admin.DBS, *versions.DBS, *accounting.DBS)
 _DUPSORT = ("uploads_by_key",)
 
 
@@ -96,7 +97,7 @@ class _BucketCursor(Generic[V]):
 READER_THREADS = 4
 
 
-class LocalIndex(object_lock.LockRewrites, AclRewrites):
+class LocalIndex(LocalAccounting, admin.AdminTables, object_lock.LockRewrites, AclRewrites):
     """The Index on an LMDB environment in a directory. Create it with LocalIndex.open()."""
 
     def __init__(self, env: lmdb_env.LmdbEnv) -> None:
@@ -196,6 +197,7 @@ class LocalIndex(object_lock.LockRewrites, AclRewrites):
             if uploads.set_range(ns) and uploads.key().startswith(ns):  # uploads in progress: abort them first
                 raise BucketNotEmpty(name)
             txn.delete(name.encode(), db=self._db["buckets"])
+            forget_bucket(txn, self._db, name)
             return []
 
         return await self._run(True, tx)
@@ -243,14 +245,12 @@ class LocalIndex(object_lock.LockRewrites, AclRewrites):
 
     # -- objects
 
-    async def put_object(self, man: ObjectManifest, cond: Condition | None = None) -> ObjectManifest | None:
+    async def put_object(
+        self, man: ObjectManifest, cond: Condition | None = None, events: Sequence[EventRecord] = ()
+    ) -> ObjectManifest | None:
         def tx(txn: lmdb.Transaction) -> ObjectManifest | None:
-            if self._require_bucket(txn, man.bucket).versioning:
-                return versions.put(txn, self._db, man, cond)
-            k = keys.encode(keys.composite(man.bucket, man.key))
-            previous = self._get(txn, "objects", k, ObjectManifest)
-            check_condition(cond, previous)
-            txn.put(k, encode(man), db=self._db["objects"])
+            previous = self._put(txn, man, cond)
+            account(txn, self._db, man.bucket, man, previous, events)
             return previous
 
         return await self._run(True, tx)
@@ -266,11 +266,19 @@ class LocalIndex(object_lock.LockRewrites, AclRewrites):
         return await self._run(False, versions.latest, self._db, bucket, key)
 
     async def delete_version(
-        self, bucket: str, key: str, version_id: str, guard: LockGuard | None = None
+        self,
+        bucket: str,
+        key: str,
+        version_id: str,
+        guard: LockGuard | None = None,
+        events: Sequence[EventRecord] = (),
     ) -> ObjectManifest | None:
         def tx(txn: lmdb.Transaction) -> ObjectManifest | None:
             self._require_bucket(txn, bucket)
-            return versions.delete(txn, self._db, bucket, key, _s3_id(version_id), guard)
+            freed = versions.delete(txn, self._db, bucket, key, _s3_id(version_id), guard)
+            if freed is not None:
+                account(txn, self._db, bucket, None, freed, events)
+            return freed
 
         return await self._run(True, tx)
 
@@ -299,7 +307,9 @@ class LocalIndex(object_lock.LockRewrites, AclRewrites):
 
         return await self._run(False, tx)
 
-    async def delete_object(self, bucket: str, key: str, cond: Condition | None = None) -> ObjectManifest | None:
+    async def delete_object(
+        self, bucket: str, key: str, cond: Condition | None = None, events: Sequence[EventRecord] = ()
+    ) -> ObjectManifest | None:
         def tx(txn: lmdb.Transaction) -> ObjectManifest | None:
             self._require_bucket(txn, bucket)
             k = keys.encode(keys.composite(bucket, key))
@@ -307,6 +317,7 @@ class LocalIndex(object_lock.LockRewrites, AclRewrites):
             check_delete_condition(cond, previous)
             if previous is not None:
                 txn.delete(k, db=self._db["objects"])
+                account(txn, self._db, bucket, None, previous, events)
             return previous
 
         return await self._run(True, tx)
@@ -401,18 +412,25 @@ class LocalIndex(object_lock.LockRewrites, AclRewrites):
 
         return await self._run(False, tx)
 
-    async def complete_upload(self, upload_id: str, man: ObjectManifest, cond: Condition | None = None) -> Completed:
+    def _put(self, txn: lmdb.Transaction, man: ObjectManifest, cond: Condition | None) -> ObjectManifest | None:
+        """put_object's writes to the objects and versions tables; what they freed."""
+        if self._require_bucket(txn, man.bucket).versioning:
+            return versions.put(txn, self._db, man, cond)
+        k = keys.encode(keys.composite(man.bucket, man.key))
+        previous = self._get(txn, "objects", k, ObjectManifest)
+        check_condition(cond, previous)
+        txn.put(k, encode(man), db=self._db["objects"])
+        return previous
+
+    async def complete_upload(
+        self, upload_id: str, man: ObjectManifest, cond: Condition | None = None, events: Sequence[EventRecord] = ()
+    ) -> Completed:
         def tx(txn: lmdb.Transaction) -> Completed:
             rec = self._require_upload(txn, upload_id)
             if (man.bucket, man.key) != (rec.bucket, rec.key):
                 raise ValueError(f"upload {upload_id} is for {rec.bucket}/{rec.key}, not {man.bucket}/{man.key}")
-            if self._require_bucket(txn, man.bucket).versioning:
-                previous = versions.put(txn, self._db, man, cond)
-            else:
-                k = keys.encode(keys.composite(man.bucket, man.key))
-                previous = self._get(txn, "objects", k, ObjectManifest)
-                check_condition(cond, previous)
-                txn.put(k, encode(man), db=self._db["objects"])
+            previous = self._put(txn, man, cond)
+            account(txn, self._db, man.bucket, man, previous, events)
             used = {p.data_id for p in man.parts}
             unused = [p for p in self._drop_upload(txn, rec) if p.data_id not in used]
             return Completed(previous, unused)
@@ -463,37 +481,3 @@ class LocalIndex(object_lock.LockRewrites, AclRewrites):
             return True
 
         return await self._run(True, tx)
-
-    async def queue_repairs(self, entries: Sequence[RepairEntry]) -> None:
-        await self._run(True, admin.queue_repairs, self._db, list(entries))
-
-    async def list_repairs(self, after: RepairEntry | None = None, limit: int = 1000) -> list[RepairEntry]:
-        return await self._run(False, admin.list_repairs, self._db, after, limit)
-
-    async def remove_repairs(self, entries: Sequence[RepairEntry]) -> None:
-        await self._run(True, admin.remove_repairs, self._db, list(entries))
-
-    async def repair_backlog(self) -> int:
-        return self._lmdb.read_here(admin.repair_backlog, self._db)
-
-    # -- users
-
-    async def create_user(self, rec: UserRecord) -> None:
-        await self._run(True, admin.create_user, self._db, rec)
-
-    async def list_users(self) -> list[UserRecord]:
-        return await self._run(False, admin.list_users, self._db)
-
-    async def update_user(self, name: str, changes: dict[str, str | None]) -> UserRecord | None:
-        return await self._run(True, admin.update_user, self._db, name, changes)
-
-    async def delete_user(self, name: str) -> UserRecord | None:
-        return await self._run(True, admin.delete_user, self._db, name)
-
-    # -- leases
-
-    async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
-        return await self._run(True, admin.acquire_lease, self._db, name, holder, ttl)
-
-    async def release_lease(self, name: str, holder: str) -> bool:
-        return await self._run(True, admin.release_lease, self._db, name, holder)

@@ -43,12 +43,15 @@ from metadata.index import (
 from metadata.records import (
     BucketRecord,
     Condition,
+    EventRecord,
     LockGuard,
     NodeRecord,
+    NotifyTarget,
     ObjectManifest,
     PartRecord,
     RepairEntry,
     UploadRecord,
+    Usage,
     UserRecord,
 )
 from metadata.remote import protocol
@@ -149,8 +152,10 @@ class RemoteIndex:
 
     # -- objects
 
-    async def put_object(self, man: ObjectManifest, cond: Condition | None = None) -> ObjectManifest | None:
-        return await self._call("put_object", man=man, cond=cond)
+    async def put_object(
+        self, man: ObjectManifest, cond: Condition | None = None, events: Sequence[EventRecord] = ()
+    ) -> ObjectManifest | None:
+        return await self._call("put_object", man=man, cond=cond, events=list(events))
 
     async def get_object(self, bucket: str, key: str) -> ObjectManifest | None:
         return await self._call("get_object", bucket=bucket, key=key)
@@ -162,11 +167,17 @@ class RemoteIndex:
         return await self._call("latest_version", bucket=bucket, key=key)
 
     async def delete_version(
-        self, bucket: str, key: str, version_id: str, guard: LockGuard | None = None
+        self,
+        bucket: str,
+        key: str,
+        version_id: str,
+        guard: LockGuard | None = None,
+        events: Sequence[EventRecord] = (),
     ) -> ObjectManifest | None:
         # Without a guard the argument stays off the wire: a service older than object lock still takes it.
-        extra = {} if guard is None else {"guard": guard}
-        return await self._call("delete_version", bucket=bucket, key=key, version_id=version_id, **extra)
+        extra: dict[str, object] = {} if guard is None else {"guard": guard}
+        args = {"bucket": bucket, "key": key, "version_id": version_id}
+        return await self._call("delete_version", **args, events=list(events), **extra)
 
     async def set_retention(
         self, bucket: str, key: str, version_id: str, mode: str, until: float, guard: LockGuard
@@ -196,8 +207,10 @@ class RemoteIndex:
             max_keys=max_keys,
         )
 
-    async def delete_object(self, bucket: str, key: str, cond: Condition | None = None) -> ObjectManifest | None:
-        return await self._call("delete_object", bucket=bucket, key=key, cond=cond)
+    async def delete_object(
+        self, bucket: str, key: str, cond: Condition | None = None, events: Sequence[EventRecord] = ()
+    ) -> ObjectManifest | None:
+        return await self._call("delete_object", bucket=bucket, key=key, cond=cond, events=list(events))
 
     async def set_object_tags(self, bucket: str, key: str, version_id: str, tags: dict[str, str]) -> bool:
         return await self._call("set_object_tags", bucket=bucket, key=key, version_id=version_id, tags=tags)
@@ -247,8 +260,10 @@ class RemoteIndex:
             max_uploads=max_uploads,
         )
 
-    async def complete_upload(self, upload_id: str, man: ObjectManifest, cond: Condition | None = None) -> Completed:
-        return await self._call("complete_upload", upload_id=upload_id, man=man, cond=cond)
+    async def complete_upload(
+        self, upload_id: str, man: ObjectManifest, cond: Condition | None = None, events: Sequence[EventRecord] = ()
+    ) -> Completed:
+        return await self._call("complete_upload", upload_id=upload_id, man=man, cond=cond, events=list(events))
 
     async def abort_upload(self, upload_id: str) -> list[PartRecord]:
         return await self._call("abort_upload", upload_id=upload_id)
@@ -305,3 +320,37 @@ class RemoteIndex:
 
     async def release_lease(self, name: str, holder: str) -> bool:
         return await self._call("release_lease", name=name, holder=holder)
+
+    # -- quotas and usage
+
+    async def set_bucket_quota(self, name: str, max_size: int, max_objects: int) -> None:
+        await self._call("set_bucket_quota", name=name, max_size=max_size, max_objects=max_objects)
+
+    async def set_user_quota(self, name: str, max_size: int, max_objects: int) -> UserRecord | None:
+        return await self._call("set_user_quota", name=name, max_size=max_size, max_objects=max_objects)
+
+    async def bucket_usage(self, name: str) -> Usage:
+        return await self._call("bucket_usage", name=name)
+
+    # -- event notifications
+
+    async def set_notifications(self, name: str, config: str) -> None:
+        await self._call("set_notifications", name=name, config=config)
+
+    async def put_notify_target(self, rec: NotifyTarget) -> None:
+        await self._call("put_notify_target", rec=rec)
+
+    async def list_notify_targets(self) -> list[NotifyTarget]:
+        return await self._call("list_notify_targets")
+
+    async def remove_notify_target(self, name: str) -> bool:
+        return await self._call("remove_notify_target", name=name)
+
+    async def list_events(self, limit: int = 1000) -> list[EventRecord]:
+        return await self._call("list_events", limit=limit)
+
+    async def update_events(self, done: Sequence[str], retry: Sequence[EventRecord]) -> None:
+        await self._call("update_events", done=list(done), retry=list(retry))
+
+    async def event_backlog(self) -> int:
+        return await self._call("event_backlog")

@@ -62,6 +62,7 @@ READS = frozenset(
     (
         "get_bucket list_buckets get_object list_objects get_upload list_parts list_uploads list_nodes"
         " list_repairs repair_backlog list_users get_version latest_version list_versions"
+        " bucket_usage list_notify_targets list_events event_backlog"
     ).split()
 )
 

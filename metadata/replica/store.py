@@ -46,6 +46,9 @@ TABLES = (
     "users",
     "leases",
     "versions",
+    "usage",
+    "notify_targets",
+    "events",
 )
 _HEADER = struct.Struct(">QB")
 _TOMB, _FULL = 1, 2

@@ -30,7 +30,7 @@ repair queue, users and leases are metadata/replicated/admin.py.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from metadata import keys, listing, object_lock
 from metadata.index import (
@@ -50,6 +50,7 @@ from metadata.records import (
     BUCKET_CHANGEABLE,
     BucketRecord,
     Condition,
+    EventRecord,
     ObjectManifest,
     PartRecord,
     UploadRecord,
@@ -59,6 +60,7 @@ from metadata.records import (
 )
 from metadata.replica.merge import Entry
 from metadata.replica.protocol import Write
+from metadata.replicated.accounting import ReplicatedAccounting, event_writes
 from metadata.replicated.manifests import decode_manifest, manifest, revised
 from metadata.replicated.merged_scan import Decoding, Merged, SyncCursor
 from metadata.replicated.quorum import SCAN_BATCH, tomb
@@ -74,7 +76,7 @@ def _upload_key(rec: UploadRecord) -> bytes:
     return keys.composite(rec.bucket, rec.key) + b"\x00" + keys.sortable(rec.initiated) + rec.upload_id.encode()
 
 
-class ReplicatedIndex(ReplicatedVersions, object_lock.LockRewrites, AclRewrites):
+class ReplicatedIndex(ReplicatedVersions, ReplicatedAccounting, object_lock.LockRewrites, AclRewrites):
     """The Index over `replicas` (three: any two of them are a quorum)."""
 
     # -- buckets
@@ -154,7 +156,9 @@ class ReplicatedIndex(ReplicatedVersions, object_lock.LockRewrites, AclRewrites)
 
     # -- objects
 
-    async def put_object(self, man: ObjectManifest, cond: Condition | None = None) -> ObjectManifest | None:
+    async def put_object(
+        self, man: ObjectManifest, cond: Condition | None = None, events: Sequence[EventRecord] = ()
+    ) -> ObjectManifest | None:
         k = _okey(man.bucket, man.key)
         known: BucketRecord | None = None  # read just now, before the lock: not read again under it
         if cond is None or (cond.if_match is None and not cond.if_none_match_star):
@@ -163,7 +167,8 @@ class ReplicatedIndex(ReplicatedVersions, object_lock.LockRewrites, AclRewrites)
                 raise NoSuchBucket(man.bucket)
             known = decode(BucketRecord, bucket_e.value)
             if not known.versioning:
-                await self._write([Write("objects", k, Entry(self._hlc.now(), False, encode(man)))])
+                ts = self._hlc.now()
+                await self._write([Write("objects", k, Entry(ts, False, encode(man))), *event_writes(events, ts)])
                 return manifest(current)
 
         async def decide(current: Entry | None, ts: int) -> tuple[list[Write], ObjectManifest | None]:
@@ -171,10 +176,11 @@ class ReplicatedIndex(ReplicatedVersions, object_lock.LockRewrites, AclRewrites)
             if bucket is None:
                 raise NoSuchBucket(man.bucket)
             if bucket.versioning:
-                return await self._versioned_put(man, cond, current, ts)
+                writes, freed = await self._versioned_put(man, cond, current, ts)
+                return [*writes, *event_writes(events, ts)], freed
             previous = manifest(current)
             check_condition(cond, previous)
-            return [Write("objects", k, Entry(ts, False, encode(man)))], previous
+            return [Write("objects", k, Entry(ts, False, encode(man))), *event_writes(events, ts)], previous
 
         return await self._locked("objects", k, decide)
 
@@ -182,7 +188,9 @@ class ReplicatedIndex(ReplicatedVersions, object_lock.LockRewrites, AclRewrites)
         (e,) = await self._read("objects", [_okey(bucket, key)])
         return manifest(e)
 
-    async def delete_object(self, bucket: str, key: str, cond: Condition | None = None) -> ObjectManifest | None:
+    async def delete_object(
+        self, bucket: str, key: str, cond: Condition | None = None, events: Sequence[EventRecord] = ()
+    ) -> ObjectManifest | None:
         k = _okey(bucket, key)
         if cond is None or (cond.if_match is None and not cond.if_none_match_star):
             bucket_e, current = await self._read_many([("buckets", bucket.encode()), ("objects", k)])
@@ -190,14 +198,16 @@ class ReplicatedIndex(ReplicatedVersions, object_lock.LockRewrites, AclRewrites)
                 raise NoSuchBucket(bucket)
             previous = manifest(current)
             if previous is not None:
-                await self._write([Write("objects", k, tomb(self._hlc.now()))])
+                ts = self._hlc.now()
+                await self._write([Write("objects", k, tomb(ts)), *event_writes(events, ts)])
             return previous
 
         async def decide(current: Entry | None, ts: int) -> tuple[list[Write], ObjectManifest | None]:
             await self._require_bucket(bucket)
             previous = manifest(current)
             check_delete_condition(cond, previous)
-            return ([Write("objects", k, tomb(ts))] if previous is not None else []), previous
+            gone = [Write("objects", k, tomb(ts)), *event_writes(events, ts)]
+            return (gone if previous is not None else []), previous
 
         return await self._locked("objects", k, decide)
 
@@ -372,7 +382,9 @@ class ReplicatedIndex(ReplicatedVersions, object_lock.LockRewrites, AclRewrites)
 
         return await self._scan("upload_keys", ns, use, batch=min(SCAN_BATCH, max(max_uploads, 0) + 1))
 
-    async def complete_upload(self, upload_id: str, man: ObjectManifest, cond: Condition | None = None) -> Completed:
+    async def complete_upload(
+        self, upload_id: str, man: ObjectManifest, cond: Condition | None = None, events: Sequence[EventRecord] = ()
+    ) -> Completed:
         k = _okey(man.bucket, man.key)
 
         async def decide(current: Entry | None, ts: int) -> tuple[list[Write], Completed]:
@@ -390,7 +402,8 @@ class ReplicatedIndex(ReplicatedVersions, object_lock.LockRewrites, AclRewrites)
                 writes = [Write("objects", k, Entry(ts, False, encode(man)))]
             drops, parts = await self._drop_upload_writes(rec)
             used = {p.data_id for p in man.parts}
-            return [*writes, *drops], Completed(previous, [p for p in parts if p.data_id not in used])
+            done = Completed(previous, [p for p in parts if p.data_id not in used])
+            return [*writes, *drops, *event_writes(events, ts)], done
 
         return await self._locked("objects", k, decide)
 

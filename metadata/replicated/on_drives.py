@@ -310,6 +310,7 @@ class EmbeddedIndex(ReplicatedIndex):
 
     async def _write(self, writes: list[Write]) -> None:
         """Submit the writes to every copy's writer at once; return when a quorum has them durable."""
+        writes = self._expand(writes)  # with what they carry (the usage mirror), as every coordinator's writes
         if not writes:
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -146,7 +146,12 @@ class Coordinator:
                 log.info("read repair: %d record(s) on %s", len(fix), self._replicas[i].name)
                 await self._replicas[i].put(fix)
 
+    def _expand(self, writes: list[Write]) -> list[Write]:
+        """The writes an operation's writes carry with them (the usage mirror: replicated/accounting.py)."""
+        return writes
+
     async def _write(self, writes: list[Write]) -> None:
+        writes = self._expand(writes)
         if writes:
             await self._gather(lambda r: r.put(writes))
 
@@ -263,6 +268,8 @@ class Coordinator:
             self._spawn(self._replicas[i].release(table, key, txn))
 
     async def _commit(self, table: str, key: bytes, txn: str, granted: list[int], writes: list[Write]) -> None:
+        writes = self._expand(writes)
+
         async def one(i: int) -> bool:
             if i in granted:
                 return await self._replicas[i].commit(table, key, txn, writes)

@@ -10,7 +10,7 @@ as for current objects; read repair and anti-entropy cover the versions table li
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from metadata import keys, listing, object_lock, versioning
 from metadata.index import NoSuchBucket, VersionPage, check_condition
@@ -19,6 +19,7 @@ from metadata.records import (
     VERSIONING_STATES,
     BucketRecord,
     Condition,
+    EventRecord,
     LockGuard,
     ObjectManifest,
     decode,
@@ -26,6 +27,7 @@ from metadata.records import (
 )
 from metadata.replica.merge import Entry
 from metadata.replica.protocol import Write
+from metadata.replicated.accounting import event_writes
 from metadata.replicated.admin import ReplicatedAdmin
 from metadata.replicated.manifests import decode_manifest, manifest
 from metadata.replicated.merged_scan import Merged, SyncCursor
@@ -132,7 +134,12 @@ class ReplicatedVersions(ReplicatedAdmin):
         return newest[0] if newest else None
 
     async def delete_version(
-        self, bucket: str, key: str, version_id: str, guard: LockGuard | None = None
+        self,
+        bucket: str,
+        key: str,
+        version_id: str,
+        guard: LockGuard | None = None,
+        events: Sequence[EventRecord] = (),
     ) -> ObjectManifest | None:
         async def decide(current: Entry | None, ts: int) -> tuple[list[Write], ObjectManifest | None]:
             if await self.get_bucket(bucket) is None:
@@ -143,7 +150,7 @@ class ReplicatedVersions(ReplicatedAdmin):
                 return [], None
             object_lock.check_delete(target, guard)
             plan = versioning.plan_delete_version(target, live, await self._key_versions(bucket, key, limit=2))
-            return plan_writes(bucket, key, plan, live, ts), plan.freed
+            return [*plan_writes(bucket, key, plan, live, ts), *event_writes(events, ts)], plan.freed
 
         return await self._locked("objects", keys.composite(bucket, key), decide)
 

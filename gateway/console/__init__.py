@@ -1,0 +1,1 @@
+"""The web console: its HTTP app, sessions and static assets."""
