@@ -5,74 +5,18 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
 
-from cli.launch import Launched, launch, stop, tessera_command
-from gateway.objects.layer import INLINE_MAX
+from cli.launch import tessera_command
 from tests.server_process import CLEAN_ENV, assert_one_line_error, run_server
-
-MiB = 1 << 20
-SIZES = {"empty": 0, "tiny": 100, "inline-max": INLINE_MAX, "on-drives": INLINE_MAX + 1, "segments": 2 * MiB + 5}
-
-
-class Store:
-    """A server's drives, started and stopped as a user would, with the credentials it generated."""
-
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        self.drives = [base / f"d{i + 1}" for i in range(6)]
-        self.creds = ""
-        self.running: Launched | None = None
-
-    def start(self, drives: list[Path] | None = None, extra: tuple[str, ...] = ()) -> Launched:
-        args = ["server", *map(str, drives or self.drives), "--listen", "127.0.0.1:0", *extra]
-        self.running = launch(args, CLEAN_ENV, self.base / "server.log", cwd=self.base)
-        self.creds = re.search(r"export (AWS_ACCESS_KEY_ID=.*)", self.running.banner).group(1)  # type: ignore[union-attr]
-        return self.running
-
-    def stop(self) -> None:
-        if self.running is not None:
-            stop(self.running.proc)
-            self.running = None
-
-    def client(self) -> Any:
-        assert self.running is not None
-        key, secret = re.fullmatch(r"AWS_ACCESS_KEY_ID=(\S+)\s+AWS_SECRET_ACCESS_KEY=(\S+)", self.creds).groups()  # type: ignore[union-attr]
-        return boto3.client(
-            "s3",
-            endpoint_url=self.running.endpoint,
-            aws_access_key_id=key,
-            aws_secret_access_key=secret,
-            region_name="us-east-1",
-        )
-
-    def read_back(self, objects: dict[str, bytes]) -> None:
-        s3 = self.client()
-        for key, data in objects.items():
-            assert s3.get_object(Bucket="photos", Key=key)["Body"].read() == data, key
-
-    def fill(self) -> dict[str, bytes]:
-        """A bucket "photos" with inline and erasure-coded objects: what was written."""
-        s3 = self.client()
-        s3.create_bucket(Bucket="photos")
-        objects = {name: os.urandom(size) for name, size in SIZES.items()}
-        for key, data in objects.items():
-            s3.put_object(Bucket="photos", Key=key, Body=data)
-        return objects
-
-    def fragments(self) -> list[tuple[str, int]]:
-        """Every fragment file under the store's directory, also on drives taken out of the set."""
-        return sorted((f.name, f.stat().st_size) for f in self.base.glob("*/fragments/*/*.*.*"))
+from tests.store_process import Store
 
 
 @pytest.fixture
@@ -151,9 +95,11 @@ def test_a_node_on_a_drive_in_use_is_refused(filled: tuple[Store, dict[str, byte
     assert_one_line_error(res, f"in use by process {run.proc.pid}")
 
 
-def test_a_drive_of_another_deployment_is_refused(filled: tuple[Store, dict[str, bytes]], tmp_path: Path) -> None:
+def test_a_drive_of_another_deployment_is_refused(
+    filled: tuple[Store, dict[str, bytes]], tmp_path: Path, new_store: Callable[[Path], Store]
+) -> None:
     store, _ = filled
-    other = Store(tmp_path / "other")
+    other = new_store(tmp_path / "other")
     other.base.mkdir()
     other.start()
     other.stop()
@@ -193,9 +139,9 @@ def test_gc_never_collects_from_an_index_younger_than_the_data(filled: tuple[Sto
     assert store.fragments() == before
 
 
-def test_drives_from_before_format_records_are_adopted(tmp_path: Path) -> None:
+def test_drives_from_before_format_records_are_adopted(tmp_path: Path, new_store: Callable[[Path], Store]) -> None:
     """Drives that carry only {"id"} (and the index on the first one) join a deployment, data and all."""
-    store = Store(tmp_path)
+    store = new_store(tmp_path)
     store.start(extra=("--index", str(store.drives[0] / ".tessera-system")))  # the one index of before
     objects = store.fill()
     store.stop()

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,8 @@ import boto3
 import pytest
 
 from tests.server_process import assert_one_line_error, run_server
+from tests.store_process import Store
 from tests.test_drive_adoption import _wipe
-from tests.test_drive_identity import Store
 
 COPIES = 5  # 4+2 over six drives: 2m+1 copies on the first five members, quorum 3
 DEADLINE = 60.0
@@ -206,9 +206,9 @@ def _name_the_index_drive(store: Store) -> None:
         (d / "drive.json").write_text(json.dumps({**record, "system": first}))
 
 
-def test_a_single_copy_index_of_before_is_moved_into_copies(tmp_path: Path) -> None:
+def test_a_single_copy_index_of_before_is_moved_into_copies(tmp_path: Path, new_store: Callable[[Path], Store]) -> None:
     """Drives as the server of before left them: the index, credentials and origin only in DRIVE1/.tessera-system."""
-    store = Store(tmp_path)
+    store = new_store(tmp_path)
     system = store.drives[0] / ".tessera-system"
     store.start(extra=("--index", str(system)))  # --index: one LocalIndex where it is told
     objects = store.fill()
