@@ -249,7 +249,7 @@ def mounted_store(tmp_path: Path) -> Iterator[ServerProcess]:
     except (OSError, subprocess.CalledProcessError) as exc:
         pytest.skip(f"cannot mount a tmpfs here: {exc}")
     try:
-        srv = start_server(base)
+        srv = start_server(base, extra=("--min-free", "1"))  # a 64 MiB drive is not full by the 1000 MB default
         try:
             yield srv
         finally:
