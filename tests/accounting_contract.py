@@ -13,7 +13,7 @@ import pytest
 
 from metadata.index import Index, NoSuchBucket
 from metadata.records import EventRecord, NotifyTarget, Usage, new_version_id
-from tests.index_contract import make_manifest, make_upload, make_user, new_bucket, new_id
+from tests.index_records import make_manifest, make_upload, make_user, new_bucket, new_id
 from tests.version_contract import version, versioned_bucket
 
 

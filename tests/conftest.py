@@ -13,6 +13,11 @@ from tests.server_process import ServerProcess, start_server
 pytest.register_assert_rewrite(
     "tests.drive_contract",
     "tests.index_contract",
+    "tests.index_contract_uploads",
+    "tests.index_contract_cluster",
+    "tests.index_contract_tags",
+    "tests.index_contract_lifecycle",
+    "tests.index_records",
     "tests.version_contract",
     "tests.versioning_cases",
     "tests.lock_contract",

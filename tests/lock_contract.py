@@ -10,7 +10,7 @@ import pytest
 
 from metadata.index import Index, NoSuchBucket, ObjectLocked
 from metadata.records import LockGuard
-from tests.index_contract import new_bucket
+from tests.index_records import new_bucket
 from tests.version_contract import version, versioned_bucket
 
 NOW = 1_900_000_000.0  # the guards' clock: after every version's time in these tests

@@ -16,7 +16,8 @@ from metadata.index import IndexFull, IndexUnavailable
 from metadata.records import ObjectManifest
 from metadata.replica.anti_entropy import AntiEntropy
 from metadata.replicated.on_drives import DriveCopy, EmbeddedIndex, copy_count, open_copies
-from tests.index_contract import IndexContract, make_manifest, new_bucket
+from tests.index_contract import IndexContract
+from tests.index_records import make_manifest, new_bucket
 from tests.test_replicated_index import until
 
 N = 5

@@ -35,7 +35,7 @@ from storage_node.client import RemoteDrive, fetch_node_drives
 from storage_node.drive import DriveUnavailable
 from storage_node.drive_dir import TMP
 from tests.drive_contract import collect, make_chunks, new_fid, stream
-from tests.index_contract import make_manifest
+from tests.index_records import make_manifest
 from tests.meta_node import MetaAndNode, meta_and_node
 from tests.replicas import SECRET as REPLICA_SECRET
 from tests.replicas import Replicas

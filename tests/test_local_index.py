@@ -20,16 +20,8 @@ from metadata.keys import sortable
 from metadata.local.store import LocalIndex
 from metadata.records import BucketRecord, Condition, DriveRecord, NodeRecord, ObjectManifest, PartRecord, UploadRecord
 from tests.accounting_contract import AccountingContract
-from tests.index_contract import (
-    IndexContract,
-    make_manifest,
-    make_node,
-    make_part,
-    make_repair,
-    make_upload,
-    make_user,
-    new_bucket,
-)
+from tests.index_contract import IndexContract
+from tests.index_records import make_manifest, make_node, make_part, make_repair, make_upload, make_user, new_bucket
 from tests.lock_contract import LockContract
 from tests.version_contract import VersionContract
 

@@ -12,7 +12,7 @@ import pytest
 from gateway.care.notify import Notifier, NotifySettings
 from metadata.local.store import LocalIndex
 from metadata.records import BucketRecord, EventRecord, NotifyTarget, new_version_id
-from tests.index_contract import make_manifest
+from tests.index_records import make_manifest
 from tests.webhook_receiver import Receiver, free_port
 
 

@@ -29,7 +29,8 @@ from metadata.remote import protocol
 from metadata.remote.client import RemoteIndex
 from metadata.remote.service import make_meta_app
 from tests.accounting_contract import AccountingContract
-from tests.index_contract import IndexContract, make_manifest, make_node, make_part, make_upload, new_bucket
+from tests.index_contract import IndexContract
+from tests.index_records import make_manifest, make_node, make_part, make_upload, new_bucket
 from tests.lock_contract import LockContract
 from tests.version_contract import VersionContract
 

@@ -13,7 +13,8 @@ from metadata.index import BucketAlreadyExists, IndexUnavailable, PreconditionFa
 from metadata.records import BucketRecord, Condition
 from metadata.replicated.index import ReplicatedIndex
 from tests.accounting_contract import AccountingContract
-from tests.index_contract import IndexContract, make_manifest, make_upload, new_bucket, new_bucket_name
+from tests.index_contract import IndexContract
+from tests.index_records import make_manifest, make_upload, new_bucket, new_bucket_name
 from tests.lock_contract import LockContract
 from tests.replicas import Replicas
 from tests.version_contract import VersionContract

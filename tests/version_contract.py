@@ -13,7 +13,7 @@ import pytest
 
 from metadata.index import BucketNotEmpty, Index, NoSuchBucket, PreconditionFailed
 from metadata.records import Condition, ObjectManifest, new_version_id
-from tests.index_contract import make_manifest, make_part, new_bucket
+from tests.index_records import make_manifest, make_part, new_bucket
 
 _clock = [1_800_000_000.0]
 
