@@ -27,7 +27,7 @@ pytest.register_assert_rewrite("tests.accounting_contract", "tests.webhook_recei
 
 # The storage-node fixtures the test_remote_drive* modules share (node, remote, node_process); the console
 # tests' (served, browser).
-pytest_plugins = ["tests.remote_drive_helpers", "tests.console_helpers", "tests.store_process"]
+pytest_plugins = ["tests.remote_drive_helpers", "tests.console_helpers", "tests.store_process", "tests.shared_clusters"]
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ enforced by the other."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,27 +23,22 @@ from tests.object_lock_cases import (  # noqa: F401  (collected here)
     test_veeam_like_flow,
     version_ids,
 )
-from tests.s3_helpers import dev_client, expect_error, unique
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
-    c = DevCluster(tmp_path_factory.mktemp("objlock"), nodes=6, metas=3, gateways=2)
-    c.start()
-    yield c
-    c.stop()
-
-
-@pytest.fixture(scope="module")
-def s3(cluster: DevCluster) -> Any:
-    return dev_client(cluster, 1)
+from tests.s3_helpers import dev_client, expect_error
 
 
 @pytest.fixture
-def bucket(s3: Any) -> str:
-    name = unique()
-    s3.create_bucket(Bucket=name)
-    return name
+def cluster(replicated_cluster: DevCluster) -> DevCluster:
+    return replicated_cluster  # tests/shared_clusters.py: one cluster for the modules that leave it alone
+
+
+@pytest.fixture
+def s3(replicated_s3: Any) -> Any:
+    return replicated_s3
+
+
+@pytest.fixture
+def bucket(replicated_bucket: str) -> str:
+    return replicated_bucket
 
 
 def test_a_lock_set_through_one_gateway_holds_at_the_other(cluster: DevCluster, s3: Any) -> None:

@@ -4,14 +4,13 @@ one gateway read, listed and deleted through the other."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
 from cli.dev import DevCluster
-from tests.s3_helpers import dev_client, unique
+from tests.s3_helpers import dev_client
 from tests.versioning_cases import (  # noqa: F401  (collected here)
     all_versions,
     enable,
@@ -27,24 +26,19 @@ from tests.versioning_cases import (  # noqa: F401  (collected here)
 )
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
-    c = DevCluster(tmp_path_factory.mktemp("versioning"), nodes=6, metas=3, gateways=2)
-    c.start()
-    yield c
-    c.stop()
-
-
-@pytest.fixture(scope="module")
-def s3(cluster: DevCluster) -> Any:
-    return dev_client(cluster, 1)
+@pytest.fixture
+def cluster(replicated_cluster: DevCluster) -> DevCluster:
+    return replicated_cluster  # tests/shared_clusters.py: one cluster for the modules that leave it alone
 
 
 @pytest.fixture
-def bucket(s3: Any) -> str:
-    name = unique()
-    s3.create_bucket(Bucket=name)
-    return name
+def s3(replicated_s3: Any) -> Any:
+    return replicated_s3
+
+
+@pytest.fixture
+def bucket(replicated_bucket: str) -> str:
+    return replicated_bucket
 
 
 def test_racing_writes_through_two_gateways_all_become_versions(cluster: DevCluster, s3: Any, bucket: str) -> None:
