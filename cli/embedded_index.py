@@ -123,7 +123,7 @@ async def open_index(copies: Copies, heal: bool, alone: bool) -> EmbeddedIndex:
     """The index over the copies prepare() checked; heal: run the rebuilding worker here (one process only);
     alone: no other process has the copies open (no `--workers`), so a damaged one may be replaced while serving."""
     renew = partial(_member, copies) if alone else None
-    index = EmbeddedIndex(await open_copies(copies.dirs, verify=False), renew=renew)
+    index = EmbeddedIndex(await open_copies(copies.dirs, verify=False), renew=renew, solo=alone)
     try:
         index.require_quorum()
     except IndexUnavailable as exc:

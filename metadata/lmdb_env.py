@@ -8,6 +8,11 @@ a commit is on disk when it returns; sync is never turned off (an index may be t
 Writes are group-committed: the writer thread takes every write queued meanwhile and runs each in
 a nested transaction of one outer transaction, so a batch costs one fsync while each write stays
 atomic (a failing one is rolled back alone). No write is acknowledged before its batch is durable.
+
+Environments written together (the embedded server's index copies) share a CommitGate, so that one of
+their writer threads at a time runs its batch's writes (their commits, fsyncs mostly, overlap): py-lmdb
+lets go of the GIL around every call, and five writers taking turns at it with the event loop spent more
+CPU on the hand-overs than on the writes.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import asyncio
 import errno
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -82,6 +88,37 @@ def _no_room(exc: Exception, path: str | None) -> bool:
     return st.f_bavail * st.f_frsize < ALMOST_FULL
 
 
+class CommitGate:
+    """Lets `slots` of the writer threads that share it write at a time; the others wait their turn.
+
+    A holder that has been inside for longer than `stuck` seconds (a hung drive) stops counting, so a drive
+    that hangs never holds up the others' writes for longer than that.
+    """
+
+    def __init__(self, slots: int = 1, stuck: float = 0.25) -> None:
+        self._slots = slots
+        self._stuck = stuck
+        self._cond = threading.Condition()
+        self._inside: dict[int, float] = {}  # ticket -> when its commit began
+        self._tickets = 0
+
+    def enter(self) -> int:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                busy = [t for t in self._inside.values() if now - t < self._stuck]
+                if len(busy) < self._slots:
+                    self._tickets += 1
+                    self._inside[self._tickets] = now
+                    return self._tickets
+                self._cond.wait(self._stuck - (now - min(busy)))
+
+    def leave(self, ticket: int) -> None:
+        with self._cond:
+            del self._inside[ticket]
+            self._cond.notify()
+
+
 @dataclass(slots=True)
 class _WriteJob:
     fn: Callable[..., Any]
@@ -103,8 +140,11 @@ def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
 class LmdbEnv:
     """An open environment and its named databases (`db`); `what` names it in errors and thread names."""
 
-    def __init__(self, env: lmdb.Environment, dbs: dict[str, Any], what: str, readers: int) -> None:
+    def __init__(
+        self, env: lmdb.Environment, dbs: dict[str, Any], what: str, readers: int, gate: CommitGate | None = None
+    ) -> None:
         self.env = env
+        self._gate = gate
         self.db = dbs
         self._what = what
         # One writer thread (LMDB has one writer at a time anyway); readers beside it, as LMDB's MVCC
@@ -126,8 +166,9 @@ class LmdbEnv:
         readers: int,
         map_size: int = MAP_SIZE,
         dupsort: Iterable[str] = (),
+        gate: CommitGate | None = None,
     ) -> LmdbEnv:
-        return cls(*open_env(path, names, map_size, dupsort), what, readers)
+        return cls(*open_env(path, names, map_size, dupsort), what, readers, gate)
 
     async def close(self) -> None:
         """Finish the reads and writes already accepted, then close the environment. Idempotent."""
@@ -197,14 +238,39 @@ class LmdbEnv:
             for loop, settled in by_loop.items():
                 loop.call_soon_threadsafe(_settle, settled)
 
-    def _commit(self, batch: list[_WriteJob]) -> list[tuple[bool, Any]]:
-        """Run and commit a batch in one transaction (one fsync): (ok, result or exception) per write."""
+    def _run(self, batch: list[_WriteJob]) -> tuple[lmdb.Transaction, list[tuple[bool, Any]]]:
+        """Run the batch's writes in one new transaction, returned uncommitted with (ok, result or exception)
+        per write. All at once first; only if one fails, again each nested in the outer transaction, so that
+        the failing one is rolled back alone (a nested transaction costs two more calls into LMDB per write,
+        each a hand-over of the GIL). A write is a function of the transaction's state and its arguments, so
+        running it again gives what it gave the first time."""
+        outer = self.env.begin(write=True)
+        try:
+            return outer, [(True, job.fn(outer, *job.args)) for job in batch]
+        except Exception:
+            outer.abort()
+        outer = self.env.begin(write=True)
         outcomes: list[tuple[bool, Any]] = []
-        with self.env.begin(write=True) as outer:
+        try:
             for job in batch:
                 try:
                     with self.env.begin(write=True, parent=outer) as txn:
                         outcomes.append((True, job.fn(txn, *job.args)))
                 except Exception as exc:
                     outcomes.append((False, _error(exc)))
+        except BaseException:
+            outer.abort()
+            raise
+        return outer, outcomes
+
+    def _commit(self, batch: list[_WriteJob]) -> list[tuple[bool, Any]]:
+        """Run and commit a batch in one transaction (one fsync): (ok, result or exception) per write.
+        The writes pass the gate; the commit (fsyncs mostly, the GIL let go) runs beside the others' writes."""
+        ticket = self._gate.enter() if self._gate is not None else 0
+        try:
+            outer, outcomes = self._run(batch)
+        finally:
+            if self._gate is not None:
+                self._gate.leave(ticket)
+        outer.commit()
         return outcomes

@@ -96,8 +96,9 @@ class AntiEntropy:
         self._m.initialized.set(1 if store.initialized else 0)
         # Initialized peers that together meet every majority quorum of the len(peers)+1 replicas.
         replicas = len(peers) + 1
-        self._vouching = replicas - (replicas // 2 + 1) + 1
+        self.vouching = replicas - (replicas // 2 + 1) + 1
         self.rounds = 0
+        self.vouched = 0  # initialized peers pulled from in full in the last round
         # A round at once, then every interval; quickly again while not initialized.
         self.worker = Periodic(
             "anti-entropy",
@@ -135,7 +136,7 @@ class AntiEntropy:
                 continue
             pulled, differing, synced = pulled + n, differing + d, synced + 1
             vouched += peer_initialized
-        if not self._store.initialized and (synced == len(self._peers) or vouched >= self._vouching):
+        if not self._store.initialized and (synced == len(self._peers) or vouched >= self.vouching):
             # Every peer's contents (initialized or, in a brand-new cluster, not) are merged in here, or
             # those of enough initialized peers to hold every acknowledged write.
             await self._store.mark_initialized()
@@ -148,6 +149,7 @@ class AntiEntropy:
         self._m.differing.set(differing)
         self._m.last_round.set(elapsed)
         self.rounds += 1
+        self.vouched = vouched
         if pulled or differing:
             log.info("anti-entropy: round pulled %d record(s), %d range(s) differed, %.2fs", pulled, differing, elapsed)
         return pulled

@@ -94,12 +94,17 @@ class ReplicaStore:
         self.name = "local"
 
     @classmethod
-    def open(cls, path: Path, map_size: int = lmdb_env.MAP_SIZE) -> ReplicaStore:
+    def open(
+        cls, path: Path, map_size: int = lmdb_env.MAP_SIZE, gate: lmdb_env.CommitGate | None = None
+    ) -> ReplicaStore:
         path = Path(path)
         fresh = not (path / "data.mdb").exists()
         # Durable commits: a write is acknowledged to a coordinator only once synced here. Reads (quorum
         # reads, listings, anti-entropy digests of whole tables) run beside the writer, never blocking it.
-        return cls(lmdb_env.LmdbEnv.open(path, (*TABLES, "locks", "meta"), "replica store", READERS, map_size), fresh)
+        return cls(
+            lmdb_env.LmdbEnv.open(path, (*TABLES, "locks", "meta"), "replica store", READERS, map_size, gate=gate),
+            fresh,
+        )
 
     async def close(self) -> None:
         await self._lmdb.close()

@@ -7,6 +7,13 @@ majority, so any m copies may be lost, wiped or damaged with every acknowledged 
 quorum. A copy that is fresh (an adopted empty drive, a wiped directory) or that was set aside as
 damaged comes back not initialized: it takes writes at once and answers reads once anti-entropy
 (metadata/replica/anti_entropy.py) has pulled from enough initialized copies, while the server serves.
+
+Reads from one copy (solo: this process is the only one writing the copies, no `--workers`): a read needs
+every acknowledged write, and here the index sees every write to every copy. A copy is *complete* once
+an anti-entropy round in this process pulled into it from enough initialized copies to meet every
+quorum (so it holds what was acknowledged before this start) and no write has failed on it since; it
+*owes* a write acknowledged by a quorum before it settled on it. A complete copy that owes nothing holds
+every acknowledged write, and answers a read alone; otherwise reads ask a quorum and merge.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import lmdb
 
 from cluster.workers import Periodic
 from metadata.index import IndexFull, IndexUnavailable
+from metadata.lmdb_env import CommitGate
 from metadata.replica.anti_entropy import REBUILD_RETRY, AntiEntropy
 from metadata.replica.merge import Entry, merge_all
 from metadata.replica.protocol import Prepared, ReplicaDown, ReplicaFull, Write
@@ -36,6 +44,9 @@ log = logging.getLogger(__name__)
 # copy against each other copy, and copies that are all written together rarely differ (read repair fixes
 # what a read meets).
 HEAL_INTERVAL = 3600.0
+PROVE_RETRY = 30.0  # seconds between rounds while a ready copy is not known complete (solo reads, see above)
+# How many copies' writers commit at once: taking turns costs less CPU than GIL hand-overs (lmdb_env.py).
+COMMITTING = 1
 WATCH_INTERVAL = 5.0  # seconds between checks that each copy's file is still on its drive
 # What a copy's store raises when its drive or its file fails: count the copy out, never fail the request.
 _FAILURES = (lmdb.Error, OSError, IndexFull, RuntimeError)
@@ -51,10 +62,11 @@ def copy_count(m: int, drives: int) -> int:
 class DriveCopy:
     """One copy, as a Replica: its store's failures are ReplicaDown, so a failing drive is counted out."""
 
-    def __init__(self, path: Path, store: ReplicaStore | None, why: str = "") -> None:
+    def __init__(self, path: Path, store: ReplicaStore | None, why: str = "", gate: CommitGate | None = None) -> None:
         self.name = str(path)
         self.path = path
         self.store = store
+        self.gate = gate  # shared with the other copies (metadata/lmdb_env.py): also for a rebuilt store
         self.why = why  # why there is no store (or why it was switched off)
         self.damaged: ReplicaStore | None = None  # the store switched off as damaged, until it is replaced
         self.inode = _inode(path) if store is not None else None  # of data.mdb as opened
@@ -184,18 +196,18 @@ def _set_aside(path: Path, why: str) -> str:
     return str(aside)
 
 
-async def open_copy(path: Path | None, verify: bool) -> DriveCopy:
+async def open_copy(path: Path | None, verify: bool, gate: CommitGate | None = None) -> DriveCopy:
     """Open the copy in `path` (None: its drive is missing), creating it empty if absent. verify (at start,
     once for all processes): walk it first, and set a damaged one aside to start it afresh (not initialized)."""
     if path is None:
-        return DriveCopy(Path("(missing drive)"), None, "its drive is missing")
+        return DriveCopy(Path("(missing drive)"), None, "its drive is missing", gate)
     for attempt in range(2):
         store = None
         try:
-            store = await asyncio.to_thread(ReplicaStore.open, path)
+            store = await asyncio.to_thread(ReplicaStore.open, path, gate=gate)
             if verify:
                 await asyncio.to_thread(store.verify)
-            return DriveCopy(path, store)
+            return DriveCopy(path, store, gate=gate)
         except _DAMAGE as exc:
             if store is not None:
                 await store.close()
@@ -204,29 +216,40 @@ async def open_copy(path: Path | None, verify: bool) -> DriveCopy:
                     _set_aside(path, str(exc))
                     continue
                 except OSError as err:
-                    return DriveCopy(path, None, f"damaged, and cannot be set aside: {err}")
-            return DriveCopy(path, None, f"damaged: {exc}")
+                    return DriveCopy(path, None, f"damaged, and cannot be set aside: {err}", gate)
+            return DriveCopy(path, None, f"damaged: {exc}", gate)
         except (lmdb.Error, OSError) as exc:
-            return DriveCopy(path, None, f"cannot open: {exc}")
+            return DriveCopy(path, None, f"cannot open: {exc}", gate)
     raise AssertionError("unreachable")
 
 
 async def open_copies(paths: Sequence[Path | None], verify: bool) -> list[DriveCopy]:
-    return list(await asyncio.gather(*(open_copy(p, verify) for p in paths)))
+    """The copies, their writers sharing one CommitGate (metadata/lmdb_env.py)."""
+    gate = CommitGate(COMMITTING)
+    return list(await asyncio.gather(*(open_copy(p, verify, gate) for p in paths)))
 
 
 class EmbeddedIndex(ReplicatedIndex):
     """The Index over copies on the drives, with the worker that rebuilds and reconciles them (heal())."""
 
-    def __init__(self, copies: Sequence[DriveCopy], renew: Callable[[Path], bool] | None = None) -> None:
+    def __init__(
+        self, copies: Sequence[DriveCopy], renew: Callable[[Path], bool] | None = None, solo: bool = False
+    ) -> None:
         """renew: a copy found damaged or gone while serving is set aside and rebuilt here, once renew(its
         directory) says its drive is a member of the set again (an adopted drive, not a foreign one). None:
-        only at the next start (other processes have the copies open and would go on writing to the old file)."""
+        only at the next start (other processes have the copies open and would go on writing to the old file).
+        solo: no other process writes the copies, so a complete copy may answer reads alone (see above)."""
         super().__init__(list(copies))
         self.copies = list(copies)
         self._renew = renew
         self._heal = False
-        self._last_heal = time.monotonic()  # copies all ready at start: the first reconciliation in an hour
+        n = len(copies)
+        self._solo = solo
+        self._complete = [False] * n
+        self._owed = [0] * n  # acknowledged writes not yet settled on each copy
+        self._failures = [0] * n  # writes that failed on each copy
+        # Without solo reads, copies all ready at start are first reconciled in an hour; with them, at once.
+        self._last_heal = time.monotonic() - (PROVE_RETRY if solo else 0.0)
         self._entropy = {i: self._anti_entropy(i) for i, c in enumerate(copies) if c.store is not None}
         self.worker = Periodic(
             "index-copies",
@@ -249,13 +272,14 @@ class EmbeddedIndex(ReplicatedIndex):
     async def _replace(self, i: int) -> None:
         """Close a copy switched off as damaged, set its directory aside and start it afresh (rebuilding)."""
         copy = self.copies[i]
+        self._complete[i] = False
         old, copy.damaged = copy.damaged, None
         if old is not None:
             await old.close()
         try:
             if copy.path.exists():
                 _set_aside(copy.path, copy.why)
-            copy.store = await asyncio.to_thread(ReplicaStore.open, copy.path)
+            copy.store = await asyncio.to_thread(ReplicaStore.open, copy.path, gate=copy.gate)
             copy.inode = _inode(copy.path)
         except (lmdb.Error, OSError) as exc:
             copy.why = f"damaged, and cannot be rebuilt: {exc}"
@@ -270,7 +294,41 @@ class EmbeddedIndex(ReplicatedIndex):
 
     def counters(self) -> dict[str, Any]:
         rebuilding = [c.name for c in self.copies if c.store is not None and not c.store.initialized]
-        return {"copies": len(self.copies), "quorum": self.quorum, "ready": self.ready, "rebuilding": rebuilding}
+        return {
+            "copies": len(self.copies),
+            "quorum": self.quorum,
+            "ready": self.ready,
+            "rebuilding": rebuilding,
+            "complete": sum(self._complete),
+        }
+
+    # -- which copy may answer a read alone (solo; see the module's docstring)
+
+    def _lost(self, i: int) -> None:
+        """A write failed on copy i (or it failed a read): it may lack an acknowledged write from now on."""
+        self._failures[i] += 1
+        self._complete[i] = False
+
+    def _trusted(self) -> int | None:
+        """A copy that holds every acknowledged write, if one is known."""
+        if self._solo:
+            for i, c in enumerate(self.copies):
+                if self._complete[i] and not self._owed[i] and c.ready:
+                    return i
+        return None
+
+    def _sent(self, i: int, fut: asyncio.Future[bool], voter: bool) -> None:
+        """A locked operation's commit (voter: a granted copy, whose commit says whether it applied the
+        writes) or write to copy i: counted as owed until it settles, since the operation may be
+        acknowledged before."""
+        self._owed[i] += 1
+
+        def settled(fut: asyncio.Future[bool]) -> None:
+            self._owed[i] -= 1
+            if fut.cancelled() or fut.exception() is not None or (voter and not fut.result()):
+                self._lost(i)
+
+        fut.add_done_callback(settled)
 
     def require_quorum(self) -> None:
         if self.ready < self.quorum:
@@ -281,8 +339,21 @@ class EmbeddedIndex(ReplicatedIndex):
     # -- the quorum plumbing, without a task per copy: the stores are in this process
 
     async def _read_many(self, reads: list[tuple[str, bytes]]) -> list[Entry | None]:
-        """Read a quorum of copies one after the other (a few keys are read on the event loop: microseconds
-        each), those that failed least recently first; the copies that answered stale are repaired behind."""
+        """Read a copy known to hold every acknowledged write; else a quorum of copies one after the other (a
+        few keys are read on the event loop: microseconds each), those that failed least recently first, and
+        repair the copies that answered stale behind."""
+        trusted = self._trusted()
+        if trusted is not None:
+            try:
+                got = await self.copies[trusted].get_many(reads)
+            except ReplicaDown as exc:
+                self._note(trusted, exc)
+                self._lost(trusted)
+            else:
+                for e in got:
+                    if e is not None:
+                        self._hlc.observe(e.hlc)
+                return got
         answers: list[tuple[int, list[Entry | None]]] = []
         down = []
         for i in sorted(range(len(self.copies)), key=lambda i: self._failed_at.get(i, 0.0)):
@@ -318,8 +389,14 @@ class EmbeddedIndex(ReplicatedIndex):
         errors: list[str] = []
         failures: list[BaseException] = []
         n = len(self.copies)
+        unsettled = set(range(n))
+        owed: set[int] = set()  # copies that had not settled the write when a quorum acknowledged it
 
         def settled(i: int, fut: asyncio.Future[int]) -> None:
+            unsettled.discard(i)
+            if i in owed:
+                owed.discard(i)
+                self._owed[i] -= 1
             exc = None if fut.cancelled() else fut.exception()
             if exc is None:
                 tally["ok"] += 1
@@ -330,6 +407,7 @@ class EmbeddedIndex(ReplicatedIndex):
                         done.set_exception(exc)  # a refused argument: the same on every copy
                     return
                 self._note(i, exc)
+                self._lost(i)
                 tally["down"] += 1
                 errors.append(str(exc))
                 failures.append(exc)
@@ -337,6 +415,9 @@ class EmbeddedIndex(ReplicatedIndex):
                 return
             if tally["ok"] >= self.quorum:
                 done.set_result(None)
+                for j in unsettled:
+                    owed.add(j)
+                    self._owed[j] += 1
             elif tally["down"] > n - self.quorum:
                 # A disk with room again takes writes: then the client is to back off (IndexFull).
                 kind = IndexFull if any(isinstance(e, ReplicaFull) for e in failures) else IndexUnavailable
@@ -359,7 +440,9 @@ class EmbeddedIndex(ReplicatedIndex):
                 copy.switch_off("lost its file (its drive was wiped or replaced while serving)")
         if not self._heal:
             return
-        if not self._to_rebuild() and time.monotonic() - self._last_heal < HEAL_INTERVAL:
+        since = time.monotonic() - self._last_heal
+        unproven = self._solo and any(c.ready and not self._complete[i] for i, c in enumerate(self.copies))
+        if not self._to_rebuild() and since < HEAL_INTERVAL and not (unproven and since >= PROVE_RETRY):
             return
         self._last_heal = time.monotonic()
         for i, copy in enumerate(self.copies):
@@ -368,13 +451,17 @@ class EmbeddedIndex(ReplicatedIndex):
             ae = self._entropy.get(i)
             if copy.store is None or ae is None:  # missing, or switched off
                 continue
-            was = copy.store.initialized
+            was, store, failures = copy.store.initialized, copy.store, self._failures[i]
             try:
                 await ae.round()
             except _FAILURES as exc:  # this copy's own store failed: the others go on
                 copy._down(exc)
+                self._lost(i)
                 log.warning("index copy %s: anti-entropy failed: %s", copy.name, exc)
                 continue
+            if copy.store is store and store.initialized and ae.vouched >= ae.vouching:
+                # It holds what a quorum held when the round began, and every write since (none failed).
+                self._complete[i] = self._failures[i] == failures
             if not was and copy.store.initialized:
                 log.info("index copy %s rebuilt: %d of %d copies ready", copy.name, self.ready, len(self.copies))
 
