@@ -123,18 +123,25 @@ class CommitGate:
 class _WriteJob:
     fn: Callable[..., Any]
     args: tuple[Any, ...]
-    future: asyncio.Future[Any]
+    done: asyncio.Future[Any] | Settled
     loop: asyncio.AbstractEventLoop
 
 
-def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
-    for fut, ok, value in outcomes:
-        if fut.done():  # the caller was cancelled; the write itself is durable or rolled back all the same
+# Told on the event loop whether a write submitted with submit_then() became durable: (True, its result) or
+# (False, the exception).
+Settled = Callable[[bool, Any], None]
+
+
+def _settle(outcomes: list[tuple[asyncio.Future[Any] | Settled, bool, Any]]) -> None:
+    for done, ok, value in outcomes:
+        if not isinstance(done, asyncio.Future):
+            done(ok, value)
+        elif done.done():  # the caller was cancelled; the write itself is durable or rolled back all the same
             continue
-        if ok:
-            fut.set_result(value)
+        elif ok:
+            done.set_result(value)
         else:
-            fut.set_exception(value)
+            done.set_exception(value)
 
 
 class LmdbEnv:
@@ -209,16 +216,25 @@ class LmdbEnv:
 
     def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """write() without its coroutine: the future is done once the write is durable (or failed)."""
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue(fn, args, fut)
+        return fut
+
+    def submit_then(self, done: Settled, fn: Callable[..., Any], *args: Any) -> None:
+        """submit() without a future: done(ok, result or exception) is called on the event loop once the
+        write is durable or failed (a caller writing many stores at once, per request: no future and no
+        callback handle each)."""
+        self._queue(fn, args, done)
+
+    def _queue(self, fn: Callable[..., Any], args: tuple[Any, ...], done: asyncio.Future[Any] | Settled) -> None:
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[T] = loop.create_future()
         with self._lock:
             self._check_open()
-            self._pending.append(_WriteJob(fn, args, fut, loop))
+            self._pending.append(_WriteJob(fn, args, done, loop))
             if not self._flushing:
                 self._flushing = True
                 # Under the lock, so close() cannot queue the environment's close before this flush.
                 self._writer.submit(self._flush)
-        return fut
 
     def _flush(self) -> None:
         """On the writer thread: commit batches until nothing is queued."""
@@ -232,9 +248,9 @@ class LmdbEnv:
                 outcomes = self._commit(batch)
             except Exception as exc:  # the batch did not become durable: none of it is acknowledged
                 outcomes = [(False, _error(exc, self.env.path()))] * len(batch)
-            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any] | Settled, bool, Any]]] = {}
             for job, (ok, value) in zip(batch, outcomes, strict=True):
-                by_loop.setdefault(job.loop, []).append((job.future, ok, value))
+                by_loop.setdefault(job.loop, []).append((job.done, ok, value))
             for loop, settled in by_loop.items():
                 loop.call_soon_threadsafe(_settle, settled)
 

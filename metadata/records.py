@@ -386,16 +386,24 @@ def _build(cls: type[T], d: dict[str, Any]) -> T:
     return cls(**{k: v for k, v in d.items() if k in known})
 
 
-def decode(cls: type[T], data: bytes, with_inline: bool = True) -> T:
-    """A record from its bytes; with_inline=False leaves inline object bytes unread (for listings)."""
+def _split(data: bytes) -> tuple[dict[str, Any], memoryview | None]:
+    """A record's stored map, and the inline object bytes after it (if it is a manifest with any)."""
     view = memoryview(data)
-    tail = None
     if view[:4] == _INLINE_MAGIC:
         (n,) = _LEN.unpack(view[4:8])
-        d = msgpack.unpackb(view[8 : 8 + n], raw=False)
-        tail = view[8 + n :]
-    else:
-        d = msgpack.unpackb(view, raw=False)
+        return msgpack.unpackb(view[8 : 8 + n], raw=False), view[8 + n :]
+    return msgpack.unpackb(view, raw=False), None
+
+
+def stored_fields(data: bytes) -> dict[str, Any]:
+    """A record's top-level fields as stored (an empty one may be left out), without building the record:
+    for a hot path that wants one or two of them."""
+    return _split(data)[0]
+
+
+def decode(cls: type[T], data: bytes, with_inline: bool = True) -> T:
+    """A record from its bytes; with_inline=False leaves inline object bytes unread (for listings)."""
+    d, tail = _split(data)
     if tail is not None:
         pos = 0
         for part in d["parts"]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -184,10 +184,9 @@ async def test_copies_out_of_room_answer_index_full(embedded: EmbeddedIndex) -> 
             self.get_many = store.get_many
             self.initialized = True
 
-        def submit_put(self, writes: object) -> asyncio.Future[int]:
-            fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-            fut.set_exception(IndexFull("no room for the write: No space left on device"))
-            return fut
+        def put_then(self, writes: object, done: Callable[[bool, Any], None]) -> None:
+            full = IndexFull("no room for the write: No space left on device")
+            asyncio.get_running_loop().call_soon(done, False, full)
 
     try:
         for c in embedded.copies[:3]:

@@ -16,7 +16,6 @@ reads and prepares until anti-entropy has copied what its peers hold (metadata/r
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import struct
@@ -189,9 +188,9 @@ class ReplicaStore:
         """
         return await self._lmdb.write(self._apply, writes)
 
-    def submit_put(self, writes: list[Write]) -> asyncio.Future[int]:
-        """put() as a future, for a caller in this process writing to many stores at once without a task each."""
-        return self._lmdb.submit(self._apply, writes)
+    def put_then(self, writes: list[Write], done: lmdb_env.Settled) -> None:
+        """put() for a caller in this process writing to many stores at once: done(ok, changed or exception)."""
+        self._lmdb.submit_then(done, self._apply, writes)
 
     async def scan(
         self, table: str, start: bytes, inclusive: bool, scope: bytes, limit: int

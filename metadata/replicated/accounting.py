@@ -22,10 +22,10 @@ import msgpack
 
 from metadata import keys
 from metadata.index import NoSuchBucket
-from metadata.records import BucketRecord, EventRecord, NotifyTarget, Usage, UserRecord, decode, encode, usage_of
+from metadata.records import BucketRecord, EventRecord, NotifyTarget, Usage, UserRecord, decode, encode
 from metadata.replica.merge import Entry
 from metadata.replica.protocol import Write
-from metadata.replicated.manifests import decode_manifest
+from metadata.replicated.manifests import stored_usage
 from metadata.replicated.merged_scan import Merged
 from metadata.replicated.quorum import SCAN_BATCH, Coordinator, tomb
 
@@ -41,7 +41,7 @@ def mirror(writes: list[Write]) -> list[Write]:
         if w.entry.tombstone:
             extra.append(Write("usage", w.key, tomb(w.entry.hlc)))
         else:
-            u = usage_of(decode_manifest(w.entry.value, with_inline=False))
+            u = stored_usage(w.entry.value)
             extra.append(Write("usage", w.key, Entry(w.entry.hlc, False, msgpack.packb([u.bytes, u.objects]))))
     return writes + extra if extra else writes
 

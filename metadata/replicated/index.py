@@ -57,6 +57,7 @@ from metadata.records import (
     apply_changes,
     decode,
     encode,
+    stored_fields,
 )
 from metadata.replica.merge import Entry
 from metadata.replica.protocol import Write
@@ -165,11 +166,11 @@ class ReplicatedIndex(ReplicatedVersions, ReplicatedAccounting, object_lock.Lock
             bucket_e, current = await self._read_many([("buckets", man.bucket.encode()), ("objects", k)])
             if bucket_e is None or bucket_e.tombstone:
                 raise NoSuchBucket(man.bucket)
-            known = decode(BucketRecord, bucket_e.value)
-            if not known.versioning:
+            if not stored_fields(bucket_e.value).get("versioning"):  # not decoded whole: every PUT comes here
                 ts = self._hlc.now()
                 await self._write([Write("objects", k, Entry(ts, False, encode(man))), *event_writes(events, ts)])
                 return manifest(current)
+            known = decode(BucketRecord, bucket_e.value)
 
         async def decide(current: Entry | None, ts: int) -> tuple[list[Write], ObjectManifest | None]:
             bucket = known or await self.get_bucket(man.bucket)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import struct
 
-from metadata.records import ObjectManifest, decode, encode
+from metadata.records import ObjectManifest, Usage, decode, encode, stored_fields
 from metadata.replica.merge import Entry
 
 # A manifest update_part rewrote is stored as _REVISED, its revision number (u32) and the encoded manifest.
@@ -22,6 +22,12 @@ def revision(value: bytes) -> int:
 
 def decode_manifest(value: bytes, with_inline: bool = True) -> ObjectManifest:
     return decode(ObjectManifest, value[_REVISED_HEAD:] if value.startswith(_REVISED) else value, with_inline)
+
+
+def stored_usage(value: bytes) -> Usage:
+    """usage_of() the manifest stored as `value`, without decoding it (the usage mirror, at every write)."""
+    d = stored_fields(value[_REVISED_HEAD:] if value.startswith(_REVISED) else value)
+    return Usage() if d.get("delete_marker") else Usage(d.get("size", 0), 1)
 
 
 def manifest(e: Entry | None) -> ObjectManifest | None:

@@ -13,17 +13,20 @@ every acknowledged write, and here the index sees every write to every copy. A c
 an anti-entropy round in this process pulled into it from enough initialized copies to meet every
 quorum (so it holds what was acknowledged before this start) and no write has failed on it since; it
 *owes* a write acknowledged by a quorum before it settled on it. A complete copy that owes nothing holds
-every acknowledged write, and answers a read alone; otherwise reads ask a quorum and merge.
+every acknowledged write, and answers a read alone; otherwise reads ask a quorum and merge. Bucket records,
+which every request reads, are then kept in memory as such a copy gave them, and dropped at any write
+to the buckets table: none is kept while one is on its way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +34,7 @@ import lmdb
 
 from cluster.workers import Periodic
 from metadata.index import IndexFull, IndexUnavailable
-from metadata.lmdb_env import CommitGate
+from metadata.lmdb_env import CommitGate, Settled
 from metadata.replica.anti_entropy import REBUILD_RETRY, AntiEntropy
 from metadata.replica.merge import Entry, merge_all
 from metadata.replica.protocol import Prepared, ReplicaDown, ReplicaFull, Write
@@ -121,10 +124,11 @@ class DriveCopy:
         except _FAILURES as exc:
             raise self._down(exc) from None
 
-    def submit_put(self, writes: list[Write]) -> asyncio.Future[int]:
-        """put() as a future (EmbeddedIndex._write); its failures are mapped by failure()."""
+    def put_then(self, writes: list[Write], done: Settled) -> None:
+        """put() with done(ok, changed or exception) called once it settles (EmbeddedIndex._write); its
+        failures are mapped by failure()."""
         try:
-            return self._live().submit_put(writes)
+            self._live().put_then(writes, done)
         except _FAILURES as exc:
             raise self._down(exc) from None
 
@@ -248,6 +252,8 @@ class EmbeddedIndex(ReplicatedIndex):
         self._complete = [False] * n
         self._owed = [0] * n  # acknowledged writes not yet settled on each copy
         self._failures = [0] * n  # writes that failed on each copy
+        self._buckets: dict[bytes, Entry] = {}  # solo: live bucket records as acknowledged
+        self._bucket_writes = 0  # writes to the buckets table sent and not yet acknowledged (or failed)
         # Without solo reads, copies all ready at start are first reconciled in an hour; with them, at once.
         self._last_heal = time.monotonic() - (PROVE_RETRY if solo else 0.0)
         self._entropy = {i: self._anti_entropy(i) for i, c in enumerate(copies) if c.store is not None}
@@ -300,6 +306,7 @@ class EmbeddedIndex(ReplicatedIndex):
             "ready": self.ready,
             "rebuilding": rebuilding,
             "complete": sum(self._complete),
+            "owed": sum(self._owed),
         }
 
     # -- which copy may answer a read alone (solo; see the module's docstring)
@@ -344,16 +351,22 @@ class EmbeddedIndex(ReplicatedIndex):
         repair the copies that answered stale behind."""
         trusted = self._trusted()
         if trusted is not None:
+            known = self._buckets
+            missing = [r for r in reads if r[0] != "buckets" or r[1] not in known]
             try:
-                got = await self.copies[trusted].get_many(reads)
+                got = await self.copies[trusted].get_many(missing) if missing else []
             except ReplicaDown as exc:
                 self._note(trusted, exc)
                 self._lost(trusted)
             else:
-                for e in got:
+                fetched = dict(zip(missing, got, strict=True))
+                for (table, k), e in fetched.items():
                     if e is not None:
                         self._hlc.observe(e.hlc)
-                return got
+                        # Live ones only: names that do not exist are the client's to choose, without end.
+                        if table == "buckets" and not e.tombstone and not self._bucket_writes:
+                            known[k] = e
+                return [fetched[r] if r in fetched else known[r[1]] for r in reads]
         answers: list[tuple[int, list[Entry | None]]] = []
         down = []
         for i in sorted(range(len(self.copies)), key=lambda i: self._failed_at.get(i, 0.0)):
@@ -380,10 +393,35 @@ class EmbeddedIndex(ReplicatedIndex):
         return merged
 
     async def _write(self, writes: list[Write]) -> None:
-        """Submit the writes to every copy's writer at once; return when a quorum has them durable."""
+        """Write to every copy; return when a quorum has the writes durable."""
         writes = self._expand(writes)  # with what they carry (the usage mirror), as every coordinator's writes
         if not writes:
             return
+        if any(w.table == "buckets" for w in writes):
+            async with self._writing_buckets():
+                await self._write_copies(writes)
+        else:
+            await self._write_copies(writes)
+
+    @contextlib.asynccontextmanager
+    async def _writing_buckets(self) -> AsyncIterator[None]:
+        """Around a write to the buckets table: no bucket record is kept from its sending to its answer."""
+        self._buckets.clear()
+        self._bucket_writes += 1
+        try:
+            yield
+        finally:
+            self._bucket_writes -= 1
+
+    async def _commit(self, table: str, key: bytes, txn: str, granted: list[int], writes: list[Write]) -> None:
+        if any(w.table == "buckets" for w in writes):
+            async with self._writing_buckets():
+                await super()._commit(table, key, txn, granted, writes)
+        else:
+            await super()._commit(table, key, txn, granted, writes)
+
+    async def _write_copies(self, writes: list[Write]) -> None:
+        """Submit the writes to every copy's writer at once; return when a quorum has them durable."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         tally = {"ok": 0, "down": 0}
         errors: list[str] = []
@@ -392,12 +430,12 @@ class EmbeddedIndex(ReplicatedIndex):
         unsettled = set(range(n))
         owed: set[int] = set()  # copies that had not settled the write when a quorum acknowledged it
 
-        def settled(i: int, fut: asyncio.Future[int]) -> None:
+        def settled(i: int, ok: bool, value: Any) -> None:
             unsettled.discard(i)
             if i in owed:
                 owed.discard(i)
                 self._owed[i] -= 1
-            exc = None if fut.cancelled() else fut.exception()
+            exc = None if ok else value
             if exc is None:
                 tally["ok"] += 1
             else:
@@ -425,11 +463,9 @@ class EmbeddedIndex(ReplicatedIndex):
 
         for i, c in enumerate(self.copies):
             try:
-                fut = c.submit_put(writes)
+                c.put_then(writes, functools.partial(settled, i))
             except ReplicaDown as exc:
-                fut = asyncio.get_running_loop().create_future()
-                fut.set_exception(exc)
-            fut.add_done_callback(functools.partial(settled, i))
+                settled(i, False, exc)
         await done
 
     async def _heal_round(self) -> None:
