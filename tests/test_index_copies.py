@@ -12,8 +12,9 @@ from typing import Any
 import lmdb
 import pytest
 
-from metadata.index import IndexFull, IndexUnavailable
-from metadata.records import ObjectManifest
+from metadata import keys
+from metadata.index import IndexFull, IndexUnavailable, PreconditionFailed
+from metadata.records import Condition, ObjectManifest
 from metadata.replica.anti_entropy import AntiEntropy
 from metadata.replicated.on_drives import DriveCopy, EmbeddedIndex, copy_count, open_copies
 from tests.index_contract import IndexContract
@@ -41,6 +42,71 @@ class TestEmbeddedIndex(IndexContract):
     @pytest.fixture
     async def index(self, embedded: EmbeddedIndex) -> EmbeddedIndex:
         return embedded
+
+
+async def _solo(base: Path) -> EmbeddedIndex:
+    """A solo server's index (the only process writing the copies), its copies proven complete."""
+    copies = await open_copies([base / f"c{i}" for i in range(N)], verify=False)
+    index = EmbeddedIndex(copies, solo=True, prove_retry=0.5)
+    await index.mark_all_initialized()
+    index.start(heal=True)
+    await until(lambda: index.counters()["complete"] == N)
+    return index
+
+
+@pytest.fixture
+async def solo(tmp_path: Path) -> AsyncIterator[EmbeddedIndex]:
+    index = await _solo(tmp_path)
+    yield index
+    await index.close()
+
+
+class TestSoloEmbeddedIndex(IndexContract):
+    """The same contract with reads from one complete copy, bucket records kept, and the lock held in process."""
+
+    @pytest.fixture
+    async def index(self, solo: EmbeddedIndex) -> EmbeddedIndex:
+        return solo
+
+
+async def test_solo_reads_never_miss_an_acknowledged_write(solo: EmbeddedIndex) -> None:
+    """A copy that failed a write is not read alone until a round of anti-entropy proves it complete again."""
+    name = await new_bucket(solo)
+    first = solo.copies[0]
+    store = first.store
+    first.store, first.why = None, "taken out"
+    await solo.put_object(make_manifest(name, "k"))  # acknowledged by the four others
+    assert solo.counters()["complete"] == N - 1
+    first.store, first.why = store, ""  # back, without the write
+    for _ in range(20):
+        assert await solo.get_object(name, "k") is not None
+    await until(lambda: solo.counters()["complete"] == N)  # a round later: pulled, and proven again
+    assert first.store is not None
+    (e,) = await first.store.get("objects", [keys.composite(name, "k")])
+    assert e is not None and not e.tombstone
+
+
+async def test_solo_bucket_records_follow_every_change(solo: EmbeddedIndex) -> None:
+    name = await new_bucket(solo)
+    for status in ("Enabled", "Suspended"):
+        assert (await solo.get_bucket(name)) is not None
+        await solo.set_versioning(name, status)
+        rec = await solo.get_bucket(name)
+        assert rec is not None and rec.versioning == status
+    await solo.delete_bucket(name)
+    assert await solo.get_bucket(name) is None
+
+
+async def test_solo_conditional_writes_on_one_key_never_both_win(solo: EmbeddedIndex) -> None:
+    """The key's lock is held in this process: of racing If-None-Match: * writes exactly one wins."""
+    name = await new_bucket(solo)
+    cond = Condition(if_none_match_star=True)
+    results = await asyncio.gather(
+        *(solo.put_object(make_manifest(name, "race"), cond) for _ in range(8)), return_exceptions=True
+    )
+    assert sum(1 for r in results if not isinstance(r, BaseException)) == 1
+    assert all(isinstance(r, PreconditionFailed) for r in results if isinstance(r, BaseException))
+    assert not solo._held  # every key's lock given back
 
 
 def test_copy_count() -> None:

@@ -13,7 +13,9 @@ every acknowledged write, and here the index sees every write to every copy. A c
 an anti-entropy round in this process pulled into it from enough initialized copies to meet every
 quorum (so it holds what was acknowledged before this start) and no write has failed on it since; it
 *owes* a write acknowledged by a quorum before it settled on it. A complete copy that owes nothing holds
-every acknowledged write, and answers a read alone; otherwise reads ask a quorum and merge. Bucket records,
+every acknowledged write, and answers a read alone; otherwise reads ask a quorum and merge. Conditional
+operations (ReplicatedIndex's per-key lock) then hold the key in this process instead of on a majority of
+copies: nobody else writes them. Bucket records,
 which every request reads, are then kept in memory as such a copy gave them, and dropped at any write
 to the buckets table: none is kept while one is on its way.
 """
@@ -26,9 +28,9 @@ import functools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import lmdb
 
@@ -42,6 +44,7 @@ from metadata.replica.store import ReplicaStore
 from metadata.replicated.index import ReplicatedIndex
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Seconds between anti-entropy rounds once every copy is initialized: each round digests every table of every
 # copy against each other copy, and copies that are all written together rarely differ (read repair fixes
@@ -237,7 +240,11 @@ class EmbeddedIndex(ReplicatedIndex):
     """The Index over copies on the drives, with the worker that rebuilds and reconciles them (heal())."""
 
     def __init__(
-        self, copies: Sequence[DriveCopy], renew: Callable[[Path], bool] | None = None, solo: bool = False
+        self,
+        copies: Sequence[DriveCopy],
+        renew: Callable[[Path], bool] | None = None,
+        solo: bool = False,
+        prove_retry: float = PROVE_RETRY,
     ) -> None:
         """renew: a copy found damaged or gone while serving is set aside and rebuilt here, once renew(its
         directory) says its drive is a member of the set again (an adopted drive, not a foreign one). None:
@@ -249,18 +256,20 @@ class EmbeddedIndex(ReplicatedIndex):
         self._heal = False
         n = len(copies)
         self._solo = solo
+        self._prove_retry = prove_retry
         self._complete = [False] * n
         self._owed = [0] * n  # acknowledged writes not yet settled on each copy
         self._failures = [0] * n  # writes that failed on each copy
+        self._held: dict[tuple[str, bytes], tuple[asyncio.Lock, int]] = {}  # solo: keys locked, and by how many
         self._buckets: dict[bytes, Entry] = {}  # solo: live bucket records as acknowledged
         self._bucket_writes = 0  # writes to the buckets table sent and not yet acknowledged (or failed)
         # Without solo reads, copies all ready at start are first reconciled in an hour; with them, at once.
-        self._last_heal = time.monotonic() - (PROVE_RETRY if solo else 0.0)
+        self._last_heal = time.monotonic() - (prove_retry if solo else 0.0)
         self._entropy = {i: self._anti_entropy(i) for i, c in enumerate(copies) if c.store is not None}
         self.worker = Periodic(
             "index-copies",
             self._heal_round,
-            lambda: REBUILD_RETRY if self._to_rebuild() else WATCH_INTERVAL,
+            lambda: REBUILD_RETRY if self._to_rebuild() else min(WATCH_INTERVAL, self._prove_retry),
             at_once=True,
             what="index copies' anti-entropy round",
             counters=self.counters,
@@ -413,6 +422,30 @@ class EmbeddedIndex(ReplicatedIndex):
         finally:
             self._bucket_writes -= 1
 
+    async def _locked(
+        self, table: str, key: bytes, decide: Callable[[Entry | None, int], Awaitable[tuple[list[Write], T]]]
+    ) -> T:
+        """The per-key lock of conditional operations (Coordinator._locked): on a solo server, held here, the
+        key read and the writes made like any others, without the prepare and commit rounds on the copies."""
+        if not self._solo:
+            return await super()._locked(table, key, decide)
+        held = (table, key)
+        lock, users = self._held.get(held) or (asyncio.Lock(), 0)
+        self._held[held] = (lock, users + 1)
+        try:
+            async with lock:
+                (current,) = await self._read_many([held])
+                writes, result = await decide(current, self._hlc.now())
+                if writes:
+                    await self._write(writes)
+                return result
+        finally:
+            lock, users = self._held[held]
+            if users == 1:
+                del self._held[held]
+            else:
+                self._held[held] = (lock, users - 1)
+
     async def _commit(self, table: str, key: bytes, txn: str, granted: list[int], writes: list[Write]) -> None:
         if any(w.table == "buckets" for w in writes):
             async with self._writing_buckets():
@@ -478,7 +511,7 @@ class EmbeddedIndex(ReplicatedIndex):
             return
         since = time.monotonic() - self._last_heal
         unproven = self._solo and any(c.ready and not self._complete[i] for i, c in enumerate(self.copies))
-        if not self._to_rebuild() and since < HEAL_INTERVAL and not (unproven and since >= PROVE_RETRY):
+        if not self._to_rebuild() and since < HEAL_INTERVAL and not (unproven and since >= self._prove_retry):
             return
         self._last_heal = time.monotonic()
         for i, copy in enumerate(self.copies):
