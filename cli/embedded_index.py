@@ -24,8 +24,9 @@ from cli.addresses import StartupError
 from gateway.accounts.credentials import Credentials, credentials_from_env, generate
 from metadata.index import IndexUnavailable
 from metadata.local.store import LocalIndex
+from metadata.replicated.drive_copies import copy_count, open_copies
 from metadata.replicated.migrate import migrate
-from metadata.replicated.on_drives import EmbeddedIndex, copy_count, open_copies
+from metadata.replicated.on_drives import EmbeddedIndex
 from storage_node.drive_format import SYSTEM_DIR, AssembledSet, SetRefused, read_format
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,8 @@ from metadata import keys
 from metadata.index import IndexFull, IndexUnavailable, PreconditionFailed
 from metadata.records import Condition, ObjectManifest
 from metadata.replica.anti_entropy import AntiEntropy
-from metadata.replicated.on_drives import DriveCopy, EmbeddedIndex, copy_count, open_copies
+from metadata.replicated.drive_copies import DriveCopy, copy_count, open_copies
+from metadata.replicated.on_drives import EmbeddedIndex
 from tests.index_contract import IndexContract
 from tests.index_records import make_manifest, new_bucket
 from tests.test_replicated_index import until

@@ -18,8 +18,8 @@ from metadata.records import encode
 from metadata.replica.merge import Entry
 from metadata.replica.protocol import ReplicaDown, Write
 from metadata.replicated.admin import _position
+from metadata.replicated.drive_copies import DriveCopy
 from metadata.replicated.index import _upload_key
-from metadata.replicated.on_drives import DriveCopy
 
 log = logging.getLogger(__name__)
 
