@@ -80,6 +80,7 @@ class EmbeddedIndex(ReplicatedIndex):
         self._held: dict[tuple[str, bytes], tuple[asyncio.Lock, int]] = {}  # solo: keys locked, and by how many
         self._buckets: dict[bytes, Entry] = {}  # solo: live bucket records as acknowledged
         self._bucket_writes = 0  # writes to the buckets table sent and not yet acknowledged (or failed)
+        self._bucket_gen = 0  # writes to the buckets table sent so far
         # Without solo reads, copies all ready at start are first reconciled in an hour; with them, at once.
         self._last_heal = time.monotonic() - (prove_retry if solo else 0.0)
         self._entropy = {i: self._anti_entropy(i) for i, c in enumerate(copies) if c.store is not None}
@@ -150,19 +151,6 @@ class EmbeddedIndex(ReplicatedIndex):
                     return i
         return None
 
-    def _sent(self, i: int, fut: asyncio.Future[bool], voter: bool) -> None:
-        """A locked operation's commit (voter: a granted copy, whose commit says whether it applied the
-        writes) or write to copy i: counted as owed until it settles, since the operation may be
-        acknowledged before."""
-        self._owed[i] += 1
-
-        def settled(fut: asyncio.Future[bool]) -> None:
-            self._owed[i] -= 1
-            if fut.cancelled() or fut.exception() is not None or (voter and not fut.result()):
-                self._lost(i)
-
-        fut.add_done_callback(settled)
-
     def require_quorum(self) -> None:
         if self.ready < self.quorum:
             raise IndexUnavailable(
@@ -177,7 +165,7 @@ class EmbeddedIndex(ReplicatedIndex):
         repair the copies that answered stale behind."""
         trusted = self._trusted()
         if trusted is not None:
-            known = self._buckets
+            known, gen = self._buckets, self._bucket_gen
             missing = [r for r in reads if r[0] != "buckets" or r[1] not in known]
             try:
                 got = await self.copies[trusted].get_many(missing) if missing else []
@@ -186,11 +174,13 @@ class EmbeddedIndex(ReplicatedIndex):
                 self._lost(trusted)
             else:
                 fetched = dict(zip(missing, got, strict=True))
+                # Kept only if no bucket write began meanwhile (a read of many keys waits for a reader thread).
+                keep = not self._bucket_writes and gen == self._bucket_gen
                 for (table, k), e in fetched.items():
                     if e is not None:
                         self._hlc.observe(e.hlc)
                         # Live ones only: names that do not exist are the client's to choose, without end.
-                        if table == "buckets" and not e.tombstone and not self._bucket_writes:
+                        if keep and table == "buckets" and not e.tombstone:
                             known[k] = e
                 return [fetched[r] if r in fetched else known[r[1]] for r in reads]
         answers: list[tuple[int, list[Entry | None]]] = []
@@ -234,6 +224,7 @@ class EmbeddedIndex(ReplicatedIndex):
         """Around a write to the buckets table: no bucket record is kept from its sending to its answer."""
         self._buckets.clear()
         self._bucket_writes += 1
+        self._bucket_gen += 1
         try:
             yield
         finally:
@@ -262,13 +253,6 @@ class EmbeddedIndex(ReplicatedIndex):
                 del self._held[held]
             else:
                 self._held[held] = (lock, users - 1)
-
-    async def _commit(self, table: str, key: bytes, txn: str, granted: list[int], writes: list[Write]) -> None:
-        if any(w.table == "buckets" for w in writes):
-            async with self._writing_buckets():
-                await super()._commit(table, key, txn, granted, writes)
-        else:
-            await super()._commit(table, key, txn, granted, writes)
 
     async def _write_copies(self, writes: list[Write]) -> None:
         """Submit the writes to every copy's writer at once; return when a quorum has them durable."""

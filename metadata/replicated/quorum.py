@@ -195,9 +195,6 @@ class Coordinator:
 
     # -- plumbing: conditional operations
 
-    def _sent(self, i: int, fut: asyncio.Future[bool], voter: bool) -> None:
-        """A hook: a locked operation's commit (voter) or write to replica i was sent; fut settles with it."""
-
     async def _locked(
         self, table: str, key: bytes, decide: Callable[[Entry | None, int], Awaitable[tuple[list[Write], T]]]
     ) -> T:
@@ -280,8 +277,6 @@ class Coordinator:
             return False
 
         tasks = [asyncio.ensure_future(one(i)) for i in range(len(self._replicas))]
-        for i, t in enumerate(tasks):
-            self._sent(i, t, i in granted)
         ok = 0
         for fut in asyncio.as_completed(tasks):
             with contextlib.suppress(ReplicaDown, IndexFull):
