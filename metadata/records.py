@@ -255,9 +255,12 @@ class Usage:
 
 def usage_of(man: ObjectManifest | None) -> Usage:
     """What one stored version adds to its bucket's usage."""
-    if man is None or man.delete_marker:
-        return Usage()
-    return Usage(man.size, 1)
+    return Usage() if man is None else version_usage(man.size, man.delete_marker)
+
+
+def version_usage(size: int, delete_marker: bool) -> Usage:
+    """The rule of usage_of, for a caller that has only the two fields (a manifest's stored_fields)."""
+    return Usage() if delete_marker else Usage(size, 1)
 
 
 @dataclass(slots=True)

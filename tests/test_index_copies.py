@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,15 @@ import pytest
 
 from metadata import keys
 from metadata.index import IndexFull, IndexUnavailable, PreconditionFailed
-from metadata.records import Condition, ObjectManifest
+from metadata.lmdb_env import CommitGate
+from metadata.records import Condition, ObjectManifest, encode, usage_of
 from metadata.replica.anti_entropy import AntiEntropy
+from metadata.replica.merge import Entry
 from metadata.replicated.drive_copies import DriveCopy, copy_count, open_copies
+from metadata.replicated.manifests import revised, stored_usage
 from metadata.replicated.on_drives import EmbeddedIndex
 from tests.index_contract import IndexContract
-from tests.index_records import make_manifest, new_bucket
+from tests.index_records import make_manifest, make_part, new_bucket
 from tests.test_replicated_index import until
 
 N = 5
@@ -263,3 +267,32 @@ async def test_copies_out_of_room_answer_index_full(embedded: EmbeddedIndex) -> 
     finally:
         for c, s in zip(embedded.copies, real, strict=True):
             c.store = s
+
+
+def test_the_usage_mirror_reads_what_decoding_would_give() -> None:
+    """stored_usage reads two fields of the stored bytes: the same as usage_of the decoded manifest, for inline
+    objects, delete markers, empty objects and revisions (update_part's rewrites)."""
+    big = make_manifest("b", "big", parts=[make_part(1)])
+    empty = make_manifest("b", "empty", parts=[])
+    marker = make_manifest("b", "marker", parts=[])
+    marker.delete_marker = True
+    inline = make_manifest("b", "inline")
+    inline.parts[0].inline = b"x" * inline.size
+    for man in (big, empty, marker, inline):
+        stored = encode(man)
+        assert stored_usage(stored) == usage_of(man)
+        assert stored_usage(revised(Entry(1, False, stored), man)) == usage_of(man)
+
+
+def test_a_writer_stuck_at_the_gate_holds_the_others_up_no_longer_than_stuck() -> None:
+    """A hung drive's writer never leaves the gate: the next writer gets in once `stuck` has passed."""
+    gate = CommitGate(slots=1, stuck=0.2)
+    gate.enter()  # never left, as a writer hung in its drive
+    started = time.monotonic()
+    ticket = gate.enter()
+    waited = time.monotonic() - started
+    gate.leave(ticket)
+    assert 0.15 <= waited < 5.0
+    ticket = gate.enter()  # the hung one no longer counts: no wait
+    assert time.monotonic() - started - waited < 0.15
+    gate.leave(ticket)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import struct
 
-from metadata.records import ObjectManifest, Usage, decode, encode, stored_fields
+from metadata.records import ObjectManifest, Usage, decode, encode, stored_fields, version_usage
 from metadata.replica.merge import Entry
 
 # A manifest update_part rewrote is stored as _REVISED, its revision number (u32) and the encoded manifest.
@@ -27,7 +27,7 @@ def decode_manifest(value: bytes, with_inline: bool = True) -> ObjectManifest:
 def stored_usage(value: bytes) -> Usage:
     """usage_of() the manifest stored as `value`, without decoding it (the usage mirror, at every write)."""
     d = stored_fields(value[_REVISED_HEAD:] if value.startswith(_REVISED) else value)
-    return Usage() if d.get("delete_marker") else Usage(d.get("size", 0), 1)
+    return version_usage(d.get("size", 0), bool(d.get("delete_marker")))
 
 
 def manifest(e: Entry | None) -> ObjectManifest | None:
