@@ -130,6 +130,8 @@ async def open_index(copies: Copies, heal: bool, alone: bool) -> EmbeddedIndex:
     except IndexUnavailable as exc:
         await index.close()
         raise StartupError(str(exc)) from None
+    if alone:
+        await index.start_writers()
     index.start(heal)
     return index
 

@@ -65,7 +65,7 @@ _EIO = os.strerror(errno.EIO)
 ALMOST_FULL = 1 << 20
 
 
-def _error(exc: Exception, path: str | None = None) -> Exception:
+def write_error(exc: Exception, path: str | None = None) -> Exception:
     """What a caller is told when its write failed (path: the environment's, to tell a full disk)."""
     if isinstance(exc, lmdb.BadValsizeError):
         return _too_long()
@@ -142,6 +142,34 @@ def _settle(outcomes: list[tuple[asyncio.Future[Any] | Settled, bool, Any]]) -> 
             done.set_result(value)
         else:
             done.set_exception(value)
+
+
+def run_batch(
+    env: lmdb.Environment, jobs: list[tuple[Callable[..., Any], tuple[Any, ...]]]
+) -> tuple[lmdb.Transaction, list[tuple[bool, Any]]]:
+    """Run the writes fn(txn, *args) in one new transaction, returned uncommitted with (ok, result or exception)
+    per write. All at once first; only if one fails, again each nested in the outer transaction, so that
+    the failing one is rolled back alone (a nested transaction costs two more calls into LMDB per write,
+    each a hand-over of the GIL). A write is a function of the transaction's state and its arguments, so
+    running it again gives what it gave the first time."""
+    outer = env.begin(write=True)
+    try:
+        return outer, [(True, fn(outer, *args)) for fn, args in jobs]
+    except Exception:
+        outer.abort()
+    outer = env.begin(write=True)
+    outcomes: list[tuple[bool, Any]] = []
+    try:
+        for fn, args in jobs:
+            try:
+                with env.begin(write=True, parent=outer) as txn:
+                    outcomes.append((True, fn(txn, *args)))
+            except Exception as exc:
+                outcomes.append((False, write_error(exc)))
+    except BaseException:
+        outer.abort()
+        raise
+    return outer, outcomes
 
 
 class LmdbEnv:
@@ -247,44 +275,19 @@ class LmdbEnv:
             try:
                 outcomes = self._commit(batch)
             except Exception as exc:  # the batch did not become durable: none of it is acknowledged
-                outcomes = [(False, _error(exc, self.env.path()))] * len(batch)
+                outcomes = [(False, write_error(exc, self.env.path()))] * len(batch)
             by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any] | Settled, bool, Any]]] = {}
             for job, (ok, value) in zip(batch, outcomes, strict=True):
                 by_loop.setdefault(job.loop, []).append((job.done, ok, value))
             for loop, settled in by_loop.items():
                 loop.call_soon_threadsafe(_settle, settled)
 
-    def _run(self, batch: list[_WriteJob]) -> tuple[lmdb.Transaction, list[tuple[bool, Any]]]:
-        """Run the batch's writes in one new transaction, returned uncommitted with (ok, result or exception)
-        per write. All at once first; only if one fails, again each nested in the outer transaction, so that
-        the failing one is rolled back alone (a nested transaction costs two more calls into LMDB per write,
-        each a hand-over of the GIL). A write is a function of the transaction's state and its arguments, so
-        running it again gives what it gave the first time."""
-        outer = self.env.begin(write=True)
-        try:
-            return outer, [(True, job.fn(outer, *job.args)) for job in batch]
-        except Exception:
-            outer.abort()
-        outer = self.env.begin(write=True)
-        outcomes: list[tuple[bool, Any]] = []
-        try:
-            for job in batch:
-                try:
-                    with self.env.begin(write=True, parent=outer) as txn:
-                        outcomes.append((True, job.fn(txn, *job.args)))
-                except Exception as exc:
-                    outcomes.append((False, _error(exc)))
-        except BaseException:
-            outer.abort()
-            raise
-        return outer, outcomes
-
     def _commit(self, batch: list[_WriteJob]) -> list[tuple[bool, Any]]:
         """Run and commit a batch in one transaction (one fsync): (ok, result or exception) per write.
         The writes pass the gate; the commit (fsyncs mostly, the GIL let go) runs beside the others' writes."""
         ticket = self._gate.enter() if self._gate is not None else 0
         try:
-            outer, outcomes = self._run(batch)
+            outer, outcomes = run_batch(self.env, [(job.fn, job.args) for job in batch])
         finally:
             if self._gate is not None:
                 self._gate.leave(ticket)

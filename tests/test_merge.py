@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import functools
+import tempfile
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from metadata import hlc
 from metadata.hlc import HLC
+from metadata.lmdb_env import open_env
 from metadata.replica.merge import Entry, merge
+from metadata.replica.store import merge_packed, pack_entry, unpack_entry
 
 # Few distinct timestamps and values, so ties (the deterministic tie-break) come up often.
 entries = st.builds(
@@ -74,3 +78,23 @@ def test_hlc_after_observing_issues_larger(ts: int) -> None:
     clock = HLC(lambda: 5)
     clock.observe(ts)
     assert clock.now() > ts
+
+
+@given(maybe, entries, st.sampled_from([b"k", b"bucket\x00" + b"k" * 300]))
+def test_packed_entries_merge_as_entries_do(current: Entry | None, new: Entry, key: bytes) -> None:
+    """The copies' writers compare packed entries (store.merge_packed) without decoding them: the same outcome as
+    merge(), for short keys and for hashed long ones (whose full key the value carries)."""
+    raw, value = pack_entry(key, new)
+    with tempfile.TemporaryDirectory() as tmp:
+        env, dbs = open_env(Path(tmp), ["objects"], map_size=1 << 20)
+        try:
+            with env.begin(write=True) as txn:
+                if current is not None:
+                    txn.put(*pack_entry(key, current), db=dbs["objects"])
+                changed = merge_packed(txn, dbs.__getitem__, [("objects", raw, value)])
+                stored = txn.get(raw, db=dbs["objects"])
+        finally:
+            env.close()
+    winner = merge(current, new)
+    assert changed == (winner != current)
+    assert unpack_entry(raw, stored) == (key, winner)

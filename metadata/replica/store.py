@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import struct
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ import lmdb
 import msgpack
 
 from metadata import keys, lmdb_env
-from metadata.replica.merge import Entry, merge
+from metadata.replica.merge import Entry
 from metadata.replica.protocol import NotInitialized, Prepared, Write
 
 # Replicated tables (anti-entropy covers each). A data directory from before a table existed gets it,
@@ -49,6 +50,7 @@ TABLES = (
     "notify_targets",
     "events",
 )
+STORE_TABLES = (*TABLES, "locks", "meta")  # the store's LMDB databases: the tables and its own two
 _HEADER = struct.Struct(">QB")
 _TOMB, _FULL = 1, 2
 _INITIALIZED = b"initialized"
@@ -77,6 +79,22 @@ def unpack_entry(raw: bytes, value: bytes) -> tuple[bytes, Entry]:
     return full, Entry(hlc, bool(flags & _TOMB), bytes(value[pos:]))
 
 
+def merge_packed(txn: lmdb.Transaction, table: Callable[[str], Any], items: Iterable[tuple[str, bytes, bytes]]) -> int:
+    """Merge entries packed by pack_entry, (table, LMDB key, value), in; return how many changed something.
+
+    No entry is decoded: of two packed values of one key, the greater is the newer entry (merge.merge), as
+    the header's big-endian hlc, then its flags (the tombstone bit; the full-key bit and the full key are the
+    same for one key), then the record compare in the order of Entry.rank()."""
+    changed = 0
+    for name, raw, value in items:
+        db = table(name)
+        current = txn.get(raw, db=db)
+        if current is None or value > current:
+            txn.put(raw, value, db=db)
+            changed += 1
+    return changed
+
+
 def _full_key(raw: bytes, value: bytes) -> bytes:
     return unpack_entry(raw, value)[0]
 
@@ -101,7 +119,7 @@ class ReplicaStore:
         # Durable commits: a write is acknowledged to a coordinator only once synced here. Reads (quorum
         # reads, listings, anti-entropy digests of whole tables) run beside the writer, never blocking it.
         return cls(
-            lmdb_env.LmdbEnv.open(path, (*TABLES, "locks", "meta"), "replica store", READERS, map_size, gate=gate),
+            lmdb_env.LmdbEnv.open(path, STORE_TABLES, "replica store", READERS, map_size, gate=gate),
             fresh,
         )
 
@@ -150,14 +168,7 @@ class ReplicaStore:
         return None if value is None else unpack_entry(keys.encode(key), value)[1]
 
     def _apply(self, txn: lmdb.Transaction, writes: list[Write]) -> int:
-        changed = 0
-        for w in writes:
-            current = self._read(txn, w.table, w.key)
-            if merge(current, w.entry) != current:
-                raw, value = pack_entry(w.key, w.entry)
-                txn.put(raw, value, db=self._table(w.table))
-                changed += 1
-        return changed
+        return merge_packed(txn, self._table, [(w.table, *pack_entry(w.key, w.entry)) for w in writes])
 
     async def get(self, table: str, key_list: list[bytes]) -> list[Entry | None]:
         self._require_initialized()

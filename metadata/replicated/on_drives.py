@@ -38,7 +38,8 @@ from metadata.index import IndexFull, IndexUnavailable
 from metadata.replica.anti_entropy import REBUILD_RETRY, AntiEntropy
 from metadata.replica.merge import Entry, merge_all
 from metadata.replica.protocol import ReplicaDown, ReplicaFull, Write
-from metadata.replica.store import ReplicaStore
+from metadata.replica.store import ReplicaStore, pack_entry
+from metadata.replicated.copy_writer import CopyWriter
 from metadata.replicated.drive_copies import FAILURES, DriveCopy, inode_of, set_aside
 from metadata.replicated.index import ReplicatedIndex
 
@@ -81,6 +82,8 @@ class EmbeddedIndex(ReplicatedIndex):
         self._buckets: dict[bytes, Entry] = {}  # solo: live bucket records as acknowledged
         self._bucket_writes = 0  # writes to the buckets table sent and not yet acknowledged (or failed)
         self._bucket_gen = 0  # writes to the buckets table sent so far
+        self._writers: dict[int, CopyWriter] = {}  # copy -> the child process writing it (start_writers)
+        self._seq = 0  # the last write sent to the writers
         # Without solo reads, copies all ready at start are first reconciled in an hour; with them, at once.
         self._last_heal = time.monotonic() - (prove_retry if solo else 0.0)
         self._entropy = {i: self._anti_entropy(i) for i, c in enumerate(copies) if c.store is not None}
@@ -109,6 +112,9 @@ class EmbeddedIndex(ReplicatedIndex):
         old, copy.damaged = copy.damaged, None
         if old is not None:
             await old.close()
+        writer = self._writers.pop(i, None)
+        if writer is not None:
+            await writer.close()
         try:
             if copy.path.exists():
                 set_aside(copy.path, copy.why)
@@ -120,6 +126,8 @@ class EmbeddedIndex(ReplicatedIndex):
             return
         copy.why = ""
         self._entropy[i] = self._anti_entropy(i)
+        if writer is not None:
+            await self._start_writer(i)
 
     @property
     def ready(self) -> int:
@@ -134,6 +142,7 @@ class EmbeddedIndex(ReplicatedIndex):
             "rebuilding": rebuilding,
             "complete": sum(self._complete),
             "owed": sum(self._owed),
+            "writers": sorted(w.pid for w in self._writers.values() if w.running and w.pid is not None),
         }
 
     # -- which copy may answer a read alone (solo; see the module's docstring)
@@ -295,11 +304,20 @@ class EmbeddedIndex(ReplicatedIndex):
                 kind = IndexFull if any(isinstance(e, ReplicaFull) for e in failures) else IndexUnavailable
                 done.set_exception(kind(f"only {tally['ok']} of {n} index copies took the write: {'; '.join(errors)}"))
 
+        frame = b""
         for i, c in enumerate(self.copies):
-            try:
-                c.put_then(writes, functools.partial(settled, i))
-            except ReplicaDown as exc:
-                settled(i, False, exc)
+            then = functools.partial(settled, i)
+            writer = self._writers.get(i)
+            if writer is None or not writer.running or c.store is None:
+                try:
+                    c.put_then(writes, then)
+                except ReplicaDown as exc:
+                    settled(i, False, exc)
+                continue
+            if not frame:  # packed once for every copy's writer
+                self._seq += 1
+                frame = CopyWriter.frame(self._seq, [(w.table, *pack_entry(w.key, w.entry)) for w in writes])
+            writer.send(self._seq, frame, then)
         await done
 
     async def _heal_round(self) -> None:
@@ -335,6 +353,21 @@ class EmbeddedIndex(ReplicatedIndex):
             if not was and copy.store.initialized:
                 log.info("index copy %s rebuilt: %d of %d copies ready", copy.name, self.ready, len(self.copies))
 
+    async def start_writers(self) -> None:
+        """Solo: write each copy from a child process of its own from now on (metadata/replicated/copy_writer.py);
+        a copy whose child cannot be started, or has ended, is written here."""
+        await asyncio.gather(*(self._start_writer(i) for i, c in enumerate(self.copies) if c.store is not None))
+
+    async def _start_writer(self, i: int) -> None:
+        try:
+            copy = self.copies[i]
+            assert copy.inode is not None
+            self._writers[i] = await CopyWriter.start(copy.path, copy.inode)
+        except OSError as exc:
+            log.error(
+                "index copy %s: its writer process cannot be started (%s): written in-process", self.copies[i].name, exc
+            )
+
     def start(self, heal: bool) -> None:
         """Watch the copies' files; heal (one process only): rebuild fresh, damaged and lost copies, and
         reconcile all of them now and then, in the background."""
@@ -349,5 +382,6 @@ class EmbeddedIndex(ReplicatedIndex):
     async def close(self) -> None:
         await self.worker.stop()
         await super().close()
+        await asyncio.gather(*(w.close() for w in self._writers.values()))
         stores = [s for c in self.copies for s in (c.store, c.damaged) if s is not None]
         await asyncio.gather(*(s.close() for s in stores), return_exceptions=True)

@@ -1,0 +1,124 @@
+"""`tessera server` writes each index copy on the drives from a child process of its own
+(metadata/replicated/copy_writer.py): the children come and go with the server, and a child that is paused or
+killed costs no acknowledged write and holds up no request."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.store_process import Store
+from tests.test_embedded_index import COPIES, _copies_status
+
+DEADLINE = 30.0
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(tmp_path)
+    s.start()
+    yield s
+    s.stop()
+
+
+def _alive(pid: int) -> bool:
+    """Whether pid runs (a zombie, an exited child not yet reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_gone(pids: list[int]) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while any(_alive(p) for p in pids):
+        assert time.monotonic() < deadline, f"still running: {[p for p in pids if _alive(p)]}"
+        time.sleep(0.05)
+
+
+def _writers(store: Store) -> list[int]:
+    return list(_copies_status(store)["writers"])
+
+
+def _put_many(store: Store, prefix: str, n: int, within: float) -> dict[str, bytes]:
+    """n small objects, each acknowledged within `within` seconds."""
+    s3 = store.client()
+    written = {}
+    for i in range(n):
+        key, data = f"{prefix}{i}", os.urandom(1000 + i)
+        began = time.monotonic()
+        s3.put_object(Bucket="photos", Key=key, Body=data)
+        assert time.monotonic() - began < within, f"PUT {key} took {time.monotonic() - began:.1f} s"
+        written[key] = data
+    return written
+
+
+def test_each_copy_has_a_writer_that_ends_with_the_server(store: Store) -> None:
+    assert store.running is not None
+    server = store.running.proc.pid
+    pids = _writers(store)
+    assert len(pids) == COPIES
+    copies = set()
+    for pid in pids:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        assert int(stat[1]) == server  # its parent
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        copies.add(argv[argv.index(b"metadata.replicated.copy_writer") + 1])
+    assert {Path(c.decode()).parent.parent.name for c in copies} == {d.name for d in store.drives[:COPIES]}
+    objects = store.fill()
+    store.stop()  # the server closes their input: they finish and exit before it does
+    assert not any(_alive(p) for p in pids)
+    store.start()
+    store.read_back(objects)
+
+
+def test_a_killed_writer_leaves_its_copy_to_the_server(store: Store) -> None:
+    objects = store.fill()
+    victim = _writers(store)[0]
+    os.kill(victim, signal.SIGKILL)
+    _wait_gone([victim])
+    objects |= _put_many(store, "after-", 20, within=10.0)
+    assert victim not in _writers(store) and len(_writers(store)) == COPIES - 1
+    store.read_back(objects)
+    status = _copies_status(store)
+    assert status["ready"] == COPIES and status["owed"] == 0, status
+    store.stop()
+    store.start()
+    store.read_back(objects)
+    assert len(_writers(store)) == COPIES
+
+
+def test_two_paused_writers_hold_up_no_put(store: Store) -> None:
+    """A drive that hangs stalls its copy's writer only: a quorum of the others acknowledges, and the paused ones
+    catch up once they go on."""
+    objects = store.fill()
+    paused = _writers(store)[:2]
+    for pid in paused:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        objects |= _put_many(store, "during-", 30, within=5.0)
+        assert _copies_status(store)["owed"] > 0
+    finally:
+        for pid in paused:
+            os.kill(pid, signal.SIGCONT)
+    deadline = time.monotonic() + DEADLINE
+    while (status := _copies_status(store))["owed"]:
+        assert time.monotonic() < deadline, f"the paused copies did not catch up: {status}"
+        time.sleep(0.1)
+    assert status["complete"] == COPIES, status
+    store.read_back(objects)
+
+
+def test_a_killed_server_leaves_no_writer_behind(store: Store) -> None:
+    assert store.running is not None
+    store.fill()
+    pids = _writers(store)
+    os.kill(store.running.proc.pid, signal.SIGKILL)
+    store.running.proc.wait(DEADLINE)
+    _wait_gone(pids)  # their input ends with the server
+    store.running = None
