@@ -18,8 +18,6 @@ CPU on the hand-overs than on the writes.
 from __future__ import annotations
 
 import asyncio
-import errno
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -31,61 +29,22 @@ from typing import Any, TypeVar
 import lmdb
 
 from metadata.index import IndexFull
+from metadata.lmdb_open import MAP_SIZE, no_room, open_env, run_batch
 
 T = TypeVar("T")
-
-MAP_SIZE = 1 << 34  # the most a database may grow to (address space, not disk, is reserved)
-MAX_DBS = 32  # named databases, with room for tables still to come
-
-
-def open_env(
-    path: Path, names: Iterable[str], map_size: int = MAP_SIZE, dupsort: Iterable[str] = ()
-) -> tuple[lmdb.Environment, dict[str, Any]]:
-    """Open (creating if needed) the environment in directory `path` and its named databases."""
-    path.mkdir(parents=True, exist_ok=True)
-    # sync/metasync on and no writemap: never trade durability of the only copy for speed.
-    env = lmdb.open(str(path), map_size=map_size, max_dbs=MAX_DBS, sync=True, metasync=True, writemap=False)
-    # Several processes may share an environment: free reader slots that a killed one left behind.
-    env.reader_check()
-    dup = set(dupsort)
-    with env.begin(write=True) as txn:
-        dbs = {name: env.open_db(name.encode(), txn=txn, dupsort=name in dup) for name in names}
-    return env, dbs
 
 
 def _too_long() -> ValueError:
     return ValueError("a name or id is empty or too long for the index")
 
 
-# How LMDB words a write that found no room on disk (it raises DiskError with no errno attached).
-_NO_SPACE = tuple(os.strerror(e) for e in (errno.ENOSPC, errno.EDQUOT))
-_EIO = os.strerror(errno.EIO)
-# LMDB reports a short write (what a full filesystem gives) as EIO: with less room than this left
-# on the filesystem, an EIO is taken to be that.
-ALMOST_FULL = 1 << 20
-
-
 def write_error(exc: Exception, path: str | None = None) -> Exception:
     """What a caller is told when its write failed (path: the environment's, to tell a full disk)."""
     if isinstance(exc, lmdb.BadValsizeError):
         return _too_long()
-    if isinstance(exc, lmdb.MapFullError) or _no_room(exc, path):
+    if isinstance(exc, lmdb.MapFullError) or no_room(exc, path):
         return IndexFull(f"no room for the write{f' in {path}' if path else ''}: {exc}")
     return exc
-
-
-def _no_room(exc: Exception, path: str | None) -> bool:
-    if not isinstance(exc, lmdb.Error):
-        return False
-    if any(m in str(exc) for m in _NO_SPACE):
-        return True
-    if _EIO not in str(exc) or path is None:
-        return False
-    try:
-        st = os.statvfs(path)
-    except OSError:
-        return False
-    return st.f_bavail * st.f_frsize < ALMOST_FULL
 
 
 class CommitGate:
@@ -142,34 +101,6 @@ def _settle(outcomes: list[tuple[asyncio.Future[Any] | Settled, bool, Any]]) -> 
             done.set_result(value)
         else:
             done.set_exception(value)
-
-
-def run_batch(
-    env: lmdb.Environment, jobs: list[tuple[Callable[..., Any], tuple[Any, ...]]]
-) -> tuple[lmdb.Transaction, list[tuple[bool, Any]]]:
-    """Run the writes fn(txn, *args) in one new transaction, returned uncommitted with (ok, result or exception)
-    per write. All at once first; only if one fails, again each nested in the outer transaction, so that
-    the failing one is rolled back alone (a nested transaction costs two more calls into LMDB per write,
-    each a hand-over of the GIL). A write is a function of the transaction's state and its arguments, so
-    running it again gives what it gave the first time."""
-    outer = env.begin(write=True)
-    try:
-        return outer, [(True, fn(outer, *args)) for fn, args in jobs]
-    except Exception:
-        outer.abort()
-    outer = env.begin(write=True)
-    outcomes: list[tuple[bool, Any]] = []
-    try:
-        for fn, args in jobs:
-            try:
-                with env.begin(write=True, parent=outer) as txn:
-                    outcomes.append((True, fn(txn, *args)))
-            except Exception as exc:
-                outcomes.append((False, write_error(exc)))
-    except BaseException:
-        outer.abort()
-        raise
-    return outer, outcomes
 
 
 class LmdbEnv:
@@ -287,7 +218,7 @@ class LmdbEnv:
         The writes pass the gate; the commit (fsyncs mostly, the GIL let go) runs beside the others' writes."""
         ticket = self._gate.enter() if self._gate is not None else 0
         try:
-            outer, outcomes = run_batch(self.env, [(job.fn, job.args) for job in batch])
+            outer, outcomes = run_batch(self.env, [(job.fn, job.args) for job in batch], write_error)
         finally:
             if self._gate is not None:
                 self._gate.leave(ticket)

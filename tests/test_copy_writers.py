@@ -68,7 +68,7 @@ def test_each_copy_has_a_writer_that_ends_with_the_server(store: Store) -> None:
         stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         assert int(stat[1]) == server  # its parent
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        copies.add(argv[argv.index(b"metadata.replicated.copy_writer") + 1])
+        copies.add(argv[argv.index(b"metadata.replicated.copy_child") + 1])
     assert {Path(c.decode()).parent.parent.name for c in copies} == {d.name for d in store.drives[:COPIES]}
     objects = store.fill()
     store.stop()  # the server closes their input: they finish and exit before it does

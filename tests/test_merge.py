@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from metadata import hlc
 from metadata.hlc import HLC
-from metadata.lmdb_env import open_env
+from metadata.lmdb_open import open_env
 from metadata.replica.merge import Entry, merge
-from metadata.replica.store import merge_packed, pack_entry, unpack_entry
+from metadata.replica.packed import merge_packed, pack_entry, unpack_entry
 
 # Few distinct timestamps and values, so ties (the deterministic tie-break) come up often.
 entries = st.builds(

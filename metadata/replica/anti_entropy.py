@@ -28,8 +28,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from cluster.workers import Periodic
 from metadata import hlc
+from metadata.replica.packed import TABLES
 from metadata.replica.protocol import Replica, ReplicaDown, Write
-from metadata.replica.store import TABLES, ReplicaStore
+from metadata.replica.store import ReplicaStore
 
 log = logging.getLogger(__name__)
 

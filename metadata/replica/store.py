@@ -1,9 +1,7 @@
 """ReplicaStore: one metadata replica's versioned records on LMDB.
 
-Each table is a named LMDB database mapping a record key (bytes; long ones hashed by keys.encode,
-the full key kept in the value) to the record's newest known version, an Entry (metadata/replica/merge.py):
-
-    value = hlc (8 bytes) | flags (1 byte: 1 tombstone, 2 full key follows) | [len (2) | full key] | record
+Each table is a named LMDB database mapping a record key to the record's newest known version, an Entry
+(metadata/replica/merge.py), packed as metadata/replica/packed.py says.
 
 Writes are merges (merge.merge): applying the same entries in any order, any number of times,
 leaves the same state. A put is one LMDB transaction, synced before put() returns.
@@ -20,7 +18,6 @@ import contextlib
 import hashlib
 import struct
 import time
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,70 +26,12 @@ import msgpack
 
 from metadata import keys, lmdb_env
 from metadata.replica.merge import Entry
+from metadata.replica.packed import HEADER, STORE_TABLES, TABLES, TOMB, merge_packed, pack_entry, unpack_entry
 from metadata.replica.protocol import NotInitialized, Prepared, Write
 
-# Replicated tables (anti-entropy covers each). A data directory from before a table existed gets it,
-# empty, when opened: the writes it missed arrive by anti-entropy like any others.
-TABLES = (
-    "buckets",
-    "objects",
-    "uploads",
-    "upload_keys",
-    "parts",
-    "nodes",
-    "drives",
-    "node_states",
-    "repairs",
-    "users",
-    "leases",
-    "versions",
-    "usage",
-    "notify_targets",
-    "events",
-)
-STORE_TABLES = (*TABLES, "locks", "meta")  # the store's LMDB databases: the tables and its own two
-_HEADER = struct.Struct(">QB")
-_TOMB, _FULL = 1, 2
 _INITIALIZED = b"initialized"
 READERS = 2
 HERE_MAX = 8  # reads of up to this many keys run on the event loop (see _lookup)
-
-
-def pack_entry(full: bytes, e: Entry) -> tuple[bytes, bytes]:
-    """(LMDB key, LMDB value) for an entry of record key `full`."""
-    raw = keys.encode(full)
-    flags = (_TOMB if e.tombstone else 0) | (_FULL if raw != full else 0)
-    head = _HEADER.pack(e.hlc, flags)
-    if raw != full:
-        head += struct.pack(">H", len(full)) + full
-    return raw, head + e.value
-
-
-def unpack_entry(raw: bytes, value: bytes) -> tuple[bytes, Entry]:
-    hlc, flags = _HEADER.unpack_from(value)
-    pos = _HEADER.size
-    full = raw
-    if flags & _FULL:
-        (n,) = struct.unpack_from(">H", value, pos)
-        full = bytes(value[pos + 2 : pos + 2 + n])
-        pos += 2 + n
-    return full, Entry(hlc, bool(flags & _TOMB), bytes(value[pos:]))
-
-
-def merge_packed(txn: lmdb.Transaction, table: Callable[[str], Any], items: Iterable[tuple[str, bytes, bytes]]) -> int:
-    """Merge entries packed by pack_entry, (table, LMDB key, value), in; return how many changed something.
-
-    No entry is decoded: of two packed values of one key, the greater is the newer entry (merge.merge), as
-    the header's big-endian hlc, then its flags (the tombstone bit; the full-key bit and the full key are the
-    same for one key), then the record compare in the order of Entry.rank()."""
-    changed = 0
-    for name, raw, value in items:
-        db = table(name)
-        current = txn.get(raw, db=db)
-        if current is None or value > current:
-            txn.put(raw, value, db=db)
-            changed += 1
-    return changed
 
 
 def _full_key(raw: bytes, value: bytes) -> bytes:
@@ -348,8 +287,8 @@ class ReplicaStore:
         def tx(txn: lmdb.Transaction) -> list[tuple[bytes, Entry]]:
             out = []
             for raw, value in txn.cursor(self._table(table)):
-                hlc, flags = _HEADER.unpack_from(value)
-                if flags & _TOMB and hlc < before:
+                hlc, flags = HEADER.unpack_from(value)
+                if flags & TOMB and hlc < before:
                     out.append(unpack_entry(bytes(raw), value))
                     if len(out) == limit:
                         break

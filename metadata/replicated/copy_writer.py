@@ -1,62 +1,43 @@
 """The index copies' writers: on a solo embedded server, each copy on the drives is written by a child process
-of its own, and CopyWriter is the serving process's end of it.
+of its own (metadata/replicated/copy_child.py), and CopyWriter is the serving process's end of it.
 
 Why: py-lmdb lets go of the GIL around every call into LMDB, so writer threads in the serving process took
-turns at the GIL with the event loop at every call (and with each other, in one child for all copies). A
-child per copy has a GIL of its own and nothing to share it with; a drive that hangs stalls its own child
-only (measured: docs/performance.md, "The index copies on the drives"). Reads, anti-entropy, read repair and
-the lock rounds stay in the serving process: LMDB lets several processes use one environment, a reader sees
-every commit made before its transaction began, and the writers of different processes take turns at LMDB's
-lock.
+turns at the GIL with the event loop at every call. A child per copy has a GIL of its own and nothing to share
+it with, and a drive that hangs stalls its own child only (measured: docs/performance.md, "The index copies on
+the drives"). Reads, anti-entropy, read repair and the lock rounds stay in the serving process: LMDB lets
+several processes use one environment, a reader sees every commit made before its transaction began, and the
+writers of different processes take turns at LMDB's lock.
 
 Protocol over the child's stdin and stdout, a stream of msgpack arrays:
-    to the child    [seq, [[table, LMDB key, packed entry], ...]]   (store.pack_entry, merged by merge_packed)
+    to the child    [seq, [[table, LMDB key, packed entry], ...]]   (packed.pack_entry, merged by merge_packed)
     from the child  [seq, ok, changed | [kind, message]]
-The child reads whatever has arrived, merges it in one transaction (group commit: one fsync for all of it;
-a failing write rolled back alone, as lmdb_env.run_batch does), answers each write once it is durable, and
-reads again. End of input: it answers what it took and exits; so it also ends when the server is killed.
-If a child dies, what it had not answered fails there (the copy counted as down for those writes) and the
-server writes that copy itself from then on (EmbeddedIndex).
+A write is answered once it is durable on the copy (or failed there). End of input: the child answers what it
+took and exits; so it also ends when the server is killed. If a child dies, what it had not answered fails there
+(the copy counted as down for those writes) and the server writes that copy itself from then on (EmbeddedIndex).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import lmdb
 import msgpack
 
 from metadata.index import IndexFull
-from metadata.lmdb_env import Settled, open_env, run_batch, write_error
-from metadata.replica.store import STORE_TABLES, TABLES, merge_packed
-from metadata.replicated.drive_copies import inode_of
+from metadata.lmdb_env import Settled
 
 log = logging.getLogger(__name__)
 
 STOP_WAIT = 30.0  # seconds a child has to finish its writes at close before it is killed
 BACKLOG = 64 << 20  # bytes of writes waiting for a child (its drive hangs) beyond which its copy misses them
-_READ = 1 << 16
 
 
-def _describe(exc: BaseException) -> list[str]:
-    """A failure as [kind, message], for the serving process to raise as what it was (see _rebuild)."""
-    if isinstance(exc, IndexFull):
-        return ["full", str(exc)]
-    if isinstance(exc, ValueError):  # a refused argument (a key too long for LMDB)
-        return ["value", str(exc)]
-    if isinstance(exc, lmdb.Error):  # the drive's or the file's failure: DriveCopy tells which
-        return [f"lmdb:{type(exc).__name__}", str(exc)]
-    return ["error", f"{type(exc).__name__}: {exc}"]
-
-
-def _rebuild(kind: str, message: str) -> BaseException:
+def rebuild(kind: str, message: str) -> BaseException:
+    """The exception a child described (copy_child.describe)."""
     if kind == "full":
         return IndexFull(message)
     if kind == "value":
@@ -84,7 +65,7 @@ class CopyWriter(asyncio.SubprocessProtocol):
     async def start(cls, path: Path, inode: int) -> CopyWriter:
         """Start the child writing the copy in `path`, whose data.mdb the serving process opened as `inode`."""
         loop = asyncio.get_running_loop()
-        cmd = [sys.executable, "-m", "metadata.replicated.copy_writer", str(path), str(inode)]
+        cmd = [sys.executable, "-m", "metadata.replicated.copy_child", str(path), str(inode)]
         _, writer = await loop.subprocess_exec(cls, *cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
         return writer
 
@@ -121,7 +102,7 @@ class CopyWriter(asyncio.SubprocessProtocol):
         for seq, ok, value in self._unpacker:
             done = self._pending.pop(seq, None)
             if done is not None:
-                done(True, value) if ok else done(False, _rebuild(*value))
+                done(True, value) if ok else done(False, rebuild(*value))
 
     def process_exited(self) -> None:
         if self.running:
@@ -161,66 +142,3 @@ class CopyWriter(asyncio.SubprocessProtocol):
             self._transport.kill()
             await self._exited
         self._transport.close()
-
-
-def _serve(path: Path, inode: int) -> None:
-    """The child: merge what arrived in one transaction, commit, answer, read again, until end of input."""
-    # The copy the server opened, never another: a copy is only ever begun by the server (a drive wiped
-    # meanwhile is the server's to notice, set aside and rebuild).
-    if _inode(path) != inode:
-        sys.exit(f"{path}: not the copy the server opened; not written here")
-    env, dbs = open_env(path, STORE_TABLES)
-    if _inode(path) != inode:
-        env.close()
-        sys.exit(f"{path}: not the copy the server opened; not written here")
-
-    def table(name: str) -> Any:
-        if name not in TABLES:
-            raise ValueError(f"no table {name!r}")
-        return dbs[name]
-
-    unpacker = msgpack.Unpacker()
-    try:
-        while data := os.read(0, _READ):
-            unpacker.feed(data)
-            batch = list(unpacker)
-            if not batch:
-                continue
-            jobs: list[tuple[Callable[..., Any], tuple[Any, ...]]] = [(merge_packed, (table, b[1])) for b in batch]
-            try:
-                outer, outcomes = run_batch(env, jobs)
-                outer.commit()
-            except Exception as exc:  # the batch did not become durable: none of it is acknowledged
-                outcomes = [(False, write_error(exc, env.path()))] * len(batch)
-            answer = b"".join(
-                msgpack.packb([b[0], ok, value if ok else _describe(value)])
-                for b, (ok, value) in zip(batch, outcomes, strict=True)
-            )
-            view = memoryview(answer)
-            while view:
-                view = view[os.write(1, view) :]
-    finally:
-        env.close()
-
-
-def _inode(path: Path) -> int | None:
-    try:
-        return inode_of(path)
-    except OSError:
-        return None
-
-
-def main() -> None:
-    # The server ends this child by closing its input, after its own last writes: a Ctrl-C or a stop signal
-    # sent to the whole process group must not cut them off.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    level = os.environ.get("TESSERA_LOG_LEVEL", "info").upper()
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    _serve(Path(sys.argv[1]), int(sys.argv[2]))
-
-
-if __name__ == "__main__":
-    main()

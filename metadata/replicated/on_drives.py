@@ -37,8 +37,9 @@ from cluster.workers import Periodic
 from metadata.index import IndexFull, IndexUnavailable
 from metadata.replica.anti_entropy import REBUILD_RETRY, AntiEntropy
 from metadata.replica.merge import Entry, merge_all
+from metadata.replica.packed import pack_entry
 from metadata.replica.protocol import ReplicaDown, ReplicaFull, Write
-from metadata.replica.store import ReplicaStore, pack_entry
+from metadata.replica.store import ReplicaStore
 from metadata.replicated.copy_writer import CopyWriter
 from metadata.replicated.drive_copies import FAILURES, DriveCopy, inode_of, set_aside
 from metadata.replicated.index import ReplicatedIndex

@@ -1,0 +1,98 @@
+"""An index copy's writer process (`python -m metadata.replicated.copy_child COPY_DIR INODE`), started by the
+embedded server for each copy on the drives; why, and its protocol: metadata/replicated/copy_writer.py.
+
+It reads whatever writes have arrived, merges them in one transaction (group commit: one fsync for all of them;
+a failing write rolled back alone), answers each once durable, and reads again; at the end of its input it
+exits. It imports little (LMDB, msgpack and the record format) and has no event loop: a child per copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lmdb
+import msgpack
+
+from metadata.lmdb_open import no_room, open_env, run_batch
+from metadata.replica.packed import STORE_TABLES, TABLES, merge_packed
+
+_READ = 1 << 16
+
+
+def describe(exc: BaseException, path: str) -> list[str]:
+    """A failure as [kind, message], for the server to raise as what it was (copy_writer.rebuild)."""
+    if isinstance(exc, lmdb.MapFullError) or (isinstance(exc, Exception) and no_room(exc, path)):
+        return ["full", f"no room for the write in {path}: {exc}"]
+    if isinstance(exc, lmdb.BadValsizeError | ValueError):  # a refused argument
+        return ["value", str(exc)]
+    if isinstance(exc, lmdb.Error):  # the drive's or the file's failure: DriveCopy tells which
+        return [f"lmdb:{type(exc).__name__}", str(exc)]
+    return ["error", f"{type(exc).__name__}: {exc}"]
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return os.stat(path / "data.mdb").st_ino
+    except OSError:
+        return None
+
+
+def serve(path: Path, inode: int) -> None:
+    # The copy the server opened, never another: a copy is only begun by the server (a drive wiped meanwhile
+    # is the server's to notice, set aside and rebuild).
+    if _inode(path) != inode:
+        sys.exit(f"{path}: not the index copy the server opened; not written here")
+    env, dbs = open_env(path, STORE_TABLES)
+    where = str(path)
+
+    def table(name: str) -> Any:
+        if name not in TABLES:
+            raise ValueError(f"no table {name!r}")
+        return dbs[name]
+
+    unpacker = msgpack.Unpacker()
+    try:
+        if _inode(path) != inode:
+            sys.exit(f"{path}: not the index copy the server opened; not written here")
+        while data := os.read(0, _READ):
+            unpacker.feed(data)
+            batch = list(unpacker)
+            if not batch:
+                continue
+            jobs: list[tuple[Callable[..., Any], tuple[Any, ...]]] = [(merge_packed, (table, b[1])) for b in batch]
+            try:
+                outer, outcomes = run_batch(env, jobs)
+                outer.commit()
+            except Exception as exc:  # the batch did not become durable: none of it is acknowledged
+                outcomes = [(False, exc)] * len(batch)
+            answer = b"".join(
+                msgpack.packb([b[0], ok, value if ok else describe(value, where)])
+                for b, (ok, value) in zip(batch, outcomes, strict=True)
+            )
+            view = memoryview(answer)
+            while view:  # blocking: the server always reads its end, and nothing else here waits meanwhile
+                view = view[os.write(1, view) :]
+    finally:
+        env.close()
+
+
+def main() -> None:
+    # The server ends this child by closing its input, after its own last writes: a Ctrl-C or a stop signal
+    # sent to the whole process group must not cut them off.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    level = os.environ.get("TESSERA_LOG_LEVEL", "info").upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    serve(Path(sys.argv[1]), int(sys.argv[2]))
+
+
+if __name__ == "__main__":
+    main()
