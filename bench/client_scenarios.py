@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.client import S3Client
-from bench.cpu_cost import cpu_seconds
 from bench.limits import hashing
+from bench.proc_stats import cpu_seconds
 from bench.report import summarize
 from bench.workload import Spec, Workload
 

@@ -21,17 +21,11 @@ from pathlib import Path
 
 from bench.__main__ import run_bench
 from bench.client import Credentials
+from bench.proc_stats import cpu_seconds
 from bench.workload import Spec
 
 MiB = 1 << 20
 ACCESS_KEY, SECRET_KEY = "BENCHCPUCOSTKEY00001", "bench-cpu-cost-secret-0123456789"
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a live process (all its threads), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 async def cpu_per_mib(

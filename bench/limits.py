@@ -25,11 +25,11 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from bench.client import Credentials
+from bench.proc_stats import cpu_seconds
 from cli import event_loop
 
 MiB = 1 << 20
@@ -225,11 +225,6 @@ def trivial_server(seed: int = 1) -> Iterator[tuple[str, int]]:
         stop(proc)
 
 
-def process_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def loopback(endpoint: str, server_pid: int, seconds: float = 1.5, repeats: int = 2) -> dict[str, float]:
     """The bench client against the trivial server: the most aiohttp on loopback gives this client.
 
@@ -261,10 +256,10 @@ async def loopback(endpoint: str, server_pid: int, seconds: float = 1.5, repeats
 async def _loopback_once(
     endpoint: str, server_pid: int, name: str, spec: Any, run_bench: Any
 ) -> tuple[float, dict[str, float]]:
-    cpu0 = process_cpu_seconds(server_pid)
+    cpu0 = cpu_seconds(server_pid)
     summary, result = await run_bench(endpoint, TRIVIAL_CREDS, spec, bucket="trivial")
     # Server CPU includes preparing and cleaning up, so it is an upper bound.
-    server_share = (process_cpu_seconds(server_pid) - cpu0) / max(result.ended - result.started, 1e-9)
+    server_share = (cpu_seconds(server_pid) - cpu0) / max(result.ended - result.started, 1e-9)
     if summary["errors"]:
         raise RuntimeError(f"loopback {name}: {summary.get('error_examples')}")
     figure = summary["mb_s"] if spec.size >= MiB else summary["objects_s"]

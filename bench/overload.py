@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 
 from bench.__main__ import parse_size
 from bench.client import Credentials, S3Client, S3RequestError
+from bench.proc_stats import peak_rss
 from bench.report import percentile
-from bench.scenarios import _peak_rss as peak_rss
 from cli import event_loop
 from cli.launch import launch, stop
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.client import Credentials, S3Client
+from bench.proc_stats import cpu_seconds
 from bench.report import summarize
 from bench.scenarios import ACCESS_KEY, SECRET_KEY, embedded
 from bench.workload import Spec, Workload
@@ -52,12 +52,6 @@ def five_statements(bucket: str, user: str) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User and system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def _measure(endpoint: str, pid: int, rounds: int, duration: float, concurrency: int) -> dict[str, Any]:
     async with AdminClient(endpoint, ACCESS_KEY, SECRET_KEY) as admin:
         user = await admin.add_user("bench-policy")
@@ -79,12 +73,12 @@ async def _measure(endpoint: str, pid: int, rounds: int, duration: float, concur
         for r in range(rounds):
             order = list(workloads.items())
             for name, wl in order if r % 2 == 0 else order[::-1]:  # neither always goes first
-                before = _cpu_seconds(pid)
+                before = cpu_seconds(pid)
                 summary = summarize(await wl.run(), endpoint)
                 if summary["errors"]:
                     raise RuntimeError(f"{name}: {summary['error_kinds']}")
                 rates[name].append(summary["objects_s"])
-                cpu[name].append((_cpu_seconds(pid) - before) / summary["ops"] * 1e6)
+                cpu[name].append((cpu_seconds(pid) - before) / summary["ops"] * 1e6)
     # Judged by the server's CPU time per GET: on a machine shared with other work the request rate swings
     # by a third between runs of the same bucket, the CPU a request costs far less.
     cost = statistics.median(p / q for p, q in zip(cpu["policy"], cpu["plain"], strict=True)) - 1

@@ -37,6 +37,7 @@ from bench.__main__ import run_bench
 from bench.client import Credentials, S3Client
 from bench.client_scenarios import FIGURE_KEYS, LargeObjects
 from bench.limits import TRIVIAL_CREDS, hashing, measure, trivial_server
+from bench.proc_stats import children, peak_rss
 from bench.report import summarize
 from bench.workload import Spec, Workload
 from cli import event_loop
@@ -56,15 +57,6 @@ class Deployment:
     degrade: Callable[[], None] = lambda: None
     restore: Callable[[], None] | None = None  # None: degrading is for good (killed nodes)
     stack: ExitStack = field(default_factory=ExitStack)
-
-
-def _peak_rss(pid: int) -> int | None:
-    """VmHWM of a live process (None once it is gone, e.g. a node the degraded runs killed)."""
-    try:
-        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-    except FileNotFoundError:
-        return None
-    return next((int(ln.split()[1]) * 1024 for ln in lines if ln.startswith("VmHWM:")), None)
 
 
 def embedded(base: Path, m: int, workers: int = 1) -> Deployment:
@@ -120,7 +112,7 @@ class Profiler(AbstractContextManager["Profiler"]):
             return
         directory.mkdir(parents=True, exist_ok=True)
         for service, pid in pids.items():
-            if _peak_rss(pid) is None:
+            if peak_rss(pid) is None:
                 continue  # killed for the degraded runs
             out = directory / f"{name}-{service}.txt"
             # --gil: only the thread holding the GIL, i.e. what the one Python core is busy with.
@@ -360,7 +352,12 @@ def main(argv: list[str] | None = None) -> int:
             figures = event_loop.run(
                 Scenarios(dep, trivial, args.runs, args.duration, args.profile, not args.no_large).run()
             )
-            peak_rss = {name: rss for name, pid in dep.pids.items() if (rss := _peak_rss(pid)) is not None}
+            rss_peaks = {name: rss for name, pid in dep.pids.items() if (rss := peak_rss(pid)) is not None}
+            # The embedded server's index copy writers (a child process per copy) are part of its footprint.
+            for name, pid in dep.pids.items():
+                kids = [rss for kid in children(pid) if (rss := peak_rss(kid)) is not None]
+                if kids:
+                    rss_peaks[f"{name}'s {len(kids)} children"] = sum(kids)
     tgts = targets(figures)
     if not args.json:
         print(f"\nTessera ({kind}, EC 4+2), medians of {args.runs} runs of {args.duration:g}s; each ratio is the")
@@ -381,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         cpu = ", ".join(f"{k} {v.median_summary()['client_cpu_share']:.2f}" for k, v in figures.items())
         print(f"  client CPU during the Tessera runs (cores): {cpu}")
-        print("  peak RSS: " + ", ".join(f"{name} {v / MiB:.0f} MiB" for name, v in peak_rss.items()))
+        print("  peak RSS: " + ", ".join(f"{name} {v / MiB:.0f} MiB" for name, v in rss_peaks.items()))
         if args.profile:
             for path in sorted(args.profile.glob("*.txt")):
                 print(f"\n  py-spy --gil, {path.name}: self / inclusive share of GIL-holding samples")
@@ -412,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             for t in tgts
         ],
-        "peak_rss_bytes": peak_rss,
+        "peak_rss_bytes": rss_peaks,
     }
     print(json.dumps(out), flush=True)
     return 0
