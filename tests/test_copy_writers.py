@@ -122,3 +122,18 @@ def test_a_killed_server_leaves_no_writer_behind(store: Store) -> None:
     store.running.proc.wait(DEADLINE)
     _wait_gone(pids)  # their input ends with the server
     store.running = None
+
+
+def test_the_servers_working_directory_is_not_on_the_writers_import_path(tmp_path: Path) -> None:
+    """A user's directory holding something named like one of our packages changes nothing."""
+    decoy = tmp_path / "metadata"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text('raise SystemExit("not ours")\n')
+    store = Store(tmp_path)  # started in tmp_path, its working directory
+    store.start()
+    try:
+        objects = store.fill()
+        assert len(_writers(store)) == COPIES
+        store.read_back(objects)
+    finally:
+        store.stop()

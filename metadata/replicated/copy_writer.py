@@ -65,7 +65,8 @@ class CopyWriter(asyncio.SubprocessProtocol):
     async def start(cls, path: Path, inode: int) -> CopyWriter:
         """Start the child writing the copy in `path`, whose data.mdb the serving process opened as `inode`."""
         loop = asyncio.get_running_loop()
-        cmd = [sys.executable, "-m", "metadata.replicated.copy_child", str(path), str(inode)]
+        # -P: the server's working directory is not put on the child's import path (a `metadata` there is not ours).
+        cmd = [sys.executable, "-P", "-m", "metadata.replicated.copy_child", str(path), str(inode)]
         _, writer = await loop.subprocess_exec(cls, *cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
         return writer
 
