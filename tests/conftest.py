@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -69,3 +71,22 @@ def bucket(s3: Any) -> str:
     name = unique()
     s3.create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture
+def tmpfs_mounts() -> Iterator[list[Path]]:
+    """Mount points the test mounts small tmpfs filesystems on; each is unmounted after the test."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs for the index needs root")
+    mounted: list[Path] = []
+    yield mounted
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def mount_tmpfs(where: Path, mounted: list[Path]) -> None:
+    where.mkdir(parents=True)
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)], capture_output=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
+    mounted.append(where)

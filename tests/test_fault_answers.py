@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cli.dev import DevCluster
 from storage_node.fragment_format import CRC_SIZE, HEADER_SIZE
+from tests.conftest import mount_tmpfs
 from tests.s3_helpers import dev_client
 from tests.server_process import ServerProcess
 from tests.test_admin_embedded import fragment_files
@@ -90,25 +89,6 @@ def test_a_read_unrecoverable_midway_is_cut_and_logged_in_one_line(fresh_server:
     assert "503" in str(err.value) or "ServiceUnavailable" in str(err.value), err.value
 
 
-@pytest.fixture
-def tmpfs_mounts() -> Iterator[list[Path]]:
-    """Mount points the test mounts small tmpfs filesystems on; each is unmounted after the test."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs for the index needs root")
-    mounted: list[Path] = []
-    yield mounted
-    for where in mounted:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-def _mount_tmpfs(where: Path, mounted: list[Path]) -> None:
-    where.mkdir(parents=True)
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)], capture_output=True)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
-    mounted.append(where)
-
-
 def put_until_refused(s3: Any, bucket: str) -> tuple[dict[str, bytes], dict[str, Any]]:
     """Inline PUTs (the index is all they touch) until one is refused, which must be a 503 SlowDown:
     (what was stored, the refusal)."""
@@ -140,7 +120,7 @@ def test_a_full_index_over_the_wire_answers_slowdown(tmp_path: Path, tmpfs_mount
         tmp_path / "cluster", nodes=6, metas=metas, gateways=1, gateway_args=["--scan-interval", "3600"]
     )
     for i in range(metas):
-        _mount_tmpfs(cluster.data / f"meta{i + 1}", tmpfs_mounts)
+        mount_tmpfs(cluster.data / f"meta{i + 1}", tmpfs_mounts)
     cluster.start()
     try:
         s3 = dev_client(cluster, retries={"total_max_attempts": 1})  # each SlowDown seen, not retried away
