@@ -29,19 +29,15 @@ from typing import Any, TypeVar
 import lmdb
 
 from metadata.index import IndexFull
-from metadata.lmdb_open import MAP_SIZE, no_room, open_env, run_batch
+from metadata.lmdb_open import MAP_SIZE, no_room, open_env, run_batch, too_long
 
 T = TypeVar("T")
-
-
-def _too_long() -> ValueError:
-    return ValueError("a name or id is empty or too long for the index")
 
 
 def write_error(exc: Exception, path: str | None = None) -> Exception:
     """What a caller is told when its write failed (path: the environment's, to tell a full disk)."""
     if isinstance(exc, lmdb.BadValsizeError):
-        return _too_long()
+        return too_long()
     if isinstance(exc, lmdb.MapFullError) or no_room(exc, path):
         return IndexFull(f"no room for the write{f' in {path}' if path else ''}: {exc}")
     return exc
@@ -167,7 +163,7 @@ class LmdbEnv:
             with self.env.begin(write=False) as txn:
                 return fn(txn, *args)
         except lmdb.BadValsizeError:
-            raise _too_long() from None
+            raise too_long() from None
 
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """fn(txn, *args) as one atomic write, durable when this returns; an exception rolls it back."""

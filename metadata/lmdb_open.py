@@ -31,6 +31,11 @@ def open_env(
     return env, dbs
 
 
+def too_long() -> ValueError:
+    """What a key or value LMDB refuses for its size is told as (a refused argument, never the drive's fault)."""
+    return ValueError("a name or id is empty or too long for the index")
+
+
 # How LMDB words a write that found no room on disk (it raises DiskError with no errno attached).
 _NO_SPACE = tuple(os.strerror(e) for e in (errno.ENOSPC, errno.EDQUOT))
 _EIO = os.strerror(errno.EIO)

@@ -19,7 +19,7 @@ from typing import Any
 import lmdb
 import msgpack
 
-from metadata.lmdb_open import no_room, open_env, run_batch
+from metadata.lmdb_open import no_room, open_env, run_batch, too_long
 from metadata.replica.packed import STORE_TABLES, TABLES, merge_packed
 
 _READ = 1 << 16
@@ -29,7 +29,9 @@ def describe(exc: BaseException, path: str) -> list[str]:
     """A failure as [kind, message], for the server to raise as what it was (copy_writer.rebuild)."""
     if isinstance(exc, lmdb.MapFullError) or (isinstance(exc, Exception) and no_room(exc, path)):
         return ["full", f"no room for the write in {path}: {exc}"]
-    if isinstance(exc, lmdb.BadValsizeError | ValueError):  # a refused argument
+    if isinstance(exc, lmdb.BadValsizeError):  # a refused argument, worded as in the server (lmdb_env)
+        return ["value", str(too_long())]
+    if isinstance(exc, ValueError):
         return ["value", str(exc)]
     if isinstance(exc, lmdb.Error):  # the drive's or the file's failure: DriveCopy tells which
         return [f"lmdb:{type(exc).__name__}", str(exc)]
