@@ -6,13 +6,19 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from bench.proc_stats import children
+from metadata.lmdb_open import open_env
+from metadata.replica.merge import Entry
+from metadata.replica.packed import STORE_TABLES, pack_entry
 from tests.conftest import mount_tmpfs
 from tests.server_process import start_server
 from tests.store_process import Store
@@ -126,6 +132,7 @@ def test_a_killed_server_leaves_no_writer_behind(store: Store) -> None:
     store.running.proc.wait(DEADLINE)
     _wait_gone(pids)  # their input ends with the server
     store.running = None
+    assert "Traceback" not in (store.base / "server.log").read_text(errors="replace")
 
 
 def test_the_servers_working_directory_is_not_on_the_writers_import_path(tmp_path: Path) -> None:
@@ -176,3 +183,38 @@ def test_copies_on_full_drives_answer_slowdown_and_take_writes_again(tmp_path: P
         assert len(writers) == COPIES  # none died of it
     finally:
         srv.stop()
+
+
+def test_a_writer_whose_server_is_gone_commits_and_exits_quietly(tmp_path: Path) -> None:
+    """The child alone, as the server starts it: its answers meet a closed pipe (the server killed). What it took is
+    committed all the same, and it exits without a traceback."""
+    copy = tmp_path / "replica"
+    env, _ = open_env(copy, STORE_TABLES)
+    env.close()
+    inode = os.stat(copy / "data.mdb").st_ino
+    child = subprocess.Popen(
+        [sys.executable, "-P", "-m", "metadata.replicated.copy_child", str(copy), str(inode)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        child.stdout.close()  # nobody reads the answers
+        raw, value = pack_entry(b"photos\x00k", Entry(7, False, b"record"))
+        child.stdin.write(msgpack.packb([1, [["objects", raw, value]]]))
+        child.stdin.close()
+        child.wait(DEADLINE)
+        assert child.stderr is not None
+        err = child.stderr.read()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0 and b"Traceback" not in err, err
+    env, dbs = open_env(copy, STORE_TABLES)
+    try:
+        with env.begin() as txn:
+            assert txn.get(raw, db=dbs["objects"]) == value
+    finally:
+        env.close()

@@ -8,7 +8,6 @@ exits. It imports little (LMDB, msgpack and the record format) and has no event 
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sys
@@ -80,6 +79,8 @@ def serve(path: Path, inode: int) -> None:
             view = memoryview(answer)
             while view:  # blocking: the server always reads its end, and nothing else here waits meanwhile
                 view = view[os.write(1, view) :]
+    except BrokenPipeError:
+        pass  # the server is gone (killed): what was committed stays, nobody waits for the answers
     finally:
         env.close()
 
@@ -89,10 +90,6 @@ def main() -> None:
     # sent to the whole process group must not cut them off.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    level = os.environ.get("TESSERA_LOG_LEVEL", "info").upper()
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     serve(Path(sys.argv[1]), int(sys.argv[2]))
 
 
