@@ -31,6 +31,11 @@ def open_env(
     return env, dbs
 
 
+def inode_of(path: Path) -> int:
+    """The inode of the environment's data file in directory `path`: which file a process has open."""
+    return os.stat(path / "data.mdb").st_ino
+
+
 def too_long() -> ValueError:
     """What a key or value LMDB refuses for its size is told as (a refused argument, never the drive's fault)."""
     return ValueError("a name or id is empty or too long for the index")

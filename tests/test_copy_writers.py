@@ -218,3 +218,18 @@ def test_a_writer_whose_server_is_gone_commits_and_exits_quietly(tmp_path: Path)
             assert txn.get(raw, db=dbs["objects"]) == value
     finally:
         env.close()
+
+
+def test_a_writer_never_begins_a_copy_the_server_did_not_open(tmp_path: Path) -> None:
+    """A copy's directory wiped (or replaced) between the server's opening and its child's: the child refuses in one
+    line and creates nothing there; the server, its child gone, writes that copy itself and notices the wipe."""
+    copy = tmp_path / "replica"
+    copy.mkdir()  # as a wipe and an adoption leave it: the directory, no data file
+    res = subprocess.run(
+        [sys.executable, "-P", "-m", "metadata.replicated.copy_child", str(copy), "12345"],
+        input=b"",
+        capture_output=True,
+        timeout=DEADLINE,
+    )
+    assert res.returncode != 0 and b"not the index copy the server opened" in res.stderr, res
+    assert b"Traceback" not in res.stderr and not any(copy.iterdir())

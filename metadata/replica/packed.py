@@ -41,6 +41,13 @@ HEADER = struct.Struct(">QB")
 TOMB, FULL = 1, 2
 
 
+def table_db(dbs: dict[str, Any], name: str) -> Any:
+    """The LMDB database of replicated table `name`; ValueError for a name that is not one (from the network)."""
+    if name not in TABLES:
+        raise ValueError(f"no table {name!r}")
+    return dbs[name]
+
+
 def pack_entry(full: bytes, e: Entry) -> tuple[bytes, bytes]:
     """(LMDB key, LMDB value) for an entry of record key `full`."""
     raw = keys.encode(full)

@@ -26,7 +26,7 @@ import msgpack
 
 from metadata import keys, lmdb_env
 from metadata.replica.merge import Entry
-from metadata.replica.packed import HEADER, STORE_TABLES, TABLES, TOMB, merge_packed, pack_entry, unpack_entry
+from metadata.replica.packed import HEADER, STORE_TABLES, TABLES, TOMB, merge_packed, pack_entry, table_db, unpack_entry
 from metadata.replica.protocol import NotInitialized, Prepared, Write
 
 _INITIALIZED = b"initialized"
@@ -66,9 +66,7 @@ class ReplicaStore:
         await self._lmdb.close()
 
     def _table(self, table: str) -> Any:
-        if table not in TABLES:
-            raise ValueError(f"no table {table!r}")
-        return self._db[table]
+        return table_db(self._db, table)
 
     async def mark_initialized(self) -> None:
         def tx(txn: lmdb.Transaction) -> None:

@@ -8,6 +8,7 @@ exits. It imports little (LMDB, msgpack and the record format) and has no event 
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
@@ -18,8 +19,8 @@ from typing import Any
 import lmdb
 import msgpack
 
-from metadata.lmdb_open import no_room, open_env, run_batch, too_long
-from metadata.replica.packed import STORE_TABLES, TABLES, merge_packed
+from metadata.lmdb_open import inode_of, no_room, open_env, run_batch, too_long
+from metadata.replica.packed import STORE_TABLES, merge_packed, table_db
 
 _READ = 1 << 16
 
@@ -39,7 +40,7 @@ def describe(exc: BaseException, path: str) -> list[str]:
 
 def _inode(path: Path) -> int | None:
     try:
-        return os.stat(path / "data.mdb").st_ino
+        return inode_of(path)
     except OSError:
         return None
 
@@ -52,11 +53,7 @@ def serve(path: Path, inode: int) -> None:
     env, dbs = open_env(path, STORE_TABLES)
     where = str(path)
 
-    def table(name: str) -> Any:
-        if name not in TABLES:
-            raise ValueError(f"no table {name!r}")
-        return dbs[name]
-
+    table = functools.partial(table_db, dbs)
     unpacker = msgpack.Unpacker()
     try:
         if _inode(path) != inode:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ import lmdb
 
 from metadata.index import IndexFull
 from metadata.lmdb_env import CommitGate, Settled
+from metadata.lmdb_open import inode_of
 from metadata.replica.merge import Entry
 from metadata.replica.protocol import Prepared, ReplicaDown, ReplicaFull, Write
 from metadata.replica.store import ReplicaStore
@@ -160,10 +160,6 @@ class DriveCopy:
             return await self._live().status()
         except FAILURES as exc:
             raise self._down(exc) from None
-
-
-def inode_of(path: Path) -> int:
-    return os.stat(path / "data.mdb").st_ino
 
 
 def set_aside(path: Path, why: str) -> str:
