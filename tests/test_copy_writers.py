@@ -68,7 +68,7 @@ def _put_many(store: Store, prefix: str, n: int, within: float) -> dict[str, byt
     return written
 
 
-def test_each_copy_has_a_writer_that_ends_with_the_server(store: Store) -> None:
+def test_each_copy_has_a_batch_scheduled_writer_that_ends_with_the_server(store: Store) -> None:
     assert store.running is not None
     server = store.running.proc.pid
     pids = _writers(store)
@@ -77,6 +77,7 @@ def test_each_copy_has_a_writer_that_ends_with_the_server(store: Store) -> None:
     for pid in pids:
         stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         assert int(stat[1]) == server  # its parent
+        assert os.sched_getscheduler(pid) == os.SCHED_BATCH  # its wake-ups do not preempt the server
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         copies.add(argv[argv.index(b"metadata.replicated.copy_child") + 1])
     assert {Path(c.decode()).parent.parent.name for c in copies} == {d.name for d in store.drives[:COPIES]}

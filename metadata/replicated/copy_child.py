@@ -82,11 +82,23 @@ def serve(path: Path, inode: int) -> None:
         env.close()
 
 
+def batch_scheduling() -> None:
+    """Linux's SCHED_BATCH for this child: its fair share of the CPU as before, but its wake-up (a write arrived)
+    no longer preempts the server, which then sends the rest of its turn's writes before the child runs; the
+    child finds more writes per read and commits them together. Measured (docs/performance.md, "A writer process
+    per copy"): 4 KiB PUTs at 32 clients 1.15x, at 1 and 4 clients the same."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except (AttributeError, OSError):  # not Linux, or refused: the default policy works, only less well
+        pass
+
+
 def main() -> None:
     # The server ends this child by closing its input, after its own last writes: a Ctrl-C or a stop signal
     # sent to the whole process group must not cut them off.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    batch_scheduling()
     serve(Path(sys.argv[1]), int(sys.argv[2]))
 
 
