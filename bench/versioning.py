@@ -3,8 +3,10 @@
     python -m bench.versioning [--duration 5] [--rounds 3] [--big-mib 64] [--versions 100000] [--keys 10000]
 
 All against one embedded `tessera server` on temporary drives, in the same run:
-- 4 KiB PUT and GET (python -m bench's workload, 16 concurrent clients) in an unversioned bucket and in a
-  versioned one, alternating, --rounds times each; the median rates and their ratio.
+- 4 KiB PUT of new keys, 4 KiB overwrites of 200 keys, and 4 KiB GET (python -m bench's workload, 16
+  concurrent clients) in an unversioned bucket and in a versioned one, alternating, --rounds times each; the
+  median rates and their ratio. An overwrite in a versioned bucket keeps the old version (a second record and
+  its usage entry written to the index): that is what it costs, shown apart from PUTs of new keys.
 - 64 MiB PUT and GET (boto3, one at a time, median of --rounds) in each bucket, and their ratio.
 - ListObjectVersions over --versions versions of --keys keys (every key overwritten versions/keys times),
   paginated 1,000 at a time, in entries per second, beside ListObjectsV2 over the same bucket's current keys.
@@ -39,12 +41,17 @@ async def enable_versioning(client: S3Client, bucket: str) -> None:
 
 
 async def small_rates(endpoint: str, creds: Credentials, duration: float, rounds: int) -> dict[str, float]:
-    """Median 4 KiB PUT and GET objects/s in each bucket; the buckets take turns so drift hits both alike."""
+    """Median 4 KiB PUT (new keys), overwrite and GET objects/s in each bucket; the buckets take turns so drift
+    hits both alike. Each round's PUTs go under a prefix of their own: no key of an earlier round is overwritten."""
     samples: dict[str, list[float]] = {}
-    for _ in range(rounds):
-        for op in ("put", "get"):
+    for r in range(rounds):
+        specs = {
+            "put": Spec("put", 4096, concurrency=16, duration=duration, prefix=f"small-put-{r}/"),
+            "over": Spec("mixed", 4096, concurrency=16, duration=duration, objects=200, get_ratio=0.0, prefix="over/"),
+            "get": Spec("get", 4096, concurrency=16, duration=duration, objects=200, prefix="small-get/"),
+        }
+        for op, spec in specs.items():
             for bucket in (PLAIN, VERSIONED):
-                spec = Spec(op, 4096, concurrency=16, duration=duration, objects=200, prefix=f"small-{op}/")
                 summary, _ = await run_bench(endpoint, creds, spec, bucket=bucket, keep=True)
                 assert summary["errors"] == 0, summary
                 samples.setdefault(f"{bucket}_{op}_4k_ops_s", []).append(summary["objects_s"])
@@ -123,7 +130,7 @@ async def measure(endpoint: str, args: argparse.Namespace) -> dict[str, float]:
         got["listed_versions"], got["list_versions_entries_s"] = await list_rate(client, "bench-listing", True)
         got["listed_keys"], got["list_v2_keys_s"] = await list_rate(client, "bench-listing", False)
     assert got["listed_versions"] == args.versions and got["listed_keys"] == min(args.keys, args.versions), got
-    for op in ("put_4k_ops_s", "get_4k_ops_s", "put_big_mb_s", "get_big_mb_s"):
+    for op in ("put_4k_ops_s", "over_4k_ops_s", "get_4k_ops_s", "put_big_mb_s", "get_big_mb_s"):
         op_name = op.rsplit("_", 2)[0]
         got[f"ratio_{op_name}"] = got[f"{VERSIONED}_{op}"] / got[f"{PLAIN}_{op}"]
     return got
@@ -148,13 +155,14 @@ def main() -> None:
     print(f"versioned vs unversioned bucket, embedded server, median of {args.rounds} rounds")
     for what, label, unit in (
         ("put_4k_ops_s", "PUT 4 KiB", "ops/s"),
+        ("over_4k_ops_s", "overwrite 4 KiB", "ops/s"),
         ("get_4k_ops_s", "GET 4 KiB", "ops/s"),
         ("put_big_mb_s", f"PUT {args.big_mib} MiB", "MB/s"),
         ("get_big_mb_s", f"GET {args.big_mib} MiB", "MB/s"),
     ):
         plain, versioned = got[f"{PLAIN}_{what}"], got[f"{VERSIONED}_{what}"]
         print(
-            f"  {label:<12} unversioned {plain:9.1f} {unit}   versioned {versioned:9.1f} {unit}   "
+            f"  {label:<16} unversioned {plain:9.1f} {unit}   versioned {versioned:9.1f} {unit}   "
             f"ratio {versioned / plain:.3f}"
         )
     print(
