@@ -11,6 +11,11 @@ import pytest
 from tests.s3_helpers import chunked_client, unique
 from tests.server_process import ServerProcess, start_server
 
+# pytest-xdist's workers get COLUMNS=80 (and LINES): the `tessera admin` commands the tests run would then draw
+# their tables 80 columns wide and shorten IDs and paths, where a run in one process prints them whole.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
+
 # The contract suites are imported by test modules; rewrite their asserts too, for useful failure messages.
 pytest.register_assert_rewrite(
     "tests.drive_contract",
