@@ -136,3 +136,17 @@ def test_overload_briefly_only_200_and_slowdown_and_slow_heads_closed() -> None:
     assert set(summary["answers"]) <= {"200", "503 SlowDown"}, summary
     assert summary["slow_closed"] == 20 and summary["slow_within_timeout"], summary
     assert summary["server_peak_rss_mib"] > 0
+
+
+def test_scenarios_without_the_large_figures_report_the_rest() -> None:
+    """`python -m bench.scenarios --no-large --json` (it starts its own server): every target it measured, none
+    of the large ones it skipped (an earlier version looked those up anyway and ended in a KeyError)."""
+    cmd = [sys.executable, "-m", "bench.scenarios", "--quick", "--runs", "1", "--duration", "0.5", "--no-large"]
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+    res = subprocess.run([*cmd, "--json"], capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    names = [t["figure"] for t in got["targets"]]
+    assert {"64 MiB PUT", "64 MiB GET", "4 KiB PUT x32", "4 KiB GET x32", "degraded 64 MiB GET"} <= set(names)
+    assert not any("boto3" in n or "aws s3 cp" in n or "server CPU" in n for n in names), names
+    assert all(t["value"] > 0 for t in got["targets"]), got["targets"]
