@@ -407,22 +407,21 @@ def test_repair_never_resurrects_overwritten_or_deleted_objects(cluster: DevClus
             time.sleep(0.1)
         mutated.set()
 
-    started = subprocess.Popen(
+    # The job first (the command returns once it has started), then the writes, while the slow job runs.
+    started = subprocess.run(
         [*tessera_command(), "admin", "--endpoint", cluster.endpoint(), "repair"],
         env=admin_env(cluster),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        capture_output=True,
         text=True,
+        timeout=60,
     )
-    time.sleep(0.6)  # most of the CLI's start-up: the job and the writes then overlap
+    assert started.returncode == 0, started.stderr
+    job_id = re.search(r"repair job (\S+) started", started.stdout)
+    assert job_id, started.stdout
     writer = threading.Thread(target=mutate)
     writer.start()
-    out, err = started.communicate(timeout=60)
     writer.join(timeout=60)
     assert mutated.is_set()
-    assert started.returncode == 0, err
-    job_id = re.search(r"repair job (\S+) started", out)
-    assert job_id, out
 
     def finished() -> dict[str, Any] | None:
         job = admin_call(cluster, lambda a: a.job(job_id.group(1)))["job"]
