@@ -85,8 +85,8 @@ def serve(path: Path, inode: int) -> None:
 def batch_scheduling() -> None:
     """Linux's SCHED_BATCH for this child: its fair share of the CPU as before, but its wake-up (a write arrived)
     no longer preempts the server, which then sends the rest of its turn's writes before the child runs; the
-    child finds more writes per read and commits them together. Measured (docs/performance.md, "A writer process
-    per copy"): 4 KiB PUTs at 32 clients 1.15x, at 1 and 4 clients the same."""
+    child finds more writes per read and commits them together. Measured (docs/performance.md, "The writers
+    batch-scheduled"): 4 KiB PUTs at 32 clients 1.15x, at 1 and 4 clients the same."""
     try:
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     except (AttributeError, OSError):  # not Linux, or refused: the default policy works, only less well
