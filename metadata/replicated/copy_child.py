@@ -38,26 +38,26 @@ def describe(exc: BaseException, path: str) -> list[str]:
     return ["error", f"{type(exc).__name__}: {exc}"]
 
 
-def _inode(path: Path) -> int | None:
+def _require_copy(path: Path, inode: int) -> None:
+    """Exit unless `path` holds the copy the server opened: a copy is only begun by the server (a drive wiped
+    meanwhile is the server's to notice, set aside and rebuild)."""
     try:
-        return inode_of(path)
+        found: int | None = inode_of(path)
     except OSError:
-        return None
+        found = None
+    if found != inode:
+        sys.exit(f"{path}: not the index copy the server opened; not written here")
 
 
 def serve(path: Path, inode: int) -> None:
-    # The copy the server opened, never another: a copy is only begun by the server (a drive wiped meanwhile
-    # is the server's to notice, set aside and rebuild).
-    if _inode(path) != inode:
-        sys.exit(f"{path}: not the index copy the server opened; not written here")
+    _require_copy(path, inode)  # before opening: opening an absent environment would begin one
     env, dbs = open_env(path, STORE_TABLES)
     where = str(path)
 
     table = functools.partial(table_db, dbs)
     unpacker = msgpack.Unpacker()
     try:
-        if _inode(path) != inode:
-            sys.exit(f"{path}: not the index copy the server opened; not written here")
+        _require_copy(path, inode)  # and after: the file opened is the one checked (wiped in between)
         while data := os.read(0, _READ):
             unpacker.feed(data)
             batch = list(unpacker)
