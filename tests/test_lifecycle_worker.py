@@ -69,3 +69,31 @@ async def test_a_key_across_pages_is_handled_whole_and_the_cursor_kept(tmp_path:
     finally:
         await asyncio.sleep(0)
         await index.close()
+
+
+async def test_a_job_reports_its_own_work_not_the_background_pass(tmp_path: Path) -> None:
+    index, layer = await _setup(tmp_path)
+    try:
+        # A second bucket the background pass works on while the job waits for its turn.
+        await index.create_bucket(BucketRecord("other", "AKIA", time.time()))
+        await index.set_versioning("other", "Enabled")
+        old = time.time() - 100
+        for i in range(5):
+            await index.put_object(_version("other", "x", old + i))
+        worker = Lifecycle(index, layer, "gw-a", JobBoard(), day=1.0)
+        other = await index.get_bucket("other")
+        assert other is not None
+        async with worker._lock:  # the background pass holds the lock when the job starts
+            job = worker.run_job(["b"])
+            await asyncio.sleep(0)
+            await worker._batch(other, [lc.Rule("nc", True, noncurrent_days=1)], "")
+        deadline = time.monotonic() + 10
+        while job.finished is None:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        assert job.phase == "done", job.message
+        assert job.message.startswith("18 version(s) looked at: 0 expired, 9 noncurrent removed"), job.message
+        assert worker.stats.noncurrent == 9 + 4  # the worker's counters hold both
+    finally:
+        await asyncio.sleep(0)
+        await index.close()

@@ -122,24 +122,32 @@ class Lifecycle:
         async def work(job: Job) -> None:
             names = buckets or [b.name for b in await self.index.list_buckets() if b.lifecycle]
             job.phase, job.unit, job.total = "applying", "buckets", len(names)
-            before = asdict(self.stats)
+            # The job's own counts: the background pass may work (on other buckets) while it waits for the lock.
+            mine = LifecycleStats()
+            job.message = _summary(mine)
             for name in names:
                 async with self._lock:
                     rec = await self.index.get_bucket(name)
                     rules = lc.loads(rec.lifecycle) if rec is not None else []
                     cursor, done = "", not rules
                     while not done and rec is not None:
-                        cursor, done = await self._batch(rec, rules, cursor)
-                        job.message = _summary(before, asdict(self.stats))
+                        part = LifecycleStats()
+                        cursor, done = await self._batch(rec, rules, cursor, part)
+                        _add(mine, part)
+                        _add(self.stats, part)  # the worker's counters count what jobs did too
+                        job.message = _summary(mine)
                 job.completed += 1
-            job.message = _summary(before, asdict(self.stats))
 
         return self.jobs.start(Job("lifecycle", target=",".join(buckets)), work)
 
     # -- one batch ---------------------------------------------------------------------------------------
 
-    async def _batch(self, rec: BucketRecord, rules: list[lc.Rule], cursor: str) -> tuple[str, bool]:
-        """Apply the rules to the keys after `cursor` (whole keys, a batch of versions); (new cursor, done)."""
+    async def _batch(
+        self, rec: BucketRecord, rules: list[lc.Rule], cursor: str, stats: LifecycleStats | None = None
+    ) -> tuple[str, bool]:
+        """Apply the rules to the keys after `cursor` (whole keys, a batch of versions); (new cursor, done).
+        What it did is counted in `stats` (the worker's own by default)."""
+        stats = self.stats if stats is None else stats
         calm = await yield_to(self.busy, YIELD_MOST)
         try:
             page = await self.index.list_versions(rec.name, key_marker=cursor, max_keys=self.batch)
@@ -159,19 +167,21 @@ class Lifecycle:
 
         async def apply(group: list[VersionEntry]) -> None:
             async with room:
-                await self._apply(rec, rules, group)
+                await self._apply(rec, rules, group, stats)
 
         groups = [list(g) for _, g in itertools.groupby(entries, key=lambda e: e.manifest.key)]
         await asyncio.gather(*(apply(g) for g in groups))
         if not page.truncated:
-            await self._abort_uploads(rec.name, rules)
+            await self._abort_uploads(rec.name, rules, stats)
             return "", True
         return entries[-1].manifest.key if entries else page.next_key_marker, False
 
-    async def _apply(self, rec: BucketRecord, rules: list[lc.Rule], versions: list[VersionEntry]) -> None:
+    async def _apply(
+        self, rec: BucketRecord, rules: list[lc.Rule], versions: list[VersionEntry], stats: LifecycleStats
+    ) -> None:
         """The rules for one key's versions (newest first)."""
         now, day = time.time(), self.day
-        self.stats.scanned += len(versions)
+        stats.scanned += len(versions)
         kept = [versions[0]]
         for rank, (newer, entry) in enumerate(itertools.pairwise(versions)):
             m = entry.manifest  # noncurrent since `newer` was written; `rank` noncurrent versions are newer
@@ -182,8 +192,8 @@ class Lifecycle:
                 and now >= lc.after_days(newer.manifest.last_modified, r.noncurrent_days, day)
                 for r in rules
             )
-            if due and await self._remove(rec.name, m, now):
-                self.stats.noncurrent += 1
+            if due and await self._remove(rec.name, m, now, stats):
+                stats.noncurrent += 1
             else:
                 kept.append(entry)
         head = versions[0].manifest
@@ -192,17 +202,17 @@ class Lifecycle:
         if not head.delete_marker:
             found = lc.expiry(rules, head.key, head.size, head.tags, head.last_modified, day)
             if found is not None and now >= found[0]:
-                await self._expire_current(rec, head, now)
+                await self._expire_current(rec, head, now, stats)
         elif len(kept) == 1 and any(r.expired_marker and r.matches(head.key, sized=False) for r in rules):
-            if await self._remove(rec.name, head, now):  # a delete marker with nothing left behind it
-                self.stats.delete_markers += 1
+            if await self._remove(rec.name, head, now, stats):  # a delete marker with nothing left behind it
+                stats.delete_markers += 1
 
-    async def _remove(self, bucket: str, man: ObjectManifest, now: float) -> bool:
+    async def _remove(self, bucket: str, man: ObjectManifest, now: float, stats: LifecycleStats) -> bool:
         """Remove a version for good, unless its object lock keeps it."""
         try:
             old = await self.index.delete_version(bucket, man.key, s3_version(man), LockGuard(now))
         except ObjectLocked:
-            self.stats.locked += 1
+            stats.locked += 1
             return False
         except NoSuchBucket:
             return False
@@ -212,7 +222,7 @@ class Lifecycle:
         self.layer.discard(old.parts)
         return True
 
-    async def _expire_current(self, rec: BucketRecord, head: ObjectManifest, now: float) -> None:
+    async def _expire_current(self, rec: BucketRecord, head: ObjectManifest, now: float, stats: LifecycleStats) -> None:
         """Expire the current version: removed without versioning, hidden behind a delete marker with it (as S3)."""
         try:
             if not rec.versioning:  # only the version read: an overwrite since then is not expired
@@ -224,11 +234,11 @@ class Lifecycle:
         except (PreconditionFailed, NoSuchBucket):
             return
         await self._rate.pace(1)
-        self.stats.expired += 1
+        stats.expired += 1
         if old is not None:
             self.layer.discard(old.parts)
 
-    async def _abort_uploads(self, bucket: str, rules: list[lc.Rule]) -> None:
+    async def _abort_uploads(self, bucket: str, rules: list[lc.Rule], stats: LifecycleStats) -> None:
         if not any(r.abort_days is not None and r.enabled for r in rules):
             return
         now, key_marker, id_marker = time.time(), "", ""
@@ -246,19 +256,20 @@ class Lifecycle:
                 ):
                     with contextlib.suppress(NoSuchUpload):
                         self.layer.discard(await self.index.abort_upload(u.upload_id))
-                        self.stats.uploads += 1
+                        stats.uploads += 1
             if not page.truncated:
                 return
             key_marker, id_marker = page.next_key_marker, page.next_upload_id_marker
 
 
-def _summary(before: dict[str, float], after: dict[str, float]) -> str:
-    d = {
-        k: int(after[k] - before[k])
-        for k in ("scanned", "expired", "noncurrent", "delete_markers", "uploads", "locked")
-    }
+def _add(into: LifecycleStats, part: LifecycleStats) -> None:
+    for k in ("scanned", "expired", "noncurrent", "delete_markers", "uploads", "locked"):
+        setattr(into, k, getattr(into, k) + getattr(part, k))
+
+
+def _summary(s: LifecycleStats) -> str:
     return (
-        f"{d['scanned']} version(s) looked at: {d['expired']} expired, {d['noncurrent']} noncurrent removed, "
-        f"{d['delete_markers']} delete marker(s) removed, {d['uploads']} upload(s) aborted, "
-        f"{d['locked']} kept by object lock"
+        f"{s.scanned} version(s) looked at: {s.expired} expired, {s.noncurrent} noncurrent removed, "
+        f"{s.delete_markers} delete marker(s) removed, {s.uploads} upload(s) aborted, "
+        f"{s.locked} kept by object lock"
     )
