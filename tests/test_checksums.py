@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import zlib
 
 import pytest
@@ -75,6 +76,19 @@ def test_accepts_bytearray_and_memoryview(algo: str) -> None:
     b.update(bytearray(data))
     c.update(memoryview(data))
     assert a.digest() == b.digest() == c.digest() == reference_digest(algo, data)
+
+
+def test_crc32_through_isal_and_zlib_alike() -> None:
+    # Pieces below and above the size where ISA-L takes over, and views (zlib's), in one running value.
+    assert checksums._ISAL_CRC32 is not None, "pyeclib's wheel no longer bundles ISA-L's crc32_gzip_refl"
+    data = bytes(range(251)) * 4000
+    cuts = [0, 1, 4095, 4096, 4097, 70000, 70001, 200000, len(data)]
+    ours = checksums.new_checksum("CRC32")
+    for i, (a, b) in enumerate(itertools.pairwise(cuts)):
+        ours.update(data[a:b] if i % 2 == 0 else memoryview(data)[a:b])
+    assert ours.digest() == zlib.crc32(data).to_bytes(4, "big")
+    for size in (0, 1, 4095, 4096, 1 << 20):
+        assert checksums.crc32(data[:size], 0xDEADBEEF) == zlib.crc32(data[:size], 0xDEADBEEF)
 
 
 def test_copy_is_independent() -> None:

@@ -14,13 +14,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
-import glob
-import os
 import struct
 import zlib
 from collections.abc import Iterator, Sequence
 
-import pyeclib
+from cluster import isal
 
 _Bytes = bytes | bytearray | memoryview
 
@@ -28,32 +26,26 @@ _Bytes = bytes | bytearray | memoryview
 @functools.cache
 def _lib() -> ctypes.CDLL | None:
     """The ISA-L library pyeclib's wheel bundles, with the four calls used here typed; None if absent."""
-    libs = os.path.join(os.path.dirname(os.path.dirname(pyeclib.__file__)), "pyeclib.libs")
-    for path in sorted(glob.glob(os.path.join(libs, "libisal*.so*"))):
-        try:
-            lib = ctypes.CDLL(path)
-            for name in ("ec_encode_data", "ec_init_tables", "gf_gen_cauchy1_matrix", "gf_invert_matrix"):
-                getattr(lib, name)
-        except (OSError, AttributeError):
-            continue
-        u8p = ctypes.POINTER(ctypes.c_ubyte)
-        lib.gf_gen_cauchy1_matrix.argtypes = [u8p, ctypes.c_int, ctypes.c_int]
-        lib.gf_gen_cauchy1_matrix.restype = None
-        lib.gf_invert_matrix.argtypes = [u8p, u8p, ctypes.c_int]
-        lib.gf_invert_matrix.restype = ctypes.c_int
-        lib.ec_init_tables.argtypes = [ctypes.c_int, ctypes.c_int, u8p, u8p]
-        lib.ec_init_tables.restype = None
-        lib.ec_encode_data.argtypes = [
-            ctypes.c_int,
-            ctypes.c_int,
-            ctypes.c_int,
-            u8p,
-            ctypes.POINTER(ctypes.c_void_p),
-            ctypes.POINTER(ctypes.c_void_p),
-        ]
-        lib.ec_encode_data.restype = None
-        return lib
-    return None
+    lib = isal.library("ec_encode_data", "ec_init_tables", "gf_gen_cauchy1_matrix", "gf_invert_matrix")
+    if lib is None:
+        return None
+    u8p = ctypes.POINTER(ctypes.c_ubyte)
+    lib.gf_gen_cauchy1_matrix.argtypes = [u8p, ctypes.c_int, ctypes.c_int]
+    lib.gf_gen_cauchy1_matrix.restype = None
+    lib.gf_invert_matrix.argtypes = [u8p, u8p, ctypes.c_int]
+    lib.gf_invert_matrix.restype = ctypes.c_int
+    lib.ec_init_tables.argtypes = [ctypes.c_int, ctypes.c_int, u8p, u8p]
+    lib.ec_init_tables.restype = None
+    lib.ec_encode_data.argtypes = [
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        u8p,
+        ctypes.POINTER(ctypes.c_void_p),
+        ctypes.POINTER(ctypes.c_void_p),
+    ]
+    lib.ec_encode_data.restype = None
+    return lib
 
 
 @functools.cache
