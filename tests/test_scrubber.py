@@ -133,15 +133,16 @@ async def test_never_two_passes_at_once(tmp_path: Path) -> None:
 
 async def test_periodic_passes_start_after_one_interval(tmp_path: Path) -> None:
     drive = await one_drive(tmp_path, 2)
-    scrubber = Scrubber([drive], lambda *a: asyncio.sleep(0), rate=1e12, interval=0.4)
+    # Margins of most of a second: a busy machine's event loop wakes late, never early.
+    scrubber = Scrubber([drive], lambda *a: asyncio.sleep(0), rate=1e12, interval=1.2)
     scrubber.open()
     try:
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.3)
         assert scrubber.status().passes == 0 and not scrubber.running  # not at startup
         await wait_for(lambda: scrubber.status().passes == 1, within=5)
         first_end = time.monotonic()
         await wait_for(lambda: scrubber.status().passes == 2, within=5)
-        assert time.monotonic() - first_end >= 0.3  # and again an interval later
+        assert time.monotonic() - first_end >= 1.1  # and again an interval later
         assert scrubber.status().fragments == 2
     finally:
         await scrubber.close()
@@ -149,13 +150,13 @@ async def test_periodic_passes_start_after_one_interval(tmp_path: Path) -> None:
 
 async def test_on_demand_pass_postpones_the_periodic_one(tmp_path: Path) -> None:
     drive = await one_drive(tmp_path, 2)
-    scrubber = Scrubber([drive], lambda *a: asyncio.sleep(0), rate=1e12, interval=0.6)
+    scrubber = Scrubber([drive], lambda *a: asyncio.sleep(0), rate=1e12, interval=2.0)
     scrubber.open()
     try:
-        await asyncio.sleep(0.4)
-        await scrubber.scrub_pass()  # on demand, while the periodic one is 0.2 s away
+        await asyncio.sleep(1.2)
+        await scrubber.scrub_pass()  # on demand, while the periodic one is 0.8 s away
         assert scrubber.status().passes == 1
-        await asyncio.sleep(0.4)
+        await asyncio.sleep(1.2)  # past the first schedule's time (2.0 s), before the new one's (3.2 s)
         assert scrubber.status().passes == 1  # the schedule restarted from the on-demand pass
         await wait_for(lambda: scrubber.status().passes == 2, within=5)
     finally:
