@@ -337,6 +337,10 @@ def test_wrong_checksum_is_bad_digest(s3: Any, s3_once: Any, bucket: str, algori
     expect_error(s3_once.put_object, "BadDigest", 400, Bucket=bucket, Key="fresh", Body=b"new body", **{field: wrong})
     assert get_body(s3, bucket, "keep") == b"previous"
     expect_error(s3.head_object, "404", 404, Bucket=bucket, Key="fresh")
+    # A body cut into fragments (past the inline size), checked in large pieces (CRC32 through ISA-L).
+    big = data(300 * 1024 + 1, seed=5)
+    expect_error(s3_once.put_object, "BadDigest", 400, Bucket=bucket, Key="big", Body=big, **{field: wrong})
+    expect_error(s3.head_object, "404", 404, Bucket=bucket, Key="big")
 
 
 def test_malformed_checksum_value(s3: Any, bucket: str) -> None:
