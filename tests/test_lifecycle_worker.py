@@ -64,7 +64,7 @@ async def test_a_key_across_pages_is_handled_whole_and_the_cursor_kept(tmp_path:
         await worker.close()  # gives it up: another gateway may go on at once
         assert await index.acquire_lease("lifecycle", "gw-b", 1.0) is True
         gone = BucketRecord("gone", "AKIA", time.time())  # a bucket deleted during its pass: done, not an error
-        assert await worker._batch(gone, [lc.Rule("x", True, days=1)], "k") == ("", True)
+        assert await worker._batch(gone, [lc.Rule("x", True, days=1)], "k", worker.stats) == ("", True)
         assert worker.stats.noncurrent == 9  # the one noncurrent version of c, d and e is among the newest two: kept
     finally:
         await asyncio.sleep(0)
@@ -86,7 +86,7 @@ async def test_a_job_reports_its_own_work_not_the_background_pass(tmp_path: Path
         async with worker._lock:  # the background pass holds the lock when the job starts
             job = worker.run_job(["b"])
             await asyncio.sleep(0)
-            await worker._batch(other, [lc.Rule("nc", True, noncurrent_days=1)], "")
+            await worker._batch(other, [lc.Rule("nc", True, noncurrent_days=1)], "", worker.stats)
         deadline = time.monotonic() + 10
         while job.finished is None:
             assert time.monotonic() < deadline

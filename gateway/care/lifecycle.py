@@ -111,7 +111,7 @@ class Lifecycle:
         rec = await self.index.get_bucket(name)
         if rec is None or not rec.lifecycle:
             return True
-        cursor, done = await self._batch(rec, lc.loads(rec.lifecycle), rec.lifecycle_cursor)
+        cursor, done = await self._batch(rec, lc.loads(rec.lifecycle), rec.lifecycle_cursor, self.stats)
         with contextlib.suppress(NoSuchBucket):
             await self.index.set_lifecycle_cursor(name, cursor)
         return done
@@ -143,11 +143,10 @@ class Lifecycle:
     # -- one batch ---------------------------------------------------------------------------------------
 
     async def _batch(
-        self, rec: BucketRecord, rules: list[lc.Rule], cursor: str, stats: LifecycleStats | None = None
+        self, rec: BucketRecord, rules: list[lc.Rule], cursor: str, stats: LifecycleStats
     ) -> tuple[str, bool]:
         """Apply the rules to the keys after `cursor` (whole keys, a batch of versions); (new cursor, done).
-        What it did is counted in `stats` (the worker's own by default)."""
-        stats = self.stats if stats is None else stats
+        What it did is counted in `stats`."""
         calm = await yield_to(self.busy, YIELD_MOST)
         try:
             page = await self.index.list_versions(rec.name, key_marker=cursor, max_keys=self.batch)
