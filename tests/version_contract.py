@@ -136,6 +136,46 @@ class VersionContract:
         assert await index.delete_version(b, "k", "null") == null_marker
         assert await index.get_object(b, "k") == v1
 
+    async def test_small_versions_keep_their_bytes(self, index: Index) -> None:
+        """Inline parts (a small object's bytes in its manifest) through every move of a version: overwritten,
+        retagged while noncurrent, hidden by a marker, promoted, replaced as the null version, deleted."""
+        b = await versioned_bucket(index)
+
+        def small(*chunks: bytes, versioned: bool = True) -> ObjectManifest:
+            man = version(b, "k", versioned)
+            man.parts = [
+                dataclasses.replace(make_part(n, size=len(c)), placement=[], inline=c) for n, c in enumerate(chunks)
+            ]
+            man.size = sum(len(c) for c in chunks)
+            return man
+
+        v1, v2 = small(b"one" * 100), small(b"two-a" * 20, b"", b"two-c" * 7)
+        v2.parts.insert(1, make_part(5))  # a coded part between inline ones: its bytes are on drives
+        await index.put_object(v1)
+        await index.put_object(v2)
+        assert await index.get_object(b, "k") == v2
+        assert await index.get_version(b, "k", v1.s3_version_id) == v1
+        assert await index.set_object_tags(b, "k", v1.version_id, {"t": "1"})
+        v1.tags = {"t": "1"}
+        assert await index.get_version(b, "k", v1.s3_version_id) == v1
+        marker = version(b, "k", marker=True)
+        await index.put_object(marker)
+        assert await index.latest_version(b, "k") == marker
+        await index.delete_version(b, "k", marker.s3_version_id)
+        assert await index.latest_version(b, "k") == v2
+        await index.delete_version(b, "k", v2.s3_version_id)
+        assert await index.get_object(b, "k") == v1  # promoted with its bytes and tags
+        await index.set_versioning(b, "Suspended")
+        n1, n2 = small(b"null one", versioned=False), small(b"null two", versioned=False)
+        await index.put_object(n1)
+        await index.put_object(n2)  # replaces n1
+        assert await index.get_version(b, "k", "null") == n2
+        assert await index.get_version(b, "k", v1.s3_version_id) == v1
+        for v in (n2, v1):
+            await index.delete_version(b, "k", v.s3_version_id or "null")
+        assert (await index.list_versions(b)).versions == []
+        await index.delete_bucket(b)
+
     async def test_conditions_apply_to_the_current_version(self, index: Index) -> None:
         b = await versioned_bucket(index)
         v1 = version(b, "k")
