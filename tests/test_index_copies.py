@@ -22,6 +22,7 @@ from metadata.replica.merge import Entry
 from metadata.replicated.drive_copies import DriveCopy, copy_count, open_copies
 from metadata.replicated.manifests import revised, stored_usage
 from metadata.replicated.on_drives import EmbeddedIndex
+from tests.accounting_contract import AccountingContract
 from tests.index_contract import IndexContract
 from tests.index_records import make_manifest, make_part, new_bucket
 from tests.test_replicated_index import until
@@ -43,7 +44,7 @@ async def embedded(tmp_path: Path) -> AsyncIterator[EmbeddedIndex]:
     await index.close()
 
 
-class TestEmbeddedIndex(IndexContract):
+class TestEmbeddedIndex(IndexContract, AccountingContract):
     @pytest.fixture
     async def index(self, embedded: EmbeddedIndex) -> EmbeddedIndex:
         return embedded
@@ -66,8 +67,9 @@ async def solo(tmp_path: Path) -> AsyncIterator[EmbeddedIndex]:
     await index.close()
 
 
-class TestSoloEmbeddedIndex(IndexContract):
-    """The same contract with reads from one complete copy, bucket records kept, and the lock held in process."""
+class TestSoloEmbeddedIndex(IndexContract, AccountingContract):
+    """The same contract with reads from one complete copy, bucket records kept, the lock held in process, and
+    a bucket's usage read from that copy's running total."""
 
     @pytest.fixture
     async def index(self, solo: EmbeddedIndex) -> EmbeddedIndex:

@@ -6,6 +6,7 @@ import functools
 import tempfile
 from pathlib import Path
 
+import msgpack
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,7 +14,15 @@ from metadata import hlc
 from metadata.hlc import HLC
 from metadata.lmdb_open import open_env
 from metadata.replica.merge import Entry, merge
-from metadata.replica.packed import merge_packed, pack_entry, unpack_entry
+from metadata.replica.packed import (
+    STORE_TABLES,
+    TOTALS_KEPT,
+    keep_totals,
+    merge_packed,
+    pack_entry,
+    read_total,
+    unpack_entry,
+)
 
 # Few distinct timestamps and values, so ties (the deterministic tie-break) come up often.
 entries = st.builds(
@@ -91,10 +100,57 @@ def test_packed_entries_merge_as_entries_do(current: Entry | None, new: Entry, k
             with env.begin(write=True) as txn:
                 if current is not None:
                     txn.put(*pack_entry(key, current), db=dbs["objects"])
-                changed = merge_packed(txn, dbs.__getitem__, [("objects", raw, value)])
+                changed = merge_packed(txn, dbs, [("objects", raw, value)])
                 stored = txn.get(raw, db=dbs["objects"])
         finally:
             env.close()
     winner = merge(current, new)
     assert changed == (winner != current)
     assert unpack_entry(raw, stored) == (key, winner)
+
+
+# Usage records of two buckets (one key long enough to be hashed), as the usage mirror writes them.
+usage_writes = st.lists(
+    st.tuples(
+        st.sampled_from([b"b1\x00x", b"b1\x00y", b"b2\x00x", b"b1\x00" + b"z" * 600]),
+        st.integers(0, 3),
+        st.booleans(),
+        st.integers(0, 1000),
+        st.integers(0, 1),
+    ),
+    max_size=30,
+)
+
+
+@given(usage_writes, st.integers(1, 5))
+def test_totals_are_the_sum_of_the_usage_records_kept(writes: list, batch: int) -> None:
+    """Each store's running total of a bucket's usage records (merge_packed keeps it) is always their sum, whatever
+    the order and grouping of the writes, stale and repeated ones included; and a store from before the totals
+    computes the same sum once, at open (keep_totals)."""
+    packed = [
+        ("usage", *pack_entry(key, Entry(ts, tomb, b"" if tomb else msgpack.packb([size, n]))))
+        for key, ts, tomb, size, n in writes
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        env, dbs = open_env(Path(tmp), STORE_TABLES, map_size=1 << 22)
+        try:
+            for i in range(0, len(packed), batch):
+                with env.begin(write=True) as txn:
+                    merge_packed(txn, dbs, packed[i : i + batch])
+            expect = {b"b1": [0, 0], b"b2": [0, 0]}
+            with env.begin() as txn:
+                for raw, value in txn.cursor(dbs["usage"]):
+                    full, e = unpack_entry(bytes(raw), bytes(value))
+                    if not e.tombstone:
+                        size, n = msgpack.unpackb(e.value)
+                        expect[full.split(b"\x00")[0]][0] += size
+                        expect[full.split(b"\x00")[0]][1] += n
+                assert {b: list(read_total(txn, dbs["totals"], b)) for b in expect} == expect
+            with env.begin(write=True) as txn:  # as a store made before the totals were kept
+                txn.drop(dbs["totals"], delete=False)
+                txn.delete(TOTALS_KEPT, db=dbs["meta"])
+            assert keep_totals(env, dbs) and not keep_totals(env, dbs)
+            with env.begin() as txn:
+                assert {b: list(read_total(txn, dbs["totals"], b)) for b in expect} == expect
+        finally:
+            env.close()

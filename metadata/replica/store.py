@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import struct
 import time
 from pathlib import Path
@@ -26,8 +27,21 @@ import msgpack
 
 from metadata import keys, lmdb_env
 from metadata.replica.merge import Entry
-from metadata.replica.packed import HEADER, STORE_TABLES, TABLES, TOMB, merge_packed, pack_entry, table_db, unpack_entry
+from metadata.replica.packed import (
+    HEADER,
+    STORE_TABLES,
+    TABLES,
+    TOMB,
+    keep_totals,
+    merge_packed,
+    pack_entry,
+    read_total,
+    table_db,
+    unpack_entry,
+)
 from metadata.replica.protocol import NotInitialized, Prepared, Write
+
+log = logging.getLogger(__name__)
 
 _INITIALIZED = b"initialized"
 READERS = 2
@@ -57,10 +71,14 @@ class ReplicaStore:
         fresh = not (path / "data.mdb").exists()
         # Durable commits: a write is acknowledged to a coordinator only once synced here. Reads (quorum
         # reads, listings, anti-entropy digests of whole tables) run beside the writer, never blocking it.
-        return cls(
-            lmdb_env.LmdbEnv.open(path, STORE_TABLES, "replica store", READERS, map_size, gate=gate),
-            fresh,
-        )
+        env = lmdb_env.LmdbEnv.open(path, STORE_TABLES, "replica store", READERS, map_size, gate=gate)
+        try:
+            if keep_totals(env.env, env.db) and not fresh:
+                log.info("%s: usage totals computed from its usage records (kept from now on)", path)
+        except BaseException:
+            env.env.close()
+            raise
+        return cls(env, fresh)
 
     async def close(self) -> None:
         await self._lmdb.close()
@@ -105,7 +123,12 @@ class ReplicaStore:
         return None if value is None else unpack_entry(keys.encode(key), value)[1]
 
     def _apply(self, txn: lmdb.Transaction, writes: list[Write]) -> int:
-        return merge_packed(txn, self._table, [(w.table, *pack_entry(w.key, w.entry)) for w in writes])
+        return merge_packed(txn, self._db, [(w.table, *pack_entry(w.key, w.entry)) for w in writes])
+
+    async def total(self, bucket: str) -> tuple[int, int]:
+        """(bytes, objects) summed over this replica's usage records of `bucket` (packed.py keeps the sum)."""
+        self._require_initialized()
+        return self._lmdb.read_here(lambda txn: read_total(txn, self._db["totals"], bucket.encode()))
 
     async def get(self, table: str, key_list: list[bytes]) -> list[Entry | None]:
         self._require_initialized()

@@ -8,7 +8,6 @@ exits. It imports little (LMDB, msgpack and the record format) and has no event 
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import sys
@@ -20,7 +19,7 @@ import lmdb
 import msgpack
 
 from metadata.lmdb_open import inode_of, no_room, open_env, run_batch, too_long
-from metadata.replica.packed import STORE_TABLES, merge_packed, table_db
+from metadata.replica.packed import STORE_TABLES, merge_packed
 
 _READ = 1 << 16
 
@@ -54,7 +53,6 @@ def serve(path: Path, inode: int) -> None:
     env, dbs = open_env(path, STORE_TABLES)
     where = str(path)
 
-    table = functools.partial(table_db, dbs)
     unpacker = msgpack.Unpacker()
     try:
         _require_copy(path, inode)  # and after: the file opened is the one checked (wiped in between)
@@ -63,7 +61,7 @@ def serve(path: Path, inode: int) -> None:
             batch = list(unpacker)
             if not batch:
                 continue
-            jobs: list[tuple[Callable[..., Any], tuple[Any, ...]]] = [(merge_packed, (table, b[1])) for b in batch]
+            jobs: list[tuple[Callable[..., Any], tuple[Any, ...]]] = [(merge_packed, (dbs, b[1])) for b in batch]
             try:
                 outer, outcomes = run_batch(env, jobs)
                 outer.commit()

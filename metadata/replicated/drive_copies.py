@@ -91,6 +91,12 @@ class DriveCopy:
         except FAILURES as exc:
             raise self._down(exc) from None
 
+    async def total(self, bucket: str) -> tuple[int, int]:
+        try:
+            return await self._live().total(bucket)
+        except FAILURES as exc:
+            raise self._down(exc) from None
+
     async def put(self, writes: list[Write]) -> int:
         try:
             return await self._live().put(writes)

@@ -17,7 +17,8 @@ every acknowledged write, and answers a read alone; otherwise reads ask a quorum
 operations (ReplicatedIndex's per-key lock) then hold the key in this process instead of on a majority of
 copies: nobody else writes them. Bucket records,
 which every request reads, are then kept in memory as such a copy gave them, and dropped at any write
-to the buckets table: none is kept while one is on its way.
+to the buckets table: none is kept while one is on its way. A bucket's usage is then that copy's running total
+(metadata/replica/packed.py), not a sum of the bucket's usage records.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from typing import Any, TypeVar
 import lmdb
 
 from cluster.workers import Periodic
-from metadata.index import IndexFull, IndexUnavailable
+from metadata.index import IndexFull, IndexUnavailable, NoSuchBucket
+from metadata.records import Usage
 from metadata.replica.anti_entropy import REBUILD_RETRY, AntiEntropy
 from metadata.replica.merge import Entry, merge_all
 from metadata.replica.packed import pack_entry
@@ -217,6 +219,23 @@ class EmbeddedIndex(ReplicatedIndex):
                 log.info("read repair: %d record(s) on %s", len(fix), self.copies[i].name)
                 self._spawn(self.copies[i].put(fix))
         return merged
+
+    async def bucket_usage(self, name: str) -> Usage:
+        """A copy that holds every acknowledged write gives its running total of the bucket's usage records (kept
+        in the transaction of each write to them, metadata/replica/packed.py) instead of their sum read here:
+        a write checked against a quota costs a read, not a scan of the bucket."""
+        trusted = self._trusted()
+        if trusted is None:
+            return await super().bucket_usage(name)
+        if await self.get_bucket(name) is None:
+            raise NoSuchBucket(name)
+        try:
+            size, objects = await self.copies[trusted].total(name)
+        except ReplicaDown as exc:
+            self._note(trusted, exc)
+            self._lost(trusted)
+            return await super().bucket_usage(name)
+        return Usage(size, objects)
 
     async def _write(self, writes: list[Write]) -> None:
         """Write to every copy; return when a quorum has the writes durable."""
