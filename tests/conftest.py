@@ -33,8 +33,14 @@ pytest.register_assert_rewrite("tests.aws_chunked_helpers", "tests.sigv4_helpers
 pytest.register_assert_rewrite("tests.accounting_contract", "tests.webhook_receiver")  # quotas and notifications
 
 # The storage-node fixtures the test_remote_drive* modules share (node, remote, node_process); the console
-# tests' (served, browser).
-pytest_plugins = ["tests.remote_drive_helpers", "tests.console_helpers", "tests.store_process", "tests.shared_clusters"]
+# tests' (served, browser); a webhook receiver (receiver).
+pytest_plugins = [
+    "tests.remote_drive_helpers",
+    "tests.console_helpers",
+    "tests.store_process",
+    "tests.shared_clusters",
+    "tests.webhook_receiver",
+]
 
 
 @pytest.fixture(scope="module")

@@ -27,11 +27,16 @@ from tests.lifecycle_cases import (  # noqa: F401  (collected here)
     test_incomplete_uploads_are_aborted,
     test_locked_versions_are_never_removed,
     test_versioned_expiration_noncurrent_and_markers,
+    versioned,
+    versions,
 )
 from tests.s3_helpers import expect_error, unique
 from tests.server_process import ServerProcess, start_server
 from tests.test_admin_embedded import admin
+from tests.test_notifications import add_target
+from tests.test_notifications import configure as notify
 from tests.test_users import add_user, user_client
+from tests.webhook_receiver import Receiver
 
 DAY_ARGS = ("--lifecycle-day", "1", "--scrub-interval", "0")
 
@@ -65,6 +70,44 @@ def test_run_command_reports_what_it_did(server: ServerProcess, s3: Any, bucket:
     assert missing.returncode == 1 and "NoSuchBucket" in missing.stderr and "Traceback" not in missing.stderr
     everything = admin(server, "lifecycle", "run", "--wait")
     assert everything.returncode == 0 and "lifecycle done" in everything.stdout
+
+
+def test_lifecycle_removals_send_lifecycle_events(
+    server: ServerProcess, s3: Any, settle: Settle, receiver: Receiver
+) -> None:
+    """S3's LifecycleExpiration events: Delete for a version removed for good (an unversioned object expired, a
+    noncurrent version expired), DeleteMarkerCreated for a current version hidden behind a marker; never an
+    ObjectRemoved event, which reports clients' deletes."""
+    target, plain, name = unique("t"), unique("lcp"), versioned(s3)
+    s3.create_bucket(Bucket=plain)
+    add_target(server, target, receiver)
+    for b in (plain, name):
+        notify(s3, b, target, ["s3:LifecycleExpiration:*", "s3:ObjectRemoved:*"])
+    s3.put_object(Bucket=plain, Key="e/k", Body=b"x")
+    v1 = s3.put_object(Bucket=name, Key="e/k", Body=b"v1")["VersionId"]
+    s3.put_object(Bucket=name, Key="e/k", Body=b"v2")
+    expire = rule(
+        "e", Filter={"Prefix": "e/"}, Expiration={"Days": 1}, NoncurrentVersionExpiration={"NoncurrentDays": 1}
+    )
+    for b in (plain, name):
+        configure(s3, b, expire)
+    age()
+    for b in (plain, name):
+        settle(b)
+    assert keys(s3, plain) == set()
+    marker = next(v for k, v, dm in versions(s3, name) if dm)
+
+    def seen() -> set[tuple[str, str, str | None]]:
+        return {(r["eventName"], r["s3"]["bucket"]["name"], r["s3"]["object"].get("versionId")) for r in receiver.got()}
+
+    want = {
+        ("LifecycleExpiration:Delete", plain, None),
+        ("LifecycleExpiration:Delete", name, v1),
+        ("LifecycleExpiration:DeleteMarkerCreated", name, marker),
+    }
+    receiver.wait_for("three lifecycle events", lambda: seen() >= want)
+    assert all(r["eventName"].startswith("LifecycleExpiration:") for r in receiver.got())
+    assert {r["userIdentity"]["principalId"] for r in receiver.got()} == {"tessera:lifecycle"}
 
 
 def test_a_pass_resumes_from_its_cursor_after_a_restart(tmp_path: Path) -> None:

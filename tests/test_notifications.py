@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,6 @@ from tests.webhook_receiver import Receiver
 
 MiB = 1 << 20
 BAD_ARG = "InvalidArgument"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver(token="s3cret")
-    r.up()
-    yield r
-    r.close()
 
 
 def add_target(srv: ServerProcess, name: str, receiver: Receiver) -> None:

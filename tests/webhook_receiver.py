@@ -1,5 +1,6 @@
 """A real webhook receiver for notification tests: an aiohttp server on loopback in a thread of its own, which
-can be taken down (its port closed) and brought back up on the same port."""
+can be taken down (its port closed) and brought back up on the same port; and `receiver`, a fixture of one that
+wants a token (a pytest plugin of conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 DEADLINE = 60.0
@@ -83,3 +85,11 @@ class Receiver:
         while not check():
             assert time.monotonic() < end, f"not within {deadline} s: {what}; got {self.keys()}"
             time.sleep(0.1)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver(token="s3cret")
+    r.up()
+    yield r
+    r.close()

@@ -20,6 +20,7 @@ from cluster.workers import Periodic, RateLimit, yield_to
 from gateway.care.jobs import Job, JobBoard
 from gateway.objects.layer import ObjectLayer, new_id
 from gateway.s3 import lifecycle as lc
+from gateway.s3.notification_rules import events_for
 from metadata.index import Index, NoSuchBucket, NoSuchUpload, ObjectLocked, PreconditionFailed, VersionEntry
 from metadata.records import BucketRecord, Condition, LockGuard, ObjectManifest, new_version_id, s3_version
 
@@ -33,6 +34,7 @@ YIELD_MOST = 1.0  # seconds a batch waits for busy clients at most
 CONCURRENCY = 16  # keys worked on at once
 BUSY_CONCURRENCY = 2  # ... while clients are still busy after the wait
 TICK = 0.01  # seconds between batches while a pass is under way
+PRINCIPAL = "tessera:lifecycle"  # who its events say did it (S3 names itself: s3.amazonaws.com)
 
 
 @dataclass(slots=True)
@@ -191,7 +193,7 @@ class Lifecycle:
                 and now >= lc.after_days(newer.manifest.last_modified, r.noncurrent_days, day)
                 for r in rules
             )
-            if due and await self._remove(rec.name, m, now, stats):
+            if due and await self._remove(rec, m, now, stats):
                 stats.noncurrent += 1
             else:
                 kept.append(entry)
@@ -203,13 +205,14 @@ class Lifecycle:
             if found is not None and now >= found[0]:
                 await self._expire_current(rec, head, now, stats)
         elif len(kept) == 1 and any(r.expired_marker and r.matches(head.key, sized=False) for r in rules):
-            if await self._remove(rec.name, head, now, stats):  # a delete marker with nothing left behind it
+            if await self._remove(rec, head, now, stats):  # a delete marker with nothing left behind it
                 stats.delete_markers += 1
 
-    async def _remove(self, bucket: str, man: ObjectManifest, now: float, stats: LifecycleStats) -> bool:
+    async def _remove(self, rec: BucketRecord, man: ObjectManifest, now: float, stats: LifecycleStats) -> bool:
         """Remove a version for good, unless its object lock keeps it."""
+        events = events_for(rec, "LifecycleExpiration:Delete", man.key, man, PRINCIPAL)
         try:
-            old = await self.index.delete_version(bucket, man.key, s3_version(man), LockGuard(now))
+            old = await self.index.delete_version(rec.name, man.key, s3_version(man), LockGuard(now), events)
         except ObjectLocked:
             stats.locked += 1
             return False
@@ -225,11 +228,13 @@ class Lifecycle:
         """Expire the current version: removed without versioning, hidden behind a delete marker with it (as S3)."""
         try:
             if not rec.versioning:  # only the version read: an overwrite since then is not expired
-                old = await self.index.delete_object(rec.name, head.key, Condition(if_match=head.etag))
+                events = events_for(rec, "LifecycleExpiration:Delete", head.key, head, PRINCIPAL)
+                old = await self.index.delete_object(rec.name, head.key, Condition(if_match=head.etag), events)
             else:
                 marker = ObjectManifest(rec.name, head.key, new_id(), 0, "", now, head.owner, [], delete_marker=True)
                 marker.s3_version_id = new_version_id(now) if rec.versioning == "Enabled" else ""
-                old = await self.index.put_object(marker)  # Suspended: the null version it replaces
+                events = events_for(rec, "LifecycleExpiration:DeleteMarkerCreated", head.key, marker, PRINCIPAL)
+                old = await self.index.put_object(marker, events=events)  # Suspended: the null version it replaces
         except (PreconditionFailed, NoSuchBucket):
             return
         await self._rate.pace(1)

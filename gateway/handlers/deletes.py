@@ -10,9 +10,9 @@ from gateway.context import Gateway
 from gateway.handlers import object_lock, versions
 from gateway.handlers.access import may_key
 from gateway.handlers.buckets import owned_bucket, read_small_body, xml_response
-from gateway.handlers.notifications import events_for
 from gateway.s3 import checksums
 from gateway.s3.errors import S3Error
+from gateway.s3.notification_rules import events_for
 from gateway.s3.object_lock import LOCKED
 from gateway.s3.request import MAX_KEY_BYTES, S3Request
 from gateway.s3.xml import child_text, document, parse

@@ -14,7 +14,6 @@ from gateway.context import Gateway
 from gateway.handlers import object_lock, quota, versions
 from gateway.handlers.buckets import owned_bucket, owner_items, read_small_body, xml_response
 from gateway.handlers.listing import encoder, url_encoding
-from gateway.handlers.notifications import events_for
 from gateway.handlers.objects import (
     MAX_PUT_SIZE,
     check_put_condition,
@@ -28,6 +27,7 @@ from gateway.objects.layer import new_id
 from gateway.s3 import checksums
 from gateway.s3.body import open_body, stream_source
 from gateway.s3.errors import S3Error
+from gateway.s3.notification_rules import events_for
 from gateway.s3.numbers import MAX_VALUE, decimal, position
 from gateway.s3.object_lock import LockRequest
 from gateway.s3.request import (

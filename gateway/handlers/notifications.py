@@ -8,11 +8,6 @@ hands the index an EventRecord, which the index queues in the write's own transa
 
 from __future__ import annotations
 
-import functools
-import json
-import os
-import time
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -20,43 +15,13 @@ from aiohttp import web
 from gateway.context import Gateway
 from gateway.handlers.buckets import owned_bucket, read_small_body, xml_response
 from gateway.s3.errors import S3Error
+from gateway.s3.notification_rules import EVENTS, Rule, rules_of, target_of, to_json
 from gateway.s3.request import S3Request
 from gateway.s3.xml import child_text, document, parse
 from metadata.index import NoSuchBucket
-from metadata.records import BucketRecord, EventRecord, ObjectManifest
 
-CREATED = ("Put", "Post", "Copy", "CompleteMultipartUpload")
-REMOVED = ("Delete", "DeleteMarkerCreated")
-EVENTS = frozenset(
-    [f"s3:ObjectCreated:{e}" for e in ("*", *CREATED)] + [f"s3:ObjectRemoved:{e}" for e in ("*", *REMOVED)]
-)
 MAX_RULES = 100
 _UNSUPPORTED_DESTINATIONS = ("TopicConfiguration", "CloudFunctionConfiguration", "EventBridgeConfiguration")
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    id: str
-    target: str  # NotifyTarget name
-    arn: str  # as the client gave it (GET answers it back)
-    events: tuple[str, ...]
-    prefix: str = ""
-    suffix: str = ""
-
-    def matches(self, event: str, key: str) -> bool:
-        kind = event.split(":", 1)[0]
-        wanted = f"s3:{event}" in self.events or f"s3:{kind}:*" in self.events
-        return wanted and key.startswith(self.prefix) and key.endswith(self.suffix)
-
-
-def target_of(arn: str) -> str | None:
-    """The target name an ARN of ours names, None if it is not one."""
-    parts = arn.split(":")
-    if len(parts) == 5 and parts[:4] == ["arn", "tessera", "sqs", ""] and parts[4]:
-        return parts[4]
-    if len(parts) == 6 and parts[:4] == ["arn", "minio", "sqs", ""] and parts[4] and parts[5] == "webhook":
-        return parts[4]
-    return None
 
 
 def _invalid(message: str, name: str = "", value: str = "") -> S3Error:
@@ -106,37 +71,6 @@ def parse_config(raw: bytes, targets: set[str]) -> list[Rule]:
     if len(rules) > MAX_RULES:
         raise _invalid(f"At most {MAX_RULES} notification configurations are allowed.")
     return rules
-
-
-def to_json(rules: list[Rule]) -> str:
-    """How the rules are stored on the bucket record ("" for none)."""
-    return json.dumps({"rules": [{f: getattr(r, f) for f in Rule.__slots__} for r in rules]}) if rules else ""
-
-
-@functools.lru_cache(maxsize=1024)
-def rules_of(config: str) -> tuple[Rule, ...]:
-    """A bucket's stored rules (parsed once per distinct configuration)."""
-    if not config:
-        return ()
-    return tuple(Rule(**{**r, "events": tuple(r["events"])}) for r in json.loads(config)["rules"])
-
-
-def new_seq(now: float) -> str:
-    return f"{int(now * 1_000_000):016x}{os.urandom(8).hex()}"
-
-
-def events_for(
-    bucket: BucketRecord, name: str, key: str, man: ObjectManifest | None = None, principal: str = ""
-) -> list[EventRecord]:
-    """The event a write queues (one, listing every target whose rule matches), or none."""
-    targets = sorted({r.target for r in rules_of(bucket.notifications) if r.matches(name, key)})
-    if not targets:
-        return []
-    now = time.time()
-    ev = EventRecord(new_seq(now), name, bucket.name, key, targets, time=now, principal=principal)
-    if man is not None:
-        ev.size, ev.etag, ev.version_id = man.size, man.etag, man.s3_version_id
-    return [ev]
 
 
 # -- the two operations

@@ -14,12 +14,12 @@ from cluster.service import exchange
 from gateway.context import Gateway
 from gateway.handlers import lifecycle, object_lock, quota, versions
 from gateway.handlers.buckets import owned_bucket, xml_response
-from gateway.handlers.notifications import events_for
 from gateway.objects.layer import StorageUnavailable
 from gateway.objects.pipelines import ReadError
 from gateway.s3 import checksums
 from gateway.s3.body import Body, StreamBody, open_body, stream_source
 from gateway.s3.errors import S3Error
+from gateway.s3.notification_rules import events_for
 from gateway.s3.request import (
     S3Request,
     check_conditions,

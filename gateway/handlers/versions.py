@@ -12,9 +12,9 @@ from aiohttp import web
 from gateway.context import Gateway
 from gateway.handlers.buckets import owned_bucket, owner_items, read_small_body, xml_response
 from gateway.handlers.listing import MAX_KEYS, encoder, url_encoding
-from gateway.handlers.notifications import events_for
 from gateway.objects.layer import new_id
 from gateway.s3.errors import S3Error
+from gateway.s3.notification_rules import events_for
 from gateway.s3.request import S3Request, int_param
 from gateway.s3.xml import child_text, document, http_date, iso8601, parse
 from metadata.index import NoSuchBucket
