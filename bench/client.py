@@ -8,6 +8,7 @@ Bodies are always streamed in pieces of at most 1 MiB: aiohttp handed one big bu
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import ssl
@@ -159,6 +160,16 @@ class S3Client:
             "PUT", bucket, key, body=body, headers={"Content-Length": str(size)}, expect=(200,)
         )
         return headers.get("ETag", "")
+
+    async def put_many(self, bucket: str, keys: Iterable[str], body: bytes, concurrency: int = 32) -> None:
+        """PUT `body` under each of `keys`, `concurrency` writes in flight (filling a bucket for a benchmark)."""
+        todo = iter(keys)
+
+        async def worker() -> None:
+            for key in todo:
+                await self.put_object(bucket, key, body, len(body))
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
 
     async def get_object(self, bucket: str, key: str, sink: Callable[[bytes], None]) -> None:
         await self.request("GET", bucket, key, sink=sink)

@@ -17,33 +17,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
-import tempfile
 import time
-from pathlib import Path
 
 from bench.__main__ import run_bench
 from bench.client import Credentials, S3Client
-from bench.put_get import ACCESS, SECRET, s3_client
+from bench.put_get import ACCESS, SECRET, embedded_server, s3_client
 from bench.repair import wait_job
 from bench.workload import Spec
-from cli.launch import launch, stop
 from gateway.admin.client import AdminClient
 
 EXPIRE, READ = "bench-expire", "bench-read"
-
-
-async def fill(client: S3Client, count: int) -> None:
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(count):
-        queue.put_nowait(i)
-
-    async def worker() -> None:
-        while not queue.empty():
-            await client.put_object(EXPIRE, f"o/{queue.get_nowait():07d}", b"x", 1)
-
-    await asyncio.gather(*(worker() for _ in range(64)))
 
 
 async def get_rate(endpoint: str, creds: Credentials, duration: float) -> float:
@@ -59,7 +43,7 @@ async def measure(endpoint: str, args: argparse.Namespace) -> dict[str, float]:
         for bucket in (EXPIRE, READ):
             await client.create_bucket(bucket)
         started = time.perf_counter()
-        await fill(client, args.objects)
+        await client.put_many(EXPIRE, (f"o/{i:07d}" for i in range(args.objects)), b"x", concurrency=64)
         got = {"objects": float(args.objects), "fill_s": time.perf_counter() - started}
     got["get_4k_ops_s_idle"] = await get_rate(endpoint, creds, args.duration)
     # A date gone by: every object is due at once. The background worker's first pass ran at start, before
@@ -97,15 +81,8 @@ def main() -> None:
     ap.add_argument("--objects", type=int, default=100_000)
     ap.add_argument("--duration", type=float, default=5.0, help="seconds of each 4 KiB GET run")
     args = ap.parse_args()
-    env = {**os.environ, "TESSERA_ACCESS_KEY": ACCESS, "TESSERA_SECRET_KEY": SECRET}
-    with tempfile.TemporaryDirectory(prefix="tessera-bench-") as tmp:
-        base = Path(tmp)
-        drives = [str(base / f"d{i}") for i in range(6)]
-        run = launch(["server", *drives, "--listen", "127.0.0.1:0"], env, base / "log")
-        try:
-            got = asyncio.run(measure(run.endpoint, args))
-        finally:
-            stop(run.proc)
+    with embedded_server() as run:
+        got = asyncio.run(measure(run.endpoint, args))
     print(f"lifecycle expiring {args.objects} objects, embedded server")
     print(
         f"  expired {got['expired_by_job']:.0f} object(s) in {got['job_s']:.1f} s: "

@@ -12,13 +12,14 @@ rate and to pyeclib's encode rate alone.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ import boto3
 from botocore.config import Config
 
 from cli.dev import DevCluster
-from cli.launch import launch, stop
+from cli.launch import Launched, launch, stop
 from cli.malloc_tuning import tune_malloc
 from gateway.objects.erasure import Scheme
 
@@ -92,15 +93,27 @@ def get(s3: Any, size: int) -> int:
     return n
 
 
-def embedded(base: Path, size: int, runs: int) -> dict[str, float]:
+@contextlib.contextmanager
+def embedded_server(base: Path | None = None) -> Iterator[Launched]:
+    """A `tessera server` on six drives under `base` (else a temporary directory, removed after) with the bench's
+    credentials, stopped on the way out."""
+    if base is None:
+        with tempfile.TemporaryDirectory(prefix="tessera-bench-") as tmp, embedded_server(Path(tmp)) as run:
+            yield run
+        return
     env = {**os.environ, "TESSERA_ACCESS_KEY": ACCESS, "TESSERA_SECRET_KEY": SECRET}
-    base.mkdir(parents=True)
+    base.mkdir(parents=True, exist_ok=True)
     drives = [str(base / f"d{i}") for i in range(6)]
     run = launch(["server", *drives, "--listen", "127.0.0.1:0"], env, base / "server.log")
     try:
-        return put_get(s3_client(run.endpoint), size, runs, "embedded_")
+        yield run
     finally:
         stop(run.proc)
+
+
+def embedded(base: Path, size: int, runs: int) -> dict[str, float]:
+    with embedded_server(base) as run:
+        return put_get(s3_client(run.endpoint), size, runs, "embedded_")
 
 
 def cluster(base: Path, size: int, runs: int) -> dict[str, float]:

@@ -14,31 +14,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 from bench.client import Credentials, S3Client
-from bench.put_get import ACCESS, SECRET
-from cli.launch import launch, stop
+from bench.put_get import ACCESS, SECRET, embedded_server
 from gateway.admin.client import AdminClient
 
 PLAIN, QUOTA = "bench-no-quota", "bench-quota"
-
-
-async def fill(client: S3Client, bucket: str, objects: int) -> None:
-    """`objects` one-byte objects, 32 writes in flight."""
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(objects):
-        queue.put_nowait(i)
-
-    async def worker() -> None:
-        while not queue.empty():
-            await client.put_object(bucket, f"fill/{queue.get_nowait():08d}", b"v", 1)
-
-    await asyncio.gather(*(worker() for _ in range(32)))
 
 
 async def measure(endpoint: str, args: argparse.Namespace) -> dict[str, float]:
@@ -46,7 +29,7 @@ async def measure(endpoint: str, args: argparse.Namespace) -> dict[str, float]:
         t = time.perf_counter()
         for bucket in (PLAIN, QUOTA):
             await client.create_bucket(bucket)
-            await fill(client, bucket, args.objects)
+            await client.put_many(bucket, (f"fill/{i:08d}" for i in range(args.objects)), b"v")
         filled = time.perf_counter() - t
         async with AdminClient(endpoint, ACCESS, SECRET) as admin:
             await admin.set_bucket_quota(QUOTA, 1 << 50, None)
@@ -70,14 +53,8 @@ def main() -> None:
     ap.add_argument("--puts", type=int, default=50, help="PUTs per bucket per round")
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    env = {**os.environ, "TESSERA_ACCESS_KEY": ACCESS, "TESSERA_SECRET_KEY": SECRET}
-    with tempfile.TemporaryDirectory(prefix="tessera-bench-") as tmp:
-        base = Path(tmp)
-        run = launch(["server", *(str(base / f"d{i}") for i in range(6)), "--listen", "127.0.0.1:0"], env, base / "log")
-        try:
-            got = asyncio.run(measure(run.endpoint, args))
-        finally:
-            stop(run.proc)
+    with embedded_server() as run:
+        got = asyncio.run(measure(run.endpoint, args))
     print(f"PUT of 100 bytes, one at a time, into buckets of {args.objects} objects (embedded server)")
     print(
         f"  without a quota {got['put_ms']:8.2f} ms   with a quota {got['put_quota_ms']:8.2f} ms   "

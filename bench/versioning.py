@@ -20,16 +20,13 @@ import asyncio
 import json
 import os
 import statistics
-import tempfile
 import time
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 from bench.__main__ import run_bench
 from bench.client import Credentials, S3Client
-from bench.put_get import ACCESS, SECRET, MiB, s3_client
+from bench.put_get import ACCESS, SECRET, MiB, embedded_server, s3_client
 from bench.workload import Spec
-from cli.launch import launch, stop
 
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 PLAIN, VERSIONED = "bench-plain", "bench-versioned"
@@ -80,16 +77,7 @@ def big_rates(endpoint: str, size: int, rounds: int) -> dict[str, float]:
 
 async def fill_versions(client: S3Client, bucket: str, versions: int, keys: int) -> None:
     """`versions` tiny versions spread evenly over `keys` keys, 64 writes in flight."""
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(versions):
-        queue.put_nowait(i)
-
-    async def worker() -> None:
-        while not queue.empty():
-            i = queue.get_nowait()
-            await client.put_object(bucket, f"k/{i % keys:07d}", b"v", 1)
-
-    await asyncio.gather(*(worker() for _ in range(64)))
+    await client.put_many(bucket, (f"k/{i % keys:07d}" for i in range(versions)), b"v", concurrency=64)
 
 
 async def list_rate(client: S3Client, bucket: str, versions: bool) -> tuple[int, float]:
@@ -144,14 +132,8 @@ def main() -> None:
     ap.add_argument("--versions", type=int, default=100_000)
     ap.add_argument("--keys", type=int, default=10_000)
     args = ap.parse_args()
-    env = {**os.environ, "TESSERA_ACCESS_KEY": ACCESS, "TESSERA_SECRET_KEY": SECRET}
-    with tempfile.TemporaryDirectory(prefix="tessera-bench-") as tmp:
-        base = Path(tmp)
-        run = launch(["server", *(str(base / f"d{i}") for i in range(6)), "--listen", "127.0.0.1:0"], env, base / "log")
-        try:
-            got = asyncio.run(measure(run.endpoint, args))
-        finally:
-            stop(run.proc)
+    with embedded_server() as run:
+        got = asyncio.run(measure(run.endpoint, args))
     print(f"versioned vs unversioned bucket, embedded server, median of {args.rounds} rounds")
     for what, label, unit in (
         ("put_4k_ops_s", "PUT 4 KiB", "ops/s"),
