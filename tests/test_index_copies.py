@@ -16,7 +16,7 @@ import pytest
 from metadata import keys
 from metadata.index import IndexFull, IndexUnavailable, PreconditionFailed
 from metadata.lmdb_env import CommitGate
-from metadata.records import Condition, ObjectManifest, encode, usage_of
+from metadata.records import Condition, ObjectManifest, Usage, encode, usage_of
 from metadata.replica.anti_entropy import AntiEntropy
 from metadata.replica.merge import Entry
 from metadata.replicated.drive_copies import DriveCopy, copy_count, open_copies
@@ -91,6 +91,28 @@ async def test_solo_reads_never_miss_an_acknowledged_write(solo: EmbeddedIndex) 
     assert first.store is not None
     (e,) = await first.store.get("objects", [keys.composite(name, "k")])
     assert e is not None and not e.tombstone
+
+
+async def test_solo_usage_is_a_complete_copys_total_never_a_stale_ones(solo: EmbeddedIndex) -> None:
+    """A bucket's usage is the running total of a copy that holds every acknowledged write: never of one that
+    missed a write; and if that copy fails to answer, the usage records are summed instead."""
+    name = await new_bucket(solo)
+    one, two = make_manifest(name, "one"), make_manifest(name, "two")
+    await solo.put_object(one)
+    first = solo.copies[0]
+    store = first.store
+    first.store, first.why = None, "taken out"
+    await solo.put_object(two)  # acknowledged by the four others; copy 0's total misses it
+    first.store, first.why = store, ""
+    assert store is not None and await store.total(name) == (one.size, 1)
+    want = Usage(one.size + two.size, 2)
+    assert await solo.bucket_usage(name) == want
+    trusted = solo._trusted()
+    assert trusted is not None and trusted != 0
+    broken = solo.copies[trusted].store
+    assert broken is not None
+    await broken.close()  # its next read fails: the records are summed over a quorum of the others
+    assert await solo.bucket_usage(name) == want
 
 
 async def test_solo_bucket_records_follow_every_change(solo: EmbeddedIndex) -> None:
