@@ -128,7 +128,7 @@ def test_expiration_takes_exactly_what_the_filter_names(s3: Any, bucket: str, se
     assert keys(s3, bucket) == {"logs/untagged", "logs/small", "other/match"}
 
 
-def test_expiration_header_on_put_get_head(s3: Any, bucket: str) -> None:
+def test_expiration_header_on_put_get_head_copy_and_complete(s3: Any, bucket: str) -> None:
     configure(s3, bucket, rule("far", Filter={"Prefix": "a/"}, Expiration={"Days": 1000}))
     put = s3.put_object(Bucket=bucket, Key="a/1", Body=b"x")
     header = put["ResponseMetadata"]["HTTPHeaders"]["x-amz-expiration"]
@@ -137,6 +137,14 @@ def test_expiration_header_on_put_get_head(s3: Any, bucket: str) -> None:
     assert s3.get_object(Bucket=bucket, Key="a/1")["Expiration"] == header
     s3.put_object(Bucket=bucket, Key="b/1", Body=b"x")
     assert "Expiration" not in s3.head_object(Bucket=bucket, Key="b/1")
+    copied = s3.copy_object(Bucket=bucket, Key="a/copy", CopySource={"Bucket": bucket, "Key": "b/1"})
+    assert copied["Expiration"].endswith('", rule-id="far"')  # the copy's key is the one a rule names
+    assert "Expiration" not in s3.copy_object(Bucket=bucket, Key="b/copy", CopySource={"Bucket": bucket, "Key": "a/1"})
+    up = s3.create_multipart_upload(Bucket=bucket, Key="a/mp")["UploadId"]
+    etag = s3.upload_part(Bucket=bucket, Key="a/mp", UploadId=up, PartNumber=1, Body=b"y")["ETag"]
+    parts = {"Parts": [{"PartNumber": 1, "ETag": etag}]}
+    done = s3.complete_multipart_upload(Bucket=bucket, Key="a/mp", UploadId=up, MultipartUpload=parts)
+    assert done["Expiration"] == s3.head_object(Bucket=bucket, Key="a/mp")["Expiration"]
 
 
 def test_versioned_expiration_noncurrent_and_markers(s3: Any, settle: Settle) -> None:

@@ -22,7 +22,7 @@ from tests.lifecycle_cases import (  # noqa: F401  (collected here)
     test_background_worker_applies_rules_by_itself,
     test_bad_configurations_are_refused,
     test_configuration_round_trip,
-    test_expiration_header_on_put_get_head,
+    test_expiration_header_on_put_get_head_copy_and_complete,
     test_expiration_takes_exactly_what_the_filter_names,
     test_incomplete_uploads_are_aborted,
     test_locked_versions_are_never_removed,

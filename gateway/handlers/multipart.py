@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.context import Gateway
-from gateway.handlers import object_lock, quota, versions
+from gateway.handlers import lifecycle, object_lock, quota, versions
 from gateway.handlers.buckets import owned_bucket, owner_items, read_small_body, xml_response
 from gateway.handlers.listing import encoder, url_encoding
 from gateway.handlers.objects import (
@@ -351,7 +351,9 @@ async def complete_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:
     gw.layer.discard(done.unused)
     if done.previous is not None:
         gw.layer.discard(done.previous.parts)
-    return _completed_document(man, bucket)
+    resp = _completed_document(man, bucket)
+    resp.headers.update(lifecycle.expiration_headers(gw, bucket, man))
+    return resp
 
 
 async def abort_upload(gw: Gateway, req: S3Request) -> web.StreamResponse:

@@ -396,6 +396,7 @@ async def copy_object(gw: Gateway, req: S3Request) -> web.StreamResponse:
     items += [(f"Checksum{a}", v) for a, v in man.checksums.items()]
     resp = xml_response(document("CopyObjectResult", items))
     resp.headers.update(versions.version_header(man, bucket))
+    resp.headers.update(lifecycle.expiration_headers(gw, bucket, man))
     if src.s3_version_id or copy_source_version(req.headers["x-amz-copy-source"]) is not None:
         resp.headers["x-amz-copy-source-version-id"] = s3_version(src)
     return resp
