@@ -103,13 +103,10 @@ def _move(moved: dict[bytes, list[int]], raw: bytes, value: bytes | None, sign: 
     """Count packed usage record `value` (none, a tombstone: nothing) into its bucket's change, `sign` times."""
     if value is None:
         return
-    _, flags = HEADER.unpack_from(value)
-    if flags & TOMB:
+    _, e = unpack_entry(raw, value)
+    if e.tombstone:
         return
-    pos = HEADER.size
-    if flags & FULL:
-        pos += 2 + struct.unpack_from(">H", value, pos)[0]
-    size, objects = msgpack.unpackb(value[pos:])
+    size, objects = msgpack.unpackb(e.value)
     change = moved.setdefault(raw[: raw.index(b"\x00")], [0, 0])  # a usage key is the bucket, 0, the rest
     change[0] += sign * size
     change[1] += sign * objects
