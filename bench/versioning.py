@@ -5,8 +5,8 @@
 All against one embedded `tessera server` on temporary drives, in the same run:
 - 4 KiB PUT of new keys, 4 KiB overwrites of 200 keys, and 4 KiB GET (python -m bench's workload, 16
   concurrent clients) in an unversioned bucket and in a versioned one, alternating, --rounds times each; the
-  median rates and their ratio. An overwrite in a versioned bucket keeps the old version (a second record and
-  its usage entry written to the index): that is what it costs, shown apart from PUTs of new keys.
+  median rates and their ratio. An overwrite in a versioned bucket adds a version (a new entry in the index,
+  where an unversioned overwrite replaces one): shown apart from PUTs of new keys.
 - 64 MiB PUT and GET (boto3, one at a time, median of --rounds) in each bucket, and their ratio.
 - ListObjectVersions over --versions versions of --keys keys (every key overwritten versions/keys times),
   paginated 1,000 at a time, in entries per second, beside ListObjectsV2 over the same bucket's current keys.

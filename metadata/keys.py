@@ -154,6 +154,13 @@ def version_suffix(s3_version_id: str, last_modified: float) -> bytes:
     return (_NEWEST_FIRST - max(0, min(micros, _NEWEST_FIRST))).to_bytes(8, "big") + (s3_version_id or "null").encode()
 
 
+def past_key(full: bytes, scope: bytes) -> bytes:
+    """Where the entries of the S3 key of record key `full` (scope, the S3 key, then NUL and more or nothing)
+    end: a key's entries sort before its UTF-8 bytes + 0x01, whatever follows them."""
+    end = full.find(b"\x00", len(scope))
+    return (full if end < 0 else full[:end]) + b"\x01"
+
+
 def versions_of(bucket: str, key: str) -> bytes:
     """The bytes every versions-table composite of (bucket, key) starts with."""
     return composite(bucket, key) + b"\x00"

@@ -168,15 +168,19 @@ class Version(Generic[V]):
 
 
 class TwoTables(Generic[V]):
-    """A Cursor over one bucket's objects table (current versions, raw key = S3 key) and versions table
-    (raw key = S3 key + NUL + suffix, metadata/versioning.py) together, by S3 key then newest first.
+    """A Cursor over one bucket's objects table (raw key = S3 key) and versions table (raw key = S3 key + NUL +
+    suffix, metadata/versioning.py) together, by S3 key then newest first.
 
-    Both cursors yield raw keys with the bucket's namespace cut off. Seeks land on a key's first entry,
-    so the entry after a seek is its key's newest."""
+    Both cursors yield raw keys with the bucket's namespace cut off. Without `order`, an objects-table entry is
+    its key's newest (the current version in place); with it (versions kept apart), it goes where order(value),
+    its version's suffix, puts it among the key's versions. Seeks land on a key's first entry, so the entry
+    after a seek is its key's newest."""
 
-    def __init__(self, current: Cursor[V], versions: Cursor[V]) -> None:
+    def __init__(self, current: Cursor[V], versions: Cursor[V], order: Callable[[V], bytes] | None = None) -> None:
         self._cursors = (current, versions)
+        self._order = order
         self._heads: list[tuple[bytes, V] | None] = [None, None]
+        self._held: bytes | None = None  # the objects-table head's suffix, once computed
         self._last = b""
         self._fresh = True  # nothing returned since the last seek
 
@@ -185,15 +189,44 @@ class TwoTables(Generic[V]):
         # Past a key means past its versions too: they sort after it, before key + b"\x01".
         self._cursors[1].seek(key if inclusive else key + b"\x01", True)
         self._heads = [self._cursors[0].next(), self._cursors[1].next()]
+        self._held = None
         self._fresh = True
+
+    def _held_first(self, cur: tuple[bytes, V], ver: tuple[bytes, V]) -> bool:
+        """Whether the objects-table head comes before the versions-table head."""
+        key, suffix = ver[0].split(b"\x00", 1)
+        if cur[0] != key or self._order is None:
+            return cur[0] <= key
+        if self._held is None:
+            self._held = self._order(cur[1])
+        return self._held <= suffix
+
+    def skip_key(self, key: bytes) -> None:
+        """Go past the rest of `key`'s entries (the key's latest returned): a cursor that can `skip(past)` drops
+        them without handing each out (merged_scan.SyncCursor); another is read past them."""
+        past = key + b"\x01"  # a key's entries sort before it, whatever follows (see seek)
+        for i, cursor in enumerate(self._cursors):
+            head = self._heads[i]
+            if head is None or head[0] >= past:
+                continue
+            skip = getattr(cursor, "skip", None)
+            if skip is not None:
+                skip(past)
+            head = cursor.next()
+            while head is not None and head[0] < past:
+                head = cursor.next()
+            self._heads[i] = head
+            if i == 0:
+                self._held = None
 
     def next(self) -> tuple[bytes, Version[V]] | None:
         cur, ver = self._heads
         if cur is None and ver is None:
             return None
-        if ver is None or (cur is not None and cur[0] <= ver[0]):
+        if ver is None or (cur is not None and self._held_first(cur, ver)):
             assert cur is not None
             raw, value, i = cur[0], cur[1], 0
+            self._held = None
         else:
             raw, value, i = ver[0], ver[1], 1
         self._heads[i] = self._cursors[i].next()
@@ -201,6 +234,26 @@ class TwoTables(Generic[V]):
         latest = self._fresh or key != self._last
         self._last, self._fresh = key, False
         return key, Version(value, latest)
+
+
+class Current(Generic[V]):
+    """A Cursor over TwoTables giving each key's current version alone: its latest, unless that is a delete
+    marker (ListObjects in a bucket whose versions are kept apart); the key's other versions skipped."""
+
+    def __init__(self, both: TwoTables[V], is_marker: Callable[[V], bool]) -> None:
+        self._both = both
+        self._is_marker = is_marker
+
+    def seek(self, key: bytes, inclusive: bool = False) -> None:
+        self._both.seek(key, inclusive)
+
+    def next(self) -> tuple[bytes, V] | None:
+        while (entry := self._both.next()) is not None:
+            key, v = entry
+            self._both.skip_key(key)  # after a seek or a skip, each entry is its key's latest
+            if not self._is_marker(v.value):
+                return key, v.value
+        return None
 
 
 def list_versions(

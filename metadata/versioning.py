@@ -1,8 +1,16 @@
-"""What a write does to a key's versions, decided the same way by every Index implementation.
+"""What a write does to a key's versions, in either of the two layouts the Index implementations keep them in.
 
-The index keeps a key's current version in the objects table (so reads and listings of current objects
-cost what they cost without versioning) and its other versions, delete markers included, in the versions
-table under keys.version_composite, newest first. A key with a current version has it as its newest.
+Both hold a key's versions, delete markers included, in the versions table under keys.version_composite,
+newest first, and at most one in the objects table; they differ in which:
+
+- Current in place (LocalIndex): the objects table holds the key's current version, the versions table its
+  other ones. A key with a current version has it as its newest. An overwrite moves the version it replaces
+  into the versions table (plan_put, plan_delete_version).
+- Kept apart (ReplicatedIndex, docs/versioning.md): a version with an id is written once, to the versions
+  table, and stays there; the objects table holds the null version, if any (or, in a store written before
+  this layout, the version that was current then). The key's latest version is the newest of them all
+  (newest); its current one is the latest unless that is a delete marker. An overwrite in a versioned
+  bucket writes one entry, as in an unversioned one (plan_put_apart, plan_delete_apart).
 """
 
 from __future__ import annotations
@@ -34,14 +42,50 @@ def matches(man: ObjectManifest | None, s3_version_id: str) -> bool:
 class Plan:
     """The writes of one versioned operation."""
 
-    current: ObjectManifest | None  # what the objects table holds for the key afterwards
+    current: ObjectManifest | None  # what the objects table holds for the key afterwards (in place: the current)
     keep: list[ObjectManifest] = field(default_factory=list)  # to put in the versions table
     drop: list[ObjectManifest] = field(default_factory=list)  # to remove from the versions table
     freed: ObjectManifest | None = None  # the version whose data nothing references any more
 
 
+def newest(*versions: ObjectManifest | None) -> ObjectManifest | None:
+    """The newest of the versions given (None among them: none there); None if there is none."""
+    present = [m for m in versions if m is not None]
+    return (min(present, key=order) if len(present) > 1 else present[0]) if present else None
+
+
+def plan_put_apart(new: ObjectManifest, held: ObjectManifest | None, null_elsewhere: ObjectManifest | None) -> Plan:
+    """A write of `new` (a version or a delete marker) where versions are kept apart. `held` is the key's entry
+    in the objects table; `null_elsewhere` its null version in the versions table (a store from before), looked
+    for only when `new` is null and `held` is not.
+
+    A version with an id is one more entry in the versions table, whatever its stamp: its place among the
+    key's versions says whether it is the latest. A null one takes the objects table's entry, replacing the
+    null version wherever it is (moving a version with an id held there to the versions table), unless the
+    null version there is newer (a racing write stamped later took effect first): then `new` is dropped."""
+    if new.s3_version_id:
+        return Plan(current=held, keep=[new])
+    rival = held if held is not None and not held.s3_version_id else null_elsewhere
+    if rival is not None and order(rival) < order(new):
+        return Plan(current=held, freed=new)
+    plan = Plan(current=new, freed=rival)
+    if held is not None and held.s3_version_id:
+        plan.keep.append(held)
+    if null_elsewhere is not None and rival is null_elsewhere:
+        plan.drop.append(null_elsewhere)
+    return plan
+
+
+def plan_delete_apart(target: ObjectManifest, held: ObjectManifest | None) -> Plan:
+    """Removing `target` for good where versions are kept apart: its entry goes, wherever it is, and nothing
+    moves (the newest left is the latest by its place)."""
+    if held is not None and held.version_id == target.version_id:
+        return Plan(current=None, freed=target)
+    return Plan(current=held, drop=[target], freed=target)
+
+
 def plan_put(new: ObjectManifest, current: ObjectManifest | None, null_noncurrent: ObjectManifest | None) -> Plan:
-    """A write of `new` (a version or a delete marker) in a bucket with versioning configured.
+    """A write of `new` (a version or a delete marker) in a bucket with versioning configured, current in place.
 
     `null_noncurrent` is the key's null version in the versions table, if `new` is null and there is one:
     a null write replaces the null version wherever it is (there is at most one).
@@ -111,8 +155,9 @@ def _plan_late(new: ObjectManifest, current: ObjectManifest, null_noncurrent: Ob
 def plan_delete_version(
     target: ObjectManifest, current: ObjectManifest | None, newest_others: list[ObjectManifest]
 ) -> Plan:
-    """Removing `target` for good. `newest_others` are the key's versions-table entries newest first (the
-    first two suffice), which may include target: the newest left becomes current unless it is a marker."""
+    """Removing `target` for good, current in place. `newest_others` are the key's versions-table entries newest
+    first (the first two suffice), which may include target: the newest left becomes current unless it is a
+    marker."""
     is_current = current is not None and current.version_id == target.version_id
     plan = Plan(current=None if is_current else current, freed=target)
     left = [m for m in newest_others if m.version_id != target.version_id]

@@ -25,7 +25,9 @@ from metadata.replicated.on_drives import EmbeddedIndex
 from tests.accounting_contract import AccountingContract
 from tests.index_contract import IndexContract
 from tests.index_records import make_manifest, make_part, new_bucket
+from tests.lock_contract import LockContract
 from tests.test_replicated_index import until
+from tests.version_contract import VersionContract
 
 N = 5
 
@@ -44,7 +46,7 @@ async def embedded(tmp_path: Path) -> AsyncIterator[EmbeddedIndex]:
     await index.close()
 
 
-class TestEmbeddedIndex(IndexContract, AccountingContract):
+class TestEmbeddedIndex(IndexContract, VersionContract, AccountingContract, LockContract):
     @pytest.fixture
     async def index(self, embedded: EmbeddedIndex) -> EmbeddedIndex:
         return embedded
@@ -67,9 +69,9 @@ async def solo(tmp_path: Path) -> AsyncIterator[EmbeddedIndex]:
     await index.close()
 
 
-class TestSoloEmbeddedIndex(IndexContract, AccountingContract):
-    """The same contract with reads from one complete copy, bucket records kept, the lock held in process, and
-    a bucket's usage read from that copy's running total."""
+class TestSoloEmbeddedIndex(IndexContract, VersionContract, AccountingContract, LockContract):
+    """The same contract with reads from one complete copy (a key's newest version too), bucket records kept,
+    the lock held in process, and a bucket's usage read from that copy's running total."""
 
     @pytest.fixture
     async def index(self, solo: EmbeddedIndex) -> EmbeddedIndex:

@@ -1,6 +1,6 @@
 """Versions across three metadata replicas: a replica that was down gets the versions table by anti-entropy,
 and reads through a stale one (merged with one that has everything) are right; with one replica down
-versions still work."""
+versions still work. Where the versions are (kept apart), and stores written before they were."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from metadata import versioning
+from metadata import keys, versioning
+from metadata.records import encode
+from metadata.replica.merge import Entry
+from metadata.replica.protocol import Write
+from metadata.replica.store import ReplicaStore
 from tests.replicas import Replicas
 from tests.version_contract import ids, version, versioned_bucket
 
@@ -71,3 +75,102 @@ async def test_versions_work_with_one_replica_down_and_read_right_through_a_stal
     page = await idx.list_versions(b)
     assert ids(page.versions) == [("k", v1.s3_version_id, False, True)]
     assert await idx.get_object(b, "k") == v1
+
+
+async def _held(rs: Replicas, table: str, key: bytes) -> int:
+    """On how many replicas `key` of `table` has a live entry."""
+    return sum([await _present(r.store, table, key) for r in rs.members])
+
+
+async def _present(store: ReplicaStore | None, table: str, key: bytes) -> bool:
+    assert store is not None
+    (e,) = await store.get(table, [key])
+    return e is not None and not e.tombstone
+
+
+async def test_a_version_is_written_once_and_stays_where_it_is(replicas: Replicas) -> None:
+    """Versions kept apart (metadata/versioning.py): a version with an id goes to the versions table alone and
+    an overwrite moves nothing; the null version has the objects table's entry."""
+    idx = replicas.index()
+    b = await versioned_bucket(idx)
+    k = keys.composite(b, "k")
+    vs = [version(b, "k") for _ in range(3)]
+    for man in vs:
+        await idx.put_object(man)
+    assert await _held(replicas, "objects", k) == 0
+    for man in vs:
+        assert await _held(replicas, "versions", versioning.version_composite(man)) >= 2
+    await idx.set_versioning(b, "Suspended")
+    null = version(b, "k", versioned=False)
+    await idx.put_object(null)
+    assert await _held(replicas, "objects", k) >= 2
+    assert await idx.get_object(b, "k") == null
+    await idx.set_versioning(b, "Enabled")
+    newer = version(b, "k")
+    await idx.put_object(newer)
+    assert await idx.get_object(b, "k") == newer
+    assert await idx.get_version(b, "k", "null") == null
+    page = await idx.list_versions(b)
+    assert [(v, latest) for _, v, _, latest in ids(page.versions)] == [
+        (newer.s3_version_id, True),
+        ("", False),
+        *((man.s3_version_id, False) for man in reversed(vs)),
+    ]
+    assert await idx.delete_version(b, "k", "null") == null  # removed where it is: nothing else moves
+    assert await _held(replicas, "objects", k) <= 1  # a quorum has the removal (the third one may not yet)
+    assert [v for _, v, _, _ in ids((await idx.list_versions(b)).versions)] == [
+        newer.s3_version_id,
+        *(man.s3_version_id for man in reversed(vs)),
+    ]
+
+
+async def test_a_store_written_when_the_objects_table_held_the_current_version(replicas: Replicas) -> None:
+    """Stores written before versions were kept apart: the objects table holds a key's current version with an
+    id, and a null version may sit in the versions table. They read right, and writes on them keep it right."""
+    idx = replicas.index()
+    b = await versioned_bucket(idx)
+    n1, v2, v3 = version(b, "k", versioned=False), version(b, "k"), version(b, "k")
+    m0, w1 = version(b, "m", versioned=False), version(b, "m")
+    ts = idx._hlc.now()
+    await idx._write(
+        [
+            Write("objects", keys.composite(b, "k"), Entry(ts, False, encode(v3))),
+            Write("versions", versioning.version_composite(v2), Entry(ts, False, encode(v2))),
+            Write("versions", versioning.version_composite(n1), Entry(ts, False, encode(n1))),
+            Write("objects", keys.composite(b, "m"), Entry(ts, False, encode(w1))),
+            Write("versions", versioning.version_composite(m0), Entry(ts, False, encode(m0))),
+        ]
+    )
+    assert await idx.get_object(b, "k") == v3 and await idx.latest_version(b, "k") == v3
+    assert await idx.get_version(b, "k", "null") == n1
+    assert ids((await idx.list_versions(b, prefix="k")).versions) == [
+        ("k", v3.s3_version_id, False, True),
+        ("k", v2.s3_version_id, False, False),
+        ("k", "", False, False),
+    ]
+    assert [m.key for m in (await idx.list_objects(b)).objects] == ["k", "m"]
+    v4 = version(b, "k")
+    await idx.put_object(v4)
+    assert await idx.get_object(b, "k") == v4
+    assert [v for _, v, _, _ in ids((await idx.list_versions(b, prefix="k")).versions)] == [
+        v4.s3_version_id,
+        v3.s3_version_id,
+        v2.s3_version_id,
+        "",
+    ]
+    assert await idx.delete_version(b, "k", v4.s3_version_id) == v4
+    assert await idx.get_object(b, "k") == v3
+    assert await idx.delete_version(b, "k", v3.s3_version_id) == v3
+    assert await idx.get_object(b, "k") == v2
+    assert await _held(replicas, "objects", keys.composite(b, "k")) <= 1
+    # A null write replaces the null version in the versions table and moves the objects table's version there.
+    await idx.set_versioning(b, "Suspended")
+    m2 = version(b, "m", versioned=False)
+    assert await idx.put_object(m2) == m0
+    assert await idx.get_object(b, "m") == m2
+    assert await _held(replicas, "versions", versioning.version_composite(w1)) >= 2
+    assert await _held(replicas, "versions", versioning.version_composite(m0)) <= 1
+    assert ids((await idx.list_versions(b, prefix="m")).versions) == [
+        ("m", "", False, True),
+        ("m", w1.s3_version_id, False, False),
+    ]

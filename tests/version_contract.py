@@ -257,6 +257,42 @@ class VersionContract:
         assert [k for k, _ in seen] == sorted(keys[:5] * 2 + keys[5:])
         assert sum(latest for _, latest in seen) == 10
 
+    async def test_list_objects_shows_each_keys_current_version_only(self, index: Index) -> None:
+        """One entry per key, its current version; a key whose latest version is a delete marker is left out;
+        a key with many versions (more than listing.SKIP_AFTER) in the middle of a page changes nothing."""
+        b = await new_bucket(index, "v")
+        before = version(b, "b", versioned=False)  # the null version, from before versioning
+        await index.put_object(before)
+        await index.set_versioning(b, "Enabled")
+        many = [version(b, "a") for _ in range(40)]
+        for man in many:
+            await index.put_object(man)
+        await index.delete_version(b, "a", many[-1].s3_version_id)
+        b2, c, d1, d2, e = (version(b, k) for k in ("b", "c", "d/1", "d/2", "e"))
+        for man in (b2, c, d1, d2, e):
+            await index.put_object(man)
+        await index.put_object(version(b, "c", marker=True))
+        expected = [("a", many[-2].version_id), ("b", b2.version_id), ("d/1", d1.version_id)]
+        expected += [("d/2", d2.version_id), ("e", e.version_id)]
+        assert [(m.key, m.version_id) for m in (await index.list_objects(b)).objects] == expected
+        got, after = [], ""
+        while True:
+            page = await index.list_objects(b, start_after=after, max_keys=1)
+            got += [m.key for m in page.objects]
+            if not page.truncated:
+                break
+            after = page.next_marker
+        assert got == [k for k, _ in expected]
+        page = await index.list_objects(b, delimiter="/", max_keys=3)
+        assert ([m.key for m in page.objects], page.prefixes, page.truncated) == (["a", "b"], ["d/"], True)
+        page = await index.list_objects(b, delimiter="/", start_after=page.next_marker)
+        assert ([m.key for m in page.objects], page.prefixes, page.truncated) == (["e"], [], False)
+        await index.set_versioning(b, "Suspended")
+        null = version(b, "c", versioned=False)  # newer than the marker: c is back, as its null version
+        await index.put_object(null)
+        assert [m.key for m in (await index.list_objects(b, prefix="c")).objects] == ["c"]
+        assert await index.get_object(b, "c") == null
+
     async def test_a_write_stamped_before_the_current_one_stays_noncurrent(self, index: Index) -> None:
         """Racing writes: the one that took effect first but was stamped later stays current."""
         b = await versioned_bucket(index)

@@ -173,11 +173,7 @@ class ReplicaStore:
         self._require_initialized()
 
         def tx(txn: lmdb.Transaction) -> tuple[list[tuple[bytes, Entry]], bool]:
-            cur = keys.OrderedCursor(txn.cursor(self._table(table)), _full_key, scope=scope)
-            if start < scope:
-                cur.seek(scope, inclusive=True)
-            else:
-                cur.seek(start, inclusive)
+            cur = self._cursor(txn, table, start, inclusive, scope)
             out: list[tuple[bytes, Entry]] = []
             while (item := cur.next()) is not None:
                 if len(out) == limit:
@@ -186,6 +182,53 @@ class ReplicaStore:
             return out, False
 
         return await self._lmdb.read(tx)
+
+    async def scan_latest(
+        self, table: str, start: bytes, inclusive: bool, scope: bytes, limit: int
+    ) -> tuple[list[tuple[bytes, Entry]], bool]:
+        """scan() giving only the first live entry of each S3 key (the record keys up to the NUL after `scope`,
+        a namespace; in the versions table, the key's newest version), seeking past the rest of the key.
+
+        For a copy read alone: merging such scans of two replicas could miss a removal one of them holds."""
+        self._require_initialized()
+
+        def tx(txn: lmdb.Transaction) -> tuple[list[tuple[bytes, Entry]], bool]:
+            cur = self._cursor(txn, table, start, inclusive, scope)
+            out: list[tuple[bytes, Entry]] = []
+            while (item := cur.next()) is not None:
+                full, e = unpack_entry(item[0], item[1])
+                if e.tombstone:
+                    continue
+                if len(out) == limit:
+                    return out, True
+                out.append((full, e))
+                cur.seek(keys.past_key(full, scope), inclusive=True)
+            return out, False
+
+        return await self._lmdb.read(tx)
+
+    def _cursor(self, txn: lmdb.Transaction, table: str, start: bytes, inclusive: bool, scope: bytes) -> Any:
+        cur = keys.OrderedCursor(txn.cursor(self._table(table)), _full_key, scope=scope)
+        if start < scope:
+            cur.seek(scope, inclusive=True)
+        else:
+            cur.seek(start, inclusive)
+        return cur
+
+    async def first_live(self, table: str, prefix: bytes, scope: bytes) -> tuple[bytes, Entry] | None:
+        """The first entry, not a tombstone, whose key starts with `prefix` (within `scope`, a namespace): a key's
+        newest version, read right here like a few keys (see _lookup), past the tombstones of removed ones."""
+        self._require_initialized()
+
+        def tx(txn: lmdb.Transaction) -> tuple[bytes, Entry] | None:
+            cur = self._cursor(txn, table, prefix, True, scope)
+            while (item := cur.next()) is not None and item[0].startswith(prefix):
+                full, e = unpack_entry(item[0], item[1])
+                if not e.tombstone:
+                    return full, e
+            return None
+
+        return self._lmdb.read_here(tx)
 
     # -- conditional operations: a per-key prepare, then a commit or a release
 

@@ -30,9 +30,10 @@ repair queue, users and leases are metadata/replicated/admin.py.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Sequence
 
-from metadata import keys, listing, object_lock
+from metadata import keys, listing, object_lock, versioning
 from metadata.index import (
     BucketAlreadyExists,
     BucketNotEmpty,
@@ -62,10 +63,17 @@ from metadata.records import (
 from metadata.replica.merge import Entry
 from metadata.replica.protocol import Write
 from metadata.replicated.accounting import ReplicatedAccounting, event_writes
-from metadata.replicated.manifests import decode_manifest, manifest, revised
+from metadata.replicated.manifests import decode_manifest, manifest, revised, stored_marker
 from metadata.replicated.merged_scan import Decoding, Merged, SyncCursor
 from metadata.replicated.quorum import SCAN_BATCH, tomb
-from metadata.replicated.versions import ReplicatedVersions
+from metadata.replicated.versions import ReplicatedVersions, apart
+
+
+@functools.lru_cache(maxsize=1024)
+def _versioned(bucket: bytes) -> bool:
+    """Whether the bucket record stored as `bucket` has versioning configured: read by every PUT and GET, so
+    not decoded whole, and remembered (a bucket record read from the cache is the same bytes each time)."""
+    return bool(stored_fields(bucket).get("versioning"))
 
 
 def _okey(bucket: str, key: str) -> bytes:
@@ -166,11 +174,16 @@ class ReplicatedIndex(ReplicatedVersions, ReplicatedAccounting, object_lock.Lock
             bucket_e, current = await self._read_many([("buckets", man.bucket.encode()), ("objects", k)])
             if bucket_e is None or bucket_e.tombstone:
                 raise NoSuchBucket(man.bucket)
-            if not stored_fields(bucket_e.value).get("versioning"):  # not decoded whole: every PUT comes here
+            if not _versioned(bucket_e.value):
                 ts = self._hlc.now()
                 await self._write([Write("objects", k, Entry(ts, False, encode(man))), *event_writes(events, ts)])
                 return manifest(current)
             known = decode(BucketRecord, bucket_e.value)
+            if man.s3_version_id:  # a version of its own, kept apart: one entry, nothing read or locked (versions.py)
+                ts = self._hlc.now()
+                version = Write("versions", versioning.version_composite(man), Entry(ts, False, encode(man)))
+                await self._write([version, *event_writes(events, ts)])
+                return None
 
         async def decide(current: Entry | None, ts: int) -> tuple[list[Write], ObjectManifest | None]:
             bucket = known or await self.get_bucket(man.bucket)
@@ -186,8 +199,11 @@ class ReplicatedIndex(ReplicatedVersions, ReplicatedAccounting, object_lock.Lock
         return await self._locked("objects", k, decide)
 
     async def get_object(self, bucket: str, key: str) -> ObjectManifest | None:
-        (e,) = await self._read("objects", [_okey(bucket, key)])
-        return manifest(e)
+        bucket_e, e = await self._read_many([("buckets", bucket.encode()), ("objects", _okey(bucket, key))])
+        if bucket_e is None or bucket_e.tombstone or not _versioned(bucket_e.value):
+            return manifest(e)
+        latest = await self._latest(bucket, key, e)  # versions kept apart: the newest of the two tables
+        return None if latest is None or latest.delete_marker else latest
 
     async def delete_object(
         self, bucket: str, key: str, cond: Condition | None = None, events: Sequence[EventRecord] = ()
@@ -268,12 +284,17 @@ class ReplicatedIndex(ReplicatedVersions, ReplicatedAccounting, object_lock.Lock
     async def list_objects(
         self, bucket: str, prefix: str = "", start_after: str = "", delimiter: str = "", max_keys: int = 1000
     ) -> ObjectPage:
-        await self._require_bucket(bucket)
+        rec = await self.get_bucket(bucket)
+        if rec is None:
+            raise NoSuchBucket(bucket)
         ns = keys.namespace(bucket)
         loop = asyncio.get_running_loop()
+        batch = min(SCAN_BATCH, max(max_keys, 0) + 1)
 
-        async def use(merged: Merged) -> ObjectPage:
-            cursor = SyncCursor(merged, loop, ns, lambda k, _v: k[len(ns) :])
+        def raw(k: bytes, _v: bytes) -> bytes:
+            return k[len(ns) :]
+
+        async def use(cursor: listing.Cursor[bytes]) -> ObjectPage:
             return await asyncio.to_thread(
                 listing.list_objects,
                 cursor,
@@ -284,7 +305,19 @@ class ReplicatedIndex(ReplicatedVersions, ReplicatedAccounting, object_lock.Lock
                 max_keys,
             )
 
-        return await self._scan("objects", ns, use, batch=min(SCAN_BATCH, max(max_keys, 0) + 1))
+        if not rec.versioning:
+            return await self._scan("objects", ns, lambda merged: use(SyncCursor(merged, loop, ns, raw)), batch)
+
+        async def current(held: Merged, older: Merged) -> ObjectPage:  # versions kept apart: each key's latest
+            both = apart(SyncCursor(held, loop, ns, raw), SyncCursor(older, loop, ns, raw))
+            return await use(listing.Current(both, stored_marker))
+
+        return await self._scan(
+            "objects",
+            ns,
+            lambda held: self._scan_latest("versions", ns, lambda older: current(held, older), batch),
+            batch,
+        )
 
     # -- multipart uploads
 

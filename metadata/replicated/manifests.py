@@ -30,6 +30,11 @@ def stored_usage(value: bytes) -> Usage:
     return version_usage(d.get("size", 0), bool(d.get("delete_marker")))
 
 
+def stored_marker(value: bytes) -> bool:
+    """Whether the manifest stored as `value` is a delete marker, without decoding it whole (listings)."""
+    return bool(stored_fields(value[_REVISED_HEAD:] if value.startswith(_REVISED) else value).get("delete_marker"))
+
+
 def manifest(e: Entry | None) -> ObjectManifest | None:
     return None if e is None or e.tombstone else decode_manifest(e.value)
 

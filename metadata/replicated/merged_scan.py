@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from metadata.keys import past_key
 from metadata.records import UploadRecord, decode
 from metadata.replica.merge import Entry, merge_all
 from metadata.replica.protocol import Replica
@@ -27,6 +28,13 @@ class Stream:
     def seek(self, start: bytes, inclusive: bool) -> None:
         self._buf.clear()
         self._start, self._inclusive, self._more = start, inclusive, True
+
+    def skip(self, past: bytes) -> None:
+        """Drop the buffered entries before `past`; if none is left, fetch from `past` on, not what lies before."""
+        while self._buf and self._buf[0][0] < past:
+            self._buf.popleft()
+        if not self._buf and self._more and past > self._start:
+            self._start, self._inclusive = past, True
 
     @property
     def ready(self) -> bool:
@@ -49,6 +57,24 @@ class Stream:
         self._buf.popleft()
 
 
+class LatestStream(Stream):
+    """One copy's first live entry of each S3 key (ReplicaStore.scan_latest), a batch at a time: for a copy read
+    alone (EmbeddedIndex._scan_latest)."""
+
+    def __init__(self, replica: Any, table: str, scope: bytes, batch: int) -> None:
+        super().__init__(replica, table, scope, batch)
+        self._copy = replica  # a DriveCopy: the only replica that scans so
+
+    async def fill(self) -> None:
+        if not self.ready:
+            items, self._more = await self._copy.scan_latest(
+                self._table, self._start, self._inclusive, self._scope, self._batch
+            )
+            self._buf.extend(items)
+            if items:  # the next batch starts past the last key's other entries
+                self._start, self._inclusive = past_key(items[-1][0], self._scope), True
+
+
 class Merged:
     """Two replicas' streams merged by key, newest version winning; notes which replica was stale."""
 
@@ -60,6 +86,12 @@ class Merged:
     def seek(self, start: bytes, inclusive: bool) -> None:
         for s in self._streams:
             s.seek(start, inclusive)
+
+    def skip(self, past: bytes) -> None:
+        """Go past the entries before `past` without merging them (what a stale replica holds there is left as
+        it is: read repair covers the entries read)."""
+        for s in self._streams:
+            s.skip(past)
 
     @property
     def ready(self) -> bool:
@@ -124,6 +156,10 @@ class SyncCursor:
             self._merged.seek(self._ns + key + self._suffix, True)
         else:
             self._merged.seek(self._ns + key, inclusive)
+
+    def skip(self, past: bytes) -> None:
+        """Go past the entries before `past` (listing.TwoTables.skip_key)."""
+        self._merged.skip(self._ns + past)
 
     def next(self) -> tuple[bytes, bytes] | None:
         while True:

@@ -45,6 +45,8 @@ from metadata.replica.store import ReplicaStore
 from metadata.replicated.copy_writer import CopyWriter
 from metadata.replicated.drive_copies import FAILURES, DriveCopy, inode_of, set_aside
 from metadata.replicated.index import ReplicatedIndex
+from metadata.replicated.merged_scan import LatestStream, Merged, Stream
+from metadata.replicated.quorum import SCAN_BATCH
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -219,6 +221,48 @@ class EmbeddedIndex(ReplicatedIndex):
                 log.info("read repair: %d record(s) on %s", len(fix), self.copies[i].name)
                 self._spawn(self.copies[i].put(fix))
         return merged
+
+    async def _scan(
+        self, table: str, scope: bytes, use: Callable[[Merged], Awaitable[T]], batch: int = SCAN_BATCH
+    ) -> T:
+        """A scan of a copy known to hold every acknowledged write alone (listings walk one copy, not two merged);
+        else of a quorum of copies merged (Coordinator._scan)."""
+        trusted = self._trusted()
+        if trusted is not None:
+            try:
+                return await use(Merged([Stream(self.copies[trusted], table, scope, batch)]))
+            except ReplicaDown as exc:
+                self._note(trusted, exc)
+                self._lost(trusted)
+        return await super()._scan(table, scope, use, batch)
+
+    async def _scan_latest(self, table: str, scope: bytes, use: Callable[[Merged], Awaitable[T]], batch: int) -> T:
+        """Each S3 key's first live entry from a copy that holds every acknowledged write, read alone: the rest
+        of a key's entries sought past in the copy, not read (else ReplicatedVersions._scan_latest)."""
+        trusted = self._trusted()
+        if trusted is not None:
+            try:
+                return await use(Merged([LatestStream(self.copies[trusted], table, scope, batch)]))
+            except ReplicaDown as exc:
+                self._note(trusted, exc)
+                self._lost(trusted)
+        return await super()._scan_latest(table, scope, use, batch)
+
+    async def _first_live(self, table: str, prefix: bytes, scope: bytes) -> tuple[bytes, Entry] | None:
+        """A key's newest version (ReplicatedVersions._latest), from a copy known to hold every acknowledged
+        write, read right here like a few keys; else by a merged scan."""
+        trusted = self._trusted()
+        if trusted is not None:
+            try:
+                got = await self.copies[trusted].first_live(table, prefix, scope)
+            except ReplicaDown as exc:
+                self._note(trusted, exc)
+                self._lost(trusted)
+            else:
+                if got is not None:
+                    self._hlc.observe(got[1].hlc)
+                return got
+        return await super()._first_live(table, prefix, scope)
 
     async def bucket_usage(self, name: str) -> Usage:
         """A copy that holds every acknowledged write gives its running total of the bucket's usage records (kept

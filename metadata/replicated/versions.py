@@ -1,16 +1,20 @@
 """ReplicatedIndex's versions (metadata/versioning.py): the versions table on the replicas, and the writes of
 buckets whose versioning is configured.
 
-Every write to a key of such a bucket (a version, a delete marker, a removal, a repair of a noncurrent
-version) holds the key's lock in the objects table, so the writes to its current version and to its versions
-are ordered: two racing PUTs both become versions, neither is lost. Reads are quorum reads and merged scans,
-as for current objects; read repair and anti-entropy cover the versions table like every other table.
+Versions are kept apart (metadata/versioning.py): a version with an id is written once, to the versions table,
+and never moves; the objects table holds the key's null version (or, in a store written before, the version
+current then). So a PUT in a versioned bucket writes one entry, unlocked, like one in an unversioned bucket,
+and a GET reads the key's entry there and its newest in the versions table. The other writes to a key of such
+a bucket (a null version, a removal, a rewrite in place, a conditional write) hold the key's lock in the
+objects table. Reads are quorum reads and merged scans, as for current objects; read repair and anti-entropy
+cover the versions table like every other table.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from metadata import keys, listing, object_lock, versioning
 from metadata.index import NoSuchBucket, VersionPage, check_condition
@@ -33,11 +37,20 @@ from metadata.replicated.manifests import decode_manifest, manifest
 from metadata.replicated.merged_scan import Merged, SyncCursor
 from metadata.replicated.quorum import SCAN_BATCH, tomb
 
+T = TypeVar("T")
+
 KEY_BATCH = 64  # entries per fetch when reading one key's versions
+FIRST_BATCH = 4  # entries per fetch when reading a key's newest version (a few tombstones may come first)
 
 
 def _s3_id(version_id: str) -> str:
     return "" if version_id == NULL_VERSION else version_id
+
+
+def apart(current: SyncCursor, older: SyncCursor) -> listing.TwoTables[bytes]:
+    """A bucket's two tables as one cursor of versions kept apart: an objects-table entry takes its place among
+    its key's versions by its stamp."""
+    return listing.TwoTables(current, older, lambda v: versioning.order(decode_manifest(v, with_inline=False)))
 
 
 def plan_writes(bucket: str, key: str, plan: versioning.Plan, before: ObjectManifest | None, ts: int) -> list[Write]:
@@ -96,24 +109,52 @@ class ReplicatedVersions(ReplicatedAdmin):
 
         return await self._scan("versions", keys.namespace(bucket), use, batch=KEY_BATCH)
 
+    async def _scan_latest(self, table: str, scope: bytes, use: Callable[[Merged], Awaitable[T]], batch: int) -> T:
+        """A scan for each S3 key's latest entry (ListObjects in a versioned bucket): here, a merged scan of every
+        entry (a replica's first live entry of a key may be one another replica holds removed)."""
+        return await self._scan(table, scope, use, batch)
+
+    async def _first_live(self, table: str, prefix: bytes, scope: bytes) -> tuple[bytes, Entry] | None:
+        """The first live entry whose key starts with `prefix` (in `scope`, a namespace), by a merged scan."""
+
+        async def use(merged: Merged) -> tuple[bytes, Entry] | None:
+            merged.seek(prefix, True)
+            while (item := await merged.next()) is not None and item[0].startswith(prefix):
+                if not item[1].tombstone:
+                    return item
+            return None
+
+        return await self._scan(table, scope, use, batch=FIRST_BATCH)
+
+    async def _latest(self, bucket: str, key: str, held: Entry | None) -> ObjectManifest | None:
+        """The key's latest version, a delete marker included: the newer of its entry in the objects table
+        (`held`, read by the caller) and its newest in the versions table."""
+        newest = await self._first_live("versions", keys.versions_of(bucket, key), keys.namespace(bucket))
+        return versioning.newest(manifest(held), decode_manifest(newest[1].value) if newest else None)
+
     async def _null_noncurrent(self, bucket: str, key: str) -> ObjectManifest | None:
         return next((v for v in await self._key_versions(bucket, key) if not v.s3_version_id), None)
 
     async def _versioned_put(
-        self, man: ObjectManifest, cond: Condition | None, current: Entry | None, ts: int
+        self, man: ObjectManifest, cond: Condition | None, held_e: Entry | None, ts: int
     ) -> tuple[list[Write], ObjectManifest | None]:
-        """The writes of put_object in a bucket with versioning configured, under the key's lock; and what it frees."""
-        previous = manifest(current)
-        check_condition(cond, previous)
-        null = await self._null_noncurrent(man.bucket, man.key) if not man.s3_version_id else None
-        plan = versioning.plan_put(man, previous, null)
-        return plan_writes(man.bucket, man.key, plan, previous, ts), plan.freed
+        """The writes of a put in a bucket with versioning configured, under the key's lock (`held_e`: its entry
+        in the objects table); and what it frees."""
+        if cond is not None:
+            latest = await self._latest(man.bucket, man.key, held_e)
+            check_condition(cond, None if latest is None or latest.delete_marker else latest)
+        held = manifest(held_e)
+        elsewhere = None
+        if not man.s3_version_id and (held is None or held.s3_version_id):
+            elsewhere = await self._null_noncurrent(man.bucket, man.key)  # only in a store from before
+        plan = versioning.plan_put_apart(man, held, elsewhere)
+        return plan_writes(man.bucket, man.key, plan, held, ts), plan.freed
 
     async def _find_version(
-        self, bucket: str, key: str, s3_id: str, current: ObjectManifest | None
+        self, bucket: str, key: str, s3_id: str, held: ObjectManifest | None
     ) -> ObjectManifest | None:
-        if versioning.matches(current, s3_id):
-            return current
+        if versioning.matches(held, s3_id):
+            return held
         where = versioning.lookup_composite(bucket, key, s3_id)
         if where is None:
             return await self._null_noncurrent(bucket, key)
@@ -127,11 +168,7 @@ class ReplicatedVersions(ReplicatedAdmin):
 
     async def latest_version(self, bucket: str, key: str) -> ObjectManifest | None:
         (e,) = await self._read("objects", [keys.composite(bucket, key)])
-        current = manifest(e)
-        if current is not None:
-            return current
-        newest = await self._key_versions(bucket, key, limit=1)
-        return newest[0] if newest else None
+        return await self._latest(bucket, key, e)
 
     async def delete_version(
         self,
@@ -144,13 +181,13 @@ class ReplicatedVersions(ReplicatedAdmin):
         async def decide(current: Entry | None, ts: int) -> tuple[list[Write], ObjectManifest | None]:
             if await self.get_bucket(bucket) is None:
                 raise NoSuchBucket(bucket)
-            live = manifest(current)
-            target = await self._find_version(bucket, key, _s3_id(version_id), live)
+            held = manifest(current)
+            target = await self._find_version(bucket, key, _s3_id(version_id), held)
             if target is None:
                 return [], None
             object_lock.check_delete(target, guard)
-            plan = versioning.plan_delete_version(target, live, await self._key_versions(bucket, key, limit=2))
-            return [*plan_writes(bucket, key, plan, live, ts), *event_writes(events, ts)], plan.freed
+            plan = versioning.plan_delete_apart(target, held)
+            return [*plan_writes(bucket, key, plan, held, ts), *event_writes(events, ts)], plan.freed
 
         return await self._locked("objects", keys.composite(bucket, key), decide)
 
@@ -183,7 +220,7 @@ class ReplicatedVersions(ReplicatedAdmin):
             return k[len(ns) :]
 
         async def use(current: Merged, older: Merged) -> VersionPage:
-            both = listing.TwoTables(SyncCursor(current, loop, ns, raw), SyncCursor(older, loop, ns, raw))
+            both = apart(SyncCursor(current, loop, ns, raw), SyncCursor(older, loop, ns, raw))
             return await asyncio.to_thread(
                 listing.list_versions,
                 both,
