@@ -7,15 +7,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from metadata import keys, versioning
 from metadata.records import encode
+from metadata.replica.client import ReplicaClient
 from metadata.replica.merge import Entry
 from metadata.replica.protocol import Write
 from metadata.replica.store import ReplicaStore
-from tests.replicas import Replicas
+from metadata.replicated.versions import first_live
+from tests.index_records import new_bucket
+from tests.replicas import SECRET, Replicas
 from tests.version_contract import ids, version, versioned_bucket
 
 
@@ -174,3 +178,87 @@ async def test_a_store_written_when_the_objects_table_held_the_current_version(r
         ("m", "", False, True),
         ("m", w1.s3_version_id, False, False),
     ]
+
+
+def _e(hlc: int, dead: bool = False) -> Entry:
+    return Entry(hlc, dead, b"" if dead else b"v")
+
+
+def test_first_live_of_runs_is_known_only_as_far_as_every_run_reaches() -> None:
+    v6, v5, v4 = b"k\x00a", b"k\x00b", b"k\x00c"  # newest first, as a key's versions sort
+    # Both replicas agree: v6 is the latest.
+    assert first_live([([(v6, _e(6))], True), ([(v6, _e(6))], True)]) == (True, (v6, _e(6)))
+    # One removed v6 and holds v5 next; the other is stale at v6 and read no further: v5 is not known
+    # (the stale one may hold v5 removed).
+    assert first_live([([(v6, _e(6))], True), ([(v6, _e(7, True)), (v5, _e(5))], True)])[0] is False
+    # Both removed v6: v5 is known on the one that read it, and the other reached the end of the key.
+    assert first_live([([(v6, _e(7, True))], False), ([(v6, _e(7, True)), (v5, _e(5))], True)]) == (
+        True,
+        (v5, _e(5)),
+    )
+    # Runs cut by their limit before a live entry: nothing is known.
+    assert first_live([([(v6, _e(7, True))], True), ([(v6, _e(7, True))], True)]) == (False, None)
+    assert first_live([([], False), ([(v4, _e(4, True))], False)]) == (True, None)
+
+
+async def test_a_get_through_replicas_stale_on_different_removals(replicas: Replicas) -> None:
+    """Replica 0 missed the removal of v6, replica 1 that of v5: read through the two of them, a GET finds v4
+    (their one-request reads disagree past what both read, so the key's versions are scanned merged)."""
+    idx = replicas.index()
+    b = await versioned_bucket(idx)
+    v4, v5, v6 = version(b, "k"), version(b, "k"), version(b, "k")
+    for man in (v4, v5, v6):
+        await idx.put_object(man)
+    await replicas.stop(0)
+    await idx.delete_version(b, "k", v6.s3_version_id)
+    await replicas.restart(0)
+    await replicas.stop(1)
+    await idx.delete_version(b, "k", v5.s3_version_id)
+    await replicas.restart(1)
+    await replicas.stop(2)
+    assert await idx.get_object(b, "k") == v4
+    assert await idx.latest_version(b, "k") == v4
+    assert [m.key for m in (await idx.list_objects(b)).objects] == ["k"]
+    assert ids((await idx.list_versions(b)).versions) == [("k", v4.s3_version_id, False, True)]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"reads": [["objects", b"k"]], "table": "versions", "prefix": b"k", "scope": b"", "limit": 0},
+        {"reads": [["nope", b"k"]], "table": "versions", "prefix": b"k", "scope": b"", "limit": 4},
+        {"reads": [["objects", b"k"]], "table": "nope", "prefix": b"k", "scope": b"", "limit": 4},
+        {"reads": [["objects", b"k"]], "table": "versions", "prefix": "k", "scope": b"", "limit": 4},
+        {"reads": "objects", "table": "versions", "prefix": b"k", "scope": b"", "limit": 4},
+        {"reads": [], "table": "versions", "prefix": b"k", "scope": b"", "limit": "four"},
+        {"reads": [], "table": "versions", "prefix": b"k", "scope": b""},
+    ],
+)
+async def test_a_malformed_head_is_refused(replicas: Replicas, args: dict[str, Any]) -> None:
+    """The replica's `head` operation (a GET's reads in one request) answers 400 to what it cannot use."""
+    client = ReplicaClient(replicas.members[0].url, SECRET)
+    try:
+        with pytest.raises(ValueError):
+            await client._call("head", **args)
+        got = await client.head([("objects", b"k")], "versions", b"k\x00", b"", 4)
+        assert (got.entries, got.run, got.cut) == ([None], [], False)
+    finally:
+        await client.close()
+
+
+async def test_a_gateway_reads_versions_of_a_bucket_another_one_made_versioned(replicas: Replicas) -> None:
+    """A gateway remembers which buckets it last read as versioned (to ask for a key's versions with the rest
+    of a GET); another gateway turning versioning on is read right at once, then remembered."""
+    one, other = replicas.index(), replicas.index()
+    b = await new_bucket(one, "v")
+    plain = version(b, "k", versioned=False)
+    await one.put_object(plain)
+    assert await one.get_object(b, "k") == plain  # remembered: not versioned
+    await other.set_versioning(b, "Enabled")
+    newer = version(b, "k")
+    await other.put_object(newer)
+    assert await one.get_object(b, "k") == newer
+    assert await one.get_object(b, "k") == newer
+    await other.put_object(version(b, "k", marker=True))
+    assert await one.get_object(b, "k") is None
+    assert (await one.latest_version(b, "k")).delete_marker  # type: ignore[union-attr]

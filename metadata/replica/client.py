@@ -15,7 +15,7 @@ import msgpack
 from cluster.client import ErrorAnswer, RpcClient, Timeouts
 from metadata.replica import protocol as rp
 from metadata.replica.merge import Entry
-from metadata.replica.protocol import Prepared, Write
+from metadata.replica.protocol import Head, Prepared, Write
 
 
 class ReplicaClient:
@@ -56,6 +56,12 @@ class ReplicaClient:
     async def get_many(self, reads: list[tuple[str, bytes]]) -> list[Entry | None]:
         r = await self._call("get_many", reads=[[t, k] for t, k in reads])
         return [rp.entry_in(e) for e in r["entries"]]
+
+    async def head(self, reads: list[tuple[str, bytes]], table: str, prefix: bytes, scope: bytes, limit: int) -> Head:
+        r = await self._call(
+            "head", reads=[[t, k] for t, k in reads], table=table, prefix=prefix, scope=scope, limit=limit
+        )
+        return Head([rp.entry_in(e) for e in r["entries"]], rp.items_in(r["run"]), bool(r["cut"]))
 
     async def put(self, writes: list[Write]) -> int:
         return int((await self._call("put", writes=rp.writes_out(writes)))["changed"])

@@ -17,7 +17,9 @@ from typing import Any, Protocol
 from metadata.replica.merge import Entry
 
 PREFIX = "/r1/"
-OPERATIONS = frozenset("get get_many put scan prepare commit release chunk_digests range_digests pull status".split())
+OPERATIONS = frozenset(
+    "get get_many head put scan prepare commit release chunk_digests range_digests pull status".split()
+)
 
 
 class ReplicaDown(Exception):
@@ -40,6 +42,17 @@ class Prepared:
 
 
 @dataclass(slots=True)
+class Head:
+    """get_many's entries, and the first entries under a prefix: up to and including the first live one (a
+    key's newest version, past the tombstones of removed ones), at most a limit; cut: the run stopped before
+    the prefix's end (at that live entry or the limit), so what lies after its last key is unknown."""
+
+    entries: list[Entry | None]
+    run: list[tuple[bytes, Entry]]
+    cut: bool
+
+
+@dataclass(slots=True)
 class Write:
     table: str
     key: bytes
@@ -52,6 +65,10 @@ class Replica(Protocol):
     async def get(self, table: str, key_list: list[bytes]) -> list[Entry | None]: ...
 
     async def get_many(self, reads: list[tuple[str, bytes]]) -> list[Entry | None]: ...
+
+    async def head(
+        self, reads: list[tuple[str, bytes]], table: str, prefix: bytes, scope: bytes, limit: int
+    ) -> Head: ...
 
     async def put(self, writes: list[Write]) -> int: ...
 

@@ -23,6 +23,10 @@ async def _dispatch(store: ReplicaStore, op: str, a: dict[str, Any]) -> dict[str
         return {"entries": [rp.entry_out(e) for e in await store.get(a["table"], list(a["keys"]))]}
     if op == "get_many":
         return {"entries": [rp.entry_out(e) for e in await store.get_many([(t, k) for t, k in a["reads"]])]}
+    if op == "head":
+        reads = [(t, k) for t, k in a["reads"]]
+        h = await store.head(reads, a["table"], a["prefix"], a["scope"], int(a["limit"]))
+        return {"entries": [rp.entry_out(e) for e in h.entries], "run": rp.items_out(h.run), "cut": h.cut}
     if op == "put":
         return {"changed": await store.put(rp.writes_in(a["writes"]))}
     if op == "scan":

@@ -39,7 +39,7 @@ from metadata.replica.packed import (
     table_db,
     unpack_entry,
 )
-from metadata.replica.protocol import NotInitialized, Prepared, Write
+from metadata.replica.protocol import Head, NotInitialized, Prepared, Write
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,28 @@ class ReplicaStore:
             return [self._read(txn, table, k) for table, k in reads]
 
         return await self._lookup(tx, len(reads))
+
+    async def head(self, reads: list[tuple[str, bytes]], table: str, prefix: bytes, scope: bytes, limit: int) -> Head:
+        """get_many(reads) and the run of entries under `prefix` (in `scope`, a namespace) up to and including the
+        first live one, at most `limit`, in one transaction (protocol.Head): a GET's reads in one request."""
+        self._require_initialized()
+        if limit < 1:
+            raise ValueError("a head's limit is 1 or more")
+
+        def tx(txn: lmdb.Transaction) -> Head:
+            entries = [self._read(txn, t, k) for t, k in reads]
+            cur = self._cursor(txn, table, prefix, True, scope)
+            run: list[tuple[bytes, Entry]] = []
+            while (item := cur.next()) is not None and item[0].startswith(prefix):
+                if len(run) == limit:
+                    return Head(entries, run, True)
+                run.append(unpack_entry(item[0], item[1]))
+                if not run[-1][1].tombstone:
+                    return Head(entries, run, True)
+            return Head(entries, run, False)
+
+        # A GET's few reads and short run, read right here as in _lookup; anything longer on a reader thread.
+        return self._lmdb.read_here(tx) if max(len(reads), limit) <= HERE_MAX else await self._lmdb.read(tx)
 
     async def put(self, writes: list[Write]) -> int:
         """Merge the entries in, synced before returning; return how many changed something.

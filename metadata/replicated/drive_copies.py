@@ -17,7 +17,7 @@ from metadata.index import IndexFull
 from metadata.lmdb_env import CommitGate, Settled
 from metadata.lmdb_open import inode_of
 from metadata.replica.merge import Entry
-from metadata.replica.protocol import Prepared, ReplicaDown, ReplicaFull, Write
+from metadata.replica.protocol import Head, Prepared, ReplicaDown, ReplicaFull, Write
 from metadata.replica.store import ReplicaStore
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,12 @@ class DriveCopy:
     async def total(self, bucket: str) -> tuple[int, int]:
         try:
             return await self._live().total(bucket)
+        except FAILURES as exc:
+            raise self._down(exc) from None
+
+    async def head(self, reads: list[tuple[str, bytes]], table: str, prefix: bytes, scope: bytes, limit: int) -> Head:
+        try:
+            return await self._live().head(reads, table, prefix, scope, limit)
         except FAILURES as exc:
             raise self._down(exc) from None
 

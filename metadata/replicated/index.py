@@ -30,7 +30,6 @@ repair queue, users and leases are metadata/replicated/admin.py.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Callable, Sequence
 
 from metadata import keys, listing, object_lock, versioning
@@ -58,7 +57,6 @@ from metadata.records import (
     apply_changes,
     decode,
     encode,
-    stored_fields,
 )
 from metadata.replica.merge import Entry
 from metadata.replica.protocol import Write
@@ -66,14 +64,7 @@ from metadata.replicated.accounting import ReplicatedAccounting, event_writes
 from metadata.replicated.manifests import decode_manifest, manifest, revised, stored_marker
 from metadata.replicated.merged_scan import Decoding, Merged, SyncCursor
 from metadata.replicated.quorum import SCAN_BATCH, tomb
-from metadata.replicated.versions import ReplicatedVersions, apart
-
-
-@functools.lru_cache(maxsize=1024)
-def _versioned(bucket: bytes) -> bool:
-    """Whether the bucket record stored as `bucket` has versioning configured: read by every PUT and GET, so
-    not decoded whole, and remembered (a bucket record read from the cache is the same bytes each time)."""
-    return bool(stored_fields(bucket).get("versioning"))
+from metadata.replicated.versions import ReplicatedVersions, apart, versioned
 
 
 def _okey(bucket: str, key: str) -> bytes:
@@ -174,7 +165,7 @@ class ReplicatedIndex(ReplicatedVersions, ReplicatedAccounting, object_lock.Lock
             bucket_e, current = await self._read_many([("buckets", man.bucket.encode()), ("objects", k)])
             if bucket_e is None or bucket_e.tombstone:
                 raise NoSuchBucket(man.bucket)
-            if not _versioned(bucket_e.value):
+            if not versioned(bucket_e.value):
                 ts = self._hlc.now()
                 await self._write([Write("objects", k, Entry(ts, False, encode(man))), *event_writes(events, ts)])
                 return manifest(current)
@@ -199,10 +190,8 @@ class ReplicatedIndex(ReplicatedVersions, ReplicatedAccounting, object_lock.Lock
         return await self._locked("objects", k, decide)
 
     async def get_object(self, bucket: str, key: str) -> ObjectManifest | None:
-        bucket_e, e = await self._read_many([("buckets", bucket.encode()), ("objects", _okey(bucket, key))])
-        if bucket_e is None or bucket_e.tombstone or not _versioned(bucket_e.value):
-            return manifest(e)
-        latest = await self._latest(bucket, key, e)  # versions kept apart: the newest of the two tables
+        _, held, newest = await self._read_latest(bucket, key)
+        latest = versioning.newest(manifest(held), newest)  # versions kept apart: the newer of the two tables
         return None if latest is None or latest.delete_marker else latest
 
     async def delete_object(

@@ -35,8 +35,9 @@ from typing import Any, TypeVar
 import lmdb
 
 from cluster.workers import Periodic
+from metadata import keys
 from metadata.index import IndexFull, IndexUnavailable, NoSuchBucket
-from metadata.records import Usage
+from metadata.records import ObjectManifest, Usage
 from metadata.replica.anti_entropy import REBUILD_RETRY, AntiEntropy
 from metadata.replica.merge import Entry, merge_all
 from metadata.replica.packed import pack_entry
@@ -45,8 +46,10 @@ from metadata.replica.store import ReplicaStore
 from metadata.replicated.copy_writer import CopyWriter
 from metadata.replicated.drive_copies import FAILURES, DriveCopy, inode_of, set_aside
 from metadata.replicated.index import ReplicatedIndex
+from metadata.replicated.manifests import decode_manifest
 from metadata.replicated.merged_scan import LatestStream, Merged, Stream
 from metadata.replicated.quorum import SCAN_BATCH
+from metadata.replicated.versions import versioned
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -247,6 +250,16 @@ class EmbeddedIndex(ReplicatedIndex):
                 self._note(trusted, exc)
                 self._lost(trusted)
         return await super()._scan_latest(table, scope, use, batch)
+
+    async def _read_latest(self, bucket: str, key: str) -> tuple[Entry | None, Entry | None, ObjectManifest | None]:
+        """ReplicatedVersions._read_latest, the copies being in this process: the two keys read as any others,
+        then the key's newest version only if the bucket has versioning configured (both from a complete copy
+        in the event loop when there is one)."""
+        bucket_e, held = await self._read_many([("buckets", bucket.encode()), ("objects", keys.composite(bucket, key))])
+        if bucket_e is None or bucket_e.tombstone or not versioned(bucket_e.value):
+            return bucket_e, held, None
+        newest = await self._first_live("versions", keys.versions_of(bucket, key), keys.namespace(bucket))
+        return bucket_e, held, decode_manifest(newest[1].value) if newest else None
 
     async def _first_live(self, table: str, prefix: bytes, scope: bytes) -> tuple[bytes, Entry] | None:
         """A key's newest version (ReplicatedVersions._latest), from a copy known to hold every acknowledged

@@ -13,8 +13,9 @@ cover the versions table like every other table.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from metadata import keys, listing, object_lock, versioning
 from metadata.index import NoSuchBucket, VersionPage, check_condition
@@ -28,9 +29,10 @@ from metadata.records import (
     ObjectManifest,
     decode,
     encode,
+    stored_fields,
 )
-from metadata.replica.merge import Entry
-from metadata.replica.protocol import Write
+from metadata.replica.merge import Entry, merge_all
+from metadata.replica.protocol import Head, Write
 from metadata.replicated.accounting import event_writes
 from metadata.replicated.admin import ReplicatedAdmin
 from metadata.replicated.manifests import decode_manifest, manifest
@@ -40,11 +42,40 @@ from metadata.replicated.quorum import SCAN_BATCH, tomb
 T = TypeVar("T")
 
 KEY_BATCH = 64  # entries per fetch when reading one key's versions
+BUCKETS_REMEMBERED = 4096  # buckets whose versioning _read_latest remembers (forgotten all at once past it)
+HEAD_RUN = 8  # entries of a key's versions a GET reads on each replica at most (tombstones, then its newest)
 FIRST_BATCH = 4  # entries per fetch when reading a key's newest version (a few tombstones may come first)
 
 
 def _s3_id(version_id: str) -> str:
     return "" if version_id == NULL_VERSION else version_id
+
+
+@functools.lru_cache(maxsize=1024)
+def versioned(bucket: bytes) -> bool:
+    """Whether the bucket record stored as `bucket` has versioning configured: read by every PUT and GET, so
+    not decoded whole, and remembered (a bucket record read from the cache is the same bytes each time)."""
+    return bool(stored_fields(bucket).get("versioning"))
+
+
+async def _entries(head: Awaitable[Head]) -> list[Entry | None]:
+    """A late replica's answer to a head, as a get_many's (for read repair)."""
+    return (await head).entries
+
+
+def first_live(runs: list[tuple[list[tuple[bytes, Entry]], bool]]) -> tuple[bool, tuple[bytes, Entry] | None]:
+    """The first live entry of replicas' runs merged (protocol.Head: each run up to and including its first live
+    entry, cut or not), and whether it is known: whether every cut run reaches its key, so that every replica's
+    entries of it and of the keys before it were read."""
+    by_key: dict[bytes, list[Entry | None]] = {}
+    for run, _ in runs:
+        for k, e in run:
+            by_key.setdefault(k, []).append(e)
+    for k in sorted(by_key):
+        winner = merge_all(by_key[k])
+        if winner is not None and not winner.tombstone:
+            return all(not cut or run[-1][0] >= k for run, cut in runs), (k, winner)
+    return not any(cut for _, cut in runs), None
 
 
 def apart(current: SyncCursor, older: SyncCursor) -> listing.TwoTables[bytes]:
@@ -64,6 +95,10 @@ def plan_writes(bucket: str, key: str, plan: versioning.Plan, before: ObjectMani
 
 
 class ReplicatedVersions(ReplicatedAdmin):
+    def __init__(self, replicas: list[Any], **kw: Any) -> None:
+        super().__init__(replicas, **kw)
+        self._versioned_buckets: dict[str, bool] = {}  # bucket -> versioning configured, as last read (a guess)
+
     async def set_versioning(self, name: str, status: str) -> None:
         if status not in VERSIONING_STATES:
             raise ValueError(f"versioning must be one of {', '.join(VERSIONING_STATES)}, not {status!r}")
@@ -126,6 +161,40 @@ class ReplicatedVersions(ReplicatedAdmin):
 
         return await self._scan(table, scope, use, batch=FIRST_BATCH)
 
+    async def _read_latest(self, bucket: str, key: str) -> tuple[Entry | None, Entry | None, ObjectManifest | None]:
+        """What a GET reads, in one request to each replica of a quorum: the bucket's record, the key's entry in
+        the objects table, and its newest in the versions table (None unless the bucket has versioning
+        configured). The replicas' runs of versions are merged as far as all of them reach; if that is short
+        of the first live one (a replica stale there), a merged scan reads it. The versions are asked for
+        with the rest when the bucket had versioning configured when last read here, else read after if it has
+        (a guess that only saves the replicas a cursor per GET: what the bucket's record says decides)."""
+        reads = [("buckets", bucket.encode()), ("objects", keys.composite(bucket, key))]
+        prefix, scope = keys.versions_of(bucket, key), keys.namespace(bucket)
+        runs: list[tuple[list[tuple[bytes, Entry]], bool]] | None = None
+        if self._versioned_buckets.get(bucket, True):
+            heads, late = await self._gather(lambda r: r.head(reads, "versions", prefix, scope, HEAD_RUN))
+            answers = [(i, h.entries) for i, h in heads]
+            runs = [(h.run, h.cut) for _, h in heads]
+            rest = [(i, self._spawn(_entries(t))) for i, t in late]
+        else:
+            answers, rest = await self._gather(lambda r: r.get_many(reads))
+        merged = [merge_all([a[j] for _, a in answers]) for j in range(len(reads))]
+        for e in merged:
+            if e is not None:
+                self._hlc.observe(e.hlc)
+        self._spawn(self._repair_reads(reads, merged, answers, rest))
+        bucket_e, held = merged
+        configured = bucket_e is not None and not bucket_e.tombstone and versioned(bucket_e.value)
+        if len(self._versioned_buckets) >= BUCKETS_REMEMBERED:
+            self._versioned_buckets.clear()
+        self._versioned_buckets[bucket] = configured
+        if not configured:
+            return bucket_e, held, None
+        known, newest = first_live(runs) if runs is not None else (False, None)
+        if not known:
+            newest = await self._first_live("versions", prefix, scope)
+        return bucket_e, held, decode_manifest(newest[1].value) if newest else None
+
     async def _latest(self, bucket: str, key: str, held: Entry | None) -> ObjectManifest | None:
         """The key's latest version, a delete marker included: the newer of its entry in the objects table
         (`held`, read by the caller) and its newest in the versions table."""
@@ -167,8 +236,8 @@ class ReplicatedVersions(ReplicatedAdmin):
         return await self._find_version(bucket, key, _s3_id(version_id), manifest(e))
 
     async def latest_version(self, bucket: str, key: str) -> ObjectManifest | None:
-        (e,) = await self._read("objects", [keys.composite(bucket, key)])
-        return await self._latest(bucket, key, e)
+        _, held, newest = await self._read_latest(bucket, key)
+        return versioning.newest(manifest(held), newest)
 
     async def delete_version(
         self,
