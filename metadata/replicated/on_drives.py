@@ -252,9 +252,11 @@ class EmbeddedIndex(ReplicatedIndex):
         return await super()._scan_latest(table, scope, use, batch)
 
     async def _read_latest(self, bucket: str, key: str) -> tuple[Entry | None, Entry | None, ObjectManifest | None]:
-        """ReplicatedVersions._read_latest, the copies being in this process: the two keys read as any others,
-        then the key's newest version only if the bucket has versioning configured (both from a complete copy
-        in the event loop when there is one)."""
+        """ReplicatedVersions._read_latest from a copy known to hold every acknowledged write: the two keys read
+        as any others, then the key's newest version only if the bucket has versioning configured, both in the
+        event loop. Without one, as a cluster's gateway reads its replicas (each copy's head in the loop)."""
+        if self._trusted() is None:
+            return await super()._read_latest(bucket, key)
         bucket_e, held = await self._read_many([("buckets", bucket.encode()), ("objects", keys.composite(bucket, key))])
         if bucket_e is None or bucket_e.tombstone or not versioned(bucket_e.value):
             return bucket_e, held, None
