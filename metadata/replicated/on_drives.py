@@ -225,31 +225,32 @@ class EmbeddedIndex(ReplicatedIndex):
                 self._spawn(self.copies[i].put(fix))
         return merged
 
+    async def _alone(self, read: Callable[[DriveCopy], Awaitable[T]]) -> list[T]:
+        """[read(copy)] of a copy known to hold every acknowledged write, which answers alone; [] when there is
+        none, or when it failed (then it is taken as missing writes from now on)."""
+        trusted = self._trusted()
+        if trusted is None:
+            return []
+        try:
+            return [await read(self.copies[trusted])]
+        except ReplicaDown as exc:
+            self._note(trusted, exc)
+            self._lost(trusted)
+            return []
+
     async def _scan(
         self, table: str, scope: bytes, use: Callable[[Merged], Awaitable[T]], batch: int = SCAN_BATCH
     ) -> T:
         """A scan of a copy known to hold every acknowledged write alone (listings walk one copy, not two merged);
         else of a quorum of copies merged (Coordinator._scan)."""
-        trusted = self._trusted()
-        if trusted is not None:
-            try:
-                return await use(Merged([Stream(self.copies[trusted], table, scope, batch)]))
-            except ReplicaDown as exc:
-                self._note(trusted, exc)
-                self._lost(trusted)
-        return await super()._scan(table, scope, use, batch)
+        got = await self._alone(lambda c: use(Merged([Stream(c, table, scope, batch)])))
+        return got[0] if got else await super()._scan(table, scope, use, batch)
 
     async def _scan_latest(self, table: str, scope: bytes, use: Callable[[Merged], Awaitable[T]], batch: int) -> T:
         """Each S3 key's first live entry from a copy that holds every acknowledged write, read alone: the rest
         of a key's entries sought past in the copy, not read (else ReplicatedVersions._scan_latest)."""
-        trusted = self._trusted()
-        if trusted is not None:
-            try:
-                return await use(Merged([LatestStream(self.copies[trusted], table, scope, batch)]))
-            except ReplicaDown as exc:
-                self._note(trusted, exc)
-                self._lost(trusted)
-        return await super()._scan_latest(table, scope, use, batch)
+        got = await self._alone(lambda c: use(Merged([LatestStream(c, table, scope, batch)])))
+        return got[0] if got else await super()._scan_latest(table, scope, use, batch)
 
     async def _read_latest(self, bucket: str, key: str) -> tuple[Entry | None, Entry | None, ObjectManifest | None]:
         """ReplicatedVersions._read_latest from a copy known to hold every acknowledged write: the two keys read
@@ -266,35 +267,23 @@ class EmbeddedIndex(ReplicatedIndex):
     async def _first_live(self, table: str, prefix: bytes, scope: bytes) -> tuple[bytes, Entry] | None:
         """A key's newest version (ReplicatedVersions._latest), from a copy known to hold every acknowledged
         write, read right here like a few keys; else by a merged scan."""
-        trusted = self._trusted()
-        if trusted is not None:
-            try:
-                got = await self.copies[trusted].first_live(table, prefix, scope)
-            except ReplicaDown as exc:
-                self._note(trusted, exc)
-                self._lost(trusted)
-            else:
-                if got is not None:
-                    self._hlc.observe(got[1].hlc)
-                return got
-        return await super()._first_live(table, prefix, scope)
+        got = await self._alone(lambda c: c.first_live(table, prefix, scope))
+        if not got:
+            return await super()._first_live(table, prefix, scope)
+        if got[0] is not None:
+            self._hlc.observe(got[0][1].hlc)
+        return got[0]
 
     async def bucket_usage(self, name: str) -> Usage:
         """A copy that holds every acknowledged write gives its running total of the bucket's usage records (kept
         in the transaction of each write to them, metadata/replica/packed.py) instead of their sum read here:
         a write checked against a quota costs a read, not a scan of the bucket."""
-        trusted = self._trusted()
-        if trusted is None:
+        if self._trusted() is None:
             return await super().bucket_usage(name)
         if await self.get_bucket(name) is None:
             raise NoSuchBucket(name)
-        try:
-            size, objects = await self.copies[trusted].total(name)
-        except ReplicaDown as exc:
-            self._note(trusted, exc)
-            self._lost(trusted)
-            return await super().bucket_usage(name)
-        return Usage(size, objects)
+        got = await self._alone(lambda c: c.total(name))
+        return Usage(*got[0]) if got else await super().bucket_usage(name)
 
     async def _write(self, writes: list[Write]) -> None:
         """Write to every copy; return when a quorum has the writes durable."""

@@ -123,6 +123,16 @@ class Coordinator:
     async def _read_many(self, reads: list[tuple[str, bytes]]) -> list[Entry | None]:
         """The newest version of each (table, key) among the first quorum of replicas to answer (one request each)."""
         answers, rest = await self._gather(lambda r: r.get_many(reads))
+        return self._merge_reads(reads, answers, rest)
+
+    def _merge_reads(
+        self,
+        reads: list[tuple[str, bytes]],
+        answers: list[tuple[int, list[Entry | None]]],
+        rest: list[tuple[int, asyncio.Task[list[Entry | None]]]],
+    ) -> list[Entry | None]:
+        """The newest entry of each read among the replicas' answers; the ones behind repaired in the background
+        (with the late answers in `rest`)."""
         merged = [merge_all([a[j] for _, a in answers]) for j in range(len(reads))]
         for e in merged:
             if e is not None:

@@ -178,12 +178,7 @@ class ReplicatedVersions(ReplicatedAdmin):
             rest = [(i, self._spawn(_entries(t))) for i, t in late]
         else:
             answers, rest = await self._gather(lambda r: r.get_many(reads))
-        merged = [merge_all([a[j] for _, a in answers]) for j in range(len(reads))]
-        for e in merged:
-            if e is not None:
-                self._hlc.observe(e.hlc)
-        self._spawn(self._repair_reads(reads, merged, answers, rest))
-        bucket_e, held = merged
+        bucket_e, held = self._merge_reads(reads, answers, rest)
         configured = bucket_e is not None and not bucket_e.tombstone and versioned(bucket_e.value)
         if len(self._versioned_buckets) >= BUCKETS_REMEMBERED:
             self._versioned_buckets.clear()
