@@ -237,21 +237,6 @@ class ReplicaStore:
             cur.seek(start, inclusive)
         return cur
 
-    async def first_live(self, table: str, prefix: bytes, scope: bytes) -> tuple[bytes, Entry] | None:
-        """The first entry, not a tombstone, whose key starts with `prefix` (within `scope`, a namespace): a key's
-        newest version, read right here like a few keys (see _lookup), past the tombstones of removed ones."""
-        self._require_initialized()
-
-        def tx(txn: lmdb.Transaction) -> tuple[bytes, Entry] | None:
-            cur = self._cursor(txn, table, prefix, True, scope)
-            while (item := cur.next()) is not None and item[0].startswith(prefix):
-                full, e = unpack_entry(item[0], item[1])
-                if not e.tombstone:
-                    return full, e
-            return None
-
-        return self._lmdb.read_here(tx)
-
     # -- conditional operations: a per-key prepare, then a commit or a release
 
     @staticmethod

@@ -137,12 +137,6 @@ class DriveCopy:
         except FAILURES as exc:
             raise self._down(exc) from None
 
-    async def first_live(self, table: str, prefix: bytes, scope: bytes) -> tuple[bytes, Entry] | None:
-        try:
-            return await self._live().first_live(table, prefix, scope)
-        except FAILURES as exc:
-            raise self._down(exc) from None
-
     async def prepare(self, table: str, key: bytes, txn_id: str, ts: int, lease: float) -> Prepared:
         try:
             return await self._live().prepare(table, key, txn_id, ts, lease)

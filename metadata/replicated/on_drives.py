@@ -49,7 +49,7 @@ from metadata.replicated.index import ReplicatedIndex
 from metadata.replicated.manifests import decode_manifest
 from metadata.replicated.merged_scan import LatestStream, Merged, Stream
 from metadata.replicated.quorum import SCAN_BATCH
-from metadata.replicated.versions import versioned
+from metadata.replicated.versions import HEAD_RUN, first_live, versioned
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -267,12 +267,13 @@ class EmbeddedIndex(ReplicatedIndex):
     async def _first_live(self, table: str, prefix: bytes, scope: bytes) -> tuple[bytes, Entry] | None:
         """A key's newest version (ReplicatedVersions._latest), from a copy known to hold every acknowledged
         write, read right here like a few keys; else by a merged scan."""
-        got = await self._alone(lambda c: c.first_live(table, prefix, scope))
-        if not got:
+        got = await self._alone(lambda c: c.head([], table, prefix, scope, HEAD_RUN))
+        known, first = first_live([(got[0].run, got[0].cut)]) if got else (False, None)
+        if not known:  # no such copy, or more tombstones than a head reads: merged
             return await super()._first_live(table, prefix, scope)
-        if got[0] is not None:
-            self._hlc.observe(got[0][1].hlc)
-        return got[0]
+        if first is not None:
+            self._hlc.observe(first[1].hlc)
+        return first
 
     async def bucket_usage(self, name: str) -> Usage:
         """A copy that holds every acknowledged write gives its running total of the bucket's usage records (kept

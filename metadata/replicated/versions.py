@@ -128,14 +128,14 @@ class ReplicatedVersions(ReplicatedAdmin):
 
         await self._locked("buckets", name.encode(), decide)
 
-    async def _key_versions(self, bucket: str, key: str, limit: int | None = None) -> list[ObjectManifest]:
-        """The key's versions-table entries, newest first (the first `limit`)."""
+    async def _key_versions(self, bucket: str, key: str) -> list[ObjectManifest]:
+        """The key's versions-table entries, newest first."""
         start = keys.versions_of(bucket, key)
 
         async def use(merged: Merged) -> list[ObjectManifest]:
             merged.seek(start, True)
             out: list[ObjectManifest] = []
-            while (limit is None or len(out) < limit) and (item := await merged.next()) is not None:
+            while (item := await merged.next()) is not None:
                 if not item[0].startswith(start):
                     break
                 if not item[1].tombstone:
