@@ -43,12 +43,17 @@ class Stream:
 
     async def fill(self) -> None:
         if not self.ready:
-            items, self._more = await self.replica.scan(
-                self._table, self._start, self._inclusive, self._scope, self._batch
-            )
+            items, self._more = await self._fetch()
             self._buf.extend(items)
             if items:
-                self._start, self._inclusive = items[-1][0], False
+                self._start, self._inclusive = self._after(items[-1][0])
+
+    async def _fetch(self) -> tuple[list[tuple[bytes, Entry]], bool]:
+        return await self.replica.scan(self._table, self._start, self._inclusive, self._scope, self._batch)
+
+    def _after(self, last: bytes) -> tuple[bytes, bool]:
+        """Where the next batch starts after one ending at key `last`: past it."""
+        return last, False
 
     def head(self) -> tuple[bytes, Entry] | None:
         return self._buf[0] if self._buf else None
@@ -65,14 +70,12 @@ class LatestStream(Stream):
         super().__init__(replica, table, scope, batch)
         self._copy = replica  # a DriveCopy: the only replica that scans so
 
-    async def fill(self) -> None:
-        if not self.ready:
-            items, self._more = await self._copy.scan_latest(
-                self._table, self._start, self._inclusive, self._scope, self._batch
-            )
-            self._buf.extend(items)
-            if items:  # the next batch starts past the last key's other entries
-                self._start, self._inclusive = past_key(items[-1][0], self._scope), True
+    async def _fetch(self) -> tuple[list[tuple[bytes, Entry]], bool]:
+        return await self._copy.scan_latest(self._table, self._start, self._inclusive, self._scope, self._batch)
+
+    def _after(self, last: bytes) -> tuple[bytes, bool]:
+        """Past the last key's other entries too."""
+        return past_key(last, self._scope), True
 
 
 class Merged:
