@@ -17,7 +17,7 @@ from metadata.replica.client import ReplicaClient
 from metadata.replica.merge import Entry
 from metadata.replica.protocol import Write
 from metadata.replica.store import ReplicaStore
-from metadata.replicated.versions import first_live
+from metadata.replicated.merged_scan import first_live
 from tests.index_records import new_bucket
 from tests.replicas import SECRET, Replicas
 from tests.version_contract import ids, version, versioned_bucket
@@ -222,6 +222,29 @@ async def test_a_get_through_replicas_stale_on_different_removals(replicas: Repl
     assert ids((await idx.list_versions(b)).versions) == [("k", v4.s3_version_id, False, True)]
 
 
+async def test_a_listing_through_replicas_stale_on_different_removals(replicas: Replicas) -> None:
+    """As above, ListObjects first (nothing read-repaired yet): each replica's run of "k" stops at its first live
+    version (v6 on replica 0, v5 on replica 1), the merged runs do not reach v5 on replica 0, so the key's
+    versions are read in full and v4 is listed; keys around it, whose runs agree, are listed from the runs."""
+    idx = replicas.index()
+    b = await versioned_bucket(idx)
+    v4, v5, v6 = version(b, "k"), version(b, "k"), version(b, "k")
+    others = [version(b, name) for name in ("a", "z")]
+    for man in (v4, v5, v6, *others):
+        await idx.put_object(man)
+    await replicas.stop(0)
+    await idx.delete_version(b, "k", v6.s3_version_id)
+    await replicas.restart(0)
+    await replicas.stop(1)
+    await idx.delete_version(b, "k", v5.s3_version_id)
+    await replicas.restart(1)
+    await replicas.stop(2)
+    listed = [(m.key, m.s3_version_id) for m in (await idx.list_objects(b)).objects]
+    assert listed == [("a", others[0].s3_version_id), ("k", v4.s3_version_id), ("z", others[1].s3_version_id)]
+    page = await idx.list_objects(b, max_keys=1, start_after="a")
+    assert [(m.key, m.s3_version_id) for m in page.objects] == [("k", v4.s3_version_id)]
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -242,6 +265,27 @@ async def test_a_malformed_head_is_refused(replicas: Replicas, args: dict[str, A
             await client._call("head", **args)
         got = await client.head([("objects", b"k")], "versions", b"k\x00", b"", 4)
         assert (got.entries, got.run, got.cut) == ([None], [], False)
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"table": "versions", "start": b"", "inclusive": True, "scope": b"", "limit": 0},
+        {"table": "nope", "start": b"", "inclusive": True, "scope": b"", "limit": 4},
+        {"table": "versions", "start": "k", "inclusive": True, "scope": b"", "limit": 4},
+        {"table": "versions", "start": b"", "inclusive": True, "scope": b"", "limit": "four"},
+        {"table": "versions", "start": b"", "inclusive": True, "scope": b""},
+    ],
+)
+async def test_a_malformed_scan_of_runs_is_refused(replicas: Replicas, args: dict[str, Any]) -> None:
+    """The replica's `scan_runs` operation (ListObjects of a versioned bucket) answers 400 to what it cannot use."""
+    client = ReplicaClient(replicas.members[0].url, SECRET)
+    try:
+        with pytest.raises(ValueError):
+            await client._call("scan_runs", **args)
+        assert await client.scan_runs("versions", b"", True, b"", 4) == ([], False)
     finally:
         await client.close()
 

@@ -69,7 +69,17 @@ class ReplicaClient:
     async def scan(
         self, table: str, start: bytes, inclusive: bool, scope: bytes, limit: int
     ) -> tuple[list[tuple[bytes, Entry]], bool]:
-        r = await self._call("scan", table=table, start=start, inclusive=inclusive, scope=scope, limit=limit)
+        return await self._scan("scan", table, start, inclusive, scope, limit)
+
+    async def scan_runs(
+        self, table: str, start: bytes, inclusive: bool, scope: bytes, limit: int
+    ) -> tuple[list[tuple[bytes, Entry]], bool]:
+        return await self._scan("scan_runs", table, start, inclusive, scope, limit)
+
+    async def _scan(
+        self, op: str, table: str, start: bytes, inclusive: bool, scope: bytes, limit: int
+    ) -> tuple[list[tuple[bytes, Entry]], bool]:
+        r = await self._call(op, table=table, start=start, inclusive=inclusive, scope=scope, limit=limit)
         return rp.items_in(r["entries"]), bool(r["more"])
 
     async def prepare(self, table: str, key: bytes, txn_id: str, ts: int, lease: float) -> Prepared:

@@ -18,7 +18,7 @@ from metadata.replica.merge import Entry
 
 PREFIX = "/r1/"
 OPERATIONS = frozenset(
-    "get get_many head put scan prepare commit release chunk_digests range_digests pull status".split()
+    "get get_many head put scan scan_runs prepare commit release chunk_digests range_digests pull status".split()
 )
 
 
@@ -73,6 +73,10 @@ class Replica(Protocol):
     async def put(self, writes: list[Write]) -> int: ...
 
     async def scan(
+        self, table: str, start: bytes, inclusive: bool, scope: bytes, limit: int
+    ) -> tuple[list[tuple[bytes, Entry]], bool]: ...
+
+    async def scan_runs(
         self, table: str, start: bytes, inclusive: bool, scope: bytes, limit: int
     ) -> tuple[list[tuple[bytes, Entry]], bool]: ...
 

@@ -29,8 +29,9 @@ async def _dispatch(store: ReplicaStore, op: str, a: dict[str, Any]) -> dict[str
         return {"entries": [rp.entry_out(e) for e in h.entries], "run": rp.items_out(h.run), "cut": h.cut}
     if op == "put":
         return {"changed": await store.put(rp.writes_in(a["writes"]))}
-    if op == "scan":
-        items, more = await store.scan(a["table"], a["start"], bool(a["inclusive"]), a["scope"], int(a["limit"]))
+    if op in ("scan", "scan_runs"):
+        scan = store.scan if op == "scan" else store.scan_runs
+        items, more = await scan(a["table"], a["start"], bool(a["inclusive"]), a["scope"], int(a["limit"]))
         return {"entries": rp.items_out(items), "more": more}
     if op == "prepare":
         p = await store.prepare(a["table"], a["key"], a["txn"], int(a["ts"]), float(a["lease"]))

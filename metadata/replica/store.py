@@ -205,26 +205,29 @@ class ReplicaStore:
 
         return await self._lmdb.read(tx)
 
-    async def scan_latest(
+    async def scan_runs(
         self, table: str, start: bytes, inclusive: bool, scope: bytes, limit: int
     ) -> tuple[list[tuple[bytes, Entry]], bool]:
-        """scan() giving only the first live entry of each S3 key (the record keys up to the NUL after `scope`,
-        a namespace; in the versions table, the key's newest version), seeking past the rest of the key.
-
-        For a copy read alone: merging such scans of two replicas could miss a removal one of them holds."""
+        """scan() giving each S3 key's run (the record keys up to the NUL after `scope`, a namespace): its entries
+        up to and including its first live one (in the versions table, the key's newest version, after the
+        tombstones of removed ones), seeking past the rest of the key. A run the limit cuts goes on in the
+        next call (from its last key, exclusive); a run ending in a tombstone holds all of its key's entries.
+        What ListObjects of a versioned bucket reads (merged_scan.RunsMerged: a quorum's runs merged as far as
+        every one reaches; ReplicatedVersions._scan_latest)."""
         self._require_initialized()
+        if limit < 1:
+            raise ValueError("a scan's limit is 1 or more")
 
         def tx(txn: lmdb.Transaction) -> tuple[list[tuple[bytes, Entry]], bool]:
             cur = self._cursor(txn, table, start, inclusive, scope)
             out: list[tuple[bytes, Entry]] = []
             while (item := cur.next()) is not None:
-                full, e = unpack_entry(item[0], item[1])
-                if e.tombstone:
-                    continue
                 if len(out) == limit:
                     return out, True
+                full, e = unpack_entry(item[0], item[1])
                 out.append((full, e))
-                cur.seek(keys.past_key(full, scope), inclusive=True)
+                if not e.tombstone:
+                    cur.seek(keys.past_key(full, scope), inclusive=True)
             return out, False
 
         return await self._lmdb.read(tx)

@@ -129,11 +129,11 @@ class DriveCopy:
         except FAILURES as exc:
             raise self._down(exc) from None
 
-    async def scan_latest(
+    async def scan_runs(
         self, table: str, start: bytes, inclusive: bool, scope: bytes, limit: int
     ) -> tuple[list[tuple[bytes, Entry]], bool]:
         try:
-            return await self._live().scan_latest(table, start, inclusive, scope, limit)
+            return await self._live().scan_runs(table, start, inclusive, scope, limit)
         except FAILURES as exc:
             raise self._down(exc) from None
 

@@ -1,12 +1,14 @@
-"""Scans of two replicas merged into one sorted stream of newest versions, and the cursors the
-listing logic reads it through (from a worker thread, hopping to the event loop only per batch)."""
+"""Scans of two replicas merged into one sorted stream of newest versions (or, for ListObjects of a versioned
+bucket, into each S3 key's first live version), and the cursors the listing logic reads it through (from a
+worker thread, hopping to the event loop only per batch)."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from metadata.keys import past_key
 from metadata.records import UploadRecord, decode
@@ -43,17 +45,21 @@ class Stream:
 
     async def fill(self) -> None:
         if not self.ready:
-            items, self._more = await self._fetch()
-            self._buf.extend(items)
-            if items:
-                self._start, self._inclusive = self._after(items[-1][0])
+            await self.extend()
+
+    async def extend(self) -> None:
+        """Fetch the next batch behind what is buffered."""
+        items, self._more = await self._fetch()
+        self._buf.extend(items)
+        if items:
+            self._start, self._inclusive = self._after(items[-1])
 
     async def _fetch(self) -> tuple[list[tuple[bytes, Entry]], bool]:
         return await self.replica.scan(self._table, self._start, self._inclusive, self._scope, self._batch)
 
-    def _after(self, last: bytes) -> tuple[bytes, bool]:
-        """Where the next batch starts after one ending at key `last`: past it."""
-        return last, False
+    def _after(self, last: tuple[bytes, Entry]) -> tuple[bytes, bool]:
+        """Where the next batch starts after one ending with entry `last`: past its key."""
+        return last[0], False
 
     def head(self) -> tuple[bytes, Entry] | None:
         return self._buf[0] if self._buf else None
@@ -61,21 +67,30 @@ class Stream:
     def pop(self) -> None:
         self._buf.popleft()
 
+    def run(self, end: bytes) -> Run | None:
+        """The buffered entries before `end` (a RunStream's run of one key) and whether the run is cut, if they
+        are all of it: it ends in a live entry, a later key follows, or the replica has nothing more; else None
+        (the rest is still to fetch)."""
+        run = list(itertools.takewhile(lambda item: item[0] < end, self._buf))
+        if run and not run[-1][1].tombstone:
+            return run, True
+        return (run, False) if len(run) < len(self._buf) or not self._more else None
 
-class LatestStream(Stream):
-    """One copy's first live entry of each S3 key (ReplicaStore.scan_latest), a batch at a time: for a copy read
-    alone (EmbeddedIndex._scan_latest)."""
+    def drop(self, n: int) -> None:
+        for _ in range(n):
+            self._buf.popleft()
 
-    def __init__(self, replica: Any, table: str, scope: bytes, batch: int) -> None:
-        super().__init__(replica, table, scope, batch)
-        self._copy = replica  # a DriveCopy: the only replica that scans so
+
+class RunStream(Stream):
+    """One replica's run of each S3 key (ReplicaStore.scan_runs: its entries up to and including its first live
+    one), a batch at a time."""
 
     async def _fetch(self) -> tuple[list[tuple[bytes, Entry]], bool]:
-        return await self._copy.scan_latest(self._table, self._start, self._inclusive, self._scope, self._batch)
+        return await self.replica.scan_runs(self._table, self._start, self._inclusive, self._scope, self._batch)
 
-    def _after(self, last: bytes) -> tuple[bytes, bool]:
-        """Past the last key's other entries too."""
-        return past_key(last, self._scope), True
+    def _after(self, last: tuple[bytes, Entry]) -> tuple[bytes, bool]:
+        """After a live entry, past the rest of its key (as the replica seeks); after a tombstone, the run goes on."""
+        return (last[0], False) if last[1].tombstone else (past_key(last[0], self._scope), True)
 
 
 class Merged:
@@ -101,8 +116,11 @@ class Merged:
         return all(s.ready for s in self._streams)
 
     async def fill(self) -> None:
-        results = await asyncio.gather(*(s.fill() for s in self._streams), return_exceptions=True)
-        for s, r in zip(self._streams, results, strict=True):
+        await self._fill(self._streams)
+
+    async def _fill(self, streams: list[Stream], step: Callable[[Stream], Awaitable[None]] = Stream.fill) -> None:
+        results = await asyncio.gather(*(step(s) for s in streams), return_exceptions=True)
+        for s, r in zip(streams, results, strict=True):
             if isinstance(r, BaseException):
                 self.failed = s.replica
                 raise r
@@ -134,6 +152,109 @@ class Merged:
             if not item[1].tombstone:
                 out.append((item[0], item[1].value))
         return out
+
+
+Run = tuple[list[tuple[bytes, Entry]], bool]  # a replica's run of a key, and whether it is cut (see first_live)
+
+
+def first_live(runs: list[Run]) -> tuple[bool, tuple[bytes, Entry] | None]:
+    """The first live entry of replicas' runs merged (each run up to and including its first live entry, and cut
+    when it stopped there or at a limit, before the key's end), and whether it is known: whether every cut run
+    reaches its key, so that every replica's entries of it and of the keys before it were read."""
+    by_key: dict[bytes, list[Entry | None]] = {}
+    for run, _ in runs:
+        for k, e in run:
+            by_key.setdefault(k, []).append(e)
+    for k in sorted(by_key):
+        winner = merge_all(by_key[k])
+        if winner is not None and not winner.tombstone:
+            return all(not cut or run[-1][0] >= k for run, cut in runs), (k, winner)
+    return not any(cut for _, cut in runs), None
+
+
+class RunsMerged(Merged):
+    """A quorum's RunStreams merged into each S3 key's first live entry, by first_live's rule: taken from the runs
+    when every replica's run reaches it; else (a replica stale on a removal the other holds, and whose run
+    stopped before it) read by `full(prefix)`, all of the key's entries merged. Entries a replica's run reached
+    and held older or not at all are noted stale, as Merged does."""
+
+    def __init__(
+        self,
+        streams: list[Stream],
+        scope: bytes,
+        full: Callable[[bytes], Awaitable[tuple[bytes, Entry] | None]],
+    ) -> None:
+        super().__init__(streams)
+        self._scope, self._full = scope, full
+        self._out: deque[tuple[bytes, Entry]] = deque()
+        self._end = False  # every stream is exhausted
+
+    def seek(self, start: bytes, inclusive: bool) -> None:
+        super().seek(start, inclusive)
+        self._out.clear()
+        self._end = False
+
+    def skip(self, past: bytes) -> None:
+        while self._out and self._out[0][0] < past:
+            self._out.popleft()
+        if not self._out:
+            super().skip(past)
+
+    @property
+    def ready(self) -> bool:
+        return bool(self._out) or self._end
+
+    async def fill(self) -> None:
+        """Merge every key whose runs are buffered whole; fetch only when none is (one hop from the listing's
+        thread per batch, not per key)."""
+        while not self.ready:
+            needy = self._merge_buffered()
+            if isinstance(needy, bytes):
+                first = await self._full(needy)
+                if first is not None:
+                    self._out.append(first)
+            elif needy:
+                await self._fill(needy, Stream.extend)
+
+    def _merge_buffered(self) -> list[Stream] | bytes:
+        """Merge the buffered runs key by key; stop at a key whose runs are not all buffered (the streams to
+        fetch for), or whose first live entry the runs do not tell (the prefix to read in full), or at the end
+        (nothing)."""
+        while True:
+            heads = [h[0] for s in self._streams if (h := s.head()) is not None]
+            if not heads:
+                if any(not s.ready for s in self._streams):
+                    return [s for s in self._streams if not s.ready]
+                self._end = True
+                return []
+            end = past_key(min(heads), self._scope)
+            found = [s.run(end) for s in self._streams]
+            if any(r is None for r in found):
+                return [s for s, r in zip(self._streams, found, strict=True) if r is None]
+            runs = [r for r in found if r is not None]
+            for s, (run, _) in zip(self._streams, runs, strict=True):
+                s.drop(len(run))
+            self._note_stale(runs)
+            known, first = first_live(runs)
+            if not known:
+                return end[:-1] + b"\x00"  # the key's versions: its bytes, then NUL
+            if first is not None:
+                self._out.append(first)
+
+    def _note_stale(self, runs: list[Run]) -> None:
+        seen: dict[bytes, list[Entry | None]] = {}
+        for i, (run, _) in enumerate(runs):
+            for k, e in run:
+                seen.setdefault(k, [None] * len(runs))[i] = e
+        for k, held in seen.items():
+            winner = merge_all(held)
+            for s, (run, cut), e in zip(self._streams, runs, held, strict=True):
+                if e != winner and (not cut or run[-1][0] >= k):
+                    assert winner is not None
+                    self.stale.append((s.replica, k, winner))
+
+    def take(self) -> tuple[bytes, Entry] | None:
+        return self._out.popleft() if self._out else None
 
 
 class SyncCursor:

@@ -47,9 +47,9 @@ from metadata.replicated.copy_writer import CopyWriter
 from metadata.replicated.drive_copies import FAILURES, DriveCopy, inode_of, set_aside
 from metadata.replicated.index import ReplicatedIndex
 from metadata.replicated.manifests import decode_manifest
-from metadata.replicated.merged_scan import LatestStream, Merged, Stream
+from metadata.replicated.merged_scan import Merged, RunStream, Stream, first_live
 from metadata.replicated.quorum import SCAN_BATCH
-from metadata.replicated.versions import HEAD_RUN, first_live, versioned
+from metadata.replicated.versions import HEAD_RUN, versioned
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -249,7 +249,7 @@ class EmbeddedIndex(ReplicatedIndex):
     async def _scan_latest(self, table: str, scope: bytes, use: Callable[[Merged], Awaitable[T]], batch: int) -> T:
         """Each S3 key's first live entry from a copy that holds every acknowledged write, read alone: the rest
         of a key's entries sought past in the copy, not read (else ReplicatedVersions._scan_latest)."""
-        got = await self._alone(lambda c: use(Merged([LatestStream(c, table, scope, batch)])))
+        got = await self._alone(lambda c: use(Merged([RunStream(c, table, scope, batch)])))
         return got[0] if got else await super()._scan_latest(table, scope, use, batch)
 
     async def _read_latest(self, bucket: str, key: str) -> tuple[Entry | None, Entry | None, ObjectManifest | None]:

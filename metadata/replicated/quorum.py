@@ -13,7 +13,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from metadata.hlc import HLC
@@ -175,9 +175,18 @@ class Coordinator:
         self, table: str, scope: bytes, use: Callable[[Merged], Awaitable[T]], batch: int = SCAN_BATCH
     ) -> T:
         """Run `use` over a merged scan of a quorum of replicas, falling back to another subset if one fails."""
+        return await self._over_quorums(
+            table, lambda pair: Merged([Stream(self._replicas[i], table, scope, batch) for i in pair]), use
+        )
+
+    async def _over_quorums(
+        self, table: str, merge: Callable[[Sequence[int]], Merged], use: Callable[[Merged], Awaitable[T]]
+    ) -> T:
+        """Run `use` over merge(a quorum's replica indexes), falling back to another quorum if a replica fails;
+        then read-repair what the merge found stale."""
         errors = []
         for pair in self._quorums():
-            merged = Merged([Stream(self._replicas[i], table, scope, batch) for i in pair])
+            merged = merge(pair)
             try:
                 result = await use(merged)
             except ReplicaDown as exc:

@@ -31,12 +31,12 @@ from metadata.records import (
     encode,
     stored_fields,
 )
-from metadata.replica.merge import Entry, merge_all
+from metadata.replica.merge import Entry
 from metadata.replica.protocol import Head, Write
 from metadata.replicated.accounting import event_writes
 from metadata.replicated.admin import ReplicatedAdmin
 from metadata.replicated.manifests import decode_manifest, manifest
-from metadata.replicated.merged_scan import Merged, SyncCursor
+from metadata.replicated.merged_scan import Merged, RunsMerged, RunStream, Stream, SyncCursor, first_live
 from metadata.replicated.quorum import SCAN_BATCH, tomb
 
 T = TypeVar("T")
@@ -61,21 +61,6 @@ def versioned(bucket: bytes) -> bool:
 async def _entries(head: Awaitable[Head]) -> list[Entry | None]:
     """A late replica's answer to a head, as a get_many's (for read repair)."""
     return (await head).entries
-
-
-def first_live(runs: list[tuple[list[tuple[bytes, Entry]], bool]]) -> tuple[bool, tuple[bytes, Entry] | None]:
-    """The first live entry of replicas' runs merged (protocol.Head: each run up to and including its first live
-    entry, cut or not), and whether it is known: whether every cut run reaches its key, so that every replica's
-    entries of it and of the keys before it were read."""
-    by_key: dict[bytes, list[Entry | None]] = {}
-    for run, _ in runs:
-        for k, e in run:
-            by_key.setdefault(k, []).append(e)
-    for k in sorted(by_key):
-        winner = merge_all(by_key[k])
-        if winner is not None and not winner.tombstone:
-            return all(not cut or run[-1][0] >= k for run, cut in runs), (k, winner)
-    return not any(cut for _, cut in runs), None
 
 
 def apart(current: SyncCursor, older: SyncCursor) -> listing.TwoTables[bytes]:
@@ -145,9 +130,15 @@ class ReplicatedVersions(ReplicatedAdmin):
         return await self._scan("versions", keys.namespace(bucket), use, batch=KEY_BATCH)
 
     async def _scan_latest(self, table: str, scope: bytes, use: Callable[[Merged], Awaitable[T]], batch: int) -> T:
-        """A scan for each S3 key's latest entry (ListObjects in a versioned bucket): here, a merged scan of every
-        entry (a replica's first live entry of a key may be one another replica holds removed)."""
-        return await self._scan(table, scope, use, batch)
+        """A scan for each S3 key's latest entry (ListObjects in a versioned bucket): a quorum's runs of each key
+        (its entries up to its first live one) merged, the key's entries read in full where a replica's run stops
+        short of the merged first live one (merged_scan.RunsMerged)."""
+
+        def runs(pair: Sequence[int]) -> Merged:
+            streams: list[Stream] = [RunStream(self._replicas[i], table, scope, batch) for i in pair]
+            return RunsMerged(streams, scope, lambda prefix: self._first_live(table, prefix, scope))
+
+        return await self._over_quorums(table, runs, use)
 
     async def _first_live(self, table: str, prefix: bytes, scope: bytes) -> tuple[bytes, Entry] | None:
         """The first live entry whose key starts with `prefix` (in `scope`, a namespace), by a merged scan."""
