@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from metadata import keys, versioning
-from metadata.records import encode
+from metadata.records import ObjectManifest, encode
 from metadata.replica.client import ReplicaClient
 from metadata.replica.merge import Entry
 from metadata.replica.protocol import Write
@@ -201,31 +201,9 @@ def test_first_live_of_runs_is_known_only_as_far_as_every_run_reaches() -> None:
     assert first_live([([], False), ([(v4, _e(4, True))], False)]) == (True, None)
 
 
-async def test_a_get_through_replicas_stale_on_different_removals(replicas: Replicas) -> None:
-    """Replica 0 missed the removal of v6, replica 1 that of v5: read through the two of them, a GET finds v4
-    (their one-request reads disagree past what both read, so the key's versions are scanned merged)."""
-    idx = replicas.index()
-    b = await versioned_bucket(idx)
-    v4, v5, v6 = version(b, "k"), version(b, "k"), version(b, "k")
-    for man in (v4, v5, v6):
-        await idx.put_object(man)
-    await replicas.stop(0)
-    await idx.delete_version(b, "k", v6.s3_version_id)
-    await replicas.restart(0)
-    await replicas.stop(1)
-    await idx.delete_version(b, "k", v5.s3_version_id)
-    await replicas.restart(1)
-    await replicas.stop(2)
-    assert await idx.get_object(b, "k") == v4
-    assert await idx.latest_version(b, "k") == v4
-    assert [m.key for m in (await idx.list_objects(b)).objects] == ["k"]
-    assert ids((await idx.list_versions(b)).versions) == [("k", v4.s3_version_id, False, True)]
-
-
-async def test_a_listing_through_replicas_stale_on_different_removals(replicas: Replicas) -> None:
-    """As above, ListObjects first (nothing read-repaired yet): each replica's run of "k" stops at its first live
-    version (v6 on replica 0, v5 on replica 1), the merged runs do not reach v5 on replica 0, so the key's
-    versions are read in full and v4 is listed; keys around it, whose runs agree, are listed from the runs."""
+async def _stale_on_different_removals(replicas: Replicas) -> tuple[Any, str, ObjectManifest, list[ObjectManifest]]:
+    """Versions v4 < v5 < v6 of "k" (and one version each of "a" and "z"); replica 0 misses the removal of v6,
+    replica 1 that of v5; replica 2, which has both, is stopped. Returns the index, the bucket, v4 and a, z."""
     idx = replicas.index()
     b = await versioned_bucket(idx)
     v4, v5, v6 = version(b, "k"), version(b, "k"), version(b, "k")
@@ -239,8 +217,26 @@ async def test_a_listing_through_replicas_stale_on_different_removals(replicas: 
     await idx.delete_version(b, "k", v5.s3_version_id)
     await replicas.restart(1)
     await replicas.stop(2)
+    return idx, b, v4, others
+
+
+async def test_a_get_through_replicas_stale_on_different_removals(replicas: Replicas) -> None:
+    """Read through replicas 0 and 1, a GET finds v4 (their one-request reads disagree past what both read, so
+    the key's versions are scanned merged)."""
+    idx, b, v4, _ = await _stale_on_different_removals(replicas)
+    assert await idx.get_object(b, "k") == v4
+    assert await idx.latest_version(b, "k") == v4
+    assert [m.key for m in (await idx.list_objects(b)).objects] == ["a", "k", "z"]
+    assert ids((await idx.list_versions(b, prefix="k")).versions) == [("k", v4.s3_version_id, False, True)]
+
+
+async def test_a_listing_through_replicas_stale_on_different_removals(replicas: Replicas) -> None:
+    """As above, ListObjects first (nothing read-repaired yet): each replica's run of "k" stops at its first live
+    version (v6 on replica 0, v5 on replica 1), the merged runs do not reach v5 on replica 0, so the key's
+    versions are read in full and v4 is listed; keys around it, whose runs agree, are listed from the runs."""
+    idx, b, v4, (a, z) = await _stale_on_different_removals(replicas)
     listed = [(m.key, m.s3_version_id) for m in (await idx.list_objects(b)).objects]
-    assert listed == [("a", others[0].s3_version_id), ("k", v4.s3_version_id), ("z", others[1].s3_version_id)]
+    assert listed == [("a", a.s3_version_id), ("k", v4.s3_version_id), ("z", z.s3_version_id)]
     page = await idx.list_objects(b, max_keys=1, start_after="a")
     assert [(m.key, m.s3_version_id) for m in page.objects] == [("k", v4.s3_version_id)]
 
