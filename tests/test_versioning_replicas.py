@@ -241,6 +241,48 @@ async def test_a_listing_through_replicas_stale_on_different_removals(replicas: 
     assert [(m.key, m.s3_version_id) for m in page.objects] == [("k", v4.s3_version_id)]
 
 
+async def test_a_listing_reads_runs_longer_than_its_batches(replicas: Replicas) -> None:
+    """A key whose newest versions were removed has a run of tombstones before its first live version; listed
+    one key per page (batches of two entries) the run spans several batches of each replica and goes on."""
+    idx = replicas.index()
+    b = await versioned_bucket(idx)
+    vs = [version(b, "k") for _ in range(5)]
+    for man in (*vs, version(b, "l")):
+        await idx.put_object(man)
+    for man in vs[2:]:
+        await idx.delete_version(b, "k", man.s3_version_id)
+    page = await idx.list_objects(b, max_keys=1)
+    assert [(m.key, m.s3_version_id) for m in page.objects] == [("k", vs[1].s3_version_id)]
+    assert page.truncated
+    page = await idx.list_objects(b, max_keys=1, start_after="k")
+    assert [m.key for m in page.objects] == ["l"]
+
+
+async def test_a_listing_waits_for_the_whole_run_of_a_replica_whose_batch_ends_in_a_tombstone(
+    replicas: Replicas,
+) -> None:
+    """Replica 0 holds "k" as v2 and the removals of v3, v4 and v5; replica 1 missed v4 altogether and the removal
+    of v3. Listed one key per page (batches of two entries), replica 0's first batch of the key ends at v4's
+    tombstone: its run is only complete with the next batch, whose removal of v3 decides against replica 1's v3."""
+    idx = replicas.index()
+    b = await versioned_bucket(idx)
+    v2, v3, v4, v5 = (version(b, "k") for _ in range(4))
+    for man in (v2, v3):
+        await idx.put_object(man)
+    await replicas.stop(1)
+    await idx.put_object(v4)
+    await idx.delete_version(b, "k", v4.s3_version_id)
+    await replicas.restart(1)
+    await idx.put_object(v5)
+    await idx.delete_version(b, "k", v5.s3_version_id)
+    await replicas.stop(1)
+    await idx.delete_version(b, "k", v3.s3_version_id)
+    await replicas.restart(1)
+    await replicas.stop(2)
+    page = await idx.list_objects(b, max_keys=1)
+    assert [(m.key, m.s3_version_id) for m in page.objects] == [("k", v2.s3_version_id)]
+
+
 @pytest.mark.parametrize(
     "args",
     [

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from metadata.keys import past_key
@@ -16,6 +16,7 @@ from metadata.replica.merge import Entry, merge_all
 from metadata.replica.protocol import Replica
 
 T = TypeVar("T")
+Run = tuple[list[tuple[bytes, Entry]], bool]  # a replica's run of a key, and whether it is cut (see first_live)
 
 
 class Stream:
@@ -67,19 +68,6 @@ class Stream:
     def pop(self) -> None:
         self._buf.popleft()
 
-    def run(self, end: bytes) -> Run | None:
-        """The buffered entries before `end` (a RunStream's run of one key) and whether the run is cut, if they
-        are all of it: it ends in a live entry, a later key follows, or the replica has nothing more; else None
-        (the rest is still to fetch)."""
-        run = list(itertools.takewhile(lambda item: item[0] < end, self._buf))
-        if run and not run[-1][1].tombstone:
-            return run, True
-        return (run, False) if len(run) < len(self._buf) or not self._more else None
-
-    def drop(self, n: int) -> None:
-        for _ in range(n):
-            self._buf.popleft()
-
 
 class RunStream(Stream):
     """One replica's run of each S3 key (ReplicaStore.scan_runs: its entries up to and including its first live
@@ -91,6 +79,19 @@ class RunStream(Stream):
     def _after(self, last: tuple[bytes, Entry]) -> tuple[bytes, bool]:
         """After a live entry, past the rest of its key (as the replica seeks); after a tombstone, the run goes on."""
         return (last[0], False) if last[1].tombstone else (past_key(last[0], self._scope), True)
+
+    def run(self, end: bytes) -> Run | None:
+        """The buffered entries before `end` (one key's run) and whether the run is cut, if they are all of it: it
+        ends in a live entry, a later key follows, or the replica has nothing more; else None (the rest is still
+        to fetch)."""
+        run = list(itertools.takewhile(lambda item: item[0] < end, self._buf))
+        if run and not run[-1][1].tombstone:
+            return run, True
+        return (run, False) if len(run) < len(self._buf) or not self._more else None
+
+    def drop(self, n: int) -> None:
+        for _ in range(n):
+            self._buf.popleft()
 
 
 class Merged:
@@ -118,7 +119,7 @@ class Merged:
     async def fill(self) -> None:
         await self._fill(self._streams)
 
-    async def _fill(self, streams: list[Stream], step: Callable[[Stream], Awaitable[None]] = Stream.fill) -> None:
+    async def _fill(self, streams: Sequence[Stream], step: Callable[[Stream], Awaitable[None]] = Stream.fill) -> None:
         results = await asyncio.gather(*(step(s) for s in streams), return_exceptions=True)
         for s, r in zip(streams, results, strict=True):
             if isinstance(r, BaseException):
@@ -154,9 +155,6 @@ class Merged:
         return out
 
 
-Run = tuple[list[tuple[bytes, Entry]], bool]  # a replica's run of a key, and whether it is cut (see first_live)
-
-
 def first_live(runs: list[Run]) -> tuple[bool, tuple[bytes, Entry] | None]:
     """The first live entry of replicas' runs merged (each run up to and including its first live entry, and cut
     when it stopped there or at a limit, before the key's end), and whether it is known: whether every cut run
@@ -180,11 +178,12 @@ class RunsMerged(Merged):
 
     def __init__(
         self,
-        streams: list[Stream],
+        streams: list[RunStream],
         scope: bytes,
         full: Callable[[bytes], Awaitable[tuple[bytes, Entry] | None]],
     ) -> None:
-        super().__init__(streams)
+        super().__init__(list(streams))
+        self._runs = streams
         self._scope, self._full = scope, full
         self._out: deque[tuple[bytes, Entry]] = deque()
         self._end = False  # every stream is exhausted
@@ -216,23 +215,23 @@ class RunsMerged(Merged):
             elif needy:
                 await self._fill(needy, Stream.extend)
 
-    def _merge_buffered(self) -> list[Stream] | bytes:
+    def _merge_buffered(self) -> list[RunStream] | bytes:
         """Merge the buffered runs key by key; stop at a key whose runs are not all buffered (the streams to
         fetch for), or whose first live entry the runs do not tell (the prefix to read in full), or at the end
         (nothing)."""
         while True:
-            heads = [h[0] for s in self._streams if (h := s.head()) is not None]
+            heads = [h[0] for s in self._runs if (h := s.head()) is not None]
             if not heads:
-                if any(not s.ready for s in self._streams):
-                    return [s for s in self._streams if not s.ready]
+                if any(not s.ready for s in self._runs):
+                    return [s for s in self._runs if not s.ready]
                 self._end = True
                 return []
             end = past_key(min(heads), self._scope)
-            found = [s.run(end) for s in self._streams]
+            found = [s.run(end) for s in self._runs]
             if any(r is None for r in found):
-                return [s for s, r in zip(self._streams, found, strict=True) if r is None]
+                return [s for s, r in zip(self._runs, found, strict=True) if r is None]
             runs = [r for r in found if r is not None]
-            for s, (run, _) in zip(self._streams, runs, strict=True):
+            for s, (run, _) in zip(self._runs, runs, strict=True):
                 s.drop(len(run))
             self._note_stale(runs)
             known, first = first_live(runs)
@@ -248,7 +247,7 @@ class RunsMerged(Merged):
                 seen.setdefault(k, [None] * len(runs))[i] = e
         for k, held in seen.items():
             winner = merge_all(held)
-            for s, (run, cut), e in zip(self._streams, runs, held, strict=True):
+            for s, (run, cut), e in zip(self._runs, runs, held, strict=True):
                 if e != winner and (not cut or run[-1][0] >= k):
                     assert winner is not None
                     self.stale.append((s.replica, k, winner))
