@@ -317,13 +317,14 @@ async def test_a_malformed_head_is_refused(replicas: Replicas, args: dict[str, A
         {"table": "versions", "start": b"", "inclusive": True, "scope": b""},
     ],
 )
-async def test_a_malformed_scan_of_runs_is_refused(replicas: Replicas, args: dict[str, Any]) -> None:
-    """The replica's `scan_runs` operation (ListObjects of a versioned bucket) answers 400 to what it cannot use."""
+@pytest.mark.parametrize("op", ["scan", "scan_runs"])
+async def test_a_malformed_scan_is_refused(replicas: Replicas, op: str, args: dict[str, Any]) -> None:
+    """The replica's scans (`scan_runs`: ListObjects of a versioned bucket) answer 400 to what they cannot use."""
     client = ReplicaClient(replicas.members[0].url, SECRET)
     try:
         with pytest.raises(ValueError):
-            await client._call("scan_runs", **args)
-        assert await client.scan_runs("versions", b"", True, b"", 4) == ([], False)
+            await client._call(op, **args)
+        assert await getattr(client, op)("versions", b"", True, b"", 4) == ([], False)
     finally:
         await client.close()
 

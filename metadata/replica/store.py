@@ -192,18 +192,7 @@ class ReplicaStore:
 
         Returns (entries, more): more is True when the limit cut the scan short.
         """
-        self._require_initialized()
-
-        def tx(txn: lmdb.Transaction) -> tuple[list[tuple[bytes, Entry]], bool]:
-            cur = self._cursor(txn, table, start, inclusive, scope)
-            out: list[tuple[bytes, Entry]] = []
-            while (item := cur.next()) is not None:
-                if len(out) == limit:
-                    return out, True
-                out.append((item[0], unpack_entry(item[0], item[1])[1]))
-            return out, False
-
-        return await self._lmdb.read(tx)
+        return await self._scan(table, start, inclusive, scope, limit, runs=False)
 
     async def scan_runs(
         self, table: str, start: bytes, inclusive: bool, scope: bytes, limit: int
@@ -214,6 +203,11 @@ class ReplicaStore:
         next call (from its last key, exclusive); a run ending in a tombstone holds all of its key's entries.
         What ListObjects of a versioned bucket reads (merged_scan.RunsMerged: a quorum's runs merged as far as
         every one reaches; ReplicatedVersions._scan_latest)."""
+        return await self._scan(table, start, inclusive, scope, limit, runs=True)
+
+    async def _scan(
+        self, table: str, start: bytes, inclusive: bool, scope: bytes, limit: int, runs: bool
+    ) -> tuple[list[tuple[bytes, Entry]], bool]:
         self._require_initialized()
         if limit < 1:
             raise ValueError("a scan's limit is 1 or more")
@@ -226,7 +220,7 @@ class ReplicaStore:
                     return out, True
                 full, e = unpack_entry(item[0], item[1])
                 out.append((full, e))
-                if not e.tombstone:
+                if runs and not e.tombstone:
                     cur.seek(keys.past_key(full, scope), inclusive=True)
             return out, False
 
