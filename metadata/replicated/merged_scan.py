@@ -155,16 +155,25 @@ class Merged:
         return out
 
 
-def first_live(runs: list[Run]) -> tuple[bool, tuple[bytes, Entry] | None]:
+def by_version(runs: list[Run]) -> dict[bytes, list[Entry | None]]:
+    """Each record key the runs hold, with every run's entry of it (None where a run has none)."""
+    grouped: dict[bytes, list[Entry | None]] = {}
+    for i, (run, _) in enumerate(runs):
+        for k, e in run:
+            grouped.setdefault(k, [None] * len(runs))[i] = e
+    return grouped
+
+
+def first_live(
+    runs: list[Run], grouped: dict[bytes, list[Entry | None]] | None = None
+) -> tuple[bool, tuple[bytes, Entry] | None]:
     """The first live entry of replicas' runs merged (each run up to and including its first live entry, and cut
     when it stopped there or at a limit, before the key's end), and whether it is known: whether every cut run
-    reaches its key, so that every replica's entries of it and of the keys before it were read."""
-    by_key: dict[bytes, list[Entry | None]] = {}
-    for run, _ in runs:
-        for k, e in run:
-            by_key.setdefault(k, []).append(e)
-    for k in sorted(by_key):
-        winner = merge_all(by_key[k])
+    reaches its key, so that every replica's entries of it and of the keys before it were read. grouped: the
+    runs' by_version(), if the caller has it."""
+    grouped = by_version(runs) if grouped is None else grouped
+    for k in sorted(grouped):
+        winner = merge_all(grouped[k])
         if winner is not None and not winner.tombstone:
             return all(not cut or run[-1][0] >= k for run, cut in runs), (k, winner)
     return not any(cut for _, cut in runs), None
@@ -233,19 +242,16 @@ class RunsMerged(Merged):
             runs = [r for r in found if r is not None]
             for s, (run, _) in zip(self._runs, runs, strict=True):
                 s.drop(len(run))
-            self._note_stale(runs)
-            known, first = first_live(runs)
+            grouped = by_version(runs)
+            self._note_stale(runs, grouped)
+            known, first = first_live(runs, grouped)
             if not known:
                 return end[:-1] + b"\x00"  # the key's versions: its bytes, then NUL
             if first is not None:
                 self._out.append(first)
 
-    def _note_stale(self, runs: list[Run]) -> None:
-        seen: dict[bytes, list[Entry | None]] = {}
-        for i, (run, _) in enumerate(runs):
-            for k, e in run:
-                seen.setdefault(k, [None] * len(runs))[i] = e
-        for k, held in seen.items():
+    def _note_stale(self, runs: list[Run], grouped: dict[bytes, list[Entry | None]]) -> None:
+        for k, held in grouped.items():
             winner = merge_all(held)
             for s, (run, cut), e in zip(self._runs, runs, held, strict=True):
                 if e != winner and (not cut or run[-1][0] >= k):
