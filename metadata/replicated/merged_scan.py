@@ -117,7 +117,9 @@ class Merged:
         return all(s.ready for s in self._streams)
 
     async def fill(self) -> None:
-        await self._fill(self._streams)
+        # Only the streams whose buffer ran out fetch: most entries are merged from buffers without a task.
+        if not self.ready:
+            await self._fill([s for s in self._streams if not s.ready])
 
     async def _fill(self, streams: Sequence[Stream], step: Callable[[Stream], Awaitable[None]] = Stream.fill) -> None:
         results = await asyncio.gather(*(step(s) for s in streams), return_exceptions=True)
