@@ -389,7 +389,7 @@ def _build(cls: type[T], d: dict[str, Any]) -> T:
     return cls(**{k: v for k, v in d.items() if k in known})
 
 
-def _split(data: bytes) -> tuple[dict[str, Any], memoryview | None]:
+def _split(data: bytes | memoryview) -> tuple[dict[str, Any], memoryview | None]:
     """A record's stored map, and the inline object bytes after it (if it is a manifest with any)."""
     view = memoryview(data)
     if view[:4] == _INLINE_MAGIC:
@@ -398,7 +398,7 @@ def _split(data: bytes) -> tuple[dict[str, Any], memoryview | None]:
     return msgpack.unpackb(view, raw=False), None
 
 
-def stored_fields(data: bytes) -> dict[str, Any]:
+def stored_fields(data: bytes | memoryview) -> dict[str, Any]:
     """A record's top-level fields as stored (an empty one may be left out), without building the record:
     for a hot path that wants one or two of them."""
     return _split(data)[0]

@@ -202,8 +202,8 @@ def test_a_writer_whose_server_is_gone_commits_and_exits_quietly(tmp_path: Path)
     try:
         assert child.stdout is not None and child.stdin is not None
         child.stdout.close()  # nobody reads the answers
-        raw, value = pack_entry(b"photos\x00k", Entry(7, False, b"record"))
-        child.stdin.write(msgpack.packb([1, [["objects", raw, value]]]))
+        raw, value = pack_entry(b"alice", Entry(7, False, b"record"))
+        child.stdin.write(msgpack.packb([1, [["users", raw, value]]]))
         child.stdin.close()
         child.wait(DEADLINE)
         assert child.stderr is not None
@@ -216,7 +216,7 @@ def test_a_writer_whose_server_is_gone_commits_and_exits_quietly(tmp_path: Path)
     env, dbs = open_env(copy, STORE_TABLES)
     try:
         with env.begin() as txn:
-            assert txn.get(raw, db=dbs["objects"]) == value
+            assert txn.get(raw, db=dbs["users"]) == value
     finally:
         env.close()
 

@@ -18,16 +18,16 @@ from metadata.index import IndexFull, IndexUnavailable, PreconditionFailed
 from metadata.lmdb_env import CommitGate
 from metadata.records import Condition, ObjectManifest, Usage, encode, usage_of
 from metadata.replica.anti_entropy import AntiEntropy
+from metadata.replica.manifests import revised, stored_usage
 from metadata.replica.merge import Entry
 from metadata.replicated.drive_copies import DriveCopy, copy_count, open_copies
-from metadata.replicated.manifests import revised, stored_usage
 from metadata.replicated.on_drives import EmbeddedIndex
 from tests.accounting_contract import AccountingContract
 from tests.index_contract import IndexContract
 from tests.index_records import make_manifest, make_part, new_bucket
 from tests.lock_contract import LockContract
 from tests.test_replicated_index import until
-from tests.version_contract import VersionContract
+from tests.version_contract import VersionContract, version
 
 N = 5
 
@@ -97,7 +97,7 @@ async def test_solo_reads_never_miss_an_acknowledged_write(solo: EmbeddedIndex) 
 
 async def test_solo_usage_is_a_complete_copys_total_never_a_stale_ones(solo: EmbeddedIndex) -> None:
     """A bucket's usage is the running total of a copy that holds every acknowledged write: never of one that
-    missed a write; and if that copy fails to answer, the usage records are summed instead."""
+    missed a write; and if that copy fails to answer, the manifests are summed instead."""
     name = await new_bucket(solo)
     one, two = make_manifest(name, "one"), make_manifest(name, "two")
     await solo.put_object(one)
@@ -113,8 +113,32 @@ async def test_solo_usage_is_a_complete_copys_total_never_a_stale_ones(solo: Emb
     assert trusted is not None and trusted != 0
     broken = solo.copies[trusted].store
     assert broken is not None
-    await broken.close()  # its next read fails: the records are summed over a quorum of the others
+    await broken.close()  # its next read fails: the manifests are summed over a quorum of the others
     assert await solo.bucket_usage(name) == want
+
+
+async def test_the_copies_keep_their_totals_without_a_usage_mirror(solo: EmbeddedIndex) -> None:
+    """The copies hold no usage records (a cluster's replicas do, for merged sums): each copy's totals follow its
+    manifests, through overwrites, new versions, delete markers and removals, as a merged sum reads them."""
+    name = await new_bucket(solo)
+    await solo.put_object(make_manifest(name, "a", parts=[make_part(0, size=10)]))
+    await solo.put_object(make_manifest(name, "a", parts=[make_part(0, size=30)]))  # replaces it
+    await solo.put_object(make_manifest(name, "gone", parts=[make_part(0, size=50)]))
+    await solo.delete_object(name, "gone")
+    await solo.set_versioning(name, "Enabled")
+    for size in (5, 7):
+        man = version(name, "v")
+        man.parts, man.size = [make_part(0, size=size)], size
+        await solo.put_object(man)
+    await solo.put_object(version(name, "v", marker=True))  # counts nothing; the versions below it stay
+    want = Usage(30 + 5 + 7, 3)
+    assert await solo.bucket_usage(name) == want
+    assert await solo._summed_usage(name) == want
+    for copy in solo.copies:
+        assert copy.store is not None
+        assert await copy.store.total(name) == (want.bytes, want.objects)
+        entries, _ = await copy.store.scan("usage", b"", True, b"", 100)
+        assert entries == []
 
 
 async def test_solo_bucket_records_follow_every_change(solo: EmbeddedIndex) -> None:

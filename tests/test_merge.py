@@ -6,13 +6,14 @@ import functools
 import tempfile
 from pathlib import Path
 
-import msgpack
 from hypothesis import given
 from hypothesis import strategies as st
 
 from metadata import hlc
 from metadata.hlc import HLC
 from metadata.lmdb_open import open_env
+from metadata.records import ObjectManifest, encode, usage_of
+from metadata.replica.manifests import decode_manifest, revised
 from metadata.replica.merge import Entry, merge
 from metadata.replica.packed import (
     STORE_TABLES,
@@ -92,16 +93,17 @@ def test_hlc_after_observing_issues_larger(ts: int) -> None:
 @given(maybe, entries, st.sampled_from([b"k", b"bucket\x00" + b"k" * 300]))
 def test_packed_entries_merge_as_entries_do(current: Entry | None, new: Entry, key: bytes) -> None:
     """The copies' writers compare packed entries (store.merge_packed) without decoding them: the same outcome as
-    merge(), for short keys and for hashed long ones (whose full key the value carries)."""
+    merge(), for short keys and for hashed long ones (whose full key the value carries). (A table of records other
+    than manifests: a manifest's usage is read from it, tested below.)"""
     raw, value = pack_entry(key, new)
     with tempfile.TemporaryDirectory() as tmp:
-        env, dbs = open_env(Path(tmp), ["objects"], map_size=1 << 20)
+        env, dbs = open_env(Path(tmp), ["users"], map_size=1 << 20)
         try:
             with env.begin(write=True) as txn:
                 if current is not None:
-                    txn.put(*pack_entry(key, current), db=dbs["objects"])
-                changed = merge_packed(txn, dbs, [("objects", raw, value)])
-                stored = txn.get(raw, db=dbs["objects"])
+                    txn.put(*pack_entry(key, current), db=dbs["users"])
+                changed = merge_packed(txn, dbs, [("users", raw, value)])
+                stored = txn.get(raw, db=dbs["users"])
         finally:
             env.close()
     winner = merge(current, new)
@@ -109,45 +111,57 @@ def test_packed_entries_merge_as_entries_do(current: Entry | None, new: Entry, k
     assert unpack_entry(raw, stored) == (key, winner)
 
 
-# Usage records of two buckets (one key long enough to be hashed), as the usage mirror writes them.
-usage_writes = st.lists(
+# Manifests of two buckets in both tables (one key long enough to be hashed): (key, stamp, tombstone, size,
+# delete marker, rewritten by update_part, usage given with the write).
+manifest_writes = st.lists(
     st.tuples(
-        st.sampled_from([b"b1\x00x", b"b1\x00y", b"b2\x00x", b"b1\x00" + b"z" * 600]),
+        st.sampled_from([b"b1\x00x", b"b1\x00y\x00v1", b"b2\x00x", b"b1\x00" + b"z" * 600]),
         st.integers(0, 3),
         st.booleans(),
         st.integers(0, 1000),
-        st.integers(0, 1),
+        st.booleans(),
+        st.booleans(),
+        st.booleans(),
     ),
     max_size=30,
 )
 
 
-@given(usage_writes, st.integers(1, 5))
-def test_totals_are_the_sum_of_the_usage_records_kept(writes: list, batch: int) -> None:
-    """Each store's running total of a bucket's usage records (merge_packed keeps it) is always their sum, whatever
-    the order and grouping of the writes, stale and repeated ones included; and a store from before the totals
-    computes the same sum once, at open (keep_totals)."""
-    packed = [
-        ("usage", *pack_entry(key, Entry(ts, tomb, b"" if tomb else msgpack.packb([size, n]))))
-        for key, ts, tomb, size, n in writes
-    ]
+def _stored(key: bytes, size: int, marker: bool, rewritten: bool) -> bytes:
+    bucket, name = key.decode().split("\x00")[:2]
+    man = ObjectManifest(bucket, name, "0" * 32, size, "e" * 32, 1.0, "owner", [], delete_marker=marker)
+    return revised(Entry(0, False, encode(man)), man) if rewritten else encode(man)
+
+
+@given(manifest_writes, st.integers(1, 5))
+def test_totals_are_the_usage_of_the_manifests_kept(writes: list, batch: int) -> None:
+    """Each store's running total of a bucket's manifests (merge_packed keeps it) is always the usage of the
+    entries it holds, whatever the order and grouping of the writes, stale and repeated ones included, whether
+    the writer gave each manifest's usage or the store read it; and a store from before (totals kept from its
+    usage records, or not at all) computes the same once, at open (keep_totals)."""
+    packed, winners = [], {}
+    for key, ts, tomb, size, marker, rewritten, give in writes:
+        e = Entry(ts, tomb, b"" if tomb else _stored(key, size, marker, rewritten))
+        table = "versions" if key.count(b"\x00") == 2 else "objects"
+        counted = (0, 0) if tomb or marker else (size, 1)
+        packed.append((table, *pack_entry(key, e), counted if give else None))
+        winners[key] = merge(winners.get(key), e)
+    expect = {b"b1": [0, 0], b"b2": [0, 0]}
+    for key, e in winners.items():
+        if not e.tombstone:
+            u = usage_of(decode_manifest(e.value))
+            expect[key.split(b"\x00")[0]][0] += u.bytes
+            expect[key.split(b"\x00")[0]][1] += u.objects
     with tempfile.TemporaryDirectory() as tmp:
         env, dbs = open_env(Path(tmp), STORE_TABLES, map_size=1 << 22)
         try:
             for i in range(0, len(packed), batch):
                 with env.begin(write=True) as txn:
                     merge_packed(txn, dbs, packed[i : i + batch])
-            expect = {b"b1": [0, 0], b"b2": [0, 0]}
             with env.begin() as txn:
-                for raw, value in txn.cursor(dbs["usage"]):
-                    full, e = unpack_entry(bytes(raw), bytes(value))
-                    if not e.tombstone:
-                        size, n = msgpack.unpackb(e.value)
-                        expect[full.split(b"\x00")[0]][0] += size
-                        expect[full.split(b"\x00")[0]][1] += n
                 assert {b: list(read_total(txn, dbs["totals"], b)) for b in expect} == expect
-            with env.begin(write=True) as txn:  # as a store made before the totals were kept
-                txn.drop(dbs["totals"], delete=False)
+            with env.begin(write=True) as txn:  # as a store made before the totals were kept from the manifests
+                txn.put(b"b1", b"\x00" * 16, db=dbs["totals"])
                 txn.delete(TOTALS_KEPT, db=dbs["meta"])
             assert keep_totals(env, dbs) and not keep_totals(env, dbs)
             with env.begin() as txn:

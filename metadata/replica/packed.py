@@ -5,21 +5,23 @@
 (long record keys hashed by keys.encode, the full key kept in the value), and entries merged in packed. Light on
 imports: an index copy's writer process uses it alone (metadata/replicated/copy_child.py).
 
-Each store also keeps, per bucket, the running total of its `usage` records (`totals`: bucket -> bytes, objects),
-changed in the transaction of every merge that changes one: the sum over the bucket's range of `usage` without
-reading it. Not replicated: each store's totals are those of its own records (see EmbeddedIndex.bucket_usage).
+Each store also keeps, per bucket, the running total of what its objects and versions tables hold (`totals`:
+bucket -> bytes, objects, as usage_of counts a manifest), changed in the transaction of every merge that changes
+one of their entries: the bucket's usage without reading its range. Not replicated: each store's totals are those
+of its own entries (see EmbeddedIndex.bucket_usage). A merge needs the usage of the entry it replaces (read from
+its stored bytes) and of the new one (given with the write by a writer that knows it, else read the same way).
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import lmdb
-import msgpack
 
 from metadata import keys
+from metadata.replica.manifests import stored_usage
 from metadata.replica.merge import Entry
 
 # Replicated tables (anti-entropy covers each). A data directory from before a table existed gets it,
@@ -42,10 +44,16 @@ TABLES = (
     "events",
 )
 STORE_TABLES = (*TABLES, "locks", "meta", "totals")  # the store's LMDB databases: the tables and its own three
+MANIFEST_TABLES = ("objects", "versions")  # what a bucket's usage counts
 HEADER = struct.Struct(">QB")
 TOMB, FULL = 1, 2
 TOTAL = struct.Struct(">qq")  # a bucket's bytes and objects in `totals`
-TOTALS_KEPT = b"totals"  # in `meta`: the totals are complete (a store made before they were kept computes them once)
+# In `meta`: the totals are those of the manifests (a store whose totals followed its usage records, or were not
+# kept at all, computes them once at open).
+TOTALS_KEPT = b"totals-of-manifests"
+# An item to merge: (table, LMDB key, packed value) and, optionally, the value's usage (bytes, objects) if the
+# writer knows it (None: read from the value).
+Item = tuple[str, bytes, bytes] | tuple[str, bytes, bytes, Sequence[int] | None]
 
 
 def table_db(dbs: dict[str, Any], name: str) -> Any:
@@ -76,40 +84,48 @@ def unpack_entry(raw: bytes, value: bytes) -> tuple[bytes, Entry]:
     return full, Entry(hlc, bool(flags & TOMB), bytes(value[pos:]))
 
 
-def merge_packed(txn: lmdb.Transaction, dbs: dict[str, Any], items: Iterable[tuple[str, bytes, bytes]]) -> int:
-    """Merge entries packed by pack_entry, (table, LMDB key, value), in; return how many changed something.
+def merge_packed(txn: lmdb.Transaction, dbs: dict[str, Any], items: Iterable[Item]) -> int:
+    """Merge entries packed by pack_entry, (table, LMDB key, value[, usage]), in; return how many changed something.
 
     No entry is decoded: of two packed values of one key, the greater is the newer entry (merge.merge), as
     the header's big-endian hlc, then its flags (the tombstone bit; the full-key bit and the full key are the
-    same for one key), then the record compare in the order of Entry.rank(). Usage records that change move
-    their bucket's total."""
+    same for one key), then the record compare in the order of Entry.rank(). A manifest that changes moves its
+    bucket's total by the difference between its usage and the replaced one's."""
     changed = 0
     moved: dict[bytes, list[int]] = {}
-    for name, raw, value in items:
+    for item in items:
+        name, raw, value = item[0], item[1], item[2]
         db = table_db(dbs, name)
         current = txn.get(raw, db=db)
         if current is None or value > current:
             txn.put(raw, value, db=db)
             changed += 1
-            if name == "usage":
-                _move(moved, raw, current, -1)
-                _move(moved, raw, value, 1)
+            if name in MANIFEST_TABLES:
+                given = item[3] if len(item) > 3 else None
+                new = packed_usage(value) if given is None else (int(given[0]), int(given[1]))
+                old = packed_usage(current)
+                if new != old:
+                    change = moved.setdefault(raw[: raw.index(b"\x00")], [0, 0])  # a key is the bucket, 0, ...
+                    change[0] += new[0] - old[0]
+                    change[1] += new[1] - old[1]
     for bucket, (size, objects) in moved.items():
         add_total(txn, dbs["totals"], bucket, size, objects)
     return changed
 
 
-def _move(moved: dict[bytes, list[int]], raw: bytes, value: bytes | None, sign: int) -> None:
-    """Count packed usage record `value` (none, a tombstone: nothing) into its bucket's change, `sign` times."""
+def packed_usage(value: bytes | None) -> tuple[int, int]:
+    """(bytes, objects) of the manifest packed as `value` (none, a tombstone: nothing), read from its bytes."""
     if value is None:
-        return
-    _, e = unpack_entry(raw, value)
-    if e.tombstone:
-        return
-    size, objects = msgpack.unpackb(e.value)
-    change = moved.setdefault(raw[: raw.index(b"\x00")], [0, 0])  # a usage key is the bucket, 0, the rest
-    change[0] += sign * size
-    change[1] += sign * objects
+        return 0, 0
+    _, flags = HEADER.unpack_from(value)
+    if flags & TOMB:
+        return 0, 0
+    pos = HEADER.size
+    if flags & FULL:
+        (n,) = struct.unpack_from(">H", value, pos)
+        pos += 2 + n
+    u = stored_usage(memoryview(value)[pos:])
+    return u.bytes, u.objects
 
 
 def add_total(txn: lmdb.Transaction, db: Any, bucket: bytes, size: int, objects: int) -> None:
@@ -125,14 +141,19 @@ def read_total(txn: lmdb.Transaction, db: Any, bucket: bytes) -> tuple[int, int]
 
 
 def keep_totals(env: lmdb.Environment, dbs: dict[str, Any]) -> bool:
-    """Make the totals complete if they are not kept yet (a store from before them): sum the usage table once.
-    True if it did."""
+    """Make the totals those of the manifests if they are not kept so yet (a store from before): sum the objects
+    and versions tables once. True if it did."""
     with env.begin(write=True) as txn:
         if txn.get(TOTALS_KEPT, db=dbs["meta"]) is not None:
             return False
         moved: dict[bytes, list[int]] = {}
-        for raw, value in txn.cursor(dbs["usage"]):
-            _move(moved, bytes(raw), bytes(value), 1)
+        for name in MANIFEST_TABLES:
+            for raw, value in txn.cursor(dbs[name]):
+                size, objects = packed_usage(value)
+                if size or objects:
+                    change = moved.setdefault(raw[: raw.index(b"\x00")], [0, 0])
+                    change[0] += size
+                    change[1] += objects
         txn.drop(dbs["totals"], delete=False)
         for bucket, (size, objects) in moved.items():
             add_total(txn, dbs["totals"], bucket, size, objects)

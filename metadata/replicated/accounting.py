@@ -10,7 +10,8 @@ with the same timestamp, a write of the same key to `usage` holding only that re
 tombstone). Merge then picks the same winner in both tables, whatever the order writes arrive in, so two gateways
 writing the same key at once (unlocked puts) or different keys cannot lose or double an update, and anti-entropy
 and read repair keep it like any table. A bucket's usage is the sum of its range of `usage`: a merged scan of
-small entries, read when a write to a bucket with a quota is checked and for `admin bucket info`.
+small entries, read when a write to a bucket with a quota is checked and for `admin bucket info`. The embedded
+server's copies of its index carry no mirror (EmbeddedIndex._expand): each copy's totals of its manifests serve.
 """
 
 from __future__ import annotations
@@ -23,20 +24,19 @@ import msgpack
 from metadata import keys
 from metadata.index import NoSuchBucket
 from metadata.records import BucketRecord, EventRecord, NotifyTarget, Usage, UserRecord, decode, encode
+from metadata.replica.manifests import stored_usage
 from metadata.replica.merge import Entry
+from metadata.replica.packed import MANIFEST_TABLES
 from metadata.replica.protocol import Write
-from metadata.replicated.manifests import stored_usage
 from metadata.replicated.merged_scan import Merged
 from metadata.replicated.quorum import SCAN_BATCH, Coordinator, tomb
-
-MIRRORED = ("objects", "versions")
 
 
 def mirror(writes: list[Write]) -> list[Write]:
     """`writes` with, for each write to the objects or versions table, its usage entry (same key, same stamp)."""
     extra = []
     for w in writes:
-        if w.table not in MIRRORED:
+        if w.table not in MANIFEST_TABLES:
             continue
         if w.entry.tombstone:
             extra.append(Write("usage", w.key, tomb(w.entry.hlc)))

@@ -9,7 +9,8 @@ several processes use one environment, a reader sees every commit made before it
 writers of different processes take turns at LMDB's lock.
 
 Protocol over the child's stdin and stdout, a stream of msgpack arrays:
-    to the child    [seq, [[table, LMDB key, packed entry], ...]]   (packed.pack_entry, merged by merge_packed)
+    to the child    [seq, [[table, LMDB key, packed entry, usage], ...]]   (packed.pack_entry, merged by merge_packed;
+                    usage: [bytes, objects] of a manifest, read once by the server, else nil)
     from the child  [seq, ok, changed | [kind, message]]
 A write is answered once it is durable on the copy (or failed there). End of input: the child answers what it
 took and exits; so it also ends when the server is killed. If a child dies, what it had not answered fails there
@@ -78,7 +79,7 @@ class CopyWriter(asyncio.SubprocessProtocol):
         self.running = True
 
     @staticmethod
-    def frame(seq: int, items: list[tuple[str, bytes, bytes]]) -> bytes:
+    def frame(seq: int, items: list[tuple[str, bytes, bytes, tuple[int, int] | None]]) -> bytes:
         """A write for every copy's child at once: packed once."""
         return cast(bytes, msgpack.packb([seq, items]))
 

@@ -58,10 +58,10 @@ from metadata.records import (
     decode,
     encode,
 )
+from metadata.replica.manifests import decode_manifest, manifest, revised, stored_marker
 from metadata.replica.merge import Entry
 from metadata.replica.protocol import Write
 from metadata.replicated.accounting import ReplicatedAccounting, event_writes
-from metadata.replicated.manifests import decode_manifest, manifest, revised, stored_marker
 from metadata.replicated.merged_scan import Decoding, Merged, SyncCursor
 from metadata.replicated.quorum import SCAN_BATCH, tomb
 from metadata.replicated.versions import ReplicatedVersions, apart, versioned

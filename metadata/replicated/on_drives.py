@@ -18,7 +18,8 @@ operations (ReplicatedIndex's per-key lock) then hold the key in this process in
 copies: nobody else writes them. Bucket records,
 which every request reads, are then kept in memory as such a copy gave them, and dropped at any write
 to the buckets table: none is kept while one is on its way. A bucket's usage is then that copy's running total
-(metadata/replica/packed.py), not a sum of the bucket's usage records.
+of the bucket's manifests (metadata/replica/packed.py), not a sum read over the bucket; the copies hold no usage
+mirror (replicated/accounting.py), which only merged sums need.
 """
 
 from __future__ import annotations
@@ -39,14 +40,14 @@ from metadata import keys
 from metadata.index import IndexFull, IndexUnavailable, NoSuchBucket
 from metadata.records import ObjectManifest, Usage
 from metadata.replica.anti_entropy import REBUILD_RETRY, AntiEntropy
+from metadata.replica.manifests import decode_manifest, stored_usage
 from metadata.replica.merge import Entry, merge_all
-from metadata.replica.packed import pack_entry
+from metadata.replica.packed import MANIFEST_TABLES, pack_entry
 from metadata.replica.protocol import ReplicaDown, ReplicaFull, Write
 from metadata.replica.store import ReplicaStore
 from metadata.replicated.copy_writer import CopyWriter
 from metadata.replicated.drive_copies import FAILURES, DriveCopy, inode_of, set_aside
 from metadata.replicated.index import ReplicatedIndex
-from metadata.replicated.manifests import decode_manifest
 from metadata.replicated.merged_scan import Merged, RunStream, Stream, first_live
 from metadata.replicated.quorum import SCAN_BATCH
 from metadata.replicated.versions import HEAD_RUN, versioned
@@ -60,6 +61,16 @@ T = TypeVar("T")
 HEAL_INTERVAL = 3600.0
 PROVE_RETRY = 30.0  # seconds between rounds while a ready copy is not known complete (solo reads, see above)
 WATCH_INTERVAL = 5.0  # seconds between checks that each copy's file is still on its drive
+
+
+def _item(w: Write) -> tuple[str, bytes, bytes, tuple[int, int] | None]:
+    """A write as a copy's writer merges it, with its manifest's usage: read here once, not by every copy."""
+    raw, value = pack_entry(w.key, w.entry)
+    counted = None
+    if w.table in MANIFEST_TABLES and not w.entry.tombstone:
+        u = stored_usage(w.entry.value)
+        counted = (u.bytes, u.objects)
+    return w.table, raw, value, counted
 
 
 class EmbeddedIndex(ReplicatedIndex):
@@ -276,19 +287,35 @@ class EmbeddedIndex(ReplicatedIndex):
         return first
 
     async def bucket_usage(self, name: str) -> Usage:
-        """A copy that holds every acknowledged write gives its running total of the bucket's usage records (kept
-        in the transaction of each write to them, metadata/replica/packed.py) instead of their sum read here:
-        a write checked against a quota costs a read, not a scan of the bucket."""
-        if self._trusted() is None:
-            return await super().bucket_usage(name)
+        """A copy that holds every acknowledged write gives its running total of the bucket's manifests (kept in
+        the transaction of each write to them, metadata/replica/packed.py): a write checked against a quota
+        costs a read, not a scan of the bucket. Without one, the bucket's manifests summed over merged scans."""
         if await self.get_bucket(name) is None:
             raise NoSuchBucket(name)
-        got = await self._alone(lambda c: c.total(name))
-        return Usage(*got[0]) if got else await super().bucket_usage(name)
+        got = await self._alone(lambda c: c.total(name)) if self._trusted() is not None else []
+        return Usage(*got[0]) if got else await self._summed_usage(name)
+
+    async def _summed_usage(self, name: str) -> Usage:
+        async def total(merged: Merged) -> Usage:
+            u = Usage()
+            while (item := await merged.next()) is not None:
+                if not item[1].tombstone:
+                    counted = stored_usage(item[1].value)
+                    u.bytes += counted.bytes
+                    u.objects += counted.objects
+            return u
+
+        parts = [await self._scan(table, keys.namespace(name), total) for table in MANIFEST_TABLES]
+        return Usage(sum(u.bytes for u in parts), sum(u.objects for u in parts))
+
+    def _expand(self, writes: list[Write]) -> list[Write]:
+        """No usage mirror (replicated/accounting.py): each copy keeps its totals from the manifests themselves,
+        and without a copy to trust the manifests are summed (bucket_usage). One entry less per copy per write."""
+        return writes
 
     async def _write(self, writes: list[Write]) -> None:
         """Write to every copy; return when a quorum has the writes durable."""
-        writes = self._expand(writes)  # with what they carry (the usage mirror), as every coordinator's writes
+        writes = self._expand(writes)  # with what they carry, as every coordinator's writes
         if not writes:
             return
         if any(w.table == "buckets" for w in writes):
@@ -385,7 +412,7 @@ class EmbeddedIndex(ReplicatedIndex):
                 continue
             if not frame:  # packed once for every copy's writer
                 self._seq += 1
-                frame = CopyWriter.frame(self._seq, [(w.table, *pack_entry(w.key, w.entry)) for w in writes])
+                frame = CopyWriter.frame(self._seq, [_item(w) for w in writes])
             writer.send(self._seq, frame, then)
         await done
 

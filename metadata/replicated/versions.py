@@ -31,11 +31,11 @@ from metadata.records import (
     encode,
     stored_fields,
 )
+from metadata.replica.manifests import decode_manifest, manifest
 from metadata.replica.merge import Entry
 from metadata.replica.protocol import Head, Write
 from metadata.replicated.accounting import event_writes
 from metadata.replicated.admin import ReplicatedAdmin
-from metadata.replicated.manifests import decode_manifest, manifest
 from metadata.replicated.merged_scan import Merged, RunsMerged, RunStream, Stream, SyncCursor, first_live
 from metadata.replicated.quorum import SCAN_BATCH, tomb
 

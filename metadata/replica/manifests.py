@@ -1,5 +1,6 @@
-"""How the replicated index stores manifests in its objects table: as encoded, or rewritten in place by
-update_part (a revision, which outranks the version it rewrites at the same timestamp)."""
+"""How the replicated index stores manifests in its objects and versions tables: as encoded, or rewritten in place
+by update_part (a revision, which outranks the version it rewrites at the same timestamp). In the replica room
+because a store reads the size of each manifest it merges, for its usage totals (packed.py)."""
 
 from __future__ import annotations
 
@@ -24,9 +25,9 @@ def decode_manifest(value: bytes, with_inline: bool = True) -> ObjectManifest:
     return decode(ObjectManifest, value[_REVISED_HEAD:] if value.startswith(_REVISED) else value, with_inline)
 
 
-def stored_usage(value: bytes) -> Usage:
-    """usage_of() the manifest stored as `value`, without decoding it (the usage mirror, at every write)."""
-    d = stored_fields(value[_REVISED_HEAD:] if value.startswith(_REVISED) else value)
+def stored_usage(value: bytes | memoryview) -> Usage:
+    """usage_of() the manifest stored as `value`, without decoding it whole (at every write of one)."""
+    d = stored_fields(value[_REVISED_HEAD:] if value[:1] == _REVISED else value)
     return version_usage(d.get("size", 0), bool(d.get("delete_marker")))
 
 
