@@ -269,11 +269,32 @@ class EmbeddedIndex(ReplicatedIndex):
         event loop. Without one, as a cluster's gateway reads its replicas (each copy's head in the loop)."""
         if self._trusted() is None:
             return await super()._read_latest(bucket, key)
-        bucket_e, held = await self._read_many([("buckets", bucket.encode()), ("objects", keys.composite(bucket, key))])
+        reads = [("objects", keys.composite(bucket, key))]
+        prefix, scope = keys.versions_of(bucket, key), keys.namespace(bucket)
+        kept = self._buckets.get(bucket.encode())
+        if kept is not None and versioned(kept.value):  # known versioned: the key's entry and run in one read
+            got = await self._alone(lambda c: c.head(reads, "versions", prefix, scope, HEAD_RUN))
+            if got:
+                (held,) = got[0].entries
+                if held is not None:
+                    self._hlc.observe(held.hlc)
+                return kept, held, await self._newest(prefix, scope, got[0].run, got[0].cut)
+        bucket_e, held = await self._read_many([("buckets", bucket.encode()), *reads])
         if bucket_e is None or bucket_e.tombstone or not versioned(bucket_e.value):
             return bucket_e, held, None
-        newest = await self._first_live("versions", keys.versions_of(bucket, key), keys.namespace(bucket))
+        newest = await self._first_live("versions", prefix, scope)
         return bucket_e, held, decode_manifest(newest[1].value) if newest else None
+
+    async def _newest(
+        self, prefix: bytes, scope: bytes, run: list[tuple[bytes, Entry]], cut: bool
+    ) -> ObjectManifest | None:
+        """The newest version in a trusted copy's run of a key (its merged scan if the run stops short of it)."""
+        known, first = first_live([(run, cut)])
+        if not known:
+            first = await super()._first_live("versions", prefix, scope)
+        if first is not None:
+            self._hlc.observe(first[1].hlc)
+        return decode_manifest(first[1].value) if first else None
 
     async def _first_live(self, table: str, prefix: bytes, scope: bytes) -> tuple[bytes, Entry] | None:
         """A key's newest version (ReplicatedVersions._latest), from a copy known to hold every acknowledged
