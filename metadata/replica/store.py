@@ -74,7 +74,7 @@ class ReplicaStore:
         env = lmdb_env.LmdbEnv.open(path, STORE_TABLES, "replica store", READERS, map_size, gate=gate)
         try:
             if keep_totals(env.env, env.db) and not fresh:
-                log.info("%s: usage totals computed from its usage records (kept from now on)", path)
+                log.info("%s: usage totals computed from its manifests (kept from now on)", path)
         except BaseException:
             env.env.close()
             raise
