@@ -87,7 +87,7 @@ def unpack_entry(raw: bytes, value: bytes) -> tuple[bytes, Entry]:
 def merge_packed(txn: lmdb.Transaction, dbs: dict[str, Any], items: Iterable[Item]) -> int:
     """Merge entries packed by pack_entry, (table, LMDB key, value[, usage]), in; return how many changed something.
 
-    No entry is decoded: of two packed values of one key, the greater is the newer entry (merge.merge), as
+    The comparison decodes nothing: of two packed values of one key, the greater is the newer entry (merge.merge), as
     the header's big-endian hlc, then its flags (the tombstone bit; the full-key bit and the full key are the
     same for one key), then the record compare in the order of Entry.rank(). A manifest that changes moves its
     bucket's total by the difference between its usage and the replaced one's."""

@@ -30,6 +30,9 @@ import msgpack
 
 from metadata.index import IndexFull
 from metadata.lmdb_env import Settled
+from metadata.replica.manifests import stored_usage
+from metadata.replica.packed import MANIFEST_TABLES, pack_entry
+from metadata.replica.protocol import Write
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +82,16 @@ class CopyWriter(asyncio.SubprocessProtocol):
         self.running = True
 
     @staticmethod
-    def frame(seq: int, items: list[tuple[str, bytes, bytes, tuple[int, int] | None]]) -> bytes:
-        """A write for every copy's child at once: packed once."""
+    def frame(seq: int, writes: list[Write]) -> bytes:
+        """A write for every copy's child at once: packed once, each manifest's usage read once."""
+        items = []
+        for w in writes:
+            raw, value = pack_entry(w.key, w.entry)
+            counted = None
+            if w.table in MANIFEST_TABLES and not w.entry.tombstone:
+                u = stored_usage(w.entry.value)
+                counted = (u.bytes, u.objects)
+            items.append((w.table, raw, value, counted))
         return cast(bytes, msgpack.packb([seq, items]))
 
     def send(self, seq: int, frame: bytes, done: Settled) -> None:

@@ -42,8 +42,8 @@ from metadata.records import ObjectManifest, Usage
 from metadata.replica.anti_entropy import REBUILD_RETRY, AntiEntropy
 from metadata.replica.manifests import decode_manifest, stored_usage
 from metadata.replica.merge import Entry, merge_all
-from metadata.replica.packed import MANIFEST_TABLES, pack_entry
-from metadata.replica.protocol import ReplicaDown, ReplicaFull, Write
+from metadata.replica.packed import MANIFEST_TABLES
+from metadata.replica.protocol import Head, ReplicaDown, ReplicaFull, Write
 from metadata.replica.store import ReplicaStore
 from metadata.replicated.copy_writer import CopyWriter
 from metadata.replicated.drive_copies import FAILURES, DriveCopy, inode_of, set_aside
@@ -61,16 +61,6 @@ T = TypeVar("T")
 HEAL_INTERVAL = 3600.0
 PROVE_RETRY = 30.0  # seconds between rounds while a ready copy is not known complete (solo reads, see above)
 WATCH_INTERVAL = 5.0  # seconds between checks that each copy's file is still on its drive
-
-
-def _item(w: Write) -> tuple[str, bytes, bytes, tuple[int, int] | None]:
-    """A write as a copy's writer merges it, with its manifest's usage: read here once, not by every copy."""
-    raw, value = pack_entry(w.key, w.entry)
-    counted = None
-    if w.table in MANIFEST_TABLES and not w.entry.tombstone:
-        u = stored_usage(w.entry.value)
-        counted = (u.bytes, u.objects)
-    return w.table, raw, value, counted
 
 
 class EmbeddedIndex(ReplicatedIndex):
@@ -264,9 +254,10 @@ class EmbeddedIndex(ReplicatedIndex):
         return got[0] if got else await super()._scan_latest(table, scope, use, batch)
 
     async def _read_latest(self, bucket: str, key: str) -> tuple[Entry | None, Entry | None, ObjectManifest | None]:
-        """ReplicatedVersions._read_latest from a copy known to hold every acknowledged write: the two keys read
-        as any others, then the key's newest version only if the bucket has versioning configured, both in the
-        event loop. Without one, as a cluster's gateway reads its replicas (each copy's head in the loop)."""
+        """ReplicatedVersions._read_latest from a copy known to hold every acknowledged write, in the event loop:
+        for a bucket known to be versioned (its record kept here), the key's entry and its versions' run in one
+        read; else the two keys read as any others, then the key's newest version only if the bucket has
+        versioning configured. Without one, as a cluster's gateway reads its replicas (each copy's head)."""
         if self._trusted() is None:
             return await super()._read_latest(bucket, key)
         reads = [("objects", keys.composite(bucket, key))]
@@ -278,30 +269,27 @@ class EmbeddedIndex(ReplicatedIndex):
                 (held,) = got[0].entries
                 if held is not None:
                     self._hlc.observe(held.hlc)
-                return kept, held, await self._newest(prefix, scope, got[0].run, got[0].cut)
+                newest = await self._first_of("versions", prefix, scope, got[0])
+                return kept, held, decode_manifest(newest[1].value) if newest else None
         bucket_e, held = await self._read_many([("buckets", bucket.encode()), *reads])
         if bucket_e is None or bucket_e.tombstone or not versioned(bucket_e.value):
             return bucket_e, held, None
         newest = await self._first_live("versions", prefix, scope)
         return bucket_e, held, decode_manifest(newest[1].value) if newest else None
 
-    async def _newest(
-        self, prefix: bytes, scope: bytes, run: list[tuple[bytes, Entry]], cut: bool
-    ) -> ObjectManifest | None:
-        """The newest version in a trusted copy's run of a key (its merged scan if the run stops short of it)."""
-        known, first = first_live([(run, cut)])
-        if not known:
-            first = await super()._first_live("versions", prefix, scope)
-        if first is not None:
-            self._hlc.observe(first[1].hlc)
-        return decode_manifest(first[1].value) if first else None
-
     async def _first_live(self, table: str, prefix: bytes, scope: bytes) -> tuple[bytes, Entry] | None:
         """A key's newest version (ReplicatedVersions._latest), from a copy known to hold every acknowledged
         write, read right here like a few keys; else by a merged scan."""
         got = await self._alone(lambda c: c.head([], table, prefix, scope, HEAD_RUN))
-        known, first = first_live([(got[0].run, got[0].cut)]) if got else (False, None)
-        if not known:  # no such copy, or more tombstones than a head reads: merged
+        if not got:
+            return await super()._first_live(table, prefix, scope)
+        return await self._first_of(table, prefix, scope, got[0])
+
+    async def _first_of(self, table: str, prefix: bytes, scope: bytes, head: Head) -> tuple[bytes, Entry] | None:
+        """The first live entry of a trusted copy's run of a key; by a merged scan if the run stops short of it
+        (more tombstones than a head reads)."""
+        known, first = first_live([(head.run, head.cut)])
+        if not known:
             return await super()._first_live(table, prefix, scope)
         if first is not None:
             self._hlc.observe(first[1].hlc)
@@ -313,7 +301,7 @@ class EmbeddedIndex(ReplicatedIndex):
         costs a read, not a scan of the bucket. Without one, the bucket's manifests summed over merged scans."""
         if await self.get_bucket(name) is None:
             raise NoSuchBucket(name)
-        got = await self._alone(lambda c: c.total(name)) if self._trusted() is not None else []
+        got = await self._alone(lambda c: c.total(name))
         return Usage(*got[0]) if got else await self._summed_usage(name)
 
     async def _summed_usage(self, name: str) -> Usage:
@@ -433,7 +421,7 @@ class EmbeddedIndex(ReplicatedIndex):
                 continue
             if not frame:  # packed once for every copy's writer
                 self._seq += 1
-                frame = CopyWriter.frame(self._seq, [_item(w) for w in writes])
+                frame = CopyWriter.frame(self._seq, writes)
             writer.send(self._seq, frame, then)
         await done
 
