@@ -6,6 +6,7 @@ import functools
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -166,5 +167,19 @@ def test_totals_are_the_usage_of_the_manifests_kept(writes: list, batch: int) ->
             assert keep_totals(env, dbs) and not keep_totals(env, dbs)
             with env.begin() as txn:
                 assert {b: list(read_total(txn, dbs["totals"], b)) for b in expect} == expect
+        finally:
+            env.close()
+
+
+@given(st.sampled_from([b"", b"\x05", b"\x92\x01\x02", b"\xc1\x00\x00\x00\xff\x81", b"\xff\x00", b"\x81\xa4size\xa1x"]))
+def test_a_manifest_table_merges_only_manifests(value: bytes) -> None:
+    """A replica reads the size of every manifest it merges (for its totals): what is not one, from a peer, is a
+    refused argument (ValueError, a 400), never another error."""
+    item = ("objects", *pack_entry(b"b1\x00k", Entry(1, False, value)))
+    with tempfile.TemporaryDirectory() as tmp:
+        env, dbs = open_env(Path(tmp), STORE_TABLES, map_size=1 << 20)
+        try:
+            with env.begin(write=True) as txn, pytest.raises(ValueError):
+                merge_packed(txn, dbs, [item])
         finally:
             env.close()

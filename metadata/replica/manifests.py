@@ -26,9 +26,16 @@ def decode_manifest(value: bytes, with_inline: bool = True) -> ObjectManifest:
 
 
 def stored_usage(value: bytes | memoryview) -> Usage:
-    """usage_of() the manifest stored as `value`, without decoding it whole (at every write of one)."""
-    d = stored_fields(value[_REVISED_HEAD:] if value[:1] == _REVISED else value)
-    return version_usage(d.get("size", 0), bool(d.get("delete_marker")))
+    """usage_of() the manifest stored as `value`, without decoding it whole (at every write of one). ValueError
+    if it is not a manifest (a replica merges what its peers send)."""
+    try:
+        d = stored_fields(value[_REVISED_HEAD:] if value[:1] == _REVISED else value)
+    except (ValueError, struct.error) as exc:
+        raise ValueError(f"not a stored manifest: {exc}") from None
+    size = d.get("size", 0) if isinstance(d, dict) else None
+    if type(size) is not int or size < 0:
+        raise ValueError("not a stored manifest")
+    return version_usage(size, bool(d.get("delete_marker")))
 
 
 def stored_marker(value: bytes) -> bool:
