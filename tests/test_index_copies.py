@@ -117,6 +117,27 @@ async def test_solo_usage_is_a_complete_copys_total_never_a_stale_ones(solo: Emb
     assert await solo.bucket_usage(name) == want
 
 
+async def test_solo_versioned_get_survives_its_trusted_copy_failing(solo: EmbeddedIndex) -> None:
+    """A GET in a bucket known versioned reads the key and its versions in one read of the trusted copy; if that
+    copy fails, the GET reads a quorum of the others and gets the same newest version."""
+    name = await new_bucket(solo)
+    await solo.set_versioning(name, "Enabled")
+    older, newer = version(name, "k"), version(name, "k")
+    await solo.put_object(older)
+    await solo.put_object(newer)
+    assert await solo.get_bucket(name) is not None  # the record kept: the one-read path
+    got = await solo.get_object(name, "k")
+    assert got is not None and got.s3_version_id == newer.s3_version_id
+    trusted = solo._trusted()
+    assert trusted is not None
+    broken = solo.copies[trusted].store
+    assert broken is not None
+    await broken.close()  # its next read fails
+    got = await solo.get_object(name, "k")
+    assert got is not None and got.s3_version_id == newer.s3_version_id
+    assert solo._trusted() != trusted
+
+
 async def test_the_copies_keep_their_totals_without_a_usage_mirror(solo: EmbeddedIndex) -> None:
     """The copies hold no usage records (a cluster's replicas do, for merged sums): each copy's totals follow its
     manifests, through overwrites, new versions, delete markers and removals, as a merged sum reads them."""

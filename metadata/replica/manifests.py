@@ -17,19 +17,24 @@ _REVISION = struct.Struct(">I")
 _REVISED_HEAD = len(_REVISED) + _REVISION.size
 
 
+def _record(value: bytes | memoryview) -> bytes | memoryview:
+    """The encoded manifest in stored bytes (a revision's head left out)."""
+    return value[_REVISED_HEAD:] if value[:1] == _REVISED else value
+
+
 def revision(value: bytes) -> int:
     return _REVISION.unpack_from(value, len(_REVISED))[0] if value.startswith(_REVISED) else 0
 
 
 def decode_manifest(value: bytes, with_inline: bool = True) -> ObjectManifest:
-    return decode(ObjectManifest, value[_REVISED_HEAD:] if value.startswith(_REVISED) else value, with_inline)
+    return decode(ObjectManifest, _record(value), with_inline)
 
 
 def stored_usage(value: bytes | memoryview) -> Usage:
     """usage_of() the manifest stored as `value`, without decoding it whole (at every write of one). ValueError
     if it is not a manifest (a replica merges what its peers send)."""
     try:
-        d = stored_fields(value[_REVISED_HEAD:] if value[:1] == _REVISED else value)
+        d = stored_fields(_record(value))
     except (ValueError, struct.error) as exc:
         raise ValueError(f"not a stored manifest: {exc}") from None
     size = d.get("size", 0) if isinstance(d, dict) else None
@@ -40,7 +45,7 @@ def stored_usage(value: bytes | memoryview) -> Usage:
 
 def stored_marker(value: bytes) -> bool:
     """Whether the manifest stored as `value` is a delete marker, without decoding it whole (listings)."""
-    return bool(stored_fields(value[_REVISED_HEAD:] if value.startswith(_REVISED) else value).get("delete_marker"))
+    return bool(stored_fields(_record(value)).get("delete_marker"))
 
 
 def manifest(e: Entry | None) -> ObjectManifest | None:

@@ -105,12 +105,21 @@ def merge_packed(txn: lmdb.Transaction, dbs: dict[str, Any], items: Iterable[Ite
                 new = packed_usage(value) if given is None else (int(given[0]), int(given[1]))
                 old = packed_usage(current)
                 if new != old:
-                    change = moved.setdefault(raw[: raw.index(b"\x00")], [0, 0])  # a key is the bucket, 0, ...
-                    change[0] += new[0] - old[0]
-                    change[1] += new[1] - old[1]
+                    _count(moved, raw, new[0] - old[0], new[1] - old[1])
+    _add_totals(txn, dbs, moved)
+    return changed
+
+
+def _count(moved: dict[bytes, list[int]], raw: bytes, size: int, objects: int) -> None:
+    """Add a change of the manifest at LMDB key `raw` to its bucket's (a key is the bucket, 0, the rest)."""
+    change = moved.setdefault(raw[: raw.index(b"\x00")], [0, 0])
+    change[0] += size
+    change[1] += objects
+
+
+def _add_totals(txn: lmdb.Transaction, dbs: dict[str, Any], moved: dict[bytes, list[int]]) -> None:
     for bucket, (size, objects) in moved.items():
         add_total(txn, dbs["totals"], bucket, size, objects)
-    return changed
 
 
 def packed_usage(value: bytes | None) -> tuple[int, int]:
@@ -151,11 +160,8 @@ def keep_totals(env: lmdb.Environment, dbs: dict[str, Any]) -> bool:
             for raw, value in txn.cursor(dbs[name]):
                 size, objects = packed_usage(value)
                 if size or objects:
-                    change = moved.setdefault(raw[: raw.index(b"\x00")], [0, 0])
-                    change[0] += size
-                    change[1] += objects
+                    _count(moved, raw, size, objects)
         txn.drop(dbs["totals"], delete=False)
-        for bucket, (size, objects) in moved.items():
-            add_total(txn, dbs["totals"], bucket, size, objects)
+        _add_totals(txn, dbs, moved)
         txn.put(TOTALS_KEPT, b"1", db=dbs["meta"])
     return True

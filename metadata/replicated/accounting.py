@@ -17,7 +17,7 @@ server's copies of its index carry no mirror (EmbeddedIndex._expand): each copy'
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import msgpack
 
@@ -44,6 +44,21 @@ def mirror(writes: list[Write]) -> list[Write]:
             u = stored_usage(w.entry.value)
             extra.append(Write("usage", w.key, Entry(w.entry.hlc, False, msgpack.packb([u.bytes, u.objects]))))
     return writes + extra if extra else writes
+
+
+def summing(read: Callable[[bytes], Sequence[int]]) -> Callable[[Merged], Awaitable[Usage]]:
+    """A merged scan's use: the (bytes, objects) that read() gives of each live entry, summed."""
+
+    async def total(merged: Merged) -> Usage:
+        u = Usage()
+        while (item := await merged.next()) is not None:
+            if not item[1].tombstone:
+                size, objects = read(item[1].value)
+                u.bytes += size
+                u.objects += objects
+        return u
+
+    return total
 
 
 def event_writes(events: Sequence[EventRecord], ts: int) -> list[Write]:
@@ -99,17 +114,7 @@ class ReplicatedAccounting(Coordinator):
         (e,) = await self._read("buckets", [name.encode()])
         if e is None or e.tombstone:
             raise NoSuchBucket(name)
-
-        async def total(merged: Merged) -> Usage:
-            u = Usage()
-            while (item := await merged.next()) is not None:
-                if not item[1].tombstone:
-                    size, objects = msgpack.unpackb(item[1].value)
-                    u.bytes += size
-                    u.objects += objects
-            return u
-
-        return await self._scan("usage", keys.namespace(name), total)
+        return await self._scan("usage", keys.namespace(name), summing(lambda v: msgpack.unpackb(v)))
 
     async def put_notify_target(self, rec: NotifyTarget) -> None:
         rec.created = rec.created or time.time()

@@ -45,6 +45,7 @@ from metadata.replica.merge import Entry, merge_all
 from metadata.replica.packed import MANIFEST_TABLES
 from metadata.replica.protocol import Head, ReplicaDown, ReplicaFull, Write
 from metadata.replica.store import ReplicaStore
+from metadata.replicated.accounting import summing
 from metadata.replicated.copy_writer import CopyWriter
 from metadata.replicated.drive_copies import FAILURES, DriveCopy, inode_of, set_aside
 from metadata.replicated.index import ReplicatedIndex
@@ -305,15 +306,11 @@ class EmbeddedIndex(ReplicatedIndex):
         return Usage(*got[0]) if got else await self._summed_usage(name)
 
     async def _summed_usage(self, name: str) -> Usage:
-        async def total(merged: Merged) -> Usage:
-            u = Usage()
-            while (item := await merged.next()) is not None:
-                if not item[1].tombstone:
-                    counted = stored_usage(item[1].value)
-                    u.bytes += counted.bytes
-                    u.objects += counted.objects
-            return u
+        def read(value: bytes) -> tuple[int, int]:
+            u = stored_usage(value)
+            return u.bytes, u.objects
 
+        total = summing(read)
         parts = [await self._scan(table, keys.namespace(name), total) for table in MANIFEST_TABLES]
         return Usage(sum(u.bytes for u in parts), sum(u.objects for u in parts))
 
