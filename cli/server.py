@@ -48,10 +48,11 @@ DEFAULT_DRIVES = 6
 
 def layout(
     drives: tuple[str, ...], scheme: Scheme, index: str | None, ec_given: bool
-) -> tuple[list[Path], Path, Scheme, Copies | None]:
+) -> tuple[list[Path], Path, Scheme, Copies | None, tuple[Path, ...]]:
     """The drive directories in set order, the system directory (index and credentials), the EC scheme
     the drives were formatted with, recognised by their format records (storage_node/drive_format.py),
-    and where the index's copies are on the drives (None with --index: one copy in that directory)."""
+    where the index's copies are on the drives (None with --index: one copy in that directory), and the
+    empty drives adopted into lost members' places."""
     if drives:
         paths = [Path(d) for d in drives]
         if len(set(p.resolve() for p in paths)) != len(paths):
@@ -71,11 +72,11 @@ def layout(
     if index:
         system = Path(index)
         _check_origin(system, found.format.deployment, found.new)
-        return found.paths, system, formatted, None
+        return found.paths, system, formatted, None, found.adopted
     # A single-copy index of before: in the drive the format records name, or the default layout's directory.
     legacy = found.system / SYSTEM_DIR if found.system is not None else None if drives else DEFAULT_DATA / "system"
     copies = plan(found, formatted.m, legacy)
-    return found.paths, copies.systems[0], formatted, copies
+    return found.paths, copies.systems[0], formatted, copies, found.adopted
 
 
 ORIGIN = "origin.json"  # in the system directory: {"deployment": ..., "created": epoch seconds of the index}
@@ -153,6 +154,7 @@ class ServerConfig:
     door: FrontDoor = field(default_factory=FrontDoor)  # timeouts and in-flight caps
     console: ConsoleSpec | None = None  # the web console, served by the primary worker
     copies: Copies | None = None  # the index's copies on the drives; None: one LocalIndex in system (--index)
+    adopted: tuple[Path, ...] = ()  # drives adopted into lost members' places at this start (repair fills them)
 
     @property
     def index(self) -> Path:
@@ -166,6 +168,10 @@ def _index_error(cfg: ServerConfig, exc: Exception) -> StartupError:
 async def serve(cfg: ServerConfig, worker: Worker | None = None) -> None:
     """Serve until SIGINT/SIGTERM: the whole server, or one of its `--workers` processes."""
     drives = await open_local_drives(cfg.paths, keep_tmp=worker is not None)
+    started = time.time()
+    for d in drives:
+        if d.root in cfg.adopted:  # shown as rebuilding, and scanned for at once, like one adopted while serving
+            d.adopted_at_start(started)
     # Background repair, scans, scrubbing, admin jobs and rebuilding index copies run in one process.
     primary = worker is None or worker.number == PRIMARY
     index: Index
@@ -301,7 +307,7 @@ def server(
         host, port = parse_listen(listen)
         tls = server_tls(tls_cert, tls_key)
         ec_given = click.get_current_context().get_parameter_source("ec") != click.core.ParameterSource.DEFAULT
-        paths, system, scheme, copies = layout(drives, Scheme.parse(ec), index, ec_given)
+        paths, system, scheme, copies, adopted = layout(drives, Scheme.parse(ec), index, ec_given)
         if copies is not None:
             prepare(copies)  # checks every copy, migrates an index of before; refuses without a quorum
             creds, created = system_files(copies, _deployment(paths[0]))
@@ -322,6 +328,7 @@ def server(
             front_door,
             console_spec(console, console_session, port),
             copies,
+            adopted,
         )
         if workers > 1:
             sys.exit(serve_workers(cfg, workers))

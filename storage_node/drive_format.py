@@ -74,6 +74,7 @@ class AssembledSet:
     format: DriveFormat  # the set's record (its "id" is that of the first member)
     system: Path | None  # the drive directory holding the system directory, None when it lives elsewhere
     new: bool = False  # formatted by this start over empty drives: nothing on them predates this start
+    adopted: tuple[Path, ...] = ()  # empty drives this start adopted into lost members' places: repair fills them
 
 
 def assemble(paths: list[Path], ec: str, ec_given: bool, external_system: bool) -> AssembledSet:
@@ -126,11 +127,13 @@ def assemble(paths: list[Path], ec: str, ec_given: bool, external_system: bool) 
     system_dir = by_id[record.system] / SYSTEM_DIR if record.system in by_id else None
     if system_dir is not None and not external_system and not system_dir.is_dir():
         raise SetRefused(f"{system_dir} (the index and credentials) is missing; restore it, or start with --index DIR")
+    adopted = []
     for p, member_id in zip(empty, missing, strict=False):  # adopt: the empty drive becomes the lost member
         write_format(p, DriveFormat(member_id, deployment, record.ec, record.set, record.system))
         by_id[member_id] = p
+        adopted.append(p)
     ordered = [by_id[d] for d in record.set if d in by_id]
-    return AssembledSet(ordered, record, by_id.get(record.system))
+    return AssembledSet(ordered, record, by_id.get(record.system), adopted=tuple(adopted))
 
 
 def _enough(paths: list[Path], ec: str) -> None:

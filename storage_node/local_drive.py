@@ -97,6 +97,11 @@ class LocalDrive:
     def fragment_path(self, fid: FragmentId) -> Path:
         return self._fragments / shard_name(fid) / fid.name
 
+    def adopted_at_start(self, when: float) -> None:
+        """This drive was adopted into a lost member's place as the server started (drive_format.assemble), before
+        it was opened: it counts as adopted then, as one the watch adopts does (status, and a scan to refill it)."""
+        self.health = DriveHealth(self.health.state, self.health.detail, when)
+
     async def check(self, adopt: bool) -> Verdict:
         """Look at the drive now and update `health`; an empty directory in its place is adopted (when
         `adopt`). A check that takes longer than CHECK_TIMEOUT (a hung disk) finds it offline."""
