@@ -41,6 +41,11 @@ def cpu_seconds(pid: int) -> float:
     return total / _TICK
 
 
+def own_cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process alone (all its threads, none of its children), in seconds."""
+    return sum(int(f) for f in _stat(pid)[11:13]) / _TICK
+
+
 def peak_rss(pid: int) -> int | None:
     """VmHWM of a live process (None once it is gone, e.g. a node the degraded runs killed)."""
     try:

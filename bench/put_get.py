@@ -19,7 +19,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,17 +94,17 @@ def get(s3: Any, size: int) -> int:
 
 
 @contextlib.contextmanager
-def embedded_server(base: Path | None = None) -> Iterator[Launched]:
+def embedded_server(base: Path | None = None, flags: Sequence[str] = ()) -> Iterator[Launched]:
     """A `tessera server` on six drives under `base` (else a temporary directory, removed after) with the bench's
-    credentials, stopped on the way out."""
+    credentials and `flags`, stopped on the way out."""
     if base is None:
-        with tempfile.TemporaryDirectory(prefix="tessera-bench-") as tmp, embedded_server(Path(tmp)) as run:
+        with tempfile.TemporaryDirectory(prefix="tessera-bench-") as tmp, embedded_server(Path(tmp), flags) as run:
             yield run
         return
     env = {**os.environ, "TESSERA_ACCESS_KEY": ACCESS, "TESSERA_SECRET_KEY": SECRET}
     base.mkdir(parents=True, exist_ok=True)
     drives = [str(base / f"d{i}") for i in range(6)]
-    run = launch(["server", *drives, "--listen", "127.0.0.1:0"], env, base / "server.log")
+    run = launch(["server", *drives, "--listen", "127.0.0.1:0", *flags], env, base / "server.log")
     try:
         yield run
     finally:
