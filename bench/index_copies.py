@@ -80,10 +80,12 @@ def _machine_busy() -> int:
     return sum(fields) - fields[3] - fields[4]
 
 
-def _floor_writer(path: str, batch: int, commits: int, start: Any, done: Any) -> None:
-    """Write `commits` synced transactions, then tell `done` the CPU seconds they took (not the start's)."""
+def _floor_writer(path: str, batch: int, commits: int, ready: Any, start: Any, done: Any) -> None:
+    """Open the environment, say so on `ready`, write `commits` synced transactions once `start` is set, then
+    tell `done` the CPU seconds they took (not the start's)."""
     env, dbs = open_env(Path(path), ["objects"])
     value = os.urandom(VALUE)
+    ready.put(True)
     start.wait()
     t = os.times()
     seq = 0
@@ -100,15 +102,16 @@ def _floor_writer(path: str, batch: int, commits: int, start: Any, done: Any) ->
 def floor(writers: int, batch: int, commits: int) -> dict[str, float]:
     """Machine and writers' CPU per PUT (µs) and PUTs/s of `writers` synced LMDB environments written at once."""
     ctx = multiprocessing.get_context("spawn")
-    start, done = ctx.Event(), ctx.Queue()
+    ready, start, done = ctx.Queue(), ctx.Event(), ctx.Queue()
     with tempfile.TemporaryDirectory(prefix="tessera-bench-floor-") as tmp:
         procs = [
-            ctx.Process(target=_floor_writer, args=(os.path.join(tmp, str(i)), batch, commits, start, done))
+            ctx.Process(target=_floor_writer, args=(os.path.join(tmp, str(i)), batch, commits, ready, start, done))
             for i in range(writers)
         ]
         for p in procs:
             p.start()
-        time.sleep(1.0)  # the writers have opened their environments (a start is well under a second)
+        for _ in procs:  # every writer started and opened: the machine's CPU counted from here is the writes'
+            ready.get(timeout=120)
         busy, t = _machine_busy(), time.perf_counter()
         start.set()
         own = 0.0

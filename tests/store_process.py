@@ -3,8 +3,10 @@ stops every store a test made, even when the test fails."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ from typing import Any
 import boto3
 import pytest
 
-from cli.launch import Launched, launch, stop
+from cli.launch import Launched, launch, stop, tessera_command
 from gateway.objects.layer import INLINE_MAX
 from tests.server_process import CLEAN_ENV
 
@@ -50,6 +52,19 @@ class Store:
             aws_secret_access_key=secret,
             region_name="us-east-1",
         )
+
+    def status(self) -> dict[str, Any]:
+        """`tessera admin status --json` of the running store, as its user would ask for it."""
+        assert self.running is not None
+        res = subprocess.run(
+            [*tessera_command(), "admin", "--endpoint", self.running.endpoint, "status", "--json"],
+            env={**os.environ, **dict(kv.split("=", 1) for kv in self.creds.split())},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert res.returncode == 0, res.stdout + res.stderr
+        return json.loads(res.stdout)  # type: ignore[no-any-return]
 
     def read_back(self, objects: dict[str, bytes]) -> None:
         s3 = self.client()

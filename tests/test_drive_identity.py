@@ -11,7 +11,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -78,19 +77,6 @@ def test_empty_drives_are_adopted_and_repaired(filled: tuple[Store, dict[str, by
     store.read_back(objects)
 
 
-def _status(store: Store) -> dict[str, Any]:
-    assert store.running is not None
-    res = subprocess.run(
-        [sys.executable, "-m", "cli.main", "admin", "--endpoint", store.running.endpoint, "status", "--json"],
-        env={**os.environ, **dict(kv.split("=", 1) for kv in store.creds.split())},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert res.returncode == 0, res.stdout + res.stderr
-    return json.loads(res.stdout)  # type: ignore[no-any-return]
-
-
 def test_drives_replaced_before_a_start_show_as_adopted_and_are_refilled_without_a_command(
     filled: tuple[Store, dict[str, bytes]],
 ) -> None:
@@ -101,7 +87,7 @@ def test_drives_replaced_before_a_start_show_as_adopted_and_are_refilled_without
     for d in replaced:
         _replace_with_empty(d)
     store.start()
-    drives = {d["path"]: d for n in _status(store)["nodes"] for d in n["drives"]}
+    drives = {d["path"]: d for n in store.status()["nodes"] for d in n["drives"]}
     for d in store.drives:
         doc = drives[str(d)]
         if d in replaced:
@@ -110,7 +96,7 @@ def test_drives_replaced_before_a_start_show_as_adopted_and_are_refilled_without
             assert doc["adopted"] == 0 and doc["state"] == "ok", doc
 
     def settled() -> bool:
-        doc = _status(store)
+        doc = store.status()
         states = {d["path"]: d["state"] for n in doc["nodes"] for d in n["drives"]}
         copies = {w["name"]: w for w in doc["workers"]}["index-copies"]["counters"]
         refilled = all(list((d / "fragments").rglob("*.*.*")) for d in replaced)
@@ -118,7 +104,7 @@ def test_drives_replaced_before_a_start_show_as_adopted_and_are_refilled_without
 
     deadline = time.monotonic() + 60
     while not settled():  # no `admin repair`: the adoption's own scan queues the repairs
-        assert time.monotonic() < deadline, _status(store)
+        assert time.monotonic() < deadline, store.status()
         time.sleep(0.25)
     assert "drive(s) adopted: scanning" in (store.base / "server.log").read_text()
     store.stop()

@@ -40,9 +40,7 @@ def _admin(store: Store, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _copies_status(store: Store) -> dict[str, Any]:
-    res = _admin(store, "status", "--json")
-    assert res.returncode == 0, res.stderr
-    workers = {w["name"]: w for w in json.loads(res.stdout)["workers"]}
+    workers = {w["name"]: w for w in store.status()["workers"]}
     return workers["index-copies"]["counters"]  # type: ignore[no-any-return]
 
 
