@@ -193,6 +193,8 @@ async def serve(cfg: ServerConfig, worker: Worker | None = None) -> None:
     others = [users.refresher, scrubber.worker, watch.worker]
     if isinstance(index, EmbeddedIndex) and primary:
         others.append(index.worker)  # the copies' rebuilding shows in `admin status`
+    if isinstance(index, EmbeddedIndex):
+        gw.index_copies = index.copy_states
     gw.maintenance = Maintenance(index, layer, cfg.care, scrub=scrub, busy=gw.busy, others=others)
     if worker is not None:
         gw.siblings = Siblings(worker.run_dir, worker.number, worker.count)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.accounts.users import UserDirectory
 from gateway.care.maintenance import Maintenance
@@ -54,6 +55,8 @@ class Gateway:
     readiness: Callable[[], Awaitable[str | None]] | None = None  # None when ready, else the reason
     maintenance: Maintenance | None = None  # the repairer, scans, GC and admin jobs
     meta_addresses: tuple[str, ...] = ()  # the metadata services, for status; () for a local index
+    # The embedded server's index copies as status lists them ({address, ok, error} each); None: no copies.
+    index_copies: Callable[[], list[dict[str, Any]]] | None = None
     inflight: int = 0  # client requests being served now: background repair yields to them
     siblings: Siblings | None = None  # the server's other worker processes, when it has several
     limits: Limits = field(default_factory=Limits)

@@ -112,6 +112,11 @@ def test_two_wiped_copies_are_rebuilt_while_serving(filled: tuple[Store, dict[st
     _check_user(store, user)
     _wait_all_copies_ready(store)
     assert (store.drives[0] / ".tessera-system" / "credentials.json").exists()
+    # `admin status` lists the copies as the index's replicas, each by its directory on its drive.
+    meta = store.status()["metadata"]
+    holders = [d for d in store.drives if (_copy(d) / "data.mdb").exists()]
+    assert sorted(m["address"] for m in meta) == sorted(str(_copy(d)) for d in holders) and len(meta) == COPIES
+    assert all(m["ok"] and not m["error"] for m in meta), meta
 
 
 def test_drives_replaced_twice_lose_nothing(filled: tuple[Store, dict[str, bytes], dict[str, str]]) -> None:

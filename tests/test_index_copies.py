@@ -316,6 +316,28 @@ async def test_a_copy_whose_drive_is_wiped_while_serving_is_rebuilt(tmp_path: Pa
         await index.close()
 
 
+async def test_copy_states_say_which_copies_serve_and_why_the_others_do_not(tmp_path: Path) -> None:
+    """What `admin status` lists as the index's replicas: every copy by its directory; one switched off with its
+    reason, one not yet rebuilt as such, until the heal makes them whole again."""
+    index, name, mans = await _renewing_with_objects(tmp_path)
+    try:
+        states = index.copy_states()
+        assert [s["address"] for s in states] == [str(tmp_path / f"c{i}") for i in range(N)]
+        assert all(s["ok"] and s["error"] == "" for s in states)
+        index.copies[2]._down(lmdb.CorruptedError("mdb_cursor_get: MDB_CORRUPTED: Located page was wrong type"))
+        fresh = index.copies[4].store
+        assert fresh is not None
+        fresh.initialized = False  # as a copy made again on an adopted drive is, until anti-entropy filled it
+        states = index.copy_states()
+        assert [s["ok"] for s in states] == [True, True, False, True, False]
+        assert "MDB_CORRUPTED" in states[2]["error"] and states[4]["error"].startswith("rebuilding")
+        index.start(heal=True)
+        await until(lambda: all(s["ok"] for s in index.copy_states()))
+        assert await index.get_object(name, "k7") == mans[7]
+    finally:
+        await index.close()
+
+
 async def test_copies_out_of_room_answer_index_full(embedded: EmbeddedIndex) -> None:
     """Full disks under a quorum of copies: IndexFull (503 SlowDown to the client), not unavailable."""
     name = await new_bucket(embedded)

@@ -127,6 +127,8 @@ async def status(gw: Gateway, request: web.Request, params: dict[str, str]) -> w
         timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             meta = list(await asyncio.gather(*(_probe(session, a) for a in gw.meta_addresses)))
+    elif gw.index_copies is not None:
+        meta = gw.index_copies()
     else:
         meta = [{"address": "local", "ok": True, "error": ""}]
     st = m.repairer.stats

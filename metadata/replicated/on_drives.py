@@ -143,6 +143,15 @@ class EmbeddedIndex(ReplicatedIndex):
     def ready(self) -> int:
         return sum(c.ready for c in self.copies)
 
+    def copy_states(self) -> list[dict[str, Any]]:
+        """Each copy as `admin status` lists the index's replicas: where it is, whether it serves, and if not why
+        (switched off or set aside and why, or being rebuilt)."""
+        states = []
+        for c in self.copies:
+            why = "" if c.ready else c.why or "rebuilding: answers reads once it holds what the others hold"
+            states.append({"address": c.name, "ok": c.ready, "error": why})
+        return states
+
     def counters(self) -> dict[str, Any]:
         rebuilding = [c.name for c in self.copies if c.store is not None and not c.store.initialized]
         return {
