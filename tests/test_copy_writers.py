@@ -14,6 +14,7 @@ from pathlib import Path
 
 import msgpack
 import pytest
+from botocore.exceptions import ClientError
 
 from bench.proc_stats import children
 from metadata.lmdb_open import open_env
@@ -170,12 +171,17 @@ def test_copies_on_full_drives_answer_slowdown_and_take_writes_again(tmp_path: P
         for key, body in stored.items():
             assert s3.get_object(Bucket="full", Key=key)["Body"].read() == body, key
         # The refused PUT may be on the two copies that had room (as a write whose answer a client never got
-        # may be): then it shows whole, never half. Nothing else does.
+        # may be): then it shows whole, never half. Nothing else does. Until a copy is proven to hold every
+        # acknowledged write, reads merge a quorum of copies, and one of the three full ones does not meet it:
+        # a refused write may or may not have been applied (docs/consistency.md), also from one read to the next.
         listed = {o["Key"] for o in s3.list_objects_v2(Bucket="full").get("Contents", [])}
         refused = f"k{len(stored)}"
         assert set(stored) <= listed <= set(stored) | {refused}
         if refused in listed:
-            assert len(s3.get_object(Bucket="full", Key=refused)["Body"].read()) == 60_000
+            try:
+                assert len(s3.get_object(Bucket="full", Key=refused)["Body"].read()) == 60_000
+            except ClientError as exc:
+                assert exc.response["Error"]["Code"] == "NoSuchKey", exc.response
         for filler in fillers:
             filler.unlink()
         s3.put_object(Bucket="full", Key="after", Body=b"room again")
